@@ -1,0 +1,624 @@
+//! The membership actor: who is in the cluster, how each member is doing, and whether there is a
+//! quorum. It owns the durable member records (id, address, metadata), starts one supervised
+//! [`NodeActor`] per member, probes each with heartbeats, and publishes `node_joined`, `node_left`,
+//! `node_health_change`, `quorum_lost` and `quorum_restored` when those facts change.
+//!
+//! `cluster.nodes` bootstraps the membership of a fresh data directory; after that the durable
+//! membership wins (like etcd's `initial-cluster`), so nodes added or removed at run time stay so
+//! across restarts.
+//!
+//! Every change is written to the store (in `spawn_blocking`, with the actor waiting so changes
+//! stay in order) before it is applied and answered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::actors::cluster::node::NodeActor;
+use crate::actors::registry::EventRegistry;
+use crate::messages::cluster::*;
+use crate::messages::events::*;
+use crate::messages::registry::Publish;
+use crate::metrics::Metrics;
+use crate::storage::{RecordTable, Store};
+
+/// Timing of the failure detector, from `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct MembershipSettings {
+    /// How often every node is probed.
+    pub heartbeat_interval: Duration,
+    /// A node silent longer than this is `unreachable` (an election timeout, so Raft will agree).
+    pub unreachable_after: Duration,
+    /// A node silent longer than this (but not yet unreachable) is `degraded`.
+    pub degraded_after: Duration,
+}
+
+impl MembershipSettings {
+    pub fn from_config(c: &crate::config::ClusterConfig) -> Self {
+        let tick = Duration::from_millis(c.tick_ms);
+        let heartbeat_interval = tick * c.heartbeat_tick.max(1) as u32;
+        MembershipSettings {
+            heartbeat_interval,
+            unreachable_after: tick * c.election_tick.max(1) as u32,
+            degraded_after: heartbeat_interval * 3,
+        }
+    }
+}
+
+/// The role every member has until Raft assigns leader and followers.
+const ROLE: &str = "voter";
+
+struct Member {
+    record: NodeRecord,
+    /// `None` while crashed: the membership actor is the only holder of a node's address, and
+    /// letting go of it is what keeps the supervisor from bringing a crashed node back.
+    addr: Option<Addr<NodeActor>>,
+    health: NodeHealth,
+    reason: String,
+    /// When the current actor started: silence is counted from here until the first answer.
+    started_at: Instant,
+    last_answer: Option<Instant>,
+    last_rtt: Option<Duration>,
+    heartbeat_in_flight: bool,
+    restarts: u64,
+    crashed_at_ms: Option<i64>,
+}
+
+pub struct MembershipActor {
+    settings: MembershipSettings,
+    store: Arc<Store>,
+    registry: Addr<EventRegistry>,
+    metrics: Arc<Metrics>,
+    members: BTreeMap<String, Member>,
+    had_quorum: bool,
+    /// Records to start with, loaded at startup.
+    initial: Vec<(NodeRecord, Option<String>)>,
+}
+
+impl MembershipActor {
+    /// Loads the durable membership, or bootstraps it from `bootstrap_nodes` on a fresh store.
+    /// Blocks on the store: call it at startup, before actors run.
+    pub fn load(
+        settings: MembershipSettings,
+        bootstrap_nodes: &[String],
+        store: Arc<Store>,
+        registry: Addr<EventRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ClusterError> {
+        let storage = |e: crate::storage::StorageError| ClusterError::Storage { message: e.to_string() };
+        let rows = store.list_records(RecordTable::ClusterNodes).map_err(storage)?;
+        let bootstrapped = store.get_meta("membership_bootstrapped").map_err(storage)?.is_some();
+        let mut initial = Vec::new();
+        if bootstrapped {
+            for (id, bytes) in rows {
+                match serde_json::from_slice::<NodeRecord>(&bytes) {
+                    Ok(record) => initial.push((record, None)),
+                    Err(e) => {
+                        return Err(ClusterError::Storage {
+                            message: format!("member record '{id}' is unreadable: {e}"),
+                        })
+                    }
+                }
+            }
+        } else {
+            for id in bootstrap_nodes {
+                let record = NodeRecord {
+                    node_id: id.clone(),
+                    address: String::new(),
+                    metadata: NodeMetadata::new(),
+                    joined_at_ms: now_ms(),
+                };
+                let bytes = serde_json::to_vec(&record)
+                    .map_err(|e| ClusterError::Storage { message: e.to_string() })?;
+                store.put_record(RecordTable::ClusterNodes, id, &bytes).map_err(storage)?;
+                initial.push((record, Some("bootstrap".to_string())));
+            }
+            store.put_meta("membership_bootstrapped", 1).map_err(storage)?;
+        }
+        Ok(MembershipActor {
+            settings,
+            store,
+            registry,
+            metrics,
+            members: BTreeMap::new(),
+            had_quorum: true,
+            initial,
+        })
+    }
+
+    fn publish(&self, severity: Severity, source: String, payload: EventPayload) {
+        self.registry.do_send(Publish { event: Event::now(severity, source, payload) });
+    }
+
+    fn start_node(&self, node_id: &str) -> Addr<NodeActor> {
+        NodeActor::new(node_id.to_string(), self.registry.clone(), self.metrics.clone()).start_supervised()
+    }
+
+    fn new_member(&self, record: NodeRecord) -> Member {
+        let addr = self.start_node(&record.node_id);
+        Member {
+            record,
+            addr: Some(addr),
+            health: NodeHealth::Healthy,
+            reason: "started".into(),
+            started_at: Instant::now(),
+            last_answer: None,
+            last_rtt: None,
+            heartbeat_in_flight: false,
+            restarts: 0,
+            crashed_at_ms: None,
+        }
+    }
+
+    fn quorum(&self) -> (usize, usize, usize, bool) {
+        let total = self.members.len();
+        let up = self.members.values().filter(|m| m.health.is_up()).count();
+        let quorum_size = total / 2 + 1;
+        (up, total, quorum_size, total > 0 && up >= quorum_size)
+    }
+
+    fn cluster_health(&self) -> ClusterHealthStatus {
+        let (_, total, _, has_quorum) = self.quorum();
+        let all_healthy = self.members.values().all(|m| m.health == NodeHealth::Healthy);
+        if total > 0 && !has_quorum {
+            ClusterHealthStatus::Critical
+        } else if all_healthy {
+            ClusterHealthStatus::Healthy
+        } else {
+            ClusterHealthStatus::Degraded
+        }
+    }
+
+    fn view(&self, m: &Member) -> NodeView {
+        let now = Instant::now();
+        NodeView {
+            node_id: m.record.node_id.clone(),
+            address: m.record.address.clone(),
+            role: ROLE.into(),
+            status: m.health,
+            status_reason: m.reason.clone(),
+            metadata: m.record.metadata.clone(),
+            joined_at_ms: m.record.joined_at_ms,
+            heartbeat_age_ms: match (&m.addr, m.last_answer) {
+                (Some(_), Some(t)) => Some(now.duration_since(t).as_millis() as u64),
+                _ => None,
+            },
+            heartbeat_rtt_micros: m.last_rtt.map(|d| d.as_micros() as u64),
+            restarts: m.restarts,
+            crashed: m.addr.is_none(),
+            term: None,
+            commit_index: None,
+            applied_index: None,
+        }
+    }
+
+    fn node_view(&self, node_id: &str) -> Result<NodeView, ClusterError> {
+        self.members
+            .get(node_id)
+            .map(|m| self.view(m))
+            .ok_or_else(|| ClusterError::NodeNotFound { node_id: node_id.to_string() })
+    }
+
+    /// Real measurements of a member, for `node_health_change`.
+    fn measurements(m: &Member, now: Instant) -> BTreeMap<String, f64> {
+        let mut metrics = BTreeMap::new();
+        let silent_since = m.last_answer.unwrap_or(m.started_at);
+        if m.addr.is_some() {
+            metrics.insert("heartbeat_age_ms".into(), now.duration_since(silent_since).as_millis() as f64);
+        }
+        if let Some(rtt) = m.last_rtt {
+            metrics.insert("heartbeat_rtt_micros".into(), rtt.as_micros() as f64);
+        }
+        metrics.insert("restarts".into(), m.restarts as f64);
+        metrics
+    }
+
+    /// Moves `node_id` to `new` health and publishes the change, then re-evaluates quorum.
+    fn set_health(&mut self, node_id: &str, new: NodeHealth, reason: String) {
+        let now = Instant::now();
+        let Some(m) = self.members.get_mut(node_id) else { return };
+        m.reason = reason.clone();
+        if m.health == new {
+            return;
+        }
+        let old = m.health;
+        m.health = new;
+        let metrics = Self::measurements(m, now);
+        let (up, total, _, _) = self.quorum();
+        let severity = match new {
+            NodeHealth::Healthy => Severity::Info,
+            NodeHealth::Degraded => Severity::Warning,
+            NodeHealth::Unreachable | NodeHealth::Failed => Severity::Error,
+        };
+        tracing::info!(node_id, old = old.as_str(), new = new.as_str(), %reason, "node health changed");
+        self.publish(
+            severity,
+            format!("node:{node_id}"),
+            EventPayload::NodeHealthChange(NodeHealthChange {
+                node_id: node_id.to_string(),
+                old_status: old,
+                new_status: new,
+                role: ROLE.into(),
+                reason,
+                metrics,
+                cluster_status: self.cluster_health(),
+                healthy_nodes: up,
+                total_nodes: total,
+            }),
+        );
+        self.check_quorum();
+    }
+
+    fn check_quorum(&mut self) {
+        let (up, total, quorum_size, has_quorum) = self.quorum();
+        if has_quorum == self.had_quorum {
+            return;
+        }
+        self.had_quorum = has_quorum;
+        let change = QuorumChange { healthy_nodes: up, total_nodes: total, quorum_size, has_quorum };
+        if has_quorum {
+            self.publish(Severity::Info, "cluster:membership".into(), EventPayload::QuorumRestored(change));
+        } else {
+            self.publish(Severity::Critical, "cluster:membership".into(), EventPayload::QuorumLost(change));
+        }
+    }
+
+    fn membership_event(&self, joined: bool, record: &NodeRecord, reason: &str) {
+        let (_, total, _, has_quorum) = self.quorum();
+        let change = NodeMembershipChange {
+            node_id: record.node_id.clone(),
+            node_address: record.address.clone(),
+            node_role: ROLE.into(),
+            reason: reason.to_string(),
+            cluster_size: total,
+            has_quorum,
+        };
+        let source = format!("node:{}", record.node_id);
+        if joined {
+            self.publish(Severity::Info, source, EventPayload::NodeJoined(change));
+        } else {
+            self.publish(Severity::Warning, source, EventPayload::NodeLeft(change));
+        }
+    }
+
+    /// Probes every live node that is not already being probed.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let sent_at = Instant::now();
+        let timeout = self.settings.unreachable_after;
+        let mut targets = Vec::new();
+        for (id, m) in self.members.iter_mut() {
+            let Some(addr) = m.addr.clone() else { continue };
+            if m.heartbeat_in_flight {
+                continue;
+            }
+            m.heartbeat_in_flight = true;
+            targets.push((id.clone(), addr));
+        }
+        for (id, addr) in targets {
+            ctx.spawn(addr.send(Heartbeat { sent_at }).timeout(timeout).into_actor(self).map(
+                move |res, act, _| {
+                    let Some(m) = act.members.get_mut(&id) else { return };
+                    m.heartbeat_in_flight = false;
+                    if let Ok(Ok(ack)) = res {
+                        let now = Instant::now();
+                        m.last_answer = Some(now);
+                        m.last_rtt = Some(now.duration_since(ack.sent_at));
+                        m.restarts = ack.restarts;
+                    }
+                },
+            ));
+        }
+        self.evaluate();
+    }
+
+    /// Classifies every member from how long it has been silent.
+    fn evaluate(&mut self) {
+        let now = Instant::now();
+        let mut changes = Vec::new();
+        for (id, m) in &self.members {
+            if m.addr.is_none() {
+                continue;
+            }
+            let silent = now.duration_since(m.last_answer.unwrap_or(m.started_at));
+            let (health, reason) = if silent > self.settings.unreachable_after {
+                (NodeHealth::Unreachable, format!("no heartbeat answer for {} ms", silent.as_millis()))
+            } else if silent > self.settings.degraded_after {
+                (NodeHealth::Degraded, format!("heartbeat answer late by {} ms", silent.as_millis()))
+            } else {
+                (NodeHealth::Healthy, "answering heartbeats".to_string())
+            };
+            if health != m.health {
+                changes.push((id.clone(), health, reason));
+            }
+        }
+        for (id, health, reason) in changes {
+            self.set_health(&id, health, reason);
+        }
+    }
+
+    /// Runs a blocking store write, then `apply` on the actor, holding other messages back until
+    /// both are done so that changes are durable and applied in the order they arrived.
+    fn persist_then<R: 'static>(
+        &mut self,
+        write: impl FnOnce(&Store) -> Result<(), crate::storage::StorageError> + Send + 'static,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, ClusterError> + 'static,
+    ) -> AtomicResponse<Self, Result<R, ClusterError>> {
+        let store = self.store.clone();
+        let fut = actix_web::rt::task::spawn_blocking(move || write(&store));
+        // AtomicResponse runs the future with `ctx.wait`: no other message is handled until the
+        // write is durable and applied, so checks made before the write still hold after it.
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(())) => apply(act, ctx),
+            Ok(Err(e)) => Err(ClusterError::Storage { message: e.to_string() }),
+            Err(e) => Err(ClusterError::Storage { message: e.to_string() }),
+        })))
+    }
+}
+
+impl Actor for MembershipActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        for (record, join_reason) in std::mem::take(&mut self.initial) {
+            let id = record.node_id.clone();
+            let member = self.new_member(record);
+            self.members.insert(id.clone(), member);
+            if let Some(reason) = join_reason {
+                if let Some(m) = self.members.get(&id) {
+                    self.membership_event(true, &m.record, &reason);
+                }
+            }
+        }
+        self.had_quorum = self.quorum().3;
+        tracing::info!(members = self.members.len(), "cluster membership started");
+        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.probe(ctx));
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        for m in self.members.values_mut() {
+            if let Some(addr) = m.addr.take() {
+                addr.do_send(StopNode);
+            }
+        }
+        Running::Stop
+    }
+}
+
+type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
+
+fn refuse<T: 'static>(e: ClusterError) -> Answer<T> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))))
+}
+
+impl Handler<AddNode> for MembershipActor {
+    type Result = Answer<NodeView>;
+    fn handle(&mut self, msg: AddNode, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(reason) = validate_id(&msg.node_id) {
+            return refuse(ClusterError::InvalidNodeId { node_id: msg.node_id, reason });
+        }
+        if self.members.contains_key(&msg.node_id) {
+            return refuse(ClusterError::NodeExists { node_id: msg.node_id });
+        }
+        let address = msg.address.unwrap_or_default();
+        if address.len() > 256 {
+            return refuse(ClusterError::InvalidField {
+                field: "address".into(),
+                reason: "at most 256 characters".into(),
+            });
+        }
+        let record = NodeRecord {
+            node_id: msg.node_id.clone(),
+            address,
+            metadata: msg.metadata,
+            joined_at_ms: now_ms(),
+        };
+        let bytes = match serde_json::to_vec(&record) {
+            Ok(b) => b,
+            Err(e) => return refuse(ClusterError::Storage { message: e.to_string() }),
+        };
+        let id = msg.node_id;
+        let key = id.clone();
+        self.persist_then(
+            move |s| s.put_record(RecordTable::ClusterNodes, &key, &bytes),
+            move |act, _ctx| {
+                let member = act.new_member(record);
+                act.members.insert(id.clone(), member);
+                if let Some(m) = act.members.get(&id) {
+                    act.membership_event(true, &m.record, "added by operator");
+                }
+                act.check_quorum();
+                act.node_view(&id)
+            },
+        )
+    }
+}
+
+impl Handler<RemoveNode> for MembershipActor {
+    type Result = Answer<()>;
+    fn handle(&mut self, msg: RemoveNode, _ctx: &mut Self::Context) -> Self::Result {
+        if !self.members.contains_key(&msg.node_id) {
+            return refuse(ClusterError::NodeNotFound { node_id: msg.node_id });
+        }
+        let id = msg.node_id;
+        let key = id.clone();
+        self.persist_then(
+            move |s| s.delete_record(RecordTable::ClusterNodes, &key),
+            move |act, _ctx| {
+                let Some(mut m) = act.members.remove(&id) else {
+                    return Err(ClusterError::NodeNotFound { node_id: id });
+                };
+                if let Some(addr) = m.addr.take() {
+                    addr.do_send(StopNode);
+                }
+                act.membership_event(false, &m.record, "removed by operator");
+                act.check_quorum();
+                Ok(())
+            },
+        )
+    }
+}
+
+impl Handler<UpdateNodeMetadata> for MembershipActor {
+    type Result = Answer<NodeView>;
+    fn handle(&mut self, msg: UpdateNodeMetadata, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(m) = self.members.get(&msg.node_id) else {
+            return refuse(ClusterError::NodeNotFound { node_id: msg.node_id });
+        };
+        let mut record = m.record.clone();
+        for (k, v) in msg.patch {
+            if v.is_null() {
+                record.metadata.remove(&k);
+            } else {
+                record.metadata.insert(k, v);
+            }
+        }
+        let bytes = match serde_json::to_vec(&record) {
+            Ok(b) => b,
+            Err(e) => return refuse(ClusterError::Storage { message: e.to_string() }),
+        };
+        if bytes.len() > 64 * 1024 {
+            return refuse(ClusterError::InvalidField {
+                field: "metadata".into(),
+                reason: "a node's metadata may hold at most 64 KiB".into(),
+            });
+        }
+        let id = msg.node_id;
+        let key = id.clone();
+        self.persist_then(
+            move |s| s.put_record(RecordTable::ClusterNodes, &key, &bytes),
+            move |act, _ctx| {
+                let m = act
+                    .members
+                    .get_mut(&id)
+                    .ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
+                m.record = record;
+                act.node_view(&id)
+            },
+        )
+    }
+}
+
+impl Handler<ListNodes> for MembershipActor {
+    type Result = MessageResult<ListNodes>;
+    fn handle(&mut self, _: ListNodes, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.members.values().map(|m| self.view(m)).collect())
+    }
+}
+
+impl Handler<GetNode> for MembershipActor {
+    type Result = Result<NodeView, ClusterError>;
+    fn handle(&mut self, msg: GetNode, _ctx: &mut Self::Context) -> Self::Result {
+        self.node_view(&msg.node_id)
+    }
+}
+
+impl Handler<CrashNode> for MembershipActor {
+    type Result = Result<(), ClusterError>;
+    fn handle(&mut self, msg: CrashNode, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.node_id;
+        let m = self
+            .members
+            .get_mut(&id)
+            .ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
+        let addr = m.addr.take().ok_or_else(|| ClusterError::AlreadyCrashed { node_id: id.clone() })?;
+        addr.do_send(Crash);
+        // Dropping the last address here is what keeps the supervisor from restarting it.
+        drop(addr);
+        m.crashed_at_ms = Some(now_ms());
+        m.heartbeat_in_flight = false;
+        m.last_answer = None;
+        self.set_health(&id, NodeHealth::Failed, "crashed by fault injection".into());
+        Ok(())
+    }
+}
+
+impl Handler<RestartNode> for MembershipActor {
+    type Result = Result<NodeView, ClusterError>;
+    fn handle(&mut self, msg: RestartNode, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.node_id;
+        let crashed = match self.members.get(&id) {
+            None => return Err(ClusterError::NodeNotFound { node_id: id }),
+            Some(m) => m.addr.is_none(),
+        };
+        if !crashed {
+            return Err(ClusterError::NotCrashed { node_id: id });
+        }
+        let addr = self.start_node(&id);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.addr = Some(addr);
+            m.started_at = Instant::now();
+            m.last_answer = None;
+            m.last_rtt = None;
+            m.restarts = 0;
+            m.crashed_at_ms = None;
+        }
+        self.set_health(&id, NodeHealth::Healthy, "restarted by operator".into());
+        self.node_view(&id)
+    }
+}
+
+impl Handler<InjectNodeFault> for MembershipActor {
+    type Result = Result<(), ClusterError>;
+    fn handle(&mut self, msg: InjectNodeFault, _ctx: &mut Self::Context) -> Self::Result {
+        let m = self
+            .members
+            .get(&msg.node_id)
+            .ok_or_else(|| ClusterError::NodeNotFound { node_id: msg.node_id.clone() })?;
+        let addr = m.addr.as_ref().ok_or_else(|| ClusterError::NodeDown { node_id: msg.node_id.clone() })?;
+        addr.do_send(InternalFault { reason: msg.reason });
+        Ok(())
+    }
+}
+
+impl Handler<GetClusterStatus> for MembershipActor {
+    type Result = MessageResult<GetClusterStatus>;
+    fn handle(&mut self, _: GetClusterStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let (up, total, quorum_size, has_quorum) = self.quorum();
+        MessageResult(ClusterStatus {
+            leader: None,
+            term: None,
+            members: self.members.keys().cloned().collect(),
+            healthy_nodes: up,
+            total_nodes: total,
+            quorum_size,
+            has_quorum,
+            health: self.cluster_health(),
+        })
+    }
+}
+
+impl Handler<GetClusterHealth> for MembershipActor {
+    type Result = MessageResult<GetClusterHealth>;
+    fn handle(&mut self, _: GetClusterHealth, _ctx: &mut Self::Context) -> Self::Result {
+        let (up, total, quorum_size, has_quorum) = self.quorum();
+        MessageResult(ClusterHealthReport {
+            status: self.cluster_health(),
+            healthy_nodes: up,
+            total_nodes: total,
+            quorum_size,
+            has_quorum,
+            nodes: self.members.values().map(|m| self.view(m)).collect(),
+        })
+    }
+}
+
+impl Handler<ListFaults> for MembershipActor {
+    type Result = MessageResult<ListFaults>;
+    fn handle(&mut self, _: ListFaults, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.members
+                .values()
+                .filter_map(|m| {
+                    m.crashed_at_ms.map(|since_ms| InjectedFault {
+                        kind: "crash".into(),
+                        target: m.record.node_id.clone(),
+                        since_ms,
+                    })
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,546 @@
+//! The event registry: the one actor every event passes through. It stamps `seq` and `event_id`,
+//! serializes each event once, keeps the last `events.retained` for replay, and hands the shared
+//! bytes to every subscriber whose filter admits them, through each subscriber's bounded queue.
+//!
+//! Publishing costs in proportion to the subscribers an event can reach, not to all subscribers:
+//! a subscriber whose filter names ids is indexed under those ids (of one kind, its *anchor*);
+//! one whose filter names no ids is indexed under the event types it admits. A publish looks up
+//! the event's subjects and its type, and checks the full filter only on those candidates.
+//!
+//! `seq` is unique for the life of the data directory: the registry reserves blocks of sequence
+//! numbers in the store ahead of use and starts past the last reservation after a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::messages::events::{
+    Category, CompiledFilter, Event, EventFilter, EventType, PublishedEvent, SharedEvent,
+    SubjectKind, EVENT_TYPE_COUNT,
+};
+use crate::messages::registry::*;
+use crate::metrics::Metrics;
+use crate::storage::Store;
+
+/// Meta key holding the highest sequence number the registry may use before reserving more.
+pub const SEQ_RESERVATION_KEY: &str = "event_seq_reserved";
+/// Sequence numbers reserved per durable write.
+pub const SEQ_BLOCK: u64 = 65_536;
+
+/// How many subscribers could want each event type: emitters of high-rate events check this
+/// before building one. Written only by the registry, read by anyone.
+#[derive(Debug)]
+pub struct InterestTable {
+    per_type: [AtomicUsize; EVENT_TYPE_COUNT],
+}
+
+impl Default for InterestTable {
+    fn default() -> Self {
+        InterestTable { per_type: std::array::from_fn(|_| AtomicUsize::new(0)) }
+    }
+}
+
+impl InterestTable {
+    /// Whether any subscriber's filter admits this event type (ids and severity aside).
+    pub fn wants(&self, t: EventType) -> bool {
+        self.per_type[t.index()].load(Ordering::Relaxed) > 0
+    }
+
+    fn add(&self, f: &CompiledFilter, delta: isize) {
+        for t in EventType::ALL {
+            if f.wants_type(*t) {
+                if delta > 0 {
+                    self.per_type[t.index()].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.per_type[t.index()].fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Where a subscriber is indexed.
+#[derive(Debug, Clone)]
+enum Anchor {
+    Ids(SubjectKind, Vec<String>),
+    Types(Vec<EventType>),
+}
+
+struct Subscriber {
+    filter: EventFilter,
+    compiled: CompiledFilter,
+    stream: Vec<Category>,
+    anchor: Anchor,
+    sink: Box<dyn EventSink>,
+    info: SubscriberInfo,
+    delivered: u64,
+    dropped: u64,
+    /// Deliveries dropped since the last one that got through.
+    missed_run: u64,
+    first_missed_seq: Option<u64>,
+    /// The publish that last looked at this subscriber, so an event with several matching ids is
+    /// delivered once.
+    last_visit: u64,
+}
+
+/// Settings the registry starts with.
+pub struct RegistrySettings {
+    pub retained: usize,
+    pub session_queue: usize,
+    /// The last sequence number that may have been used before this start.
+    pub last_seq: u64,
+    /// The highest sequence number already reserved in `store`.
+    pub seq_reserved: u64,
+}
+
+pub struct EventRegistry {
+    settings: RegistrySettings,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    interest: Arc<InterestTable>,
+    last_seq: u64,
+    seq_reserved: u64,
+    reservation_in_flight: bool,
+    retained: VecDeque<SharedEvent>,
+    subscribers: HashMap<u64, Subscriber>,
+    next_subscription_id: u64,
+    by_id: [HashMap<String, Vec<u64>>; SubjectKind::ALL.len()],
+    by_type: Vec<Vec<u64>>,
+    visit: u64,
+    /// Reused per publish to collect candidates without allocating.
+    candidates: Vec<u64>,
+    published: u64,
+    delivered: u64,
+    dropped: u64,
+}
+
+impl EventRegistry {
+    pub fn new(
+        settings: RegistrySettings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        interest: Arc<InterestTable>,
+    ) -> Self {
+        EventRegistry {
+            last_seq: settings.last_seq,
+            seq_reserved: settings.seq_reserved,
+            retained: VecDeque::with_capacity(settings.retained.min(65_536)),
+            settings,
+            store,
+            metrics,
+            interest,
+            reservation_in_flight: false,
+            subscribers: HashMap::new(),
+            next_subscription_id: 1,
+            by_id: Default::default(),
+            by_type: vec![Vec::new(); EVENT_TYPE_COUNT],
+            visit: 0,
+            candidates: Vec::new(),
+            published: 0,
+            delivered: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Reads the reservation left by the previous run and reserves the first block of this one.
+    /// Blocks on one durable write: call it at startup, before actors run.
+    pub fn reserve_first_block(store: &Store) -> Result<(u64, u64), crate::storage::StorageError> {
+        let last = store.get_meta(SEQ_RESERVATION_KEY)?.unwrap_or(0);
+        let reserved = last + SEQ_BLOCK;
+        store.put_meta(SEQ_RESERVATION_KEY, reserved)?;
+        Ok((last, reserved))
+    }
+
+    fn oldest_retained_seq(&self) -> u64 {
+        self.retained.front().map(|e| e.seq).unwrap_or(0)
+    }
+
+    fn index(&mut self, id: u64, anchor: &Anchor) {
+        match anchor {
+            Anchor::Ids(kind, ids) => {
+                for i in ids {
+                    self.by_id[kind.index()].entry(i.clone()).or_default().push(id);
+                }
+            }
+            Anchor::Types(types) => {
+                for t in types {
+                    self.by_type[t.index()].push(id);
+                }
+            }
+        }
+    }
+
+    fn unindex(&mut self, id: u64, anchor: &Anchor) {
+        match anchor {
+            Anchor::Ids(kind, ids) => {
+                let map = &mut self.by_id[kind.index()];
+                for i in ids {
+                    if let Some(v) = map.get_mut(i) {
+                        v.retain(|s| *s != id);
+                        if v.is_empty() {
+                            map.remove(i);
+                        }
+                    }
+                }
+            }
+            Anchor::Types(types) => {
+                for t in types {
+                    self.by_type[t.index()].retain(|s| *s != id);
+                }
+            }
+        }
+    }
+
+    fn anchor_for(compiled: &CompiledFilter) -> Anchor {
+        // The id list with the fewest ids narrows the candidates most.
+        match compiled.ids.iter().min_by_key(|(_, ids)| ids.len()) {
+            Some((kind, ids)) => {
+                let mut ids = ids.clone();
+                ids.sort();
+                ids.dedup();
+                Anchor::Ids(*kind, ids)
+            }
+            None => Anchor::Types(
+                EventType::ALL.iter().copied().filter(|t| compiled.wants_type(*t)).collect(),
+            ),
+        }
+    }
+
+    /// Retained events after `since_seq` that `compiled` admits, oldest first, at most `limit`.
+    fn replay(&self, compiled: &CompiledFilter, since_seq: u64, limit: usize) -> (Vec<SharedEvent>, bool) {
+        let start = self.retained.partition_point(|e| e.seq <= since_seq);
+        let truncated = since_seq + 1 < self.oldest_retained_seq()
+            || (self.retained.is_empty() && since_seq < self.last_seq);
+        let events = self
+            .retained
+            .range(start..)
+            .filter(|e| compiled.admits_event(e))
+            .take(limit)
+            .cloned()
+            .collect();
+        (events, truncated)
+    }
+
+    fn ack(&self, subscription_id: u64, filter: &EventFilter, compiled: &CompiledFilter) -> SubscribeAck {
+        let (replay, replay_truncated) = match filter.since_seq {
+            Some(since) => self.replay(compiled, since, usize::MAX),
+            None => (Vec::new(), false),
+        };
+        SubscribeAck {
+            subscription_id,
+            replay,
+            replay_truncated,
+            oldest_retained_seq: self.oldest_retained_seq(),
+            current_seq: self.last_seq,
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Subscriber> {
+        let sub = self.subscribers.remove(&id)?;
+        self.unindex(id, &sub.anchor);
+        self.interest.add(&sub.compiled, -1);
+        Some(sub)
+    }
+
+    /// Keeps the durable reservation ahead of `last_seq`. The write normally runs in the
+    /// background half a block before it is needed.
+    fn keep_seq_reserved(&mut self, ctx: &mut Context<Self>) {
+        if !self.store.is_durable() {
+            return;
+        }
+        if self.last_seq >= self.seq_reserved {
+            // More than half a block was published while one fsync was in flight: block on
+            // the write rather than hand out a sequence number that a restart could reuse.
+            let next = self.seq_reserved + SEQ_BLOCK;
+            match self.store.put_meta(SEQ_RESERVATION_KEY, next) {
+                Ok(()) => self.seq_reserved = next,
+                Err(e) => tracing::error!(error = %e, "cannot reserve event sequence numbers"),
+            }
+            return;
+        }
+        if self.reservation_in_flight || self.seq_reserved - self.last_seq > SEQ_BLOCK / 2 {
+            return;
+        }
+        self.reservation_in_flight = true;
+        let store = self.store.clone();
+        let next = self.seq_reserved + SEQ_BLOCK;
+        let write = actix_web::rt::task::spawn_blocking(move || store.put_meta(SEQ_RESERVATION_KEY, next));
+        ctx.spawn(write.into_actor(self).map(move |res, act, _| {
+            act.reservation_in_flight = false;
+            match res {
+                Ok(Ok(())) => act.seq_reserved = act.seq_reserved.max(next),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot reserve event sequence numbers"),
+                Err(e) => tracing::error!(error = %e, "sequence reservation task failed"),
+            }
+        }));
+    }
+
+    fn publish(&mut self, event: Event, ctx: &mut Context<Self>) {
+        let seq = self.last_seq + 1;
+        let published = match PublishedEvent::stamp(seq, event) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                // A payload of plain fields cannot fail to serialize; if one ever does, the event
+                // is lost loudly rather than delivered half-made.
+                tracing::error!(error = %e, "event could not be serialized; dropped");
+                return;
+            }
+        };
+        self.last_seq = seq;
+        self.keep_seq_reserved(ctx);
+        self.published += 1;
+        self.metrics.event_published(published.category);
+        if self.retained.len() >= self.settings.retained {
+            self.retained.pop_front();
+        }
+        self.retained.push_back(published.clone());
+        self.fan_out(&published);
+    }
+
+    fn fan_out(&mut self, event: &SharedEvent) {
+        self.visit += 1;
+        let visit = self.visit;
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        for kind in SubjectKind::ALL {
+            let index = &self.by_id[kind.index()];
+            if index.is_empty() {
+                continue;
+            }
+            for id in event.subjects.of(kind) {
+                if let Some(subs) = index.get(id) {
+                    candidates.extend_from_slice(subs);
+                }
+            }
+        }
+        candidates.extend_from_slice(&self.by_type[event.event_type.index()]);
+
+        let mut gone = Vec::new();
+        let mut stayed_behind = Vec::new();
+        for id in candidates.iter() {
+            let Some(sub) = self.subscribers.get_mut(id) else { continue };
+            if sub.last_visit == visit || !sub.compiled.admits_event(event) {
+                continue;
+            }
+            sub.last_visit = visit;
+            match deliver(sub, event) {
+                Outcome::Delivered => {
+                    self.delivered += 1;
+                    self.metrics.event_delivered(event.category);
+                }
+                Outcome::Dropped => {
+                    self.dropped += 1;
+                    self.metrics.event_dropped(event.category);
+                    // A subscriber that missed a whole queue's worth in a row is not catching up.
+                    if sub.missed_run > self.settings.session_queue as u64 {
+                        stayed_behind.push(*id);
+                    }
+                }
+                Outcome::Gone => gone.push(*id),
+            }
+        }
+        self.candidates = candidates;
+        for id in gone {
+            self.remove(id);
+        }
+        for id in stayed_behind {
+            if let Some(sub) = self.remove(id) {
+                self.metrics.subscriber_closed_lagging();
+                tracing::warn!(subscription_id = id, missed = sub.missed_run, "closing a subscriber that stayed behind");
+                sub.sink.close(
+                    CloseCode::StayedBehind,
+                    format!("stayed behind: {} events missed in a row", sub.missed_run),
+                );
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Delivered,
+    Dropped,
+    Gone,
+}
+
+fn deliver(sub: &mut Subscriber, event: &SharedEvent) -> Outcome {
+    if sub.missed_run > 0 {
+        let resume_from_seq = sub.first_missed_seq.unwrap_or(event.seq).saturating_sub(1);
+        match sub.sink.try_deliver(Delivery::Lagged { missed: sub.missed_run, resume_from_seq }) {
+            Ok(()) => {
+                sub.missed_run = 0;
+                sub.first_missed_seq = None;
+            }
+            Err(SinkError::Full) => return missed(sub, event),
+            Err(SinkError::Closed) => return Outcome::Gone,
+        }
+    }
+    match sub.sink.try_deliver(Delivery::Event(event.clone())) {
+        Ok(()) => {
+            sub.delivered += 1;
+            Outcome::Delivered
+        }
+        Err(SinkError::Full) => missed(sub, event),
+        Err(SinkError::Closed) => Outcome::Gone,
+    }
+}
+
+fn missed(sub: &mut Subscriber, event: &SharedEvent) -> Outcome {
+    sub.dropped += 1;
+    sub.missed_run += 1;
+    sub.first_missed_seq.get_or_insert(event.seq);
+    Outcome::Dropped
+}
+
+impl Actor for EventRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Publishers use do_send (see `Publish`); this bound only applies to requests that wait
+        // for an answer (subscribe, status), which come at human or session-setup rates.
+        ctx.set_mailbox_capacity(4096);
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        for (_, sub) in self.subscribers.drain() {
+            sub.sink.close(CloseCode::Shutdown, "server shutting down".into());
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Publish> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        self.publish(msg.event, ctx);
+    }
+}
+
+impl Handler<Subscribe> for EventRegistry {
+    type Result = MessageResult<Subscribe>;
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        let id = self.next_subscription_id;
+        self.next_subscription_id += 1;
+        let compiled = msg.filter.compile(&msg.stream);
+        let anchor = Self::anchor_for(&compiled);
+        let ack = self.ack(id, &msg.filter, &compiled);
+        self.index(id, &anchor);
+        self.interest.add(&compiled, 1);
+        self.subscribers.insert(
+            id,
+            Subscriber {
+                filter: msg.filter,
+                compiled,
+                stream: msg.stream,
+                anchor,
+                sink: msg.sink,
+                info: msg.info,
+                delivered: 0,
+                dropped: 0,
+                missed_run: 0,
+                first_missed_seq: None,
+                last_visit: 0,
+            },
+        );
+        MessageResult(ack)
+    }
+}
+
+impl Handler<UpdateFilter> for EventRegistry {
+    type Result = Result<SubscribeAck, RegistryError>;
+    fn handle(&mut self, msg: UpdateFilter, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.subscription_id;
+        let Some(sub) = self.subscribers.get(&id) else {
+            return Err(RegistryError::SubscriptionNotFound { subscription_id: id });
+        };
+        let compiled = msg.filter.compile(&sub.stream);
+        let anchor = Self::anchor_for(&compiled);
+        let old_anchor = sub.anchor.clone();
+        let old_compiled = sub.compiled.clone();
+        let ack = self.ack(id, &msg.filter, &compiled);
+        self.unindex(id, &old_anchor);
+        self.interest.add(&old_compiled, -1);
+        self.index(id, &anchor);
+        self.interest.add(&compiled, 1);
+        if let Some(sub) = self.subscribers.get_mut(&id) {
+            sub.filter = msg.filter;
+            sub.compiled = compiled;
+            sub.anchor = anchor;
+        }
+        Ok(ack)
+    }
+}
+
+impl Handler<Unsubscribe> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) {
+        self.remove(msg.subscription_id);
+    }
+}
+
+impl Handler<CloseSubscription> for EventRegistry {
+    type Result = Result<(), RegistryError>;
+    fn handle(&mut self, msg: CloseSubscription, _ctx: &mut Self::Context) -> Self::Result {
+        let sub = self
+            .remove(msg.subscription_id)
+            .ok_or(RegistryError::SubscriptionNotFound { subscription_id: msg.subscription_id })?;
+        sub.sink.close(msg.code, msg.reason);
+        Ok(())
+    }
+}
+
+impl Handler<ReadRetained> for EventRegistry {
+    type Result = MessageResult<ReadRetained>;
+    fn handle(&mut self, msg: ReadRetained, _ctx: &mut Self::Context) -> Self::Result {
+        let compiled = msg.filter.compile(&[]);
+        let (events, replay_truncated) =
+            self.replay(&compiled, msg.filter.since_seq.unwrap_or(0), msg.limit);
+        MessageResult(RetainedEvents {
+            events,
+            replay_truncated: msg.filter.since_seq.is_some() && replay_truncated,
+            oldest_retained_seq: self.oldest_retained_seq(),
+            current_seq: self.last_seq,
+        })
+    }
+}
+
+impl Handler<GetRegistryStatus> for EventRegistry {
+    type Result = MessageResult<GetRegistryStatus>;
+    fn handle(&mut self, _: GetRegistryStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(RegistryStatus {
+            active_subscriptions: self.subscribers.len(),
+            websocket_sessions: self
+                .subscribers
+                .values()
+                .filter(|s| s.info.transport == Transport::WebSocket)
+                .count(),
+            events_published: self.published,
+            events_delivered: self.delivered,
+            events_dropped: self.dropped,
+            current_seq: self.last_seq,
+            oldest_retained_seq: self.oldest_retained_seq(),
+            retained: self.retained.len(),
+        })
+    }
+}
+
+impl Handler<ListSubscriptions> for EventRegistry {
+    type Result = MessageResult<ListSubscriptions>;
+    fn handle(&mut self, _: ListSubscriptions, _ctx: &mut Self::Context) -> Self::Result {
+        let mut rows: Vec<SubscriptionRow> = self
+            .subscribers
+            .iter()
+            .map(|(id, s)| SubscriptionRow {
+                subscription_id: *id,
+                info: s.info.clone(),
+                filter: s.filter.clone(),
+                delivered: s.delivered,
+                dropped: s.dropped,
+                lagging: s.missed_run > 0,
+            })
+            .collect();
+        rows.sort_by_key(|r| r.subscription_id);
+        MessageResult(rows)
+    }
+}

@@ -1,0 +1,218 @@
+//! Messages of the cluster membership domain: add, list, inspect, update and remove nodes, cluster
+//! status and health, and fault injection on nodes.
+//!
+//! These are the commands Raft will implement when it takes membership over: the HTTP and GraphQL
+//! faces only ever speak these messages, so they do not change when it does.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::messages::events::{ClusterHealthStatus, NodeHealth};
+
+/// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
+pub type NodeMetadata = BTreeMap<String, serde_json::Value>;
+
+/// The durable record of a member: what survives a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub address: String,
+    pub metadata: NodeMetadata,
+    pub joined_at_ms: i64,
+}
+
+/// What an operator sees of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    pub node_id: String,
+    pub address: String,
+    /// `voter` for every member until Raft assigns leader/follower roles.
+    pub role: String,
+    pub status: NodeHealth,
+    /// Why the node has its status (e.g. "crashed by fault injection").
+    pub status_reason: String,
+    pub metadata: NodeMetadata,
+    pub joined_at_ms: i64,
+    /// Milliseconds since the node last answered a heartbeat; `None` before its first answer
+    /// and while it is down.
+    pub heartbeat_age_ms: Option<u64>,
+    /// Round trip of the last answered heartbeat through the node's mailbox, in microseconds.
+    pub heartbeat_rtt_micros: Option<u64>,
+    /// Supervised restarts after internal faults, in this process's life.
+    pub restarts: u64,
+    /// Whether a crash was injected and the node waits for a restart.
+    pub crashed: bool,
+    /// Raft term, commit and applied index: `None` until Raft runs the membership.
+    pub term: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no node named '{node_id}'")]
+    NodeNotFound { node_id: String },
+    #[error("a node named '{node_id}' is already a member")]
+    NodeExists { node_id: String },
+    #[error("invalid node id '{node_id}': {reason}")]
+    InvalidNodeId { node_id: String, reason: String },
+    #[error("invalid field '{field}': {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("node '{node_id}' is already crashed")]
+    AlreadyCrashed { node_id: String },
+    #[error("node '{node_id}' is not crashed")]
+    NotCrashed { node_id: String },
+    #[error("node '{node_id}' is down")]
+    NodeDown { node_id: String },
+    #[error("storage failed: {message}")]
+    Storage { message: String },
+}
+
+/// Checks a caller-chosen id: 1 to 64 characters of `[A-Za-z0-9._-]`.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err("may hold only letters, digits, '.', '_' and '-'".into());
+    }
+    Ok(())
+}
+
+/// Adds a member and starts its node actor; answers once the member is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NodeView, ClusterError>")]
+pub struct AddNode {
+    pub node_id: String,
+    /// Where the node is reached; empty: hosted in this process.
+    pub address: Option<String>,
+    pub metadata: NodeMetadata,
+}
+
+/// Removes a member and stops its node actor; answers once the removal is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct RemoveNode {
+    pub node_id: String,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<NodeView>")]
+pub struct ListNodes;
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NodeView, ClusterError>")]
+pub struct GetNode {
+    pub node_id: String,
+}
+
+/// Merges `patch` into a node's metadata: a key set to `null` is removed. Answers once durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NodeView, ClusterError>")]
+pub struct UpdateNodeMetadata {
+    pub node_id: String,
+    pub patch: NodeMetadata,
+}
+
+/// Fault injection: stops the node's actor as a crash would. It stays down until [`RestartNode`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct CrashNode {
+    pub node_id: String,
+}
+
+/// Starts a crashed node again from its durable state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NodeView, ClusterError>")]
+pub struct RestartNode {
+    pub node_id: String,
+}
+
+/// Fault injection: an internal fault inside the node's actor. Its supervisor restarts it at once
+/// from durable state; the restart is published as `actor_restarted` and counted in `/metrics`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct InjectNodeFault {
+    pub node_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "ClusterStatus")]
+pub struct GetClusterStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterStatus {
+    /// `None` until Raft elects leaders.
+    pub leader: Option<String>,
+    pub term: Option<u64>,
+    pub members: Vec<String>,
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+    pub quorum_size: usize,
+    pub has_quorum: bool,
+    pub health: ClusterHealthStatus,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "ClusterHealthReport")]
+pub struct GetClusterHealth;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterHealthReport {
+    pub status: ClusterHealthStatus,
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+    pub quorum_size: usize,
+    pub has_quorum: bool,
+    pub nodes: Vec<NodeView>,
+}
+
+/// What fault injection holds in place now.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<InjectedFault>")]
+pub struct ListFaults;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InjectedFault {
+    /// `crash` (partitions come with the Raft network).
+    pub kind: String,
+    pub target: String,
+    pub since_ms: i64,
+}
+
+// Messages between the membership actor and its node actors.
+
+/// A liveness probe; the answer's round trip is the node's measured responsiveness.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<HeartbeatAck, ClusterError>")]
+pub struct Heartbeat {
+    pub sent_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HeartbeatAck {
+    pub sent_at: Instant,
+    /// Supervised restarts of this node actor so far.
+    pub restarts: u64,
+}
+
+/// Tells a node actor to stop as a crash would; it stays down.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+/// Tells a node actor that an internal fault happened; it stops and its supervisor restarts it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InternalFault {
+    pub reason: String,
+}
+
+/// Stops a node actor for good (the node left the cluster, or the runtime shuts down).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopNode;

@@ -1,0 +1,6 @@
+//! Typed messages, one file per domain, and the event types. No logic beyond validation of
+//! what a message carries.
+
+pub mod cluster;
+pub mod events;
+pub mod registry;
