@@ -46,15 +46,24 @@ impl Metrics {
     pub fn subscriber_closed_lagging(&self) {
         self.subscribers_closed_lagging.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn ws_session_opened(&self) {
-        self.ws_sessions_opened.fetch_add(1, Ordering::Relaxed);
-        self.ws_sessions_active.fetch_add(1, Ordering::Relaxed);
+    /// Counts a new session if fewer than `max` are open; false (and counted as refused) if not.
+    /// A compare-and-swap, so concurrent upgrades on several workers cannot overshoot `max`.
+    pub fn try_open_ws_session(&self, max: usize) -> bool {
+        let opened = self
+            .ws_sessions_active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max as i64).then_some(n + 1)
+            })
+            .is_ok();
+        if opened {
+            self.ws_sessions_opened.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.ws_sessions_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        opened
     }
     pub fn ws_session_closed(&self) {
         self.ws_sessions_active.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub fn ws_session_refused(&self) {
-        self.ws_sessions_refused.fetch_add(1, Ordering::Relaxed);
     }
     pub fn ws_bad_frame(&self) {
         self.ws_bad_frames.fetch_add(1, Ordering::Relaxed);

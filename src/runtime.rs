@@ -135,25 +135,33 @@ impl RuntimeHandle {
     /// `since_seq`), as a stream. The stream ends if the subscriber stays behind past
     /// `events.session_queue` or the runtime shuts down.
     pub async fn subscribe(&self, filter: EventFilter) -> Result<EventSubscription, MailboxError> {
+        let info = SubscriberInfo {
+            transport: Transport::InProcess,
+            stream: "in_process".into(),
+            peer: "in-process".into(),
+            connected_at_ms: crate::messages::events::now_ms(),
+        };
+        self.subscribe_as(filter, Vec::new(), info).await
+    }
+
+    /// Like [`RuntimeHandle::subscribe`], restricted to the `stream` categories (empty: all), for a
+    /// subscriber described by `info` (as `/api/v1/ws/subscriptions` lists it).
+    pub async fn subscribe_as(
+        &self,
+        filter: EventFilter,
+        stream: Vec<crate::messages::events::Category>,
+        info: SubscriberInfo,
+    ) -> Result<EventSubscription, MailboxError> {
         let (tx, rx) = tokio::sync::mpsc::channel(self.inner.config.events.session_queue);
         let ack = self
             .inner
             .registry
-            .send(Subscribe {
-                filter,
-                stream: Vec::new(),
-                sink: Box::new(tx),
-                info: SubscriberInfo {
-                    transport: Transport::InProcess,
-                    stream: "in_process".into(),
-                    peer: "in-process".into(),
-                    connected_at_ms: crate::messages::events::now_ms(),
-                },
-            })
+            .send(Subscribe { filter, stream, sink: Box::new(tx), info })
             .await?;
         Ok(EventSubscription {
             registry: self.inner.registry.clone(),
             subscription_id: ack.subscription_id,
+            replay_truncated: ack.replay_truncated,
             replay: ack.replay.into_iter().collect(),
             last_seq: 0,
             rx,
@@ -196,6 +204,7 @@ impl Handler<StopRuntimeActor> for MembershipActor {
 pub struct EventSubscription {
     registry: Addr<EventRegistry>,
     subscription_id: u64,
+    replay_truncated: bool,
     replay: std::collections::VecDeque<SharedEvent>,
     last_seq: u64,
     rx: tokio::sync::mpsc::Receiver<Delivery>,
@@ -204,6 +213,11 @@ pub struct EventSubscription {
 impl EventSubscription {
     pub fn subscription_id(&self) -> u64 {
         self.subscription_id
+    }
+
+    /// Whether the requested `since_seq` was older than the retained window.
+    pub fn replay_truncated(&self) -> bool {
+        self.replay_truncated
     }
 
     /// The next delivery (`Event`, `Lagged` or `Close`); `None` once the subscription ended.

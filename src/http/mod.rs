@@ -1,10 +1,158 @@
-//! The faces of clusterd: REST (actix-web), WebSocket streams, GraphQL. They translate requests to
-//! messages and replies back to JSON; no domain logic lives here.
+//! The faces of clusterd: REST (actix-web), WebSocket event streams, GraphQL. They translate
+//! requests to messages and replies back to JSON; no domain logic lives here, and this is the only
+//! layer that knows HTTP.
+
+pub mod auth;
+pub mod error;
+pub mod graphql;
+pub mod openapi;
+pub mod rest;
+pub mod ws;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Condition, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::config::Config;
+use crate::http::error::{json_error, ApiError};
+use crate::runtime::{Runtime, RuntimeHandle};
 
-/// Runs the HTTP server for `config` until SIGINT/SIGTERM, then shuts down cleanly.
+/// What every handler can reach: the runtime, and the GraphQL schema built on it.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: RuntimeHandle,
+    pub schema: graphql::ClusterSchema,
+}
+
+impl AppState {
+    pub fn new(runtime: RuntimeHandle) -> Self {
+        let schema = graphql::schema(runtime.clone());
+        AppState { runtime, schema }
+    }
+}
+
+/// The whole application: every route, the error shape for malformed input, auth, CORS and
+/// request metrics. The server and the tests build the same one.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let config = state.runtime.config().clone();
+    let max_body = config.server.max_body_bytes;
+    let cors_enabled = !config.server.cors_allowed_origins.is_empty();
+    App::new()
+        .app_data(web::Data::new(state.runtime.clone()))
+        .app_data(web::Data::new(state.schema.clone()))
+        .app_data(web::Data::new(state.clone()))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(max_body)
+                .content_type_required(false)
+                .error_handler(|err, _req| json_error(err).into()),
+        )
+        .app_data(web::PayloadConfig::default().limit(max_body))
+        .app_data(web::PathConfig::default().error_handler(|err, _req| {
+            ApiError::invalid("path", err.to_string()).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+            ApiError::invalid("query", err.to_string()).into()
+        }))
+        .configure(rest::configure)
+        .configure(ws::configure)
+        .configure(graphql::configure)
+        .configure(openapi::configure)
+        .default_service(web::to(unknown_route))
+        .wrap(from_fn(auth::require_token))
+        .wrap(Condition::new(cors_enabled, auth::cors(&config.server.cors_allowed_origins)))
+        .wrap(from_fn(count_request))
+}
+
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route_not_found", format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// Counts every request by route pattern (not raw path, so ids do not explode the label set),
+/// method and status.
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let runtime = req.app_data::<web::Data<RuntimeHandle>>().cloned();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    if let Some(runtime) = runtime {
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        runtime.metrics().http_request(&route, &method, res.status().as_u16());
+    }
+    Ok(res)
+}
+
+/// Runs the server for `config` until SIGINT or SIGTERM, then shuts down cleanly: event sessions
+/// are closed (WebSocket 1001), in-flight requests finish, actors stop. Every acknowledged change
+/// was already durable, so there is nothing left to flush.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("serve is being built")
+    let bind = config.server.bind.clone();
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let runtime = Runtime::start(config)?;
+    let state = AppState::new(runtime.clone());
+    let server = HttpServer::new(move || app(state.clone()))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(&bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "clusterd listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let stopping = runtime.clone();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down: closing sessions, finishing requests");
+        stopping.shutdown().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("clusterd stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// The answer of a route of the contract whose domain is not built yet.
+pub async fn not_built(domain: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_implemented(domain))
 }

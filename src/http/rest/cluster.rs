@@ -1,0 +1,217 @@
+//! Cluster membership and fault injection over REST: `/api/v1/cluster/nodes…`, `/status`,
+//! `/health`, `/faults…`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::http::error::ApiError;
+use crate::messages::cluster::*;
+use crate::runtime::RuntimeHandle;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/cluster/nodes", web::post().to(add_node))
+        .route("/api/v1/cluster/nodes", web::get().to(list_nodes))
+        .route("/api/v1/cluster/nodes/{id}", web::get().to(get_node))
+        .route("/api/v1/cluster/nodes/{id}", web::patch().to(update_node))
+        .route("/api/v1/cluster/nodes/{id}", web::delete().to(remove_node))
+        .route("/api/v1/cluster/status", web::get().to(cluster_status))
+        .route("/api/v1/cluster/health", web::get().to(cluster_health))
+        .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health))
+        .route("/api/v1/cluster/faults", web::get().to(list_faults))
+        .route("/api/v1/cluster/faults/crash", web::post().to(crash))
+        .route("/api/v1/cluster/faults/restart", web::post().to(restart));
+}
+
+/// Body of `POST /api/v1/cluster/nodes`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNodeBody {
+    /// 1 to 64 characters of `[A-Za-z0-9._-]`, chosen by the caller.
+    pub node_id: String,
+    /// Where the node is reached; omitted: hosted in this process.
+    pub address: Option<String>,
+    /// Free-form JSON object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<NodeMetadata>,
+}
+
+/// Body of `PATCH /api/v1/cluster/nodes/{id}`: a merge patch of the metadata (`null` removes a key).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchNodeBody {
+    #[schema(value_type = Object)]
+    pub metadata: NodeMetadata,
+}
+
+/// Body of `POST /api/v1/cluster/faults/crash` and `/restart`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultBody {
+    /// The node to act on (`node-2`).
+    pub target: String,
+    /// `crash` (default): the node stops and stays down until restarted.
+    /// `internal_fault`: the node's actor fails and its supervisor restarts it at once
+    /// (published as `actor_restarted`, counted in `/metrics`). Only for `/crash`.
+    pub mode: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/nodes", tag = "cluster", request_body = AddNodeBody,
+    responses((status = 201, description = "The node joined; its view", body = Object),
+              (status = 400, description = "Invalid node id or body"),
+              (status = 409, description = "A node with that id exists")))]
+pub async fn add_node(
+    runtime: web::Data<RuntimeHandle>,
+    body: web::Json<AddNodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let view = runtime
+        .membership()
+        .send(AddNode { node_id: body.node_id, address: body.address, metadata: body.metadata.unwrap_or_default() })
+        .await??;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster",
+    responses((status = 200, description = "Every member: {nodes: [...], total}", body = Object)))]
+pub async fn list_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let nodes = runtime.membership().send(ListNodes).await?;
+    Ok(HttpResponse::Ok().json(json!({ "total": nodes.len(), "nodes": nodes })))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/nodes/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 200, description = "Role, status, heartbeat age, metadata; term and indexes are null until Raft runs", body = Object),
+              (status = 404, description = "No such node")))]
+pub async fn get_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = runtime.membership().send(GetNode { node_id: id.into_inner() }).await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(patch, path = "/api/v1/cluster/nodes/{id}", tag = "cluster", request_body = PatchNodeBody,
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 200, description = "The node after the patch", body = Object),
+              (status = 404, description = "No such node")))]
+pub async fn update_node(
+    runtime: web::Data<RuntimeHandle>,
+    id: web::Path<String>,
+    body: web::Json<PatchNodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let view = runtime
+        .membership()
+        .send(UpdateNodeMetadata { node_id: id.into_inner(), patch: body.into_inner().metadata })
+        .await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(delete, path = "/api/v1/cluster/nodes/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 204, description = "The node left"), (status = 404, description = "No such node")))]
+pub async fn remove_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    runtime.membership().send(RemoveNode { node_id: id.into_inner() }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
+    responses((status = 200, description = "Leader (null until Raft), term, members, quorum, health", body = Object)))]
+pub async fn cluster_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.membership().send(GetClusterStatus).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster",
+    responses((status = 200, description = "healthy|degraded|critical and every node", body = Object)))]
+pub async fn cluster_health(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.membership().send(GetClusterHealth).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/health/{node_id}", tag = "cluster",
+    params(("node_id" = String, Path, description = "Node id")),
+    responses((status = 200, description = "The node's health and measurements", body = Object),
+              (status = 404, description = "No such node")))]
+pub async fn node_health(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = runtime.membership().send(GetNode { node_id: id.into_inner() }).await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "node_id": view.node_id,
+        "status": view.status,
+        "reason": view.status_reason,
+        "heartbeat_age_ms": view.heartbeat_age_ms,
+        "heartbeat_rtt_micros": view.heartbeat_rtt_micros,
+        "restarts": view.restarts,
+        "crashed": view.crashed,
+    })))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/faults", tag = "faults",
+    responses((status = 200, description = "Faults injected now", body = Object)))]
+pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let faults = runtime.membership().send(ListFaults).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "fault_injection_enabled": runtime.config().server.allow_fault_injection,
+        "faults": faults,
+    })))
+}
+
+/// Refuses fault injection when it is turned off, and explains targets that are not nodes.
+fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiError> {
+    if !runtime.config().server.allow_fault_injection {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "fault_injection_disabled",
+            "fault injection is turned off (server.allow_fault_injection = false)",
+        ));
+    }
+    let config = runtime.config();
+    let domain = if config.replication.replicas.iter().any(|r| r.id == target) || config.replication.primary == target {
+        Some("replication")
+    } else if config.rac.instances.iter().any(|i| i == target) {
+        Some("rac")
+    } else {
+        None
+    };
+    match domain {
+        Some(domain) => Err(ApiError::not_implemented(domain)
+            .with_details(json!({ "domain": domain, "target": target }))),
+        None => Ok(()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
+    responses((status = 200, description = "The target crashed", body = Object),
+              (status = 403, description = "Fault injection is turned off"),
+              (status = 404, description = "No such target"),
+              (status = 409, description = "Already crashed")))]
+pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_fault_target(&runtime, &body.target)?;
+    match body.mode.as_deref().unwrap_or("crash") {
+        "crash" => {
+            runtime.membership().send(CrashNode { node_id: body.target.clone() }).await??;
+        }
+        "internal_fault" => {
+            runtime
+                .membership()
+                .send(InjectNodeFault { node_id: body.target.clone(), reason: "injected internal fault".into() })
+                .await??;
+        }
+        other => {
+            return Err(ApiError::invalid("mode", format!("expected crash or internal_fault, got '{other}'")))
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "target": body.target, "mode": body.mode.unwrap_or_else(|| "crash".into()) })))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = FaultBody,
+    responses((status = 200, description = "The target runs again; its view", body = Object),
+              (status = 404, description = "No such target"),
+              (status = 409, description = "The target is not crashed")))]
+pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_fault_target(&runtime, &body.target)?;
+    if body.mode.is_some() {
+        return Err(ApiError::invalid("mode", "restart takes no mode"));
+    }
+    let view = runtime.membership().send(RestartNode { node_id: body.target }).await??;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,91 @@
+//! The routes of the contract whose domains are not built yet. Each answers 501 with the error
+//! shape, naming the domain, so clients can tell "not yet" from "wrong path"; the OpenAPI document
+//! lists them the same way. A domain's routes leave this table when its handlers arrive.
+
+use actix_web::web;
+
+/// (method, path pattern, domain).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/replication/replicas", "replication"),
+    ("GET", "/api/v1/replication/replicas", "replication"),
+    ("GET", "/api/v1/replication/replicas/{id}", "replication"),
+    ("DELETE", "/api/v1/replication/replicas/{id}", "replication"),
+    ("POST", "/api/v1/replication/replicas/{id}/pause", "replication"),
+    ("POST", "/api/v1/replication/replicas/{id}/resume", "replication"),
+    ("GET", "/api/v1/replication/status", "replication"),
+    ("GET", "/api/v1/replication/lag", "replication"),
+    ("GET", "/api/v1/replication/lag/history", "replication"),
+    ("GET", "/api/v1/replication/health", "replication"),
+    ("GET", "/api/v1/replication/throughput", "replication"),
+    ("PUT", "/api/v1/replication/config", "replication"),
+    ("PUT", "/api/v1/replication/conflict-strategy", "replication"),
+    ("PUT", "/api/v1/replication/heartbeat", "replication"),
+    ("POST", "/api/v1/replication/operations", "replication"),
+    ("GET", "/api/v1/data/{table}/{key}", "replication"),
+    ("GET", "/api/v1/replication/wal", "replication"),
+    ("POST", "/api/v1/replication/wal/truncate", "replication"),
+    ("POST", "/api/v1/replication/slots", "replication"),
+    ("GET", "/api/v1/replication/slots", "replication"),
+    ("GET", "/api/v1/replication/slots/{name}", "replication"),
+    ("GET", "/api/v1/replication/slots/{name}/changes", "replication"),
+    ("POST", "/api/v1/replication/slots/{name}/advance", "replication"),
+    ("DELETE", "/api/v1/replication/slots/{name}", "replication"),
+    ("POST", "/api/v1/replication/snapshots", "replication"),
+    ("GET", "/api/v1/replication/snapshots", "replication"),
+    ("POST", "/api/v1/replication/snapshots/{id}/restore", "replication"),
+    ("POST", "/api/v1/cluster/nodes/{id}/demote", "raft"),
+    ("POST", "/api/v1/cluster/nodes/{id}/promote", "raft"),
+    ("GET", "/api/v1/cluster/raft", "raft"),
+    ("GET", "/api/v1/cluster/raft/log", "raft"),
+    ("POST", "/api/v1/cluster/failover", "raft"),
+    ("GET", "/api/v1/cluster/failover/history", "raft"),
+    ("PUT", "/api/v1/cluster/kv/{key}", "raft"),
+    ("GET", "/api/v1/cluster/kv/{key}", "raft"),
+    ("POST", "/api/v1/cluster/migration", "sharding"),
+    ("GET", "/api/v1/cluster/migration/{id}", "sharding"),
+    ("POST", "/api/v1/cluster/query", "sharding"),
+    ("POST", "/api/v1/cluster/query/plan", "sharding"),
+    ("POST", "/api/v1/cluster/faults/partition", "raft"),
+    ("POST", "/api/v1/cluster/faults/heal", "raft"),
+    ("GET", "/api/v1/rac/status", "rac"),
+    ("GET", "/api/v1/rac/instances", "rac"),
+    ("POST", "/api/v1/rac/blocks/{block_id}/read", "rac"),
+    ("POST", "/api/v1/rac/blocks/{block_id}/write", "rac"),
+    ("POST", "/api/v1/rac/locks/{resource_id}/release", "rac"),
+    ("POST", "/api/v1/rac/locks/{resource_id}/convert", "rac"),
+    ("GET", "/api/v1/rac/cache-fusion/statistics", "rac"),
+    ("GET", "/api/v1/rac/grd/resources", "rac"),
+    ("GET", "/api/v1/rac/grd/resources/{resource_id}", "rac"),
+    ("POST", "/api/v1/rac/grd/remaster", "rac"),
+    ("POST", "/api/v1/rac/grd/load-balance", "rac"),
+    ("GET", "/api/v1/rac/interconnect", "rac"),
+    ("POST", "/api/v1/rac/parallel-query", "rac"),
+    ("GET", "/api/v1/rac/parallel-query/statistics", "rac"),
+    ("GET", "/api/v1/rac/recovery", "rac"),
+    ("POST", "/api/v1/rac/recovery", "rac"),
+    ("GET", "/api/v1/rac/recovery/{id}", "rac"),
+    ("POST", "/api/v1/replication/sharding/tables", "sharding"),
+    ("GET", "/api/v1/replication/sharding/tables", "sharding"),
+    ("GET", "/api/v1/replication/sharding/tables/{table}", "sharding"),
+    ("PUT", "/api/v1/replication/sharding/tables/{table}/rows/{key}", "sharding"),
+    ("GET", "/api/v1/replication/sharding/tables/{table}/rows/{key}", "sharding"),
+    ("DELETE", "/api/v1/replication/sharding/tables/{table}/rows/{key}", "sharding"),
+    ("POST", "/api/v1/replication/sharding/tables/{table}/shards", "sharding"),
+    ("DELETE", "/api/v1/replication/sharding/tables/{table}/shards/{id}", "sharding"),
+    ("POST", "/api/v1/replication/sharding/rebalance/plan", "sharding"),
+    ("POST", "/api/v1/replication/sharding/rebalance", "sharding"),
+    ("GET", "/api/v1/replication/sharding/rebalance/{plan_id}", "sharding"),
+    ("GET", "/api/v1/replication/sharding/statistics", "sharding"),
+];
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (method, path, domain) in ROUTES {
+        let method = match actix_web::http::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => m,
+            // The table above holds only standard method names.
+            Err(_) => continue,
+        };
+        let domain: &'static str = domain;
+        cfg.route(path, web::method(method).to(move || crate::http::not_built(domain)));
+    }
+}

@@ -1,0 +1,79 @@
+//! The five WebSocket event-stream endpoints of `events.md`. The filter comes from the query
+//! string at connect time (`?node_ids=node-4&since_seq=10`) and from text frames afterwards.
+
+pub mod session;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::messages::events::EventFilter;
+use crate::runtime::RuntimeHandle;
+use session::{StreamKind, WsSession};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, kind) in [
+        ("/api/v1/ws/events", StreamKind::Events),
+        ("/api/v1/ws/cluster/replication", StreamKind::Replication),
+        ("/api/v1/ws/cluster/nodes", StreamKind::Nodes),
+        ("/api/v1/ws/cluster/rac", StreamKind::Rac),
+        ("/api/v1/ws/cluster/sharding", StreamKind::Sharding),
+    ] {
+        cfg.route(
+            path,
+            web::get().to(move |req: HttpRequest, body: web::Payload, runtime: web::Data<RuntimeHandle>| {
+                open_stream(req, body, runtime, kind)
+            }),
+        );
+    }
+}
+
+/// Frames past this are refused by the codec and end the session; frames between
+/// `ws.max_frame_bytes` and this get an `error` frame and the session goes on.
+fn codec_frame_limit(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_mul(16).max(1 << 20)
+}
+
+async fn open_stream(
+    req: HttpRequest,
+    body: web::Payload,
+    runtime: web::Data<RuntimeHandle>,
+    kind: StreamKind,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e.to_string()))?;
+    let filter = EventFilter::from_query_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &["token"],
+    )
+    .map_err(|e| {
+        ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "invalid_filter", e.to_string())
+            .with_details(json!({ "field": e.field, "reason": e.reason }))
+    })?;
+    let config = runtime.config();
+    if !runtime.metrics().try_open_ws_session(config.ws.max_sessions) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            format!("ws.max_sessions ({}) sessions are open already", config.ws.max_sessions),
+        ));
+    }
+    let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let session = WsSession::new(runtime.get_ref().clone(), kind, peer, filter);
+    let started = ws::WsResponseBuilder::new(session, &req, body)
+        .frame_size(codec_frame_limit(config.ws.max_frame_bytes))
+        .start();
+    match started {
+        Ok(res) => Ok(res),
+        Err(e) => {
+            // The session actor never started, so its `stopped` will not uncount it.
+            runtime.metrics().ws_session_closed();
+            Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "not_a_websocket_request",
+                format!("this route speaks WebSocket only: {e}"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! One WebSocket event-stream session: an actix-web-actors actor, parameterised by the stream it
+//! serves (`events`, `cluster/replication`, `cluster/nodes`, `cluster/rac`, `cluster/sharding`).
+//!
+//! It subscribes to the registry with its filter, writes `welcome`, `subscribed`, replayed and live
+//! `event` frames, `lagged` notices and `error` frames, takes a new filter from any text frame,
+//! pings the client and closes it when it falls silent past the timeout.
+//!
+//! Memory stays bounded for a slow client: the session's mailbox is the registry's per-subscriber
+//! queue (`events.session_queue`); when the client stops reading, actix-web stops polling the
+//! session, its mailbox fills, and the registry drops (and counts) what does not fit, then closes
+//! the session with 1008 if it stays behind.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use serde_json::json;
+
+use crate::messages::events::{Category, EventFilter};
+use crate::messages::registry::{
+    CloseCode, Delivery, Subscribe, SubscribeAck, SubscriberInfo, Transport, Unsubscribe, UpdateFilter,
+};
+use crate::runtime::RuntimeHandle;
+
+/// The event streams a client can connect to, and the categories each carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Events,
+    Replication,
+    Nodes,
+    Rac,
+    Sharding,
+}
+
+impl StreamKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Events => "events",
+            StreamKind::Replication => "cluster/replication",
+            StreamKind::Nodes => "cluster/nodes",
+            StreamKind::Rac => "cluster/rac",
+            StreamKind::Sharding => "cluster/sharding",
+        }
+    }
+
+    pub fn categories(self) -> Vec<Category> {
+        match self {
+            StreamKind::Events => Vec::new(),
+            StreamKind::Replication => vec![Category::Replication],
+            StreamKind::Nodes => vec![Category::Clustering],
+            StreamKind::Rac => vec![Category::Rac],
+            StreamKind::Sharding => vec![Category::Sharding],
+        }
+    }
+}
+
+/// Timing and size limits of a session, from `[ws]` and `[events]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub heartbeat_interval: Duration,
+    pub client_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub queue: usize,
+}
+
+impl SessionLimits {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        SessionLimits {
+            heartbeat_interval: Duration::from_millis(c.ws.heartbeat_interval_ms),
+            client_timeout: Duration::from_millis(c.ws.client_timeout_ms),
+            max_frame_bytes: c.ws.max_frame_bytes,
+            queue: c.events.session_queue,
+        }
+    }
+}
+
+pub struct WsSession {
+    runtime: RuntimeHandle,
+    stream: StreamKind,
+    peer: String,
+    limits: SessionLimits,
+    /// The filter given at connect time, until the first subscription takes it.
+    initial_filter: Option<EventFilter>,
+    subscription_id: Option<u64>,
+    /// Seq of the last event written, so a replay and live delivery never repeat an event.
+    last_seq: u64,
+    last_heard: Instant,
+    welcomed: bool,
+}
+
+impl WsSession {
+    pub fn new(runtime: RuntimeHandle, stream: StreamKind, peer: String, filter: EventFilter) -> Self {
+        let limits = SessionLimits::from_config(runtime.config());
+        WsSession {
+            runtime,
+            stream,
+            peer,
+            limits,
+            initial_filter: Some(filter),
+            subscription_id: None,
+            last_seq: 0,
+            last_heard: Instant::now(),
+            welcomed: false,
+        }
+    }
+
+    fn send_json(ctx: &mut ws::WebsocketContext<Self>, value: serde_json::Value) {
+        ctx.text(value.to_string());
+    }
+
+    fn error_frame(&self, ctx: &mut ws::WebsocketContext<Self>, code: &str, message: String) {
+        self.runtime.metrics().ws_bad_frame();
+        Self::send_json(ctx, json!({ "type": "error", "code": code, "message": message }));
+    }
+
+    /// Writes what a subscription ack promises: `welcome` the first time, `subscribed` with the
+    /// filter in force, then the replay.
+    fn on_ack(&mut self, ack: SubscribeAck, filter: &EventFilter, ctx: &mut ws::WebsocketContext<Self>) {
+        self.subscription_id = Some(ack.subscription_id);
+        if !self.welcomed {
+            self.welcomed = true;
+            Self::send_json(
+                ctx,
+                json!({
+                    "type": "welcome",
+                    "session_id": ack.subscription_id.to_string(),
+                    "stream": self.stream.name(),
+                    "server_version": crate::VERSION,
+                    "current_seq": ack.current_seq,
+                }),
+            );
+        }
+        Self::send_json(
+            ctx,
+            json!({
+                "type": "subscribed",
+                "session_id": ack.subscription_id.to_string(),
+                "stream": self.stream.name(),
+                "filter": filter,
+                "replay_count": ack.replay.len(),
+                "replay_truncated": ack.replay_truncated,
+                "oldest_retained_seq": ack.oldest_retained_seq,
+                "current_seq": ack.current_seq,
+            }),
+        );
+        if filter.since_seq.is_some() {
+            // An explicit replay request rewinds the session to what it asked for.
+            self.last_seq = filter.since_seq.unwrap_or(0);
+        } else {
+            self.last_seq = self.last_seq.max(ack.current_seq);
+        }
+        for e in ack.replay {
+            if e.seq > self.last_seq {
+                self.last_seq = e.seq;
+                ctx.text(e.ws_frame.clone());
+            }
+        }
+        if filter.since_seq.is_some() {
+            self.last_seq = self.last_seq.max(ack.current_seq);
+        }
+    }
+
+    fn subscribe(&mut self, filter: EventFilter, ctx: &mut ws::WebsocketContext<Self>) {
+        let registry = self.runtime.registry().clone();
+        let request = Subscribe {
+            filter: filter.clone(),
+            stream: self.stream.categories(),
+            sink: Box::new(ctx.address().recipient::<Delivery>()),
+            info: SubscriberInfo {
+                transport: Transport::WebSocket,
+                stream: self.stream.name().to_string(),
+                peer: self.peer.clone(),
+                connected_at_ms: crate::messages::events::now_ms(),
+            },
+        };
+        // ctx.wait: no delivery is handled before the ack, so the replay is written first.
+        ctx.wait(registry.send(request).into_actor(self).map(move |res, act, ctx| match res {
+            Ok(ack) => act.on_ack(ack, &filter, ctx),
+            Err(e) => {
+                tracing::warn!(error = %e, "event registry did not answer; closing session");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Error,
+                    description: Some("event registry unavailable".into()),
+                }));
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn update_filter(&mut self, filter: EventFilter, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(subscription_id) = self.subscription_id else {
+            return self.subscribe(filter, ctx);
+        };
+        let request = UpdateFilter { subscription_id, filter: filter.clone() };
+        ctx.wait(self.runtime.registry().send(request).into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(Ok(ack)) => act.on_ack(ack, &filter, ctx),
+                // The registry let go of this session (it stayed behind or was closed); its
+                // Close delivery is on the way.
+                Ok(Err(e)) => act.error_frame(ctx, "subscription_gone", e.to_string()),
+                Err(e) => act.error_frame(ctx, "registry_unavailable", e.to_string()),
+            },
+        ));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if text.len() > self.limits.max_frame_bytes {
+            return self.error_frame(
+                ctx,
+                "frame_too_large",
+                format!("frame of {} bytes is over the limit of {} bytes", text.len(), self.limits.max_frame_bytes),
+            );
+        }
+        match EventFilter::from_json(text) {
+            Ok(filter) => self.update_filter(filter, ctx),
+            Err(e) => self.error_frame(ctx, "invalid_filter", e.to_string()),
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The session's mailbox is its event queue: the registry's try_send fails past this.
+        ctx.set_mailbox_capacity(self.limits.queue);
+        ctx.run_interval(self.limits.heartbeat_interval, |act, ctx| {
+            if act.last_heard.elapsed() > act.limits.client_timeout {
+                tracing::info!(peer = %act.peer, "WebSocket client silent past the timeout; closing");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("client timed out".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+        let filter = self.initial_filter.take().unwrap_or_default();
+        self.subscribe(filter, ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(subscription_id) = self.subscription_id.take() {
+            self.runtime.registry().do_send(Unsubscribe { subscription_id });
+        }
+        self.runtime.metrics().ws_session_closed();
+    }
+}
+
+impl Handler<Delivery> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: Delivery, ctx: &mut Self::Context) {
+        match msg {
+            Delivery::Event(e) => {
+                if e.seq > self.last_seq {
+                    self.last_seq = e.seq;
+                    ctx.text(e.ws_frame.clone());
+                }
+            }
+            Delivery::Lagged { missed, resume_from_seq } => Self::send_json(
+                ctx,
+                json!({ "type": "lagged", "missed": missed, "resume_from_seq": resume_from_seq }),
+            ),
+            Delivery::Close { code, reason } => {
+                // The registry has already forgotten this subscription.
+                self.subscription_id = None;
+                let code = match code {
+                    CloseCode::StayedBehind => ws::CloseCode::Policy,
+                    CloseCode::ClosedByOperator => ws::CloseCode::Normal,
+                    CloseCode::Shutdown => ws::CloseCode::Away,
+                };
+                ctx.close(Some(ws::CloseReason { code, description: Some(reason) }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.error_frame(
+                ctx,
+                "unsupported_frame",
+                "binary frames are not understood; send a filter as a JSON text frame".into(),
+            ),
+            Ok(ws::Message::Continuation(_)) => self.error_frame(
+                ctx,
+                "unsupported_frame",
+                "fragmented frames are not understood; send a filter in one text frame".into(),
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                // The codec could not read a frame (over the hard size bound, or not WebSocket):
+                // the stream cannot be resynchronised, so the session ends.
+                tracing::info!(peer = %self.peer, error = %e, "WebSocket protocol error; closing");
+                self.runtime.metrics().ws_bad_frame();
+                let code = match e {
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
+                ctx.close(Some(ws::CloseReason { code, description: Some(e.to_string()) }));
+                ctx.stop();
+            }
+        }
+    }
+}
