@@ -1,0 +1,397 @@
+//! WebSocket event streams over a real socket, spoken to by a real client (awc): filters from
+//! the query string and from frames, replay from `since_seq`, bad frames, auth, session limits,
+//! heartbeat timeout, operator close, and a slow client that cannot make the server hold more
+//! than its queue.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::rt::time::timeout;
+use awc::ws::{Codec, Frame, Message};
+use clusterd::config::StorageEngine;
+use clusterd::messages::cluster::{AddNode, CrashNode};
+use clusterd::{Config, Runtime, RuntimeHandle};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+type Socket = actix_codec::Framed<awc::BoxedSocket, Codec>;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.storage.engine = StorageEngine::Memory;
+    c
+}
+
+/// Starts the whole app on an ephemeral loopback port.
+fn serve(config: Config) -> (RuntimeHandle, SocketAddr) {
+    let runtime = Runtime::start(config).expect("runtime starts");
+    let state = clusterd::http::AppState::new(runtime.clone());
+    let server = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .expect("bind loopback");
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    (runtime, addr)
+}
+
+async fn connect(addr: SocketAddr, path_and_query: &str) -> Socket {
+    let (_res, socket) = awc::Client::new()
+        .ws(format!("ws://{addr}{path_and_query}"))
+        .connect()
+        .await
+        .expect("WebSocket upgrade");
+    socket
+}
+
+/// The next JSON text frame, answering pings on the way; panics after [`WAIT`].
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = timeout(WAIT, socket.next())
+            .await
+            .expect("a frame within the timeout")
+            .expect("socket still open")
+            .expect("a valid frame");
+        match frame {
+            Frame::Text(bytes) => return serde_json::from_slice(&bytes).expect("server frames are JSON"),
+            Frame::Ping(p) => socket.send(Message::Pong(p)).await.expect("pong"),
+            Frame::Close(reason) => panic!("closed by server: {reason:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next frame of type `kind`, skipping others.
+async fn next_of_type(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let v = next_json(socket).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Reads through `welcome` and `subscribed`.
+async fn handshake(socket: &mut Socket) -> (Value, Value) {
+    let welcome = next_json(socket).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let subscribed = next_json(socket).await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    (welcome, subscribed)
+}
+
+async fn add_node(runtime: &RuntimeHandle, id: &str) {
+    runtime
+        .membership()
+        .send(AddNode { node_id: id.into(), address: None, metadata: Default::default() })
+        .await
+        .expect("membership answers")
+        .expect("node added");
+}
+
+async fn send_text(socket: &mut Socket, text: &str) {
+    socket.send(Message::Text(text.to_string().into())).await.expect("send frame");
+}
+
+/// Waits for the server's close frame and returns its code.
+async fn close_code(socket: &mut Socket) -> u16 {
+    loop {
+        match timeout(WAIT, socket.next()).await.expect("close within the timeout") {
+            Some(Ok(Frame::Close(Some(reason)))) => return reason.code.into(),
+            Some(Ok(Frame::Close(None))) => return 1005,
+            Some(Ok(Frame::Ping(p))) => {
+                let _ = socket.send(Message::Pong(p)).await;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("protocol error before close: {e}"),
+            None => return 1006,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn node_stream_filtered_by_id_sees_only_that_node_and_takes_new_filters() {
+    let (runtime, addr) = serve(config());
+    let mut ws = connect(addr, "/api/v1/ws/cluster/nodes?node_ids=node-4").await;
+    let (welcome, subscribed) = handshake(&mut ws).await;
+    assert_eq!(welcome["stream"], "cluster/nodes");
+    assert!(welcome["session_id"].is_string());
+    assert_eq!(subscribed["filter"]["node_ids"][0], "node-4");
+
+    // node-5 joins first, then node-4: the first event frame must be node-4's.
+    add_node(&runtime, "node-5").await;
+    add_node(&runtime, "node-4").await;
+    let event = next_of_type(&mut ws, "event").await;
+    assert_eq!(event["event"]["event_type"], "node_joined");
+    assert_eq!(event["event"]["payload"]["node_id"], "node-4");
+
+    // A frame that is not JSON gets an error frame; the session and its filter stay.
+    send_text(&mut ws, "{not json").await;
+    let error = next_json(&mut ws).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["code"], "invalid_filter");
+
+    // Unknown fields, event types and severities are errors too.
+    for bad in [r#"{"nodes":["x"]}"#, r#"{"event_types":["no_such"]}"#, r#"{"min_severity":"loud"}"#] {
+        send_text(&mut ws, bad).await;
+        let error = next_json(&mut ws).await;
+        assert_eq!(error["type"], "error", "{bad} -> {error}");
+    }
+
+    // A new filter takes effect: now node-6 and nothing else.
+    send_text(&mut ws, r#"{"node_ids":["node-6"]}"#).await;
+    let subscribed = next_of_type(&mut ws, "subscribed").await;
+    assert_eq!(subscribed["filter"]["node_ids"][0], "node-6");
+    add_node(&runtime, "node-7").await;
+    add_node(&runtime, "node-6").await;
+    let event = next_of_type(&mut ws, "event").await;
+    assert_eq!(event["event"]["payload"]["node_id"], "node-6");
+}
+
+#[actix_web::test]
+async fn since_seq_replays_retained_events_then_goes_live_without_gap_or_duplicate() {
+    let (runtime, addr) = serve(config());
+    add_node(&runtime, "node-4").await;
+    add_node(&runtime, "node-5").await;
+
+    let mut ws = connect(addr, "/api/v1/ws/events?since_seq=0&node_ids=node-5").await;
+    let (_, subscribed) = handshake(&mut ws).await;
+    assert_eq!(subscribed["replay_truncated"], false);
+    let replayed = next_of_type(&mut ws, "event").await;
+    assert_eq!(replayed["event"]["event_type"], "node_joined");
+    assert_eq!(replayed["event"]["payload"]["node_id"], "node-5");
+    let replayed_seq = replayed["event"]["seq"].as_u64().expect("seq");
+
+    // Live from here: node-5's crash, and nothing repeated.
+    runtime
+        .membership()
+        .send(CrashNode { node_id: "node-5".into() })
+        .await
+        .expect("answers")
+        .expect("crashed");
+    let live = next_of_type(&mut ws, "event").await;
+    assert_eq!(live["event"]["event_type"], "node_health_change");
+    assert_eq!(live["event"]["payload"]["new_status"], "failed");
+    assert!(live["event"]["seq"].as_u64().expect("seq") > replayed_seq);
+}
+
+#[actix_web::test]
+async fn streams_carry_only_their_category() {
+    let (runtime, addr) = serve(config());
+    let mut replication = connect(addr, "/api/v1/ws/cluster/replication").await;
+    handshake(&mut replication).await;
+    let mut nodes = connect(addr, "/api/v1/ws/cluster/nodes").await;
+    handshake(&mut nodes).await;
+    add_node(&runtime, "node-4").await;
+    let event = next_of_type(&mut nodes, "event").await;
+    assert_eq!(event["event"]["category"], "clustering");
+    // The replication stream must stay quiet: its next frame may only be a ping.
+    match timeout(Duration::from_millis(300), replication.next()).await {
+        Err(_) => {}
+        Ok(Some(Ok(Frame::Ping(_)))) => {}
+        Ok(other) => panic!("replication stream got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn bad_frames_get_error_frames_and_the_session_keeps_working() {
+    let mut c = config();
+    c.ws.max_frame_bytes = 1024;
+    let (runtime, addr) = serve(c);
+    let mut ws = connect(addr, "/api/v1/ws/events?event_types=node_joined").await;
+    handshake(&mut ws).await;
+
+    send_text(&mut ws, &format!("{{\"node_ids\":[\"{}\"]}}", "x".repeat(4096))).await;
+    let error = next_json(&mut ws).await;
+    assert_eq!(error["code"], "frame_too_large", "{error}");
+
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.expect("send binary");
+    let error = next_json(&mut ws).await;
+    assert_eq!(error["code"], "unsupported_frame", "{error}");
+
+    add_node(&runtime, "node-4").await;
+    let event = next_of_type(&mut ws, "event").await;
+    assert_eq!(event["event"]["payload"]["node_id"], "node-4");
+}
+
+#[actix_web::test]
+async fn bad_query_filter_is_refused_before_the_upgrade() {
+    let (_runtime, addr) = serve(config());
+    let res = awc::Client::new()
+        .ws(format!("ws://{addr}/api/v1/ws/events?min_severity=loud"))
+        .connect()
+        .await;
+    match res {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => assert_eq!(status, 400),
+        other => panic!("expected a 400, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[actix_web::test]
+async fn auth_token_is_required_on_upgrade_by_header_or_query() {
+    let mut c = config();
+    c.server.auth_token = "s3cret".into();
+    let (_runtime, addr) = serve(c);
+    let refused = awc::Client::new().ws(format!("ws://{addr}/api/v1/ws/events")).connect().await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => assert_eq!(status, 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let wrong = awc::Client::new().ws(format!("ws://{addr}/api/v1/ws/events?token=nope")).connect().await;
+    assert!(wrong.is_err());
+    let mut by_query = connect(addr, "/api/v1/ws/events?token=s3cret").await;
+    handshake(&mut by_query).await;
+    let (_res, mut by_header) = awc::Client::new()
+        .ws(format!("ws://{addr}/api/v1/ws/events"))
+        .bearer_auth("s3cret")
+        .connect()
+        .await
+        .expect("upgrade with bearer token");
+    handshake(&mut by_header).await;
+}
+
+#[actix_web::test]
+async fn max_sessions_refuses_the_next_session() {
+    let mut c = config();
+    c.ws.max_sessions = 1;
+    let (_runtime, addr) = serve(c);
+    let mut first = connect(addr, "/api/v1/ws/events").await;
+    handshake(&mut first).await;
+    let second = awc::Client::new().ws(format!("ws://{addr}/api/v1/ws/events")).connect().await;
+    match second {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => assert_eq!(status, 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[actix_web::test]
+async fn a_silent_client_is_closed_after_the_timeout() {
+    let mut c = config();
+    c.ws.heartbeat_interval_ms = 50;
+    c.ws.client_timeout_ms = 200;
+    let (_runtime, addr) = serve(c);
+    let mut ws = connect(addr, "/api/v1/ws/events").await;
+    // Read frames but never answer pings or send anything: the server must give up on us.
+    let code = loop {
+        match timeout(WAIT, ws.next()).await.expect("server closes within the timeout") {
+            Some(Ok(Frame::Close(Some(reason)))) => break u16::from(reason.code),
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, 1001);
+}
+
+#[actix_web::test]
+async fn operator_closes_a_session_through_the_admin_api() {
+    let (_runtime, addr) = serve(config());
+    let mut ws = connect(addr, "/api/v1/ws/cluster/nodes?node_ids=node-2").await;
+    let (welcome, _) = handshake(&mut ws).await;
+    let session_id = welcome["session_id"].as_str().expect("session id").to_string();
+
+    let client = awc::Client::new();
+    let mut res = client.get(format!("http://{addr}/api/v1/ws/connections")).send().await.expect("list");
+    let list: Value = res.json().await.expect("json");
+    let row = list["connections"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["session_id"] == session_id.as_str())
+        .expect("our session is listed")
+        .clone();
+    assert_eq!(row["stream"], "cluster/nodes");
+    assert_eq!(row["filter"]["node_ids"][0], "node-2");
+
+    let res = client
+        .delete(format!("http://{addr}/api/v1/ws/connections/{session_id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    assert_eq!(close_code(&mut ws).await, 1000);
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_from_and_closed_with_1008() {
+    let mut c = config();
+    c.events.session_queue = 16;
+    c.ws.client_timeout_ms = 60_000;
+    let (runtime, addr) = serve(c);
+    let mut ws = connect(addr, "/api/v1/ws/events?node_ids=node-1&event_types=node_health_change").await;
+    let (welcome, _) = handshake(&mut ws).await;
+    let session_id: u64 = welcome["session_id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+
+    // Stop reading. Crash and restart node-1 (two events per round) until the registry reports
+    // dropped deliveries for this session: socket buffers fill first, then the session's queue,
+    // then the registry drops.
+    let mut published = 0u64;
+    let closed_early = loop {
+        for _ in 0..100 {
+            let membership = runtime.membership();
+            membership.send(CrashNode { node_id: "node-1".into() }).await.expect("answers").expect("crash");
+            membership
+                .send(clusterd::messages::cluster::RestartNode { node_id: "node-1".into() })
+                .await
+                .expect("answers")
+                .expect("restart");
+            published += 2;
+        }
+        let rows = runtime
+            .registry()
+            .send(clusterd::messages::registry::ListSubscriptions)
+            .await
+            .expect("registry answers");
+        match rows.iter().find(|r| r.subscription_id == session_id) {
+            Some(r) if r.dropped > 0 => break false,
+            Some(_) => assert!(published < 200_000, "no drop after {published} events"),
+            // Closed for staying behind already: it dropped a whole queue.
+            None => break true,
+        }
+    };
+    assert!(runtime.metrics().events_dropped_total() > 0);
+
+    // Now read. Fewer events arrive than were published (what did not fit was dropped, not
+    // buffered), and the stream says so: `lagged`, or a 1008 close once it stayed behind.
+    let mut received = 0u64;
+    let mut node_down = false;
+    let verdict = loop {
+        match timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Frame::Text(t)))) => {
+                let v: Value = serde_json::from_slice(&t).expect("json");
+                match v["type"].as_str() {
+                    Some("event") => received += 1,
+                    Some("lagged") => {
+                        assert!(v["missed"].as_u64().expect("missed") > 0);
+                        assert!(v["resume_from_seq"].as_u64().is_some());
+                        break "lagged";
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                }
+            }
+            Ok(Some(Ok(Frame::Close(Some(reason))))) => {
+                assert_eq!(u16::from(reason.code), 1008);
+                break "closed";
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("unexpected end: {other:?}"),
+            // Everything buffered was read and the session is alive: one more event makes the
+            // registry deliver the pending `lagged` first.
+            Err(_) => {
+                assert!(!closed_early, "closed session sent no close frame");
+                let membership = runtime.membership();
+                if node_down {
+                    let restart = clusterd::messages::cluster::RestartNode { node_id: "node-1".into() };
+                    membership.send(restart).await.expect("answers").expect("restart");
+                } else {
+                    membership.send(CrashNode { node_id: "node-1".into() }).await.expect("answers").expect("crash");
+                }
+                node_down = !node_down;
+                published += 1;
+            }
+        }
+    };
+    assert!(received < published, "{verdict}: all {published} events were buffered for a client that did not read");
+}
