@@ -358,6 +358,29 @@ impl EventRegistry {
     }
 }
 
+/// How often pending `lagged` notices are retried for subscribers that got no event since.
+const LAGGED_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl EventRegistry {
+    fn flush_lagged_notices(&mut self) {
+        let mut gone = Vec::new();
+        for (id, sub) in self.subscribers.iter_mut().filter(|(_, s)| s.missed_run > 0) {
+            let resume_from_seq = sub.first_missed_seq.unwrap_or(self.last_seq).saturating_sub(1);
+            match sub.sink.try_deliver(Delivery::Lagged { missed: sub.missed_run, resume_from_seq }) {
+                Ok(()) => {
+                    sub.missed_run = 0;
+                    sub.first_missed_seq = None;
+                }
+                Err(SinkError::Full) => {}
+                Err(SinkError::Closed) => gone.push(*id),
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
+    }
+}
+
 enum Outcome {
     Delivered,
     Dropped,
@@ -400,6 +423,9 @@ impl Actor for EventRegistry {
         // Publishers use do_send (see `Publish`); this bound only applies to requests that wait
         // for an answer (subscribe, status), which come at human or session-setup rates.
         ctx.set_mailbox_capacity(4096);
+        // A subscriber that lagged hears about it with its next event; if no event comes, this
+        // tells it once its queue has room, so a quiet stream does not hide a loss.
+        ctx.run_interval(LAGGED_NOTICE_INTERVAL, |act, _| act.flush_lagged_notices());
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
