@@ -76,6 +76,13 @@ pub fn app(
 }
 
 async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.resource_map().has_resource(req.path()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not a method of {}", req.method(), req.path()),
+        ));
+    }
     Err(ApiError::not_found("route_not_found", format!("no route for {} {}", req.method(), req.path())))
 }
 
