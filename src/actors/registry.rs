@@ -211,7 +211,7 @@ impl EventRegistry {
     /// Retained events after `since_seq` that `compiled` admits, oldest first, at most `limit`.
     fn replay(&self, compiled: &CompiledFilter, since_seq: u64, limit: usize) -> (Vec<SharedEvent>, bool) {
         let start = self.retained.partition_point(|e| e.seq <= since_seq);
-        let truncated = since_seq + 1 < self.oldest_retained_seq()
+        let truncated = since_seq.saturating_add(1) < self.oldest_retained_seq()
             || (self.retained.is_empty() && since_seq < self.last_seq);
         let events = self
             .retained

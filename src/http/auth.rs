@@ -82,10 +82,13 @@ pub async fn require_token(
         .unwrap_or_default();
     // CORS preflights carry no credentials by design.
     let preflight = req.method() == actix_web::http::Method::OPTIONS;
-    if expected.is_empty() || preflight || is_open(req.path()) {
+    let websocket = is_websocket_upgrade(&req);
+    // GraphQL subscriptions (on /graphql/ws, and upgrades on /graphql) check their own token,
+    // which may come in connection_init.
+    let graphql_upgrade = websocket && req.path() == "/graphql";
+    if expected.is_empty() || preflight || graphql_upgrade || is_open(req.path()) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let websocket = is_websocket_upgrade(&req);
     if request_authorized(&expected, req.headers(), req.query_string(), websocket) {
         return Ok(next.call(req).await?.map_into_left_body());
     }

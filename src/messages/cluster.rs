@@ -212,6 +212,17 @@ pub struct InternalFault {
     pub reason: String,
 }
 
+/// A node actor tells the membership actor that its supervisor restarted it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct NodeRestarted {
+    pub node_id: String,
+    /// Which actor of the node this is (the membership actor counts operator restarts).
+    pub incarnation: u64,
+    /// Supervised restarts of this actor so far.
+    pub restart_count: u64,
+}
+
 /// Stops a node actor for good (the node left the cluster, or the runtime shuts down).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -62,7 +62,12 @@ struct Member {
     last_answer: Option<Instant>,
     last_rtt: Option<Duration>,
     heartbeat_in_flight: bool,
+    /// Supervised restarts in this process's life: those of earlier actors of this node (an
+    /// operator restart starts a new actor) plus those the current actor reports.
     restarts: u64,
+    restarts_of_earlier_actors: u64,
+    /// Which actor of this node is current; answers from an earlier one are ignored.
+    incarnation: u64,
     crashed_at_ms: Option<i64>,
 }
 
@@ -132,12 +137,19 @@ impl MembershipActor {
         self.registry.do_send(Publish { event: Event::now(severity, source, payload) });
     }
 
-    fn start_node(&self, node_id: &str) -> Addr<NodeActor> {
-        NodeActor::new(node_id.to_string(), self.registry.clone(), self.metrics.clone()).start_supervised()
+    fn start_node(&self, node_id: &str, incarnation: u64, ctx: &mut Context<Self>) -> Addr<NodeActor> {
+        NodeActor::new(
+            node_id.to_string(),
+            incarnation,
+            self.registry.clone(),
+            ctx.address().recipient(),
+            self.metrics.clone(),
+        )
+        .start_supervised()
     }
 
-    fn new_member(&self, record: NodeRecord) -> Member {
-        let addr = self.start_node(&record.node_id);
+    fn new_member(&self, record: NodeRecord, ctx: &mut Context<Self>) -> Member {
+        let addr = self.start_node(&record.node_id, 0, ctx);
         Member {
             record,
             addr: Some(addr),
@@ -148,6 +160,8 @@ impl MembershipActor {
             last_rtt: None,
             heartbeat_in_flight: false,
             restarts: 0,
+            restarts_of_earlier_actors: 0,
+            incarnation: 0,
             crashed_at_ms: None,
         }
     }
@@ -160,9 +174,10 @@ impl MembershipActor {
     }
 
     fn cluster_health(&self) -> ClusterHealthStatus {
-        let (_, total, _, has_quorum) = self.quorum();
+        let (_, _, _, has_quorum) = self.quorum();
         let all_healthy = self.members.values().all(|m| m.health == NodeHealth::Healthy);
-        if total > 0 && !has_quorum {
+        // No members is no quorum: nothing can be decided.
+        if !has_quorum {
             ClusterHealthStatus::Critical
         } else if all_healthy {
             ClusterHealthStatus::Healthy
@@ -294,18 +309,21 @@ impl MembershipActor {
                 continue;
             }
             m.heartbeat_in_flight = true;
-            targets.push((id.clone(), addr));
+            targets.push((id.clone(), addr, m.incarnation));
         }
-        for (id, addr) in targets {
+        for (id, addr, incarnation) in targets {
             ctx.spawn(addr.send(Heartbeat { sent_at }).timeout(timeout).into_actor(self).map(
                 move |res, act, _| {
                     let Some(m) = act.members.get_mut(&id) else { return };
+                    if m.incarnation != incarnation {
+                        return;
+                    }
                     m.heartbeat_in_flight = false;
                     if let Ok(Ok(ack)) = res {
                         let now = Instant::now();
                         m.last_answer = Some(now);
                         m.last_rtt = Some(now.duration_since(ack.sent_at));
-                        m.restarts = ack.restarts;
+                        m.restarts = m.restarts.max(m.restarts_of_earlier_actors + ack.restarts);
                     }
                 },
             ));
@@ -364,7 +382,7 @@ impl Actor for MembershipActor {
         ctx.set_mailbox_capacity(1024);
         for (record, join_reason) in std::mem::take(&mut self.initial) {
             let id = record.node_id.clone();
-            let member = self.new_member(record);
+            let member = self.new_member(record, ctx);
             self.members.insert(id.clone(), member);
             if let Some(reason) = join_reason {
                 if let Some(m) = self.members.get(&id) {
@@ -388,6 +406,21 @@ impl Actor for MembershipActor {
 }
 
 type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
+
+/// The most a member's durable record may take: metadata is for labels, not data.
+const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Serializes a member's record for the store, refusing one over [`MAX_RECORD_BYTES`].
+fn record_bytes(record: &NodeRecord) -> Result<Vec<u8>, ClusterError> {
+    let bytes = serde_json::to_vec(record).map_err(|e| ClusterError::Storage { message: e.to_string() })?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(ClusterError::InvalidField {
+            field: "metadata".into(),
+            reason: format!("a node's metadata may hold at most {} KiB", MAX_RECORD_BYTES / 1024),
+        });
+    }
+    Ok(bytes)
+}
 
 fn refuse<T: 'static>(e: ClusterError) -> Answer<T> {
     AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))))
@@ -415,16 +448,16 @@ impl Handler<AddNode> for MembershipActor {
             metadata: msg.metadata,
             joined_at_ms: now_ms(),
         };
-        let bytes = match serde_json::to_vec(&record) {
+        let bytes = match record_bytes(&record) {
             Ok(b) => b,
-            Err(e) => return refuse(ClusterError::Storage { message: e.to_string() }),
+            Err(e) => return refuse(e),
         };
         let id = msg.node_id;
         let key = id.clone();
         self.persist_then(
             move |s| s.put_record(RecordTable::ClusterNodes, &key, &bytes),
-            move |act, _ctx| {
-                let member = act.new_member(record);
+            move |act, ctx| {
+                let member = act.new_member(record, ctx);
                 act.members.insert(id.clone(), member);
                 if let Some(m) = act.members.get(&id) {
                     act.membership_event(true, &m.record, "added by operator");
@@ -475,16 +508,10 @@ impl Handler<UpdateNodeMetadata> for MembershipActor {
                 record.metadata.insert(k, v);
             }
         }
-        let bytes = match serde_json::to_vec(&record) {
+        let bytes = match record_bytes(&record) {
             Ok(b) => b,
-            Err(e) => return refuse(ClusterError::Storage { message: e.to_string() }),
+            Err(e) => return refuse(e),
         };
-        if bytes.len() > 64 * 1024 {
-            return refuse(ClusterError::InvalidField {
-                field: "metadata".into(),
-                reason: "a node's metadata may hold at most 64 KiB".into(),
-            });
-        }
         let id = msg.node_id;
         let key = id.clone();
         self.persist_then(
@@ -537,7 +564,7 @@ impl Handler<CrashNode> for MembershipActor {
 
 impl Handler<RestartNode> for MembershipActor {
     type Result = Result<NodeView, ClusterError>;
-    fn handle(&mut self, msg: RestartNode, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RestartNode, ctx: &mut Self::Context) -> Self::Result {
         let id = msg.node_id;
         let crashed = match self.members.get(&id) {
             None => return Err(ClusterError::NodeNotFound { node_id: id }),
@@ -546,13 +573,16 @@ impl Handler<RestartNode> for MembershipActor {
         if !crashed {
             return Err(ClusterError::NotCrashed { node_id: id });
         }
-        let addr = self.start_node(&id);
+        let incarnation = self.members.get(&id).map(|m| m.incarnation + 1).unwrap_or(0);
+        let addr = self.start_node(&id, incarnation, ctx);
         if let Some(m) = self.members.get_mut(&id) {
             m.addr = Some(addr);
             m.started_at = Instant::now();
             m.last_answer = None;
             m.last_rtt = None;
-            m.restarts = 0;
+            m.restarts_of_earlier_actors = m.restarts;
+            m.incarnation = incarnation;
+            m.heartbeat_in_flight = false;
             m.crashed_at_ms = None;
         }
         self.set_health(&id, NodeHealth::Healthy, "restarted by operator".into());
@@ -620,5 +650,16 @@ impl Handler<ListFaults> for MembershipActor {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Handler<NodeRestarted> for MembershipActor {
+    type Result = ();
+    fn handle(&mut self, msg: NodeRestarted, _ctx: &mut Self::Context) {
+        if let Some(m) = self.members.get_mut(&msg.node_id) {
+            if m.incarnation == msg.incarnation {
+                m.restarts = m.restarts.max(m.restarts_of_earlier_actors + msg.restart_count);
+            }
+        }
     }
 }

@@ -19,7 +19,9 @@ use crate::metrics::Metrics;
 
 pub struct NodeActor {
     node_id: String,
+    incarnation: u64,
     registry: Addr<EventRegistry>,
+    membership: Recipient<NodeRestarted>,
     metrics: Arc<Metrics>,
     /// Supervised restarts after internal faults.
     restarts: u64,
@@ -31,8 +33,23 @@ pub struct NodeActor {
 }
 
 impl NodeActor {
-    pub fn new(node_id: String, registry: Addr<EventRegistry>, metrics: Arc<Metrics>) -> Self {
-        NodeActor { node_id, registry, metrics, restarts: 0, pending_fault: None, crashed: false }
+    pub fn new(
+        node_id: String,
+        incarnation: u64,
+        registry: Addr<EventRegistry>,
+        membership: Recipient<NodeRestarted>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        NodeActor {
+            node_id,
+            incarnation,
+            registry,
+            membership,
+            metrics,
+            restarts: 0,
+            pending_fault: None,
+            crashed: false,
+        }
     }
 
     /// Starts the node under a supervisor on the current arbiter.
@@ -58,6 +75,12 @@ impl actix::Supervised for NodeActor {
         let reason = self.pending_fault.take().unwrap_or_else(|| "stopped unexpectedly".into());
         tracing::warn!(node_id = %self.node_id, restarts = self.restarts, %reason, "node actor restarted by its supervisor");
         self.metrics.actor_restarted("node", &self.node_id);
+        // Before the event, so anyone who saw the event and then asks the membership sees it too.
+        self.membership.do_send(NodeRestarted {
+            node_id: self.node_id.clone(),
+            incarnation: self.incarnation,
+            restart_count: self.restarts,
+        });
         self.registry.do_send(Publish {
             event: Event::now(
                 Severity::Warning,

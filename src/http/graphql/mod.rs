@@ -1,0 +1,72 @@
+//! The GraphQL face: `POST /graphql` for queries and mutations, `GET /graphql` for the GraphiQL
+//! page, and subscriptions over WebSocket at `/graphql/ws` (and at `/graphql` for upgrades), in
+//! both the `graphql-transport-ws` and the legacy `graphql-ws` protocols.
+//!
+//! Like every face it only translates: queries and mutations become messages to the membership
+//! actor and the event registry, subscriptions are registry subscriptions. No domain logic here.
+
+mod mutation;
+mod query;
+mod schema;
+mod subscription;
+mod transport;
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_actix_web::GraphQLResponse;
+
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+pub use schema::{
+    schema, ClusterEventObject, ClusterHealthEvent, ClusterSchema, ConnectionInfo,
+    EventFilterInput, NodeObject, NodeStatusEvent, MAX_COMPLEXITY, MAX_DEPTH,
+};
+pub use subscription::SubscriptionRoot;
+
+use crate::runtime::RuntimeHandle;
+
+/// Registers the GraphQL routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/graphql")
+            .route(web::post().to(execute))
+            .route(web::get().to(graphiql_or_subscriptions)),
+    )
+    .service(web::resource("/graphql/ws").route(web::get().to(transport::subscriptions)));
+}
+
+/// `POST /graphql`: one query or mutation. The body goes through the app's JSON extractor so that
+/// its size limit and error shape (413 / 400 `invalid_json`) are the same as for REST.
+async fn execute(
+    schema: web::Data<ClusterSchema>,
+    request: web::Json<async_graphql::Request>,
+) -> GraphQLResponse {
+    schema.execute(request.into_inner()).await.into()
+}
+
+/// `GET /graphql`: the GraphiQL page, or the subscription transport when the request is a
+/// WebSocket upgrade (the contract serves subscriptions at `/graphql` for upgrades too).
+async fn graphiql_or_subscriptions(
+    req: HttpRequest,
+    payload: web::Payload,
+    schema: web::Data<ClusterSchema>,
+    runtime: web::Data<RuntimeHandle>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if transport::is_websocket_upgrade(&req) {
+        return transport::subscriptions(req, payload, schema, runtime).await;
+    }
+    // The page never changes for the life of the process: render it once.
+    static PAGE: OnceLock<String> = OnceLock::new();
+    let page = PAGE.get_or_init(|| {
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("clusterd GraphQL")
+            .finish()
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page.clone()))
+}

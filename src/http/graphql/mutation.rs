@@ -1,0 +1,92 @@
+//! Mutations: add, update and remove cluster members. Each is one message to the membership
+//! actor, answered once the change is durable; domain errors carry the REST error codes.
+
+use async_graphql::{Context, Object, ID};
+use serde_json::Value as JsonValue;
+
+use super::schema::{gql_error, runtime, to_gql, NodeObject};
+use crate::http::error::ApiError;
+use crate::messages::cluster::{AddNode, NodeMetadata, RemoveNode, UpdateNodeMetadata};
+
+pub struct MutationRoot;
+
+/// Metadata must be a JSON object (what REST accepts too); anything else names the argument.
+fn metadata_object(value: JsonValue) -> async_graphql::Result<NodeMetadata> {
+    match value {
+        JsonValue::Object(map) => Ok(map.into_iter().collect()),
+        other => Err(gql_error(ApiError::invalid(
+            "metadata",
+            format!("expected a JSON object, got {}", json_kind(&other)),
+        ))),
+    }
+}
+
+fn json_kind(v: &JsonValue) -> &'static str {
+    match v {
+        JsonValue::Null => "null",
+        JsonValue::Bool(_) => "a boolean",
+        JsonValue::Number(_) => "a number",
+        JsonValue::String(_) => "a string",
+        JsonValue::Array(_) => "an array",
+        JsonValue::Object(_) => "an object",
+    }
+}
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Adds a member (it joins the cluster and its node actor starts).
+    async fn add_node(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        address: Option<String>,
+        metadata: Option<JsonValue>,
+    ) -> async_graphql::Result<NodeObject> {
+        let metadata = match metadata {
+            None | Some(JsonValue::Null) => NodeMetadata::new(),
+            Some(v) => metadata_object(v)?,
+        };
+        let view = runtime(ctx)?
+            .membership()
+            .send(AddNode {
+                node_id: node_id.0,
+                address,
+                metadata,
+            })
+            .await
+            .map_err(to_gql)?
+            .map_err(to_gql)?;
+        Ok(NodeObject(view))
+    }
+
+    /// Removes a member (it leaves the cluster and its node actor stops). True once durable.
+    async fn remove_node(&self, ctx: &Context<'_>, node_id: ID) -> async_graphql::Result<bool> {
+        runtime(ctx)?
+            .membership()
+            .send(RemoveNode { node_id: node_id.0 })
+            .await
+            .map_err(to_gql)?
+            .map_err(to_gql)?;
+        Ok(true)
+    }
+
+    /// Merges `metadata` into the node's metadata: a key set to null is removed.
+    async fn update_node(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        metadata: JsonValue,
+    ) -> async_graphql::Result<NodeObject> {
+        let patch = metadata_object(metadata)?;
+        let view = runtime(ctx)?
+            .membership()
+            .send(UpdateNodeMetadata {
+                node_id: node_id.0,
+                patch,
+            })
+            .await
+            .map_err(to_gql)?
+            .map_err(to_gql)?;
+        Ok(NodeObject(view))
+    }
+}

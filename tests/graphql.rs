@@ -1,0 +1,725 @@
+//! The GraphQL face over a real socket: queries and mutations on `POST /graphql`, subscriptions
+//! over `graphql-transport-ws` and the legacy `graphql-ws` protocol, auth in `connection_init`,
+//! the init timeout and the frame size limit.
+//!
+//! Every wait is on a frame or a condition with a timeout; nothing sleeps to let time pass.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::rt::time::{sleep, timeout};
+use awc::error::WsProtocolError;
+use awc::ws::{Frame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{json, Value};
+
+use clusterd::config::StorageEngine;
+use clusterd::messages::cluster::CrashNode;
+use clusterd::messages::registry::{GetRegistryStatus, ListSubscriptions, Transport};
+use clusterd::{Config, Runtime, RuntimeHandle};
+
+/// How long any one expected thing may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn test_config() -> Config {
+    let mut config = Config::default();
+    config.storage.engine = StorageEngine::Memory;
+    config
+}
+
+struct Server {
+    runtime: RuntimeHandle,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(config: Config) -> Server {
+        let runtime = Runtime::start(config).expect("runtime starts");
+        let state = clusterd::http::AppState::new(runtime.clone());
+        let srv = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .expect("bind a free port");
+        let addr = srv.addrs()[0];
+        actix_web::rt::spawn(srv.run());
+        Server { runtime, addr }
+    }
+
+    fn url(&self, scheme: &str, path: &str) -> String {
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    /// A query or mutation over `POST /graphql`; the whole GraphQL response.
+    async fn post(&self, query: &str, token: Option<&str>) -> Value {
+        let mut req = awc::Client::new().post(self.url("http", "/graphql"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let mut res = req
+            .send_json(&json!({ "query": query }))
+            .await
+            .expect("POST /graphql");
+        assert_eq!(res.status(), 200, "POST /graphql status");
+        res.json::<Value>()
+            .limit(16 << 20)
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// Connects a subscription client speaking `protocol`.
+    async fn ws(&self, path: &str, protocol: &str) -> WsConn {
+        self.ws_with(path, protocol, None)
+            .await
+            .expect("upgrade accepted")
+    }
+
+    async fn ws_with(
+        &self,
+        path: &str,
+        protocol: &str,
+        bearer: Option<&str>,
+    ) -> Result<WsConn, awc::error::WsClientError> {
+        let mut req = awc::Client::new()
+            .ws(self.url("ws", path))
+            .protocols([protocol]);
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let (res, conn) = req.connect().await?;
+        assert_eq!(res.status(), 101);
+        let chosen = res
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(chosen.as_deref(), Some(protocol), "negotiated subprotocol");
+        Ok(WsConn(Box::pin(conn)))
+    }
+
+    /// Waits until the registry lists a GraphQL subscription for `field`: the subscription is
+    /// live, so events published from now on reach it.
+    async fn wait_subscribed(&self, field: &str) {
+        let registry = self.runtime.registry().clone();
+        let field = field.to_string();
+        within(WAIT, "the GraphQL subscription to register", async move {
+            loop {
+                let rows = registry
+                    .send(ListSubscriptions)
+                    .await
+                    .expect("registry answers");
+                if let Some(row) = rows
+                    .iter()
+                    .find(|r| r.info.transport == Transport::GraphQl && r.info.stream == field)
+                {
+                    assert!(
+                        row.info.peer.starts_with("127.0.0.1:"),
+                        "peer recorded: {}",
+                        row.info.peer
+                    );
+                    return;
+                }
+                // Polling a condition, bounded by `within`: the registration happens on a server
+                // worker, and the registry is the only place that can tell when it is done.
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
+    async fn graphql_subscriptions(&self) -> usize {
+        let rows = self
+            .runtime
+            .registry()
+            .send(ListSubscriptions)
+            .await
+            .expect("registry answers");
+        rows.iter()
+            .filter(|r| r.info.transport == Transport::GraphQl)
+            .count()
+    }
+
+    async fn current_seq(&self) -> u64 {
+        self.runtime
+            .registry()
+            .send(GetRegistryStatus)
+            .await
+            .expect("registry answers")
+            .current_seq
+    }
+
+    async fn crash(&self, node: &str) {
+        self.runtime
+            .membership()
+            .send(CrashNode {
+                node_id: node.into(),
+            })
+            .await
+            .expect("membership answers")
+            .expect("node crashes");
+    }
+}
+
+async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A client WebSocket as awc hands it out, without naming its codec types.
+trait Framed:
+    Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message, Error = WsProtocolError>
+{
+}
+impl<T> Framed for T where
+    T: Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message, Error = WsProtocolError>
+{
+}
+
+/// A WebSocket client connection.
+struct WsConn(std::pin::Pin<Box<dyn Framed>>);
+
+/// What the server sent next, pings aside.
+#[derive(Debug)]
+enum Incoming {
+    Json(Value),
+    /// A close frame (with its code, if any), or the connection ended without one.
+    Closed(Option<u16>),
+}
+
+impl WsConn {
+    async fn send(&mut self, v: Value) {
+        self.0
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next frame within [`WAIT`]; pings are answered on the way, as a live client would.
+    async fn next(&mut self) -> Incoming {
+        within(WAIT, "the next frame", async {
+            loop {
+                match self.0.next().await {
+                    None => return Incoming::Closed(None),
+                    Some(Err(e)) => panic!("websocket error: {e}"),
+                    Some(Ok(Frame::Text(bytes))) => {
+                        return Incoming::Json(
+                            serde_json::from_slice(&bytes).expect("a JSON frame"),
+                        )
+                    }
+                    Some(Ok(Frame::Ping(p))) => {
+                        self.0.send(Message::Pong(p)).await.expect("send a pong")
+                    }
+                    Some(Ok(Frame::Pong(_))) => {}
+                    Some(Ok(Frame::Close(reason))) => {
+                        return Incoming::Closed(reason.map(|r| u16::from(r.code)))
+                    }
+                    Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn json(&mut self) -> Value {
+        match self.next().await {
+            Incoming::Json(v) => v,
+            other => panic!("expected a JSON frame, got {other:?}"),
+        }
+    }
+
+    async fn closed(&mut self) -> Option<u16> {
+        match self.next().await {
+            Incoming::Closed(code) => code,
+            other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+
+    /// `connection_init` with `payload`, expecting `connection_ack`.
+    async fn init(&mut self, payload: Value) {
+        self.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        let ack = self.json().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+    }
+}
+
+fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {response}"))
+}
+
+#[actix_web::test]
+async fn queries_and_mutations_over_post() {
+    let server = Server::start(test_config());
+
+    let r = server
+        .post(
+            "{ clusterStatus { members totalNodes quorumSize hasQuorum health leader } }",
+            None,
+        )
+        .await;
+    assert_eq!(
+        r["data"]["clusterStatus"]["members"],
+        json!(["node-1", "node-2", "node-3"]),
+        "{r}"
+    );
+    assert_eq!(r["data"]["clusterStatus"]["totalNodes"], 3);
+    assert_eq!(r["data"]["clusterStatus"]["hasQuorum"], true);
+    assert_eq!(r["data"]["clusterStatus"]["leader"], Value::Null);
+
+    let r = server
+        .post(
+            "{ clusterHealth { status totalNodes nodes { nodeId status } } }",
+            None,
+        )
+        .await;
+    assert_eq!(
+        r["data"]["clusterHealth"]["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{r}"
+    );
+
+    let r = server
+        .post("{ nodes { nodeId role status metadata crashed } }", None)
+        .await;
+    assert_eq!(r["data"]["nodes"][0]["nodeId"], "node-1", "{r}");
+    let r = server
+        .post(
+            r#"{ node(id: "node-2") { nodeId status } missing: node(id: "node-9") { nodeId } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(r["data"]["node"]["nodeId"], "node-2", "{r}");
+    assert_eq!(r["data"]["missing"], Value::Null);
+
+    let r = server
+        .post(
+            r#"mutation { addNode(nodeId: "node-4", address: "10.0.0.4:7000", metadata: {rack: "r1", zone: "a"}) { nodeId address metadata } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(r["data"]["addNode"]["nodeId"], "node-4", "{r}");
+    assert_eq!(r["data"]["addNode"]["address"], "10.0.0.4:7000");
+    assert_eq!(
+        r["data"]["addNode"]["metadata"],
+        json!({"rack": "r1", "zone": "a"})
+    );
+
+    let r = server
+        .post(r#"mutation { addNode(nodeId: "node-4") { nodeId } }"#, None)
+        .await;
+    assert_eq!(error_code(&r), "node_exists", "{r}");
+    let r = server
+        .post(
+            r#"mutation { addNode(nodeId: "bad id!") { nodeId } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&r), "invalid_request", "{r}");
+    let r = server
+        .post(
+            r#"mutation { addNode(nodeId: "node-5", metadata: [1]) { nodeId } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&r), "invalid_request", "{r}");
+
+    // Merge patch: null removes a key, others are set.
+    let r = server
+        .post(r#"mutation { updateNode(nodeId: "node-4", metadata: {zone: null, tier: 2}) { metadata } }"#, None)
+        .await;
+    assert_eq!(
+        r["data"]["updateNode"]["metadata"],
+        json!({"rack": "r1", "tier": 2}),
+        "{r}"
+    );
+    let r = server
+        .post(
+            r#"mutation { updateNode(nodeId: "node-9", metadata: {}) { nodeId } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&r), "node_not_found", "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["details"]["node_id"], "node-9");
+
+    // The join was published and retained.
+    let r = server
+        .post(
+            r#"{ events(filter: {nodeIds: ["node-4"], eventTypes: ["node_joined"]}) { eventId seq category eventType severity source timestamp timestampMs subjects payload } }"#,
+            None,
+        )
+        .await;
+    let events = r["data"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("events: {r}"));
+    assert_eq!(events.len(), 1, "{r}");
+    let e = &events[0];
+    assert_eq!(e["eventType"], "node_joined");
+    assert_eq!(e["category"], "clustering");
+    assert_eq!(e["subjects"], json!({"node_ids": ["node-4"]}));
+    assert_eq!(e["payload"]["node_id"], "node-4");
+    assert_eq!(e["payload"]["event_type"], "node_joined");
+    assert!(e["eventId"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("evt_")));
+    let seq = e["seq"].as_u64().expect("seq");
+
+    let r = server.post(&format!("{{ events(sinceSeq: {seq}, filter: {{nodeIds: [\"node-4\"], eventTypes: [\"node_joined\"]}}) {{ seq }} }}"), None).await;
+    assert_eq!(r["data"]["events"], json!([]), "{r}");
+    let r = server.post("{ events(limit: 1) { seq } }", None).await;
+    assert_eq!(r["data"]["events"].as_array().map(Vec::len), Some(1), "{r}");
+    let r = server.post("{ events(limit: 10001) { seq } }", None).await;
+    assert_eq!(error_code(&r), "invalid_request", "{r}");
+    let r = server
+        .post(
+            r#"{ events(filter: {eventTypes: ["no_such_event"]}) { seq } }"#,
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&r), "invalid_request", "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("eventTypes")),
+        "{r}"
+    );
+    let r = server
+        .post(r#"{ events(filter: {minSeverity: "loud"}) { seq } }"#, None)
+        .await;
+    assert_eq!(error_code(&r), "invalid_request", "{r}");
+
+    let r = server
+        .post(r#"mutation { removeNode(nodeId: "node-4") }"#, None)
+        .await;
+    assert_eq!(r["data"]["removeNode"], true, "{r}");
+    let r = server
+        .post(r#"mutation { removeNode(nodeId: "node-4") }"#, None)
+        .await;
+    assert_eq!(error_code(&r), "node_not_found", "{r}");
+}
+
+#[actix_web::test]
+async fn graphiql_introspection_and_depth_limit() {
+    let server = Server::start(test_config());
+
+    let mut res = awc::Client::new()
+        .get(server.url("http", "/graphql"))
+        .send()
+        .await
+        .expect("GET /graphql");
+    assert_eq!(res.status(), 200);
+    let page = String::from_utf8(res.body().await.expect("page").to_vec()).expect("utf-8 page");
+    assert!(
+        page.contains("graphiql") && page.contains("/graphql/ws"),
+        "GraphiQL page"
+    );
+
+    // The subscription endpoint answers plain requests with the error shape.
+    let mut res = awc::Client::new()
+        .get(server.url("http", "/graphql/ws"))
+        .send()
+        .await
+        .expect("GET /graphql/ws");
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.expect("an error body");
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+
+    // The introspection query GraphiQL sends fits the depth and complexity limits.
+    let r = server.post(INTROSPECTION, None).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let types = r["data"]["__schema"]["types"].as_array().expect("types");
+    for name in [
+        "Node",
+        "ClusterEvent",
+        "NodeStatusEvent",
+        "ClusterHealthEvent",
+        "EventFilter",
+        "JSON",
+    ] {
+        assert!(
+            types.iter().any(|t| t["name"] == name),
+            "type {name} in the schema"
+        );
+    }
+    assert_eq!(
+        r["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
+
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(20),
+        "}".repeat(20)
+    );
+    let r = server.post(&deep, None).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deep")),
+        "{r}"
+    );
+}
+
+#[actix_web::test]
+async fn transport_ws_node_status_changes_for_one_node() {
+    let server = Server::start(test_config());
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    ws.send(json!({
+        "id": "1", "type": "subscribe",
+        "payload": { "query": r#"subscription { nodeStatusChanges(nodeId: "node-2") { nodeId oldStatus newStatus role reason metrics seq eventId severity timestamp } }"# }
+    }))
+    .await;
+    server.wait_subscribed("nodeStatusChanges").await;
+
+    // node-3 first: its event comes earlier in seq order, so had the filter let it through it
+    // would be seen before node-2's.
+    server.crash("node-3").await;
+    server.crash("node-2").await;
+    loop {
+        let msg = ws.json().await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        assert_eq!(msg["id"], "1");
+        let e = &msg["payload"]["data"]["nodeStatusChanges"];
+        assert_eq!(e["nodeId"], "node-2", "only node-2's changes: {msg}");
+        assert!(
+            e["seq"].as_u64().is_some() && e["eventId"].as_str().is_some(),
+            "{msg}"
+        );
+        if e["newStatus"] == "failed" {
+            assert_eq!(e["severity"], "error");
+            assert!(e["metrics"].is_object());
+            break;
+        }
+    }
+
+    // A bad filter is an error for that subscription only.
+    ws.send(json!({
+        "id": "2", "type": "subscribe",
+        "payload": { "query": r#"subscription { events(filter: {eventTypes: ["bogus"]}) { seq } }"# }
+    }))
+    .await;
+    let msg = ws.json().await;
+    assert_eq!(msg["id"], "2", "{msg}");
+    assert_eq!(error_code(&msg["payload"]), "invalid_request", "{msg}");
+
+    // Completing the subscription ends it in the registry and in the metrics.
+    ws.send(json!({ "id": "1", "type": "complete" })).await;
+    within(WAIT, "the subscription to end", async {
+        while server.graphql_subscriptions().await > 0 {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let mut metrics = String::new();
+    server.runtime.metrics().render(&mut metrics);
+    assert!(
+        metrics.contains("\nclusterd_graphql_subscriptions_active 0\n"),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn legacy_graphql_ws_events_for_an_added_node() {
+    let server = Server::start(test_config());
+    let mut ws = server.ws("/graphql/ws", "graphql-ws").await;
+    ws.init(json!({})).await;
+    // Resuming from the current seq makes the subscription see node-4's join even if it
+    // registers after the mutation below.
+    let since = server.current_seq().await;
+    let query = format!(
+        r#"subscription {{ events(filter: {{nodeIds: ["node-4"], sinceSeq: {since}}}) {{ eventId seq category eventType severity source timestamp timestampMs subjects payload }} }}"#
+    );
+    ws.send(json!({ "id": "a", "type": "start", "payload": { "query": query } }))
+        .await;
+
+    let r = server
+        .post(r#"mutation { addNode(nodeId: "node-4") { nodeId } }"#, None)
+        .await;
+    assert_eq!(r["data"]["addNode"]["nodeId"], "node-4", "{r}");
+    loop {
+        let msg = ws.json().await;
+        assert_eq!(msg["type"], "data", "{msg}");
+        assert_eq!(msg["id"], "a");
+        let e = &msg["payload"]["data"]["events"];
+        assert_eq!(
+            e["subjects"]["node_ids"],
+            json!(["node-4"]),
+            "only node-4's events: {msg}"
+        );
+        assert!(e["seq"].as_u64().is_some_and(|s| s > since));
+        if e["eventType"] == "node_joined" {
+            assert_eq!(e["payload"]["node_id"], "node-4");
+            assert_eq!(e["source"], "node:node-4");
+            break;
+        }
+    }
+    ws.send(json!({ "id": "a", "type": "stop" })).await;
+    let msg = ws.json().await;
+    assert_eq!(msg, json!({ "type": "complete", "id": "a" }));
+}
+
+#[actix_web::test]
+async fn connection_init_token_is_checked() {
+    let mut config = test_config();
+    config.server.auth_token = "s3cret".into();
+    let server = Server::start(config);
+
+    // Wrong token in connection_init: refused with 4403.
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init", "payload": { "authorization": "Bearer wrong" } }))
+        .await;
+    assert_eq!(ws.closed().await, Some(4403));
+
+    // No token at all: refused too.
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(ws.closed().await, Some(4403));
+
+    // Legacy protocol: connection_error, then the connection closes.
+    let mut ws = server.ws("/graphql/ws", "graphql-ws").await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": "nope" } }))
+        .await;
+    let msg = ws.json().await;
+    assert_eq!(msg["type"], "connection_error", "{msg}");
+    assert_eq!(ws.closed().await, Some(4403));
+
+    // Every accepted form of the right token.
+    for payload in [
+        json!({ "authorization": "Bearer s3cret" }),
+        json!({ "Authorization": "Bearer s3cret" }),
+        json!({ "token": "s3cret" }),
+    ] {
+        let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+        ws.init(payload).await;
+    }
+
+    // A token on the upgrade request makes connection_init need none.
+    let mut ws = server
+        .ws("/graphql/ws?token=s3cret", "graphql-transport-ws")
+        .await;
+    ws.init(json!({})).await;
+    let mut ws = server
+        .ws_with("/graphql/ws", "graphql-transport-ws", Some("s3cret"))
+        .await
+        .expect("upgrade");
+    ws.init(json!({})).await;
+    // ... and a wrong one is refused before the upgrade.
+    let refused = server
+        .ws_with("/graphql/ws", "graphql-transport-ws", Some("wrong"))
+        .await;
+    assert!(
+        matches!(refused, Err(awc::error::WsClientError::InvalidResponseStatus(s)) if s == 401),
+        "wrong bearer on the upgrade"
+    );
+
+    // An authenticated subscription works end to end, here through an upgrade on /graphql.
+    let mut ws = server
+        .ws("/graphql?token=s3cret", "graphql-transport-ws")
+        .await;
+    ws.init(json!({})).await;
+    ws.send(json!({
+        "id": "h", "type": "subscribe",
+        "payload": { "query": "subscription { clusterHealthChanges { eventType nodeId oldStatus newStatus clusterStatus healthyNodes totalNodes hasQuorum seq eventId severity timestamp } }" }
+    }))
+    .await;
+    server.wait_subscribed("clusterHealthChanges").await;
+    server.crash("node-3").await;
+    loop {
+        let msg = ws.json().await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        let e = &msg["payload"]["data"]["clusterHealthChanges"];
+        if e["nodeId"] == "node-3" && e["newStatus"] == "failed" {
+            assert_eq!(e["eventType"], "node_health_change");
+            assert_eq!(e["clusterStatus"], "degraded");
+            assert_eq!(e["healthyNodes"], 2);
+            assert_eq!(e["totalNodes"], 3);
+            assert_eq!(e["hasQuorum"], true);
+            break;
+        }
+    }
+
+    // POST /graphql needs the bearer token.
+    let res = awc::Client::new()
+        .post(server.url("http", "/graphql"))
+        .send_json(&json!({ "query": "{ nodes { nodeId } }" }))
+        .await
+        .expect("POST /graphql");
+    assert_eq!(res.status(), 401);
+    let r = server.post("{ nodes { nodeId } }", Some("s3cret")).await;
+    assert_eq!(r["data"]["nodes"].as_array().map(Vec::len), Some(3), "{r}");
+}
+
+#[actix_web::test]
+async fn a_connection_that_never_initialises_is_closed() {
+    let mut config = test_config();
+    config.ws.heartbeat_interval_ms = 100;
+    config.ws.client_timeout_ms = 300;
+    let server = Server::start(config);
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut ws = server.ws("/graphql/ws", protocol).await;
+        // `next` answers the server's pings, so only the missing connection_init can end it.
+        assert_eq!(ws.closed().await, Some(4408), "{protocol}");
+    }
+}
+
+#[actix_web::test]
+async fn oversized_frames_close_the_connection_and_nothing_else() {
+    let mut config = test_config();
+    config.ws.max_frame_bytes = 1024;
+    let server = Server::start(config);
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    let big = json!({ "id": "x", "type": "subscribe", "payload": { "query": "x".repeat(4096) } });
+    ws.send(big).await;
+    assert_eq!(ws.closed().await, Some(1009));
+
+    // Garbage in a frame of allowed size is a protocol error, not a crash.
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.0.send(Message::Text("{not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(ws.closed().await, Some(4400));
+
+    let r = server.post("{ clusterStatus { totalNodes } }", None).await;
+    assert_eq!(r["data"]["clusterStatus"]["totalNodes"], 3, "{r}");
+}
+
+/// The introspection query GraphiQL sends (graphql-js `getIntrospectionQuery`).
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name }
+    mutationType { name }
+    subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description
+    args { ...InputValue }
+    type { ...TypeRef }
+    isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue {
+  name description
+  type { ...TypeRef }
+  defaultValue
+}
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;
