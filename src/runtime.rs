@@ -86,6 +86,7 @@ impl Runtime {
                 membership,
                 registry_arbiter,
                 started_at: Instant::now(),
+                shutting_down: tokio::sync::watch::channel(false).0,
             }),
         })
     }
@@ -100,6 +101,9 @@ struct Inner {
     membership: Addr<MembershipActor>,
     registry_arbiter: Arbiter,
     started_at: Instant,
+    /// Flips to true when shutdown begins, for connections the registry does not own (GraphQL
+    /// subscription transports) to close themselves.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running runtime: cheap to clone, shared by every HTTP worker.
@@ -129,6 +133,11 @@ impl RuntimeHandle {
     }
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.started_at.elapsed()
+    }
+
+    /// Becomes true when [`RuntimeHandle::shutdown`] begins.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutting_down.subscribe()
     }
 
     /// Subscribes in-process: the events `filter` admits (after replaying retained ones if it has
@@ -173,6 +182,7 @@ impl RuntimeHandle {
     /// committed (fsynced) before it was acknowledged.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
+        inner.shutting_down.send_replace(true);
         let _ = inner.membership.send(StopRuntimeActor).await;
         let _ = inner.registry.send(StopRuntimeActor).await;
         inner.registry_arbiter.stop();

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, StreamHandler};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, StreamHandler, WrapFuture};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -152,6 +152,7 @@ pub async fn subscriptions(
         max_frame_bytes: config.ws.max_frame_bytes,
         inbound: None,
         last_heard: Instant::now(),
+        shutdown: runtime.shutdown_signal(),
     };
     WsResponseBuilder::new(session, &req, payload)
         .protocols(&ALL_WEBSOCKET_PROTOCOLS)
@@ -175,6 +176,8 @@ struct GraphQlSession {
     /// Client messages to the protocol state machine; `None` before `started`.
     inbound: Option<mpsc::Sender<Bytes>>,
     last_heard: Instant,
+    /// True once the server shuts down: the connection then closes with 1001.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl GraphQlSession {
@@ -250,6 +253,15 @@ impl Actor for GraphQlSession {
                 ctx.ping(b"");
             }
         });
+        let mut shutdown = self.shutdown.clone();
+        ctx.spawn(
+            async move {
+                // An error means the runtime is gone altogether: close as well.
+                let _ = shutdown.wait_for(|down| *down).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| act.close(ctx, 1001, "server shutting down")),
+        );
         tracing::debug!(peer = %self.info.peer, protocol = self.protocol.sec_websocket_protocol(),
             "graphql subscription connection opened");
     }
