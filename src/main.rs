@@ -146,7 +146,11 @@ fn init_tracing(format: LogFormat) {
         }),
         Err(_) => EnvFilter::new("info"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: log files and collectors get plain text.
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     // `try_init` fails only if a global subscriber is already set, which nothing here does; the
     // server is still worth running without logs, so the error is not fatal.
     let result = match format {

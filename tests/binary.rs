@@ -1,0 +1,143 @@
+//! The real `clusterd` binary: it serves on the address it logs, answers over HTTP, exits 0 on
+//! SIGTERM, and after a SIGKILL starts again on the same data directory with every acknowledged
+//! change in place.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+/// Starts `clusterd serve` on an ephemeral port and waits for the line naming the address.
+fn start(data_dir: &std::path::Path) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clusterd"));
+    command.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"]).arg(data_dir).env_remove("RUST_LOG");
+    // The caller's own overrides must not change what is tested.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CLUSTERD_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx.recv_timeout(WAIT).expect("the server logs the address it listens on");
+    Server { child, addr }
+}
+
+/// A minimal HTTP/1.1 client: the binary is tested with nothing but a socket.
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+#[test]
+fn serves_answers_and_exits_zero_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = start(dir.path());
+    let (status, body) = request(&server.addr, "GET", "/health", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (status, body) = request(&server.addr, "GET", "/api/v1/cluster/status", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("node-1"), "{body}");
+    signal(&server.child, "TERM");
+    let status = wait_exit(&mut server.child);
+    assert_eq!(status.code(), Some(0), "clean shutdown exits 0");
+}
+
+#[test]
+fn acknowledged_changes_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = start(dir.path());
+    let (status, _) =
+        request(&server.addr, "POST", "/api/v1/cluster/nodes", r#"{"node_id":"node-4","metadata":{"rack":"r1"}}"#);
+    assert_eq!(status, 201);
+    let (status, _) = request(&server.addr, "DELETE", "/api/v1/cluster/nodes/node-3", "");
+    assert_eq!(status, 204);
+    let (_, events) = request(&server.addr, "GET", "/api/v1/events", "");
+    let last_seq: u64 = serde_json::from_str::<serde_json::Value>(&events).expect("json")["current_seq"]
+        .as_u64()
+        .expect("current_seq");
+
+    // No chance to flush anything: what was acknowledged must already be on disk.
+    signal(&server.child, "KILL");
+    wait_exit(&mut server.child);
+
+    let mut server = start(dir.path());
+    let (status, node) = request(&server.addr, "GET", "/api/v1/cluster/nodes/node-4", "");
+    assert_eq!(status, 200, "{node}");
+    let node: serde_json::Value = serde_json::from_str(&node).expect("json");
+    assert_eq!(node["metadata"]["rack"], "r1");
+    let (status, _) = request(&server.addr, "GET", "/api/v1/cluster/nodes/node-3", "");
+    assert_eq!(status, 404, "a removal that was acknowledged stays removed");
+
+    // Event ids are never reused in the life of the data directory.
+    let (_, _) = request(&server.addr, "POST", "/api/v1/cluster/nodes", r#"{"node_id":"node-9"}"#);
+    let (_, events) = request(&server.addr, "GET", "/api/v1/events?node_ids=node-9", "");
+    let events: serde_json::Value = serde_json::from_str(&events).expect("json");
+    let seq = events["events"][0]["seq"].as_u64().expect("node-9 joined");
+    assert!(seq > last_seq, "seq {seq} after restart must be above {last_seq}");
+
+    signal(&server.child, "TERM");
+    assert_eq!(wait_exit(&mut server.child).code(), Some(0));
+    let mut stderr = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
