@@ -186,6 +186,9 @@ impl RuntimeHandle {
         let _ = inner.membership.send(StopRuntimeActor).await;
         let _ = inner.registry.send(StopRuntimeActor).await;
         inner.registry_arbiter.stop();
+        // Actors that still hold the store are dropped later on their own threads; release the
+        // file now so the data directory can be opened again as soon as this returns.
+        inner.store.close();
         tracing::info!("runtime stopped");
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{ReadableTable, TableDefinition};
 
 use crate::config::StorageConfig;
@@ -41,6 +41,8 @@ pub enum StorageError {
     Open { path: PathBuf, message: String },
     #[error("storage operation failed: {0}")]
     Backend(String),
+    #[error("the store is closed (the runtime is shutting down)")]
+    Closed,
 }
 
 fn backend(e: impl std::fmt::Display) -> StorageError {
@@ -48,7 +50,9 @@ fn backend(e: impl std::fmt::Display) -> StorageError {
 }
 
 enum Backend {
-    Disk(redb::Database),
+    /// `None` once closed. Operations hold the read lock only for their synchronous duration
+    /// (never across an await); `close` takes the write lock, so it waits for them.
+    Disk(RwLock<Option<redb::Database>>),
     /// Tables in memory; the mutex is never held across an await (every call is synchronous).
     Memory(Mutex<MemoryTables>),
 }
@@ -86,11 +90,20 @@ impl Store {
         tx.open_table(META).map_err(backend)?;
         tx.open_table(CLUSTER_NODES).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(Store { backend: Backend::Disk(db), location: Some(path) })
+        Ok(Store { backend: Backend::Disk(RwLock::new(Some(db))), location: Some(path) })
     }
 
     pub fn memory() -> Store {
         Store { backend: Backend::Memory(Mutex::new(MemoryTables::default())), location: None }
+    }
+
+    /// Releases the database file (and its lock) now, whoever still holds the store: a new store
+    /// on the same directory can open as soon as this returns. Later operations fail with
+    /// [`StorageError::Closed`].
+    pub fn close(&self) {
+        if let Backend::Disk(db) = &self.backend {
+            db.write().take();
+        }
     }
 
     /// Whether what is written survives a restart.
@@ -105,6 +118,8 @@ impl Store {
     pub fn get_meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let table = tx.open_table(META).map_err(backend)?;
                 Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
@@ -117,6 +132,8 @@ impl Store {
     pub fn put_meta(&self, key: &str, value: u64) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(META).map_err(backend)?.insert(key, value).map_err(backend)?;
                 tx.commit().map_err(backend)
@@ -132,6 +149,8 @@ impl Store {
     pub fn put_record(&self, table: RecordTable, key: &str, value: &[u8]) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(table.definition())
                     .map_err(backend)?
@@ -150,6 +169,8 @@ impl Store {
     pub fn delete_record(&self, table: RecordTable, key: &str) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(table.definition()).map_err(backend)?.remove(key).map_err(backend)?;
                 tx.commit().map_err(backend)
@@ -166,6 +187,8 @@ impl Store {
     pub fn get_record(&self, table: RecordTable, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let t = tx.open_table(table.definition()).map_err(backend)?;
                 Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
@@ -180,6 +203,8 @@ impl Store {
     pub fn list_records(&self, table: RecordTable) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let t = tx.open_table(table.definition()).map_err(backend)?;
                 let mut out = Vec::new();
