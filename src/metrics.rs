@@ -37,11 +37,17 @@ impl Metrics {
     pub fn event_published(&self, c: Category) {
         self.events_published[c.index()].fetch_add(1, Ordering::Relaxed);
     }
-    pub fn event_delivered(&self, c: Category) {
-        self.events_delivered[c.index()].fetch_add(1, Ordering::Relaxed);
+    /// Counts `n` deliveries of one event at once (one atomic add per publish, not per
+    /// subscriber).
+    pub fn events_delivered(&self, c: Category, n: u64) {
+        if n > 0 {
+            self.events_delivered[c.index()].fetch_add(n, Ordering::Relaxed);
+        }
     }
-    pub fn event_dropped(&self, c: Category) {
-        self.events_dropped[c.index()].fetch_add(1, Ordering::Relaxed);
+    pub fn events_dropped(&self, c: Category, n: u64) {
+        if n > 0 {
+            self.events_dropped[c.index()].fetch_add(n, Ordering::Relaxed);
+        }
     }
     pub fn subscriber_closed_lagging(&self) {
         self.subscribers_closed_lagging.fetch_add(1, Ordering::Relaxed);

@@ -525,34 +525,54 @@ struct Envelope<'a> {
     timestamp: i64,
     timestamp_ms: i64,
     subjects: &'a Subjects,
-    payload: serde_json::Value,
+    payload: PayloadWithTimestamp<'a>,
 }
 
+/// The payload as sent: its fields (with `event_type` from the serde tag) plus `timestamp`, for
+/// clients written against the older payload-only format.
+#[derive(Serialize)]
+struct PayloadWithTimestamp<'a> {
+    #[serde(flatten)]
+    payload: &'a EventPayload,
+    timestamp: i64,
+}
+
+/// The WebSocket frame is this, the envelope, and `}`.
+const WS_FRAME_PREFIX: &[u8] = b"{\"type\":\"event\",\"event\":";
+
 impl PublishedEvent {
-    /// Stamps `event` with `seq` and serializes it: the one place an event becomes bytes.
+    /// Stamps `event` with `seq` and serializes it: the one place an event becomes bytes. The
+    /// envelope is written once, straight into the WebSocket frame's buffer; `json` is a slice
+    /// of that same buffer, so one allocation serves every transport.
     pub fn stamp(seq: u64, event: Event) -> Result<PublishedEvent, serde_json::Error> {
         let event_type = event.event_type();
         let subjects = event.payload.subjects();
         let event_id = event_id(seq);
-        let mut payload = serde_json::to_value(&event.payload)?;
-        if let serde_json::Value::Object(map) = &mut payload {
-            // The payload repeats event_type (from the serde tag) and timestamp for clients written
-            // against the older payload-only format.
-            map.insert("timestamp".into(), (event.timestamp_ms / 1000).into());
-        }
-        let json = serde_json::to_string(&Envelope {
-            event_id: &event_id,
-            seq,
-            category: event_type.category(),
-            event_type,
-            severity: event.severity,
-            source: &event.source,
-            timestamp: event.timestamp_ms / 1000,
-            timestamp_ms: event.timestamp_ms,
-            subjects: &subjects,
-            payload,
+        let mut buf = Vec::with_capacity(768);
+        buf.extend_from_slice(WS_FRAME_PREFIX);
+        serde_json::to_writer(
+            &mut buf,
+            &Envelope {
+                event_id: &event_id,
+                seq,
+                category: event_type.category(),
+                event_type,
+                severity: event.severity,
+                source: &event.source,
+                timestamp: event.timestamp_ms / 1000,
+                timestamp_ms: event.timestamp_ms,
+                subjects: &subjects,
+                payload: PayloadWithTimestamp { payload: &event.payload, timestamp: event.timestamp_ms / 1000 },
+            },
+        )?;
+        let envelope_end = buf.len();
+        buf.push(b'}');
+        let frame = String::from_utf8(buf).map_err(|e| {
+            // serde_json writes UTF-8 only; this is here so that a bug there is an error, not UB.
+            <serde_json::Error as serde::ser::Error>::custom(e)
         })?;
-        let ws_frame = format!("{{\"type\":\"event\",\"event\":{json}}}");
+        let ws_frame = ByteString::from(frame);
+        let json = ws_frame.slice_ref(&ws_frame[WS_FRAME_PREFIX.len()..envelope_end]);
         Ok(PublishedEvent {
             seq,
             event_id,
@@ -563,8 +583,8 @@ impl PublishedEvent {
             timestamp_ms: event.timestamp_ms,
             subjects,
             payload: event.payload,
-            json: ByteString::from(json),
-            ws_frame: ByteString::from(ws_frame),
+            json,
+            ws_frame,
         })
     }
 }
