@@ -848,15 +848,17 @@ impl EventsConfig {
 
 impl WsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        at_least("ws.heartbeat_interval_ms", self.heartbeat_interval_ms, 1)?;
+        // Upper bounds keep durations far from overflow and catch a unit mistake (s for ms).
+        between("ws.heartbeat_interval_ms", self.heartbeat_interval_ms, 1, 3_600_000)?;
+        between("ws.client_timeout_ms", self.client_timeout_ms, 1, 86_400_000)?;
         greater_than(
             "ws.client_timeout_ms",
             self.client_timeout_ms,
             "ws.heartbeat_interval_ms",
             self.heartbeat_interval_ms,
         )?;
-        at_least("ws.max_frame_bytes", self.max_frame_bytes as u64, 256)?;
-        at_least("ws.max_sessions", self.max_sessions as u64, 1)?;
+        between("ws.max_frame_bytes", self.max_frame_bytes as u64, 256, 64 << 20)?;
+        between("ws.max_sessions", self.max_sessions as u64, 1, 1_000_000)?;
         Ok(())
     }
 }
@@ -864,14 +866,15 @@ impl WsConfig {
 impl ClusterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_ids(self.nodes.iter().map(String::as_str), |i| format!("cluster.nodes[{i}]"))?;
-        at_least("cluster.heartbeat_tick", self.heartbeat_tick as u64, 1)?;
+        between("cluster.heartbeat_tick", self.heartbeat_tick as u64, 1, 1_000)?;
+        between("cluster.election_tick", self.election_tick as u64, 1, 10_000)?;
         greater_than(
             "cluster.election_tick",
             self.election_tick as u64,
             "cluster.heartbeat_tick",
             self.heartbeat_tick as u64,
         )?;
-        at_least("cluster.tick_ms", self.tick_ms, 1)?;
+        between("cluster.tick_ms", self.tick_ms, 1, 60_000)?;
         Ok(())
     }
 }
@@ -1104,7 +1107,7 @@ mod tests {
 
     #[test]
     fn ws_rules() {
-        check("[ws]\nheartbeat_interval_ms = 0\n", "ws.heartbeat_interval_ms: must be at least 1");
+        check("[ws]\nheartbeat_interval_ms = 0\n", "ws.heartbeat_interval_ms: must be between 1 and 3600000");
         check(
             "[ws]\nclient_timeout_ms = 5000\n",
             "test:2: ws.client_timeout_ms: must be greater than ws.heartbeat_interval_ms (5000)",
@@ -1114,9 +1117,9 @@ mod tests {
             "[ws]\nheartbeat_interval_ms = 20000\n",
             "test: ws.client_timeout_ms: must be greater than",
         );
-        check("[ws]\nmax_frame_bytes = 255\n", "ws.max_frame_bytes: must be at least 256");
+        check("[ws]\nmax_frame_bytes = 255\n", "ws.max_frame_bytes: must be between 256 and 67108864");
         check("[ws]\nmax_frame_bytes = 256\n", "");
-        check("[ws]\nmax_sessions = 0\n", "ws.max_sessions: must be at least 1");
+        check("[ws]\nmax_sessions = 0\n", "ws.max_sessions: must be between 1 and 1000000");
     }
 
     #[test]
@@ -1139,8 +1142,10 @@ mod tests {
             "[cluster]\nelection_tick = 2\n",
             "cluster.election_tick: must be greater than cluster.heartbeat_tick (2)",
         );
-        check("[cluster]\nheartbeat_tick = 0\n", "cluster.heartbeat_tick: must be at least 1");
-        check("[cluster]\ntick_ms = 0\n", "cluster.tick_ms: must be at least 1");
+        check("[cluster]\nheartbeat_tick = 0\n", "cluster.heartbeat_tick: must be between 1 and 1000");
+        check("[cluster]\ntick_ms = 0\n", "cluster.tick_ms: must be between 1 and 60000");
+        check("[cluster]\ntick_ms = 600000\n", "cluster.tick_ms: must be between 1 and 60000");
+        check("[cluster]\nelection_tick = 100000\n", "cluster.election_tick: must be between 1 and 10000");
     }
 
     #[test]

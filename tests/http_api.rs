@@ -606,6 +606,21 @@ async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metric
         .await
         .expect_error(401, "unauthorized");
     anonymous.get("/graphql").await.expect_error(401, "unauthorized");
+    // An Upgrade header does not make a POST a WebSocket upgrade: a mutation sent that way
+    // without the token is refused like any other request.
+    for path in ["/graphql", "/graphql/ws"] {
+        anonymous
+            .send(
+                TestRequest::post()
+                    .uri(path)
+                    .insert_header(("upgrade", "websocket"))
+                    .insert_header(("connection", "upgrade"))
+                    .insert_header((CONTENT_TYPE, "application/json"))
+                    .set_payload(json!({"query": "mutation { removeNode(nodeId: \"node-1\") }"}).to_string()),
+            )
+            .await
+            .expect_error(401, "unauthorized");
+    }
     // A refused write changes nothing.
     anonymous.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect_error(401, "unauthorized");
     anonymous.post("/api/v1/cluster/faults/crash", json!({"target": "node-2"})).await.expect_error(401, "unauthorized");

@@ -3,8 +3,8 @@
 //! When `server.auth_token` is set, every `/api`, `/graphql` and WebSocket route needs
 //! `Authorization: Bearer <token>`; WebSocket upgrades may pass `?token=` instead (browsers cannot
 //! set headers on them). `/health*`, `/metrics` and the static Swagger UI stay open. GraphQL
-//! subscriptions over `/graphql/ws` may also authenticate in `connection_init`, so that route checks
-//! its token itself.
+//! subscriptions (WebSocket upgrades on `/graphql/ws` and `/graphql`) may also authenticate in
+//! `connection_init`, so those upgrades check their token themselves.
 
 use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
@@ -21,8 +21,6 @@ fn is_open(path: &str) -> bool {
         || path.starts_with("/health/")
         || path == "/metrics"
         || path.starts_with("/swagger-ui")
-        // Checks its own token: header, ?token= or connection_init payload.
-        || path == "/graphql/ws"
 }
 
 fn is_websocket_upgrade(req: &ServiceRequest) -> bool {
@@ -83,9 +81,12 @@ pub async fn require_token(
     // CORS preflights carry no credentials by design.
     let preflight = req.method() == actix_web::http::Method::OPTIONS;
     let websocket = is_websocket_upgrade(&req);
-    // GraphQL subscriptions (on /graphql/ws, and upgrades on /graphql) check their own token,
-    // which may come in connection_init.
-    let graphql_upgrade = websocket && req.path() == "/graphql";
+    // GraphQL subscriptions (GET upgrades on /graphql/ws and /graphql) check their own token,
+    // which may come in connection_init. Only a GET can be an upgrade: any other method with an
+    // Upgrade header is an ordinary request and needs the token like every other.
+    let graphql_upgrade = websocket
+        && req.method() == actix_web::http::Method::GET
+        && matches!(req.path(), "/graphql" | "/graphql/ws");
     if expected.is_empty() || preflight || graphql_upgrade || is_open(req.path()) {
         return Ok(next.call(req).await?.map_into_left_body());
     }

@@ -93,11 +93,21 @@ async fn count_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let runtime = req.app_data::<web::Data<RuntimeHandle>>().cloned();
-    let method = req.method().to_string();
+    // A fixed label set: a client inventing methods must not grow /metrics.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
     let res = next.call(req).await?;
     if let Some(runtime) = runtime {
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        runtime.metrics().http_request(&route, &method, res.status().as_u16());
+        runtime.metrics().http_request(&route, method, res.status().as_u16());
     }
     Ok(res)
 }
