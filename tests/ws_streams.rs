@@ -29,6 +29,7 @@ fn serve(config: Config) -> (RuntimeHandle, SocketAddr) {
     let runtime = Runtime::start(config).expect("runtime starts");
     let state = clusterd::http::AppState::new(runtime.clone());
     let server = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
+        .on_connect(clusterd::http::ws::watchdog::on_connect)
         .workers(1)
         .disable_signals()
         .bind("127.0.0.1:0")
@@ -394,4 +395,52 @@ async fn a_client_that_stops_reading_is_dropped_from_and_closed_with_1008() {
         }
     };
     assert!(received < published, "{verdict}: all {published} events were buffered for a client that did not read");
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_ends_and_frees_its_slot() {
+    let mut c = config();
+    c.events.session_queue = 16;
+    c.ws.heartbeat_interval_ms = 100;
+    c.ws.client_timeout_ms = 400;
+    c.ws.max_sessions = 1;
+    let (runtime, addr) = serve(c);
+    let mut ws = connect(addr, "/api/v1/ws/events?node_ids=node-1&event_types=node_health_change").await;
+    let (welcome, _) = handshake(&mut ws).await;
+    let session_id: u64 = welcome["session_id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+
+    // Stop reading (and so stop answering pings), and publish until the registry drops
+    // deliveries. Whether the session is merely behind (it closes itself: 1008, or on the
+    // heartbeat timeout) or frozen behind a full socket (the watchdog cuts it; see the unit test
+    // in src/http/ws/watchdog.rs), it must end.
+    loop {
+        for _ in 0..100 {
+            let membership = runtime.membership();
+            membership.send(CrashNode { node_id: "node-1".into() }).await.expect("answers").expect("crash");
+            membership
+                .send(clusterd::messages::cluster::RestartNode { node_id: "node-1".into() })
+                .await
+                .expect("answers")
+                .expect("restart");
+        }
+        let rows = runtime
+            .registry()
+            .send(clusterd::messages::registry::ListSubscriptions)
+            .await
+            .expect("registry answers");
+        match rows.iter().find(|r| r.subscription_id == session_id) {
+            Some(r) if r.dropped == 0 => continue,
+            _ => break,
+        }
+    }
+
+    // The session ends and its slot is free again: a new client gets in.
+    let deadline = std::time::Instant::now() + WAIT;
+    while runtime.metrics().ws_sessions_active() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the stalled session was never cut off");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut next = connect(addr, "/api/v1/ws/events").await;
+    handshake(&mut next).await;
+    drop(ws);
 }

@@ -124,6 +124,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::start(config)?;
     let state = AppState::new(runtime.clone());
     let server = HttpServer::new(move || app(state.clone()))
+        .on_connect(ws::watchdog::on_connect)
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(5)

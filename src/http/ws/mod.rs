@@ -2,6 +2,7 @@
 //! string at connect time (`?node_ids=node-4&since_seq=10`) and from text frames afterwards.
 
 pub mod session;
+pub mod watchdog;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -60,7 +61,8 @@ async fn open_stream(
         ));
     }
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
-    let session = WsSession::new(runtime.get_ref().clone(), kind, peer, filter);
+    let socket = req.conn_data::<watchdog::ConnectionSocket>().cloned();
+    let session = WsSession::new(runtime.get_ref().clone(), kind, peer, filter, socket);
     let started = ws::WsResponseBuilder::new(session, &req, body)
         .frame_size(codec_frame_limit(config.ws.max_frame_bytes))
         .start();

@@ -8,7 +8,12 @@
 //! Memory stays bounded for a slow client: the session's mailbox is the registry's per-subscriber
 //! queue (`events.session_queue`); when the client stops reading, actix-web stops polling the
 //! session, its mailbox fills, and the registry drops (and counts) what does not fit, then closes
-//! the session with 1008 if it stays behind.
+//! the session with 1008 if it stays behind. A client that neither reads nor answers pings is cut
+//! off by the [`watchdog`](super::watchdog), which does not depend on the session being polled.
+//!
+//! A replay is written a page at a time, each page only after the socket took the previous one,
+//! so replaying the whole retained window never piles frames up in memory; live events that
+//! arrive meanwhile wait (up to `events.session_queue` of them) and follow the replay.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,10 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use serde_json::json;
 
-use crate::messages::events::{Category, EventFilter};
+use std::collections::VecDeque;
+
+use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
+use crate::messages::events::{Category, CompiledFilter, EventFilter, SharedEvent};
 use crate::messages::registry::{
     CloseCode, Delivery, Subscribe, SubscribeAck, SubscriberInfo, Transport, Unsubscribe, UpdateFilter,
 };
@@ -74,6 +82,9 @@ impl SessionLimits {
     }
 }
 
+/// Events written per page of a replay.
+const REPLAY_PAGE: usize = 64;
+
 pub struct WsSession {
     runtime: RuntimeHandle,
     stream: StreamKind,
@@ -81,26 +92,93 @@ pub struct WsSession {
     limits: SessionLimits,
     /// The filter given at connect time, until the first subscription takes it.
     initial_filter: Option<EventFilter>,
+    /// The filter in force, compiled: deliveries queued under a previous filter are checked
+    /// against it, so a filter change takes effect at once.
+    compiled: CompiledFilter,
     subscription_id: Option<u64>,
     /// Seq of the last event written, so a replay and live delivery never repeat an event.
     last_seq: u64,
     last_heard: Instant,
     welcomed: bool,
+    /// Replayed events not written yet.
+    replay: VecDeque<SharedEvent>,
+    /// Live events that arrived during a replay, bounded by `events.session_queue`.
+    held_live: VecDeque<SharedEvent>,
+    /// Live events dropped because `held_live` was full, and the first of their seqs.
+    held_missed: u64,
+    held_first_missed: Option<u64>,
+    socket: Option<ConnectionSocket>,
+    liveness: std::sync::Arc<Liveness>,
+    _watchdog: Option<WatchdogGuard>,
 }
 
 impl WsSession {
-    pub fn new(runtime: RuntimeHandle, stream: StreamKind, peer: String, filter: EventFilter) -> Self {
+    pub fn new(
+        runtime: RuntimeHandle,
+        stream: StreamKind,
+        peer: String,
+        filter: EventFilter,
+        socket: Option<ConnectionSocket>,
+    ) -> Self {
         let limits = SessionLimits::from_config(runtime.config());
         WsSession {
             runtime,
             stream,
             peer,
             limits,
+            compiled: filter.compile(&stream.categories()),
             initial_filter: Some(filter),
             subscription_id: None,
             last_seq: 0,
             last_heard: Instant::now(),
             welcomed: false,
+            replay: VecDeque::new(),
+            held_live: VecDeque::new(),
+            held_missed: 0,
+            held_first_missed: None,
+            socket,
+            liveness: Liveness::new(),
+            _watchdog: None,
+        }
+    }
+
+    /// Writes the next page of the replay; schedules the one after on a timer, which fires only
+    /// once actix-web polls the session again, i.e. after the socket took this page.
+    fn write_replay_page(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        for _ in 0..REPLAY_PAGE {
+            let Some(e) = self.replay.pop_front() else { break };
+            if e.seq > self.last_seq {
+                self.last_seq = e.seq;
+                ctx.text(e.ws_frame.clone());
+            }
+        }
+        if !self.replay.is_empty() {
+            ctx.run_later(Duration::ZERO, |act, ctx| act.write_replay_page(ctx));
+            return;
+        }
+        // Replay done: what arrived meanwhile follows, in order, then word of what did not fit.
+        while let Some(e) = self.held_live.pop_front() {
+            self.write_live(&e, ctx);
+        }
+        if self.held_missed > 0 {
+            let resume_from_seq = self.held_first_missed.unwrap_or(self.last_seq).saturating_sub(1);
+            Self::send_json(
+                ctx,
+                json!({ "type": "lagged", "missed": self.held_missed, "resume_from_seq": resume_from_seq }),
+            );
+            self.held_missed = 0;
+            self.held_first_missed = None;
+        }
+    }
+
+    fn replaying(&self) -> bool {
+        !self.replay.is_empty()
+    }
+
+    fn write_live(&mut self, e: &SharedEvent, ctx: &mut ws::WebsocketContext<Self>) {
+        if e.seq > self.last_seq && self.compiled.admits_event(e) {
+            self.last_seq = e.seq;
+            ctx.text(e.ws_frame.clone());
         }
     }
 
@@ -143,20 +221,15 @@ impl WsSession {
                 "current_seq": ack.current_seq,
             }),
         );
-        if filter.since_seq.is_some() {
-            // An explicit replay request rewinds the session to what it asked for.
-            self.last_seq = filter.since_seq.unwrap_or(0);
-        } else {
-            self.last_seq = self.last_seq.max(ack.current_seq);
-        }
-        for e in ack.replay {
-            if e.seq > self.last_seq {
-                self.last_seq = e.seq;
-                ctx.text(e.ws_frame.clone());
-            }
-        }
-        if filter.since_seq.is_some() {
-            self.last_seq = self.last_seq.max(ack.current_seq);
+        self.compiled = filter.compile(&self.stream.categories());
+        // A new filter without since_seq goes on from where the session is: queued deliveries the
+        // new filter admits are still written (checked against `compiled`), none is repeated.
+        // With since_seq, the session rewinds to what the client asked for.
+        if let Some(since) = filter.since_seq {
+            self.last_seq = since;
+            self.replay = ack.replay.into();
+            self.held_live.clear();
+            self.write_replay_page(ctx);
         }
     }
 
@@ -224,6 +297,13 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The session's mailbox is its event queue: the registry's try_send fails past this.
         ctx.set_mailbox_capacity(self.limits.queue);
+        self._watchdog = Some(watchdog::spawn(
+            self.socket.take(),
+            self.liveness.clone(),
+            self.limits.heartbeat_interval,
+            self.limits.client_timeout,
+            self.peer.clone(),
+        ));
         ctx.run_interval(self.limits.heartbeat_interval, |act, ctx| {
             if act.last_heard.elapsed() > act.limits.client_timeout {
                 tracing::info!(peer = %act.peer, "WebSocket client silent past the timeout; closing");
@@ -252,12 +332,15 @@ impl Handler<Delivery> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: Delivery, ctx: &mut Self::Context) {
         match msg {
-            Delivery::Event(e) => {
-                if e.seq > self.last_seq {
-                    self.last_seq = e.seq;
-                    ctx.text(e.ws_frame.clone());
+            Delivery::Event(e) if self.replaying() => {
+                if self.held_live.len() < self.limits.queue {
+                    self.held_live.push_back(e);
+                } else {
+                    self.held_missed += 1;
+                    self.held_first_missed.get_or_insert(e.seq);
                 }
             }
+            Delivery::Event(e) => self.write_live(&e, ctx),
             Delivery::Lagged { missed, resume_from_seq } => Self::send_json(
                 ctx,
                 json!({ "type": "lagged", "missed": missed, "resume_from_seq": resume_from_seq }),
@@ -280,6 +363,7 @@ impl Handler<Delivery> for WsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.liveness.heard();
         match msg {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) => {}
