@@ -78,6 +78,12 @@ pub struct MembershipActor {
     metrics: Arc<Metrics>,
     members: BTreeMap<String, Member>,
     had_quorum: bool,
+    /// The next node actor's incarnation: process-wide, so answers from an actor of a removed
+    /// node are never taken for those of a new node with the same id.
+    next_incarnation: u64,
+    /// When the last probe round ran: a longer gap than two intervals means this actor itself
+    /// was held up (e.g. a slow fsync), and silence in that gap is not the nodes' fault.
+    last_probe_at: Option<Instant>,
     /// Records to start with, loaded at startup.
     initial: Vec<(NodeRecord, Option<String>)>,
 }
@@ -129,6 +135,8 @@ impl MembershipActor {
             metrics,
             members: BTreeMap::new(),
             had_quorum: true,
+            next_incarnation: 0,
+            last_probe_at: None,
             initial,
         })
     }
@@ -148,21 +156,74 @@ impl MembershipActor {
         .start_supervised()
     }
 
-    fn new_member(&self, record: NodeRecord, ctx: &mut Context<Self>) -> Member {
-        let addr = self.start_node(&record.node_id, 0, ctx);
+    /// A member with a freshly started node actor. Its health is provisional until
+    /// [`MembershipActor::first_answer`] has measured it (callers hold other messages back until
+    /// then, so nobody sees the provisional value).
+    fn new_member(&mut self, record: NodeRecord, ctx: &mut Context<Self>) -> Member {
+        let incarnation = self.take_incarnation();
+        let addr = self.start_node(&record.node_id, incarnation, ctx);
         Member {
             record,
             addr: Some(addr),
-            health: NodeHealth::Healthy,
-            reason: "started".into(),
+            health: NodeHealth::Unreachable,
+            reason: "starting: no heartbeat answer yet".into(),
             started_at: Instant::now(),
             last_answer: None,
             last_rtt: None,
             heartbeat_in_flight: false,
             restarts: 0,
             restarts_of_earlier_actors: 0,
-            incarnation: 0,
+            incarnation,
             crashed_at_ms: None,
+        }
+    }
+
+    fn take_incarnation(&mut self) -> u64 {
+        self.next_incarnation += 1;
+        self.next_incarnation
+    }
+
+    /// Sends a member's current actor one heartbeat and records the answer; resolves to whether
+    /// it answered within the unreachable timeout.
+    fn first_answer(&self, id: String) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = bool>>> {
+        let Some((addr, incarnation)) =
+            self.members.get(&id).and_then(|m| Some((m.addr.clone()?, m.incarnation)))
+        else {
+            return Box::pin(actix::fut::ready(false));
+        };
+        let sent_at = Instant::now();
+        Box::pin(
+            addr.send(Heartbeat { sent_at })
+                .timeout(self.settings.unreachable_after)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let Some(m) = act.members.get_mut(&id).filter(|m| m.incarnation == incarnation) else {
+                        return false;
+                    };
+                    match res {
+                        Ok(Ok(ack)) => {
+                            let now = Instant::now();
+                            m.last_answer = Some(now);
+                            m.last_rtt = Some(now.duration_since(ack.sent_at));
+                            true
+                        }
+                        _ => false,
+                    }
+                }),
+        )
+    }
+
+    /// Sets a new member's first measured health, without an event: it is where the member
+    /// starts, not a change.
+    fn settle_new_member(&mut self, id: &str, answered: bool) {
+        if let Some(m) = self.members.get_mut(id) {
+            if answered {
+                m.health = NodeHealth::Healthy;
+                m.reason = "answering heartbeats".into();
+            } else {
+                m.health = NodeHealth::Unreachable;
+                m.reason = "no answer to its first heartbeat".into();
+            }
         }
     }
 
@@ -301,6 +362,10 @@ impl MembershipActor {
     /// Probes every live node that is not already being probed.
     fn probe(&mut self, ctx: &mut Context<Self>) {
         let sent_at = Instant::now();
+        let held_up = self
+            .last_probe_at
+            .is_some_and(|prev| sent_at.duration_since(prev) > self.settings.heartbeat_interval * 2);
+        self.last_probe_at = Some(sent_at);
         let timeout = self.settings.unreachable_after;
         let mut targets = Vec::new();
         for (id, m) in self.members.iter_mut() {
@@ -327,6 +392,12 @@ impl MembershipActor {
                     }
                 },
             ));
+        }
+        if held_up {
+            // Answers that came in while this actor was held up are still queued behind this
+            // timer tick: judge the nodes on the next round, once they are read.
+            tracing::debug!("membership actor was held up; skipping one health evaluation");
+            return;
         }
         self.evaluate();
     }
@@ -380,19 +451,36 @@ impl Actor for MembershipActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        let mut joins = Vec::new();
         for (record, join_reason) in std::mem::take(&mut self.initial) {
             let id = record.node_id.clone();
             let member = self.new_member(record, ctx);
             self.members.insert(id.clone(), member);
-            if let Some(reason) = join_reason {
-                if let Some(m) = self.members.get(&id) {
-                    self.membership_event(true, &m.record, &reason);
-                }
-            }
+            joins.push((id, join_reason));
         }
-        self.had_quorum = self.quorum().3;
-        tracing::info!(members = self.members.len(), "cluster membership started");
-        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.probe(ctx));
+        // Every member's health is measured (one answered heartbeat) before anything is said
+        // about it; ctx.wait holds other messages back meanwhile.
+        let probes: Vec<_> = joins.iter().map(|(id, _)| self.first_answer(id.clone())).collect();
+        let settle = probes.into_iter().zip(joins).fold(
+            Box::pin(actix::fut::ready(())) as std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>>,
+            |chain, (probe, (id, join_reason))| {
+                Box::pin(chain.then(move |(), _, _| {
+                    probe.map(move |answered, act: &mut Self, _| {
+                        act.settle_new_member(&id, answered);
+                        if let Some(reason) = join_reason {
+                            if let Some(m) = act.members.get(&id) {
+                                act.membership_event(true, &m.record, &reason);
+                            }
+                        }
+                    })
+                }))
+            },
+        );
+        ctx.wait(settle.map(|(), act, ctx| {
+            act.had_quorum = act.quorum().3;
+            tracing::info!(members = act.members.len(), has_quorum = act.had_quorum, "cluster membership started");
+            ctx.run_interval(act.settings.heartbeat_interval, |act, ctx| act.probe(ctx));
+        }));
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
@@ -454,18 +542,32 @@ impl Handler<AddNode> for MembershipActor {
         };
         let id = msg.node_id;
         let key = id.clone();
-        self.persist_then(
-            move |s| s.put_record(RecordTable::ClusterNodes, &key, &bytes),
-            move |act, ctx| {
-                let member = act.new_member(record, ctx);
-                act.members.insert(id.clone(), member);
-                if let Some(m) = act.members.get(&id) {
-                    act.membership_event(true, &m.record, "added by operator");
-                }
-                act.check_quorum();
-                act.node_view(&id)
-            },
-        )
+        let store = self.store.clone();
+        let write = actix_web::rt::task::spawn_blocking(move || {
+            store.put_record(RecordTable::ClusterNodes, &key, &bytes)
+        });
+        // Durable first, then the node actor starts and answers one heartbeat, then the join is
+        // announced with measured health; AtomicResponse keeps other messages out meanwhile.
+        AtomicResponse::new(Box::pin(write.into_actor(self).then(move |res, act, ctx| {
+            let done: std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<NodeView, ClusterError>>>> =
+                match res {
+                    Ok(Ok(())) => {
+                        let member = act.new_member(record, ctx);
+                        act.members.insert(id.clone(), member);
+                        Box::pin(act.first_answer(id.clone()).map(move |answered, act, _| {
+                            act.settle_new_member(&id, answered);
+                            if let Some(m) = act.members.get(&id) {
+                                act.membership_event(true, &m.record, "added by operator");
+                            }
+                            act.check_quorum();
+                            act.node_view(&id)
+                        }))
+                    }
+                    Ok(Err(e)) => Box::pin(actix::fut::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+                    Err(e) => Box::pin(actix::fut::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+                };
+            done
+        })))
     }
 }
 
@@ -563,17 +665,17 @@ impl Handler<CrashNode> for MembershipActor {
 }
 
 impl Handler<RestartNode> for MembershipActor {
-    type Result = Result<NodeView, ClusterError>;
+    type Result = Answer<NodeView>;
     fn handle(&mut self, msg: RestartNode, ctx: &mut Self::Context) -> Self::Result {
         let id = msg.node_id;
         let crashed = match self.members.get(&id) {
-            None => return Err(ClusterError::NodeNotFound { node_id: id }),
+            None => return refuse(ClusterError::NodeNotFound { node_id: id }),
             Some(m) => m.addr.is_none(),
         };
         if !crashed {
-            return Err(ClusterError::NotCrashed { node_id: id });
+            return refuse(ClusterError::NotCrashed { node_id: id });
         }
-        let incarnation = self.members.get(&id).map(|m| m.incarnation + 1).unwrap_or(0);
+        let incarnation = self.take_incarnation();
         let addr = self.start_node(&id, incarnation, ctx);
         if let Some(m) = self.members.get_mut(&id) {
             m.addr = Some(addr);
@@ -585,8 +687,15 @@ impl Handler<RestartNode> for MembershipActor {
             m.heartbeat_in_flight = false;
             m.crashed_at_ms = None;
         }
-        self.set_health(&id, NodeHealth::Healthy, "restarted by operator".into());
-        self.node_view(&id)
+        // Healthy once it has answered, not before.
+        AtomicResponse::new(Box::pin(self.first_answer(id.clone()).map(move |answered, act, _| {
+            if answered {
+                act.set_health(&id, NodeHealth::Healthy, "restarted by operator; answering heartbeats".into());
+            } else {
+                act.set_health(&id, NodeHealth::Unreachable, "restarted by operator; no heartbeat answer".into());
+            }
+            act.node_view(&id)
+        })))
     }
 }
 
