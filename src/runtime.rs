@@ -177,6 +177,14 @@ impl RuntimeHandle {
         })
     }
 
+    /// Ends every event subscription (WebSocket sessions close with 1001) and tells GraphQL
+    /// transports to close, while the actors keep answering: the first step of a clean shutdown,
+    /// before in-flight requests are drained.
+    pub async fn close_sessions(&self) {
+        self.inner.shutting_down.send_replace(true);
+        let _ = self.inner.registry.send(CloseAllSubscriptions).await;
+    }
+
     /// Stops every actor: subscribers are told the server is going away, node actors stop,
     /// and the registry's arbiter ends. Durable state needs no flush: every change was
     /// committed (fsynced) before it was acknowledged.
@@ -193,10 +201,22 @@ impl RuntimeHandle {
     }
 }
 
+/// Ends every subscription with "server shutting down" (used by shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseAllSubscriptions;
+
 /// Asks an actor of the runtime to stop (used by shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopRuntimeActor;
+
+impl Handler<CloseAllSubscriptions> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, _: CloseAllSubscriptions, _ctx: &mut Self::Context) {
+        self.close_all();
+    }
+}
 
 impl Handler<StopRuntimeActor> for EventRegistry {
     type Result = ();

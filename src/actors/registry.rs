@@ -449,6 +449,16 @@ impl EventRegistry {
         }
     }
 
+    /// Ends every subscription, telling each subscriber the server is going away.
+    pub(crate) fn close_all(&mut self) {
+        let slots: Vec<Slot> = self.slot_of.values().copied().collect();
+        for slot in slots {
+            if let Some((hot, _)) = self.remove_slot(slot) {
+                hot.sink.close(CloseCode::Shutdown, "server shutting down".into());
+            }
+        }
+    }
+
     fn flush_lagged_notices(&mut self) {
         let last_seq = self.last_seq;
         let mut gone = Vec::new();
@@ -521,11 +531,7 @@ impl Actor for EventRegistry {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        for sub in self.hot.drain(..).flatten() {
-            sub.sink.close(CloseCode::Shutdown, "server shutting down".into());
-        }
-        self.cold.clear();
-        self.slot_of.clear();
+        self.close_all();
         Running::Stop
     }
 }

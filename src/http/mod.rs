@@ -139,10 +139,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down: closing sessions, finishing requests");
-        stopping.shutdown().await;
+        // Sessions first (they would hold the drain up), then in-flight requests finish while
+        // the actors still answer them; the actors stop after the server has.
+        stopping.close_sessions().await;
         handle.stop(true).await;
     });
-    server.await?;
+    let served = server.await;
+    runtime.shutdown().await;
+    served?;
     tracing::info!("clusterd stopped");
     Ok(())
 }
