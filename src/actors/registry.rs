@@ -768,4 +768,26 @@ mod tests {
         assert!(rx.recv().await.is_none(), "the subscription should have ended");
         assert!(!interest.wants(EventType::ActorRestarted));
     }
+
+    #[actix_rt::test]
+    async fn replay_and_live_meet_with_no_gap_and_no_duplicate_on_the_raw_channel() {
+        let (addr, _) = registry(64);
+        for _ in 0..5 {
+            addr.send(Publish { event: restart_of("node", "node-1") }).await.expect("answers");
+        }
+        let filter = EventFilter { since_seq: Some(2), ..Default::default() };
+        let (ack, mut rx) = subscribe(&addr, filter, 64).await;
+        let replayed: Vec<u64> = ack.replay.iter().map(|e| e.seq).collect();
+        assert_eq!(replayed, vec![3, 4, 5]);
+        assert_eq!(ack.current_seq, 5);
+        for _ in 0..2 {
+            addr.send(Publish { event: restart_of("node", "node-1") }).await.expect("answers");
+        }
+        // The channel carries exactly what came after the replay: no session-side guard here.
+        for expected in [6, 7] {
+            let Some(Delivery::Event(e)) = rx.recv().await else { panic!("expected an event") };
+            assert_eq!(e.seq, expected);
+        }
+        assert!(rx.try_recv().is_err(), "nothing else was delivered");
+    }
 }
