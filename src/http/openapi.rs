@@ -36,7 +36,21 @@ use crate::http::rest;
         rest::cluster::crash,
         rest::cluster::restart,
     ),
-    components(schemas(rest::cluster::AddNodeBody, rest::cluster::PatchNodeBody, rest::cluster::FaultBody)),
+    components(schemas(
+        rest::cluster::AddNodeBody,
+        rest::cluster::PatchNodeBody,
+        rest::cluster::FaultBody,
+        rest::cluster::NodeList,
+        rest::cluster::FaultList,
+        rest::cluster::NodeHealthView,
+        rest::cluster::FaultApplied,
+        crate::messages::cluster::NodeView,
+        crate::messages::cluster::ClusterStatus,
+        crate::messages::cluster::ClusterHealthReport,
+        crate::messages::cluster::InjectedFault,
+        crate::messages::events::NodeHealth,
+        crate::messages::events::ClusterHealthStatus,
+    )),
     modifiers(&NotBuiltRoutes, &BearerAuth)
 )]
 pub struct ApiDoc;

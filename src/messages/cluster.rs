@@ -25,7 +25,7 @@ pub struct NodeRecord {
 }
 
 /// What an operator sees of a node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node_id: String,
     pub address: String,
@@ -34,6 +34,8 @@ pub struct NodeView {
     pub status: NodeHealth,
     /// Why the node has its status (e.g. "crashed by fault injection").
     pub status_reason: String,
+    /// Free-form JSON object.
+    #[schema(value_type = Object)]
     pub metadata: NodeMetadata,
     pub joined_at_ms: i64,
     /// Milliseconds since the node last answered a heartbeat; `None` before its first answer
@@ -144,7 +146,7 @@ pub struct InjectNodeFault {
 #[rtype(result = "ClusterStatus")]
 pub struct GetClusterStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     /// `None` until Raft elects leaders.
     pub leader: Option<String>,
@@ -161,7 +163,7 @@ pub struct ClusterStatus {
 #[rtype(result = "ClusterHealthReport")]
 pub struct GetClusterHealth;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ClusterHealthReport {
     pub status: ClusterHealthStatus,
     pub healthy_nodes: usize,
@@ -176,7 +178,7 @@ pub struct ClusterHealthReport {
 #[rtype(result = "Vec<InjectedFault>")]
 pub struct ListFaults;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InjectedFault {
     /// `crash` (partitions come with the Raft network).
     pub kind: String,

@@ -313,7 +313,7 @@ impl Subjects {
 }
 
 /// Health of one cluster node, as `node_health_change` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeHealth {
     Healthy,
@@ -340,7 +340,7 @@ impl NodeHealth {
 
 /// Overall cluster health: `healthy` when every node is, `degraded` while a quorum is up,
 /// `critical` without one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClusterHealthStatus {
     Healthy,

@@ -23,7 +23,7 @@ pub use schema::{
     schema, ClusterEventObject, ClusterHealthEvent, ClusterSchema, ConnectionInfo,
     EventFilterInput, NodeObject, NodeStatusEvent, MAX_COMPLEXITY, MAX_DEPTH,
 };
-pub use subscription::SubscriptionRoot;
+pub use subscription::{SubscriptionRoot, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 
 use crate::runtime::RuntimeHandle;
 

@@ -2,13 +2,16 @@
 //! `Node` object, cluster status and health, the `ClusterEvent` envelope, the typed event objects,
 //! the `EventFilter` input, and the mapping of domain errors to GraphQL errors.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use async_graphql::{Context, ErrorExtensions, InputObject, Object, Schema, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
 use crate::http::error::ApiError;
 use crate::messages::cluster::{ClusterHealthReport, ClusterStatus, NodeView};
 use crate::messages::events::{
-    ClusterHealthStatus, EventFilter, EventPayload, EventType, SharedEvent,
+    now_ms, ClusterHealthStatus, EventFilter, EventPayload, EventType, SharedEvent,
 };
 use crate::runtime::RuntimeHandle;
 
@@ -35,11 +38,27 @@ pub fn schema(runtime: RuntimeHandle) -> ClusterSchema {
 }
 
 /// Who is on the other end of a subscription connection, put in the connection data by the
-/// transport so that `/api/v1/ws/subscriptions` can show it.
+/// transport so that `/api/v1/ws/subscriptions` can show it, and how many subscriptions the
+/// connection runs (bounded by [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]).
+///
+/// [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]: super::MAX_SUBSCRIPTIONS_PER_CONNECTION
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: String,
     pub connected_at_ms: i64,
+    /// Subscription streams alive on this connection; every clone (one per connection) shares it.
+    pub subscriptions: Arc<AtomicUsize>,
+}
+
+impl ConnectionInfo {
+    /// A connection from `peer`, connected now, with no subscription yet.
+    pub fn new(peer: String) -> Self {
+        ConnectionInfo {
+            peer,
+            connected_at_ms: now_ms(),
+            subscriptions: Arc::new(AtomicUsize::new(0)),
+        }
+    }
 }
 
 /// The runtime from the schema data.

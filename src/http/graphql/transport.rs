@@ -10,7 +10,14 @@
 //! - server pings every `ws.heartbeat_interval_ms`, and closing a client silent past
 //!   `ws.client_timeout_ms`;
 //! - a frame larger than `ws.max_frame_bytes` closes the connection with 1009 instead of being
-//!   buffered (fragmented messages are refused with 1003).
+//!   buffered (fragmented messages are refused with 1003);
+//! - every connection counts against `ws.max_sessions`, like the event-stream sessions (refused
+//!   with 503 `too_many_sessions` past it), and has the same [watchdog] for a client that stops
+//!   reading;
+//! - at most [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] subscriptions per connection.
+//!
+//! [watchdog]: crate::http::ws::watchdog
+//! [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]: super::MAX_SUBSCRIPTIONS_PER_CONNECTION
 //!
 //! async-graphql-actix-web's own `GraphQLSubscription` has none of these knobs, hence this actor.
 
@@ -35,7 +42,8 @@ use tokio::sync::mpsc;
 use super::schema::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
-use crate::messages::events::now_ms;
+use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
+use crate::metrics::Metrics;
 use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,
@@ -133,6 +141,23 @@ pub async fn subscriptions(
     if presented && !upgrade_authorized {
         return Err(ApiError::unauthorized().into());
     }
+    // A subscription connection holds a socket and subscriptions just like an event-stream
+    // session, so both share the one `ws.max_sessions` budget.
+    let metrics = runtime.metrics();
+    if !metrics.try_open_ws_session(config.ws.max_sessions) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            format!(
+                "ws.max_sessions ({}) sessions are open already",
+                config.ws.max_sessions
+            ),
+        )
+        .into());
+    }
+    // From here on the slot is the session's: its drop gives it back, whether the actor ran and
+    // stopped or the upgrade failed before it started.
+    let slot = SessionSlot(metrics.clone());
     let peer = req
         .peer_addr()
         .map(|a| a.to_string())
@@ -140,10 +165,7 @@ pub async fn subscriptions(
     let session = GraphQlSession {
         schema: schema.get_ref().clone(),
         protocol,
-        info: ConnectionInfo {
-            peer,
-            connected_at_ms: now_ms(),
-        },
+        info: ConnectionInfo::new(peer),
         expected_token: expected,
         upgrade_authorized,
         init: Arc::new(InitState::new()),
@@ -153,6 +175,10 @@ pub async fn subscriptions(
         inbound: None,
         last_heard: Instant::now(),
         shutdown: runtime.shutdown_signal(),
+        socket: req.conn_data::<ConnectionSocket>().cloned(),
+        liveness: Liveness::new(),
+        _watchdog: None,
+        _slot: slot,
     };
     WsResponseBuilder::new(session, &req, payload)
         .protocols(&ALL_WEBSOCKET_PROTOCOLS)
@@ -178,6 +204,24 @@ struct GraphQlSession {
     last_heard: Instant,
     /// True once the server shuts down: the connection then closes with 1001.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The connection's socket, for the watchdog (taken when it starts).
+    socket: Option<ConnectionSocket>,
+    /// When the client was last heard from, shared with the watchdog.
+    liveness: Arc<Liveness>,
+    /// Ends the watchdog with the session.
+    _watchdog: Option<WatchdogGuard>,
+    /// The session's place in `ws.max_sessions`.
+    _slot: SessionSlot,
+}
+
+/// One of the `ws.max_sessions` places, counted by `try_open_ws_session` and given back when
+/// dropped: with the session once its actor stopped, or at once if the upgrade failed.
+struct SessionSlot(Arc<Metrics>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.ws_session_closed();
+    }
 }
 
 impl GraphQlSession {
@@ -212,6 +256,15 @@ impl Actor for GraphQlSession {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The heartbeat below runs only while actix-web polls this session, which it stops doing
+        // when the client stops reading; the watchdog does not depend on that.
+        self._watchdog = Some(watchdog::spawn(
+            self.socket.take(),
+            self.liveness.clone(),
+            self.heartbeat_interval,
+            self.client_timeout,
+            self.info.peer.clone(),
+        ));
         let (tx, mut rx) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
         self.inbound = Some(tx);
         let messages = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -275,6 +328,7 @@ impl Actor for GraphQlSession {
 impl StreamHandler<Result<Message, ProtocolError>> for GraphQlSession {
     fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.liveness.heard();
         let msg = match msg {
             Ok(msg) => msg,
             Err(ProtocolError::Overflow) => {

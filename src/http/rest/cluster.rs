@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -23,6 +23,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/faults", web::get().to(list_faults))
         .route("/api/v1/cluster/faults/crash", web::post().to(crash))
         .route("/api/v1/cluster/faults/restart", web::post().to(restart));
+}
+
+/// Answer of `GET /api/v1/cluster/nodes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    pub total: usize,
+    pub nodes: Vec<NodeView>,
+}
+
+/// Answer of `GET /api/v1/cluster/faults`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaultList {
+    pub fault_injection_enabled: bool,
+    pub faults: Vec<InjectedFault>,
+}
+
+/// Answer of `GET /api/v1/cluster/health/{node_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeHealthView {
+    pub node_id: String,
+    pub status: crate::messages::events::NodeHealth,
+    pub reason: String,
+    pub heartbeat_age_ms: Option<u64>,
+    pub heartbeat_rtt_micros: Option<u64>,
+    pub restarts: u64,
+    pub crashed: bool,
+}
+
+/// Answer of the fault-injection routes that act on a target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaultApplied {
+    pub target: String,
+    pub mode: String,
 }
 
 /// Body of `POST /api/v1/cluster/nodes`.
@@ -59,7 +92,7 @@ pub struct FaultBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/nodes", tag = "cluster", request_body = AddNodeBody,
-    responses((status = 201, description = "The node joined; its view", body = Object),
+    responses((status = 201, description = "The node joined (after answering its first heartbeat); its view", body = NodeView),
               (status = 400, description = "Invalid node id or body"),
               (status = 409, description = "A node with that id exists")))]
 pub async fn add_node(
@@ -75,15 +108,15 @@ pub async fn add_node(
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster",
-    responses((status = 200, description = "Every member: {nodes: [...], total}", body = Object)))]
+    responses((status = 200, description = "Every member", body = NodeList)))]
 pub async fn list_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let nodes = runtime.membership().send(ListNodes).await?;
-    Ok(HttpResponse::Ok().json(json!({ "total": nodes.len(), "nodes": nodes })))
+    Ok(HttpResponse::Ok().json(NodeList { total: nodes.len(), nodes }))
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/nodes/{id}", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 200, description = "Role, status, heartbeat age, metadata; term and indexes are null until Raft runs", body = Object),
+    responses((status = 200, description = "Role, status, heartbeat age, metadata; term and indexes are null until Raft runs", body = NodeView),
               (status = 404, description = "No such node")))]
 pub async fn get_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = runtime.membership().send(GetNode { node_id: id.into_inner() }).await??;
@@ -92,7 +125,7 @@ pub async fn get_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) 
 
 #[utoipa::path(patch, path = "/api/v1/cluster/nodes/{id}", tag = "cluster", request_body = PatchNodeBody,
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 200, description = "The node after the patch", body = Object),
+    responses((status = 200, description = "The node after the patch", body = NodeView),
               (status = 404, description = "No such node")))]
 pub async fn update_node(
     runtime: web::Data<RuntimeHandle>,
@@ -115,42 +148,42 @@ pub async fn remove_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
-    responses((status = 200, description = "Leader (null until Raft), term, members, quorum, health", body = Object)))]
+    responses((status = 200, description = "Leader and term (null until Raft), members, quorum, health", body = ClusterStatus)))]
 pub async fn cluster_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(runtime.membership().send(GetClusterStatus).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster",
-    responses((status = 200, description = "healthy|degraded|critical and every node", body = Object)))]
+    responses((status = 200, description = "healthy|degraded|critical and every node", body = ClusterHealthReport)))]
 pub async fn cluster_health(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(runtime.membership().send(GetClusterHealth).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/health/{node_id}", tag = "cluster",
     params(("node_id" = String, Path, description = "Node id")),
-    responses((status = 200, description = "The node's health and measurements", body = Object),
+    responses((status = 200, description = "The node's health and measurements", body = NodeHealthView),
               (status = 404, description = "No such node")))]
 pub async fn node_health(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = runtime.membership().send(GetNode { node_id: id.into_inner() }).await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "node_id": view.node_id,
-        "status": view.status,
-        "reason": view.status_reason,
-        "heartbeat_age_ms": view.heartbeat_age_ms,
-        "heartbeat_rtt_micros": view.heartbeat_rtt_micros,
-        "restarts": view.restarts,
-        "crashed": view.crashed,
-    })))
+    Ok(HttpResponse::Ok().json(NodeHealthView {
+        node_id: view.node_id,
+        status: view.status,
+        reason: view.status_reason,
+        heartbeat_age_ms: view.heartbeat_age_ms,
+        heartbeat_rtt_micros: view.heartbeat_rtt_micros,
+        restarts: view.restarts,
+        crashed: view.crashed,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/faults", tag = "faults",
-    responses((status = 200, description = "Faults injected now", body = Object)))]
+    responses((status = 200, description = "Faults injected now", body = FaultList)))]
 pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let faults = runtime.membership().send(ListFaults).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "fault_injection_enabled": runtime.config().server.allow_fault_injection,
-        "faults": faults,
-    })))
+    Ok(HttpResponse::Ok().json(FaultList {
+        fault_injection_enabled: runtime.config().server.allow_fault_injection,
+        faults,
+    }))
 }
 
 /// Refuses fault injection when it is turned off, and explains targets that are not nodes.
@@ -178,7 +211,7 @@ fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiEr
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
-    responses((status = 200, description = "The target crashed", body = Object),
+    responses((status = 200, description = "The target crashed", body = FaultApplied),
               (status = 403, description = "Fault injection is turned off"),
               (status = 404, description = "No such target"),
               (status = 409, description = "Already crashed")))]
@@ -199,11 +232,11 @@ pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>
             return Err(ApiError::invalid("mode", format!("expected crash or internal_fault, got '{other}'")))
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "target": body.target, "mode": body.mode.unwrap_or_else(|| "crash".into()) })))
+    Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: body.mode.unwrap_or_else(|| "crash".into()) }))
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = FaultBody,
-    responses((status = 200, description = "The target runs again; its view", body = Object),
+    responses((status = 200, description = "The target runs again (it answered a heartbeat); its view", body = NodeView),
               (status = 404, description = "No such target"),
               (status = 409, description = "The target is not crashed")))]
 pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
