@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
 
 /// The whole configuration, one field per TOML section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -29,20 +29,6 @@ pub struct Config {
     pub sharding: ShardingConfig,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            events: EventsConfig::default(),
-            ws: WsConfig::default(),
-            cluster: ClusterConfig::default(),
-            replication: ReplicationConfig::default(),
-            rac: RacConfig::default(),
-            sharding: ShardingConfig::default(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
