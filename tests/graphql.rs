@@ -1,8 +1,12 @@
 //! The GraphQL face over a real socket: queries and mutations on `POST /graphql`, subscriptions
 //! over `graphql-transport-ws` and the legacy `graphql-ws` protocol, auth in `connection_init`,
-//! the init timeout and the frame size limit.
+//! the init timeout, the frame size limit, `ws.max_sessions` shared with the event streams, the
+//! cap on subscriptions per connection, and a client that stops reading.
 //!
-//! Every wait is on a frame or a condition with a timeout; nothing sleeps to let time pass.
+//! Every wait is on a frame where one tells; a condition only the server can see (the registry,
+//! the session gauge) is polled, always within a timeout. Nothing sleeps to let time pass.
+//! (Lost events and a subscription the registry ends are tested on the subscription stream
+//! itself, in `src/http/graphql/subscription.rs`, where they can be caused deterministically.)
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +19,8 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
 
 use clusterd::config::StorageEngine;
-use clusterd::messages::cluster::CrashNode;
+use clusterd::http::graphql::MAX_SUBSCRIPTIONS_PER_CONNECTION;
+use clusterd::messages::cluster::{CrashNode, RestartNode};
 use clusterd::messages::registry::{GetRegistryStatus, ListSubscriptions, Transport};
 use clusterd::{Config, Runtime, RuntimeHandle};
 
@@ -38,6 +43,8 @@ impl Server {
         let runtime = Runtime::start(config).expect("runtime starts");
         let state = clusterd::http::AppState::new(runtime.clone());
         let srv = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
+            // As the binary does: WebSocket sessions (GraphQL ones included) get their watchdog.
+            .on_connect(clusterd::http::ws::watchdog::on_connect)
             .workers(1)
             .disable_signals()
             .bind("127.0.0.1:0")
@@ -126,6 +133,60 @@ impl Server {
             }
         })
         .await
+    }
+
+    /// Waits until the registry lists `n` GraphQL subscriptions.
+    async fn wait_graphql_subscriptions(&self, n: usize) {
+        within(WAIT, "the GraphQL subscriptions to register", async {
+            // Polled: only the registry knows (graphql-transport-ws does not acknowledge a
+            // subscribe).
+            while self.graphql_subscriptions().await != n {
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until no WebSocket session (event stream or GraphQL) is counted any more.
+    async fn wait_no_sessions(&self) {
+        within(WAIT, "every WebSocket session to end", async {
+            // Polled: the session gives its place back when its actor is dropped, which no frame
+            // the client sees is ordered after.
+            while self.runtime.metrics().ws_sessions_active() > 0 {
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
+    /// An event-stream WebSocket session (`/api/v1/ws/events`), or the status it was refused with.
+    async fn event_stream(&self) -> Result<WsConn, u16> {
+        match awc::Client::new()
+            .ws(self.url("ws", "/api/v1/ws/events"))
+            .connect()
+            .await
+        {
+            Ok((_, conn)) => Ok(WsConn(Box::pin(conn))),
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+            Err(e) => panic!("event stream upgrade: {e}"),
+        }
+    }
+
+    /// A GraphQL upgrade on `path` that is expected to be refused: its status and error body.
+    async fn refused_upgrade(&self, path: &str) -> (u16, Value) {
+        // A plain request with the upgrade headers, so that the refusal's body can be read.
+        let mut res = awc::Client::new()
+            .get(self.url("http", path))
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .insert_header(("sec-websocket-protocol", "graphql-transport-ws"))
+            .send()
+            .await
+            .expect("upgrade request");
+        let body = res.json::<Value>().await.expect("an error body");
+        (res.status().as_u16(), body)
     }
 
     async fn graphql_subscriptions(&self) -> usize {
@@ -233,6 +294,27 @@ impl WsConn {
         match self.next().await {
             Incoming::Closed(code) => code,
             other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+
+    /// A `graphql-transport-ws` subscribe.
+    async fn subscribe(&mut self, id: &str, query: &str) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }))
+            .await;
+    }
+
+    /// Reads until the `complete` of `id`, taking the `next`s and `complete`s of `also` on the way.
+    async fn until_complete(&mut self, id: &str, also: &[&str]) {
+        loop {
+            let msg = self.json().await;
+            let msg_id = msg["id"].as_str().unwrap_or_default();
+            if msg_id == id && msg["type"] == "complete" {
+                return;
+            }
+            assert!(
+                also.contains(&msg_id) && (msg["type"] == "next" || msg["type"] == "complete"),
+                "while waiting for the end of {id}: {msg}"
+            );
         }
     }
 
@@ -506,14 +588,12 @@ async fn transport_ws_node_status_changes_for_one_node() {
     assert_eq!(msg["id"], "2", "{msg}");
     assert_eq!(error_code(&msg["payload"]), "invalid_request", "{msg}");
 
-    // Completing the subscription ends it in the registry and in the metrics.
+    // Completing the subscription ends it in the registry and in the metrics. The server drops
+    // the subscription (which unsubscribes it) before it answers `complete`, so by then both
+    // show it gone. (The refused subscription "2" completes too, possibly first.)
     ws.send(json!({ "id": "1", "type": "complete" })).await;
-    within(WAIT, "the subscription to end", async {
-        while server.graphql_subscriptions().await > 0 {
-            sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    ws.until_complete("1", &["1", "2"]).await;
+    assert_eq!(server.graphql_subscriptions().await, 0);
     let mut metrics = String::new();
     server.runtime.metrics().render(&mut metrics);
     assert!(
@@ -723,3 +803,163 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 }
 "#;
+
+#[actix_web::test]
+async fn graphql_connections_count_against_max_sessions() {
+    let mut config = test_config();
+    config.ws.max_sessions = 1;
+    let server = Server::start(config);
+
+    // An event-stream session takes the one place (it is counted before the 101 answers) ...
+    let mut events = server
+        .event_stream()
+        .await
+        .expect("the first session gets in");
+    // ... so a GraphQL connection is refused, on either path, with the REST error shape.
+    for path in ["/graphql/ws", "/graphql"] {
+        let (status, body) = server.refused_upgrade(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "too_many_sessions", "{path}: {body}");
+    }
+    let refused = server
+        .ws_with("/graphql/ws", "graphql-transport-ws", None)
+        .await;
+    assert!(
+        matches!(refused, Err(awc::error::WsClientError::InvalidResponseStatus(s)) if s == 503),
+        "a GraphQL client sees 503"
+    );
+
+    // Once it is gone, a GraphQL connection takes the place, and an event stream is refused.
+    events
+        .0
+        .send(Message::Close(None))
+        .await
+        .expect("send close");
+    drop(events);
+    server.wait_no_sessions().await;
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    assert_eq!(server.event_stream().await.err(), Some(503));
+
+    // Closing the GraphQL connection gives the place back.
+    ws.0.send(Message::Close(None)).await.expect("send close");
+    // The server answers the close (echoing its empty code).
+    ws.closed().await;
+    server.wait_no_sessions().await;
+    server
+        .event_stream()
+        .await
+        .expect("the place is free again");
+}
+
+#[actix_web::test]
+async fn subscriptions_per_connection_are_capped() {
+    let server = Server::start(test_config());
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    // Subscriptions that see nothing: no node-9 exists.
+    let quiet = r#"subscription { events(filter: {nodeIds: ["node-9"]}) { seq } }"#;
+    for i in 0..MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        ws.subscribe(&i.to_string(), quiet).await;
+    }
+    // A subscription takes its place before it registers: once all are registered, all places
+    // are taken.
+    server
+        .wait_graphql_subscriptions(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        .await;
+
+    // One more is an error for that subscription only.
+    ws.subscribe("extra", quiet).await;
+    let msg = ws.json().await;
+    assert_eq!(msg["id"], "extra", "{msg}");
+    assert_eq!(msg["type"], "next", "{msg}");
+    assert_eq!(
+        error_code(&msg["payload"]),
+        "too_many_subscriptions",
+        "{msg}"
+    );
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["details"]["limit"],
+        MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        "{msg}"
+    );
+    ws.until_complete("extra", &[]).await;
+    assert_eq!(
+        server.graphql_subscriptions().await,
+        MAX_SUBSCRIPTIONS_PER_CONNECTION
+    );
+
+    // The connection stays usable, and completing one subscription frees a place.
+    ws.send(json!({ "id": "0", "type": "complete" })).await;
+    ws.until_complete("0", &[]).await;
+    ws.subscribe(
+        "status",
+        r#"subscription { nodeStatusChanges(nodeId: "node-2") { nodeId newStatus } }"#,
+    )
+    .await;
+    server.wait_subscribed("nodeStatusChanges").await;
+    server.crash("node-2").await;
+    let msg = ws.json().await;
+    assert_eq!(msg["id"], "status", "{msg}");
+    assert_eq!(msg["type"], "next", "{msg}");
+    assert_eq!(
+        msg["payload"]["data"]["nodeStatusChanges"]["nodeId"], "node-2",
+        "{msg}"
+    );
+}
+
+#[actix_web::test]
+async fn a_graphql_client_that_stops_reading_ends_and_frees_its_place() {
+    let mut config = test_config();
+    config.events.session_queue = 16;
+    config.ws.heartbeat_interval_ms = 100;
+    config.ws.client_timeout_ms = 400;
+    config.ws.max_sessions = 1;
+    let server = Server::start(config);
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    ws.subscribe(
+        "s",
+        r#"subscription { nodeStatusChanges(nodeId: "node-1") { nodeId newStatus reason } }"#,
+    )
+    .await;
+    server.wait_subscribed("nodeStatusChanges").await;
+
+    // Stop reading (and so stop answering pings), and publish until the registry drops
+    // deliveries or lets the subscription go. Whether the session is merely behind (it closes
+    // on the heartbeat timeout) or frozen behind a full socket (the watchdog cuts it), it must
+    // end and give its place back.
+    loop {
+        for _ in 0..100 {
+            let membership = server.runtime.membership();
+            membership
+                .send(CrashNode {
+                    node_id: "node-1".into(),
+                })
+                .await
+                .expect("answers")
+                .expect("crash");
+            membership
+                .send(RestartNode {
+                    node_id: "node-1".into(),
+                })
+                .await
+                .expect("answers")
+                .expect("restart");
+        }
+        let rows = server
+            .runtime
+            .registry()
+            .send(ListSubscriptions)
+            .await
+            .expect("registry answers");
+        match rows.iter().find(|r| r.info.transport == Transport::GraphQl) {
+            Some(r) if r.dropped == 0 => continue,
+            _ => break,
+        }
+    }
+    server.wait_no_sessions().await;
+    let mut next = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    next.init(json!({})).await;
+    drop(ws);
+}
