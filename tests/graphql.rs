@@ -42,15 +42,10 @@ impl Server {
     fn start(config: Config) -> Server {
         let runtime = Runtime::start(config).expect("runtime starts");
         let state = clusterd::http::AppState::new(runtime.clone());
-        let srv = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
-            // As the binary does: WebSocket sessions (GraphQL ones included) get their watchdog.
-            .on_connect(clusterd::http::ws::watchdog::on_connect)
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .expect("bind a free port");
-        let addr = srv.addrs()[0];
-        actix_web::rt::spawn(srv.run());
+        // Wired as the binary runs it (WebSocket watchdogs included).
+        let (server, addrs) = clusterd::http::start_server(state, 1, "127.0.0.1:0").expect("bind a free port");
+        let addr = addrs[0];
+        actix_web::rt::spawn(server);
         Server { runtime, addr }
     }
 

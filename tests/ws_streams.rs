@@ -28,14 +28,10 @@ fn config() -> Config {
 fn serve(config: Config) -> (RuntimeHandle, SocketAddr) {
     let runtime = Runtime::start(config).expect("runtime starts");
     let state = clusterd::http::AppState::new(runtime.clone());
-    let server = actix_web::HttpServer::new(move || clusterd::http::app(state.clone()))
-        .on_connect(clusterd::http::ws::watchdog::on_connect)
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .expect("bind loopback");
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
+    // Wired as the binary runs it (WebSocket watchdogs included).
+    let (server, addrs) = clusterd::http::start_server(state, 1, "127.0.0.1:0").expect("bind loopback");
+    let addr = addrs[0];
+    actix_web::rt::spawn(server);
     (runtime, addr)
 }
 

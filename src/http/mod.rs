@@ -112,6 +112,24 @@ async fn count_request(
     Ok(res)
 }
 
+/// Binds the whole app on `bind` (`127.0.0.1:0` for an ephemeral port) with `workers` workers,
+/// wired as the binary runs it (WebSocket watchdogs included, signals left to the caller), and
+/// starts it. Returns the running server (await it, or spawn it) and the addresses it listens on.
+pub fn start_server(
+    state: AppState,
+    workers: usize,
+    bind: &str,
+) -> std::io::Result<(actix_web::dev::Server, Vec<std::net::SocketAddr>)> {
+    let server = HttpServer::new(move || app(state.clone()))
+        .on_connect(ws::watchdog::on_connect)
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(bind)?;
+    let addrs = server.addrs();
+    Ok((server.run(), addrs))
+}
+
 /// Runs the server for `config` until SIGINT or SIGTERM, then shuts down cleanly: event sessions
 /// are closed (WebSocket 1001), in-flight requests finish, actors stop. Every acknowledged change
 /// was already durable, so there is nothing left to flush.
@@ -122,18 +140,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         n => n,
     };
     let runtime = Runtime::start(config)?;
-    let state = AppState::new(runtime.clone());
-    let server = HttpServer::new(move || app(state.clone()))
-        .on_connect(ws::watchdog::on_connect)
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(&bind)
+    let (server, addrs) = start_server(AppState::new(runtime.clone()), workers, &bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    for addr in server.addrs() {
+    for addr in addrs {
         tracing::info!(%addr, "clusterd listening on http://{addr}");
     }
-    let server = server.run();
     let handle = server.handle();
     let stopping = runtime.clone();
     actix_web::rt::spawn(async move {
