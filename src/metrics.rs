@@ -17,6 +17,8 @@ const CATEGORIES: usize = Category::ALL.len();
 
 #[derive(Default)]
 pub struct Metrics {
+    /// Events sent to the registry by publishers; minus those it handled, its mailbox depth.
+    events_enqueued: AtomicU64,
     events_published: [AtomicU64; CATEGORIES],
     events_delivered: [AtomicU64; CATEGORIES],
     events_dropped: [AtomicU64; CATEGORIES],
@@ -34,6 +36,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn event_enqueued(&self) {
+        self.events_enqueued.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Events sent to the registry and not handled yet.
+    pub fn registry_backlog(&self) -> u64 {
+        self.events_enqueued.load(Ordering::Relaxed).saturating_sub(self.events_published_total())
+    }
     pub fn event_published(&self, c: Category) {
         self.events_published[c.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -118,6 +127,11 @@ impl Metrics {
                 );
             }
         };
+        let _ = writeln!(
+            out,
+            "# HELP clusterd_registry_mailbox_depth Events sent to the event registry and not handled yet.\n# TYPE clusterd_registry_mailbox_depth gauge\nclusterd_registry_mailbox_depth {}",
+            self.registry_backlog()
+        );
         per_category(out, "clusterd_events_published_total", "Events published.", &self.events_published);
         per_category(
             out,

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
-use crate::actors::registry::{EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::config::Config;
 use crate::messages::cluster::ClusterError;
 use crate::messages::events::{EventFilter, SharedEvent};
@@ -65,7 +65,7 @@ impl Runtime {
             MembershipSettings::from_config(&config.cluster),
             &config.cluster.nodes,
             store.clone(),
-            registry.clone(),
+            EventPublisher::new(registry.clone(), metrics.clone()),
             metrics.clone(),
         )?
         .start();

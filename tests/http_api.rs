@@ -675,6 +675,8 @@ async fn metrics_follow_what_happens() {
     assert_eq!(metric(&before, "clusterd_cluster_nodes"), Some(3.0));
     assert_eq!(metric(&before, "clusterd_cluster_has_quorum"), Some(1.0));
     let seq_before = metric(&before, "clusterd_events_current_seq").expect("current seq gauge");
+    // Settled: nothing waits in the registry's mailbox.
+    assert_eq!(metric(&before, "clusterd_registry_mailbox_depth"), Some(0.0), "{before}");
 
     // A join, reads of two nodes by id, a miss, and a request to nowhere.
     api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
@@ -704,6 +706,19 @@ async fn metrics_follow_what_happens() {
         metric(&after, r#"clusterd_http_requests_total{route="/metrics",method="GET",status="200"}"#),
         Some(1.0),
         "the first scrape is counted by the second"
+    );
+
+    // Made-up methods share one label instead of growing the series.
+    for method in ["FROB", "BLAH"] {
+        let m = actix_web::http::Method::from_bytes(method.as_bytes()).expect("a valid token");
+        api.send(TestRequest::default().method(m).uri("/api/v1/cluster/nodes")).await;
+    }
+    let odd = api.metrics().await;
+    assert!(!odd.contains("FROB") && !odd.contains("BLAH"), "{odd}");
+    assert_eq!(
+        metric(&odd, r#"clusterd_http_requests_total{route="/api/v1/cluster/nodes",method="OTHER",status="405"}"#),
+        Some(2.0),
+        "{odd}"
     );
 
     // A departure moves them again.

@@ -66,6 +66,32 @@ impl InterestTable {
     }
 }
 
+/// How actors publish: the registry's address plus a count of what was sent, so `/metrics` can
+/// show how many events wait in the registry's mailbox (actix does not expose mailbox lengths).
+/// Every publisher in the runtime goes through one of these.
+#[derive(Clone)]
+pub struct EventPublisher {
+    registry: Addr<EventRegistry>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventPublisher {
+    pub fn new(registry: Addr<EventRegistry>, metrics: Arc<Metrics>) -> Self {
+        EventPublisher { registry, metrics }
+    }
+
+    /// Publishes `event` (see [`Publish`] for why this may not be refused).
+    pub fn publish(&self, event: Event) {
+        self.metrics.event_enqueued();
+        self.registry.do_send(Publish { event });
+    }
+
+    /// The registry itself, for requests that wait for an answer.
+    pub fn registry(&self) -> &Addr<EventRegistry> {
+        &self.registry
+    }
+}
+
 /// Where a subscriber is indexed.
 #[derive(Debug, Clone)]
 enum Anchor {

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::actors::cluster::node::NodeActor;
-use crate::actors::registry::EventRegistry;
+use crate::actors::registry::EventPublisher;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
-use crate::messages::registry::Publish;
 use crate::metrics::Metrics;
 use crate::storage::{RecordTable, Store};
 
@@ -74,7 +73,7 @@ struct Member {
 pub struct MembershipActor {
     settings: MembershipSettings,
     store: Arc<Store>,
-    registry: Addr<EventRegistry>,
+    events: EventPublisher,
     metrics: Arc<Metrics>,
     members: BTreeMap<String, Member>,
     had_quorum: bool,
@@ -95,7 +94,7 @@ impl MembershipActor {
         settings: MembershipSettings,
         bootstrap_nodes: &[String],
         store: Arc<Store>,
-        registry: Addr<EventRegistry>,
+        events: EventPublisher,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ClusterError> {
         let storage = |e: crate::storage::StorageError| ClusterError::Storage { message: e.to_string() };
@@ -131,7 +130,7 @@ impl MembershipActor {
         Ok(MembershipActor {
             settings,
             store,
-            registry,
+            events,
             metrics,
             members: BTreeMap::new(),
             had_quorum: true,
@@ -142,14 +141,14 @@ impl MembershipActor {
     }
 
     fn publish(&self, severity: Severity, source: String, payload: EventPayload) {
-        self.registry.do_send(Publish { event: Event::now(severity, source, payload) });
+        self.events.publish(Event::now(severity, source, payload));
     }
 
     fn start_node(&self, node_id: &str, incarnation: u64, ctx: &mut Context<Self>) -> Addr<NodeActor> {
         NodeActor::new(
             node_id.to_string(),
             incarnation,
-            self.registry.clone(),
+            self.events.clone(),
             ctx.address().recipient(),
             self.metrics.clone(),
         )

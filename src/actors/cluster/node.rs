@@ -11,16 +11,15 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::registry::EventRegistry;
+use crate::actors::registry::EventPublisher;
 use crate::messages::cluster::*;
 use crate::messages::events::{ActorRestart, Event, EventPayload, Severity};
-use crate::messages::registry::Publish;
 use crate::metrics::Metrics;
 
 pub struct NodeActor {
     node_id: String,
     incarnation: u64,
-    registry: Addr<EventRegistry>,
+    events: EventPublisher,
     membership: Recipient<NodeRestarted>,
     metrics: Arc<Metrics>,
     /// Supervised restarts after internal faults.
@@ -36,14 +35,14 @@ impl NodeActor {
     pub fn new(
         node_id: String,
         incarnation: u64,
-        registry: Addr<EventRegistry>,
+        events: EventPublisher,
         membership: Recipient<NodeRestarted>,
         metrics: Arc<Metrics>,
     ) -> Self {
         NodeActor {
             node_id,
             incarnation,
-            registry,
+            events,
             membership,
             metrics,
             restarts: 0,
@@ -81,18 +80,16 @@ impl actix::Supervised for NodeActor {
             incarnation: self.incarnation,
             restart_count: self.restarts,
         });
-        self.registry.do_send(Publish {
-            event: Event::now(
-                Severity::Warning,
-                format!("node:{}", self.node_id),
-                EventPayload::ActorRestarted(ActorRestart {
-                    actor_kind: "node".into(),
-                    actor_id: self.node_id.clone(),
-                    reason,
-                    restart_count: self.restarts,
-                }),
-            ),
-        });
+        self.events.publish(Event::now(
+            Severity::Warning,
+            format!("node:{}", self.node_id),
+            EventPayload::ActorRestarted(ActorRestart {
+                actor_kind: "node".into(),
+                actor_id: self.node_id.clone(),
+                reason,
+                restart_count: self.restarts,
+            }),
+        ));
     }
 }
 
