@@ -24,6 +24,8 @@ pub struct Metrics {
     events_dropped: [AtomicU64; CATEGORIES],
     /// Subscribers closed because they stayed behind.
     subscribers_closed_lagging: AtomicU64,
+    /// Durable writes of the event sequence reservation that failed.
+    seq_reservation_failures: AtomicU64,
     ws_sessions_active: AtomicI64,
     ws_sessions_opened: AtomicU64,
     ws_sessions_refused: AtomicU64,
@@ -57,6 +59,9 @@ impl Metrics {
         if n > 0 {
             self.events_dropped[c.index()].fetch_add(n, Ordering::Relaxed);
         }
+    }
+    pub fn seq_reservation_failed(&self) {
+        self.seq_reservation_failures.fetch_add(1, Ordering::Relaxed);
     }
     pub fn subscriber_closed_lagging(&self) {
         self.subscribers_closed_lagging.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +160,13 @@ impl Metrics {
             "counter",
             "Subscribers closed because they stayed behind.",
             load(&self.subscribers_closed_lagging),
+        );
+        scalar(
+            out,
+            "clusterd_event_seq_reservation_failures_total",
+            "counter",
+            "Failed durable writes of the event sequence reservation (seqs may repeat after a restart).",
+            load(&self.seq_reservation_failures),
         );
         scalar(
             out,

@@ -359,7 +359,12 @@ impl EventRegistry {
             let next = self.seq_reserved + SEQ_BLOCK;
             match self.store.put_meta(SEQ_RESERVATION_KEY, next) {
                 Ok(()) => self.seq_reserved = next,
-                Err(e) => tracing::error!(error = %e, "cannot reserve event sequence numbers"),
+                // Events stand for changes that already happened, so they still go out; but
+                // after a restart their seqs could be handed out again, and operators must know.
+                Err(e) => {
+                    self.metrics.seq_reservation_failed();
+                    tracing::error!(error = %e, "cannot reserve event sequence numbers; seqs may repeat after a restart");
+                }
             }
             return;
         }
@@ -374,8 +379,14 @@ impl EventRegistry {
             act.reservation_in_flight = false;
             match res {
                 Ok(Ok(())) => act.seq_reserved = act.seq_reserved.max(next),
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot reserve event sequence numbers"),
-                Err(e) => tracing::error!(error = %e, "sequence reservation task failed"),
+                Ok(Err(e)) => {
+                    act.metrics.seq_reservation_failed();
+                    tracing::error!(error = %e, "cannot reserve event sequence numbers");
+                }
+                Err(e) => {
+                    act.metrics.seq_reservation_failed();
+                    tracing::error!(error = %e, "sequence reservation task failed");
+                }
             }
         }));
     }
