@@ -230,6 +230,11 @@ impl WsSession {
             self.replay = ack.replay.into();
             self.held_live.clear();
             self.write_replay_page(ctx);
+        } else if self.replaying() {
+            // A replay under the previous filter is moot now; what was held back meanwhile is
+            // written if the new filter admits it.
+            self.replay.clear();
+            self.write_replay_page(ctx);
         }
     }
 
