@@ -17,6 +17,11 @@ pub const DB_FILE: &str = "clusterd.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
+/// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
+/// replica's id; each keeps its own log.
+const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
+/// Table state: (owner, table, key) -> value bytes.
+const ROWS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("rows");
 
 /// The record tables, one per kind of durable object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,6 +66,27 @@ enum Backend {
 struct MemoryTables {
     meta: BTreeMap<String, u64>,
     records: BTreeMap<RecordTable, BTreeMap<String, Vec<u8>>>,
+    wal: BTreeMap<(String, u64), Vec<u8>>,
+    rows: BTreeMap<(String, String, String), Vec<u8>>,
+}
+
+/// One change of a row, as a log commit applies it: `None` deletes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowWrite {
+    pub table: String,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A log commit: records appended to `owner`'s write-ahead log and the row changes they make,
+/// written in one transaction (one fsync).
+#[derive(Debug, Clone, Default)]
+pub struct LogCommit {
+    /// (start lsn, record bytes), in lsn order.
+    pub records: Vec<(u64, Vec<u8>)>,
+    pub rows: Vec<RowWrite>,
+    /// Meta keys to set in the same transaction (positions).
+    pub meta: Vec<(String, u64)>,
 }
 
 /// The process's durable store.
@@ -89,6 +115,8 @@ impl Store {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
         tx.open_table(CLUSTER_NODES).map_err(backend)?;
+        tx.open_table(WAL).map_err(backend)?;
+        tx.open_table(ROWS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Store { backend: Backend::Disk(RwLock::new(Some(db))), location: Some(path) })
     }
@@ -224,6 +252,201 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Appends `commit.records` to `owner`'s log, applies `commit.rows` to its table state and
+    /// sets `commit.meta`, all in one transaction; returns once it is durable.
+    pub fn commit_log(&self, owner: &str, commit: &LogCommit) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_write().map_err(backend)?;
+                {
+                    let mut wal = tx.open_table(WAL).map_err(backend)?;
+                    for (lsn, bytes) in &commit.records {
+                        wal.insert((owner, *lsn), bytes.as_slice()).map_err(backend)?;
+                    }
+                    let mut rows = tx.open_table(ROWS).map_err(backend)?;
+                    for w in &commit.rows {
+                        let key = (owner, w.table.as_str(), w.key.as_str());
+                        match &w.value {
+                            Some(v) => {
+                                rows.insert(key, v.as_slice()).map_err(backend)?;
+                            }
+                            None => {
+                                rows.remove(key).map_err(backend)?;
+                            }
+                        }
+                    }
+                    let mut meta = tx.open_table(META).map_err(backend)?;
+                    for (k, v) in &commit.meta {
+                        meta.insert(k.as_str(), *v).map_err(backend)?;
+                    }
+                }
+                tx.commit().map_err(backend)
+            }
+            Backend::Memory(m) => {
+                let mut m = m.lock();
+                for (lsn, bytes) in &commit.records {
+                    m.wal.insert((owner.to_string(), *lsn), bytes.clone());
+                }
+                for w in &commit.rows {
+                    let key = (owner.to_string(), w.table.clone(), w.key.clone());
+                    match &w.value {
+                        Some(v) => {
+                            m.rows.insert(key, v.clone());
+                        }
+                        None => {
+                            m.rows.remove(&key);
+                        }
+                    }
+                }
+                for (k, v) in &commit.meta {
+                    m.meta.insert(k.clone(), *v);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records of `owner`'s log with start lsn >= `from`, in order, until `max_bytes` of record
+    /// bytes are gathered (at least one record if there is one).
+    pub fn read_log(&self, owner: &str, from: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        let mut take = |lsn: u64, bytes: Vec<u8>| -> bool {
+            size += bytes.len();
+            out.push((lsn, bytes));
+            size < max_bytes
+        };
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_read().map_err(backend)?;
+                let wal = tx.open_table(WAL).map_err(backend)?;
+                for row in wal.range((owner, from)..=(owner, u64::MAX)).map_err(backend)? {
+                    let (k, v) = row.map_err(backend)?;
+                    if !take(k.value().1, v.value().to_vec()) {
+                        break;
+                    }
+                }
+            }
+            Backend::Memory(m) => {
+                let m = m.lock();
+                for ((_, lsn), bytes) in m.wal.range((owner.to_string(), from)..=(owner.to_string(), u64::MAX)) {
+                    if !take(*lsn, bytes.clone()) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first record's start lsn and the last record's (start lsn, length) of `owner`'s log.
+    pub fn log_bounds(&self, owner: &str) -> Result<Option<(u64, u64, usize)>, StorageError> {
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_read().map_err(backend)?;
+                let wal = tx.open_table(WAL).map_err(backend)?;
+                let mut range = wal.range((owner, 0)..=(owner, u64::MAX)).map_err(backend)?;
+                let first = match range.next() {
+                    Some(row) => row.map_err(backend)?.0.value().1,
+                    None => return Ok(None),
+                };
+                let (last_lsn, last_len) = match range.next_back() {
+                    Some(row) => {
+                        let (k, v) = row.map_err(backend)?;
+                        (k.value().1, v.value().len())
+                    }
+                    None => {
+                        let v = wal.get((owner, first)).map_err(backend)?.map(|v| v.value().len()).unwrap_or(0);
+                        (first, v)
+                    }
+                };
+                Ok(Some((first, last_lsn, last_len)))
+            }
+            Backend::Memory(m) => {
+                let m = m.lock();
+                let mut range = m.wal.range((owner.to_string(), 0)..=(owner.to_string(), u64::MAX));
+                let Some(((_, first), first_bytes)) = range.next() else { return Ok(None) };
+                let (last, len) = match range.next_back() {
+                    Some(((_, lsn), bytes)) => (*lsn, bytes.len()),
+                    None => (*first, first_bytes.len()),
+                };
+                Ok(Some((*first, last, len)))
+            }
+        }
+    }
+
+    /// Deletes `owner`'s log records that start before `lsn`; returns how many went.
+    pub fn truncate_log(&self, owner: &str, lsn: u64) -> Result<usize, StorageError> {
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_write().map_err(backend)?;
+                let removed = {
+                    let mut wal = tx.open_table(WAL).map_err(backend)?;
+                    let keys: Vec<u64> = wal
+                        .range((owner, 0)..(owner, lsn))
+                        .map_err(backend)?
+                        .map(|row| row.map(|(k, _)| k.value().1))
+                        .collect::<Result<_, _>>()
+                        .map_err(backend)?;
+                    for k in &keys {
+                        wal.remove((owner, *k)).map_err(backend)?;
+                    }
+                    keys.len()
+                };
+                tx.commit().map_err(backend)?;
+                Ok(removed)
+            }
+            Backend::Memory(m) => {
+                let mut m = m.lock();
+                let keys: Vec<(String, u64)> =
+                    m.wal.range((owner.to_string(), 0)..(owner.to_string(), lsn)).map(|(k, _)| k.clone()).collect();
+                for k in &keys {
+                    m.wal.remove(k);
+                }
+                Ok(keys.len())
+            }
+        }
+    }
+
+    /// Every row of `owner`'s table state: (table, key, value).
+    pub fn load_rows(&self, owner: &str) -> Result<Vec<(String, String, Vec<u8>)>, StorageError> {
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_read().map_err(backend)?;
+                let rows = tx.open_table(ROWS).map_err(backend)?;
+                let mut out = Vec::new();
+                for row in rows.range((owner, "", "")..).map_err(backend)? {
+                    let (k, v) = row.map_err(backend)?;
+                    let (o, t, key) = k.value();
+                    if o != owner {
+                        break;
+                    }
+                    out.push((t.to_string(), key.to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            }
+            Backend::Memory(m) => Ok(m
+                .lock()
+                .rows
+                .range((owner.to_string(), String::new(), String::new())..)
+                .take_while(|((o, _, _), _)| o == owner)
+                .map(|((_, t, k), v)| (t.clone(), k.clone(), v.clone()))
+                .collect()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +465,46 @@ mod tests {
         assert_eq!(s.get_meta("event_seq_reserved").expect("get"), Some(42));
         let rows = s.list_records(RecordTable::ClusterNodes).expect("list");
         assert_eq!(rows, vec![("node-4".to_string(), b"{}".to_vec())]);
+    }
+
+    fn check_logs(s: &Store) {
+        let write = |table: &str, key: &str, value: Option<&[u8]>| RowWrite {
+            table: table.into(),
+            key: key.into(),
+            value: value.map(<[u8]>::to_vec),
+        };
+        let first = LogCommit {
+            records: vec![(0, b"aaaa".to_vec()), (4, b"bb".to_vec())],
+            rows: vec![write("t", "k1", Some(b"v1")), write("t", "k2", Some(b"v2"))],
+            meta: vec![("primary.flush_lsn".into(), 6)],
+        };
+        s.commit_log("primary", &first).expect("commit");
+        // Another owner's log and rows stay apart.
+        s.commit_log("replica-001", &LogCommit { records: vec![(0, b"aaaa".to_vec())], ..Default::default() })
+            .expect("commit");
+        let second = LogCommit {
+            records: vec![(6, b"ccc".to_vec())],
+            rows: vec![write("t", "k1", None)],
+            meta: vec![],
+        };
+        s.commit_log("primary", &second).expect("commit");
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((0, 6, 3)));
+        assert_eq!(s.log_bounds("nobody").expect("bounds"), None);
+        let from_4: Vec<u64> = s.read_log("primary", 4, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
+        assert_eq!(from_4, vec![4, 6]);
+        assert_eq!(s.read_log("primary", 0, 1).expect("read").len(), 1, "at least one record, then stop");
+        assert_eq!(s.load_rows("primary").expect("rows"), vec![("t".into(), "k2".into(), b"v2".to_vec())]);
+        assert!(s.load_rows("replica-001").expect("rows").is_empty());
+        assert_eq!(s.truncate_log("primary", 6).expect("truncate"), 2);
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((6, 6, 3)));
+        assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
+        assert_eq!(s.get_meta("primary.flush_lsn").expect("meta"), Some(6));
+    }
+
+    #[test]
+    fn logs_and_rows_work_the_same_on_disk_and_in_memory() {
+        check_logs(&Store::memory());
+        let dir = tempfile::tempdir().expect("temp dir");
+        check_logs(&Store::open_dir(dir.path()).expect("open"));
     }
 }
