@@ -13,6 +13,7 @@ use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
 use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::replication::{PrimaryActor, ReplicationSettings};
 use crate::config::Config;
 use crate::messages::cluster::ClusterError;
 use crate::messages::events::{EventFilter, SharedEvent};
@@ -70,6 +71,15 @@ impl Runtime {
         )?
         .start();
 
+        let primary = PrimaryActor::new(
+            ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
+            config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
+            store.clone(),
+            EventPublisher::new(registry.clone(), metrics.clone()),
+            interest.clone(),
+        )
+        .start();
+
         tracing::info!(
             durable = store.is_durable(),
             location = ?store.location(),
@@ -84,6 +94,7 @@ impl Runtime {
                 interest,
                 registry,
                 membership,
+                primary,
                 registry_arbiter,
                 started_at: Instant::now(),
                 shutting_down: tokio::sync::watch::channel(false).0,
@@ -99,6 +110,7 @@ struct Inner {
     interest: Arc<InterestTable>,
     registry: Addr<EventRegistry>,
     membership: Addr<MembershipActor>,
+    primary: Addr<PrimaryActor>,
     registry_arbiter: Arbiter,
     started_at: Instant,
     /// Flips to true when shutdown begins, for connections the registry does not own (GraphQL
@@ -121,6 +133,10 @@ impl RuntimeHandle {
     }
     pub fn membership(&self) -> &Addr<MembershipActor> {
         &self.inner.membership
+    }
+    /// The replication primary: the data path, replicas, lag.
+    pub fn primary(&self) -> &Addr<PrimaryActor> {
+        &self.inner.primary
     }
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -191,6 +207,7 @@ impl RuntimeHandle {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.shutting_down.send_replace(true);
+        let _ = inner.primary.send(StopRuntimeActor).await;
         let _ = inner.membership.send(StopRuntimeActor).await;
         let _ = inner.registry.send(StopRuntimeActor).await;
         inner.registry_arbiter.stop();
@@ -219,6 +236,13 @@ impl Handler<CloseAllSubscriptions> for EventRegistry {
 }
 
 impl Handler<StopRuntimeActor> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<StopRuntimeActor> for PrimaryActor {
     type Result = ();
     fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
         ctx.stop();

@@ -35,6 +35,18 @@ use crate::http::rest;
         rest::cluster::list_faults,
         rest::cluster::crash,
         rest::cluster::restart,
+        rest::replication::add_replica,
+        rest::replication::list_replicas,
+        rest::replication::get_replica,
+        rest::replication::remove_replica,
+        rest::replication::pause_replica,
+        rest::replication::resume_replica,
+        rest::replication::status,
+        rest::replication::lag,
+        rest::replication::replicate,
+        rest::replication::read_row,
+        rest::replication::health_primary,
+        rest::replication::health_replica,
     ),
     components(schemas(
         rest::cluster::AddNodeBody,
@@ -50,6 +62,17 @@ use crate::http::rest;
         crate::messages::cluster::InjectedFault,
         crate::messages::events::NodeHealth,
         crate::messages::events::ClusterHealthStatus,
+        rest::replication::AddReplicaBody,
+        rest::replication::OperationsBody,
+        rest::replication::ReplicaList,
+        rest::replication::LagRow,
+        crate::messages::replication::Op,
+        crate::messages::replication::OpKind,
+        crate::messages::replication::ReplicaView,
+        crate::messages::replication::ReplicaStatus,
+        crate::messages::replication::ReplicationStatus,
+        crate::messages::replication::ReplicateAck,
+        crate::messages::replication::RowView,
     )),
     modifiers(&NotBuiltRoutes, &BearerAuth)
 )]
@@ -59,11 +82,7 @@ struct NotBuiltRoutes;
 
 impl Modify for NotBuiltRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let extra = [
-            ("GET", "/health/primary", "replication"),
-            ("GET", "/health/replica", "replication"),
-        ];
-        for (method, path, domain) in rest::not_built::ROUTES.iter().chain(extra.iter()) {
+        for (method, path, domain) in rest::not_built::ROUTES.iter() {
             let method = match *method {
                 "GET" => HttpMethod::Get,
                 "POST" => HttpMethod::Post,

@@ -404,6 +404,59 @@ pub struct ActorRestart {
     pub restart_count: u64,
 }
 
+/// `replica_added` / `replica_removed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaMembershipChange {
+    pub replica_id: String,
+    /// `sync` or `async`.
+    pub mode: String,
+    pub reason: String,
+}
+
+/// `replica_status_change`. `metadata` holds measurements as strings (wal_position,
+/// bytes_replayed, catchup_duration_seconds …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatusChange {
+    pub replica_id: String,
+    pub old_status: String,
+    pub new_status: String,
+    pub reason: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `replication_lag_alert`: edge-triggered on `lag_alert_bytes`, once up, once back down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationLagAlert {
+    pub replica_id: String,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub threshold_bytes: u64,
+    pub severity: Severity,
+    pub details: String,
+}
+
+/// `wal_position_update`: a sampled position report of one replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalPositionUpdate {
+    pub replica_id: String,
+    pub write_lsn: String,
+    pub flush_lsn: String,
+    pub replay_lsn: String,
+    pub bytes_behind: u64,
+}
+
+/// `replication_error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationErrorEvent {
+    /// The replica the error is about; empty when it is about the primary or several replicas.
+    pub replica_id: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub severity: Severity,
+    pub failed_operation: String,
+    pub retry_count: u32,
+}
+
 /// The typed payload of an event. The variant decides the `event_type`; variants arrive with their
 /// domains (the catalogue in [`EventType`] is complete already).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -415,6 +468,12 @@ pub enum EventPayload {
     QuorumLost(QuorumChange),
     QuorumRestored(QuorumChange),
     ActorRestarted(ActorRestart),
+    ReplicaAdded(ReplicaMembershipChange),
+    ReplicaRemoved(ReplicaMembershipChange),
+    ReplicaStatusChange(ReplicaStatusChange),
+    ReplicationLagAlert(ReplicationLagAlert),
+    WalPositionUpdate(WalPositionUpdate),
+    ReplicationError(ReplicationErrorEvent),
 }
 
 impl EventPayload {
@@ -426,6 +485,12 @@ impl EventPayload {
             EventPayload::QuorumLost(_) => EventType::QuorumLost,
             EventPayload::QuorumRestored(_) => EventType::QuorumRestored,
             EventPayload::ActorRestarted(_) => EventType::ActorRestarted,
+            EventPayload::ReplicaAdded(_) => EventType::ReplicaAdded,
+            EventPayload::ReplicaRemoved(_) => EventType::ReplicaRemoved,
+            EventPayload::ReplicaStatusChange(_) => EventType::ReplicaStatusChange,
+            EventPayload::ReplicationLagAlert(_) => EventType::ReplicationLagAlert,
+            EventPayload::WalPositionUpdate(_) => EventType::WalPositionUpdate,
+            EventPayload::ReplicationError(_) => EventType::ReplicationError,
         }
     }
 
@@ -438,6 +503,13 @@ impl EventPayload {
             }
             EventPayload::NodeHealthChange(p) => s.add(SubjectKind::Node, &p.node_id),
             EventPayload::QuorumLost(_) | EventPayload::QuorumRestored(_) => {}
+            EventPayload::ReplicaAdded(p) | EventPayload::ReplicaRemoved(p) => {
+                s.add(SubjectKind::Replica, &p.replica_id)
+            }
+            EventPayload::ReplicaStatusChange(p) => s.add(SubjectKind::Replica, &p.replica_id),
+            EventPayload::ReplicationLagAlert(p) => s.add(SubjectKind::Replica, &p.replica_id),
+            EventPayload::WalPositionUpdate(p) => s.add(SubjectKind::Replica, &p.replica_id),
+            EventPayload::ReplicationError(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::ActorRestarted(p) => {
                 let kind = match p.actor_kind.as_str() {
                     "node" => Some(SubjectKind::Node),

@@ -17,6 +17,7 @@ pub const DB_FILE: &str = "clusterd.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
+const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 /// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
 /// replica's id; each keeps its own log.
 const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
@@ -28,12 +29,15 @@ const ROWS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("r
 pub enum RecordTable {
     /// Cluster membership: node id -> JSON of the node's durable record.
     ClusterNodes,
+    /// Replication replicas: replica id -> JSON of its durable record (mode).
+    Replicas,
 }
 
 impl RecordTable {
     fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             RecordTable::ClusterNodes => CLUSTER_NODES,
+            RecordTable::Replicas => REPLICAS,
         }
     }
 }
@@ -115,6 +119,7 @@ impl Store {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
         tx.open_table(CLUSTER_NODES).map_err(backend)?;
+        tx.open_table(REPLICAS).map_err(backend)?;
         tx.open_table(WAL).map_err(backend)?;
         tx.open_table(ROWS).map_err(backend)?;
         tx.commit().map_err(backend)?;

@@ -8,6 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
+use crate::actors::replication::primary::{CrashTarget, IsReplicationTarget, RestartTarget};
 use crate::messages::cluster::*;
 use crate::runtime::RuntimeHandle;
 
@@ -196,18 +197,16 @@ fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiEr
         ));
     }
     let config = runtime.config();
-    let domain = if config.replication.replicas.iter().any(|r| r.id == target) || config.replication.primary == target {
-        Some("replication")
-    } else if config.rac.instances.iter().any(|i| i == target) {
-        Some("rac")
-    } else {
-        None
-    };
-    match domain {
-        Some(domain) => Err(ApiError::not_implemented(domain)
-            .with_details(json!({ "domain": domain, "target": target }))),
-        None => Ok(()),
+    if config.rac.instances.iter().any(|i| i == target) {
+        return Err(ApiError::not_implemented("rac").with_details(json!({ "domain": "rac", "target": target })));
     }
+    Ok(())
+}
+
+/// Whether fault injection on `target` goes to the replication primary (its own id or a
+/// replica's) rather than to cluster membership.
+async fn is_replication_target(runtime: &RuntimeHandle, target: &str) -> Result<bool, ApiError> {
+    Ok(runtime.primary().send(IsReplicationTarget { target: target.to_string() }).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
@@ -218,6 +217,13 @@ fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiEr
 pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_fault_target(&runtime, &body.target)?;
+    if is_replication_target(&runtime, &body.target).await? {
+        if body.mode.as_deref().is_some_and(|m| m != "crash") {
+            return Err(ApiError::invalid("mode", "the replication primary and replicas take mode crash only"));
+        }
+        runtime.primary().send(CrashTarget { target: body.target.clone() }).await??;
+        return Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: "crash".into() }));
+    }
     match body.mode.as_deref().unwrap_or("crash") {
         "crash" => {
             runtime.membership().send(CrashNode { node_id: body.target.clone() }).await??;
@@ -244,6 +250,10 @@ pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBod
     check_fault_target(&runtime, &body.target)?;
     if body.mode.is_some() {
         return Err(ApiError::invalid("mode", "restart takes no mode"));
+    }
+    if is_replication_target(&runtime, &body.target).await? {
+        runtime.primary().send(RestartTarget { target: body.target.clone() }).await??;
+        return Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: "restart".into() }));
     }
     let view = runtime.membership().send(RestartNode { node_id: body.target }).await??;
     Ok(HttpResponse::Ok().json(view))

@@ -13,10 +13,7 @@ use crate::messages::registry::GetRegistryStatus;
 use crate::runtime::RuntimeHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/health/primary", web::get().to(|| crate::http::not_built("replication")))
-        .route("/health/replica", web::get().to(|| crate::http::not_built("replication")))
-        .route("/metrics", web::get().to(metrics));
+    cfg.route("/health", web::get().to(health)).route("/metrics", web::get().to(metrics));
 }
 
 #[utoipa::path(get, path = "/health", tag = "health",

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod events;
 pub mod health;
 pub mod not_built;
+pub mod replication;
 pub mod ws_admin;
 
 use actix_web::web;
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
     ws_admin::configure(cfg);
     cluster::configure(cfg);
+    replication::configure(cfg);
     // Last: the routes of later domains, answering 501 until they are built.
     not_built::configure(cfg);
 }

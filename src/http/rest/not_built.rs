@@ -6,22 +6,12 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("POST", "/api/v1/replication/replicas", "replication"),
-    ("GET", "/api/v1/replication/replicas", "replication"),
-    ("GET", "/api/v1/replication/replicas/{id}", "replication"),
-    ("DELETE", "/api/v1/replication/replicas/{id}", "replication"),
-    ("POST", "/api/v1/replication/replicas/{id}/pause", "replication"),
-    ("POST", "/api/v1/replication/replicas/{id}/resume", "replication"),
-    ("GET", "/api/v1/replication/status", "replication"),
-    ("GET", "/api/v1/replication/lag", "replication"),
     ("GET", "/api/v1/replication/lag/history", "replication"),
     ("GET", "/api/v1/replication/health", "replication"),
     ("GET", "/api/v1/replication/throughput", "replication"),
     ("PUT", "/api/v1/replication/config", "replication"),
     ("PUT", "/api/v1/replication/conflict-strategy", "replication"),
     ("PUT", "/api/v1/replication/heartbeat", "replication"),
-    ("POST", "/api/v1/replication/operations", "replication"),
-    ("GET", "/api/v1/data/{table}/{key}", "replication"),
     ("GET", "/api/v1/replication/wal", "replication"),
     ("POST", "/api/v1/replication/wal/truncate", "replication"),
     ("POST", "/api/v1/replication/slots", "replication"),

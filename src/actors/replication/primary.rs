@@ -1,0 +1,1275 @@
+//! The replication primary: it takes batches of operations, appends them to its write-ahead log
+//! (group commit: every batch that arrives while one fsync is in flight shares the next one),
+//! applies them to its table state, ships the records to its replicas, and answers each batch
+//! once the replication mode is satisfied. It starts one supervised [`ReplicaActor`] per replica
+//! and measures each from its reports: positions, lag in bytes and seconds, and PostgreSQL-style
+//! write/flush/replay lag.
+//!
+//! Every state change is published: `replica_added`, `replica_removed`, `replica_status_change`,
+//! `replication_lag_alert` (edge-triggered with hysteresis), `wal_position_update` (sampled, and
+//! only built when someone listens), `replication_error`.
+//!
+//! Semi-sync policy on timeout: the write is refused, never degraded. The caller gets 504 saying
+//! the batch is durable on the primary and which replicas did not confirm it in time; the next
+//! write waits again. (MySQL degrades to async instead; we prefer that a client asking for
+//! `semi_sync` never gets an `async` answer without knowing.)
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::actors::registry::{EventPublisher, InterestTable};
+use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
+use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
+use crate::messages::events::*;
+use crate::messages::replication::*;
+use crate::storage::{LogCommit, RecordTable, RowWrite, Store};
+
+/// Most records kept in memory for shipping, in bytes; older ones are read back from the store.
+const RECENT_BYTES: usize = 16 << 20;
+/// Most bytes shipped to one replica and not yet reported written: the flow-control window.
+const SHIP_WINDOW: u64 = 4 << 20;
+/// Most operations in one batch.
+pub const MAX_OPS: usize = 10_000;
+/// Most bytes of one value, serialized.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+
+/// The meta key of the primary's durable position.
+fn primary_flush_key(primary: &str) -> String {
+    format!("primary:{primary}:flush_lsn")
+}
+
+/// The replication settings that can change at run time.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    pub primary: String,
+    pub mode: ReplicationMode,
+    pub sync_quorum: usize,
+    pub sync_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub lag_alert_bytes: u64,
+    pub wal_position_interval: Duration,
+}
+
+impl ReplicationSettings {
+    pub fn from_config(c: &ReplicationConfig, wal_position_interval_ms: u64) -> Self {
+        ReplicationSettings {
+            primary: c.primary.clone(),
+            mode: c.mode,
+            sync_quorum: c.sync_quorum,
+            sync_timeout: Duration::from_millis(c.sync_timeout_ms),
+            heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
+            lag_alert_bytes: c.lag_alert_bytes,
+            wal_position_interval: Duration::from_millis(wal_position_interval_ms),
+        }
+    }
+}
+
+fn mode_str(m: ReplicaMode) -> &'static str {
+    match m {
+        ReplicaMode::Sync => "sync",
+        ReplicaMode::Async => "async",
+    }
+}
+
+/// A replica as the primary knows it.
+struct ReplicaEntry {
+    mode: ReplicaMode,
+    /// `None` while crashed: the primary holds the only address, so letting go of it keeps the
+    /// supervisor from restarting the actor.
+    addr: Option<Addr<ReplicaActor>>,
+    incarnation: u64,
+    status: ReplicaStatus,
+    reason: String,
+    paused: bool,
+    /// Got a report from the current actor.
+    connected: bool,
+    write_lsn: u64,
+    flush_lsn: u64,
+    replay_lsn: u64,
+    /// Shipped up to here.
+    shipped_lsn: u64,
+    fetch_in_flight: bool,
+    last_heard: Option<Instant>,
+    write_lag: Option<Duration>,
+    flush_lag: Option<Duration>,
+    replay_lag: Option<Duration>,
+    /// Wall-clock ms when the oldest record it has not replayed was committed.
+    behind_since_ms: Option<i64>,
+    caught_up_once: bool,
+    catchup_started: Option<Instant>,
+    lag_alert_active: bool,
+    last_position_event: Option<(Instant, u64, u64, u64)>,
+}
+
+impl ReplicaEntry {
+    fn new(mode: ReplicaMode) -> Self {
+        ReplicaEntry {
+            mode,
+            addr: None,
+            incarnation: 0,
+            status: ReplicaStatus::Starting,
+            reason: "starting".into(),
+            paused: false,
+            connected: false,
+            write_lsn: 0,
+            flush_lsn: 0,
+            replay_lsn: 0,
+            shipped_lsn: 0,
+            fetch_in_flight: false,
+            last_heard: None,
+            write_lag: None,
+            flush_lag: None,
+            replay_lag: None,
+            behind_since_ms: None,
+            caught_up_once: false,
+            catchup_started: None,
+            lag_alert_active: false,
+            last_position_event: None,
+        }
+    }
+}
+
+/// A batch accepted, waiting for its fsync.
+struct Accepted {
+    lsn: u64,
+    bytes: Arc<[u8]>,
+    committed_at_ms: i64,
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<ReplicateAck, ReplicationError>>,
+}
+
+/// A durable batch waiting for replicas.
+struct Waiter {
+    id: u64,
+    end_lsn: u64,
+    reply: oneshot::Sender<Result<ReplicateAck, ReplicationError>>,
+}
+
+/// The durable record of a replica's membership.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ReplicaRecord {
+    mode: ReplicaMode,
+}
+
+type Key = (String, String);
+
+pub struct PrimaryActor {
+    settings: ReplicationSettings,
+    store: Arc<Store>,
+    events: EventPublisher,
+    interest: Arc<InterestTable>,
+    rows: HashMap<Key, serde_json::Value>,
+    /// Values of accepted, not yet durable batches, for checking later batches against.
+    overlay: HashMap<Key, Option<serde_json::Value>>,
+    next_lsn: u64,
+    flush_lsn: u64,
+    pending: Vec<Accepted>,
+    commit_in_flight: bool,
+    waiters: Vec<Waiter>,
+    next_waiter: u64,
+    /// The tail of the log, for shipping without reading the store.
+    recent: VecDeque<ShippedRecord>,
+    recent_bytes: usize,
+    replicas: BTreeMap<String, ReplicaEntry>,
+    next_incarnation: u64,
+    crashed: bool,
+    bootstrap_replicas: Vec<(String, ReplicaMode)>,
+}
+
+impl PrimaryActor {
+    pub fn new(
+        settings: ReplicationSettings,
+        bootstrap_replicas: Vec<(String, ReplicaMode)>,
+        store: Arc<Store>,
+        events: EventPublisher,
+        interest: Arc<InterestTable>,
+    ) -> Self {
+        PrimaryActor {
+            settings,
+            store,
+            events,
+            interest,
+            rows: HashMap::new(),
+            overlay: HashMap::new(),
+            next_lsn: 0,
+            flush_lsn: 0,
+            pending: Vec::new(),
+            commit_in_flight: false,
+            waiters: Vec::new(),
+            next_waiter: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            replicas: BTreeMap::new(),
+            next_incarnation: 0,
+            crashed: false,
+            bootstrap_replicas,
+        }
+    }
+
+    fn publish(&self, severity: Severity, source: String, payload: EventPayload) {
+        self.events.publish(Event::now(severity, source, payload));
+    }
+
+    // ---- loading and replicas ----------------------------------------------------------------
+
+    /// Loads rows, the durable position and the replica list (bootstrapping it from the config on
+    /// a fresh store), holding messages back until done.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        let bootstrap = self.bootstrap_replicas.clone();
+        let load = actix_web::rt::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
+            let rows = store.load_rows(&primary)?;
+            let end = match store.log_bounds(&primary)? {
+                Some((_, last, len)) => last + len as u64,
+                None => 0,
+            };
+            let flush = store.get_meta(&primary_flush_key(&primary))?.unwrap_or(0).max(end);
+            let mut replicas = Vec::new();
+            let mut fresh = Vec::new();
+            if store.get_meta("replicas_bootstrapped")?.is_some() {
+                for (id, bytes) in store.list_records(RecordTable::Replicas)? {
+                    if let Ok(r) = serde_json::from_slice::<ReplicaRecord>(&bytes) {
+                        replicas.push((id, r.mode));
+                    }
+                }
+            } else {
+                for (id, mode) in bootstrap {
+                    let bytes = serde_json::to_vec(&ReplicaRecord { mode })
+                        .map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+                    store.put_record(RecordTable::Replicas, &id, &bytes)?;
+                    fresh.push(id.clone());
+                    replicas.push((id, mode));
+                }
+                store.put_meta("replicas_bootstrapped", 1)?;
+            }
+            Ok((rows, flush, replicas, fresh))
+        });
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok((rows, flush, replicas, fresh))) => {
+                act.rows = rows
+                    .into_iter()
+                    .filter_map(|(t, k, v)| serde_json::from_slice(&v).ok().map(|v| ((t, k), v)))
+                    .collect();
+                act.flush_lsn = flush;
+                act.next_lsn = flush;
+                act.crashed = false;
+                if act.replicas.is_empty() {
+                    for (id, mode) in replicas {
+                        let reason = if fresh.contains(&id) { "bootstrap" } else { "" };
+                        act.replicas.insert(id.clone(), ReplicaEntry::new(mode));
+                        act.start_replica(&id, ctx);
+                        if !reason.is_empty() {
+                            act.publish(
+                                Severity::Info,
+                                format!("replica:{id}"),
+                                EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                                    replica_id: id.clone(),
+                                    mode: mode_str(mode).into(),
+                                    reason: reason.into(),
+                                }),
+                            );
+                        }
+                    }
+                }
+                tracing::info!(primary = %act.settings.primary, flush_lsn = act.flush_lsn, rows = act.rows.len(), replicas = act.replicas.len(), "replication primary loaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "replication primary cannot load its state; it stays down");
+                act.crashed = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "replication primary load task failed; it stays down");
+                act.crashed = true;
+            }
+        }));
+    }
+
+    fn start_replica(&mut self, id: &str, ctx: &mut Context<Self>) {
+        self.next_incarnation += 1;
+        let incarnation = self.next_incarnation;
+        let addr = ReplicaActor::new(
+            id.to_string(),
+            incarnation,
+            self.store.clone(),
+            ctx.address().recipient(),
+            self.settings.heartbeat_interval,
+        )
+        .start_supervised();
+        if let Some(e) = self.replicas.get_mut(id) {
+            e.addr = Some(addr);
+            e.incarnation = incarnation;
+            e.connected = false;
+            e.fetch_in_flight = false;
+        }
+    }
+
+    fn set_status(&mut self, id: &str, new: ReplicaStatus, reason: String, mut metadata: BTreeMap<String, String>) {
+        let flush = self.flush_lsn;
+        let Some(e) = self.replicas.get_mut(id) else { return };
+        e.reason = reason.clone();
+        if e.status == new {
+            return;
+        }
+        let old = e.status;
+        e.status = new;
+        metadata.insert("wal_position".into(), lsn_text(e.replay_lsn));
+        metadata.insert("bytes_behind".into(), flush.saturating_sub(e.replay_lsn).to_string());
+        let severity = match new {
+            ReplicaStatus::Failed | ReplicaStatus::Disconnected => Severity::Error,
+            ReplicaStatus::CatchingUp | ReplicaStatus::Paused => Severity::Warning,
+            _ => Severity::Info,
+        };
+        tracing::info!(replica_id = id, old = old.as_str(), new = new.as_str(), %reason, "replica status changed");
+        self.publish(
+            severity,
+            format!("replica:{id}"),
+            EventPayload::ReplicaStatusChange(ReplicaStatusChange {
+                replica_id: id.to_string(),
+                old_status: old.as_str().into(),
+                new_status: new.as_str().into(),
+                reason,
+                metadata,
+            }),
+        );
+    }
+
+    fn lag_bytes(&self, e: &ReplicaEntry) -> u64 {
+        self.flush_lsn.saturating_sub(e.replay_lsn)
+    }
+
+    fn lag_seconds(e: &ReplicaEntry) -> f64 {
+        e.behind_since_ms.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0)
+    }
+
+    /// Status of a live, unpaused replica from its measured lag.
+    fn evaluate(&mut self, id: &str) {
+        let Some(e) = self.replicas.get(id) else { return };
+        if e.addr.is_none() || e.paused || !e.connected {
+            return;
+        }
+        if e.last_heard.is_some_and(|t| t.elapsed() > self.settings.heartbeat_timeout) {
+            return;
+        }
+        let lag = self.lag_bytes(e);
+        let threshold = self.settings.lag_alert_bytes;
+        let mut metadata = BTreeMap::new();
+        let (status, reason) = if lag == 0 {
+            if let Some(started) = e.catchup_started {
+                metadata.insert("catchup_duration_seconds".into(), format!("{:.3}", started.elapsed().as_secs_f64()));
+            }
+            (ReplicaStatus::InSync, "replayed everything the primary has flushed".to_string())
+        } else if !e.caught_up_once || lag > threshold {
+            (ReplicaStatus::CatchingUp, format!("{lag} bytes behind"))
+        } else {
+            (ReplicaStatus::InSync, format!("{lag} bytes behind, within {threshold}"))
+        };
+        if let Some(e) = self.replicas.get_mut(id) {
+            if lag == 0 {
+                e.caught_up_once = true;
+                e.catchup_started = None;
+            } else if status == ReplicaStatus::CatchingUp && e.catchup_started.is_none() {
+                e.catchup_started = Some(Instant::now());
+            }
+        }
+        self.set_status(id, status, reason, metadata);
+        self.check_lag_alert(id);
+    }
+
+    /// Edge-triggered alert: once when lag rises above the threshold, once when it falls below
+    /// half of it (hysteresis, so a lag hovering at the threshold does not flap).
+    fn check_lag_alert(&mut self, id: &str) {
+        let threshold = self.settings.lag_alert_bytes;
+        let Some(e) = self.replicas.get(id) else { return };
+        let lag = self.lag_bytes(e);
+        let lag_seconds = Self::lag_seconds(e);
+        let (raise, clear) = (!e.lag_alert_active && lag > threshold, e.lag_alert_active && lag < threshold / 2);
+        if !raise && !clear {
+            return;
+        }
+        if let Some(e) = self.replicas.get_mut(id) {
+            e.lag_alert_active = raise;
+        }
+        let severity = if clear {
+            Severity::Info
+        } else if lag > threshold.saturating_mul(4) {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let details = if clear {
+            format!("recovered: {lag} bytes behind, below {} (half the threshold)", threshold / 2)
+        } else {
+            format!("{lag} bytes behind, above the threshold of {threshold}")
+        };
+        self.publish(
+            severity,
+            format!("replica:{id}"),
+            EventPayload::ReplicationLagAlert(ReplicationLagAlert {
+                replica_id: id.to_string(),
+                lag_bytes: lag,
+                lag_seconds,
+                threshold_bytes: threshold,
+                severity,
+                details,
+            }),
+        );
+    }
+
+    /// A sampled position report: at most one per replica per interval, only when it moved,
+    /// and only built when a subscriber wants it.
+    fn maybe_position_event(&mut self, id: &str) {
+        if !self.interest.wants(EventType::WalPositionUpdate) {
+            return;
+        }
+        let interval = self.settings.wal_position_interval;
+        let flush = self.flush_lsn;
+        let Some(e) = self.replicas.get_mut(id) else { return };
+        let now = Instant::now();
+        let position = (e.write_lsn, e.flush_lsn, e.replay_lsn);
+        if let Some((at, w, f, r)) = e.last_position_event {
+            if now.duration_since(at) < interval || (w, f, r) == position {
+                return;
+            }
+        }
+        e.last_position_event = Some((now, position.0, position.1, position.2));
+        let payload = WalPositionUpdate {
+            replica_id: id.to_string(),
+            write_lsn: lsn_text(position.0),
+            flush_lsn: lsn_text(position.1),
+            replay_lsn: lsn_text(position.2),
+            bytes_behind: flush.saturating_sub(position.2),
+        };
+        self.publish(Severity::Info, format!("replica:{id}"), EventPayload::WalPositionUpdate(payload));
+    }
+
+    // ---- the data path -------------------------------------------------------------------
+
+    fn current(&self, key: &Key) -> Option<&serde_json::Value> {
+        match self.overlay.get(key) {
+            Some(v) => v.as_ref(),
+            None => self.rows.get(key),
+        }
+    }
+
+    /// Checks a batch against the current state (durable rows plus accepted batches) and returns
+    /// the values it leaves.
+    fn check_batch(&self, ops: &[Op]) -> Result<Vec<(Key, Option<serde_json::Value>)>, ReplicationError> {
+        let invalid = |field: String, reason: &str| ReplicationError::InvalidField { field, reason: reason.into() };
+        if ops.is_empty() {
+            return Err(invalid("ops".into(), "at least one operation"));
+        }
+        if ops.len() > MAX_OPS {
+            return Err(invalid("ops".into(), &format!("at most {MAX_OPS} operations")));
+        }
+        let mut batch: HashMap<Key, Option<serde_json::Value>> = HashMap::new();
+        let mut changes = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            for (name, v) in [("table", &op.table), ("key", &op.key)] {
+                if v.is_empty() || v.len() > 256 || v.contains('\0') {
+                    return Err(invalid(format!("ops[{i}].{name}"), "1 to 256 characters, no NUL"));
+                }
+            }
+            match (op.op, &op.value) {
+                (OpKind::Delete, Some(_)) => return Err(invalid(format!("ops[{i}].value"), "a delete takes no value")),
+                (OpKind::Insert | OpKind::Update, None) => {
+                    return Err(invalid(format!("ops[{i}].value"), "insert and update need a value"))
+                }
+                (_, Some(v)) if v.to_string().len() > MAX_VALUE_BYTES => {
+                    return Err(invalid(format!("ops[{i}].value"), &format!("at most {MAX_VALUE_BYTES} bytes")))
+                }
+                _ => {}
+            }
+            let key = (op.table.clone(), op.key.clone());
+            let exists = match batch.get(&key) {
+                Some(v) => v.is_some(),
+                None => self.current(&key).is_some(),
+            };
+            match op.op {
+                OpKind::Insert if exists => {
+                    return Err(ReplicationError::DuplicateKey { table: op.table.clone(), key: op.key.clone() })
+                }
+                OpKind::Update | OpKind::Delete if !exists => {
+                    return Err(ReplicationError::RowNotFound { table: op.table.clone(), key: op.key.clone() })
+                }
+                _ => {}
+            }
+            let value = if op.op == OpKind::Delete { None } else { op.value.clone() };
+            batch.insert(key.clone(), value.clone());
+            changes.push((key, value));
+        }
+        Ok(changes)
+    }
+
+    /// Starts the next group commit if none is in flight: every accepted batch goes into one
+    /// transaction, one fsync.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.commit_in_flight || self.pending.is_empty() || self.crashed {
+            return;
+        }
+        self.commit_in_flight = true;
+        let batches = std::mem::take(&mut self.pending);
+        let end = batches.last().map(|b| b.lsn + b.bytes.len() as u64).unwrap_or(self.flush_lsn);
+        let mut rows: Vec<RowWrite> = Vec::new();
+        for b in &batches {
+            for op in &b.ops {
+                rows.push(RowWrite {
+                    table: op.table.clone(),
+                    key: op.key.clone(),
+                    value: match op.op {
+                        OpKind::Delete => None,
+                        _ => op.value.as_ref().map(|v| v.to_string().into_bytes()),
+                    },
+                });
+            }
+        }
+        let commit = LogCommit {
+            records: batches.iter().map(|b| (b.lsn, b.bytes.to_vec())).collect(),
+            rows,
+            meta: vec![(primary_flush_key(&self.settings.primary), end)],
+        };
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, &commit));
+        ctx.spawn(write.into_actor(self).map(move |res, act, ctx| {
+            act.commit_in_flight = false;
+            if act.crashed {
+                // Crashed while the fsync ran: the batches may be durable (a restart loads
+                // them) but were never acknowledged; their callers were told the primary is down.
+                return;
+            }
+            match res {
+                Ok(Ok(())) => act.committed(batches, end, ctx),
+                Ok(Err(e)) => act.storage_failed(batches, e.to_string()),
+                Err(e) => act.storage_failed(batches, e.to_string()),
+            }
+            act.commit(ctx);
+        }));
+    }
+
+    /// A group commit is durable: apply, ship, answer or wait.
+    fn committed(&mut self, batches: Vec<Accepted>, end: u64, ctx: &mut Context<Self>) {
+        let old_flush = self.flush_lsn;
+        self.flush_lsn = end;
+        let durable_at = Instant::now();
+        let mut shipped = Vec::with_capacity(batches.len());
+        let mut replies = Vec::with_capacity(batches.len());
+        for b in batches {
+            for op in &b.ops {
+                let key = (op.table.clone(), op.key.clone());
+                match op.op {
+                    OpKind::Delete => {
+                        self.rows.remove(&key);
+                    }
+                    _ => {
+                        if let Some(v) = &op.value {
+                            self.rows.insert(key, v.clone());
+                        }
+                    }
+                }
+            }
+            let record = ShippedRecord { lsn: b.lsn, bytes: b.bytes, durable_at, committed_at_ms: b.committed_at_ms };
+            replies.push((record.end_lsn(), b.reply));
+            shipped.push(record);
+        }
+        // What accepted batches still pending leave, for checking the next ones.
+        self.overlay.clear();
+        for b in &self.pending {
+            for op in &b.ops {
+                let v = if op.op == OpKind::Delete { None } else { op.value.clone() };
+                self.overlay.insert((op.table.clone(), op.key.clone()), v);
+            }
+        }
+        for r in &shipped {
+            self.recent_bytes += r.bytes.len();
+            self.recent.push_back(r.clone());
+        }
+        while self.recent_bytes > RECENT_BYTES {
+            match self.recent.pop_front() {
+                Some(r) => self.recent_bytes -= r.bytes.len(),
+                None => break,
+            }
+        }
+        // Ship: replicas that had everything get the new records straight away; others catch up.
+        let first_committed_ms = shipped.first().map(|r| r.committed_at_ms);
+        let ids: Vec<String> = self.replicas.keys().cloned().collect();
+        for id in &ids {
+            if let Some(e) = self.replicas.get_mut(id) {
+                if e.replay_lsn >= old_flush && e.behind_since_ms.is_none() {
+                    e.behind_since_ms = first_committed_ms;
+                }
+                let live = e.addr.is_some() && e.connected && !e.paused;
+                if live && e.shipped_lsn == old_flush && old_flush.saturating_sub(e.write_lsn) < SHIP_WINDOW {
+                    if let Some(addr) = &e.addr {
+                        addr.do_send(ShipWal { records: shipped.clone() });
+                    }
+                    e.shipped_lsn = end;
+                }
+            }
+            self.ship_more(id, ctx);
+            self.check_lag_alert(id);
+        }
+        for (end_lsn, reply) in replies {
+            self.next_waiter += 1;
+            let waiter = Waiter { id: self.next_waiter, end_lsn, reply };
+            self.settle_or_wait(waiter, ctx);
+        }
+    }
+
+    fn storage_failed(&mut self, batches: Vec<Accepted>, message: String) {
+        // A failed fsync leaves the log in doubt: like PostgreSQL, stop taking writes rather than
+        // guess. A restart reloads what is durable.
+        tracing::error!(error = %message, "WAL commit failed; the primary goes down");
+        for b in batches {
+            let _ = b.reply.send(Err(ReplicationError::Storage { message: message.clone() }));
+        }
+        self.go_down("WAL commit failed");
+        self.publish(
+            Severity::Critical,
+            format!("primary:{}", self.settings.primary),
+            EventPayload::ReplicationError(ReplicationErrorEvent {
+                replica_id: String::new(),
+                error_code: "wal_commit_failed".into(),
+                error_message: message,
+                severity: Severity::Critical,
+                failed_operation: "replicate_operations".into(),
+                retry_count: 0,
+            }),
+        );
+    }
+
+    /// Replicas that have flushed `lsn`, and whether the mode is satisfied; the missing ones.
+    fn acks(&self, lsn: u64) -> (Vec<String>, bool, Vec<String>) {
+        let flushed: Vec<String> =
+            self.replicas.iter().filter(|(_, e)| e.flush_lsn >= lsn).map(|(id, _)| id.clone()).collect();
+        match self.settings.mode {
+            ReplicationMode::Async => (flushed, true, Vec::new()),
+            ReplicationMode::Sync => {
+                let missing: Vec<String> = self
+                    .replicas
+                    .iter()
+                    .filter(|(_, e)| e.mode == ReplicaMode::Sync && e.flush_lsn < lsn)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let ok = missing.is_empty();
+                (flushed, ok, missing)
+            }
+            ReplicationMode::SemiSync => {
+                let ok = flushed.len() >= self.settings.sync_quorum;
+                let missing = if ok {
+                    Vec::new()
+                } else {
+                    self.replicas.iter().filter(|(_, e)| e.flush_lsn < lsn).map(|(id, _)| id.clone()).collect()
+                };
+                (flushed, ok, missing)
+            }
+        }
+    }
+
+    fn ack(&self, lsn: u64, acknowledged_by: Vec<String>) -> ReplicateAck {
+        ReplicateAck { lsn: lsn_text(lsn), lsn_u64: lsn, acknowledged_by, mode: self.settings.mode }
+    }
+
+    fn settle_or_wait(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
+        let (by, ok, _) = self.acks(waiter.end_lsn);
+        if ok {
+            let _ = waiter.reply.send(Ok(self.ack(waiter.end_lsn, by)));
+            return;
+        }
+        let id = waiter.id;
+        self.waiters.push(waiter);
+        ctx.run_later(self.settings.sync_timeout, move |act, _| act.time_out(id));
+    }
+
+    fn settle_waiters(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            let (by, ok, _) = self.acks(w.end_lsn);
+            if ok {
+                let _ = w.reply.send(Ok(self.ack(w.end_lsn, by)));
+            } else {
+                self.waiters.push(w);
+            }
+        }
+    }
+
+    fn time_out(&mut self, waiter_id: u64) {
+        let Some(i) = self.waiters.iter().position(|w| w.id == waiter_id) else { return };
+        let w = self.waiters.swap_remove(i);
+        let (by, _, missing) = self.acks(w.end_lsn);
+        let timeout_ms = self.settings.sync_timeout.as_millis() as u64;
+        let error = ReplicationError::SyncTimeout {
+            lsn: w.end_lsn,
+            timeout_ms,
+            acknowledged_by: by,
+            missing: missing.clone(),
+        };
+        self.publish(
+            Severity::Error,
+            format!("primary:{}", self.settings.primary),
+            EventPayload::ReplicationError(ReplicationErrorEvent {
+                replica_id: if missing.len() == 1 { missing[0].clone() } else { String::new() },
+                error_code: "sync_timeout".into(),
+                error_message: error.to_string(),
+                severity: Severity::Error,
+                failed_operation: "replicate_operations".into(),
+                retry_count: 0,
+            }),
+        );
+        let _ = w.reply.send(Err(error));
+    }
+
+    /// Ships what a replica is missing, within the window: from memory when the records are
+    /// still there, from the store otherwise.
+    fn ship_more(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let flush = self.flush_lsn;
+        let oldest_recent = self.recent.front().map(|r| r.lsn);
+        let Some(e) = self.replicas.get_mut(id) else { return };
+        let Some(addr) = e.addr.clone() else { return };
+        if e.paused || !e.connected || e.fetch_in_flight || e.shipped_lsn >= flush {
+            return;
+        }
+        if e.shipped_lsn.saturating_sub(e.write_lsn) >= SHIP_WINDOW {
+            return;
+        }
+        let from = e.shipped_lsn;
+        if oldest_recent.is_some_and(|oldest| oldest <= from) {
+            let start = self.recent.partition_point(|r| r.lsn < from);
+            if self.recent.get(start).is_some_and(|r| r.lsn == from) {
+                let mut batch = Vec::new();
+                let mut bytes = 0u64;
+                for r in self.recent.range(start..) {
+                    bytes += r.bytes.len() as u64;
+                    batch.push(r.clone());
+                    if bytes >= SHIP_WINDOW {
+                        break;
+                    }
+                }
+                let shipped_to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
+                addr.do_send(ShipWal { records: batch });
+                if let Some(e) = self.replicas.get_mut(id) {
+                    e.shipped_lsn = shipped_to;
+                }
+                return;
+            }
+        }
+        // Older than what is kept in memory: read it back.
+        e.fetch_in_flight = true;
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        let read = actix_web::rt::task::spawn_blocking(move || store.read_log(&primary, from, SHIP_WINDOW as usize));
+        let id = id.to_string();
+        ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
+            let Some(e) = act.replicas.get_mut(&id) else { return };
+            e.fetch_in_flight = false;
+            match res {
+                Ok(Ok(records)) if records.first().is_some_and(|r| r.0 == from) && e.shipped_lsn == from => {
+                    let batch: Vec<ShippedRecord> = records
+                        .into_iter()
+                        .map(|(lsn, bytes)| {
+                            let committed_at_ms = serde_json::from_slice::<WalRecord>(&bytes)
+                                .map(|r| r.committed_at_ms)
+                                .unwrap_or(0);
+                            ShippedRecord { lsn, bytes: bytes.into(), durable_at: Instant::now(), committed_at_ms }
+                        })
+                        .collect();
+                    let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
+                    if let Some(addr) = &e.addr {
+                        addr.do_send(ShipWal { records: batch });
+                        e.shipped_lsn = to;
+                    }
+                    act.ship_more(&id, ctx);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),
+                Err(err) => tracing::error!(replica_id = %id, error = %err, "WAL read task failed"),
+            }
+        }));
+    }
+
+    /// The time a record ending at or before `lsn` became durable here, for lag measurement:
+    /// the newest such record still in memory.
+    fn durable_at(&self, lsn: u64) -> Option<Instant> {
+        let i = self.recent.partition_point(|r| r.end_lsn() <= lsn);
+        if i == 0 {
+            return None;
+        }
+        self.recent.get(i - 1).filter(|r| r.end_lsn() == lsn).map(|r| r.durable_at)
+    }
+
+    /// The commit time of the oldest record that ends after `lsn`, if still in memory.
+    fn first_after(&self, lsn: u64) -> Option<i64> {
+        let i = self.recent.partition_point(|r| r.end_lsn() <= lsn);
+        self.recent.get(i).map(|r| r.committed_at_ms)
+    }
+
+    fn go_down(&mut self, why: &str) {
+        self.crashed = true;
+        for b in self.pending.drain(..) {
+            let _ = b.reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
+        }
+        self.rows.clear();
+        self.overlay.clear();
+        self.recent.clear();
+        self.recent_bytes = 0;
+        tracing::warn!(primary = %self.settings.primary, why, "replication primary is down");
+    }
+
+    fn view(&self, id: &str, e: &ReplicaEntry) -> ReplicaView {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        ReplicaView {
+            replica_id: id.to_string(),
+            mode: e.mode,
+            status: e.status,
+            status_reason: e.reason.clone(),
+            write_lsn: lsn_text(e.write_lsn),
+            write_lsn_u64: e.write_lsn,
+            flush_lsn: lsn_text(e.flush_lsn),
+            flush_lsn_u64: e.flush_lsn,
+            replay_lsn: lsn_text(e.replay_lsn),
+            replay_lsn_u64: e.replay_lsn,
+            lag_bytes: self.lag_bytes(e),
+            lag_seconds: Self::lag_seconds(e),
+            write_lag_ms: ms(e.write_lag),
+            flush_lag_ms: ms(e.flush_lag),
+            replay_lag_ms: ms(e.replay_lag),
+            last_heartbeat_ms: e.last_heard.map(|t| t.elapsed().as_millis() as u64),
+        }
+    }
+
+    fn replica_view(&self, id: &str) -> Result<ReplicaView, ReplicationError> {
+        self.replicas
+            .get(id)
+            .map(|e| self.view(id, e))
+            .ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.to_string() })
+    }
+
+    fn check_heartbeats(&mut self) {
+        let timeout = self.settings.heartbeat_timeout;
+        let silent: Vec<(String, u128)> = self
+            .replicas
+            .iter()
+            .filter(|(_, e)| e.addr.is_some() && e.status != ReplicaStatus::Disconnected)
+            .filter_map(|(id, e)| {
+                let t = e.last_heard?;
+                (t.elapsed() > timeout).then(|| (id.clone(), t.elapsed().as_millis()))
+            })
+            .collect();
+        for (id, ms) in silent {
+            self.set_status(&id, ReplicaStatus::Disconnected, format!("no heartbeat for {ms} ms"), BTreeMap::new());
+        }
+    }
+}
+
+impl Actor for PrimaryActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        self.load(ctx);
+        ctx.run_interval(self.settings.heartbeat_interval, |act, _| act.check_heartbeats());
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        for e in self.replicas.values_mut() {
+            if let Some(addr) = e.addr.take() {
+                addr.do_send(StopReplica);
+            }
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<ReplicateOps> for PrimaryActor {
+    type Result = ResponseFuture<Result<ReplicateAck, ReplicationError>>;
+    fn handle(&mut self, msg: ReplicateOps, ctx: &mut Self::Context) -> Self::Result {
+        let refuse = |e| -> Self::Result { Box::pin(async move { Err(e) }) };
+        if self.crashed {
+            return refuse(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() });
+        }
+        let changes = match self.check_batch(&msg.ops) {
+            Ok(c) => c,
+            Err(e) => return refuse(e),
+        };
+        let committed_at_ms = now_ms();
+        let record = WalRecord { committed_at_ms, ops: msg.ops };
+        let bytes: Arc<[u8]> = match serde_json::to_vec(&record) {
+            Ok(b) => b.into(),
+            Err(e) => return refuse(ReplicationError::Storage { message: e.to_string() }),
+        };
+        for (key, value) in changes {
+            self.overlay.insert(key, value);
+        }
+        let lsn = self.next_lsn;
+        self.next_lsn += bytes.len() as u64;
+        let (reply, answer) = oneshot::channel();
+        self.pending.push(Accepted { lsn, bytes, committed_at_ms, ops: record.ops, reply });
+        self.commit(ctx);
+        let primary = self.settings.primary.clone();
+        Box::pin(async move { answer.await.unwrap_or(Err(ReplicationError::PrimaryDown { primary })) })
+    }
+}
+
+impl Handler<ReplicaReport> for PrimaryActor {
+    type Result = ();
+    fn handle(&mut self, msg: ReplicaReport, ctx: &mut Self::Context) {
+        let p = msg.progress;
+        let id = p.replica_id.clone();
+        let now = Instant::now();
+        let (write_at, flush_at, replay_at) = (self.durable_at(p.write_lsn), self.durable_at(p.flush_lsn), self.durable_at(p.replay_lsn));
+        let first_unreplayed = if p.replay_lsn < self.flush_lsn { self.first_after(p.replay_lsn) } else { None };
+        let crashed = self.crashed;
+        let Some(e) = self.replicas.get_mut(&id) else { return };
+        if e.incarnation != msg.incarnation || e.addr.is_none() {
+            return;
+        }
+        e.last_heard = Some(now);
+        let was_connected = e.connected;
+        e.connected = true;
+        if msg.restarted || !was_connected {
+            e.shipped_lsn = p.write_lsn;
+            e.fetch_in_flight = false;
+            e.catchup_started = Some(now);
+        }
+        if p.write_lsn > e.write_lsn {
+            if let Some(t) = write_at {
+                e.write_lag = Some(now.duration_since(t));
+            }
+        }
+        if p.flush_lsn > e.flush_lsn {
+            if let Some(t) = flush_at {
+                e.flush_lag = Some(now.duration_since(t));
+            }
+        }
+        if p.replay_lsn > e.replay_lsn {
+            if let Some(t) = replay_at {
+                e.replay_lag = Some(now.duration_since(t));
+            }
+        }
+        e.write_lsn = p.write_lsn;
+        e.flush_lsn = p.flush_lsn;
+        e.replay_lsn = p.replay_lsn;
+        e.behind_since_ms = if crashed { e.behind_since_ms } else { first_unreplayed.or(e.behind_since_ms.filter(|_| p.replay_lsn < self.flush_lsn)) };
+        if e.shipped_lsn < e.write_lsn {
+            e.shipped_lsn = e.write_lsn;
+        }
+        if !e.paused {
+            self.evaluate(&id);
+        }
+        self.maybe_position_event(&id);
+        self.settle_waiters();
+        self.ship_more(&id, ctx);
+    }
+}
+
+impl PrimaryActor {
+    /// Writes (or deletes) a replica's durable record off the arbiter, then applies.
+    fn persist_replica<T: 'static>(
+        &mut self,
+        id: String,
+        record: Option<ReplicaRecord>,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<T, ReplicationError> + 'static,
+    ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
+        let store = self.store.clone();
+        let write = actix_web::rt::task::spawn_blocking(move || match record {
+            Some(r) => {
+                let bytes = serde_json::to_vec(&r).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+                store.put_record(RecordTable::Replicas, &id, &bytes)
+            }
+            None => store.delete_record(RecordTable::Replicas, &id),
+        });
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(())) => apply(act, ctx),
+            Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+            Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+        })))
+    }
+}
+
+impl Handler<AddReplica> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<ReplicaView, ReplicationError>>;
+    fn handle(&mut self, msg: AddReplica, _ctx: &mut Self::Context) -> Self::Result {
+        let refuse_now = |e| AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        if let Err(reason) = crate::messages::cluster::validate_id(&msg.replica_id) {
+            return refuse_now(ReplicationError::InvalidField { field: "replica_id".into(), reason });
+        }
+        if msg.replica_id == self.settings.primary {
+            return refuse_now(ReplicationError::InvalidField {
+                field: "replica_id".into(),
+                reason: "is the primary's id".into(),
+            });
+        }
+        if self.replicas.contains_key(&msg.replica_id) {
+            return refuse_now(ReplicationError::ReplicaExists { replica_id: msg.replica_id });
+        }
+        if let Some(snapshot) = msg.from_snapshot {
+            return refuse_now(ReplicationError::InvalidField {
+                field: "from_snapshot".into(),
+                reason: format!("no snapshot named '{snapshot}' (snapshots are not built yet)"),
+            });
+        }
+        let id = msg.replica_id;
+        let mode = msg.mode;
+        self.persist_replica(id.clone(), Some(ReplicaRecord { mode }), move |act, ctx| {
+            act.replicas.insert(id.clone(), ReplicaEntry::new(mode));
+            act.start_replica(&id, ctx);
+            act.publish(
+                Severity::Info,
+                format!("replica:{id}"),
+                EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                    replica_id: id.clone(),
+                    mode: mode_str(mode).into(),
+                    reason: "added by operator".into(),
+                }),
+            );
+            act.replica_view(&id)
+        })
+    }
+}
+
+impl Handler<RemoveReplica> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<(), ReplicationError>>;
+    fn handle(&mut self, msg: RemoveReplica, _ctx: &mut Self::Context) -> Self::Result {
+        if !self.replicas.contains_key(&msg.replica_id) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ReplicationError::ReplicaNotFound {
+                replica_id: msg.replica_id,
+            }))));
+        }
+        let id = msg.replica_id;
+        self.persist_replica(id.clone(), None, move |act, _ctx| {
+            let Some(mut e) = act.replicas.remove(&id) else {
+                return Err(ReplicationError::ReplicaNotFound { replica_id: id });
+            };
+            if let Some(addr) = e.addr.take() {
+                addr.do_send(StopReplica);
+            }
+            act.publish(
+                Severity::Warning,
+                format!("replica:{id}"),
+                EventPayload::ReplicaRemoved(ReplicaMembershipChange {
+                    replica_id: id.clone(),
+                    mode: mode_str(e.mode).into(),
+                    reason: "removed by operator".into(),
+                }),
+            );
+            // A removed sync replica no longer holds writes back.
+            act.settle_waiters();
+            Ok(())
+        })
+    }
+}
+
+impl Handler<PauseReplica> for PrimaryActor {
+    type Result = Result<ReplicaView, ReplicationError>;
+    fn handle(&mut self, msg: PauseReplica, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.replica_id;
+        let e = self.replicas.get_mut(&id).ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.clone() })?;
+        if e.paused {
+            return Err(ReplicationError::WrongState { replica_id: id, state: "paused".into() });
+        }
+        e.paused = true;
+        self.set_status(&id, ReplicaStatus::Paused, "paused by operator".into(), BTreeMap::new());
+        self.replica_view(&id)
+    }
+}
+
+impl Handler<ResumeReplica> for PrimaryActor {
+    type Result = Result<ReplicaView, ReplicationError>;
+    fn handle(&mut self, msg: ResumeReplica, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.replica_id;
+        let e = self.replicas.get_mut(&id).ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.clone() })?;
+        if !e.paused {
+            return Err(ReplicationError::WrongState { replica_id: id, state: "not paused".into() });
+        }
+        e.paused = false;
+        // Ship from what it has: it catches up from where it stopped, not from zero.
+        e.shipped_lsn = e.write_lsn;
+        e.catchup_started = Some(Instant::now());
+        if e.addr.is_some() {
+            self.set_status(&id, ReplicaStatus::CatchingUp, "resumed by operator".into(), BTreeMap::new());
+            self.evaluate(&id);
+            self.ship_more(&id, ctx);
+        }
+        self.replica_view(&id)
+    }
+}
+
+impl Handler<ListReplicas> for PrimaryActor {
+    type Result = MessageResult<ListReplicas>;
+    fn handle(&mut self, _: ListReplicas, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.replicas.iter().map(|(id, e)| self.view(id, e)).collect())
+    }
+}
+
+impl Handler<GetReplica> for PrimaryActor {
+    type Result = Result<ReplicaView, ReplicationError>;
+    fn handle(&mut self, msg: GetReplica, _ctx: &mut Self::Context) -> Self::Result {
+        self.replica_view(&msg.replica_id)
+    }
+}
+
+impl Handler<GetReplicationStatus> for PrimaryActor {
+    type Result = MessageResult<GetReplicationStatus>;
+    fn handle(&mut self, _: GetReplicationStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let replicas: Vec<ReplicaView> = self.replicas.iter().map(|(id, e)| self.view(id, e)).collect();
+        let health = if self.crashed {
+            "critical"
+        } else if replicas.iter().all(|r| r.status == ReplicaStatus::InSync) {
+            "healthy"
+        } else {
+            "degraded"
+        };
+        MessageResult(ReplicationStatus {
+            primary: self.settings.primary.clone(),
+            primary_state: if self.crashed { "down".into() } else { "up".into() },
+            mode: self.settings.mode,
+            sync_quorum: self.settings.sync_quorum,
+            sync_timeout_ms: self.settings.sync_timeout.as_millis() as u64,
+            current_lsn: lsn_text(self.flush_lsn),
+            current_lsn_u64: self.flush_lsn,
+            replicas,
+            health: health.into(),
+        })
+    }
+}
+
+impl Handler<ReadRow> for PrimaryActor {
+    type Result = ResponseFuture<Result<Option<RowView>, ReplicationError>>;
+    fn handle(&mut self, msg: ReadRow, _ctx: &mut Self::Context) -> Self::Result {
+        match msg.from {
+            ReadFrom::Primary => {
+                let result = if self.crashed {
+                    Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() })
+                } else {
+                    Ok(self.rows.get(&(msg.table.clone(), msg.key.clone())).map(|v| RowView {
+                        table: msg.table,
+                        key: msg.key,
+                        value: v.clone(),
+                        from: "primary".into(),
+                        replay_lsn: lsn_text(self.flush_lsn),
+                        replay_lsn_u64: self.flush_lsn,
+                    }))
+                };
+                Box::pin(async move { result })
+            }
+            ReadFrom::Replica(id) => {
+                let addr = match self.replicas.get(&id) {
+                    None => return Box::pin(async move { Err(ReplicationError::ReplicaNotFound { replica_id: id }) }),
+                    Some(e) => e.addr.clone(),
+                };
+                let Some(addr) = addr else {
+                    return Box::pin(async move { Err(ReplicationError::ReplicaDown { replica_id: id }) });
+                };
+                Box::pin(async move {
+                    let row = addr
+                        .send(ReadLocalRow { table: msg.table.clone(), key: msg.key.clone() })
+                        .await
+                        .map_err(|_| ReplicationError::ReplicaDown { replica_id: id.clone() })??;
+                    Ok(row.map(|(value, lsn)| RowView {
+                        table: msg.table,
+                        key: msg.key,
+                        value,
+                        from: id,
+                        replay_lsn: lsn_text(lsn),
+                        replay_lsn_u64: lsn,
+                    }))
+                })
+            }
+        }
+    }
+}
+
+/// Fault injection on the replication domain: `target` is the primary's id or a replica's.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReplicationError>")]
+pub struct CrashTarget {
+    pub target: String,
+}
+
+/// Starts a crashed primary or replica again from its durable state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReplicationError>")]
+pub struct RestartTarget {
+    pub target: String,
+}
+
+/// Whether `target` names the primary or a replica (for fault-injection routing).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct IsReplicationTarget {
+    pub target: String,
+}
+
+impl Handler<IsReplicationTarget> for PrimaryActor {
+    type Result = bool;
+    fn handle(&mut self, msg: IsReplicationTarget, _ctx: &mut Self::Context) -> bool {
+        msg.target == self.settings.primary || self.replicas.contains_key(&msg.target)
+    }
+}
+
+impl Handler<CrashTarget> for PrimaryActor {
+    type Result = Result<(), ReplicationError>;
+    fn handle(&mut self, msg: CrashTarget, _ctx: &mut Self::Context) -> Self::Result {
+        if msg.target == self.settings.primary {
+            if self.crashed {
+                return Err(ReplicationError::WrongState { replica_id: msg.target, state: "down".into() });
+            }
+            self.go_down("crashed by fault injection");
+            self.publish(
+                Severity::Critical,
+                format!("primary:{}", self.settings.primary),
+                EventPayload::ReplicationError(ReplicationErrorEvent {
+                    replica_id: String::new(),
+                    error_code: "primary_down".into(),
+                    error_message: "the primary crashed (fault injection); writes are refused until it is restarted".into(),
+                    severity: Severity::Critical,
+                    failed_operation: "crash".into(),
+                    retry_count: 0,
+                }),
+            );
+            return Ok(());
+        }
+        let id = msg.target;
+        let e = self.replicas.get_mut(&id).ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.clone() })?;
+        let addr = e.addr.take().ok_or_else(|| ReplicationError::WrongState { replica_id: id.clone(), state: "down".into() })?;
+        addr.do_send(CrashReplica);
+        drop(addr);
+        e.connected = false;
+        self.set_status(&id, ReplicaStatus::Failed, "crashed by fault injection".into(), BTreeMap::new());
+        Ok(())
+    }
+}
+
+impl Handler<RestartTarget> for PrimaryActor {
+    type Result = Result<(), ReplicationError>;
+    fn handle(&mut self, msg: RestartTarget, ctx: &mut Self::Context) -> Self::Result {
+        if msg.target == self.settings.primary {
+            if !self.crashed {
+                return Err(ReplicationError::WrongState { replica_id: msg.target, state: "up".into() });
+            }
+            self.load(ctx);
+            // Replicas are shipped again from what they have.
+            for e in self.replicas.values_mut() {
+                e.shipped_lsn = e.write_lsn;
+            }
+            return Ok(());
+        }
+        let id = msg.target;
+        let e = self.replicas.get(&id).ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.clone() })?;
+        if e.addr.is_some() {
+            return Err(ReplicationError::WrongState { replica_id: id, state: "up".into() });
+        }
+        self.start_replica(&id, ctx);
+        self.set_status(&id, ReplicaStatus::Starting, "restarted by operator".into(), BTreeMap::new());
+        Ok(())
+    }
+}

@@ -1,0 +1,297 @@
+//! Replication over REST: the data path (`/operations`, `/api/v1/data/{table}/{key}`), replicas,
+//! status, lag, and the Patroni-style health checks `/health/primary` and `/health/replica`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::config::ReplicaMode;
+use crate::http::error::ApiError;
+use crate::messages::replication::*;
+use crate::runtime::RuntimeHandle;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/replication/replicas", web::post().to(add_replica))
+        .route("/api/v1/replication/replicas", web::get().to(list_replicas))
+        .route("/api/v1/replication/replicas/{id}", web::get().to(get_replica))
+        .route("/api/v1/replication/replicas/{id}", web::delete().to(remove_replica))
+        .route("/api/v1/replication/replicas/{id}/pause", web::post().to(pause_replica))
+        .route("/api/v1/replication/replicas/{id}/resume", web::post().to(resume_replica))
+        .route("/api/v1/replication/status", web::get().to(status))
+        .route("/api/v1/replication/lag", web::get().to(lag))
+        .route("/api/v1/replication/operations", web::post().to(replicate))
+        .route("/api/v1/data/{table}/{key}", web::get().to(read_row))
+        .route("/health/primary", web::get().to(health_primary))
+        .route("/health/replica", web::get().to(health_replica));
+}
+
+impl From<ReplicationError> for ApiError {
+    fn from(e: ReplicationError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReplicationError::ReplicaNotFound { replica_id } => ApiError::not_found("replica_not_found", message)
+                .with_details(json!({ "replica_id": replica_id })),
+            ReplicationError::ReplicaExists { replica_id } => ApiError::new(StatusCode::CONFLICT, "replica_exists", message)
+                .with_details(json!({ "replica_id": replica_id })),
+            ReplicationError::InvalidField { field, reason } => ApiError::invalid(&field, reason),
+            ReplicationError::DuplicateKey { table, key } => ApiError::new(StatusCode::CONFLICT, "duplicate_key", message)
+                .with_details(json!({ "table": table, "key": key })),
+            ReplicationError::RowNotFound { table, key } => ApiError::not_found("row_not_found", message)
+                .with_details(json!({ "table": table, "key": key })),
+            ReplicationError::PrimaryDown { primary } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", message)
+                    .with_details(json!({ "primary": primary }))
+            }
+            ReplicationError::ReplicaDown { replica_id } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replica_down", message)
+                    .with_details(json!({ "replica_id": replica_id }))
+            }
+            ReplicationError::WrongState { replica_id, state } => ApiError::new(StatusCode::CONFLICT, "wrong_state", message)
+                .with_details(json!({ "target": replica_id, "state": state })),
+            ReplicationError::SyncTimeout { lsn, timeout_ms, acknowledged_by, missing } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "replication_timeout", message).with_details(json!({
+                    "durable_on_primary": true,
+                    "lsn": lsn_text(lsn),
+                    "lsn_u64": lsn,
+                    "timeout_ms": timeout_ms,
+                    "acknowledged_by": acknowledged_by,
+                    "missing": missing,
+                }))
+            }
+            ReplicationError::Storage { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
+            }
+        }
+    }
+}
+
+/// Body of `POST /api/v1/replication/replicas`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddReplicaBody {
+    pub replica_id: String,
+    /// `sync` or `async` (default async).
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<ReplicaMode>,
+    pub from_snapshot: Option<String>,
+}
+
+/// Body of `POST /api/v1/replication/operations`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsBody {
+    pub ops: Vec<Op>,
+}
+
+/// Answer of `GET /api/v1/replication/replicas`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaList {
+    pub total: usize,
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One row of `GET /api/v1/replication/lag`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LagRow {
+    pub replica_id: String,
+    pub status: ReplicaStatus,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub write_lag_ms: Option<f64>,
+    pub flush_lag_ms: Option<f64>,
+    pub replay_lag_ms: Option<f64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/replicas", tag = "replication", request_body = AddReplicaBody,
+    responses((status = 201, description = "Added; it catches up from the WAL", body = ReplicaView),
+              (status = 409, description = "A replica with that id exists")))]
+pub async fn add_replica(runtime: web::Data<RuntimeHandle>, body: web::Json<AddReplicaBody>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let view = runtime
+        .primary()
+        .send(AddReplica { replica_id: b.replica_id, mode: b.mode.unwrap_or(ReplicaMode::Async), from_snapshot: b.from_snapshot })
+        .await??;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/replicas", tag = "replication",
+    responses((status = 200, description = "Every replica", body = ReplicaList)))]
+pub async fn list_replicas(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let replicas = runtime.primary().send(ListReplicas).await?;
+    Ok(HttpResponse::Ok().json(ReplicaList { total: replicas.len(), replicas }))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/replicas/{id}", tag = "replication",
+    params(("id" = String, Path, description = "Replica id")),
+    responses((status = 200, description = "Status, write/flush/replay lsn, lag", body = ReplicaView),
+              (status = 404, description = "No such replica")))]
+pub async fn get_replica(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(GetReplica { replica_id: id.into_inner() }).await??))
+}
+
+#[utoipa::path(delete, path = "/api/v1/replication/replicas/{id}", tag = "replication",
+    params(("id" = String, Path, description = "Replica id")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No such replica")))]
+pub async fn remove_replica(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    runtime.primary().send(RemoveReplica { replica_id: id.into_inner() }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/replicas/{id}/pause", tag = "replication",
+    params(("id" = String, Path, description = "Replica id")),
+    responses((status = 200, description = "Paused: nothing is shipped to it", body = ReplicaView),
+              (status = 409, description = "Already paused")))]
+pub async fn pause_replica(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(PauseReplica { replica_id: id.into_inner() }).await??))
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/replicas/{id}/resume", tag = "replication",
+    params(("id" = String, Path, description = "Replica id")),
+    responses((status = 200, description = "Shipping again from where it stopped", body = ReplicaView),
+              (status = 409, description = "Not paused")))]
+pub async fn resume_replica(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(ResumeReplica { replica_id: id.into_inner() }).await??))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/status", tag = "replication",
+    responses((status = 200, description = "Primary, mode, current lsn, replicas, health", body = ReplicationStatus)))]
+pub async fn status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(GetReplicationStatus).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/lag", tag = "replication",
+    responses((status = 200, description = "Per replica: lag in bytes and seconds, write/flush/replay lag", body = Object)))]
+pub async fn lag(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let replicas = runtime.primary().send(ListReplicas).await?;
+    let rows: Vec<LagRow> = replicas
+        .into_iter()
+        .map(|r| LagRow {
+            replica_id: r.replica_id,
+            status: r.status,
+            lag_bytes: r.lag_bytes,
+            lag_seconds: r.lag_seconds,
+            write_lag_ms: r.write_lag_ms,
+            flush_lag_ms: r.flush_lag_ms,
+            replay_lag_ms: r.replay_lag_ms,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "replicas": rows })))
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/operations", tag = "replication", request_body = OperationsBody,
+    responses((status = 200, description = "Durable as the mode requires", body = ReplicateAck),
+              (status = 400, description = "Invalid batch"),
+              (status = 404, description = "Update or delete of a row that does not exist"),
+              (status = 409, description = "Insert of a row that exists"),
+              (status = 503, description = "The primary is down"),
+              (status = 504, description = "Durable on the primary; replicas the mode waits for did not confirm in time")))]
+pub async fn replicate(runtime: web::Data<RuntimeHandle>, body: web::Json<OperationsBody>) -> Result<HttpResponse, ApiError> {
+    let ack = runtime.primary().send(ReplicateOps { ops: body.into_inner().ops }).await??;
+    Ok(HttpResponse::Ok().json(ack))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    from: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/data/{table}/{key}", tag = "replication",
+    params(("table" = String, Path), ("key" = String, Path),
+           ("from" = Option<String>, Query, description = "`primary` (default) or a replica id")),
+    responses((status = 200, description = "The row where it lives now", body = RowView),
+              (status = 404, description = "No such row there, or no such replica")))]
+pub async fn read_row(
+    runtime: web::Data<RuntimeHandle>,
+    path: web::Path<(String, String)>,
+    query: web::Query<ReadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (table, key) = path.into_inner();
+    let from = match query.into_inner().from.as_deref() {
+        None | Some("primary") => ReadFrom::Primary,
+        Some(id) => ReadFrom::Replica(id.to_string()),
+    };
+    let where_ = match &from {
+        ReadFrom::Primary => "primary".to_string(),
+        ReadFrom::Replica(id) => id.clone(),
+    };
+    match runtime.primary().send(ReadRow { table: table.clone(), key: key.clone(), from }).await?? {
+        Some(row) => Ok(HttpResponse::Ok().json(row)),
+        None => Err(ApiError::not_found("row_not_found", format!("no row {table}/{key} on {where_}"))
+            .with_details(json!({ "table": table, "key": key, "from": where_ }))),
+    }
+}
+
+#[utoipa::path(get, path = "/health/primary", tag = "health",
+    responses((status = 200, description = "The primary is up and writable"), (status = 503, description = "It is not")))]
+pub async fn health_primary(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let s = runtime.primary().send(GetReplicationStatus).await?;
+    if s.primary_state == "up" {
+        Ok(HttpResponse::Ok().json(json!({ "role": "primary", "primary": s.primary, "current_lsn": s.current_lsn })))
+    } else {
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", format!("primary '{}' is down", s.primary)))
+    }
+}
+
+/// Parses a size like `16kB`, `1MB`, `512` (bytes); units are powers of 1024, as PostgreSQL's.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaHealthQuery {
+    lag: Option<String>,
+}
+
+#[utoipa::path(get, path = "/health/replica", tag = "health",
+    params(("lag" = Option<String>, Query, description = "Most lag allowed, e.g. 16kB, 1MB, 4096")),
+    responses((status = 200, description = "At least one replica streams within the lag"), (status = 503, description = "None does")))]
+pub async fn health_replica(
+    runtime: web::Data<RuntimeHandle>,
+    query: web::Query<ReplicaHealthQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let max_lag = match &query.lag {
+        None => u64::MAX,
+        Some(text) => parse_size(text).ok_or_else(|| ApiError::invalid("lag", format!("expected a size like 16kB, got '{text}'")))?,
+    };
+    let replicas = runtime.primary().send(ListReplicas).await?;
+    let streaming: Vec<&ReplicaView> = replicas
+        .iter()
+        .filter(|r| matches!(r.status, ReplicaStatus::InSync | ReplicaStatus::Streaming | ReplicaStatus::CatchingUp))
+        .filter(|r| r.lag_bytes <= max_lag)
+        .collect();
+    if streaming.is_empty() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_replica_within_lag", "no replica is streaming within the given lag")
+            .with_details(json!({ "max_lag_bytes": max_lag })));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "replicas": streaming.iter().map(|r| json!({ "replica_id": r.replica_id, "lag_bytes": r.lag_bytes, "status": r.status })).collect::<Vec<_>>()
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse_like_postgresql() {
+        use super::parse_size;
+        assert_eq!(parse_size("16kB"), Some(16 * 1024));
+        assert_eq!(parse_size("1MB"), Some(1 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("3 parsecs"), None);
+    }
+}

@@ -1,0 +1,304 @@
+//! Messages of the replication domain: the data path (replicate a batch of operations, read a
+//! row), the replica lifecycle, status and lag, and what the primary and its replicas tell each
+//! other (shipped WAL, progress reports).
+//!
+//! LSNs are byte positions in the primary's write-ahead log, as in PostgreSQL: a record that
+//! starts at `lsn` and is `n` bytes long ends at `lsn + n`, where the next one starts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ReplicaMode, ReplicationMode};
+
+/// An LSN in PostgreSQL's text form, `X/Y` (high and low 32 bits, hex).
+pub fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// Adds a row; the key must not exist.
+    Insert,
+    /// Replaces a row; the key must exist.
+    Update,
+    /// Removes a row; the key must exist.
+    Delete,
+}
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Op {
+    pub op: OpKind,
+    pub table: String,
+    pub key: String,
+    /// Required for insert and update, absent for delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<serde_json::Value>,
+}
+
+/// One record of the write-ahead log: a committed batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalRecord {
+    /// When the primary accepted the batch (epoch ms).
+    pub committed_at_ms: i64,
+    pub ops: Vec<Op>,
+}
+
+/// A record as shipped to replicas: where it starts, its bytes (shared, never copied per
+/// replica), and when the primary made it durable (for write/flush/replay lag).
+#[derive(Debug, Clone)]
+pub struct ShippedRecord {
+    pub lsn: u64,
+    pub bytes: Arc<[u8]>,
+    pub durable_at: Instant,
+    /// When the primary accepted the batch (epoch ms), for lag in seconds.
+    pub committed_at_ms: i64,
+}
+
+impl ShippedRecord {
+    pub fn end_lsn(&self) -> u64 {
+        self.lsn + self.bytes.len() as u64
+    }
+}
+
+/// Why a replication request failed; each carries what it is about.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("no replica named '{replica_id}'")]
+    ReplicaNotFound { replica_id: String },
+    #[error("a replica named '{replica_id}' exists already")]
+    ReplicaExists { replica_id: String },
+    #[error("invalid field '{field}': {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("row {table}/{key} exists already")]
+    DuplicateKey { table: String, key: String },
+    #[error("no row {table}/{key}")]
+    RowNotFound { table: String, key: String },
+    #[error("the primary '{primary}' is down: it refuses writes until it is restarted")]
+    PrimaryDown { primary: String },
+    #[error("replica '{replica_id}' is down")]
+    ReplicaDown { replica_id: String },
+    #[error("replica '{replica_id}' is {state} already")]
+    WrongState { replica_id: String, state: String },
+    /// The write is durable on the primary, but the replicas the mode waits for did not flush it
+    /// in time.
+    #[error("timed out after {timeout_ms} ms waiting for {missing:?} to flush lsn {lsn}; the write is durable on the primary")]
+    SyncTimeout { lsn: u64, timeout_ms: u64, acknowledged_by: Vec<String>, missing: Vec<String> },
+    #[error("storage failed: {message}")]
+    Storage { message: String },
+}
+
+/// Appends a batch to the WAL and answers once the replication mode is satisfied.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicateAck, ReplicationError>")]
+pub struct ReplicateOps {
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplicateAck {
+    /// LSN just past the batch's record (what a replica must have flushed to hold it).
+    pub lsn: String,
+    pub lsn_u64: u64,
+    /// Replicas that had flushed the batch when the answer was given.
+    pub acknowledged_by: Vec<String>,
+    #[schema(value_type = String)]
+    pub mode: ReplicationMode,
+}
+
+/// Where a read is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFrom {
+    Primary,
+    Replica(String),
+}
+
+/// Reads one row where it lives now. `Ok(None)`: no such row there.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<RowView>, ReplicationError>")]
+pub struct ReadRow {
+    pub table: String,
+    pub key: String,
+    pub from: ReadFrom,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RowView {
+    pub table: String,
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    /// Where it was read: `primary` or a replica id.
+    pub from: String,
+    /// The reader's replay position when it answered.
+    pub replay_lsn: String,
+    pub replay_lsn_u64: u64,
+}
+
+/// A replica's state, as `replica_status_change` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    Starting,
+    CatchingUp,
+    Streaming,
+    InSync,
+    Paused,
+    Disconnected,
+    Failed,
+    Promoted,
+}
+
+impl ReplicaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaStatus::Starting => "starting",
+            ReplicaStatus::CatchingUp => "catching_up",
+            ReplicaStatus::Streaming => "streaming",
+            ReplicaStatus::InSync => "in_sync",
+            ReplicaStatus::Paused => "paused",
+            ReplicaStatus::Disconnected => "disconnected",
+            ReplicaStatus::Failed => "failed",
+            ReplicaStatus::Promoted => "promoted",
+        }
+    }
+}
+
+/// Adds a replica; it starts empty (or from a snapshot) and catches up from the WAL.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaView, ReplicationError>")]
+pub struct AddReplica {
+    pub replica_id: String,
+    pub mode: ReplicaMode,
+    pub from_snapshot: Option<String>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReplicationError>")]
+pub struct RemoveReplica {
+    pub replica_id: String,
+}
+
+/// Stops shipping to a replica; it keeps what it has and its WAL is retained for it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaView, ReplicationError>")]
+pub struct PauseReplica {
+    pub replica_id: String,
+}
+
+/// Ships again from where the replica stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaView, ReplicationError>")]
+pub struct ResumeReplica {
+    pub replica_id: String,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ReplicaView>")]
+pub struct ListReplicas;
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaView, ReplicationError>")]
+pub struct GetReplica {
+    pub replica_id: String,
+}
+
+/// What an operator sees of a replica: pg_stat_replication's columns, measured.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplicaView {
+    pub replica_id: String,
+    #[schema(value_type = String)]
+    pub mode: ReplicaMode,
+    pub status: ReplicaStatus,
+    pub status_reason: String,
+    pub write_lsn: String,
+    pub write_lsn_u64: u64,
+    pub flush_lsn: String,
+    pub flush_lsn_u64: u64,
+    pub replay_lsn: String,
+    pub replay_lsn_u64: u64,
+    /// Primary's flushed lsn minus this replica's replay lsn.
+    pub lag_bytes: u64,
+    /// Age of the oldest record this replica has not replayed yet; 0 when caught up.
+    pub lag_seconds: f64,
+    /// Time from local durability on the primary to this replica's report of having written,
+    /// flushed and replayed the same record (PostgreSQL's write_lag, flush_lag, replay_lag);
+    /// `None` until a record has been reported.
+    pub write_lag_ms: Option<f64>,
+    pub flush_lag_ms: Option<f64>,
+    pub replay_lag_ms: Option<f64>,
+    /// Milliseconds since the replica's last heartbeat or report.
+    pub last_heartbeat_ms: Option<u64>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "ReplicationStatus")]
+pub struct GetReplicationStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplicationStatus {
+    pub primary: String,
+    /// `up`, or `down` while crashed.
+    pub primary_state: String,
+    #[schema(value_type = String)]
+    pub mode: ReplicationMode,
+    pub sync_quorum: usize,
+    pub sync_timeout_ms: u64,
+    pub current_lsn: String,
+    pub current_lsn_u64: u64,
+    pub replicas: Vec<ReplicaView>,
+    /// `healthy` when every replica streams within the lag threshold, `degraded` otherwise,
+    /// `critical` while the primary is down.
+    pub health: String,
+}
+
+// Between the primary and its replicas.
+
+/// The primary ships records to a replica (in lsn order, contiguous with what it shipped before
+/// unless `restart_from` says where to start over).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ShipWal {
+    pub records: Vec<ShippedRecord>,
+}
+
+/// A replica reports its positions to the primary.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ReplicaProgress {
+    pub replica_id: String,
+    pub write_lsn: u64,
+    pub flush_lsn: u64,
+    pub replay_lsn: u64,
+}
+
+/// Asks a replica where it stands (its durable position), e.g. to decide where to ship from.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaPositions, ReplicationError>")]
+pub struct GetReplicaPositions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaPositions {
+    pub write_lsn: u64,
+    pub flush_lsn: u64,
+    pub replay_lsn: u64,
+}
+
+/// Reads a row from a replica's own state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<(serde_json::Value, u64)>, ReplicationError>")]
+pub struct ReadLocalRow {
+    pub table: String,
+    pub key: String,
+}
+
+/// Stops a replica actor for good.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopReplica;
