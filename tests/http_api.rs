@@ -492,12 +492,8 @@ async fn fault_injection_crashes_restarts_and_faults_a_node() {
     // The node stays a running member through an internal fault.
     assert_eq!(api.get("/api/v1/cluster/nodes/node-2").await.expect(200)["crashed"], false);
 
-    // Targets that are not nodes: a configured replica or RAC instance belongs to a domain not built
-    // yet (501 naming it); anything else is unknown (404).
-    let d = api.post("/api/v1/cluster/faults/crash", json!({"target": "replica-001"})).await.expect_error(501, "not_implemented");
-    assert_eq!(d["domain"], "replication");
-    let d = api.post("/api/v1/cluster/faults/restart", json!({"target": "replica-001"})).await.expect_error(501, "not_implemented");
-    assert_eq!(d["domain"], "replication");
+    // Targets that are not nodes: a configured RAC instance belongs to a domain not built yet
+    // (501 naming it); anything else is unknown (404).
     let d = api.post("/api/v1/cluster/faults/crash", json!({"target": "instance-3"})).await.expect_error(501, "not_implemented");
     assert_eq!(d["domain"], "rac");
     api.post("/api/v1/cluster/faults/crash", json!({"target": "node-77"})).await.expect_error(404, "node_not_found");
@@ -768,14 +764,11 @@ async fn the_openapi_document_lists_every_route_and_swagger_ui_serves_offline() 
     }
     // Routes of domains not built yet, documented with their 501.
     for (method, path) in [
-        ("post", "/api/v1/replication/replicas"),
-        ("get", "/api/v1/replication/replicas"),
-        ("post", "/api/v1/replication/operations"),
+        ("post", "/api/v1/replication/slots"),
+        ("get", "/api/v1/replication/snapshots"),
         ("get", "/api/v1/rac/status"),
         ("post", "/api/v1/cluster/nodes/{id}/promote"),
         ("get", "/api/v1/replication/sharding/statistics"),
-        ("get", "/health/primary"),
-        ("get", "/health/replica"),
     ] {
         has(method, path);
     }
@@ -804,12 +797,11 @@ async fn routes_of_domains_not_built_yet_answer_501_naming_the_domain() {
     let (_runtime, api) = start(quiet_config()).await;
 
     let d = api
-        .post("/api/v1/replication/operations", json!({"ops": [{"op": "insert", "table": "t", "key": "k", "value": 1}]}))
+        .post("/api/v1/replication/slots", json!({"slot_name": "s1", "slot_type": "logical"}))
         .await
         .expect_error(501, "not_implemented");
     assert_eq!(d["domain"], "replication");
     assert_eq!(api.get("/api/v1/rac/status").await.expect_error(501, "not_implemented")["domain"], "rac");
-    assert_eq!(api.get("/health/primary").await.expect_error(501, "not_implemented")["domain"], "replication");
 
     // Every one of them, with its own method.
     for (method, path, domain) in clusterd::http::rest::not_built::ROUTES {

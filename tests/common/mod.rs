@@ -23,11 +23,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A three-node cluster (`node-1`..`node-3`) in memory, with short cluster ticks so heartbeats run
 /// often, but an `unreachable` threshold (one second) far from anything a loaded test machine could
-/// hit: the tests decide when quorum changes, not the scheduler.
+/// hit: the tests decide when quorum changes, not the scheduler. No replication replicas (async
+/// mode), so replication publishes nothing these membership tests would have to count.
 pub fn memory_config() -> Config {
     let mut c = Config::default();
     c.storage.engine = StorageEngine::Memory;
     c.storage.data_dir = String::new();
+    c.replication.replicas = Vec::new();
+    c.replication.mode = clusterd::config::ReplicationMode::Async;
     c.cluster.nodes = vec!["node-1".into(), "node-2".into(), "node-3".into()];
     c.cluster.tick_ms = 20;
     c.cluster.heartbeat_tick = 2;
