@@ -302,3 +302,49 @@ pub struct ReadLocalRow {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopReplica;
+
+/// Changes the acknowledgement mode at run time (`set_replication_mode`); durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicationSettingsView, ReplicationError>")]
+pub struct SetReplicationConfig {
+    pub mode: ReplicationMode,
+    pub sync_quorum: Option<usize>,
+    pub sync_timeout_ms: Option<u64>,
+}
+
+/// Stores the conflict strategy multi-master will use; durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicationSettingsView, ReplicationError>")]
+pub struct SetConflictStrategy {
+    pub strategy: crate::config::ConflictStrategy,
+    pub site_priority: Option<Vec<String>>,
+}
+
+/// Changes how often replicas report and when a silent one counts as disconnected; durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicationSettingsView, ReplicationError>")]
+pub struct SetHeartbeat {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// The replication settings in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplicationSettingsView {
+    #[schema(value_type = String)]
+    pub mode: ReplicationMode,
+    pub sync_quorum: usize,
+    pub sync_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    #[schema(value_type = String)]
+    pub conflict_strategy: crate::config::ConflictStrategy,
+    pub site_priority: Vec<String>,
+}
+
+/// Tells a replica how often to report.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetReportInterval {
+    pub interval: std::time::Duration,
+}

@@ -18,6 +18,7 @@ pub const DB_FILE: &str = "clusterd.redb";
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 /// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
 /// replica's id; each keeps its own log.
 const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
@@ -31,6 +32,8 @@ pub enum RecordTable {
     ClusterNodes,
     /// Replication replicas: replica id -> JSON of its durable record (mode).
     Replicas,
+    /// Settings changed at run time: name -> JSON.
+    Settings,
 }
 
 impl RecordTable {
@@ -38,6 +41,7 @@ impl RecordTable {
         match self {
             RecordTable::ClusterNodes => CLUSTER_NODES,
             RecordTable::Replicas => REPLICAS,
+            RecordTable::Settings => SETTINGS,
         }
     }
 }
@@ -120,6 +124,7 @@ impl Store {
         tx.open_table(META).map_err(backend)?;
         tx.open_table(CLUSTER_NODES).map_err(backend)?;
         tx.open_table(REPLICAS).map_err(backend)?;
+        tx.open_table(SETTINGS).map_err(backend)?;
         tx.open_table(WAL).map_err(backend)?;
         tx.open_table(ROWS).map_err(backend)?;
         tx.commit().map_err(backend)?;

@@ -53,6 +53,8 @@ pub struct ReplicationSettings {
     pub heartbeat_timeout: Duration,
     pub lag_alert_bytes: u64,
     pub wal_position_interval: Duration,
+    pub conflict_strategy: crate::config::ConflictStrategy,
+    pub site_priority: Vec<String>,
 }
 
 impl ReplicationSettings {
@@ -66,9 +68,38 @@ impl ReplicationSettings {
             heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
             lag_alert_bytes: c.lag_alert_bytes,
             wal_position_interval: Duration::from_millis(wal_position_interval_ms),
+            conflict_strategy: c.conflict_strategy,
+            site_priority: Vec::new(),
         }
     }
+
+    pub fn view(&self) -> ReplicationSettingsView {
+        ReplicationSettingsView {
+            mode: self.mode,
+            sync_quorum: self.sync_quorum,
+            sync_timeout_ms: self.sync_timeout.as_millis() as u64,
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
+            conflict_strategy: self.conflict_strategy,
+            site_priority: self.site_priority.clone(),
+        }
+    }
+
+    /// Takes the settings changed at run time (they win over the config file, as PostgreSQL's
+    /// ALTER SYSTEM does over postgresql.conf).
+    fn apply(&mut self, v: &ReplicationSettingsView) {
+        self.mode = v.mode;
+        self.sync_quorum = v.sync_quorum;
+        self.sync_timeout = Duration::from_millis(v.sync_timeout_ms);
+        self.heartbeat_interval = Duration::from_millis(v.heartbeat_interval_ms);
+        self.heartbeat_timeout = Duration::from_millis(v.heartbeat_timeout_ms);
+        self.conflict_strategy = v.conflict_strategy;
+        self.site_priority = v.site_priority.clone();
+    }
 }
+
+/// The settings record's name in [`RecordTable::Settings`].
+const SETTINGS_RECORD: &str = "replication";
 
 fn mode_str(m: ReplicaMode) -> &'static str {
     match m {
@@ -180,6 +211,7 @@ pub struct PrimaryActor {
     next_incarnation: u64,
     crashed: bool,
     bootstrap_replicas: Vec<(String, ReplicaMode)>,
+    heartbeat_check: Option<SpawnHandle>,
 }
 
 impl PrimaryActor {
@@ -209,6 +241,7 @@ impl PrimaryActor {
             next_incarnation: 0,
             crashed: false,
             bootstrap_replicas,
+            heartbeat_check: None,
         }
     }
 
@@ -249,10 +282,21 @@ impl PrimaryActor {
                 }
                 store.put_meta("replicas_bootstrapped", 1)?;
             }
-            Ok((rows, flush, replicas, fresh))
+            let settings = match store.get_record(RecordTable::Settings, SETTINGS_RECORD)? {
+                Some(bytes) => serde_json::from_slice::<ReplicationSettingsView>(&bytes).ok(),
+                None => None,
+            };
+            Ok((rows, flush, replicas, fresh, settings))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((rows, flush, replicas, fresh))) => {
+            Ok(Ok((rows, flush, replicas, fresh, settings))) => {
+                if let Some(saved) = settings {
+                    if saved != act.settings.view() {
+                        tracing::info!("replication settings changed at run time earlier override the config file");
+                    }
+                    act.settings.apply(&saved);
+                    act.restart_heartbeat_check(ctx);
+                }
                 act.rows = rows
                     .into_iter()
                     .filter_map(|(t, k, v)| serde_json::from_slice(&v).ok().map(|v| ((t, k), v)))
@@ -876,7 +920,7 @@ impl Actor for PrimaryActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
-        ctx.run_interval(self.settings.heartbeat_interval, |act, _| act.check_heartbeats());
+        self.restart_heartbeat_check(ctx);
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
@@ -1271,5 +1315,123 @@ impl Handler<RestartTarget> for PrimaryActor {
         self.start_replica(&id, ctx);
         self.set_status(&id, ReplicaStatus::Starting, "restarted by operator".into(), BTreeMap::new());
         Ok(())
+    }
+}
+
+impl PrimaryActor {
+    fn restart_heartbeat_check(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.heartbeat_check.take() {
+            ctx.cancel_future(h);
+        }
+        self.heartbeat_check = Some(ctx.run_interval(self.settings.heartbeat_interval, |act, _| act.check_heartbeats()));
+    }
+
+    /// Makes `next` durable, then puts it in force.
+    fn save_settings(&mut self, next: ReplicationSettingsView) -> AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>> {
+        let store = self.store.clone();
+        let bytes = serde_json::to_vec(&next);
+        let write = actix_web::rt::task::spawn_blocking(move || {
+            let bytes = bytes.map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+            store.put_record(RecordTable::Settings, SETTINGS_RECORD, &bytes)
+        });
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(())) => {
+                let heartbeat_changed = next.heartbeat_interval_ms != act.settings.view().heartbeat_interval_ms;
+                act.settings.apply(&next);
+                if heartbeat_changed {
+                    act.restart_heartbeat_check(ctx);
+                    for e in act.replicas.values() {
+                        if let Some(addr) = &e.addr {
+                            addr.do_send(SetReportInterval { interval: act.settings.heartbeat_interval });
+                        }
+                    }
+                }
+                // A weaker mode may release writes that wait.
+                act.settle_waiters();
+                Ok(act.settings.view())
+            }
+            Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+            Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+        })))
+    }
+}
+
+fn invalid_now<T: 'static>(field: &str, reason: String) -> AtomicResponse<PrimaryActor, Result<T, ReplicationError>> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(Err(ReplicationError::InvalidField { field: field.into(), reason }))))
+}
+
+impl Handler<SetReplicationConfig> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>>;
+    fn handle(&mut self, msg: SetReplicationConfig, _ctx: &mut Self::Context) -> Self::Result {
+        let mut next = self.settings.view();
+        next.mode = msg.mode;
+        if let Some(q) = msg.sync_quorum {
+            next.sync_quorum = q;
+        }
+        if let Some(t) = msg.sync_timeout_ms {
+            if !(1..=3_600_000).contains(&t) {
+                return invalid_now("sync_timeout_ms", format!("must be between 1 and 3600000 (got {t})"));
+            }
+            next.sync_timeout_ms = t;
+        }
+        if next.mode == ReplicationMode::SemiSync && !(1..=self.replicas.len()).contains(&next.sync_quorum) {
+            return invalid_now(
+                "sync_quorum",
+                format!("semi_sync needs a quorum between 1 and the {} replicas (got {})", self.replicas.len(), next.sync_quorum),
+            );
+        }
+        self.save_settings(next)
+    }
+}
+
+impl Handler<SetConflictStrategy> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>>;
+    fn handle(&mut self, msg: SetConflictStrategy, _ctx: &mut Self::Context) -> Self::Result {
+        use crate::config::ConflictStrategy;
+        let mut next = self.settings.view();
+        match (msg.strategy, msg.site_priority) {
+            (ConflictStrategy::SitePriority, None) => {
+                return invalid_now("site_priority", "site_priority needs the list of sites, highest first".into())
+            }
+            (ConflictStrategy::SitePriority, Some(sites)) => {
+                if sites.is_empty() {
+                    return invalid_now("site_priority", "at least one site".into());
+                }
+                for (i, site) in sites.iter().enumerate() {
+                    if let Err(reason) = crate::messages::cluster::validate_id(site) {
+                        return invalid_now(&format!("site_priority[{i}]"), reason);
+                    }
+                    if sites[..i].contains(site) {
+                        return invalid_now(&format!("site_priority[{i}]"), format!("'{site}' is listed twice"));
+                    }
+                }
+                next.site_priority = sites;
+            }
+            (_, Some(_)) => {
+                return invalid_now("site_priority", "only the site_priority strategy takes a site list".into())
+            }
+            (_, None) => next.site_priority = Vec::new(),
+        }
+        next.conflict_strategy = msg.strategy;
+        self.save_settings(next)
+    }
+}
+
+impl Handler<SetHeartbeat> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>>;
+    fn handle(&mut self, msg: SetHeartbeat, _ctx: &mut Self::Context) -> Self::Result {
+        if !(1..=3_600_000).contains(&msg.interval_ms) {
+            return invalid_now("interval_ms", format!("must be between 1 and 3600000 (got {})", msg.interval_ms));
+        }
+        if msg.timeout_ms <= msg.interval_ms || msg.timeout_ms > 86_400_000 {
+            return invalid_now(
+                "timeout_ms",
+                format!("must be greater than interval_ms ({}) and at most 86400000 (got {})", msg.interval_ms, msg.timeout_ms),
+            );
+        }
+        let mut next = self.settings.view();
+        next.heartbeat_interval_ms = msg.interval_ms;
+        next.heartbeat_timeout_ms = msg.timeout_ms;
+        self.save_settings(next)
     }
 }

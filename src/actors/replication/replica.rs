@@ -50,6 +50,7 @@ pub struct ReplicaActor {
     pending: Vec<ShippedRecord>,
     commit_in_flight: bool,
     loaded: bool,
+    heartbeat: Option<SpawnHandle>,
     /// Set by an injected crash, so a restart by the supervisor keeps it down.
     crashed: bool,
 }
@@ -75,6 +76,7 @@ impl ReplicaActor {
             pending: Vec::new(),
             commit_in_flight: false,
             loaded: false,
+            heartbeat: None,
             crashed: false,
         }
     }
@@ -201,6 +203,27 @@ impl ReplicaActor {
     }
 }
 
+impl ReplicaActor {
+    fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.heartbeat.take() {
+            ctx.cancel_future(h);
+        }
+        self.heartbeat = Some(ctx.run_interval(self.heartbeat_interval, |act, _| {
+            if act.loaded {
+                act.report(false);
+            }
+        }));
+    }
+}
+
+impl Handler<SetReportInterval> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetReportInterval, ctx: &mut Self::Context) {
+        self.heartbeat_interval = msg.interval;
+        self.start_heartbeat(ctx);
+    }
+}
+
 impl Actor for ReplicaActor {
     type Context = Context<Self>;
 
@@ -212,11 +235,7 @@ impl Actor for ReplicaActor {
         // mailbox stays small; this bound only guards against a bug there.
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
-        ctx.run_interval(self.heartbeat_interval, |act, _| {
-            if act.loaded {
-                act.report(false);
-            }
-        });
+        self.start_heartbeat(ctx);
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::config::ReplicaMode;
+use crate::config::{ConflictStrategy, ReplicaMode, ReplicationMode};
 use crate::http::error::ApiError;
 use crate::messages::replication::*;
 use crate::runtime::RuntimeHandle;
@@ -22,6 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/replication/status", web::get().to(status))
         .route("/api/v1/replication/lag", web::get().to(lag))
         .route("/api/v1/replication/operations", web::post().to(replicate))
+        .route("/api/v1/replication/config", web::put().to(set_config))
+        .route("/api/v1/replication/conflict-strategy", web::put().to(set_conflict_strategy))
+        .route("/api/v1/replication/heartbeat", web::put().to(set_heartbeat))
         .route("/api/v1/data/{table}/{key}", web::get().to(read_row))
         .route("/health/primary", web::get().to(health_primary))
         .route("/health/replica", web::get().to(health_replica));
@@ -190,6 +193,69 @@ pub async fn lag(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiE
 pub async fn replicate(runtime: web::Data<RuntimeHandle>, body: web::Json<OperationsBody>) -> Result<HttpResponse, ApiError> {
     let ack = runtime.primary().send(ReplicateOps { ops: body.into_inner().ops }).await??;
     Ok(HttpResponse::Ok().json(ack))
+}
+
+/// Body of `PUT /api/v1/replication/config`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigBody {
+    /// `sync`, `semi_sync` or `async`.
+    #[schema(value_type = String)]
+    pub mode: ReplicationMode,
+    pub sync_quorum: Option<usize>,
+    pub sync_timeout_ms: Option<u64>,
+}
+
+/// Body of `PUT /api/v1/replication/conflict-strategy`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictStrategyBody {
+    /// `last_writer_wins`, `first_writer_wins`, `primary_wins` or `site_priority`.
+    #[schema(value_type = String)]
+    pub strategy: ConflictStrategy,
+    /// Sites, highest priority first; only with `site_priority`.
+    pub site_priority: Option<Vec<String>>,
+}
+
+/// Body of `PUT /api/v1/replication/heartbeat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+#[utoipa::path(put, path = "/api/v1/replication/config", tag = "replication", request_body = ConfigBody,
+    responses((status = 200, description = "The settings in force (durable: they survive a restart and win over the config file)", body = ReplicationSettingsView),
+              (status = 400, description = "Invalid mode, quorum or timeout")))]
+pub async fn set_config(runtime: web::Data<RuntimeHandle>, body: web::Json<ConfigBody>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let view = runtime
+        .primary()
+        .send(SetReplicationConfig { mode: b.mode, sync_quorum: b.sync_quorum, sync_timeout_ms: b.sync_timeout_ms })
+        .await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(put, path = "/api/v1/replication/conflict-strategy", tag = "replication", request_body = ConflictStrategyBody,
+    responses((status = 200, description = "Stored (multi-master, which applies it, comes later)", body = ReplicationSettingsView),
+              (status = 400, description = "Invalid strategy or site list")))]
+pub async fn set_conflict_strategy(
+    runtime: web::Data<RuntimeHandle>,
+    body: web::Json<ConflictStrategyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let view = runtime.primary().send(SetConflictStrategy { strategy: b.strategy, site_priority: b.site_priority }).await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(put, path = "/api/v1/replication/heartbeat", tag = "replication", request_body = HeartbeatBody,
+    responses((status = 200, description = "In force at once, durable", body = ReplicationSettingsView),
+              (status = 400, description = "timeout_ms must exceed interval_ms")))]
+pub async fn set_heartbeat(runtime: web::Data<RuntimeHandle>, body: web::Json<HeartbeatBody>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let view = runtime.primary().send(SetHeartbeat { interval_ms: b.interval_ms, timeout_ms: b.timeout_ms }).await??;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Debug, Deserialize)]
