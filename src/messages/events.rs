@@ -169,6 +169,7 @@ event_types! {
     RebalanceProgress => ("rebalance_progress", Sharding),
     RebalanceCompleted => ("rebalance_completed", Sharding),
     ActorRestarted => ("actor_restarted", System),
+    ReplicationLagSample => ("replication_lag_sample", Replication),
 }
 
 impl EventType {
@@ -445,6 +446,18 @@ pub struct WalPositionUpdate {
     pub bytes_behind: u64,
 }
 
+/// `replication_lag_sample` (an addition to the catalogue): one real lag measurement of a
+/// replica, taken at most once per heartbeat interval from its reports. Built only when a
+/// subscriber wants it; feeds GraphQL's `replicationLagUpdates`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationLagSample {
+    pub replica_id: String,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub threshold_bytes: u64,
+    pub status: String,
+}
+
 /// `replication_error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationErrorEvent {
@@ -474,6 +487,7 @@ pub enum EventPayload {
     ReplicationLagAlert(ReplicationLagAlert),
     WalPositionUpdate(WalPositionUpdate),
     ReplicationError(ReplicationErrorEvent),
+    ReplicationLagSample(ReplicationLagSample),
 }
 
 impl EventPayload {
@@ -491,6 +505,7 @@ impl EventPayload {
             EventPayload::ReplicationLagAlert(_) => EventType::ReplicationLagAlert,
             EventPayload::WalPositionUpdate(_) => EventType::WalPositionUpdate,
             EventPayload::ReplicationError(_) => EventType::ReplicationError,
+            EventPayload::ReplicationLagSample(_) => EventType::ReplicationLagSample,
         }
     }
 
@@ -510,6 +525,7 @@ impl EventPayload {
             EventPayload::ReplicationLagAlert(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::WalPositionUpdate(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::ReplicationError(p) => s.add(SubjectKind::Replica, &p.replica_id),
+            EventPayload::ReplicationLagSample(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::ActorRestarted(p) => {
                 let kind = match p.actor_kind.as_str() {
                     "node" => Some(SubjectKind::Node),

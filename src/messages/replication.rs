@@ -348,3 +348,63 @@ pub struct ReplicationSettingsView {
 pub struct SetReportInterval {
     pub interval: std::time::Duration,
 }
+
+/// One lag measurement of a replica.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LagSample {
+    pub timestamp_ms: i64,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub replay_lsn_u64: u64,
+}
+
+/// Lag samples of the last `seconds`, per replica (of `replica_id` only, when given).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<LagHistory>, ReplicationError>")]
+pub struct GetLagHistory {
+    pub replica_id: Option<String>,
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LagHistory {
+    pub replica_id: String,
+    pub samples: Vec<LagSample>,
+}
+
+/// Throughput over the sliding window.
+#[derive(Debug, Message)]
+#[rtype(result = "Throughput")]
+pub struct GetThroughput;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Throughput {
+    pub window_seconds: f64,
+    /// Operations and WAL bytes made durable on the primary per second.
+    pub primary_ops_per_second: f64,
+    pub primary_bytes_per_second: f64,
+    pub replicas: Vec<ReplicaThroughput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplicaThroughput {
+    pub replica_id: String,
+    /// WAL bytes replayed per second.
+    pub replayed_bytes_per_second: f64,
+}
+
+/// Per replica: healthy or not, and why.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ReplicaHealth>")]
+pub struct GetReplicationHealth;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplicaHealth {
+    pub replica_id: String,
+    pub healthy: bool,
+    /// Every reason it is not healthy; empty when healthy.
+    pub reasons: Vec<String>,
+    pub status: ReplicaStatus,
+    pub lag_bytes: u64,
+    pub last_heartbeat_ms: Option<u64>,
+}

@@ -32,6 +32,10 @@ use crate::storage::{LogCommit, RecordTable, RowWrite, Store};
 const RECENT_BYTES: usize = 16 << 20;
 /// Most bytes shipped to one replica and not yet reported written: the flow-control window.
 const SHIP_WINDOW: u64 = 4 << 20;
+/// Lag samples kept per replica (one per heartbeat interval at most).
+const LAG_SAMPLES: usize = 3600;
+/// The sliding window throughput is measured over.
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(10);
 /// Most operations in one batch.
 pub const MAX_OPS: usize = 10_000;
 /// Most bytes of one value, serialized.
@@ -136,6 +140,11 @@ struct ReplicaEntry {
     catchup_started: Option<Instant>,
     lag_alert_active: bool,
     last_position_event: Option<(Instant, u64, u64, u64)>,
+    /// Real lag measurements, oldest first, bounded by [`LAG_SAMPLES`].
+    samples: VecDeque<LagSample>,
+    last_sample_at: Option<Instant>,
+    /// (when, bytes replayed since the previous report), over [`THROUGHPUT_WINDOW`].
+    replayed: VecDeque<(Instant, u64)>,
 }
 
 impl ReplicaEntry {
@@ -162,6 +171,9 @@ impl ReplicaEntry {
             catchup_started: None,
             lag_alert_active: false,
             last_position_event: None,
+            samples: VecDeque::new(),
+            last_sample_at: None,
+            replayed: VecDeque::new(),
         }
     }
 }
@@ -212,6 +224,8 @@ pub struct PrimaryActor {
     crashed: bool,
     bootstrap_replicas: Vec<(String, ReplicaMode)>,
     heartbeat_check: Option<SpawnHandle>,
+    /// (when, operations, WAL bytes) of each group commit, over [`THROUGHPUT_WINDOW`].
+    commits: VecDeque<(Instant, u64, u64)>,
 }
 
 impl PrimaryActor {
@@ -242,6 +256,7 @@ impl PrimaryActor {
             crashed: false,
             bootstrap_replicas,
             heartbeat_check: None,
+            commits: VecDeque::new(),
         }
     }
 
@@ -602,6 +617,9 @@ impl PrimaryActor {
         let old_flush = self.flush_lsn;
         self.flush_lsn = end;
         let durable_at = Instant::now();
+        let ops: u64 = batches.iter().map(|b| b.ops.len() as u64).sum();
+        self.commits.push_back((durable_at, ops, end - old_flush));
+        trim_window(&mut self.commits, durable_at, |c| c.0);
         let mut shipped = Vec::with_capacity(batches.len());
         let mut replies = Vec::with_capacity(batches.len());
         for b in batches {
@@ -999,6 +1017,10 @@ impl Handler<ReplicaReport> for PrimaryActor {
                 e.replay_lag = Some(now.duration_since(t));
             }
         }
+        if p.replay_lsn > e.replay_lsn && !msg.restarted {
+            e.replayed.push_back((now, p.replay_lsn - e.replay_lsn));
+        }
+        trim_window(&mut e.replayed, now, |r| r.0);
         e.write_lsn = p.write_lsn;
         e.flush_lsn = p.flush_lsn;
         e.replay_lsn = p.replay_lsn;
@@ -1010,8 +1032,148 @@ impl Handler<ReplicaReport> for PrimaryActor {
             self.evaluate(&id);
         }
         self.maybe_position_event(&id);
+        self.sample_lag(&id);
         self.settle_waiters();
         self.ship_more(&id, ctx);
+    }
+}
+
+/// Drops entries older than [`THROUGHPUT_WINDOW`] from the front of a time-ordered window.
+fn trim_window<T>(window: &mut VecDeque<T>, now: Instant, at: impl Fn(&T) -> Instant) {
+    while window.front().is_some_and(|x| now.duration_since(at(x)) > THROUGHPUT_WINDOW) {
+        window.pop_front();
+    }
+}
+
+impl PrimaryActor {
+    /// Takes one lag measurement of a replica, at most once per heartbeat interval: into its
+    /// history, and to the registry when someone listens.
+    fn sample_lag(&mut self, id: &str) {
+        let interval = self.settings.heartbeat_interval;
+        let threshold = self.settings.lag_alert_bytes;
+        let flush = self.flush_lsn;
+        let Some(e) = self.replicas.get_mut(id) else { return };
+        let now = Instant::now();
+        if e.last_sample_at.is_some_and(|t| now.duration_since(t) < interval) {
+            return;
+        }
+        e.last_sample_at = Some(now);
+        let sample = LagSample {
+            timestamp_ms: now_ms(),
+            lag_bytes: flush.saturating_sub(e.replay_lsn),
+            lag_seconds: Self::lag_seconds(e),
+            replay_lsn_u64: e.replay_lsn,
+        };
+        if e.samples.len() >= LAG_SAMPLES {
+            e.samples.pop_front();
+        }
+        e.samples.push_back(sample.clone());
+        let status = e.status.as_str().to_string();
+        if self.interest.wants(EventType::ReplicationLagSample) {
+            self.publish(
+                Severity::Info,
+                format!("replica:{id}"),
+                EventPayload::ReplicationLagSample(ReplicationLagSample {
+                    replica_id: id.to_string(),
+                    lag_bytes: sample.lag_bytes,
+                    lag_seconds: sample.lag_seconds,
+                    threshold_bytes: threshold,
+                    status,
+                }),
+            );
+        }
+    }
+}
+
+impl Handler<GetLagHistory> for PrimaryActor {
+    type Result = Result<Vec<LagHistory>, ReplicationError>;
+    fn handle(&mut self, msg: GetLagHistory, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(id) = &msg.replica_id {
+            if !self.replicas.contains_key(id) {
+                return Err(ReplicationError::ReplicaNotFound { replica_id: id.clone() });
+            }
+        }
+        let since = now_ms() - (msg.seconds.min(86_400) as i64) * 1000;
+        Ok(self
+            .replicas
+            .iter()
+            .filter(|(id, _)| msg.replica_id.as_ref().is_none_or(|wanted| wanted == *id))
+            .map(|(id, e)| LagHistory {
+                replica_id: id.clone(),
+                samples: e.samples.iter().filter(|s| s.timestamp_ms >= since).cloned().collect(),
+            })
+            .collect())
+    }
+}
+
+impl Handler<GetThroughput> for PrimaryActor {
+    type Result = MessageResult<GetThroughput>;
+    fn handle(&mut self, _: GetThroughput, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        trim_window(&mut self.commits, now, |c| c.0);
+        let window = THROUGHPUT_WINDOW.as_secs_f64();
+        let (ops, bytes) = self.commits.iter().fold((0u64, 0u64), |(o, b), c| (o + c.1, b + c.2));
+        let replicas = self
+            .replicas
+            .iter_mut()
+            .map(|(id, e)| {
+                trim_window(&mut e.replayed, now, |r| r.0);
+                ReplicaThroughput {
+                    replica_id: id.clone(),
+                    replayed_bytes_per_second: e.replayed.iter().map(|r| r.1).sum::<u64>() as f64 / window,
+                }
+            })
+            .collect();
+        MessageResult(Throughput {
+            window_seconds: window,
+            primary_ops_per_second: ops as f64 / window,
+            primary_bytes_per_second: bytes as f64 / window,
+            replicas,
+        })
+    }
+}
+
+impl Handler<GetReplicationHealth> for PrimaryActor {
+    type Result = MessageResult<GetReplicationHealth>;
+    fn handle(&mut self, _: GetReplicationHealth, _ctx: &mut Self::Context) -> Self::Result {
+        let threshold = self.settings.lag_alert_bytes;
+        let timeout = self.settings.heartbeat_timeout;
+        MessageResult(
+            self.replicas
+                .iter()
+                .map(|(id, e)| {
+                    let lag = self.lag_bytes(e);
+                    let mut reasons = Vec::new();
+                    if e.addr.is_none() {
+                        reasons.push("down: crashed, waiting for a restart".to_string());
+                    }
+                    if e.paused {
+                        reasons.push("paused by operator: nothing is shipped to it".to_string());
+                    }
+                    match e.last_heard {
+                        None => reasons.push("has not reported yet".to_string()),
+                        Some(t) if t.elapsed() > timeout => {
+                            reasons.push(format!("no heartbeat for {} ms (timeout {} ms)", t.elapsed().as_millis(), timeout.as_millis()))
+                        }
+                        _ => {}
+                    }
+                    if lag > threshold {
+                        reasons.push(format!("{lag} bytes behind, above the alert threshold of {threshold}"));
+                    }
+                    if reasons.is_empty() && e.status != ReplicaStatus::InSync {
+                        reasons.push(format!("status is {}", e.status.as_str()));
+                    }
+                    ReplicaHealth {
+                        replica_id: id.clone(),
+                        healthy: reasons.is_empty(),
+                        reasons,
+                        status: e.status,
+                        lag_bytes: lag,
+                        last_heartbeat_ms: e.last_heard.map(|t| t.elapsed().as_millis() as u64),
+                    }
+                })
+                .collect(),
+        )
     }
 }
 

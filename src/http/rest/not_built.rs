@@ -6,9 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/api/v1/replication/lag/history", "replication"),
-    ("GET", "/api/v1/replication/health", "replication"),
-    ("GET", "/api/v1/replication/throughput", "replication"),
     ("GET", "/api/v1/replication/wal", "replication"),
     ("POST", "/api/v1/replication/wal/truncate", "replication"),
     ("POST", "/api/v1/replication/slots", "replication"),

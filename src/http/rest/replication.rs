@@ -21,6 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/replication/replicas/{id}/resume", web::post().to(resume_replica))
         .route("/api/v1/replication/status", web::get().to(status))
         .route("/api/v1/replication/lag", web::get().to(lag))
+        .route("/api/v1/replication/lag/history", web::get().to(lag_history))
+        .route("/api/v1/replication/throughput", web::get().to(throughput))
+        .route("/api/v1/replication/health", web::get().to(replication_health))
         .route("/api/v1/replication/operations", web::post().to(replicate))
         .route("/api/v1/replication/config", web::put().to(set_config))
         .route("/api/v1/replication/conflict-strategy", web::put().to(set_conflict_strategy))
@@ -181,6 +184,41 @@ pub async fn lag(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiE
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "replicas": rows })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    replica_id: Option<String>,
+    seconds: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/lag/history", tag = "replication",
+    params(("replica_id" = Option<String>, Query, description = "One replica (default: all)"),
+           ("seconds" = Option<u64>, Query, description = "How far back (default 300, at most 86400)")),
+    responses((status = 200, description = "Real samples, one per heartbeat interval at most, oldest first", body = Object),
+              (status = 404, description = "No such replica")))]
+pub async fn lag_history(runtime: web::Data<RuntimeHandle>, query: web::Query<HistoryQuery>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let history = runtime
+        .primary()
+        .send(GetLagHistory { replica_id: q.replica_id, seconds: q.seconds.unwrap_or(300) })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "replicas": history })))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/throughput", tag = "replication",
+    responses((status = 200, description = "Ops/s and bytes/s over a 10 s sliding window, primary and per replica", body = Throughput)))]
+pub async fn throughput(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(GetThroughput).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/health", tag = "replication",
+    responses((status = 200, description = "Per replica: healthy, and every reason it is not", body = Object)))]
+pub async fn replication_health(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let replicas = runtime.primary().send(GetReplicationHealth).await?;
+    let healthy = replicas.iter().all(|r| r.healthy);
+    Ok(HttpResponse::Ok().json(json!({ "healthy": healthy, "replicas": replicas })))
 }
 
 #[utoipa::path(post, path = "/api/v1/replication/operations", tag = "replication", request_body = OperationsBody,
