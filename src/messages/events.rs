@@ -446,6 +446,16 @@ pub struct WalPositionUpdate {
     pub bytes_behind: u64,
 }
 
+/// `slot_created` / `slot_dropped`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotChange {
+    pub slot_name: String,
+    pub slot_type: String,
+    pub active: bool,
+    pub restart_lsn: String,
+    pub confirmed_flush_lsn: String,
+}
+
 /// `replication_lag_sample` (an addition to the catalogue): one real lag measurement of a
 /// replica, taken at most once per heartbeat interval from its reports. Built only when a
 /// subscriber wants it; feeds GraphQL's `replicationLagUpdates`.
@@ -488,6 +498,8 @@ pub enum EventPayload {
     WalPositionUpdate(WalPositionUpdate),
     ReplicationError(ReplicationErrorEvent),
     ReplicationLagSample(ReplicationLagSample),
+    SlotCreated(SlotChange),
+    SlotDropped(SlotChange),
 }
 
 impl EventPayload {
@@ -506,6 +518,8 @@ impl EventPayload {
             EventPayload::WalPositionUpdate(_) => EventType::WalPositionUpdate,
             EventPayload::ReplicationError(_) => EventType::ReplicationError,
             EventPayload::ReplicationLagSample(_) => EventType::ReplicationLagSample,
+            EventPayload::SlotCreated(_) => EventType::SlotCreated,
+            EventPayload::SlotDropped(_) => EventType::SlotDropped,
         }
     }
 
@@ -526,6 +540,8 @@ impl EventPayload {
             EventPayload::WalPositionUpdate(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::ReplicationError(p) => s.add(SubjectKind::Replica, &p.replica_id),
             EventPayload::ReplicationLagSample(p) => s.add(SubjectKind::Replica, &p.replica_id),
+            // A slot is no replica, table or shard: slot events are found by type and category.
+            EventPayload::SlotCreated(_) | EventPayload::SlotDropped(_) => {}
             EventPayload::ActorRestarted(p) => {
                 let kind = match p.actor_kind.as_str() {
                     "node" => Some(SubjectKind::Node),

@@ -90,6 +90,10 @@ pub enum ReplicationError {
     /// in time.
     #[error("timed out after {timeout_ms} ms waiting for {missing:?} to flush lsn {lsn}; the write is durable on the primary")]
     SyncTimeout { lsn: u64, timeout_ms: u64, acknowledged_by: Vec<String>, missing: Vec<String> },
+    #[error("no slot named '{slot_name}'")]
+    SlotNotFound { slot_name: String },
+    #[error("a slot named '{slot_name}' exists already")]
+    SlotExists { slot_name: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
 }
@@ -407,4 +411,134 @@ pub struct ReplicaHealth {
     pub status: ReplicaStatus,
     pub lag_bytes: u64,
     pub last_heartbeat_ms: Option<u64>,
+}
+
+/// Where the primary's WAL stands and what holds it back.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WalStatus, ReplicationError>")]
+pub struct GetWalStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WalStatus {
+    pub current_lsn: String,
+    pub current_lsn_u64: u64,
+    pub flushed_lsn: String,
+    pub flushed_lsn_u64: u64,
+    /// Start of the oldest record still kept.
+    pub oldest_retained_lsn: String,
+    pub oldest_retained_lsn_u64: u64,
+    pub retained_bytes: u64,
+    /// Everything that needs WAL kept, with the lsn it needs from: replicas and slots.
+    pub retained_by: Vec<WalHolder>,
+    /// WAL before this lsn is needed by nobody and goes at the next truncation.
+    pub truncatable_before_u64: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WalHolder {
+    /// `replica` or `slot`.
+    pub kind: String,
+    pub name: String,
+    pub needs_from_lsn: String,
+    pub needs_from_lsn_u64: u64,
+    pub retained_bytes: u64,
+}
+
+/// Drops WAL that no replica or slot needs (`advance_wal`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WalTruncated, ReplicationError>")]
+pub struct TruncateWal;
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WalTruncated {
+    pub records_removed: usize,
+    pub oldest_retained_lsn: String,
+    pub oldest_retained_lsn_u64: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotType {
+    Physical,
+    Logical,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SlotView, ReplicationError>")]
+pub struct CreateSlot {
+    pub slot_name: String,
+    pub slot_type: SlotType,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<SlotView>")]
+pub struct ListSlots;
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SlotView, ReplicationError>")]
+pub struct GetSlot {
+    pub slot_name: String,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReplicationError>")]
+pub struct DropSlot {
+    pub slot_name: String,
+}
+
+/// Confirms consumption up to `lsn`: WAL before it is no longer held for the slot.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SlotView, ReplicationError>")]
+pub struct AdvanceSlot {
+    pub slot_name: String,
+    pub lsn: u64,
+}
+
+/// A logical slot's changes decoded from the WAL after its confirmed position (not consumed).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SlotChanges, ReplicationError>")]
+pub struct PeekSlotChanges {
+    pub slot_name: String,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SlotView {
+    pub slot_name: String,
+    pub slot_type: SlotType,
+    /// Whether a consumer streams from it now (none does until streaming consumers arrive).
+    pub active: bool,
+    pub restart_lsn: String,
+    pub restart_lsn_u64: u64,
+    /// Logical slots: consumed up to here. Physical slots: equal to restart_lsn.
+    pub confirmed_flush_lsn: String,
+    pub confirmed_flush_lsn_u64: u64,
+    /// WAL bytes this slot holds back.
+    pub retained_bytes: u64,
+    /// `reserved`: every byte it needs is kept (clusterd never drops WAL a slot needs).
+    pub wal_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SlotChanges {
+    pub slot_name: String,
+    pub confirmed_flush_lsn: String,
+    pub changes: Vec<DecodedChange>,
+    /// Where to advance the slot to after consuming these.
+    pub next_lsn: String,
+    pub next_lsn_u64: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DecodedChange {
+    /// The record holding the change, and where it ends.
+    pub lsn: String,
+    pub lsn_u64: u64,
+    pub end_lsn_u64: u64,
+    pub committed_at_ms: i64,
+    pub op: OpKind,
+    pub table: String,
+    pub key: String,
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<serde_json::Value>,
 }

@@ -19,6 +19,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 /// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
 /// replica's id; each keeps its own log.
 const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
@@ -34,6 +35,8 @@ pub enum RecordTable {
     Replicas,
     /// Settings changed at run time: name -> JSON.
     Settings,
+    /// Replication slots: name -> JSON of type and positions.
+    Slots,
 }
 
 impl RecordTable {
@@ -42,6 +45,7 @@ impl RecordTable {
             RecordTable::ClusterNodes => CLUSTER_NODES,
             RecordTable::Replicas => REPLICAS,
             RecordTable::Settings => SETTINGS,
+            RecordTable::Slots => SLOTS,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct LogCommit {
     pub rows: Vec<RowWrite>,
     /// Meta keys to set in the same transaction (positions).
     pub meta: Vec<(String, u64)>,
+    /// Drop the owner's records that start before this lsn, in the same transaction.
+    pub truncate_before: Option<u64>,
 }
 
 /// The process's durable store.
@@ -125,6 +131,7 @@ impl Store {
         tx.open_table(CLUSTER_NODES).map_err(backend)?;
         tx.open_table(REPLICAS).map_err(backend)?;
         tx.open_table(SETTINGS).map_err(backend)?;
+        tx.open_table(SLOTS).map_err(backend)?;
         tx.open_table(WAL).map_err(backend)?;
         tx.open_table(ROWS).map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -292,6 +299,17 @@ impl Store {
                     for (k, v) in &commit.meta {
                         meta.insert(k.as_str(), *v).map_err(backend)?;
                     }
+                    if let Some(before) = commit.truncate_before {
+                        let old: Vec<u64> = wal
+                            .range((owner, 0)..(owner, before))
+                            .map_err(backend)?
+                            .map(|row| row.map(|(k, _)| k.value().1))
+                            .collect::<Result<_, _>>()
+                            .map_err(backend)?;
+                        for k in old {
+                            wal.remove((owner, k)).map_err(backend)?;
+                        }
+                    }
                 }
                 tx.commit().map_err(backend)
             }
@@ -313,6 +331,13 @@ impl Store {
                 }
                 for (k, v) in &commit.meta {
                     m.meta.insert(k.clone(), *v);
+                }
+                if let Some(before) = commit.truncate_before {
+                    let old: Vec<(String, u64)> =
+                        m.wal.range((owner.to_string(), 0)..(owner.to_string(), before)).map(|(k, _)| k.clone()).collect();
+                    for k in old {
+                        m.wal.remove(&k);
+                    }
                 }
                 Ok(())
             }
@@ -487,6 +512,7 @@ mod tests {
             records: vec![(0, b"aaaa".to_vec()), (4, b"bb".to_vec())],
             rows: vec![write("t", "k1", Some(b"v1")), write("t", "k2", Some(b"v2"))],
             meta: vec![("primary.flush_lsn".into(), 6)],
+            truncate_before: None,
         };
         s.commit_log("primary", &first).expect("commit");
         // Another owner's log and rows stay apart.
@@ -496,6 +522,7 @@ mod tests {
             records: vec![(6, b"ccc".to_vec())],
             rows: vec![write("t", "k1", None)],
             meta: vec![],
+            truncate_before: None,
         };
         s.commit_log("primary", &second).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((0, 6, 3)));
@@ -509,6 +536,10 @@ mod tests {
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((6, 6, 3)));
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
         assert_eq!(s.get_meta("primary.flush_lsn").expect("meta"), Some(6));
+        // A commit can drop older records of its owner in the same transaction.
+        s.commit_log("primary", &LogCommit { records: vec![(9, b"dd".to_vec())], truncate_before: Some(9), ..Default::default() })
+            .expect("commit");
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
     }
 
     #[test]

@@ -194,6 +194,19 @@ struct Waiter {
     reply: oneshot::Sender<Result<ReplicateAck, ReplicationError>>,
 }
 
+/// The durable record of a slot.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SlotRecord {
+    slot_type: SlotType,
+    restart_lsn: u64,
+    confirmed_flush_lsn: u64,
+}
+
+/// Most slots: each one holds WAL back.
+pub const MAX_SLOTS: usize = 64;
+/// How often WAL nobody needs is dropped on its own (`/wal/truncate` does it at once).
+const AUTO_TRUNCATE_EVERY: Duration = Duration::from_secs(10);
+
 /// The durable record of a replica's membership.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct ReplicaRecord {
@@ -226,6 +239,8 @@ pub struct PrimaryActor {
     heartbeat_check: Option<SpawnHandle>,
     /// (when, operations, WAL bytes) of each group commit, over [`THROUGHPUT_WINDOW`].
     commits: VecDeque<(Instant, u64, u64)>,
+    slots: BTreeMap<String, SlotRecord>,
+    truncate_in_flight: bool,
 }
 
 impl PrimaryActor {
@@ -257,6 +272,8 @@ impl PrimaryActor {
             bootstrap_replicas,
             heartbeat_check: None,
             commits: VecDeque::new(),
+            slots: BTreeMap::new(),
+            truncate_in_flight: false,
         }
     }
 
@@ -301,10 +318,17 @@ impl PrimaryActor {
                 Some(bytes) => serde_json::from_slice::<ReplicationSettingsView>(&bytes).ok(),
                 None => None,
             };
-            Ok((rows, flush, replicas, fresh, settings))
+            let mut slots = BTreeMap::new();
+            for (name, bytes) in store.list_records(RecordTable::Slots)? {
+                if let Ok(slot) = serde_json::from_slice::<SlotRecord>(&bytes) {
+                    slots.insert(name, slot);
+                }
+            }
+            Ok((rows, flush, replicas, fresh, settings, slots))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((rows, flush, replicas, fresh, settings))) => {
+            Ok(Ok((rows, flush, replicas, fresh, settings, slots))) => {
+                act.slots = slots;
                 if let Some(saved) = settings {
                     if saved != act.settings.view() {
                         tracing::info!("replication settings changed at run time earlier override the config file");
@@ -592,6 +616,7 @@ impl PrimaryActor {
             records: batches.iter().map(|b| (b.lsn, b.bytes.to_vec())).collect(),
             rows,
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
+            truncate_before: None,
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
@@ -939,6 +964,11 @@ impl Actor for PrimaryActor {
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
         self.restart_heartbeat_check(ctx);
+        ctx.run_interval(AUTO_TRUNCATE_EVERY, |act, ctx| {
+            if !act.crashed && !act.truncate_in_flight {
+                act.truncate(ctx, None);
+            }
+        });
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
@@ -1595,5 +1625,320 @@ impl Handler<SetHeartbeat> for PrimaryActor {
         next.heartbeat_interval_ms = msg.interval_ms;
         next.heartbeat_timeout_ms = msg.timeout_ms;
         self.save_settings(next)
+    }
+}
+
+impl PrimaryActor {
+    /// What holds WAL back: every replica (from its flushed position: what it has not made
+    /// durable yet, it may need again) and every slot (from its restart position).
+    fn holders(&self) -> Vec<WalHolder> {
+        let flush = self.flush_lsn;
+        let holder = |kind: &str, name: &str, lsn: u64| WalHolder {
+            kind: kind.into(),
+            name: name.into(),
+            needs_from_lsn: lsn_text(lsn),
+            needs_from_lsn_u64: lsn,
+            retained_bytes: flush.saturating_sub(lsn),
+        };
+        let mut out: Vec<WalHolder> = self.replicas.iter().map(|(id, e)| holder("replica", id, e.flush_lsn)).collect();
+        out.extend(self.slots.iter().map(|(name, s)| holder("slot", name, s.restart_lsn)));
+        out
+    }
+
+    /// WAL before this lsn is needed by nobody.
+    fn truncatable_before(&self) -> u64 {
+        self.holders().iter().map(|h| h.needs_from_lsn_u64).min().unwrap_or(self.flush_lsn).min(self.flush_lsn)
+    }
+
+    /// Drops WAL nobody needs, off the arbiter; answers on `reply` when asked to.
+    fn truncate(&mut self, ctx: &mut Context<Self>, reply: Option<oneshot::Sender<Result<WalTruncated, ReplicationError>>>) {
+        let before = self.truncatable_before();
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        self.truncate_in_flight = true;
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            let removed = store.truncate_log(&primary, before)?;
+            let oldest = store.log_bounds(&primary)?.map(|b| b.0).unwrap_or(before);
+            Ok::<_, crate::storage::StorageError>((removed, oldest))
+        });
+        ctx.spawn(work.into_actor(self).map(move |res, act, _| {
+            act.truncate_in_flight = false;
+            let result = match res {
+                Ok(Ok((removed, oldest))) => {
+                    if removed > 0 {
+                        tracing::info!(removed, oldest_retained_lsn = %lsn_text(oldest), "WAL truncated");
+                    }
+                    Ok(WalTruncated { records_removed: removed, oldest_retained_lsn: lsn_text(oldest), oldest_retained_lsn_u64: oldest })
+                }
+                Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+                Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }));
+    }
+
+    fn slot_view(&self, name: &str, s: &SlotRecord) -> SlotView {
+        SlotView {
+            slot_name: name.to_string(),
+            slot_type: s.slot_type,
+            active: false,
+            restart_lsn: lsn_text(s.restart_lsn),
+            restart_lsn_u64: s.restart_lsn,
+            confirmed_flush_lsn: lsn_text(s.confirmed_flush_lsn),
+            confirmed_flush_lsn_u64: s.confirmed_flush_lsn,
+            retained_bytes: self.flush_lsn.saturating_sub(s.restart_lsn),
+            wal_status: "reserved".into(),
+        }
+    }
+
+    fn slot_event(&self, created: bool, name: &str, s: &SlotRecord) {
+        let change = SlotChange {
+            slot_name: name.to_string(),
+            slot_type: match s.slot_type {
+                SlotType::Physical => "physical".into(),
+                SlotType::Logical => "logical".into(),
+            },
+            active: false,
+            restart_lsn: lsn_text(s.restart_lsn),
+            confirmed_flush_lsn: lsn_text(s.confirmed_flush_lsn),
+        };
+        let payload = if created { EventPayload::SlotCreated(change) } else { EventPayload::SlotDropped(change) };
+        self.publish(Severity::Info, format!("slot:{name}"), payload);
+    }
+
+    /// Writes (or deletes) a slot's record off the arbiter, then applies.
+    fn persist_slot<T: 'static>(
+        &mut self,
+        name: String,
+        record: Option<SlotRecord>,
+        apply: impl FnOnce(&mut Self) -> Result<T, ReplicationError> + 'static,
+    ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
+        let store = self.store.clone();
+        let write = actix_web::rt::task::spawn_blocking(move || match record {
+            Some(r) => {
+                let bytes = serde_json::to_vec(&r).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+                store.put_record(RecordTable::Slots, &name, &bytes)
+            }
+            None => store.delete_record(RecordTable::Slots, &name),
+        });
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(())) => apply(act),
+            Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+            Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+        })))
+    }
+}
+
+fn slot_not_found(slot_name: String) -> ReplicationError {
+    ReplicationError::SlotNotFound { slot_name }
+}
+
+impl Handler<GetWalStatus> for PrimaryActor {
+    type Result = ResponseActFuture<Self, Result<WalStatus, ReplicationError>>;
+    fn handle(&mut self, _: GetWalStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        let bounds = actix_web::rt::task::spawn_blocking(move || store.log_bounds(&primary));
+        Box::pin(bounds.into_actor(self).map(|res, act, _| {
+            let oldest = match res {
+                Ok(Ok(b)) => b.map(|b| b.0).unwrap_or(act.flush_lsn),
+                Ok(Err(e)) => return Err(ReplicationError::Storage { message: e.to_string() }),
+                Err(e) => return Err(ReplicationError::Storage { message: e.to_string() }),
+            };
+            Ok(WalStatus {
+                current_lsn: lsn_text(act.next_lsn),
+                current_lsn_u64: act.next_lsn,
+                flushed_lsn: lsn_text(act.flush_lsn),
+                flushed_lsn_u64: act.flush_lsn,
+                oldest_retained_lsn: lsn_text(oldest),
+                oldest_retained_lsn_u64: oldest,
+                retained_bytes: act.flush_lsn.saturating_sub(oldest),
+                retained_by: act.holders(),
+                truncatable_before_u64: act.truncatable_before(),
+            })
+        }))
+    }
+}
+
+impl Handler<TruncateWal> for PrimaryActor {
+    type Result = ResponseFuture<Result<WalTruncated, ReplicationError>>;
+    fn handle(&mut self, _: TruncateWal, ctx: &mut Self::Context) -> Self::Result {
+        if self.crashed {
+            let primary = self.settings.primary.clone();
+            return Box::pin(async move { Err(ReplicationError::PrimaryDown { primary }) });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.truncate(ctx, Some(reply));
+        Box::pin(async move {
+            answer.await.unwrap_or(Err(ReplicationError::Storage { message: "truncation was abandoned".into() }))
+        })
+    }
+}
+
+impl Handler<CreateSlot> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<SlotView, ReplicationError>>;
+    fn handle(&mut self, msg: CreateSlot, _ctx: &mut Self::Context) -> Self::Result {
+        let refuse_now = |e| AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        if let Err(reason) = crate::messages::cluster::validate_id(&msg.slot_name) {
+            return refuse_now(ReplicationError::InvalidField { field: "slot_name".into(), reason });
+        }
+        if self.slots.contains_key(&msg.slot_name) {
+            return refuse_now(ReplicationError::SlotExists { slot_name: msg.slot_name });
+        }
+        if self.slots.len() >= MAX_SLOTS {
+            return refuse_now(ReplicationError::InvalidField {
+                field: "slot_name".into(),
+                reason: format!("at most {MAX_SLOTS} slots; drop one first"),
+            });
+        }
+        let record = SlotRecord { slot_type: msg.slot_type, restart_lsn: self.flush_lsn, confirmed_flush_lsn: self.flush_lsn };
+        let name = msg.slot_name;
+        let stored = record.clone();
+        self.persist_slot(name.clone(), Some(record), move |act| {
+            act.slots.insert(name.clone(), stored.clone());
+            act.slot_event(true, &name, &stored);
+            Ok(act.slot_view(&name, &stored))
+        })
+    }
+}
+
+impl Handler<ListSlots> for PrimaryActor {
+    type Result = MessageResult<ListSlots>;
+    fn handle(&mut self, _: ListSlots, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.slots.iter().map(|(n, s)| self.slot_view(n, s)).collect())
+    }
+}
+
+impl Handler<GetSlot> for PrimaryActor {
+    type Result = Result<SlotView, ReplicationError>;
+    fn handle(&mut self, msg: GetSlot, _ctx: &mut Self::Context) -> Self::Result {
+        match self.slots.get(&msg.slot_name) {
+            Some(s) => Ok(self.slot_view(&msg.slot_name, s)),
+            None => Err(slot_not_found(msg.slot_name)),
+        }
+    }
+}
+
+impl Handler<DropSlot> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<(), ReplicationError>>;
+    fn handle(&mut self, msg: DropSlot, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.slots.get(&msg.slot_name).cloned() else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(slot_not_found(msg.slot_name)))));
+        };
+        let name = msg.slot_name;
+        self.persist_slot(name.clone(), None, move |act| {
+            act.slots.remove(&name);
+            act.slot_event(false, &name, &record);
+            Ok(())
+        })
+    }
+}
+
+impl Handler<AdvanceSlot> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<SlotView, ReplicationError>>;
+    fn handle(&mut self, msg: AdvanceSlot, _ctx: &mut Self::Context) -> Self::Result {
+        let refuse_now = |e| AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        let Some(current) = self.slots.get(&msg.slot_name).cloned() else {
+            return refuse_now(slot_not_found(msg.slot_name));
+        };
+        if msg.lsn > self.flush_lsn {
+            return refuse_now(ReplicationError::InvalidField {
+                field: "lsn".into(),
+                reason: format!("{} is past the flushed WAL ({})", lsn_text(msg.lsn), lsn_text(self.flush_lsn)),
+            });
+        }
+        if msg.lsn < current.confirmed_flush_lsn {
+            return refuse_now(ReplicationError::InvalidField {
+                field: "lsn".into(),
+                reason: format!(
+                    "{} is before the slot's confirmed position {}: a slot only moves forward",
+                    lsn_text(msg.lsn),
+                    lsn_text(current.confirmed_flush_lsn)
+                ),
+            });
+        }
+        let record = SlotRecord { slot_type: current.slot_type, restart_lsn: msg.lsn, confirmed_flush_lsn: msg.lsn };
+        let name = msg.slot_name;
+        let stored = record.clone();
+        self.persist_slot(name.clone(), Some(record), move |act| {
+            act.slots.insert(name.clone(), stored.clone());
+            Ok(act.slot_view(&name, &stored))
+        })
+    }
+}
+
+impl Handler<PeekSlotChanges> for PrimaryActor {
+    type Result = ResponseFuture<Result<SlotChanges, ReplicationError>>;
+    fn handle(&mut self, msg: PeekSlotChanges, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(slot) = self.slots.get(&msg.slot_name).cloned() else {
+            return Box::pin(async move { Err(slot_not_found(msg.slot_name)) });
+        };
+        if slot.slot_type != SlotType::Logical {
+            return Box::pin(async move {
+                Err(ReplicationError::InvalidField {
+                    field: "slot_name".into(),
+                    reason: format!("'{}' is a physical slot: only logical slots decode changes", msg.slot_name),
+                })
+            });
+        }
+        let store = self.store.clone();
+        let primary = self.settings.primary.clone();
+        let limit = msg.limit.max(1);
+        let name = msg.slot_name;
+        Box::pin(async move {
+            let from = slot.confirmed_flush_lsn;
+            let decode = actix_web::rt::task::spawn_blocking(move || {
+                let mut changes = Vec::new();
+                let mut next = from;
+                let mut cursor = from;
+                'records: loop {
+                    let records = store.read_log(&primary, cursor, 1 << 20)?;
+                    if records.is_empty() {
+                        break;
+                    }
+                    for (lsn, bytes) in records {
+                        let end = lsn + bytes.len() as u64;
+                        let record: WalRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                            crate::storage::StorageError::Backend(format!("WAL record at {} unreadable: {e}", lsn_text(lsn)))
+                        })?;
+                        // Whole records only: a consumer advances to a record boundary.
+                        if !changes.is_empty() && changes.len() + record.ops.len() > limit {
+                            break 'records;
+                        }
+                        for op in record.ops {
+                            changes.push(DecodedChange {
+                                lsn: lsn_text(lsn),
+                                lsn_u64: lsn,
+                                end_lsn_u64: end,
+                                committed_at_ms: record.committed_at_ms,
+                                op: op.op,
+                                table: op.table,
+                                key: op.key,
+                                value: op.value,
+                            });
+                        }
+                        next = end;
+                        cursor = end;
+                        if changes.len() >= limit {
+                            break 'records;
+                        }
+                    }
+                }
+                Ok::<_, crate::storage::StorageError>((changes, next))
+            });
+            let (changes, next) = decode
+                .await
+                .map_err(|e| ReplicationError::Storage { message: e.to_string() })?
+                .map_err(|e| ReplicationError::Storage { message: e.to_string() })?;
+            Ok(SlotChanges {
+                slot_name: name,
+                confirmed_flush_lsn: lsn_text(from),
+                changes,
+                next_lsn: lsn_text(next),
+                next_lsn_u64: next,
+            })
+        })
     }
 }

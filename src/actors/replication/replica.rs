@@ -161,10 +161,14 @@ impl ReplicaActor {
                     applied.push((op.table, op.key, value));
                 }
             }
+            // The received log is a durable receive buffer: once the rows it carries are durable
+            // in the same transaction, older records are not needed, so they go too.
+            let first = records.first().map(|r| r.lsn);
             let commit = LogCommit {
                 records: records.iter().map(|r| (r.lsn, r.bytes.to_vec())).collect(),
                 rows: writes,
                 meta: vec![(flush_key(&id), end)],
+                truncate_before: first,
             };
             store.commit_log(&id, &commit)?;
             Ok::<_, crate::storage::StorageError>(applied)

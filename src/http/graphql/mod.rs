@@ -3,10 +3,14 @@
 //! both the `graphql-transport-ws` and the legacy `graphql-ws` protocols.
 //!
 //! Like every face it only translates: queries and mutations become messages to the membership
-//! actor and the event registry, subscriptions are registry subscriptions. No domain logic here.
+//! actor, the replication primary and the event registry, subscriptions are registry
+//! subscriptions. No domain logic here. Each domain brings its own part of the `Query`,
+//! `Mutation` and `Subscription` roots (the cluster's in `query`, `mutation` and `subscription`,
+//! replication's in [`replication`]), merged into one schema.
 
 mod mutation;
 mod query;
+pub mod replication;
 mod schema;
 mod subscription;
 mod transport;

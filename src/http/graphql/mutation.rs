@@ -1,14 +1,23 @@
-//! Mutations: add, update and remove cluster members. Each is one message to the membership
-//! actor, answered once the change is durable; domain errors carry the REST error codes.
+//! Mutations: add, update and remove cluster members, each one message to the membership actor,
+//! answered once the change is durable; domain errors carry the REST error codes. Merged with the
+//! replication domain's mutations into the `Mutation` root.
 
-use async_graphql::{Context, Object, ID};
+use async_graphql::{Context, MergedObject, Object, ID};
 use serde_json::Value as JsonValue;
 
+use super::replication::ReplicationMutation;
 use super::schema::{gql_error, runtime, to_gql, NodeObject};
 use crate::http::error::ApiError;
 use crate::messages::cluster::{AddNode, NodeMetadata, RemoveNode, UpdateNodeMetadata};
 
-pub struct MutationRoot;
+/// The `Mutation` root: every domain's mutations side by side.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(ClusterMutation, ReplicationMutation);
+
+/// The cluster's mutations.
+#[derive(Default)]
+pub struct ClusterMutation;
 
 /// Metadata must be a JSON object (what REST accepts too); anything else names the argument.
 fn metadata_object(value: JsonValue) -> async_graphql::Result<NodeMetadata> {
@@ -32,8 +41,8 @@ fn json_kind(v: &JsonValue) -> &'static str {
     }
 }
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
+#[Object]
+impl ClusterMutation {
     /// Adds a member (it joins the cluster and its node actor starts).
     async fn add_node(
         &self,

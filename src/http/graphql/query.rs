@@ -1,8 +1,10 @@
-//! Queries: cluster status and health, nodes, and retained events. Each is one message to the
-//! membership actor or the event registry.
+//! Queries: cluster status and health, nodes, and retained events, each one message to the
+//! membership actor or the event registry; merged with the replication domain's queries into the
+//! `Query` root.
 
-use async_graphql::{Context, Object, ID};
+use async_graphql::{Context, MergedObject, Object, ID};
 
+use super::replication::ReplicationQuery;
 use super::schema::{
     filter_of, gql_error, runtime, to_gql, ClusterEventObject, ClusterHealthObject,
     ClusterStatusObject, EventFilterInput, NodeObject,
@@ -18,10 +20,17 @@ pub const DEFAULT_EVENTS_LIMIT: i32 = 100;
 /// Most events one `events` query may return (the same bound as `GET /api/v1/events`).
 pub const MAX_EVENTS_LIMIT: i32 = 10_000;
 
-pub struct QueryRoot;
+/// The `Query` root: every domain's queries side by side.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(ClusterQuery, ReplicationQuery);
 
-#[Object(name = "Query")]
-impl QueryRoot {
+/// The cluster's queries.
+#[derive(Default)]
+pub struct ClusterQuery;
+
+#[Object]
+impl ClusterQuery {
     /// Leader, term, members and quorum.
     async fn cluster_status(
         &self,

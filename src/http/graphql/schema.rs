@@ -30,11 +30,15 @@ pub const MAX_COMPLEXITY: usize = 1000;
 /// Builds the schema on a running runtime: every resolver reaches the actors through the
 /// [`RuntimeHandle`] in the schema data.
 pub fn schema(runtime: RuntimeHandle) -> ClusterSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(runtime)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(runtime)
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .finish()
 }
 
 /// Who is on the other end of a subscription connection, put in the connection data by the

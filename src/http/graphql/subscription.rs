@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use actix_web::http::StatusCode;
-use async_graphql::{Context, ErrorExtensions, Subscription, ID};
+use async_graphql::{Context, ErrorExtensions, MergedSubscription, Subscription, ID};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
+use super::replication::ReplicationSubscription;
 use super::schema::{
     filter_of, gql_error, runtime, to_gql, ClusterEventObject, ClusterHealthEvent, ConnectionInfo,
     EventFilterInput, NodeStatusEvent,
@@ -36,12 +37,19 @@ use crate::runtime::EventSubscription;
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 64;
 
 /// What a subscription stream yields: an event, or an error telling of lost events or the end.
-type Item = async_graphql::Result<SharedEvent>;
+pub(super) type Item = async_graphql::Result<SharedEvent>;
 
-pub struct SubscriptionRoot;
+/// The `Subscription` root: every domain's subscriptions side by side.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(ClusterSubscription, ReplicationSubscription);
 
-#[Subscription(name = "Subscription")]
-impl SubscriptionRoot {
+/// The cluster's subscriptions, and the whole-envelope `events`.
+#[derive(Default)]
+pub struct ClusterSubscription;
+
+#[Subscription]
+impl ClusterSubscription {
     /// Every event the filter admits, as the whole envelope. With `filter.sinceSeq`, retained
     /// events after it are replayed first, then live ones follow with no gap. Dropped events
     /// (the client fell behind) come as an error with code `lagged`; the end of the subscription
@@ -98,8 +106,8 @@ impl SubscriptionRoot {
 
 /// Registers with the registry as a GraphQL subscriber named after its field, and returns its
 /// deliveries as a stream that counts itself in the metrics and against its connection's cap
-/// while it lives.
-async fn subscribe(
+/// while it lives. Every subscription field of every domain goes through here.
+pub(super) async fn subscribe(
     ctx: &Context<'_>,
     field: &str,
     filter: EventFilter,
@@ -249,7 +257,7 @@ impl Drop for ConnectionSlot {
 /// A subscription's deliveries, counted as an active GraphQL subscription (and holding its
 /// connection slot) from creation until drop (the client completed it, the connection closed,
 /// or the registry ended it).
-struct CountedStream {
+pub(super) struct CountedStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
     metrics: Arc<Metrics>,
     /// `None` for a schema executed without a connection (in-process).

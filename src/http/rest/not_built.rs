@@ -6,14 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/api/v1/replication/wal", "replication"),
-    ("POST", "/api/v1/replication/wal/truncate", "replication"),
-    ("POST", "/api/v1/replication/slots", "replication"),
-    ("GET", "/api/v1/replication/slots", "replication"),
-    ("GET", "/api/v1/replication/slots/{name}", "replication"),
-    ("GET", "/api/v1/replication/slots/{name}/changes", "replication"),
-    ("POST", "/api/v1/replication/slots/{name}/advance", "replication"),
-    ("DELETE", "/api/v1/replication/slots/{name}", "replication"),
     ("POST", "/api/v1/replication/snapshots", "replication"),
     ("GET", "/api/v1/replication/snapshots", "replication"),
     ("POST", "/api/v1/replication/snapshots/{id}/restore", "replication"),

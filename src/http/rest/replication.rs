@@ -29,6 +29,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/replication/conflict-strategy", web::put().to(set_conflict_strategy))
         .route("/api/v1/replication/heartbeat", web::put().to(set_heartbeat))
         .route("/api/v1/data/{table}/{key}", web::get().to(read_row))
+        .route("/api/v1/replication/wal", web::get().to(wal_status))
+        .route("/api/v1/replication/wal/truncate", web::post().to(wal_truncate))
+        .route("/api/v1/replication/slots", web::post().to(create_slot))
+        .route("/api/v1/replication/slots", web::get().to(list_slots))
+        .route("/api/v1/replication/slots/{name}", web::get().to(get_slot))
+        .route("/api/v1/replication/slots/{name}", web::delete().to(drop_slot))
+        .route("/api/v1/replication/slots/{name}/changes", web::get().to(slot_changes))
+        .route("/api/v1/replication/slots/{name}/advance", web::post().to(advance_slot))
         .route("/health/primary", web::get().to(health_primary))
         .route("/health/replica", web::get().to(health_replica));
 }
@@ -66,6 +74,10 @@ impl From<ReplicationError> for ApiError {
                     "missing": missing,
                 }))
             }
+            ReplicationError::SlotNotFound { slot_name } => ApiError::not_found("slot_not_found", message)
+                .with_details(json!({ "slot_name": slot_name })),
+            ReplicationError::SlotExists { slot_name } => ApiError::new(StatusCode::CONFLICT, "slot_exists", message)
+                .with_details(json!({ "slot_name": slot_name })),
             ReplicationError::Storage { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
             }
@@ -328,6 +340,116 @@ pub async fn read_row(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/replication/wal", tag = "replication",
+    responses((status = 200, description = "Current, flushed and oldest retained lsn, retained bytes, what holds retention", body = WalStatus)))]
+pub async fn wal_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(GetWalStatus).await??))
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/wal/truncate", tag = "replication",
+    responses((status = 200, description = "advance_wal: WAL no replica or slot needs is dropped; the new oldest lsn", body = WalTruncated)))]
+pub async fn wal_truncate(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(TruncateWal).await??))
+}
+
+/// Body of `POST /api/v1/replication/slots`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSlotBody {
+    pub slot_name: String,
+    pub slot_type: SlotType,
+}
+
+/// Body of `POST /api/v1/replication/slots/{name}/advance`: an lsn as `X/Y` text or a number.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceSlotBody {
+    #[schema(value_type = String)]
+    pub lsn: serde_json::Value,
+}
+
+/// Parses an lsn given as PostgreSQL text (`0/16B3748`) or as a number.
+pub fn parse_lsn(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => {
+            let (hi, lo) = s.split_once('/')?;
+            let hi = u64::from_str_radix(hi, 16).ok()?;
+            let lo = u64::from_str_radix(lo, 16).ok()?;
+            (hi <= 0xFFFF_FFFF && lo <= 0xFFFF_FFFF).then_some((hi << 32) | lo)
+        }
+        _ => None,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/slots", tag = "replication", request_body = CreateSlotBody,
+    responses((status = 201, description = "Created at the current flushed lsn; it holds WAL from there", body = SlotView),
+              (status = 409, description = "A slot with that name exists")))]
+pub async fn create_slot(runtime: web::Data<RuntimeHandle>, body: web::Json<CreateSlotBody>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let view = runtime.primary().send(CreateSlot { slot_name: b.slot_name, slot_type: b.slot_type }).await??;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/slots", tag = "replication",
+    responses((status = 200, description = "Every slot", body = Object)))]
+pub async fn list_slots(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let slots = runtime.primary().send(ListSlots).await?;
+    Ok(HttpResponse::Ok().json(json!({ "total": slots.len(), "slots": slots })))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/slots/{name}", tag = "replication",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "active, restart_lsn, confirmed_flush_lsn, retained_bytes, wal_status", body = SlotView),
+              (status = 404, description = "No such slot")))]
+pub async fn get_slot(runtime: web::Data<RuntimeHandle>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.primary().send(GetSlot { slot_name: name.into_inner() }).await??))
+}
+
+#[utoipa::path(delete, path = "/api/v1/replication/slots/{name}", tag = "replication",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "Dropped; the WAL it held can go"), (status = 404, description = "No such slot")))]
+pub async fn drop_slot(runtime: web::Data<RuntimeHandle>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    runtime.primary().send(DropSlot { slot_name: name.into_inner() }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/slots/{name}/changes", tag = "replication",
+    params(("name" = String, Path), ("limit" = Option<usize>, Query, description = "Most changes (default 100, max 10000); whole records only")),
+    responses((status = 200, description = "Changes decoded from the WAL after confirmed_flush_lsn, not consumed; advance to next_lsn after using them", body = SlotChanges),
+              (status = 400, description = "A physical slot"), (status = 404, description = "No such slot")))]
+pub async fn slot_changes(
+    runtime: web::Data<RuntimeHandle>,
+    name: web::Path<String>,
+    query: web::Query<ChangesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("expected 1 to 10000, got {limit}")));
+    }
+    Ok(HttpResponse::Ok().json(runtime.primary().send(PeekSlotChanges { slot_name: name.into_inner(), limit }).await??))
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/slots/{name}/advance", tag = "replication", request_body = AdvanceSlotBody,
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Consumption confirmed up to lsn", body = SlotView),
+              (status = 400, description = "lsn unreadable, past the flushed WAL, or before the slot's position"),
+              (status = 404, description = "No such slot")))]
+pub async fn advance_slot(
+    runtime: web::Data<RuntimeHandle>,
+    name: web::Path<String>,
+    body: web::Json<AdvanceSlotBody>,
+) -> Result<HttpResponse, ApiError> {
+    let lsn = parse_lsn(&body.lsn).ok_or_else(|| ApiError::invalid("lsn", "expected an lsn like \"0/16B3748\" or a number"))?;
+    Ok(HttpResponse::Ok().json(runtime.primary().send(AdvanceSlot { slot_name: name.into_inner(), lsn }).await??))
+}
+
 #[utoipa::path(get, path = "/health/primary", tag = "health",
     responses((status = 200, description = "The primary is up and writable"), (status = 503, description = "It is not")))]
 pub async fn health_primary(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
@@ -397,5 +519,16 @@ mod tests {
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("3 parsecs"), None);
+    }
+
+    #[test]
+    fn lsns_parse_in_both_forms() {
+        use super::parse_lsn;
+        use serde_json::json;
+        assert_eq!(parse_lsn(&json!("0/6B")), Some(0x6B));
+        assert_eq!(parse_lsn(&json!("1/0")), Some(1 << 32));
+        assert_eq!(parse_lsn(&json!(107)), Some(107));
+        assert_eq!(parse_lsn(&json!("6B")), None);
+        assert_eq!(parse_lsn(&json!(-1)), None);
     }
 }

@@ -1,0 +1,26 @@
+//! The replication domain over GraphQL: queries for status, replicas, lag, throughput, health and
+//! rows; mutations for the data path (`replicate`), the replica lifecycle and the acknowledgement
+//! mode; subscriptions `replicationLagUpdates` and `replicaStatusChanges`, fed from the event
+//! registry like every other subscription.
+//!
+//! Like the REST face (`crate::http::rest::replication`) it only translates: every resolver is one
+//! message to the primary actor, and its errors go through the same `ApiError` conversion, so
+//! `extensions.code` is the REST error code (`replica_not_found`, `duplicate_key`,
+//! `replication_timeout` …) with the same `details`.
+//!
+//! Replication slots are not built yet, so there is no `slots` query.
+
+mod mutation;
+mod query;
+mod subscription;
+mod types;
+
+pub use mutation::ReplicationMutation;
+pub use query::ReplicationQuery;
+pub use subscription::ReplicationSubscription;
+pub use types::{
+    LagHistoryObject, LagSampleObject, OpInput, OpKindValue, ReplicaHealthObject, ReplicaLagObject,
+    ReplicaModeValue, ReplicaObject, ReplicaStatusEvent, ReplicaThroughputObject,
+    ReplicateAckObject, ReplicationHealthObject, ReplicationLagEvent, ReplicationModeValue,
+    ReplicationSettingsObject, ReplicationStatusObject, ReplicationThroughputObject, RowObject,
+};
