@@ -764,8 +764,7 @@ async fn the_openapi_document_lists_every_route_and_swagger_ui_serves_offline() 
     }
     // Routes of domains not built yet, documented with their 501.
     for (method, path) in [
-        ("post", "/api/v1/replication/slots"),
-        ("get", "/api/v1/replication/snapshots"),
+        ("post", "/api/v1/rac/blocks/{block_id}/read"),
         ("get", "/api/v1/rac/status"),
         ("post", "/api/v1/cluster/nodes/{id}/promote"),
         ("get", "/api/v1/replication/sharding/statistics"),
@@ -797,10 +796,10 @@ async fn routes_of_domains_not_built_yet_answer_501_naming_the_domain() {
     let (_runtime, api) = start(quiet_config()).await;
 
     let d = api
-        .post("/api/v1/replication/slots", json!({"slot_name": "s1", "slot_type": "logical"}))
+        .post("/api/v1/replication/sharding/tables", json!({"table": "orders", "shard_key": "id", "strategy": "hash", "shards": 4}))
         .await
         .expect_error(501, "not_implemented");
-    assert_eq!(d["domain"], "replication");
+    assert_eq!(d["domain"], "sharding");
     assert_eq!(api.get("/api/v1/rac/status").await.expect_error(501, "not_implemented")["domain"], "rac");
 
     // Every one of them, with its own method.

@@ -456,6 +456,17 @@ pub struct SlotChange {
     pub confirmed_flush_lsn: String,
 }
 
+/// `snapshot_created` / `snapshot_restored`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotChange {
+    pub snapshot_id: String,
+    pub lsn: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The replica restored into (empty for `snapshot_created`).
+    pub target: String,
+}
+
 /// `replication_lag_sample` (an addition to the catalogue): one real lag measurement of a
 /// replica, taken at most once per heartbeat interval from its reports. Built only when a
 /// subscriber wants it; feeds GraphQL's `replicationLagUpdates`.
@@ -500,6 +511,8 @@ pub enum EventPayload {
     ReplicationLagSample(ReplicationLagSample),
     SlotCreated(SlotChange),
     SlotDropped(SlotChange),
+    SnapshotCreated(SnapshotChange),
+    SnapshotRestored(SnapshotChange),
 }
 
 impl EventPayload {
@@ -520,6 +533,8 @@ impl EventPayload {
             EventPayload::ReplicationLagSample(_) => EventType::ReplicationLagSample,
             EventPayload::SlotCreated(_) => EventType::SlotCreated,
             EventPayload::SlotDropped(_) => EventType::SlotDropped,
+            EventPayload::SnapshotCreated(_) => EventType::SnapshotCreated,
+            EventPayload::SnapshotRestored(_) => EventType::SnapshotRestored,
         }
     }
 
@@ -542,6 +557,8 @@ impl EventPayload {
             EventPayload::ReplicationLagSample(p) => s.add(SubjectKind::Replica, &p.replica_id),
             // A slot is no replica, table or shard: slot events are found by type and category.
             EventPayload::SlotCreated(_) | EventPayload::SlotDropped(_) => {}
+            EventPayload::SnapshotCreated(_) => {}
+            EventPayload::SnapshotRestored(p) => s.add(SubjectKind::Replica, &p.target),
             EventPayload::ActorRestarted(p) => {
                 let kind = match p.actor_kind.as_str() {
                     "node" => Some(SubjectKind::Node),

@@ -90,6 +90,10 @@ pub enum ReplicationError {
     /// in time.
     #[error("timed out after {timeout_ms} ms waiting for {missing:?} to flush lsn {lsn}; the write is durable on the primary")]
     SyncTimeout { lsn: u64, timeout_ms: u64, acknowledged_by: Vec<String>, missing: Vec<String> },
+    #[error("no snapshot named '{snapshot_id}'")]
+    SnapshotNotFound { snapshot_id: String },
+    #[error("the WAL after {lsn} is gone (oldest kept: {oldest}); {what} cannot stream from there")]
+    WalGone { lsn: String, oldest: String, what: String },
     #[error("no slot named '{slot_name}'")]
     SlotNotFound { slot_name: String },
     #[error("a slot named '{slot_name}' exists already")]
@@ -436,7 +440,8 @@ pub struct WalStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WalHolder {
-    /// `replica` or `slot`.
+    /// `replica`, `slot`, or `snapshot` (the newest snapshot keeps the WAL since it, so it can
+    /// always seed a replica; a newer snapshot moves that point forward).
     pub kind: String,
     pub name: String,
     pub needs_from_lsn: String,
@@ -541,4 +546,41 @@ pub struct DecodedChange {
     pub key: String,
     #[schema(value_type = Option<Object>)]
     pub value: Option<serde_json::Value>,
+}
+
+/// The primary reseeds a replica from a base copy (its committed rows, or a snapshot's) at
+/// `lsn`; the replica then streams from there.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reseed {
+    pub rows: Arc<Vec<(String, String, serde_json::Value)>>,
+    pub lsn: u64,
+}
+
+/// Takes a consistent snapshot of the primary's tables at its flushed lsn, durably.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SnapshotView, ReplicationError>")]
+pub struct CreateSnapshot;
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<SnapshotView>, ReplicationError>")]
+pub struct ListSnapshots;
+
+/// Reseeds `target` from a snapshot, then streams to it from the snapshot's lsn.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SnapshotView, ReplicationError>")]
+pub struct RestoreSnapshot {
+    pub snapshot_id: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SnapshotView {
+    pub snapshot_id: String,
+    pub lsn: String,
+    pub lsn_u64: u64,
+    pub rows: u64,
+    /// Size of the rows' values, serialized.
+    pub bytes: u64,
+    pub created_at_ms: i64,
 }

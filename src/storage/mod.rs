@@ -20,6 +20,7 @@ const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluste
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 /// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
 /// replica's id; each keeps its own log.
 const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
@@ -37,6 +38,8 @@ pub enum RecordTable {
     Settings,
     /// Replication slots: name -> JSON of type and positions.
     Slots,
+    /// Snapshots of the primary's tables: id -> JSON of lsn and rows.
+    Snapshots,
 }
 
 impl RecordTable {
@@ -46,6 +49,7 @@ impl RecordTable {
             RecordTable::Replicas => REPLICAS,
             RecordTable::Settings => SETTINGS,
             RecordTable::Slots => SLOTS,
+            RecordTable::Snapshots => SNAPSHOTS,
         }
     }
 }
@@ -132,6 +136,7 @@ impl Store {
         tx.open_table(REPLICAS).map_err(backend)?;
         tx.open_table(SETTINGS).map_err(backend)?;
         tx.open_table(SLOTS).map_err(backend)?;
+        tx.open_table(SNAPSHOTS).map_err(backend)?;
         tx.open_table(WAL).map_err(backend)?;
         tx.open_table(ROWS).map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -452,6 +457,72 @@ impl Store {
         }
     }
 
+    /// Replaces all of `owner`'s rows with `rows`, drops its whole log and sets `meta`, in one
+    /// transaction: a replica reseeded from a base copy or a snapshot.
+    pub fn replace_rows(
+        &self,
+        owner: &str,
+        rows: &[(String, String, Vec<u8>)],
+        meta: &[(String, u64)],
+    ) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Disk(db) => {
+                let db = db.read();
+                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let tx = db.begin_write().map_err(backend)?;
+                {
+                    let mut table = tx.open_table(ROWS).map_err(backend)?;
+                    let old: Vec<(String, String)> = table
+                        .range((owner, "", "")..)
+                        .map_err(backend)?
+                        .map(|row| row.map(|(k, _)| {
+                            let (o, t, key) = k.value();
+                            (o.to_string(), t.to_string(), key.to_string())
+                        }))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(backend)?
+                        .into_iter()
+                        .take_while(|(o, _, _)| o == owner)
+                        .map(|(_, t, k)| (t, k))
+                        .collect();
+                    for (t, k) in &old {
+                        table.remove((owner, t.as_str(), k.as_str())).map_err(backend)?;
+                    }
+                    for (t, k, v) in rows {
+                        table.insert((owner, t.as_str(), k.as_str()), v.as_slice()).map_err(backend)?;
+                    }
+                    let mut wal = tx.open_table(WAL).map_err(backend)?;
+                    let lsns: Vec<u64> = wal
+                        .range((owner, 0)..=(owner, u64::MAX))
+                        .map_err(backend)?
+                        .map(|row| row.map(|(k, _)| k.value().1))
+                        .collect::<Result<_, _>>()
+                        .map_err(backend)?;
+                    for l in lsns {
+                        wal.remove((owner, l)).map_err(backend)?;
+                    }
+                    let mut m = tx.open_table(META).map_err(backend)?;
+                    for (k, v) in meta {
+                        m.insert(k.as_str(), *v).map_err(backend)?;
+                    }
+                }
+                tx.commit().map_err(backend)
+            }
+            Backend::Memory(m) => {
+                let mut m = m.lock();
+                m.rows.retain(|(o, _, _), _| o != owner);
+                m.wal.retain(|(o, _), _| o != owner);
+                for (t, k, v) in rows {
+                    m.rows.insert((owner.to_string(), t.clone(), k.clone()), v.clone());
+                }
+                for (k, v) in meta {
+                    m.meta.insert(k.clone(), *v);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Every row of `owner`'s table state: (table, key, value).
     pub fn load_rows(&self, owner: &str) -> Result<Vec<(String, String, Vec<u8>)>, StorageError> {
         match &self.backend {
@@ -540,6 +611,12 @@ mod tests {
         s.commit_log("primary", &LogCommit { records: vec![(9, b"dd".to_vec())], truncate_before: Some(9), ..Default::default() })
             .expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
+        // Reseeding replaces an owner's rows and log, and leaves other owners alone.
+        s.replace_rows("replica-001", &[("u".into(), "x".into(), b"1".to_vec())], &[("r.flush".into(), 9)])
+            .expect("reseed");
+        assert_eq!(s.load_rows("replica-001").expect("rows"), vec![("u".into(), "x".into(), b"1".to_vec())]);
+        assert_eq!(s.log_bounds("replica-001").expect("bounds"), None);
+        assert_eq!(s.load_rows("primary").expect("rows"), vec![("t".into(), "k2".into(), b"v2".to_vec())]);
     }
 
     #[test]

@@ -140,6 +140,8 @@ struct ReplicaEntry {
     catchup_started: Option<Instant>,
     lag_alert_active: bool,
     last_position_event: Option<(Instant, u64, u64, u64)>,
+    /// Being reseeded to this lsn: nothing is shipped until it reports having it.
+    seeding: Option<u64>,
     /// Real lag measurements, oldest first, bounded by [`LAG_SAMPLES`].
     samples: VecDeque<LagSample>,
     last_sample_at: Option<Instant>,
@@ -171,6 +173,7 @@ impl ReplicaEntry {
             catchup_started: None,
             lag_alert_active: false,
             last_position_event: None,
+            seeding: None,
             samples: VecDeque::new(),
             last_sample_at: None,
             replayed: VecDeque::new(),
@@ -241,6 +244,10 @@ pub struct PrimaryActor {
     commits: VecDeque<(Instant, u64, u64)>,
     slots: BTreeMap<String, SlotRecord>,
     truncate_in_flight: bool,
+    /// Start of the oldest WAL record kept: a replica needing older WAL must be reseeded.
+    oldest_retained: u64,
+    /// The newest snapshot (id, lsn): WAL since it is kept, so it can always seed a replica.
+    newest_snapshot: Option<(String, u64)>,
 }
 
 impl PrimaryActor {
@@ -274,6 +281,8 @@ impl PrimaryActor {
             commits: VecDeque::new(),
             slots: BTreeMap::new(),
             truncate_in_flight: false,
+            oldest_retained: 0,
+            newest_snapshot: None,
         }
     }
 
@@ -291,11 +300,17 @@ impl PrimaryActor {
         let bootstrap = self.bootstrap_replicas.clone();
         let load = actix_web::rt::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
             let rows = store.load_rows(&primary)?;
-            let end = match store.log_bounds(&primary)? {
+            let bounds = store.log_bounds(&primary)?;
+            let end = match bounds {
                 Some((_, last, len)) => last + len as u64,
                 None => 0,
             };
             let flush = store.get_meta(&primary_flush_key(&primary))?.unwrap_or(0).max(end);
+            let oldest = bounds.map(|b| b.0).unwrap_or(flush);
+            let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {
+                (Some(n), Some(lsn)) => Some((format!("snap_{n:06}"), lsn)),
+                _ => None,
+            };
             let mut replicas = Vec::new();
             let mut fresh = Vec::new();
             if store.get_meta("replicas_bootstrapped")?.is_some() {
@@ -324,11 +339,13 @@ impl PrimaryActor {
                     slots.insert(name, slot);
                 }
             }
-            Ok((rows, flush, replicas, fresh, settings, slots))
+            Ok((rows, flush, replicas, fresh, settings, slots, oldest, newest_snapshot))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((rows, flush, replicas, fresh, settings, slots))) => {
+            Ok(Ok((rows, flush, replicas, fresh, settings, slots, oldest, newest_snapshot))) => {
                 act.slots = slots;
+                act.newest_snapshot = newest_snapshot;
+                act.oldest_retained = oldest;
                 if let Some(saved) = settings {
                     if saved != act.settings.view() {
                         tracing::info!("replication settings changed at run time earlier override the config file");
@@ -819,7 +836,7 @@ impl PrimaryActor {
         let oldest_recent = self.recent.front().map(|r| r.lsn);
         let Some(e) = self.replicas.get_mut(id) else { return };
         let Some(addr) = e.addr.clone() else { return };
-        if e.paused || !e.connected || e.fetch_in_flight || e.shipped_lsn >= flush {
+        if e.paused || !e.connected || e.fetch_in_flight || e.seeding.is_some() || e.shipped_lsn >= flush {
             return;
         }
         if e.shipped_lsn.saturating_sub(e.write_lsn) >= SHIP_WINDOW {
@@ -872,6 +889,29 @@ impl PrimaryActor {
                         e.shipped_lsn = to;
                     }
                     act.ship_more(&id, ctx);
+                }
+                Ok(Ok(records)) if records.first().is_none_or(|r| r.0 > from) && e.shipped_lsn == from => {
+                    // The WAL it needs is gone: it cannot catch up by streaming. Say so; a
+                    // snapshot restore (or removing and adding it again) reseeds it.
+                    let oldest = records.first().map(|r| r.0).unwrap_or(act.oldest_retained);
+                    let error = ReplicationError::WalGone {
+                        lsn: lsn_text(from),
+                        oldest: lsn_text(oldest),
+                        what: id.clone(),
+                    };
+                    act.set_status(&id, ReplicaStatus::Failed, error.to_string(), BTreeMap::new());
+                    act.publish(
+                        Severity::Error,
+                        format!("replica:{id}"),
+                        EventPayload::ReplicationError(ReplicationErrorEvent {
+                            replica_id: id.clone(),
+                            error_code: "wal_gone".into(),
+                            error_message: error.to_string(),
+                            severity: Severity::Error,
+                            failed_operation: "ship_wal".into(),
+                            retry_count: 0,
+                        }),
+                    );
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),
@@ -1025,6 +1065,15 @@ impl Handler<ReplicaReport> for PrimaryActor {
             return;
         }
         e.last_heard = Some(now);
+        if let Some(seed_lsn) = e.seeding {
+            if msg.restarted && p.flush_lsn == seed_lsn {
+                e.seeding = None;
+            } else {
+                // Still loading its old state; the reseed comes next.
+                e.connected = true;
+                return;
+            }
+        }
         let was_connected = e.connected;
         e.connected = true;
         if msg.restarted || !was_connected {
@@ -1247,17 +1296,69 @@ impl Handler<AddReplica> for PrimaryActor {
         if self.replicas.contains_key(&msg.replica_id) {
             return refuse_now(ReplicationError::ReplicaExists { replica_id: msg.replica_id });
         }
-        if let Some(snapshot) = msg.from_snapshot {
-            return refuse_now(ReplicationError::InvalidField {
-                field: "from_snapshot".into(),
-                reason: format!("no snapshot named '{snapshot}' (snapshots are not built yet)"),
-            });
-        }
         let id = msg.replica_id;
         let mode = msg.mode;
+        let snapshot = msg.from_snapshot;
+        if let Some(snapshot_id) = snapshot {
+            // Seeded from a snapshot: registered like any replica, then restored.
+            let target = id.clone();
+            let store = self.store.clone();
+            let read = actix_web::rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+            let store = self.store.clone();
+            return AtomicResponse::new(Box::pin(read.into_actor(self).then(move |res, act, _ctx| {
+                let snap = match res {
+                    Ok(Ok((_, Some(bytes)))) => serde_json::from_slice::<SnapshotRecord>(&bytes)
+                        .map_err(|e| ReplicationError::Storage { message: e.to_string() }),
+                    Ok(Ok((snapshot_id, None))) => Err(ReplicationError::SnapshotNotFound { snapshot_id }),
+                    Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+                    Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+                };
+                let snap = match snap.and_then(|s| act.check_restorable(&s, &target).map(|()| s)) {
+                    Ok(s) => s,
+                    Err(e) => return Box::pin(actix::fut::ready(Err(e))) as std::pin::Pin<Box<dyn ActorFuture<Self, Output = _>>>,
+                };
+                let write = actix_web::rt::task::spawn_blocking(move || {
+                    let bytes = serde_json::to_vec(&ReplicaRecord { mode }).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+                    store.put_record(RecordTable::Replicas, &target, &bytes).map(|()| target)
+                });
+                Box::pin(write.into_actor(act).map(move |res, act, ctx| {
+                    let target = match res {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => return Err(ReplicationError::Storage { message: e.to_string() }),
+                        Err(e) => return Err(ReplicationError::Storage { message: e.to_string() }),
+                    };
+                    act.replicas.insert(target.clone(), ReplicaEntry::new(mode));
+                    act.start_replica(&target, ctx);
+                    act.publish(
+                        Severity::Info,
+                        format!("replica:{target}"),
+                        EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                            replica_id: target.clone(),
+                            mode: mode_str(mode).into(),
+                            reason: format!("added by operator from snapshot {}", snap.snapshot_id),
+                        }),
+                    );
+                    act.reseed(&target, Arc::new(snap.rows.clone()), snap.lsn);
+                    act.publish(
+                        Severity::Info,
+                        format!("replica:{target}"),
+                        EventPayload::SnapshotRestored(snap.change(&target)),
+                    );
+                    act.replica_view(&target)
+                }))
+            })));
+        }
         self.persist_replica(id.clone(), Some(ReplicaRecord { mode }), move |act, ctx| {
             act.replicas.insert(id.clone(), ReplicaEntry::new(mode));
             act.start_replica(&id, ctx);
+            if act.oldest_retained > 0 {
+                // The WAL from the beginning is gone: start it from a base copy of the
+                // committed rows at the flushed lsn (what pg_basebackup does).
+                let rows: Vec<(String, String, serde_json::Value)> =
+                    act.rows.iter().map(|((t, k), v)| (t.clone(), k.clone(), v.clone())).collect();
+                let lsn = act.flush_lsn;
+                act.reseed(&id, Arc::new(rows), lsn);
+            }
             act.publish(
                 Severity::Info,
                 format!("replica:{id}"),
@@ -1640,8 +1741,15 @@ impl PrimaryActor {
             needs_from_lsn_u64: lsn,
             retained_bytes: flush.saturating_sub(lsn),
         };
-        let mut out: Vec<WalHolder> = self.replicas.iter().map(|(id, e)| holder("replica", id, e.flush_lsn)).collect();
+        let mut out: Vec<WalHolder> = self
+            .replicas
+            .iter()
+            .map(|(id, e)| holder("replica", id, e.seeding.map_or(e.flush_lsn, |seed| seed.min(e.flush_lsn))))
+            .collect();
         out.extend(self.slots.iter().map(|(name, s)| holder("slot", name, s.restart_lsn)));
+        if let Some((id, lsn)) = &self.newest_snapshot {
+            out.push(holder("snapshot", id, *lsn));
+        }
         out
     }
 
@@ -1665,6 +1773,7 @@ impl PrimaryActor {
             act.truncate_in_flight = false;
             let result = match res {
                 Ok(Ok((removed, oldest))) => {
+                    act.oldest_retained = oldest;
                     if removed > 0 {
                         tracing::info!(removed, oldest_retained_lsn = %lsn_text(oldest), "WAL truncated");
                     }
@@ -1940,5 +2049,153 @@ impl Handler<PeekSlotChanges> for PrimaryActor {
                 next_lsn_u64: next,
             })
         })
+    }
+}
+
+/// A snapshot as stored: the primary's committed rows at `lsn`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotRecord {
+    snapshot_id: String,
+    lsn: u64,
+    created_at_ms: i64,
+    bytes: u64,
+    rows: Vec<(String, String, serde_json::Value)>,
+}
+
+impl SnapshotRecord {
+    fn view(&self) -> SnapshotView {
+        SnapshotView {
+            snapshot_id: self.snapshot_id.clone(),
+            lsn: lsn_text(self.lsn),
+            lsn_u64: self.lsn,
+            rows: self.rows.len() as u64,
+            bytes: self.bytes,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    fn change(&self, target: &str) -> SnapshotChange {
+        SnapshotChange {
+            snapshot_id: self.snapshot_id.clone(),
+            lsn: lsn_text(self.lsn),
+            rows: self.rows.len() as u64,
+            bytes: self.bytes,
+            target: target.to_string(),
+        }
+    }
+}
+
+impl PrimaryActor {
+    /// Sends a replica a base copy at `lsn`; nothing is shipped to it until it reports having it.
+    fn reseed(&mut self, id: &str, rows: Arc<Vec<(String, String, serde_json::Value)>>, lsn: u64) {
+        let Some(e) = self.replicas.get_mut(id) else { return };
+        e.seeding = Some(lsn);
+        e.shipped_lsn = lsn;
+        if let Some(addr) = &e.addr {
+            addr.do_send(Reseed { rows, lsn });
+        }
+    }
+
+    /// A snapshot can seed a replica only if the WAL since its lsn is still kept.
+    fn check_restorable(&self, snap: &SnapshotRecord, target: &str) -> Result<(), ReplicationError> {
+        if snap.lsn < self.oldest_retained || snap.lsn > self.flush_lsn {
+            return Err(ReplicationError::WalGone {
+                lsn: lsn_text(snap.lsn),
+                oldest: lsn_text(self.oldest_retained),
+                what: target.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Handler<CreateSnapshot> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<SnapshotView, ReplicationError>>;
+    fn handle(&mut self, _: CreateSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        if self.crashed {
+            let primary = self.settings.primary.clone();
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ReplicationError::PrimaryDown { primary }))));
+        }
+        // The in-memory rows are exactly the committed state at flush_lsn (accepted, not yet
+        // durable batches live in the overlay): a consistent snapshot without a pause.
+        let mut rows: Vec<(String, String, serde_json::Value)> =
+            self.rows.iter().map(|((t, k), v)| (t.clone(), k.clone(), v.clone())).collect();
+        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let lsn = self.flush_lsn;
+        let store = self.store.clone();
+        let write = actix_web::rt::task::spawn_blocking(move || {
+            let n = store.get_meta("snapshot_seq")?.unwrap_or(0) + 1;
+            let bytes = rows.iter().map(|r| r.2.to_string().len() as u64).sum();
+            let record = SnapshotRecord { snapshot_id: format!("snap_{n:06}"), lsn, created_at_ms: now_ms(), bytes, rows };
+            let encoded = serde_json::to_vec(&record).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
+            store.put_record(RecordTable::Snapshots, &record.snapshot_id, &encoded)?;
+            store.put_meta("newest_snapshot_lsn", lsn)?;
+            store.put_meta("snapshot_seq", n)?;
+            Ok::<_, crate::storage::StorageError>(record)
+        });
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(|res, act, _| match res {
+            Ok(Ok(record)) => {
+                act.newest_snapshot = Some((record.snapshot_id.clone(), record.lsn));
+                act.publish(Severity::Info, format!("primary:{}", act.settings.primary), EventPayload::SnapshotCreated(record.change("")));
+                Ok(record.view())
+            }
+            Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
+            Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+        })))
+    }
+}
+
+impl Handler<ListSnapshots> for PrimaryActor {
+    type Result = ResponseFuture<Result<Vec<SnapshotView>, ReplicationError>>;
+    fn handle(&mut self, _: ListSnapshots, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let rows = actix_web::rt::task::spawn_blocking(move || store.list_records(RecordTable::Snapshots))
+                .await
+                .map_err(|e| ReplicationError::Storage { message: e.to_string() })?
+                .map_err(|e| ReplicationError::Storage { message: e.to_string() })?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(_, bytes)| serde_json::from_slice::<SnapshotRecord>(&bytes).ok())
+                .map(|r| r.view())
+                .collect())
+        })
+    }
+}
+
+impl Handler<RestoreSnapshot> for PrimaryActor {
+    type Result = AtomicResponse<Self, Result<SnapshotView, ReplicationError>>;
+    fn handle(&mut self, msg: RestoreSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        match self.replicas.get(&msg.target) {
+            None => {
+                return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ReplicationError::ReplicaNotFound {
+                    replica_id: msg.target,
+                }))))
+            }
+            Some(e) if e.addr.is_none() => {
+                return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ReplicationError::ReplicaDown {
+                    replica_id: msg.target,
+                }))))
+            }
+            Some(_) => {}
+        }
+        let store = self.store.clone();
+        let snapshot_id = msg.snapshot_id;
+        let target = msg.target;
+        let read = actix_web::rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+        AtomicResponse::new(Box::pin(read.into_actor(self).map(move |res, act, _| {
+            let snap = match res {
+                Ok(Ok((_, Some(bytes)))) => serde_json::from_slice::<SnapshotRecord>(&bytes)
+                    .map_err(|e| ReplicationError::Storage { message: e.to_string() })?,
+                Ok(Ok((snapshot_id, None))) => return Err(ReplicationError::SnapshotNotFound { snapshot_id }),
+                Ok(Err(e)) => return Err(ReplicationError::Storage { message: e.to_string() }),
+                Err(e) => return Err(ReplicationError::Storage { message: e.to_string() }),
+            };
+            act.check_restorable(&snap, &target)?;
+            act.reseed(&target, Arc::new(snap.rows.clone()), snap.lsn);
+            act.set_status(&target, ReplicaStatus::CatchingUp, format!("reseeded from snapshot {}", snap.snapshot_id), BTreeMap::new());
+            act.publish(Severity::Info, format!("replica:{target}"), EventPayload::SnapshotRestored(snap.change(&target)));
+            Ok(snap.view())
+        })))
     }
 }

@@ -301,6 +301,45 @@ impl Handler<ReadLocalRow> for ReplicaActor {
     }
 }
 
+impl Handler<Reseed> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, msg: Reseed, ctx: &mut Self::Context) {
+        if self.crashed {
+            return;
+        }
+        let store = self.store.clone();
+        let id = self.replica_id.clone();
+        let rows = msg.rows.clone();
+        let lsn = msg.lsn;
+        let write = actix_web::rt::task::spawn_blocking(move || {
+            let encoded: Vec<(String, String, Vec<u8>)> =
+                rows.iter().map(|(t, k, v)| (t.clone(), k.clone(), v.to_string().into_bytes())).collect();
+            store.replace_rows(&id, &encoded, &[(flush_key(&id), lsn)])
+        });
+        // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
+        ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(())) => {
+                act.rows = msg.rows.iter().map(|(t, k, v)| ((t.clone(), k.clone()), v.clone())).collect();
+                act.pending.clear();
+                act.write_lsn = lsn;
+                act.flush_lsn = lsn;
+                act.replay_lsn = lsn;
+                act.loaded = true;
+                tracing::info!(replica_id = %act.replica_id, lsn, rows = act.rows.len(), "replica reseeded");
+                act.report(true);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(replica_id = %act.replica_id, error = %e, "replica could not be reseeded; restarting");
+                ctx.stop();
+            }
+            Err(e) => {
+                tracing::error!(replica_id = %act.replica_id, error = %e, "reseed task failed; restarting");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
 /// Fault injection: stops as a crash would (what was received but not flushed is lost).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

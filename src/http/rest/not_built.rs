@@ -6,9 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("POST", "/api/v1/replication/snapshots", "replication"),
-    ("GET", "/api/v1/replication/snapshots", "replication"),
-    ("POST", "/api/v1/replication/snapshots/{id}/restore", "replication"),
     ("POST", "/api/v1/cluster/nodes/{id}/demote", "raft"),
     ("POST", "/api/v1/cluster/nodes/{id}/promote", "raft"),
     ("GET", "/api/v1/cluster/raft", "raft"),

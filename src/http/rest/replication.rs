@@ -30,6 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/replication/heartbeat", web::put().to(set_heartbeat))
         .route("/api/v1/data/{table}/{key}", web::get().to(read_row))
         .route("/api/v1/replication/wal", web::get().to(wal_status))
+        .route("/api/v1/replication/snapshots", web::post().to(create_snapshot))
+        .route("/api/v1/replication/snapshots", web::get().to(list_snapshots))
+        .route("/api/v1/replication/snapshots/{id}/restore", web::post().to(restore_snapshot))
         .route("/api/v1/replication/wal/truncate", web::post().to(wal_truncate))
         .route("/api/v1/replication/slots", web::post().to(create_slot))
         .route("/api/v1/replication/slots", web::get().to(list_slots))
@@ -74,6 +77,10 @@ impl From<ReplicationError> for ApiError {
                     "missing": missing,
                 }))
             }
+            ReplicationError::SnapshotNotFound { snapshot_id } => ApiError::not_found("snapshot_not_found", message)
+                .with_details(json!({ "snapshot_id": snapshot_id })),
+            ReplicationError::WalGone { lsn, oldest, what } => ApiError::new(StatusCode::CONFLICT, "wal_gone", message)
+                .with_details(json!({ "lsn": lsn, "oldest_retained_lsn": oldest, "target": what })),
             ReplicationError::SlotNotFound { slot_name } => ApiError::not_found("slot_not_found", message)
                 .with_details(json!({ "slot_name": slot_name })),
             ReplicationError::SlotExists { slot_name } => ApiError::new(StatusCode::CONFLICT, "slot_exists", message)
@@ -350,6 +357,41 @@ pub async fn wal_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpRespons
     responses((status = 200, description = "advance_wal: WAL no replica or slot needs is dropped; the new oldest lsn", body = WalTruncated)))]
 pub async fn wal_truncate(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(runtime.primary().send(TruncateWal).await??))
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/snapshots", tag = "replication",
+    responses((status = 201, description = "A consistent snapshot of the primary's tables at its flushed lsn, durable", body = SnapshotView)))]
+pub async fn create_snapshot(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(runtime.primary().send(CreateSnapshot).await??))
+}
+
+#[utoipa::path(get, path = "/api/v1/replication/snapshots", tag = "replication",
+    responses((status = 200, description = "Every snapshot", body = Object)))]
+pub async fn list_snapshots(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let snapshots = runtime.primary().send(ListSnapshots).await??;
+    Ok(HttpResponse::Ok().json(json!({ "total": snapshots.len(), "snapshots": snapshots })))
+}
+
+/// Body of `POST /api/v1/replication/snapshots/{id}/restore`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    /// The replica to reseed.
+    pub target: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/replication/snapshots/{id}/restore", tag = "replication", request_body = RestoreBody,
+    params(("id" = String, Path, description = "Snapshot id")),
+    responses((status = 200, description = "The replica is reseeded from the snapshot and streams from its lsn", body = SnapshotView),
+              (status = 404, description = "No such snapshot or replica"),
+              (status = 409, description = "The WAL since the snapshot is gone: take a new snapshot")))]
+pub async fn restore_snapshot(
+    runtime: web::Data<RuntimeHandle>,
+    id: web::Path<String>,
+    body: web::Json<RestoreBody>,
+) -> Result<HttpResponse, ApiError> {
+    let view = runtime.primary().send(RestoreSnapshot { snapshot_id: id.into_inner(), target: body.into_inner().target }).await??;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Body of `POST /api/v1/replication/slots`.
