@@ -142,6 +142,8 @@ struct ReplicaEntry {
     last_position_event: Option<(Instant, u64, u64, u64)>,
     /// Being reseeded to this lsn: nothing is shipped until it reports having it.
     seeding: Option<u64>,
+    /// When a crash was injected (while it waits for a restart).
+    crashed_at_ms: Option<i64>,
     /// Real lag measurements, oldest first, bounded by [`LAG_SAMPLES`].
     samples: VecDeque<LagSample>,
     last_sample_at: Option<Instant>,
@@ -174,6 +176,7 @@ impl ReplicaEntry {
             lag_alert_active: false,
             last_position_event: None,
             seeding: None,
+            crashed_at_ms: None,
             samples: VecDeque::new(),
             last_sample_at: None,
             replayed: VecDeque::new(),
@@ -248,6 +251,8 @@ pub struct PrimaryActor {
     oldest_retained: u64,
     /// The newest snapshot (id, lsn): WAL since it is kept, so it can always seed a replica.
     newest_snapshot: Option<(String, u64)>,
+    /// When a crash of the primary was injected.
+    crashed_at_ms: Option<i64>,
 }
 
 impl PrimaryActor {
@@ -283,6 +288,7 @@ impl PrimaryActor {
             truncate_in_flight: false,
             oldest_retained: 0,
             newest_snapshot: None,
+            crashed_at_ms: None,
         }
     }
 
@@ -1561,6 +1567,7 @@ impl Handler<CrashTarget> for PrimaryActor {
                 return Err(ReplicationError::WrongState { replica_id: msg.target, state: "down".into() });
             }
             self.go_down("crashed by fault injection");
+            self.crashed_at_ms = Some(now_ms());
             self.publish(
                 Severity::Critical,
                 format!("primary:{}", self.settings.primary),
@@ -1581,6 +1588,7 @@ impl Handler<CrashTarget> for PrimaryActor {
         addr.do_send(CrashReplica);
         drop(addr);
         e.connected = false;
+        e.crashed_at_ms = Some(now_ms());
         self.set_status(&id, ReplicaStatus::Failed, "crashed by fault injection".into(), BTreeMap::new());
         Ok(())
     }
@@ -1594,6 +1602,7 @@ impl Handler<RestartTarget> for PrimaryActor {
                 return Err(ReplicationError::WrongState { replica_id: msg.target, state: "up".into() });
             }
             self.load(ctx);
+            self.crashed_at_ms = None;
             // Replicas are shipped again from what they have.
             for e in self.replicas.values_mut() {
                 e.shipped_lsn = e.write_lsn;
@@ -1606,6 +1615,9 @@ impl Handler<RestartTarget> for PrimaryActor {
             return Err(ReplicationError::WrongState { replica_id: id, state: "up".into() });
         }
         self.start_replica(&id, ctx);
+        if let Some(e) = self.replicas.get_mut(&id) {
+            e.crashed_at_ms = None;
+        }
         self.set_status(&id, ReplicaStatus::Starting, "restarted by operator".into(), BTreeMap::new());
         Ok(())
     }
@@ -2197,5 +2209,26 @@ impl Handler<RestoreSnapshot> for PrimaryActor {
             act.publish(Severity::Info, format!("replica:{target}"), EventPayload::SnapshotRestored(snap.change(&target)));
             Ok(snap.view())
         })))
+    }
+}
+
+/// What fault injection holds down in replication now.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<crate::messages::cluster::InjectedFault>")]
+pub struct ListReplicationFaults;
+
+impl Handler<ListReplicationFaults> for PrimaryActor {
+    type Result = MessageResult<ListReplicationFaults>;
+    fn handle(&mut self, _: ListReplicationFaults, _ctx: &mut Self::Context) -> Self::Result {
+        use crate::messages::cluster::InjectedFault;
+        let mut out: Vec<InjectedFault> = self
+            .crashed_at_ms
+            .map(|since_ms| InjectedFault { kind: "crash".into(), target: self.settings.primary.clone(), since_ms })
+            .into_iter()
+            .collect();
+        out.extend(self.replicas.iter().filter_map(|(id, e)| {
+            e.crashed_at_ms.map(|since_ms| InjectedFault { kind: "crash".into(), target: id.clone(), since_ms })
+        }));
+        MessageResult(out)
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
-use crate::actors::replication::primary::{CrashTarget, IsReplicationTarget, RestartTarget};
+use crate::actors::replication::primary::{CrashTarget, IsReplicationTarget, ListReplicationFaults, RestartTarget};
 use crate::messages::cluster::*;
 use crate::runtime::RuntimeHandle;
 
@@ -180,7 +180,8 @@ pub async fn node_health(runtime: web::Data<RuntimeHandle>, id: web::Path<String
 #[utoipa::path(get, path = "/api/v1/cluster/faults", tag = "faults",
     responses((status = 200, description = "Faults injected now", body = FaultList)))]
 pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
-    let faults = runtime.membership().send(ListFaults).await?;
+    let mut faults = runtime.membership().send(ListFaults).await?;
+    faults.extend(runtime.primary().send(ListReplicationFaults).await?);
     Ok(HttpResponse::Ok().json(FaultList {
         fault_injection_enabled: runtime.config().server.allow_fault_injection,
         faults,

@@ -70,6 +70,28 @@ pub async fn metrics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, 
             );
         }
     }
+    let replication = runtime.primary().send(crate::messages::replication::GetReplicationStatus).await?;
+    gauge(
+        &mut out,
+        "clusterd_replication_primary_up",
+        "1 while the replication primary is up and writable.",
+        f64::from(u8::from(replication.primary_state == "up")),
+    );
+    gauge(&mut out, "clusterd_replication_flushed_lsn_bytes", "The primary's flushed WAL position, in bytes.", replication.current_lsn_u64 as f64);
+    let per_replica = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&crate::messages::replication::ReplicaView) -> f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &replication.replicas {
+            let _ = writeln!(out, "{name}{{replica_id=\"{}\"}} {}", crate::metrics::escape_label(&r.replica_id), value(r));
+        }
+    };
+    per_replica(&mut out, "clusterd_replication_lag_bytes", "Primary's flushed lsn minus the replica's replay lsn.", &|r| r.lag_bytes as f64);
+    per_replica(&mut out, "clusterd_replication_lag_seconds", "Age of the oldest record the replica has not replayed.", &|r| r.lag_seconds);
+    per_replica(&mut out, "clusterd_replication_replay_lag_seconds", "Time from durability on the primary to the replica's replay report.", &|r| {
+        r.replay_lag_ms.map_or(f64::NAN, |ms| ms / 1000.0)
+    });
+    per_replica(&mut out, "clusterd_replication_replica_in_sync", "1 while the replica is in_sync.", &|r| {
+        f64::from(u8::from(r.status == crate::messages::replication::ReplicaStatus::InSync))
+    });
     runtime.metrics().render(&mut out);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
