@@ -8,7 +8,7 @@
 //! `extensions.code` is the REST error code (`replica_not_found`, `duplicate_key`,
 //! `replication_timeout` …) with the same `details`.
 //!
-//! Replication slots are not built yet, so there is no `slots` query.
+//! Replication slots have no GraphQL face yet (no `slots` query); REST serves them.
 
 mod mutation;
 mod query;

@@ -1,0 +1,294 @@
+//! WAL retention, replication slots and snapshots, driven through the runtime's messages: WAL is
+//! kept while a replica, a slot or the newest snapshot needs it and no longer; a logical slot
+//! decodes what was written after it; snapshots seed replicas; all of it survives a restart.
+
+mod common;
+
+use clusterd::config::{ReplicaConfig, ReplicaMode, ReplicationMode, StorageEngine};
+use clusterd::messages::events::{EventFilter, EventPayload, EventType};
+use clusterd::messages::replication::*;
+use clusterd::{Config, Runtime, RuntimeHandle};
+
+use common::*;
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.storage.engine = StorageEngine::Memory;
+    c.storage.data_dir = String::new();
+    c.replication.mode = ReplicationMode::Sync;
+    c.replication.heartbeat_interval_ms = 50;
+    c.replication.heartbeat_timeout_ms = 2000;
+    c.replication.replicas = vec![ReplicaConfig { id: "replica-001".into(), mode: ReplicaMode::Sync }];
+    c
+}
+
+async fn write(runtime: &RuntimeHandle, op: OpKind, key: &str, value: Option<serde_json::Value>) -> ReplicateAck {
+    let ops = vec![Op { op, table: "t".into(), key: key.into(), value }];
+    within("a write", runtime.primary().send(ReplicateOps { ops }))
+        .await
+        .expect("the primary answers")
+        .expect("the write is acknowledged")
+}
+
+async fn wal(runtime: &RuntimeHandle) -> WalStatus {
+    runtime.primary().send(GetWalStatus).await.expect("answers").expect("wal status")
+}
+
+/// Waits until `replica` has replayed `lsn`.
+async fn replayed(runtime: &RuntimeHandle, replica: &str, lsn: u64) {
+    poll_until("the replica replays", || async {
+        let view = runtime.primary().send(GetReplica { replica_id: replica.into() }).await.ok()?.ok()?;
+        (view.replay_lsn_u64 >= lsn).then_some(())
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_logical_slot_lists_the_changes_written_after_it_and_holds_wal_until_advanced() {
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    let mut events = runtime
+        .subscribe(only_types(&[EventType::SlotCreated, EventType::SlotDropped]))
+        .await
+        .expect("subscribe");
+    write(&runtime, OpKind::Insert, "before", Some(serde_json::json!(0))).await;
+
+    // A slot created now starts at the flushed lsn: what came before is not its business.
+    let slot = runtime
+        .primary()
+        .send(CreateSlot { slot_name: "cdc".into(), slot_type: SlotType::Logical })
+        .await
+        .expect("answers")
+        .expect("created");
+    let created = within("slot_created", events.next_event()).await.expect("an event");
+    assert!(matches!(&created.payload, EventPayload::SlotCreated(p) if p.slot_name == "cdc" && p.slot_type == "logical"));
+
+    write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
+    write(&runtime, OpKind::Update, "before", Some(serde_json::json!(2))).await;
+    let last = write(&runtime, OpKind::Delete, "a", None).await;
+
+    let changes = runtime
+        .primary()
+        .send(PeekSlotChanges { slot_name: "cdc".into(), limit: 100 })
+        .await
+        .expect("answers")
+        .expect("changes");
+    let seen: Vec<(OpKind, &str)> = changes.changes.iter().map(|c| (c.op, c.key.as_str())).collect();
+    assert_eq!(seen, vec![(OpKind::Insert, "a"), (OpKind::Update, "before"), (OpKind::Delete, "a")]);
+    assert_eq!(changes.changes[0].lsn_u64, slot.confirmed_flush_lsn_u64);
+    assert_eq!(changes.next_lsn_u64, last.lsn_u64);
+    // Peeking consumes nothing.
+    let again = runtime.primary().send(PeekSlotChanges { slot_name: "cdc".into(), limit: 1 }).await.expect("answers").expect("changes");
+    assert_eq!(again.changes.len(), 1, "a limit cuts at whole records");
+
+    // The slot holds the WAL since its position, and says how much.
+    let status = wal(&runtime).await;
+    let holder = status.retained_by.iter().find(|h| h.kind == "slot").expect("the slot holds WAL");
+    assert_eq!(holder.needs_from_lsn_u64, slot.restart_lsn_u64);
+    assert_eq!(status.truncatable_before_u64, slot.restart_lsn_u64);
+    let view = runtime.primary().send(GetSlot { slot_name: "cdc".into() }).await.expect("answers").expect("slot");
+    assert_eq!(view.retained_bytes, last.lsn_u64 - slot.restart_lsn_u64);
+    let truncated = runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    assert_eq!(truncated.oldest_retained_lsn_u64, slot.restart_lsn_u64, "nothing the slot needs is dropped");
+
+    // Moving backwards or past the WAL is refused; moving forward releases the WAL.
+    let back = runtime.primary().send(AdvanceSlot { slot_name: "cdc".into(), lsn: 0 }).await.expect("answers");
+    assert!(matches!(back, Err(ReplicationError::InvalidField { .. })), "{back:?}");
+    let past = runtime.primary().send(AdvanceSlot { slot_name: "cdc".into(), lsn: last.lsn_u64 + 1 }).await.expect("answers");
+    assert!(matches!(past, Err(ReplicationError::InvalidField { .. })), "{past:?}");
+    let advanced = runtime
+        .primary()
+        .send(AdvanceSlot { slot_name: "cdc".into(), lsn: changes.next_lsn_u64 })
+        .await
+        .expect("answers")
+        .expect("advanced");
+    assert_eq!(advanced.retained_bytes, 0);
+    let empty = runtime.primary().send(PeekSlotChanges { slot_name: "cdc".into(), limit: 100 }).await.expect("answers").expect("changes");
+    assert!(empty.changes.is_empty());
+    replayed(&runtime, "replica-001", last.lsn_u64).await;
+    let truncated = runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    assert_eq!(truncated.oldest_retained_lsn_u64, last.lsn_u64, "WAL nobody needs is gone");
+
+    runtime.primary().send(DropSlot { slot_name: "cdc".into() }).await.expect("answers").expect("dropped");
+    let dropped = within("slot_dropped", events.next_event()).await.expect("an event");
+    assert_eq!(dropped.event_type, EventType::SlotDropped);
+    let gone = runtime.primary().send(GetSlot { slot_name: "cdc".into() }).await.expect("answers");
+    assert_eq!(gone, Err(ReplicationError::SlotNotFound { slot_name: "cdc".into() }));
+}
+
+#[actix_web::test]
+async fn a_physical_slot_decodes_nothing_and_duplicate_names_are_refused() {
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    runtime
+        .primary()
+        .send(CreateSlot { slot_name: "standby".into(), slot_type: SlotType::Physical })
+        .await
+        .expect("answers")
+        .expect("created");
+    let again = runtime.primary().send(CreateSlot { slot_name: "standby".into(), slot_type: SlotType::Logical }).await.expect("answers");
+    assert_eq!(again.map(|_| ()), Err(ReplicationError::SlotExists { slot_name: "standby".into() }));
+    let bad = runtime.primary().send(CreateSlot { slot_name: "no spaces".into(), slot_type: SlotType::Logical }).await.expect("answers");
+    assert!(matches!(bad, Err(ReplicationError::InvalidField { .. })));
+    let peek = runtime.primary().send(PeekSlotChanges { slot_name: "standby".into(), limit: 10 }).await.expect("answers");
+    assert!(matches!(peek, Err(ReplicationError::InvalidField { .. })), "{peek:?}");
+}
+
+#[actix_web::test]
+async fn a_paused_replica_holds_wal_and_resumes_from_where_it_stopped() {
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    runtime
+        .primary()
+        .send(SetReplicationConfig { mode: ReplicationMode::Async, sync_quorum: None, sync_timeout_ms: None })
+        .await
+        .expect("answers")
+        .expect("async now");
+    let first = write(&runtime, OpKind::Insert, "k0", Some(serde_json::json!(0))).await;
+    replayed(&runtime, "replica-001", first.lsn_u64).await;
+    runtime.primary().send(PauseReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("paused");
+    let mut last = first.clone();
+    for i in 1..20 {
+        last = write(&runtime, OpKind::Insert, &format!("k{i}"), Some(serde_json::json!(i))).await;
+    }
+    // The paused replica holds the WAL from its flushed position: truncation keeps it.
+    let truncated = runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    assert!(truncated.oldest_retained_lsn_u64 <= first.lsn_u64, "{truncated:?}");
+    let status = wal(&runtime).await;
+    let holder = status.retained_by.iter().find(|h| h.name == "replica-001").expect("held by the replica");
+    assert_eq!(holder.retained_bytes, last.lsn_u64 - first.lsn_u64);
+
+    runtime.primary().send(ResumeReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("resumed");
+    replayed(&runtime, "replica-001", last.lsn_u64).await;
+    let row = runtime
+        .primary()
+        .send(ReadRow { table: "t".into(), key: "k19".into(), from: ReadFrom::Replica("replica-001".into()) })
+        .await
+        .expect("answers")
+        .expect("read");
+    assert_eq!(row.map(|r| r.value), Some(serde_json::json!(19)));
+}
+
+#[actix_web::test]
+async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone() {
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    let mut events = runtime
+        .subscribe(only_types(&[EventType::SnapshotCreated, EventType::SnapshotRestored]))
+        .await
+        .expect("subscribe");
+    write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
+    let snapshot = runtime.primary().send(CreateSnapshot).await.expect("answers").expect("snapshot");
+    assert_eq!(snapshot.rows, 1);
+    let created = within("snapshot_created", events.next_event()).await.expect("an event");
+    assert_eq!(created.event_type, EventType::SnapshotCreated);
+    let after = write(&runtime, OpKind::Insert, "b", Some(serde_json::json!(2))).await;
+
+    // A replica seeded from the snapshot has `a` from it and `b` streamed after its lsn.
+    runtime
+        .primary()
+        .send(AddReplica { replica_id: "replica-003".into(), mode: ReplicaMode::Async, from_snapshot: Some(snapshot.snapshot_id.clone()) })
+        .await
+        .expect("answers")
+        .expect("added");
+    replayed(&runtime, "replica-003", after.lsn_u64).await;
+    for (key, value) in [("a", 1), ("b", 2)] {
+        let row = runtime
+            .primary()
+            .send(ReadRow { table: "t".into(), key: key.into(), from: ReadFrom::Replica("replica-003".into()) })
+            .await
+            .expect("answers")
+            .expect("read");
+        assert_eq!(row.map(|r| r.value), Some(serde_json::json!(value)), "{key} on replica-003");
+    }
+    let restored = within("snapshot_restored", events.next_event()).await.expect("an event");
+    assert!(matches!(&restored.payload, EventPayload::SnapshotRestored(p) if p.target == "replica-003"));
+
+    // The newest snapshot holds the WAL since it, so restoring it still works after truncation.
+    runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    let status = wal(&runtime).await;
+    assert!(status.retained_by.iter().any(|h| h.kind == "snapshot" && h.needs_from_lsn_u64 == snapshot.lsn_u64));
+    runtime
+        .primary()
+        .send(RestoreSnapshot { snapshot_id: snapshot.snapshot_id.clone(), target: "replica-003".into() })
+        .await
+        .expect("answers")
+        .expect("restored");
+
+    // A newer snapshot moves that point: the old one's WAL can go, and restoring it is refused.
+    let newer = runtime.primary().send(CreateSnapshot).await.expect("answers").expect("snapshot");
+    replayed(&runtime, "replica-003", newer.lsn_u64).await;
+    replayed(&runtime, "replica-001", newer.lsn_u64).await;
+    runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    let refused = runtime
+        .primary()
+        .send(RestoreSnapshot { snapshot_id: snapshot.snapshot_id.clone(), target: "replica-003".into() })
+        .await
+        .expect("answers");
+    assert!(matches!(refused, Err(ReplicationError::WalGone { .. })), "{refused:?}");
+    let unknown = runtime
+        .primary()
+        .send(RestoreSnapshot { snapshot_id: "snap_999999".into(), target: "replica-003".into() })
+        .await
+        .expect("answers");
+    assert!(matches!(unknown, Err(ReplicationError::SnapshotNotFound { .. })));
+
+    // With the WAL from the start gone, a new replica gets a base copy and then streams.
+    let latest = write(&runtime, OpKind::Insert, "c", Some(serde_json::json!(3))).await;
+    runtime
+        .primary()
+        .send(AddReplica { replica_id: "replica-004".into(), mode: ReplicaMode::Async, from_snapshot: None })
+        .await
+        .expect("answers")
+        .expect("added");
+    replayed(&runtime, "replica-004", latest.lsn_u64).await;
+    for key in ["a", "b", "c"] {
+        let row = runtime
+            .primary()
+            .send(ReadRow { table: "t".into(), key: key.into(), from: ReadFrom::Replica("replica-004".into()) })
+            .await
+            .expect("answers")
+            .expect("read");
+        assert!(row.is_some(), "{key} on replica-004");
+    }
+}
+
+#[actix_web::test]
+async fn slots_snapshots_and_settings_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = config();
+    c.storage.engine = StorageEngine::Disk;
+    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+
+    let runtime = Runtime::start(c.clone()).expect("runtime starts");
+    runtime.primary().send(CreateSlot { slot_name: "cdc".into(), slot_type: SlotType::Logical }).await.expect("answers").expect("slot");
+    let ack = write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
+    let snapshot = runtime.primary().send(CreateSnapshot).await.expect("answers").expect("snapshot");
+    runtime
+        .primary()
+        .send(SetHeartbeat { interval_ms: 60, timeout_ms: 3000 })
+        .await
+        .expect("answers")
+        .expect("heartbeat set");
+    runtime.shutdown().await;
+
+    let runtime = Runtime::start(c).expect("runtime restarts");
+    let changes = within(
+        "the slot after a restart",
+        runtime.primary().send(PeekSlotChanges { slot_name: "cdc".into(), limit: 10 }),
+    )
+    .await
+    .expect("answers")
+    .expect("changes");
+    assert_eq!(changes.changes.len(), 1, "the slot kept its position and the WAL it needs");
+    assert_eq!(changes.next_lsn_u64, ack.lsn_u64);
+    let snapshots = runtime.primary().send(ListSnapshots).await.expect("answers").expect("snapshots");
+    assert_eq!(snapshots.iter().map(|s| s.snapshot_id.as_str()).collect::<Vec<_>>(), vec![snapshot.snapshot_id.as_str()]);
+    let status = runtime.primary().send(GetReplicationStatus).await.expect("answers");
+    assert_eq!(status.current_lsn_u64, ack.lsn_u64);
+    let settings = runtime
+        .primary()
+        .send(SetReplicationConfig { mode: ReplicationMode::Sync, sync_quorum: None, sync_timeout_ms: None })
+        .await
+        .expect("answers")
+        .expect("settings");
+    assert_eq!(settings.heartbeat_interval_ms, 60, "a setting changed at run time outlives the restart");
+    // Subscribing proves the registry is alive after the restart too.
+    let _ = runtime.subscribe(EventFilter::default()).await.expect("subscribe");
+}
