@@ -82,6 +82,10 @@ pub enum ReplicationError {
     RowNotFound { table: String, key: String },
     #[error("the primary '{primary}' is down: it refuses writes until it is restarted")]
     PrimaryDown { primary: String },
+    /// The batch was durable on the primary, which then went down before the replicas the mode
+    /// waits for confirmed it: it is there after a restart.
+    #[error("the primary '{primary}' went down after making the write durable (lsn {lsn}) but before the replicas confirmed it")]
+    PrimaryDownAfterCommit { primary: String, lsn: u64 },
     #[error("replica '{replica_id}' is down")]
     ReplicaDown { replica_id: String },
     #[error("replica '{replica_id}' is {state} already")]

@@ -948,7 +948,11 @@ impl PrimaryActor {
             let _ = b.reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
         }
         for w in self.waiters.drain(..) {
-            let _ = w.reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
+            // These batches are durable already: say so, so a client does not retry blindly.
+            let _ = w.reply.send(Err(ReplicationError::PrimaryDownAfterCommit {
+                primary: self.settings.primary.clone(),
+                lsn: w.end_lsn,
+            }));
         }
         self.rows.clear();
         self.overlay.clear();
@@ -1086,6 +1090,8 @@ impl Handler<ReplicaReport> for PrimaryActor {
             e.shipped_lsn = p.write_lsn;
             e.fetch_in_flight = false;
             e.catchup_started = Some(now);
+            // In sync again only once it has replayed everything, not merely within the threshold.
+            e.caught_up_once = false;
         }
         if p.write_lsn > e.write_lsn {
             if let Some(t) = write_at {
@@ -1113,7 +1119,11 @@ impl Handler<ReplicaReport> for PrimaryActor {
         if e.shipped_lsn < e.write_lsn {
             e.shipped_lsn = e.write_lsn;
         }
-        if !e.paused {
+        let paused = e.paused;
+        if paused {
+            // A paused replica that (re)started is still paused: say so, not `starting`.
+            self.set_status(&id, ReplicaStatus::Paused, "paused by operator".into(), BTreeMap::new());
+        } else {
             self.evaluate(&id);
         }
         self.maybe_position_event(&id);
@@ -1434,6 +1444,7 @@ impl Handler<ResumeReplica> for PrimaryActor {
             return Err(ReplicationError::WrongState { replica_id: id, state: "not paused".into() });
         }
         e.paused = false;
+        e.caught_up_once = false;
         // Ship from what it has: it catches up from where it stopped, not from zero.
         e.shipped_lsn = e.write_lsn;
         e.catchup_started = Some(Instant::now());

@@ -61,6 +61,14 @@ impl From<ReplicationError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", message)
                     .with_details(json!({ "primary": primary }))
             }
+            ReplicationError::PrimaryDownAfterCommit { primary, lsn } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", message).with_details(json!({
+                    "primary": primary,
+                    "durable_on_primary": true,
+                    "lsn": lsn_text(lsn),
+                    "lsn_u64": lsn,
+                }))
+            }
             ReplicationError::ReplicaDown { replica_id } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replica_down", message)
                     .with_details(json!({ "replica_id": replica_id }))
@@ -334,6 +342,7 @@ pub async fn read_row(
     let (table, key) = path.into_inner();
     let from = match query.into_inner().from.as_deref() {
         None | Some("primary") => ReadFrom::Primary,
+        Some("") => return Err(ApiError::invalid("from", "expected primary or a replica id")),
         Some(id) => ReadFrom::Replica(id.to_string()),
     };
     let where_ = match &from {
