@@ -26,6 +26,9 @@ pub struct Metrics {
     subscribers_closed_lagging: AtomicU64,
     /// Durable writes of the event sequence reservation that failed.
     seq_reservation_failures: AtomicU64,
+    /// Group commits of the primary's WAL (one fsync each) and the batches they carried.
+    wal_commits: AtomicU64,
+    wal_batches: AtomicU64,
     ws_sessions_active: AtomicI64,
     ws_sessions_opened: AtomicU64,
     ws_sessions_refused: AtomicU64,
@@ -59,6 +62,14 @@ impl Metrics {
         if n > 0 {
             self.events_dropped[c.index()].fetch_add(n, Ordering::Relaxed);
         }
+    }
+    /// One group commit of the primary's WAL made `batches` batches durable with one fsync.
+    pub fn wal_committed(&self, batches: u64) {
+        self.wal_commits.fetch_add(1, Ordering::Relaxed);
+        self.wal_batches.fetch_add(batches, Ordering::Relaxed);
+    }
+    pub fn wal_commits(&self) -> (u64, u64) {
+        (self.wal_commits.load(Ordering::Relaxed), self.wal_batches.load(Ordering::Relaxed))
     }
     pub fn seq_reservation_failed(&self) {
         self.seq_reservation_failures.fetch_add(1, Ordering::Relaxed);
@@ -160,6 +171,20 @@ impl Metrics {
             "counter",
             "Subscribers closed because they stayed behind.",
             load(&self.subscribers_closed_lagging),
+        );
+        scalar(
+            out,
+            "clusterd_replication_wal_commits_total",
+            "counter",
+            "Group commits of the primary's WAL, one fsync each.",
+            load(&self.wal_commits),
+        );
+        scalar(
+            out,
+            "clusterd_replication_wal_batches_total",
+            "counter",
+            "Batches made durable by those commits (batches / commits = batches per fsync).",
+            load(&self.wal_batches),
         );
         scalar(
             out,

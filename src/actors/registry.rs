@@ -86,6 +86,11 @@ impl EventPublisher {
         self.registry.do_send(Publish { event });
     }
 
+    /// The process's counters (publishers count their own work there too).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The registry itself, for requests that wait for an answer.
     pub fn registry(&self) -> &Addr<EventRegistry> {
         &self.registry

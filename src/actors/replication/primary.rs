@@ -662,6 +662,7 @@ impl PrimaryActor {
 
     /// A group commit is durable: apply, ship, answer or wait.
     fn committed(&mut self, batches: Vec<Accepted>, end: u64, ctx: &mut Context<Self>) {
+        self.events.metrics().wal_committed(batches.len() as u64);
         let old_flush = self.flush_lsn;
         self.flush_lsn = end;
         let durable_at = Instant::now();
