@@ -195,10 +195,15 @@ struct Accepted {
 
 /// A durable batch waiting for replicas.
 struct Waiter {
-    id: u64,
     end_lsn: u64,
+    /// When it is answered 504 if the mode is still not satisfied.
+    deadline: Instant,
     reply: oneshot::Sender<Result<ReplicateAck, ReplicationError>>,
 }
+
+/// How often waiting batches are checked against their deadline. One sweep for all of them:
+/// a timer per batch would leave thousands of live timers that the actor polls on every wake.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(10);
 
 /// The durable record of a slot.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -233,8 +238,8 @@ pub struct PrimaryActor {
     flush_lsn: u64,
     pending: Vec<Accepted>,
     commit_in_flight: bool,
-    waiters: Vec<Waiter>,
-    next_waiter: u64,
+    /// Durable batches waiting for replicas, in lsn order (commits are).
+    waiters: VecDeque<Waiter>,
     /// The tail of the log, for shipping without reading the store.
     recent: VecDeque<ShippedRecord>,
     recent_bytes: usize,
@@ -274,8 +279,7 @@ impl PrimaryActor {
             flush_lsn: 0,
             pending: Vec::new(),
             commit_in_flight: false,
-            waiters: Vec::new(),
-            next_waiter: 0,
+            waiters: VecDeque::new(),
             recent: VecDeque::new(),
             recent_bytes: 0,
             replicas: BTreeMap::new(),
@@ -727,9 +731,8 @@ impl PrimaryActor {
             self.check_lag_alert(id);
         }
         for (end_lsn, reply) in replies {
-            self.next_waiter += 1;
-            let waiter = Waiter { id: self.next_waiter, end_lsn, reply };
-            self.settle_or_wait(waiter, ctx);
+            let waiter = Waiter { end_lsn, deadline: Instant::now() + self.settings.sync_timeout, reply };
+            self.settle_or_wait(waiter);
         }
     }
 
@@ -787,32 +790,66 @@ impl PrimaryActor {
         ReplicateAck { lsn: lsn_text(lsn), lsn_u64: lsn, acknowledged_by, mode: self.settings.mode }
     }
 
-    fn settle_or_wait(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
-        let (by, ok, _) = self.acks(waiter.end_lsn);
-        if ok {
-            let _ = waiter.reply.send(Ok(self.ack(waiter.end_lsn, by)));
-            return;
-        }
-        let id = waiter.id;
-        self.waiters.push(waiter);
-        ctx.run_later(self.settings.sync_timeout, move |act, _| act.time_out(id));
-    }
-
-    fn settle_waiters(&mut self) {
-        let waiters = std::mem::take(&mut self.waiters);
-        for w in waiters {
-            let (by, ok, _) = self.acks(w.end_lsn);
-            if ok {
-                let _ = w.reply.send(Ok(self.ack(w.end_lsn, by)));
-            } else {
-                self.waiters.push(w);
+    /// The highest lsn the mode is satisfied for, from the replicas' flushed positions: every
+    /// waiting batch ending at or below it can be answered.
+    fn satisfied_lsn(&self) -> u64 {
+        match self.settings.mode {
+            ReplicationMode::Async => u64::MAX,
+            ReplicationMode::Sync => self
+                .replicas
+                .values()
+                .filter(|e| e.mode == ReplicaMode::Sync)
+                .map(|e| e.flush_lsn)
+                .min()
+                .unwrap_or(u64::MAX),
+            ReplicationMode::SemiSync => {
+                let mut flushed: Vec<u64> = self.replicas.values().map(|e| e.flush_lsn).collect();
+                flushed.sort_unstable_by(|a, b| b.cmp(a));
+                match self.settings.sync_quorum {
+                    0 => u64::MAX,
+                    q => flushed.get(q - 1).copied().unwrap_or(0),
+                }
             }
         }
     }
 
-    fn time_out(&mut self, waiter_id: u64) {
-        let Some(i) = self.waiters.iter().position(|w| w.id == waiter_id) else { return };
-        let w = self.waiters.swap_remove(i);
+    fn settle_or_wait(&mut self, waiter: Waiter) {
+        if waiter.end_lsn <= self.satisfied_lsn() && self.waiters.is_empty() {
+            let (by, _, _) = self.acks(waiter.end_lsn);
+            let _ = waiter.reply.send(Ok(self.ack(waiter.end_lsn, by)));
+            return;
+        }
+        self.waiters.push_back(waiter);
+        self.settle_waiters();
+    }
+
+    /// Answers waiting batches from the oldest while the mode is satisfied for them.
+    fn settle_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let satisfied = self.satisfied_lsn();
+        while self.waiters.front().is_some_and(|w| w.end_lsn <= satisfied) {
+            let Some(w) = self.waiters.pop_front() else { break };
+            let (by, _, _) = self.acks(w.end_lsn);
+            let _ = w.reply.send(Ok(self.ack(w.end_lsn, by)));
+        }
+    }
+
+    /// Answers 504 to every waiting batch past its deadline.
+    fn sweep_deadlines(&mut self) {
+        let now = Instant::now();
+        if !self.waiters.iter().any(|w| w.deadline <= now) {
+            return;
+        }
+        let (expired, waiting): (Vec<Waiter>, Vec<Waiter>) = self.waiters.drain(..).partition(|w| w.deadline <= now);
+        self.waiters = waiting.into();
+        for w in expired {
+            self.time_out(w);
+        }
+    }
+
+    fn time_out(&mut self, w: Waiter) {
         let (by, _, missing) = self.acks(w.end_lsn);
         let timeout_ms = self.settings.sync_timeout.as_millis() as u64;
         let error = ReplicationError::SyncTimeout {
@@ -1015,6 +1052,7 @@ impl Actor for PrimaryActor {
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
         self.restart_heartbeat_check(ctx);
+        ctx.run_interval(DEADLINE_SWEEP, |act, _| act.sweep_deadlines());
         ctx.run_interval(AUTO_TRUNCATE_EVERY, |act, ctx| {
             if !act.crashed && !act.truncate_in_flight {
                 act.truncate(ctx, None);
