@@ -1312,26 +1312,37 @@ impl Handler<GetReplicationHealth> for PrimaryActor {
 }
 
 impl PrimaryActor {
-    /// Writes (or deletes) a replica's durable record off the arbiter, then applies.
-    fn persist_replica<T: 'static>(
+    /// Writes (`Some`) or deletes (`None`) one durable record off the arbiter, then applies;
+    /// AtomicResponse holds other messages back until both are done.
+    fn persist_record<R: serde::Serialize + Send + 'static, T: 'static>(
         &mut self,
-        id: String,
-        record: Option<ReplicaRecord>,
+        table: RecordTable,
+        key: String,
+        record: Option<R>,
         apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<T, ReplicationError> + 'static,
     ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
         let store = self.store.clone();
         let write = actix_web::rt::task::spawn_blocking(move || match record {
             Some(r) => {
                 let bytes = serde_json::to_vec(&r).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-                store.put_record(RecordTable::Replicas, &id, &bytes)
+                store.put_record(table, &key, &bytes)
             }
-            None => store.delete_record(RecordTable::Replicas, &id),
+            None => store.delete_record(table, &key),
         });
         AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(())) => apply(act, ctx),
             Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
             Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
         })))
+    }
+
+    fn persist_replica<T: 'static>(
+        &mut self,
+        id: String,
+        record: Option<ReplicaRecord>,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<T, ReplicationError> + 'static,
+    ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
+        self.persist_record(RecordTable::Replicas, id, record, apply)
     }
 }
 
@@ -1879,26 +1890,13 @@ impl PrimaryActor {
         self.publish(Severity::Info, format!("slot:{name}"), payload);
     }
 
-    /// Writes (or deletes) a slot's record off the arbiter, then applies.
     fn persist_slot<T: 'static>(
         &mut self,
         name: String,
         record: Option<SlotRecord>,
         apply: impl FnOnce(&mut Self) -> Result<T, ReplicationError> + 'static,
     ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
-        let store = self.store.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || match record {
-            Some(r) => {
-                let bytes = serde_json::to_vec(&r).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-                store.put_record(RecordTable::Slots, &name, &bytes)
-            }
-            None => store.delete_record(RecordTable::Slots, &name),
-        });
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, _| match res {
-            Ok(Ok(())) => apply(act),
-            Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
-            Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
-        })))
+        self.persist_record(RecordTable::Slots, name, record, move |act, _| apply(act))
     }
 }
 
