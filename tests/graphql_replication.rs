@@ -711,3 +711,39 @@ async fn transport_ws_replication_lag_updates_at_or_above_threshold() {
         assert!(e["lagBytes"].as_u64().is_some_and(|l| l >= 1), "{msg}");
     }
 }
+
+#[actix_web::test]
+async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it() {
+    let server = Server::start(test_config());
+    let runtime = &server.runtime;
+    runtime
+        .primary()
+        .send(clusterd::messages::replication::CreateSlot {
+            slot_name: "cdc".into(),
+            slot_type: clusterd::messages::replication::SlotType::Logical,
+        })
+        .await
+        .expect("answers")
+        .expect("slot created");
+    let r = server
+        .post(r#"mutation { replicate(ops: [{op: INSERT, table: "t", key: "a", value: {x: 1}}]) { lsnU64 } }"#)
+        .await;
+    let written = r["data"]["replicate"]["lsnU64"].as_u64().unwrap_or_else(|| panic!("{r}"));
+
+    let r = server
+        .post(r#"{ slots { slotName slotType retainedBytes } slot(name: "cdc") { confirmedFlushLsnU64 } none: slot(name: "nope") { slotName } slotChanges(name: "cdc") { changes { op table key value } nextLsnU64 } }"#)
+        .await;
+    assert_eq!(r["data"]["slots"][0]["slotName"], "cdc", "{r}");
+    assert_eq!(r["data"]["slots"][0]["slotType"], "logical");
+    assert_eq!(r["data"]["slots"][0]["retainedBytes"], written);
+    assert_eq!(r["data"]["slot"]["confirmedFlushLsnU64"], 0);
+    assert!(r["data"]["none"].is_null());
+    let changes = &r["data"]["slotChanges"];
+    assert_eq!(changes["changes"][0]["op"], "insert");
+    assert_eq!(changes["changes"][0]["key"], "a");
+    assert_eq!(changes["changes"][0]["value"]["x"], 1);
+    assert_eq!(changes["nextLsnU64"], written);
+
+    let r = server.post(r#"{ slotChanges(name: "nope") { nextLsn } }"#).await;
+    assert_eq!(error_code(&r), "slot_not_found", "{r}");
+}

@@ -1,16 +1,16 @@
-//! Replication queries: status, replicas, lag, lag history, throughput, health, and reading a row
-//! where it lives. Each is one message to the primary actor.
+//! Replication queries: status, replicas, lag, lag history, throughput, health, slots, and reading
+//! a row where it lives. Each is one message to the primary actor.
 
 use async_graphql::{Context, Object, ID};
 
 use super::types::{
     LagHistoryObject, ReplicaLagObject, ReplicaObject, ReplicationHealthObject,
-    ReplicationStatusObject, ReplicationThroughputObject, RowObject,
+    ReplicationStatusObject, ReplicationThroughputObject, RowObject, SlotChangesObject, SlotObject,
 };
 use crate::http::graphql::schema::{runtime, to_gql};
 use crate::messages::replication::{
-    GetLagHistory, GetReplica, GetReplicationHealth, GetReplicationStatus, GetThroughput,
-    ListReplicas, ReadFrom, ReadRow, ReplicationError,
+    GetLagHistory, GetReplica, GetReplicationHealth, GetReplicationStatus, GetSlot, GetThroughput,
+    ListReplicas, ListSlots, PeekSlotChanges, ReadFrom, ReadRow, ReplicationError,
 };
 
 /// How far back `lagHistory` looks when no `seconds` is given (as REST).
@@ -107,6 +107,44 @@ impl ReplicationQuery {
             .await
             .map_err(to_gql)?;
         Ok(throughput.into())
+    }
+
+    /// Every replication slot.
+    async fn slots(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlotObject>> {
+        let slots = runtime(ctx)?.primary().send(ListSlots).await.map_err(to_gql)?;
+        Ok(slots.into_iter().map(SlotObject::from).collect())
+    }
+
+    /// One slot; null if there is none by that name.
+    async fn slot(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<SlotObject>> {
+        match runtime(ctx)?.primary().send(GetSlot { slot_name: name }).await.map_err(to_gql)? {
+            Ok(view) => Ok(Some(view.into())),
+            Err(ReplicationError::SlotNotFound { .. }) => Ok(None),
+            Err(e) => Err(to_gql(e)),
+        }
+    }
+
+    /// A logical slot's changes after its confirmed position, decoded from the WAL (not
+    /// consumed: advance the slot over REST once they are used). `limit` defaults to 100.
+    async fn slot_changes(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default = 100)] limit: usize,
+    ) -> async_graphql::Result<SlotChangesObject> {
+        if !(1..=10_000).contains(&limit) {
+            return Err(to_gql(ReplicationError::InvalidField {
+                field: "limit".into(),
+                reason: format!("expected 1 to 10000, got {limit}"),
+            }));
+        }
+        let changes = runtime(ctx)?
+            .primary()
+            .send(PeekSlotChanges { slot_name: name, limit })
+            .await
+            .map_err(to_gql)?
+            .map_err(to_gql)?;
+        Ok(changes.into())
     }
 
     /// Per replica: healthy or not, and every reason it is not.

@@ -489,3 +489,95 @@ impl ReplicaStatusEvent {
         })
     }
 }
+
+/// A replication slot, as `GET /api/v1/replication/slots/{name}` shows it.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "ReplicationSlot")]
+pub struct SlotObject {
+    pub slot_name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    pub active: bool,
+    pub restart_lsn: String,
+    pub restart_lsn_u64: u64,
+    pub confirmed_flush_lsn: String,
+    pub confirmed_flush_lsn_u64: u64,
+    /// WAL bytes this slot holds back.
+    pub retained_bytes: u64,
+    pub wal_status: String,
+}
+
+impl From<crate::messages::replication::SlotView> for SlotObject {
+    fn from(v: crate::messages::replication::SlotView) -> Self {
+        SlotObject {
+            slot_name: v.slot_name,
+            slot_type: match v.slot_type {
+                crate::messages::replication::SlotType::Physical => "physical".into(),
+                crate::messages::replication::SlotType::Logical => "logical".into(),
+            },
+            active: v.active,
+            restart_lsn: v.restart_lsn,
+            restart_lsn_u64: v.restart_lsn_u64,
+            confirmed_flush_lsn: v.confirmed_flush_lsn,
+            confirmed_flush_lsn_u64: v.confirmed_flush_lsn_u64,
+            retained_bytes: v.retained_bytes,
+            wal_status: v.wal_status,
+        }
+    }
+}
+
+/// One change decoded from the WAL by a logical slot.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "DecodedChange")]
+pub struct DecodedChangeObject {
+    pub lsn: String,
+    pub lsn_u64: u64,
+    pub end_lsn_u64: u64,
+    pub committed_at_ms: i64,
+    /// `insert`, `update` or `delete`.
+    pub op: String,
+    pub table: String,
+    pub key: String,
+    pub value: Option<JsonValue>,
+}
+
+/// A logical slot's pending changes (not consumed) and where to advance to after using them.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "SlotChanges")]
+pub struct SlotChangesObject {
+    pub slot_name: String,
+    pub confirmed_flush_lsn: String,
+    pub changes: Vec<DecodedChangeObject>,
+    pub next_lsn: String,
+    pub next_lsn_u64: u64,
+}
+
+impl From<crate::messages::replication::SlotChanges> for SlotChangesObject {
+    fn from(c: crate::messages::replication::SlotChanges) -> Self {
+        use crate::messages::replication::OpKind;
+        SlotChangesObject {
+            slot_name: c.slot_name,
+            confirmed_flush_lsn: c.confirmed_flush_lsn,
+            changes: c
+                .changes
+                .into_iter()
+                .map(|d| DecodedChangeObject {
+                    lsn: d.lsn,
+                    lsn_u64: d.lsn_u64,
+                    end_lsn_u64: d.end_lsn_u64,
+                    committed_at_ms: d.committed_at_ms,
+                    op: match d.op {
+                        OpKind::Insert => "insert".into(),
+                        OpKind::Update => "update".into(),
+                        OpKind::Delete => "delete".into(),
+                    },
+                    table: d.table,
+                    key: d.key,
+                    value: d.value,
+                })
+                .collect(),
+            next_lsn: c.next_lsn,
+            next_lsn_u64: c.next_lsn_u64,
+        }
+    }
+}
