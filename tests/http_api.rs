@@ -8,149 +8,22 @@
 
 mod common;
 
-use std::rc::Rc;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use actix_web::web::Bytes;
 use clusterd::config::Config;
 use clusterd::messages::events::{EventFilter, EventType};
 use clusterd::{Runtime, RuntimeHandle};
-use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
+use common::api::Api;
 use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // A small client for the in-process app.
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("expected JSON ({e}), got {}: {}", self.status, self.text()))
-    }
-
-    /// Asserts the status and returns the JSON body.
-    fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text());
-        if self.body.is_empty() {
-            Value::Null
-        } else {
-            self.json()
-        }
-    }
-
-    /// Asserts the status and the error shape `{"error":{"code","message","details"}}` with `code`;
-    /// returns `details`.
-    fn expect_error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text());
-        assert!(
-            self.content_type.starts_with("application/json"),
-            "an error is JSON, got content-type '{}': {}",
-            self.content_type,
-            self.text()
-        );
-        let v = self.json();
-        let obj = v.as_object().unwrap_or_else(|| panic!("error body is not an object: {v}"));
-        assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["error"], "only `error` at the top: {v}");
-        let err = &v["error"];
-        assert_eq!(err["code"], code, "error code; body: {v}");
-        assert!(
-            err["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "error.message is a non-empty string: {v}"
-        );
-        assert!(err["details"].is_object(), "error.details is an object: {v}");
-        err["details"].clone()
-    }
-}
-
-type Call = Rc<dyn Fn(TestRequest) -> LocalBoxFuture<'static, Reply>>;
-
-/// The app under test, with an optional bearer token added to every request.
-struct Api {
-    call: Call,
-    token: Option<String>,
-}
-
 impl Api {
-    /// `to_request` is `TestRequest::to_request`; passing it names the request type for us.
-    fn new<S, R, B>(app: S, to_request: fn(TestRequest) -> R) -> Api
-    where
-        S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-        B: MessageBody + 'static,
-        R: 'static,
-    {
-        let app = Rc::new(app);
-        Api {
-            call: Rc::new(move |req: TestRequest| {
-                let app = app.clone();
-                let req = to_request(req);
-                Box::pin(async move {
-                    let res = match app.call(req).await {
-                        Ok(res) => res,
-                        Err(e) => panic!("the app answered with an error instead of a response: {e}"),
-                    };
-                    let status = res.status();
-                    let content_type = res
-                        .headers()
-                        .get(CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let body = test::read_body(res).await;
-                    Reply { status, content_type, body }
-                })
-            }),
-            token: None,
-        }
-    }
-
-    /// The same app, sending `Authorization: Bearer <token>` with every request.
-    fn with_token(&self, token: &str) -> Api {
-        Api { call: self.call.clone(), token: Some(token.to_string()) }
-    }
-
-    async fn send(&self, mut req: TestRequest) -> Reply {
-        if let Some(t) = &self.token {
-            req = req.insert_header((AUTHORIZATION, format!("Bearer {t}")));
-        }
-        within("the app to answer", (self.call)(req)).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(TestRequest::get().uri(path)).await
-    }
-
-    async fn delete(&self, path: &str) -> Reply {
-        self.send(TestRequest::delete().uri(path)).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(TestRequest::post().uri(path).set_json(body)).await
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(TestRequest::patch().uri(path).set_json(body)).await
-    }
-
-    /// A request with a raw body sent as JSON (for malformed and oversized bodies).
-    async fn raw(&self, req: TestRequest, body: impl Into<Bytes>) -> Reply {
-        self.send(req.insert_header((CONTENT_TYPE, "application/json")).set_payload(body.into())).await
-    }
-
     /// The node ids, in order, and the whole list.
     async fn nodes(&self) -> (Vec<String>, Value) {
         let list = self.get("/api/v1/cluster/nodes").await.expect(200);
