@@ -13,6 +13,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ReplicaMode, ReplicationMode};
 
+/// The length of `v` serialized as JSON, counted without building the string.
+pub fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value to a sink that never fails cannot fail; 0 would only under-count.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 /// An LSN in PostgreSQL's text form, `X/Y` (high and low 32 bits, hex).
 pub fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)

@@ -66,6 +66,12 @@ pub enum StorageError {
     Closed,
 }
 
+/// The open database, read-locked for the duration of one operation so that `close` waits for
+/// it; `Closed` once the store was closed.
+fn open(db: &RwLock<Option<redb::Database>>) -> Result<parking_lot::MappedRwLockReadGuard<'_, redb::Database>, StorageError> {
+    parking_lot::RwLockReadGuard::try_map(db.read(), Option::as_ref).map_err(|_| StorageError::Closed)
+}
+
 fn backend(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -168,8 +174,7 @@ impl Store {
     pub fn get_meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let table = tx.open_table(META).map_err(backend)?;
                 Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
@@ -182,8 +187,7 @@ impl Store {
     pub fn put_meta(&self, key: &str, value: u64) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(META).map_err(backend)?.insert(key, value).map_err(backend)?;
                 tx.commit().map_err(backend)
@@ -199,8 +203,7 @@ impl Store {
     pub fn put_record(&self, table: RecordTable, key: &str, value: &[u8]) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(table.definition())
                     .map_err(backend)?
@@ -219,8 +222,7 @@ impl Store {
     pub fn delete_record(&self, table: RecordTable, key: &str) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(table.definition()).map_err(backend)?.remove(key).map_err(backend)?;
                 tx.commit().map_err(backend)
@@ -237,8 +239,7 @@ impl Store {
     pub fn get_record(&self, table: RecordTable, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let t = tx.open_table(table.definition()).map_err(backend)?;
                 Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
@@ -253,8 +254,7 @@ impl Store {
     pub fn list_records(&self, table: RecordTable) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let t = tx.open_table(table.definition()).map_err(backend)?;
                 let mut out = Vec::new();
@@ -280,8 +280,7 @@ impl Store {
     pub fn commit_log(&self, owner: &str, commit: &LogCommit) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
@@ -361,8 +360,7 @@ impl Store {
         };
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
                 for row in wal.range((owner, from)..=(owner, u64::MAX)).map_err(backend)? {
@@ -388,8 +386,7 @@ impl Store {
     pub fn log_bounds(&self, owner: &str) -> Result<Option<(u64, u64, usize)>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
                 let mut range = wal.range((owner, 0)..=(owner, u64::MAX)).map_err(backend)?;
@@ -426,8 +423,7 @@ impl Store {
     pub fn truncate_log(&self, owner: &str, lsn: u64) -> Result<usize, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 let removed = {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
@@ -467,8 +463,7 @@ impl Store {
     ) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut table = tx.open_table(ROWS).map_err(backend)?;
@@ -527,8 +522,7 @@ impl Store {
     pub fn load_rows(&self, owner: &str) -> Result<Vec<(String, String, Vec<u8>)>, StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
-                let db = db.read();
-                let db = db.as_ref().ok_or(StorageError::Closed)?;
+                let db = open(db)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let rows = tx.open_table(ROWS).map_err(backend)?;
                 let mut out = Vec::new();

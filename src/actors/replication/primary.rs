@@ -591,7 +591,7 @@ impl PrimaryActor {
                 (OpKind::Insert | OpKind::Update, None) => {
                     return Err(invalid(format!("ops[{i}].value"), "insert and update need a value"))
                 }
-                (_, Some(v)) if v.to_string().len() > MAX_VALUE_BYTES => {
+                (_, Some(v)) if json_len(v) > MAX_VALUE_BYTES => {
                     return Err(invalid(format!("ops[{i}].value"), &format!("at most {MAX_VALUE_BYTES} bytes")))
                 }
                 _ => {}
@@ -2185,7 +2185,7 @@ impl Handler<CreateSnapshot> for PrimaryActor {
         let store = self.store.clone();
         let write = actix_web::rt::task::spawn_blocking(move || {
             let n = store.get_meta("snapshot_seq")?.unwrap_or(0) + 1;
-            let bytes = rows.iter().map(|r| r.2.to_string().len() as u64).sum();
+            let bytes = rows.iter().map(|r| json_len(&r.2) as u64).sum();
             let record = SnapshotRecord { snapshot_id: format!("snap_{n:06}"), lsn, created_at_ms: now_ms(), bytes, rows };
             let encoded = serde_json::to_vec(&record).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
             store.put_record(RecordTable::Snapshots, &record.snapshot_id, &encoded)?;
