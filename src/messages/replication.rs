@@ -77,6 +77,9 @@ pub struct ShippedRecord {
     pub durable_at: Instant,
     /// When the primary accepted the batch (epoch ms), for lag in seconds.
     pub committed_at_ms: i64,
+    /// The record's operations, decoded once on the primary and shared: in-process replicas
+    /// apply them without parsing `bytes` again.
+    pub ops: Arc<Vec<Op>>,
 }
 
 impl ShippedRecord {
@@ -462,8 +465,10 @@ pub struct WalStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WalHolder {
-    /// `replica`, `slot`, or `snapshot` (the newest snapshot keeps the WAL since it, so it can
-    /// always seed a replica; a newer snapshot moves that point forward).
+    /// `replica`, `slot`, `snapshot` (the newest snapshot keeps the WAL since it, so it can
+    /// always seed a replica; a newer snapshot moves that point forward), or `checkpoint` (the
+    /// primary's stored rows reflect the WAL up to here; what follows is replayed after a crash.
+    /// A truncation checkpoints first, so this one never holds WAL past it).
     pub kind: String,
     pub name: String,
     pub needs_from_lsn: String,

@@ -3,6 +3,7 @@
 
 pub mod primary;
 pub mod replica;
+pub mod table;
 
 pub use primary::{PrimaryActor, ReplicationSettings};
 pub use replica::ReplicaActor;

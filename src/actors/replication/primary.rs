@@ -14,7 +14,9 @@
 //! write waits again. (MySQL degrades to async instead; we prefer that a client asking for
 //! `semi_sync` never gets an `async` answer without knowing.)
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use hashbrown::HashMap as RowMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +25,11 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
+use crate::actors::replication::table::{load_table, rows_lsn_key, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
 use crate::messages::replication::*;
-use crate::storage::{LogCommit, RecordTable, RowWrite, Store};
+use crate::storage::{LogCommit, RecordTable, Store};
 
 /// Most records kept in memory for shipping, in bytes; older ones are read back from the store.
 const RECENT_BYTES: usize = 16 << 20;
@@ -34,6 +37,9 @@ const RECENT_BYTES: usize = 16 << 20;
 const SHIP_WINDOW: u64 = 4 << 20;
 /// Lag samples kept per replica (one per heartbeat interval at most).
 const LAG_SAMPLES: usize = 3600;
+/// How often what was applied in memory since the last checkpoint is written to the rows table
+/// (sooner when [`crate::actors::replication::table::CHECKPOINT_OPS`] ops are pending).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The sliding window throughput is measured over.
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(10);
 /// Most operations in one batch.
@@ -189,7 +195,7 @@ struct Accepted {
     lsn: u64,
     bytes: Arc<[u8]>,
     committed_at_ms: i64,
-    ops: Vec<Op>,
+    ops: Arc<Vec<Op>>,
     reply: oneshot::Sender<Result<ReplicateAck, ReplicationError>>,
 }
 
@@ -224,16 +230,20 @@ pub(crate) struct ReplicaRecord {
     mode: ReplicaMode,
 }
 
-type Key = (String, String);
-
 pub struct PrimaryActor {
     settings: ReplicationSettings,
     store: Arc<Store>,
     events: EventPublisher,
     interest: Arc<InterestTable>,
-    rows: HashMap<Key, serde_json::Value>,
-    /// Values of accepted, not yet durable batches, for checking later batches against.
-    overlay: HashMap<Key, Option<serde_json::Value>>,
+    /// The committed rows: every durable batch applied.
+    rows: TableState,
+    /// Rows that accepted, not yet durable batches change: the lsn of the last batch that changed
+    /// each, and whether the row exists after it. Later batches are checked against it.
+    overlay: RowMap<RowKey, (u64, bool)>,
+    /// Durable batches whose rows are not in the store yet.
+    checkpoint: Checkpoint,
+    /// `/wal/truncate` callers waiting for the checkpoint or truncation in flight to end.
+    truncate_waiting: Vec<oneshot::Sender<Result<WalTruncated, ReplicationError>>>,
     next_lsn: u64,
     flush_lsn: u64,
     pending: Vec<Accepted>,
@@ -251,7 +261,8 @@ pub struct PrimaryActor {
     /// (when, operations, WAL bytes) of each group commit, over [`THROUGHPUT_WINDOW`].
     commits: VecDeque<(Instant, u64, u64)>,
     slots: BTreeMap<String, SlotRecord>,
-    truncate_in_flight: bool,
+    /// A checkpoint or a truncation is running.
+    maintenance_in_flight: bool,
     /// Start of the oldest WAL record kept: a replica needing older WAL must be reseeded.
     oldest_retained: u64,
     /// The newest snapshot (id, lsn): WAL since it is kept, so it can always seed a replica.
@@ -273,8 +284,10 @@ impl PrimaryActor {
             store,
             events,
             interest,
-            rows: HashMap::new(),
-            overlay: HashMap::new(),
+            rows: TableState::default(),
+            overlay: RowMap::new(),
+            checkpoint: Checkpoint::default(),
+            truncate_waiting: Vec::new(),
             next_lsn: 0,
             flush_lsn: 0,
             pending: Vec::new(),
@@ -289,7 +302,7 @@ impl PrimaryActor {
             heartbeat_check: None,
             commits: VecDeque::new(),
             slots: BTreeMap::new(),
-            truncate_in_flight: false,
+            maintenance_in_flight: false,
             oldest_retained: 0,
             newest_snapshot: None,
             crashed_at_ms: None,
@@ -309,13 +322,13 @@ impl PrimaryActor {
         let primary = self.settings.primary.clone();
         let bootstrap = self.bootstrap_replicas.clone();
         let load = actix_web::rt::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
-            let rows = store.load_rows(&primary)?;
             let bounds = store.log_bounds(&primary)?;
             let end = match bounds {
                 Some((_, last, len)) => last + len as u64,
                 None => 0,
             };
             let flush = store.get_meta(&primary_flush_key(&primary))?.unwrap_or(0).max(end);
+            let rows = load_table(&store, &primary, flush)?;
             let oldest = bounds.map(|b| b.0).unwrap_or(flush);
             let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {
                 (Some(n), Some(lsn)) => Some((format!("snap_{n:06}"), lsn)),
@@ -363,10 +376,10 @@ impl PrimaryActor {
                     act.settings.apply(&saved);
                     act.restart_heartbeat_check(ctx);
                 }
-                act.rows = rows
-                    .into_iter()
-                    .filter_map(|(t, k, v)| serde_json::from_slice(&v).ok().map(|v| ((t, k), v)))
-                    .collect();
+                let (rows, rows_lsn) = rows;
+                act.rows = rows;
+                act.checkpoint.reset(rows_lsn);
+                act.overlay.clear();
                 act.flush_lsn = flush;
                 act.next_lsn = flush;
                 act.crashed = false;
@@ -561,16 +574,16 @@ impl PrimaryActor {
 
     // ---- the data path -------------------------------------------------------------------
 
-    fn current(&self, key: &Key) -> Option<&serde_json::Value> {
-        match self.overlay.get(key) {
-            Some(v) => v.as_ref(),
-            None => self.rows.get(key),
+    /// Whether a row exists once every accepted batch is applied.
+    fn exists(&self, row: RowRef<'_>) -> bool {
+        match self.overlay.get(&row) {
+            Some(&(_, exists)) => exists,
+            None => self.rows.contains(row),
         }
     }
 
-    /// Checks a batch against the current state (durable rows plus accepted batches) and returns
-    /// the values it leaves.
-    fn check_batch(&self, ops: &[Op]) -> Result<Vec<(Key, Option<serde_json::Value>)>, ReplicationError> {
+    /// Checks a batch against the current state (durable rows plus accepted batches).
+    fn check_batch(&self, ops: &[Op]) -> Result<(), ReplicationError> {
         let invalid = |field: String, reason: &str| ReplicationError::InvalidField { field, reason: reason.into() };
         if ops.is_empty() {
             return Err(invalid("ops".into(), "at least one operation"));
@@ -578,8 +591,8 @@ impl PrimaryActor {
         if ops.len() > MAX_OPS {
             return Err(invalid("ops".into(), &format!("at most {MAX_OPS} operations")));
         }
-        let mut batch: HashMap<Key, Option<serde_json::Value>> = HashMap::new();
-        let mut changes = Vec::with_capacity(ops.len());
+        // What earlier ops of this batch leave (only needed when there are several).
+        let mut batch: RowMap<RowRef<'_>, bool> = RowMap::new();
         for (i, op) in ops.iter().enumerate() {
             for (name, v) in [("table", &op.table), ("key", &op.key)] {
                 if v.is_empty() || v.len() > 256 || v.contains('\0') {
@@ -596,10 +609,10 @@ impl PrimaryActor {
                 }
                 _ => {}
             }
-            let key = (op.table.clone(), op.key.clone());
-            let exists = match batch.get(&key) {
-                Some(v) => v.is_some(),
-                None => self.current(&key).is_some(),
+            let row = RowRef::of(op);
+            let exists = match batch.get(&row) {
+                Some(&exists) => exists,
+                None => self.exists(row),
             };
             match op.op {
                 OpKind::Insert if exists => {
@@ -610,11 +623,11 @@ impl PrimaryActor {
                 }
                 _ => {}
             }
-            let value = if op.op == OpKind::Delete { None } else { op.value.clone() };
-            batch.insert(key.clone(), value.clone());
-            changes.push((key, value));
+            if ops.len() > 1 {
+                batch.insert(row, op.op != OpKind::Delete);
+            }
         }
-        Ok(changes)
+        Ok(())
     }
 
     /// Starts the next group commit if none is in flight: every accepted batch goes into one
@@ -626,22 +639,10 @@ impl PrimaryActor {
         self.commit_in_flight = true;
         let batches = std::mem::take(&mut self.pending);
         let end = batches.last().map(|b| b.lsn + b.bytes.len() as u64).unwrap_or(self.flush_lsn);
-        let mut rows: Vec<RowWrite> = Vec::new();
-        for b in &batches {
-            for op in &b.ops {
-                rows.push(RowWrite {
-                    table: op.table.clone(),
-                    key: op.key.clone(),
-                    value: match op.op {
-                        OpKind::Delete => None,
-                        _ => op.value.as_ref().map(|v| v.to_string().into_bytes()),
-                    },
-                });
-            }
-        }
+        // The WAL records and the flushed position only: the rows follow in a checkpoint.
         let commit = LogCommit {
             records: batches.iter().map(|b| (b.lsn, b.bytes.to_vec())).collect(),
-            rows,
+            rows: Vec::new(),
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
             truncate_before: None,
         };
@@ -676,30 +677,26 @@ impl PrimaryActor {
         let mut shipped = Vec::with_capacity(batches.len());
         let mut replies = Vec::with_capacity(batches.len());
         for b in batches {
-            for op in &b.ops {
-                let key = (op.table.clone(), op.key.clone());
-                match op.op {
-                    OpKind::Delete => {
-                        self.rows.remove(&key);
-                    }
-                    _ => {
-                        if let Some(v) = &op.value {
-                            self.rows.insert(key, v.clone());
-                        }
-                    }
+            self.rows.apply(&b.ops);
+            // Rows no later accepted batch changed are now what the committed state says.
+            for op in b.ops.iter() {
+                if self.overlay.get(&RowRef::of(op)).is_some_and(|&(lsn, _)| lsn == b.lsn) {
+                    self.overlay.remove(&RowRef::of(op));
                 }
             }
-            let record = ShippedRecord { lsn: b.lsn, bytes: b.bytes, durable_at, committed_at_ms: b.committed_at_ms };
+            let record = ShippedRecord {
+                lsn: b.lsn,
+                bytes: b.bytes,
+                durable_at,
+                committed_at_ms: b.committed_at_ms,
+                ops: b.ops,
+            };
+            self.checkpoint.push(record.ops.clone(), record.end_lsn());
             replies.push((record.end_lsn(), b.reply));
             shipped.push(record);
         }
-        // What accepted batches still pending leave, for checking the next ones.
-        self.overlay.clear();
-        for b in &self.pending {
-            for op in &b.ops {
-                let v = if op.op == OpKind::Delete { None } else { op.value.clone() };
-                self.overlay.insert((op.table.clone(), op.key.clone()), v);
-            }
+        if self.checkpoint.due() {
+            self.maintain(ctx, false);
         }
         for r in &shipped {
             self.recent_bytes += r.bytes.len();
@@ -911,22 +908,30 @@ impl PrimaryActor {
         e.fetch_in_flight = true;
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        let read = actix_web::rt::task::spawn_blocking(move || store.read_log(&primary, from, SHIP_WINDOW as usize));
+        let read = actix_web::rt::task::spawn_blocking(move || {
+            // Decoded here, off the arbiter, once for every replica it goes to.
+            let records = store.read_log(&primary, from, SHIP_WINDOW as usize)?;
+            let mut decoded = Vec::with_capacity(records.len());
+            for (lsn, bytes) in records {
+                let record: WalRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                    crate::storage::StorageError::Backend(format!("WAL record at {lsn} is unreadable: {e}"))
+                })?;
+                decoded.push(ShippedRecord {
+                    lsn,
+                    bytes: bytes.into(),
+                    durable_at: Instant::now(),
+                    committed_at_ms: record.committed_at_ms,
+                    ops: Arc::new(record.ops),
+                });
+            }
+            Ok::<_, crate::storage::StorageError>(decoded)
+        });
         let id = id.to_string();
         ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let Some(e) = act.replicas.get_mut(&id) else { return };
             e.fetch_in_flight = false;
             match res {
-                Ok(Ok(records)) if records.first().is_some_and(|r| r.0 == from) && e.shipped_lsn == from => {
-                    let batch: Vec<ShippedRecord> = records
-                        .into_iter()
-                        .map(|(lsn, bytes)| {
-                            let committed_at_ms = serde_json::from_slice::<WalRecord>(&bytes)
-                                .map(|r| r.committed_at_ms)
-                                .unwrap_or(0);
-                            ShippedRecord { lsn, bytes: bytes.into(), durable_at: Instant::now(), committed_at_ms }
-                        })
-                        .collect();
+                Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from => {
                     let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
                     if let Some(addr) = &e.addr {
                         addr.do_send(ShipWal { records: batch });
@@ -934,10 +939,10 @@ impl PrimaryActor {
                     }
                     act.ship_more(&id, ctx);
                 }
-                Ok(Ok(records)) if records.first().is_none_or(|r| r.0 > from) && e.shipped_lsn == from => {
+                Ok(Ok(records)) if records.first().is_none_or(|r| r.lsn > from) && e.shipped_lsn == from => {
                     // The WAL it needs is gone: it cannot catch up by streaming. Say so; a
                     // snapshot restore (or removing and adding it again) reseeds it.
-                    let oldest = records.first().map(|r| r.0).unwrap_or(act.oldest_retained);
+                    let oldest = records.first().map(|r| r.lsn).unwrap_or(act.oldest_retained);
                     let error = ReplicationError::WalGone {
                         lsn: lsn_text(from),
                         oldest: lsn_text(oldest),
@@ -994,6 +999,9 @@ impl PrimaryActor {
         }
         self.rows.clear();
         self.overlay.clear();
+        for reply in self.truncate_waiting.drain(..) {
+            let _ = reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
+        }
         self.recent.clear();
         self.recent_bytes = 0;
         tracing::warn!(primary = %self.settings.primary, why, "replication primary is down");
@@ -1053,10 +1061,9 @@ impl Actor for PrimaryActor {
         self.load(ctx);
         self.restart_heartbeat_check(ctx);
         ctx.run_interval(DEADLINE_SWEEP, |act, _| act.sweep_deadlines());
+        ctx.run_interval(CHECKPOINT_EVERY, |act, ctx| act.maintain(ctx, false));
         ctx.run_interval(AUTO_TRUNCATE_EVERY, |act, ctx| {
-            if !act.crashed && !act.truncate_in_flight {
-                act.truncate(ctx, None);
-            }
+            act.maintain(ctx, true);
         });
     }
 
@@ -1077,23 +1084,28 @@ impl Handler<ReplicateOps> for PrimaryActor {
         if self.crashed {
             return refuse(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() });
         }
-        let changes = match self.check_batch(&msg.ops) {
-            Ok(c) => c,
-            Err(e) => return refuse(e),
-        };
+        if let Err(e) = self.check_batch(&msg.ops) {
+            return refuse(e);
+        }
         let committed_at_ms = now_ms();
         let record = WalRecord { committed_at_ms, ops: msg.ops };
         let bytes: Arc<[u8]> = match serde_json::to_vec(&record) {
             Ok(b) => b.into(),
             Err(e) => return refuse(ReplicationError::Storage { message: e.to_string() }),
         };
-        for (key, value) in changes {
-            self.overlay.insert(key, value);
-        }
         let lsn = self.next_lsn;
         self.next_lsn += bytes.len() as u64;
+        for op in &record.ops {
+            let exists = op.op != OpKind::Delete;
+            match self.overlay.get_mut(&RowRef::of(op)) {
+                Some(slot) => *slot = (lsn, exists),
+                None => {
+                    self.overlay.insert(RowRef::of(op).to_owned(), (lsn, exists));
+                }
+            }
+        }
         let (reply, answer) = oneshot::channel();
-        self.pending.push(Accepted { lsn, bytes, committed_at_ms, ops: record.ops, reply });
+        self.pending.push(Accepted { lsn, bytes, committed_at_ms, ops: Arc::new(record.ops), reply });
         self.commit(ctx);
         let primary = self.settings.primary.clone();
         Box::pin(async move { answer.await.unwrap_or(Err(ReplicationError::PrimaryDown { primary })) })
@@ -1420,8 +1432,7 @@ impl Handler<AddReplica> for PrimaryActor {
             if act.oldest_retained > 0 {
                 // The WAL from the beginning is gone: start it from a base copy of the
                 // committed rows at the flushed lsn (what pg_basebackup does).
-                let rows: Vec<(String, String, serde_json::Value)> =
-                    act.rows.iter().map(|((t, k), v)| (t.clone(), k.clone(), v.clone())).collect();
+                let rows = act.rows.sorted_rows();
                 let lsn = act.flush_lsn;
                 act.reseed(&id, Arc::new(rows), lsn);
             }
@@ -1554,7 +1565,7 @@ impl Handler<ReadRow> for PrimaryActor {
                 let result = if self.crashed {
                     Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() })
                 } else {
-                    Ok(self.rows.get(&(msg.table.clone(), msg.key.clone())).map(|v| RowView {
+                    Ok(self.rows.get(&msg.table, &msg.key).map(|v| RowView {
                         table: msg.table,
                         key: msg.key,
                         value: v.clone(),
@@ -1820,45 +1831,102 @@ impl PrimaryActor {
             .map(|(id, e)| holder("replica", id, e.seeding.map_or(e.flush_lsn, |seed| seed.min(e.flush_lsn))))
             .collect();
         out.extend(self.slots.iter().map(|(name, s)| holder("slot", name, s.restart_lsn)));
+        // The stored rows reflect the WAL up to here; the rest is replayed after a crash.
+        out.push(holder("checkpoint", &self.settings.primary, self.checkpoint.needs_from()));
         if let Some((id, lsn)) = &self.newest_snapshot {
             out.push(holder("snapshot", id, *lsn));
         }
         out
     }
 
-    /// WAL before this lsn is needed by nobody.
+    /// WAL before this lsn goes at the next truncation: what no replica, slot or snapshot needs.
+    /// The checkpoint's own need is left out: a truncation checkpoints first.
     fn truncatable_before(&self) -> u64 {
-        self.holders().iter().map(|h| h.needs_from_lsn_u64).min().unwrap_or(self.flush_lsn).min(self.flush_lsn)
+        self.holders()
+            .iter()
+            .filter(|h| h.kind != "checkpoint")
+            .map(|h| h.needs_from_lsn_u64)
+            .min()
+            .unwrap_or(self.flush_lsn)
+            .min(self.flush_lsn)
     }
 
-    /// Drops WAL nobody needs, off the arbiter; answers on `reply` when asked to.
-    fn truncate(&mut self, ctx: &mut Context<Self>, reply: Option<oneshot::Sender<Result<WalTruncated, ReplicationError>>>) {
-        let before = self.truncatable_before();
+    /// Writes the rows of the batches applied since the last checkpoint to the store and, when
+    /// `truncate` (or a `/wal/truncate` caller waits), then drops the WAL nobody needs. One at a
+    /// time, off the arbiter; what is asked meanwhile runs next.
+    fn maintain(&mut self, ctx: &mut Context<Self>, truncate: bool) {
+        if self.crashed {
+            for reply in self.truncate_waiting.drain(..) {
+                let _ = reply.send(Err(ReplicationError::PrimaryDown { primary: self.settings.primary.clone() }));
+            }
+            return;
+        }
+        if self.maintenance_in_flight {
+            return;
+        }
+        let work: Option<CheckpointWork> = self.checkpoint.start();
+        let replies = std::mem::take(&mut self.truncate_waiting);
+        let truncate = truncate || !replies.is_empty();
+        if work.is_none() && !truncate {
+            return;
+        }
+        let rows_lsn = work.as_ref().map_or(self.checkpoint.rows_lsn, |w| w.end);
+        let before = self.truncatable_before().min(rows_lsn);
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        self.truncate_in_flight = true;
-        let work = actix_web::rt::task::spawn_blocking(move || {
+        self.maintenance_in_flight = true;
+        let checkpoint_end = work.as_ref().map(|w| w.end);
+        let task = actix_web::rt::task::spawn_blocking(move || {
+            if let Some(work) = &work {
+                let commit = LogCommit {
+                    rows: work.row_writes(),
+                    meta: vec![(rows_lsn_key(&primary), work.end)],
+                    ..LogCommit::default()
+                };
+                store.commit_log(&primary, &commit)?;
+            }
+            if !truncate {
+                return Ok(None);
+            }
             let removed = store.truncate_log(&primary, before)?;
             let oldest = store.log_bounds(&primary)?.map(|b| b.0).unwrap_or(before);
-            Ok::<_, crate::storage::StorageError>((removed, oldest))
+            Ok::<_, crate::storage::StorageError>(Some((removed, oldest)))
         });
-        ctx.spawn(work.into_actor(self).map(move |res, act, _| {
-            act.truncate_in_flight = false;
+        ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
+            act.maintenance_in_flight = false;
+            let res = match res {
+                Ok(r) => r,
+                Err(e) => Err(crate::storage::StorageError::Backend(e.to_string())),
+            };
+            // A failed checkpoint loses nothing: its batches stay in the WAL (the checkpoint
+            // holds it) and are replayed on the next start.
+            act.checkpoint.finished(if res.is_ok() { checkpoint_end } else { None });
             let result = match res {
-                Ok(Ok((removed, oldest))) => {
+                Ok(Some((removed, oldest))) => {
                     act.oldest_retained = oldest;
                     if removed > 0 {
                         tracing::info!(removed, oldest_retained_lsn = %lsn_text(oldest), "WAL truncated");
                     }
                     Ok(WalTruncated { records_removed: removed, oldest_retained_lsn: lsn_text(oldest), oldest_retained_lsn_u64: oldest })
                 }
-                Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
-                Err(e) => Err(ReplicationError::Storage { message: e.to_string() }),
+                Ok(None) => return act.maintain_again(ctx),
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpoint or WAL truncation failed");
+                    Err(ReplicationError::Storage { message: e.to_string() })
+                }
             };
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
+            for reply in replies {
+                let _ = reply.send(result.clone());
             }
+            act.maintain_again(ctx);
         }));
+    }
+
+    /// After a checkpoint or truncation: the next one, if one is waiting or due.
+    fn maintain_again(&mut self, ctx: &mut Context<Self>) {
+        if !self.truncate_waiting.is_empty() || self.checkpoint.due() {
+            self.maintain(ctx, false);
+        }
     }
 
     fn slot_view(&self, name: &str, s: &SlotRecord) -> SlotView {
@@ -1939,7 +2007,8 @@ impl Handler<TruncateWal> for PrimaryActor {
             return Box::pin(async move { Err(ReplicationError::PrimaryDown { primary }) });
         }
         let (reply, answer) = oneshot::channel();
-        self.truncate(ctx, Some(reply));
+        self.truncate_waiting.push(reply);
+        self.maintain(ctx, true);
         Box::pin(async move {
             answer.await.unwrap_or(Err(ReplicationError::Storage { message: "truncation was abandoned".into() }))
         })
@@ -2178,9 +2247,7 @@ impl Handler<CreateSnapshot> for PrimaryActor {
         }
         // The in-memory rows are exactly the committed state at flush_lsn (accepted, not yet
         // durable batches live in the overlay): a consistent snapshot without a pause.
-        let mut rows: Vec<(String, String, serde_json::Value)> =
-            self.rows.iter().map(|((t, k), v)| (t.clone(), k.clone(), v.clone())).collect();
-        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let rows = self.rows.sorted_rows();
         let lsn = self.flush_lsn;
         let store = self.store.clone();
         let write = actix_web::rt::task::spawn_blocking(move || {

@@ -1,21 +1,26 @@
 //! One replica, as a supervised actor. It receives WAL records shipped by the primary, makes them
-//! durable in its own log together with the row changes they make (one fsynced transaction, off
-//! the arbiter thread), applies them to its table state, and reports its write, flush and replay
-//! positions to the primary after each step and on every heartbeat.
+//! durable in its own log (one fsynced transaction for all that arrived meanwhile, off the
+//! arbiter thread), applies them to its table state, and reports its write, flush and replay
+//! positions to the primary after each step and on every heartbeat. The rows reach its store in
+//! checkpoints, as on the primary ([`super::table`]); its log is trimmed up to each checkpoint.
 //!
 //! Positions: `write` is what it has received (in memory), `flush` what is durable, `replay`
-//! what its readable state shows. On start it loads its rows and flushed position from the store
-//! and reports them with `restarted`, so the primary ships from there: a replica resumes from its
-//! own flushed position, never from zero.
+//! what its readable state shows. On start it loads its rows, replays its log after them, and
+//! reports its flushed position with `restarted`, so the primary ships from there: a replica
+//! resumes from its own flushed position, never from zero.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::messages::replication::*;
-use crate::storage::{LogCommit, RowWrite, Store};
+use crate::actors::replication::table::{load_table, rows_lsn_key, Checkpoint, TableState};
+use crate::storage::{LogCommit, Store};
+
+/// How often what was applied since the last checkpoint is written to the rows table (sooner
+/// when enough is pending).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The meta key of a replica's durable (flushed) position.
 pub fn flush_key(replica_id: &str) -> String {
@@ -42,7 +47,9 @@ pub struct ReplicaActor {
     store: Arc<Store>,
     primary: ProgressSink,
     heartbeat_interval: Duration,
-    rows: HashMap<(String, String), serde_json::Value>,
+    rows: TableState,
+    /// Applied batches whose rows are not in the store yet.
+    checkpoint: Checkpoint,
     write_lsn: u64,
     flush_lsn: u64,
     replay_lsn: u64,
@@ -69,7 +76,8 @@ impl ReplicaActor {
             store,
             primary,
             heartbeat_interval,
-            rows: HashMap::new(),
+            rows: TableState::default(),
+            checkpoint: Checkpoint::default(),
             write_lsn: 0,
             flush_lsn: 0,
             replay_lsn: 0,
@@ -105,15 +113,13 @@ impl ReplicaActor {
         let id = self.replica_id.clone();
         let load = actix_web::rt::task::spawn_blocking(move || {
             let flush = store.get_meta(&flush_key(&id))?.unwrap_or(0);
-            let rows = store.load_rows(&id)?;
-            Ok::<_, crate::storage::StorageError>((flush, rows))
+            let (rows, rows_lsn) = load_table(&store, &id, flush)?;
+            Ok::<_, crate::storage::StorageError>((flush, rows, rows_lsn))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((flush, rows))) => {
-                act.rows = rows
-                    .into_iter()
-                    .filter_map(|(t, k, v)| serde_json::from_slice(&v).ok().map(|v| ((t, k), v)))
-                    .collect();
+            Ok(Ok((flush, rows, rows_lsn))) => {
+                act.rows = rows;
+                act.checkpoint.reset(rows_lsn);
                 act.write_lsn = flush;
                 act.flush_lsn = flush;
                 act.replay_lsn = flush;
@@ -131,7 +137,8 @@ impl ReplicaActor {
         }));
     }
 
-    /// Makes everything received durable, in one transaction, then applies it.
+    /// Makes everything received durable, in one transaction (the records and the flushed
+    /// position), then applies it.
     fn commit(&mut self, ctx: &mut Context<Self>) {
         if self.commit_in_flight || self.pending.is_empty() {
             return;
@@ -139,69 +146,71 @@ impl ReplicaActor {
         self.commit_in_flight = true;
         let records = std::mem::take(&mut self.pending);
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
+        let commit = LogCommit {
+            records: records.iter().map(|r| (r.lsn, r.bytes.to_vec())).collect(),
+            rows: Vec::new(),
+            meta: vec![(flush_key(&self.replica_id), end)],
+            truncate_before: None,
+        };
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || {
-            // Decoding is CPU work too: it stays off the arbiter with the fsync.
-            let mut writes: Vec<RowWrite> = Vec::new();
-            let mut applied: Vec<(String, String, Option<serde_json::Value>)> = Vec::new();
-            for r in &records {
-                let record: WalRecord = serde_json::from_slice(&r.bytes)
-                    .map_err(|e| crate::storage::StorageError::Backend(format!("WAL record at {} unreadable: {e}", r.lsn)))?;
-                for op in record.ops {
-                    let value = match op.op {
-                        OpKind::Delete => None,
-                        OpKind::Insert | OpKind::Update => op.value,
-                    };
-                    writes.push(RowWrite {
-                        table: op.table.clone(),
-                        key: op.key.clone(),
-                        value: value.as_ref().map(|v| v.to_string().into_bytes()),
-                    });
-                    applied.push((op.table, op.key, value));
-                }
-            }
-            // The received log is a durable receive buffer: once the rows it carries are durable
-            // in the same transaction, older records are not needed, so they go too.
-            let first = records.first().map(|r| r.lsn);
-            let commit = LogCommit {
-                records: records.iter().map(|r| (r.lsn, r.bytes.to_vec())).collect(),
-                rows: writes,
-                meta: vec![(flush_key(&id), end)],
-                truncate_before: first,
-            };
-            store.commit_log(&id, &commit)?;
-            Ok::<_, crate::storage::StorageError>(applied)
-        });
+        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, &commit));
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
-            match res {
-                Ok(Ok(applied)) => {
-                    act.flush_lsn = end;
-                    for (table, key, value) in applied {
-                        match value {
-                            Some(v) => {
-                                act.rows.insert((table, key), v);
-                            }
-                            None => {
-                                act.rows.remove(&(table, key));
-                            }
-                        }
-                    }
-                    act.replay_lsn = end;
-                    act.report(false);
-                    act.commit(ctx);
-                }
-                Ok(Err(e)) => {
-                    // What was received is not durable; the supervisor restarts the actor from
-                    // its durable state and the primary ships the rest again.
-                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica could not make WAL durable; restarting");
-                    ctx.stop();
-                }
-                Err(e) => {
-                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica commit task failed; restarting");
-                    ctx.stop();
-                }
+            let failed = match res {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                // What was received is not durable; the supervisor restarts the actor from its
+                // durable state and the primary ships the rest again.
+                tracing::error!(replica_id = %act.replica_id, error = %e, "replica could not make WAL durable; restarting");
+                ctx.stop();
+                return;
+            }
+            act.flush_lsn = end;
+            for r in records {
+                act.rows.apply(&r.ops);
+                let end = r.end_lsn();
+                act.checkpoint.push(r.ops, end);
+            }
+            act.replay_lsn = end;
+            act.report(false);
+            if act.checkpoint.due() {
+                act.write_checkpoint(ctx);
+            }
+            act.commit(ctx);
+        }));
+    }
+
+    /// Writes the rows applied since the last checkpoint, and drops the log they came from.
+    fn write_checkpoint(&mut self, ctx: &mut Context<Self>) {
+        let Some(work) = self.checkpoint.start() else { return };
+        let store = self.store.clone();
+        let id = self.replica_id.clone();
+        let end = work.end;
+        let task = actix_web::rt::task::spawn_blocking(move || {
+            let commit = LogCommit {
+                rows: work.row_writes(),
+                meta: vec![(rows_lsn_key(&id), work.end)],
+                // The received log is a durable receive buffer: what the stored rows hold is not
+                // needed any more.
+                truncate_before: Some(work.end),
+                ..LogCommit::default()
+            };
+            store.commit_log(&id, &commit)
+        });
+        ctx.spawn(task.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(())) => act.checkpoint.finished(Some(end)),
+            Ok(Err(e)) => {
+                // Nothing is lost: the log keeps what the rows table lacks, and a start replays it.
+                tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint failed");
+                act.checkpoint.finished(None);
+            }
+            Err(e) => {
+                tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint task failed");
+                act.checkpoint.finished(None);
             }
         }));
     }
@@ -240,6 +249,11 @@ impl Actor for ReplicaActor {
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
         self.start_heartbeat(ctx);
+        ctx.run_interval(CHECKPOINT_EVERY, |act, ctx| {
+            if act.loaded && !act.crashed {
+                act.write_checkpoint(ctx);
+            }
+        });
     }
 }
 
@@ -250,6 +264,7 @@ impl actix::Supervised for ReplicaActor {
         self.commit_in_flight = false;
         self.loaded = false;
         self.rows.clear();
+        self.checkpoint = Checkpoint::default();
     }
 }
 
@@ -297,7 +312,7 @@ impl Handler<ReadLocalRow> for ReplicaActor {
         if self.crashed || !self.loaded {
             return Err(ReplicationError::ReplicaDown { replica_id: self.replica_id.clone() });
         }
-        Ok(self.rows.get(&(msg.table, msg.key)).map(|v| (v.clone(), self.replay_lsn)))
+        Ok(self.rows.get(&msg.table, &msg.key).map(|v| (v.clone(), self.replay_lsn)))
     }
 }
 
@@ -314,12 +329,13 @@ impl Handler<Reseed> for ReplicaActor {
         let write = actix_web::rt::task::spawn_blocking(move || {
             let encoded: Vec<(String, String, Vec<u8>)> =
                 rows.iter().map(|(t, k, v)| (t.clone(), k.clone(), v.to_string().into_bytes())).collect();
-            store.replace_rows(&id, &encoded, &[(flush_key(&id), lsn)])
+            store.replace_rows(&id, &encoded, &[(flush_key(&id), lsn), (rows_lsn_key(&id), lsn)])
         });
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(())) => {
-                act.rows = msg.rows.iter().map(|(t, k, v)| ((t.clone(), k.clone()), v.clone())).collect();
+                act.rows = TableState::from_rows(&msg.rows);
+                act.checkpoint.reset(lsn);
                 act.pending.clear();
                 act.write_lsn = lsn;
                 act.flush_lsn = lsn;
