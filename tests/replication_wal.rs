@@ -318,3 +318,67 @@ async fn concurrent_writes_share_fsyncs() {
     assert_eq!(batches - batches_before, 64, "every batch was committed once");
     assert!(commits - commits_before < 64, "{} fsyncs for 64 concurrent batches", commits - commits_before);
 }
+
+async fn read(runtime: &RuntimeHandle, key: &str, from: ReadFrom) -> Option<serde_json::Value> {
+    runtime
+        .primary()
+        .send(ReadRow { table: "t".into(), key: key.into(), from })
+        .await
+        .expect("answers")
+        .expect("read")
+        .map(|r| r.value)
+}
+
+async fn crash_and_restart(runtime: &RuntimeHandle, target: &str) {
+    use clusterd::actors::replication::primary::{CrashTarget, RestartTarget};
+    runtime.primary().send(CrashTarget { target: target.into() }).await.expect("answers").expect("crashed");
+    runtime.primary().send(RestartTarget { target: target.into() }).await.expect("answers").expect("restarted");
+}
+
+#[actix_web::test]
+async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_truncation_keeps_what_replay_needs() {
+    use clusterd::actors::replication::table::rows_lsn_key;
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    let mut last = write(&runtime, OpKind::Insert, "k0", Some(serde_json::json!(0))).await;
+    for i in 1..30 {
+        last = write(&runtime, OpKind::Insert, &format!("k{i}"), Some(serde_json::json!(i))).await;
+    }
+    // A truncation checkpoints first: the stored rows reach the flushed lsn, and the WAL before
+    // it (nobody else needs it: the sync replica has it all) goes.
+    let truncated = runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    assert!(truncated.records_removed > 0, "{truncated:?}");
+    let status = wal(&runtime).await;
+    let checkpoint = status.retained_by.iter().find(|h| h.kind == "checkpoint").expect("the checkpoint is listed");
+    assert_eq!(checkpoint.needs_from_lsn_u64, last.lsn_u64);
+    assert_eq!(truncated.oldest_retained_lsn_u64, last.lsn_u64);
+    // The replica checkpoints on its own; wait until its stored rows hold all of it.
+    let store = runtime.store().clone();
+    poll_until("the replica's checkpoint", || {
+        let store = store.clone();
+        async move { (store.get_meta(&rows_lsn_key("replica-001")).ok()?? >= last.lsn_u64).then_some(()) }
+    })
+    .await;
+
+    // Then changes that only the WAL has (until the next checkpoint), including ones to rows
+    // the checkpoint wrote.
+    for i in 30..40 {
+        write(&runtime, OpKind::Insert, &format!("k{i}"), Some(serde_json::json!(i))).await;
+    }
+    write(&runtime, OpKind::Update, "k0", Some(serde_json::json!(100))).await;
+    let last = write(&runtime, OpKind::Delete, "k1", None).await;
+    replayed(&runtime, "replica-001", last.lsn_u64).await;
+
+    crash_and_restart(&runtime, "replica-001").await;
+    crash_and_restart(&runtime, "primary").await;
+    replayed(&runtime, "replica-001", last.lsn_u64).await;
+    for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {
+        let what = format!("{from:?}");
+        assert_eq!(read(&runtime, "k0", from.clone()).await, Some(serde_json::json!(100)), "{what}");
+        assert_eq!(read(&runtime, "k1", from.clone()).await, None, "{what}");
+        assert_eq!(read(&runtime, "k2", from.clone()).await, Some(serde_json::json!(2)), "{what}");
+        assert_eq!(read(&runtime, "k39", from.clone()).await, Some(serde_json::json!(39)), "{what}");
+    }
+    // Writes go on from where the log ends.
+    let next = write(&runtime, OpKind::Insert, "k1", Some(serde_json::json!(1))).await;
+    assert!(next.lsn_u64 > last.lsn_u64);
+}
