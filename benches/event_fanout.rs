@@ -46,6 +46,10 @@ use clusterd::messages::registry::{
 use clusterd::metrics::Metrics;
 use clusterd::storage::Store;
 
+/// The server binary's allocator (src/main.rs), so that both sides of every ratio run on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Subscriber counts for the deliveries group.
 const FANOUT_SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
 /// Sessions in the large selectivity case, and how many of them are admitted.

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// See Cargo.toml: cross-thread frees on the replication path are slow under glibc malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clusterd::config::{Config, ConfigError, ConfigSources};
 
 #[derive(Debug, Parser)]

@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use parking_lot::{Mutex, RwLock};
 use redb::{ReadableTable, TableDefinition};
@@ -88,8 +91,11 @@ enum Backend {
 struct MemoryTables {
     meta: BTreeMap<String, u64>,
     records: BTreeMap<RecordTable, BTreeMap<String, Vec<u8>>>,
-    wal: BTreeMap<(String, u64), Vec<u8>>,
-    rows: BTreeMap<(String, String, String), Vec<u8>>,
+    /// By owner, then start lsn. Records are shared with whoever committed them (the primary's
+    /// in-memory tail, the records shipped to replicas): appending copies no bytes.
+    wal: HashMap<String, BTreeMap<u64, Arc<[u8]>>>,
+    /// By owner, then (table, key).
+    rows: HashMap<String, HashMap<(String, String), Vec<u8>>>,
 }
 
 /// One change of a row, as a log commit applies it: `None` deletes.
@@ -105,7 +111,7 @@ pub struct RowWrite {
 #[derive(Debug, Clone, Default)]
 pub struct LogCommit {
     /// (start lsn, record bytes), in lsn order.
-    pub records: Vec<(u64, Vec<u8>)>,
+    pub records: Vec<(u64, Arc<[u8]>)>,
     pub rows: Vec<RowWrite>,
     /// Meta keys to set in the same transaction (positions).
     pub meta: Vec<(String, u64)>,
@@ -277,7 +283,7 @@ impl Store {
 impl Store {
     /// Appends `commit.records` to `owner`'s log, applies `commit.rows` to its table state and
     /// sets `commit.meta`, all in one transaction; returns once it is durable.
-    pub fn commit_log(&self, owner: &str, commit: &LogCommit) -> Result<(), StorageError> {
+    pub fn commit_log(&self, owner: &str, commit: LogCommit) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(db) => {
                 let db = open(db)?;
@@ -285,7 +291,7 @@ impl Store {
                 {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     for (lsn, bytes) in &commit.records {
-                        wal.insert((owner, *lsn), bytes.as_slice()).map_err(backend)?;
+                        wal.insert((owner, *lsn), &bytes[..]).map_err(backend)?;
                     }
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
                     for w in &commit.rows {
@@ -319,29 +325,29 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let mut m = m.lock();
-                for (lsn, bytes) in &commit.records {
-                    m.wal.insert((owner.to_string(), *lsn), bytes.clone());
+                let m = &mut *m;
+                if !commit.records.is_empty() || commit.truncate_before.is_some() {
+                    let wal = m.wal.entry_ref(owner).or_default();
+                    wal.extend(commit.records);
+                    if let Some(before) = commit.truncate_before {
+                        *wal = wal.split_off(&before);
+                    }
                 }
-                for w in &commit.rows {
-                    let key = (owner.to_string(), w.table.clone(), w.key.clone());
-                    match &w.value {
-                        Some(v) => {
-                            m.rows.insert(key, v.clone());
-                        }
-                        None => {
-                            m.rows.remove(&key);
+                if !commit.rows.is_empty() {
+                    let rows = m.rows.entry_ref(owner).or_default();
+                    for w in commit.rows {
+                        match w.value {
+                            Some(v) => {
+                                rows.insert((w.table, w.key), v);
+                            }
+                            None => {
+                                rows.remove(&(w.table, w.key));
+                            }
                         }
                     }
                 }
-                for (k, v) in &commit.meta {
-                    m.meta.insert(k.clone(), *v);
-                }
-                if let Some(before) = commit.truncate_before {
-                    let old: Vec<(String, u64)> =
-                        m.wal.range((owner.to_string(), 0)..(owner.to_string(), before)).map(|(k, _)| k.clone()).collect();
-                    for k in old {
-                        m.wal.remove(&k);
-                    }
+                for (k, v) in commit.meta {
+                    m.meta.insert(k, v);
                 }
                 Ok(())
             }
@@ -350,10 +356,10 @@ impl Store {
 
     /// Records of `owner`'s log with start lsn >= `from`, in order, until `max_bytes` of record
     /// bytes are gathered (at least one record if there is one).
-    pub fn read_log(&self, owner: &str, from: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    pub fn read_log(&self, owner: &str, from: u64, max_bytes: usize) -> Result<Vec<(u64, Arc<[u8]>)>, StorageError> {
         let mut out = Vec::new();
         let mut size = 0usize;
-        let mut take = |lsn: u64, bytes: Vec<u8>| -> bool {
+        let mut take = |lsn: u64, bytes: Arc<[u8]>| -> bool {
             size += bytes.len();
             out.push((lsn, bytes));
             size < max_bytes
@@ -365,14 +371,14 @@ impl Store {
                 let wal = tx.open_table(WAL).map_err(backend)?;
                 for row in wal.range((owner, from)..=(owner, u64::MAX)).map_err(backend)? {
                     let (k, v) = row.map_err(backend)?;
-                    if !take(k.value().1, v.value().to_vec()) {
+                    if !take(k.value().1, v.value().into()) {
                         break;
                     }
                 }
             }
             Backend::Memory(m) => {
                 let m = m.lock();
-                for ((_, lsn), bytes) in m.wal.range((owner.to_string(), from)..=(owner.to_string(), u64::MAX)) {
+                for (lsn, bytes) in m.wal.get(owner).into_iter().flat_map(|wal| wal.range(from..)) {
                     if !take(*lsn, bytes.clone()) {
                         break;
                     }
@@ -408,13 +414,11 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let m = m.lock();
-                let mut range = m.wal.range((owner.to_string(), 0)..=(owner.to_string(), u64::MAX));
-                let Some(((_, first), first_bytes)) = range.next() else { return Ok(None) };
-                let (last, len) = match range.next_back() {
-                    Some(((_, lsn), bytes)) => (*lsn, bytes.len()),
-                    None => (*first, first_bytes.len()),
+                let Some(wal) = m.wal.get(owner) else { return Ok(None) };
+                let (Some((first, _)), Some((last, bytes))) = (wal.first_key_value(), wal.last_key_value()) else {
+                    return Ok(None);
                 };
-                Ok(Some((*first, last, len)))
+                Ok(Some((*first, *last, bytes.len())))
             }
         }
     }
@@ -443,12 +447,11 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let mut m = m.lock();
-                let keys: Vec<(String, u64)> =
-                    m.wal.range((owner.to_string(), 0)..(owner.to_string(), lsn)).map(|(k, _)| k.clone()).collect();
-                for k in &keys {
-                    m.wal.remove(k);
-                }
-                Ok(keys.len())
+                let Some(wal) = m.wal.get_mut(owner) else { return Ok(0) };
+                let kept = wal.split_off(&lsn);
+                let removed = wal.len();
+                *wal = kept;
+                Ok(removed)
             }
         }
     }
@@ -505,11 +508,11 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let mut m = m.lock();
-                m.rows.retain(|(o, _, _), _| o != owner);
-                m.wal.retain(|(o, _), _| o != owner);
-                for (t, k, v) in rows {
-                    m.rows.insert((owner.to_string(), t.clone(), k.clone()), v.clone());
-                }
+                m.wal.remove(owner);
+                m.rows.insert(
+                    owner.to_string(),
+                    rows.iter().map(|(t, k, v)| ((t.clone(), k.clone()), v.clone())).collect(),
+                );
                 for (k, v) in meta {
                     m.meta.insert(k.clone(), *v);
                 }
@@ -536,13 +539,19 @@ impl Store {
                 }
                 Ok(out)
             }
-            Backend::Memory(m) => Ok(m
-                .lock()
-                .rows
-                .range((owner.to_string(), String::new(), String::new())..)
-                .take_while(|((o, _, _), _)| o == owner)
-                .map(|((_, t, k), v)| (t.clone(), k.clone(), v.clone()))
-                .collect()),
+            Backend::Memory(m) => {
+                let m = m.lock();
+                let mut rows: Vec<(String, String, Vec<u8>)> = m
+                    .rows
+                    .get(owner)
+                    .into_iter()
+                    .flatten()
+                    .map(|((t, k), v)| (t.clone(), k.clone(), v.clone()))
+                    .collect();
+                // In (table, key) order, as on disk.
+                rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                Ok(rows)
+            }
         }
     }
 }
@@ -574,22 +583,22 @@ mod tests {
             value: value.map(<[u8]>::to_vec),
         };
         let first = LogCommit {
-            records: vec![(0, b"aaaa".to_vec()), (4, b"bb".to_vec())],
+            records: vec![(0, b"aaaa".to_vec().into()), (4, b"bb".to_vec().into())],
             rows: vec![write("t", "k1", Some(b"v1")), write("t", "k2", Some(b"v2"))],
             meta: vec![("primary.flush_lsn".into(), 6)],
             truncate_before: None,
         };
-        s.commit_log("primary", &first).expect("commit");
+        s.commit_log("primary", first).expect("commit");
         // Another owner's log and rows stay apart.
-        s.commit_log("replica-001", &LogCommit { records: vec![(0, b"aaaa".to_vec())], ..Default::default() })
+        s.commit_log("replica-001", LogCommit { records: vec![(0, b"aaaa".to_vec().into())], ..Default::default() })
             .expect("commit");
         let second = LogCommit {
-            records: vec![(6, b"ccc".to_vec())],
+            records: vec![(6, b"ccc".to_vec().into())],
             rows: vec![write("t", "k1", None)],
             meta: vec![],
             truncate_before: None,
         };
-        s.commit_log("primary", &second).expect("commit");
+        s.commit_log("primary", second).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((0, 6, 3)));
         assert_eq!(s.log_bounds("nobody").expect("bounds"), None);
         let from_4: Vec<u64> = s.read_log("primary", 4, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
@@ -602,7 +611,7 @@ mod tests {
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
         assert_eq!(s.get_meta("primary.flush_lsn").expect("meta"), Some(6));
         // A commit can drop older records of its owner in the same transaction.
-        s.commit_log("primary", &LogCommit { records: vec![(9, b"dd".to_vec())], truncate_before: Some(9), ..Default::default() })
+        s.commit_log("primary", LogCommit { records: vec![(9, b"dd".to_vec().into())], truncate_before: Some(9), ..Default::default() })
             .expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
         // Reseeding replaces an owner's rows and log, and leaves other owners alone.

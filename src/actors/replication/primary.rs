@@ -641,14 +641,14 @@ impl PrimaryActor {
         let end = batches.last().map(|b| b.lsn + b.bytes.len() as u64).unwrap_or(self.flush_lsn);
         // The WAL records and the flushed position only: the rows follow in a checkpoint.
         let commit = LogCommit {
-            records: batches.iter().map(|b| (b.lsn, b.bytes.to_vec())).collect(),
+            records: batches.iter().map(|b| (b.lsn, b.bytes.clone())).collect(),
             rows: Vec::new(),
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
             truncate_before: None,
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, &commit));
+        let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, commit));
         ctx.spawn(write.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
             if act.crashed {
@@ -1883,7 +1883,7 @@ impl PrimaryActor {
                     meta: vec![(rows_lsn_key(&primary), work.end)],
                     ..LogCommit::default()
                 };
-                store.commit_log(&primary, &commit)?;
+                store.commit_log(&primary, commit)?;
             }
             if !truncate {
                 return Ok(None);

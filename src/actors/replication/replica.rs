@@ -147,14 +147,14 @@ impl ReplicaActor {
         let records = std::mem::take(&mut self.pending);
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
         let commit = LogCommit {
-            records: records.iter().map(|r| (r.lsn, r.bytes.to_vec())).collect(),
+            records: records.iter().map(|r| (r.lsn, r.bytes.clone())).collect(),
             rows: Vec::new(),
             meta: vec![(flush_key(&self.replica_id), end)],
             truncate_before: None,
         };
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, &commit));
+        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, commit));
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
             let failed = match res {
@@ -199,7 +199,7 @@ impl ReplicaActor {
                 truncate_before: Some(work.end),
                 ..LogCommit::default()
             };
-            store.commit_log(&id, &commit)
+            store.commit_log(&id, commit)
         });
         ctx.spawn(task.into_actor(self).map(move |res, act, _| match res {
             Ok(Ok(())) => act.checkpoint.finished(Some(end)),

@@ -275,7 +275,7 @@ mod tests {
         let at = *lsn;
         *lsn += bytes.len() as u64;
         store
-            .commit_log(owner, &crate::storage::LogCommit { records: vec![(at, bytes)], ..Default::default() })
+            .commit_log(owner, crate::storage::LogCommit { records: vec![(at, bytes.into())], ..Default::default() })
             .unwrap();
     }
 
@@ -292,7 +292,7 @@ mod tests {
         store
             .commit_log(
                 "p",
-                &crate::storage::LogCommit {
+                crate::storage::LogCommit {
                     rows: work.row_writes(),
                     meta: vec![(rows_lsn_key("p"), work.end)],
                     ..Default::default()
