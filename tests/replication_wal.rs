@@ -355,7 +355,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     let store = runtime.store().clone();
     poll_until("the replica's checkpoint", || {
         let store = store.clone();
-        async move { (store.get_meta(&rows_lsn_key("replica-001")).ok()?? >= last.lsn_u64).then_some(()) }
+        async move { (store.get_log_meta("replica-001", &rows_lsn_key("replica-001")).ok()?? >= last.lsn_u64).then_some(()) }
     })
     .await;
 

@@ -15,8 +15,13 @@ use redb::{ReadableTable, TableDefinition};
 
 use crate::config::StorageConfig;
 
-/// The file inside `data_dir` that holds everything.
+/// The file inside `data_dir` that holds membership, settings, slots, snapshots and the event
+/// sequence.
 pub const DB_FILE: &str = "clusterd.redb";
+/// The directory inside `data_dir` with one file per log owner (the primary, each replica): its
+/// write-ahead log, its rows and its positions. Owners commit in parallel: redb takes one write
+/// transaction at a time per file, and a replica's fsync should not queue behind the primary's.
+pub const LOG_DIR: &str = "wal";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
@@ -123,6 +128,45 @@ pub struct LogCommit {
 pub struct Store {
     backend: Backend,
     location: Option<PathBuf>,
+    /// On disk: each log owner's database, opened on first use (see [`LOG_DIR`]). Held only to
+    /// look an owner up or add one, never across an operation.
+    logs: Mutex<LogFiles>,
+}
+
+#[derive(Default)]
+struct LogFiles {
+    open: HashMap<String, Arc<RwLock<Option<redb::Database>>>>,
+    closed: bool,
+}
+
+/// An owner's file name: its id with anything but ASCII letters, digits, `-` and `_` escaped
+/// as `%XX`, so no id can reach outside the directory.
+fn log_file_name(owner: &str) -> String {
+    let mut name = String::with_capacity(owner.len() + 5);
+    for b in owner.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    name.push_str(".redb");
+    name
+}
+
+/// Creates the tables once so reads never meet a missing one: `meta`, the record tables given,
+/// and for an owner's file its log and rows.
+fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]>], log: bool) -> Result<(), StorageError> {
+    let tx = db.begin_write().map_err(backend)?;
+    tx.open_table(META).map_err(backend)?;
+    for t in records {
+        tx.open_table(*t).map_err(backend)?;
+    }
+    if log {
+        tx.open_table(WAL).map_err(backend)?;
+        tx.open_table(ROWS).map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
 }
 
 impl Store {
@@ -141,22 +185,49 @@ impl Store {
         let path = dir.join(DB_FILE);
         let db = redb::Database::create(&path)
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        // Create the tables once so reads never meet a missing table.
-        let tx = db.begin_write().map_err(backend)?;
-        tx.open_table(META).map_err(backend)?;
-        tx.open_table(CLUSTER_NODES).map_err(backend)?;
-        tx.open_table(REPLICAS).map_err(backend)?;
-        tx.open_table(SETTINGS).map_err(backend)?;
-        tx.open_table(SLOTS).map_err(backend)?;
-        tx.open_table(SNAPSHOTS).map_err(backend)?;
-        tx.open_table(WAL).map_err(backend)?;
-        tx.open_table(ROWS).map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(Store { backend: Backend::Disk(RwLock::new(Some(db))), location: Some(path) })
+        create_tables(&db, &[CLUSTER_NODES, REPLICAS, SETTINGS, SLOTS, SNAPSHOTS], false)?;
+        Ok(Store { backend: Backend::Disk(RwLock::new(Some(db))), location: Some(path), logs: Mutex::default() })
     }
 
     pub fn memory() -> Store {
-        Store { backend: Backend::Memory(Mutex::new(MemoryTables::default())), location: None }
+        Store { backend: Backend::Memory(Mutex::new(MemoryTables::default())), location: None, logs: Mutex::default() }
+    }
+
+    /// `owner`'s database (disk only), opened and created on first use.
+    fn log_db(&self, owner: &str) -> Result<Arc<RwLock<Option<redb::Database>>>, StorageError> {
+        let mut logs = self.logs.lock();
+        if logs.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(db) = logs.open.get(owner) {
+            return Ok(db.clone());
+        }
+        let dir = match self.location.as_deref().and_then(Path::parent) {
+            Some(data_dir) => data_dir.join(LOG_DIR),
+            None => return Err(StorageError::Backend("a log file needs a data directory".into())),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
+        let path = dir.join(log_file_name(owner));
+        let db = redb::Database::create(&path).map_err(|e| StorageError::Open { path, message: e.to_string() })?;
+        create_tables(&db, &[], true)?;
+        let db = Arc::new(RwLock::new(Some(db)));
+        logs.open.insert(owner.to_string(), db.clone());
+        Ok(db)
+    }
+
+    /// A position or other counter of `owner`'s log (kept with the log, so that it is
+    /// committed in the same transaction as the records).
+    pub fn get_log_meta(&self, owner: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        match &self.backend {
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
+                let tx = db.begin_read().map_err(backend)?;
+                let table = tx.open_table(META).map_err(backend)?;
+                Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
+            }
+            Backend::Memory(m) => Ok(m.lock().meta.get(key).copied()),
+        }
     }
 
     /// Releases the database file (and its lock) now, whoever still holds the store: a new store
@@ -164,6 +235,14 @@ impl Store {
     /// [`StorageError::Closed`].
     pub fn close(&self) {
         if let Backend::Disk(db) = &self.backend {
+            db.write().take();
+        }
+        let logs: Vec<_> = {
+            let mut logs = self.logs.lock();
+            logs.closed = true;
+            logs.open.drain().map(|(_, db)| db).collect()
+        };
+        for db in logs {
             db.write().take();
         }
     }
@@ -285,8 +364,9 @@ impl Store {
     /// sets `commit.meta`, all in one transaction; returns once it is durable.
     pub fn commit_log(&self, owner: &str, commit: LogCommit) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
@@ -365,8 +445,9 @@ impl Store {
             size < max_bytes
         };
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
                 for row in wal.range((owner, from)..=(owner, u64::MAX)).map_err(backend)? {
@@ -391,8 +472,9 @@ impl Store {
     /// The first record's start lsn and the last record's (start lsn, length) of `owner`'s log.
     pub fn log_bounds(&self, owner: &str) -> Result<Option<(u64, u64, usize)>, StorageError> {
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
                 let mut range = wal.range((owner, 0)..=(owner, u64::MAX)).map_err(backend)?;
@@ -426,8 +508,9 @@ impl Store {
     /// Deletes `owner`'s log records that start before `lsn`; returns how many went.
     pub fn truncate_log(&self, owner: &str, lsn: u64) -> Result<usize, StorageError> {
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
                 let removed = {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
@@ -465,8 +548,9 @@ impl Store {
         meta: &[(String, u64)],
     ) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut table = tx.open_table(ROWS).map_err(backend)?;
@@ -524,8 +608,9 @@ impl Store {
     /// Every row of `owner`'s table state: (table, key, value).
     pub fn load_rows(&self, owner: &str) -> Result<Vec<(String, String, Vec<u8>)>, StorageError> {
         match &self.backend {
-            Backend::Disk(db) => {
-                let db = open(db)?;
+            Backend::Disk(_) => {
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let rows = tx.open_table(ROWS).map_err(backend)?;
                 let mut out = Vec::new();
@@ -609,7 +694,7 @@ mod tests {
         assert_eq!(s.truncate_log("primary", 6).expect("truncate"), 2);
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((6, 6, 3)));
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
-        assert_eq!(s.get_meta("primary.flush_lsn").expect("meta"), Some(6));
+        assert_eq!(s.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(6));
         // A commit can drop older records of its owner in the same transaction.
         s.commit_log("primary", LogCommit { records: vec![(9, b"dd".to_vec().into())], truncate_before: Some(9), ..Default::default() })
             .expect("commit");
@@ -626,6 +711,21 @@ mod tests {
     fn logs_and_rows_work_the_same_on_disk_and_in_memory() {
         check_logs(&Store::memory());
         let dir = tempfile::tempdir().expect("temp dir");
-        check_logs(&Store::open_dir(dir.path()).expect("open"));
+        let disk = Store::open_dir(dir.path()).expect("open");
+        check_logs(&disk);
+        // Each owner has a file of its own, and they survive a reopen.
+        assert!(dir.path().join(LOG_DIR).join("primary.redb").is_file());
+        assert!(dir.path().join(LOG_DIR).join("replica-001.redb").is_file());
+        disk.close();
+        assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));
+        let reopened = Store::open_dir(dir.path()).expect("reopen");
+        assert_eq!(reopened.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
+        assert_eq!(reopened.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(6));
+    }
+
+    #[test]
+    fn owner_file_names_cannot_leave_the_log_directory() {
+        assert_eq!(log_file_name("replica_001-a"), "replica_001-a.redb");
+        assert_eq!(log_file_name("../x y"), "%2E%2E%2Fx%20y.redb");
     }
 }

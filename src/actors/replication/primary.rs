@@ -327,7 +327,7 @@ impl PrimaryActor {
                 Some((_, last, len)) => last + len as u64,
                 None => 0,
             };
-            let flush = store.get_meta(&primary_flush_key(&primary))?.unwrap_or(0).max(end);
+            let flush = store.get_log_meta(&primary, &primary_flush_key(&primary))?.unwrap_or(0).max(end);
             let rows = load_table(&store, &primary, flush)?;
             let oldest = bounds.map(|b| b.0).unwrap_or(flush);
             let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {

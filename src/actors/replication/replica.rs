@@ -112,7 +112,7 @@ impl ReplicaActor {
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let load = actix_web::rt::task::spawn_blocking(move || {
-            let flush = store.get_meta(&flush_key(&id))?.unwrap_or(0);
+            let flush = store.get_log_meta(&id, &flush_key(&id))?.unwrap_or(0);
             let (rows, rows_lsn) = load_table(&store, &id, flush)?;
             Ok::<_, crate::storage::StorageError>((flush, rows, rows_lsn))
         });

@@ -217,7 +217,7 @@ pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<(TableState,
             .map_err(|e| StorageError::Backend(format!("stored row {t}/{k} of {owner} is unreadable: {e}")))?;
         table.rows.insert((t, k), value);
     }
-    let rows_lsn = match store.get_meta(&rows_lsn_key(owner))? {
+    let rows_lsn = match store.get_log_meta(owner, &rows_lsn_key(owner))? {
         Some(lsn) => lsn,
         None => store.log_bounds(owner)?.map(|b| b.0).unwrap_or(flush).min(flush),
     };
