@@ -381,4 +381,23 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     // Writes go on from where the log ends.
     let next = write(&runtime, OpKind::Insert, "k1", Some(serde_json::json!(1))).await;
     assert!(next.lsn_u64 > last.lsn_u64);
+
+    // What the restarts replayed was checkpointed too: after another checkpoint, truncation and
+    // crash, nothing written before the first crash is missing.
+    runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
+    replayed(&runtime, "replica-001", next.lsn_u64).await;
+    poll_until("the replica's checkpoint", || {
+        let store = store.clone();
+        async move { (store.get_log_meta("replica-001", &rows_lsn_key("replica-001")).ok()?? >= next.lsn_u64).then_some(()) }
+    })
+    .await;
+    crash_and_restart(&runtime, "replica-001").await;
+    crash_and_restart(&runtime, "primary").await;
+    replayed(&runtime, "replica-001", next.lsn_u64).await;
+    for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {
+        let what = format!("{from:?}");
+        assert_eq!(read(&runtime, "k0", from.clone()).await, Some(serde_json::json!(100)), "{what}");
+        assert_eq!(read(&runtime, "k1", from.clone()).await, Some(serde_json::json!(1)), "{what}");
+        assert_eq!(read(&runtime, "k35", from.clone()).await, Some(serde_json::json!(35)), "{what}");
+    }
 }

@@ -122,6 +122,10 @@ pub struct LogCommit {
     pub meta: Vec<(String, u64)>,
     /// Drop the owner's records that start before this lsn, in the same transaction.
     pub truncate_before: Option<u64>,
+    /// A checkpoint: (meta key, lsn) of the position the rows reach. The whole commit is skipped
+    /// if the stored position is already there, so a checkpoint that finishes late (its actor
+    /// restarted meanwhile and wrote a newer one) can never put older rows over newer ones.
+    pub checkpoint: Option<(String, u64)>,
 }
 
 /// The process's durable store.
@@ -369,6 +373,13 @@ impl Store {
                 let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
+                    let mut meta = tx.open_table(META).map_err(backend)?;
+                    if let Some((key, lsn)) = &commit.checkpoint {
+                        if meta.get(key.as_str()).map_err(backend)?.is_some_and(|v| v.value() >= *lsn) {
+                            return Ok(());
+                        }
+                        meta.insert(key.as_str(), *lsn).map_err(backend)?;
+                    }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     for (lsn, bytes) in &commit.records {
                         wal.insert((owner, *lsn), &bytes[..]).map_err(backend)?;
@@ -385,7 +396,6 @@ impl Store {
                             }
                         }
                     }
-                    let mut meta = tx.open_table(META).map_err(backend)?;
                     for (k, v) in &commit.meta {
                         meta.insert(k.as_str(), *v).map_err(backend)?;
                     }
@@ -406,6 +416,12 @@ impl Store {
             Backend::Memory(m) => {
                 let mut m = m.lock();
                 let m = &mut *m;
+                if let Some((key, lsn)) = commit.checkpoint {
+                    if m.meta.get(&key).is_some_and(|v| *v >= lsn) {
+                        return Ok(());
+                    }
+                    m.meta.insert(key, lsn);
+                }
                 if !commit.records.is_empty() || commit.truncate_before.is_some() {
                     let wal = m.wal.entry_ref(owner).or_default();
                     wal.extend(commit.records);
@@ -672,6 +688,7 @@ mod tests {
             rows: vec![write("t", "k1", Some(b"v1")), write("t", "k2", Some(b"v2"))],
             meta: vec![("primary.flush_lsn".into(), 6)],
             truncate_before: None,
+            checkpoint: None,
         };
         s.commit_log("primary", first).expect("commit");
         // Another owner's log and rows stay apart.
@@ -682,6 +699,7 @@ mod tests {
             rows: vec![write("t", "k1", None)],
             meta: vec![],
             truncate_before: None,
+            checkpoint: None,
         };
         s.commit_log("primary", second).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((0, 6, 3)));

@@ -15,17 +15,16 @@
 //! `semi_sync` never gets an `async` answer without knowing.)
 
 use std::collections::{BTreeMap, VecDeque};
-
-use hashbrown::HashMap as RowMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use hashbrown::HashMap as RowMap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, rows_lsn_key, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
+use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
 use crate::messages::replication::*;
@@ -328,7 +327,7 @@ impl PrimaryActor {
                 None => 0,
             };
             let flush = store.get_log_meta(&primary, &primary_flush_key(&primary))?.unwrap_or(0).max(end);
-            let rows = load_table(&store, &primary, flush)?;
+            let rows = load_table(&store, &primary, flush, false)?;
             let oldest = bounds.map(|b| b.0).unwrap_or(flush);
             let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {
                 (Some(n), Some(lsn)) => Some((format!("snap_{n:06}"), lsn)),
@@ -645,6 +644,7 @@ impl PrimaryActor {
             rows: Vec::new(),
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
             truncate_before: None,
+            checkpoint: None,
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
@@ -1878,12 +1878,7 @@ impl PrimaryActor {
         let checkpoint_end = work.as_ref().map(|w| w.end);
         let task = actix_web::rt::task::spawn_blocking(move || {
             if let Some(work) = &work {
-                let commit = LogCommit {
-                    rows: work.row_writes(),
-                    meta: vec![(rows_lsn_key(&primary), work.end)],
-                    ..LogCommit::default()
-                };
-                store.commit_log(&primary, commit)?;
+                store.commit_log(&primary, work.commit(&primary, false))?;
             }
             if !truncate {
                 return Ok(None);

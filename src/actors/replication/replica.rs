@@ -113,7 +113,7 @@ impl ReplicaActor {
         let id = self.replica_id.clone();
         let load = actix_web::rt::task::spawn_blocking(move || {
             let flush = store.get_log_meta(&id, &flush_key(&id))?.unwrap_or(0);
-            let (rows, rows_lsn) = load_table(&store, &id, flush)?;
+            let (rows, rows_lsn) = load_table(&store, &id, flush, true)?;
             Ok::<_, crate::storage::StorageError>((flush, rows, rows_lsn))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
@@ -151,6 +151,7 @@ impl ReplicaActor {
             rows: Vec::new(),
             meta: vec![(flush_key(&self.replica_id), end)],
             truncate_before: None,
+            checkpoint: None,
         };
         let store = self.store.clone();
         let id = self.replica_id.clone();
@@ -190,17 +191,9 @@ impl ReplicaActor {
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let end = work.end;
-        let task = actix_web::rt::task::spawn_blocking(move || {
-            let commit = LogCommit {
-                rows: work.row_writes(),
-                meta: vec![(rows_lsn_key(&id), work.end)],
-                // The received log is a durable receive buffer: what the stored rows hold is not
-                // needed any more.
-                truncate_before: Some(work.end),
-                ..LogCommit::default()
-            };
-            store.commit_log(&id, commit)
-        });
+        // The received log is a durable receive buffer: what the stored rows hold is not needed
+        // any more, so the checkpoint trims it.
+        let task = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, work.commit(&id, true)));
         ctx.spawn(task.into_actor(self).map(move |res, act, _| match res {
             Ok(Ok(())) => act.checkpoint.finished(Some(end)),
             Ok(Err(e)) => {

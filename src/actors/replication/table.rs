@@ -15,7 +15,7 @@ use std::sync::Arc;
 use hashbrown::{Equivalent, HashMap};
 
 use crate::messages::replication::{Op, OpKind, WalRecord};
-use crate::storage::{RowWrite, StorageError, Store};
+use crate::storage::{LogCommit, RowWrite, StorageError, Store};
 
 /// A row's identity: (table, key).
 pub type RowKey = (String, String);
@@ -138,7 +138,18 @@ pub struct CheckpointWork {
 }
 
 impl CheckpointWork {
-    /// The row changes, in order, values serialized (blocking pool: this is CPU work).
+    /// The commit that writes it for `owner` (blocking pool: serializing values is CPU work),
+    /// dropping the owner's log before it when `trim_log` (a replica's received log).
+    pub fn commit(&self, owner: &str, trim_log: bool) -> LogCommit {
+        LogCommit {
+            rows: self.row_writes(),
+            checkpoint: Some((rows_lsn_key(owner), self.end)),
+            truncate_before: trim_log.then_some(self.end),
+            ..LogCommit::default()
+        }
+    }
+
+    /// The row changes, in order, values serialized.
     pub fn row_writes(&self) -> Vec<RowWrite> {
         self.batches
             .iter()
@@ -205,12 +216,16 @@ impl Checkpoint {
 /// Most bytes of WAL read per store call while replaying.
 const REPLAY_CHUNK: usize = 4 << 20;
 
-/// Loads `owner`'s stored rows and replays its WAL after them up to `flush`: the table as of
-/// `flush`, and the lsn the stored rows reflect. Blocking (call it off the arbiter).
+/// Loads `owner`'s stored rows and replays its WAL after them up to `flush`, then writes what it
+/// replayed in a checkpoint (as PostgreSQL ends recovery with one): the table as of `flush`, and
+/// the lsn the stored rows now reflect (`flush`). The batches replayed are not in any later
+/// checkpoint's list, so without this one the next checkpoint would move the stored position past
+/// rows it never wrote. Blocking (call it off the arbiter). `trim_log` as in
+/// [`CheckpointWork::commit`].
 ///
 /// Without a stored rows lsn (a store written before checkpoints existed, whose rows were
 /// written with every commit), replay starts at the oldest record kept, which is harmless.
-pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<(TableState, u64), StorageError> {
+pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Result<(TableState, u64), StorageError> {
     let mut table = TableState::default();
     for (t, k, v) in store.load_rows(owner)? {
         let value = serde_json::from_slice(&v)
@@ -222,6 +237,7 @@ pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<(TableState,
         None => store.log_bounds(owner)?.map(|b| b.0).unwrap_or(flush).min(flush),
     };
     let mut cursor = rows_lsn;
+    let mut replayed = Vec::new();
     while cursor < flush {
         let records = store.read_log(owner, cursor, REPLAY_CHUNK)?;
         if records.first().is_none_or(|r| r.0 != cursor) {
@@ -237,10 +253,15 @@ pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<(TableState,
             let record: WalRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
             table.apply(&record.ops);
+            replayed.push(Arc::new(record.ops));
             cursor = lsn + bytes.len() as u64;
         }
     }
-    Ok((table, rows_lsn))
+    if replayed.is_empty() {
+        return Ok((table, rows_lsn));
+    }
+    store.commit_log(owner, CheckpointWork { batches: replayed, end: cursor }.commit(owner, trim_log))?;
+    Ok((table, cursor))
 }
 
 #[cfg(test)]
@@ -289,30 +310,31 @@ mod tests {
             batches: vec![Arc::new(vec![op(OpKind::Insert, "a", Some(1)), op(OpKind::Insert, "b", Some(2))])],
             end: lsn,
         };
-        store
-            .commit_log(
-                "p",
-                crate::storage::LogCommit {
-                    rows: work.row_writes(),
-                    meta: vec![(rows_lsn_key("p"), work.end)],
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        store.commit_log("p", work.commit("p", false)).unwrap();
         let checkpointed = lsn;
         append(&store, "p", &mut lsn, vec![op(OpKind::Update, "a", Some(10)), op(OpKind::Delete, "b", None)]);
         append(&store, "p", &mut lsn, vec![op(OpKind::Insert, "c", Some(3))]);
 
-        let (table, rows_lsn) = load_table(&store, "p", lsn).unwrap();
-        assert_eq!(rows_lsn, checkpointed);
+        let (table, rows_lsn) = load_table(&store, "p", lsn, false).unwrap();
+        // Recovery ends with a checkpoint of what it replayed.
+        assert!(checkpointed < lsn);
+        assert_eq!(rows_lsn, lsn);
+        assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
+        let stored: Vec<(String, String)> = store.load_rows("p").unwrap().into_iter().map(|r| (r.1, String::from_utf8(r.2).unwrap())).collect();
+        assert_eq!(stored, vec![("a".to_string(), "10".to_string()), ("c".to_string(), "3".to_string())]);
+        // A checkpoint that finishes late (older than the stored position) changes nothing.
+        store.commit_log("p", work.commit("p", false)).unwrap();
+        assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
+        assert_eq!(store.load_rows("p").unwrap().len(), 2);
         assert_eq!(table.get("t", "a"), Some(&serde_json::json!(10)));
         assert_eq!(table.get("t", "b"), None);
         assert_eq!(table.get("t", "c"), Some(&serde_json::json!(3)));
         assert_eq!(table.len(), 2);
 
         // WAL missing after the checkpoint: refused, not silently short.
+        append(&store, "p", &mut lsn, vec![op(OpKind::Insert, "d", Some(4))]);
         store.truncate_log("p", lsn).unwrap();
-        let err = load_table(&store, "p", lsn).unwrap_err();
+        let err = load_table(&store, "p", lsn, false).unwrap_err();
         assert!(err.to_string().contains("needed to rebuild"), "{err}");
     }
 }
