@@ -148,8 +148,8 @@ fn make_ops(n: usize) -> Vec<Op> {
         .map(|i| Op {
             op: OpKind::Insert,
             table: TABLE.into(),
-            key: format!("key-{i:010}"),
-            value: Some(serde_json::json!({ "seq": i, "name": "replication bench", "active": true })),
+            key: format!("key-{i:010}").into(),
+            value: Some(std::sync::Arc::new(serde_json::json!({ "seq": i, "name": "replication bench", "active": true }))),
         })
         .collect()
 }

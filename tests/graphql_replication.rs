@@ -173,7 +173,7 @@ impl Server {
                     op: OpKind::Insert,
                     table: table.into(),
                     key: key.into(),
-                    value: Some(value),
+                    value: Some(std::sync::Arc::new(value)),
                 }],
             })
             .await

@@ -23,7 +23,7 @@ fn config() -> Config {
 }
 
 async fn write(runtime: &RuntimeHandle, op: OpKind, key: &str, value: Option<serde_json::Value>) -> ReplicateAck {
-    let ops = vec![Op { op, table: "t".into(), key: key.into(), value }];
+    let ops = vec![Op { op, table: "t".into(), key: key.into(), value: value.map(std::sync::Arc::new) }];
     within("a write", runtime.primary().send(ReplicateOps { ops }))
         .await
         .expect("the primary answers")
@@ -307,7 +307,7 @@ async fn concurrent_writes_share_fsyncs() {
     let writes: Vec<_> = (0..64)
         .map(|i| {
             runtime.primary().send(ReplicateOps {
-                ops: vec![Op { op: OpKind::Insert, table: "t".into(), key: format!("k{i}"), value: Some(serde_json::json!(i)) }],
+                ops: vec![Op { op: OpKind::Insert, table: "t".into(), key: format!("k{i}").into(), value: Some(std::sync::Arc::new(serde_json::json!(i))) }],
             })
         })
         .collect();

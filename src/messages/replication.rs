@@ -52,12 +52,16 @@ pub enum OpKind {
 #[serde(deny_unknown_fields)]
 pub struct Op {
     pub op: OpKind,
-    pub table: String,
-    pub key: String,
+    /// Shared, like `key` and `value`: the primary's and every in-process replica's table state
+    /// hold the same allocation, never a copy each.
+    #[schema(value_type = String)]
+    pub table: Arc<str>,
+    #[schema(value_type = String)]
+    pub key: Arc<str>,
     /// Required for insert and update, absent for delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub value: Option<serde_json::Value>,
+    pub value: Option<Arc<serde_json::Value>>,
 }
 
 /// One record of the write-ahead log: a committed batch.

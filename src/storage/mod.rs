@@ -23,17 +23,46 @@ pub const DB_FILE: &str = "clusterd.redb";
 /// transaction at a time per file, and a replica's fsync should not queue behind the primary's.
 pub const LOG_DIR: &str = "wal";
 
+/// redb's page cache for one owner's file (a tenth of it buffers a transaction's writes). Its
+/// default, 1 GiB per file, would let every replica's file grow a cache that size; a log file is
+/// written far more than read (records are read back to ship to a replica that fell behind, rows
+/// only at start), so a small cache costs little, and keeps recycling its pages instead of
+/// growing the process by every page written.
+const LOG_CACHE_BYTES: usize = 64 << 20;
+
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLUSTER_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_nodes");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
-/// Write-ahead logs: (owner, start lsn) -> record bytes. The owner is the primary's or a
-/// replica's id; each keeps its own log.
-const WAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("wal");
-/// Table state: (owner, table, key) -> value bytes.
-const ROWS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("rows");
+/// An owner's write-ahead log (in the owner's own file): start lsn -> record bytes.
+const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
+/// An owner's table state (in its own file): [`row_key`] -> value bytes. Plain bytes rather than
+/// a `(&str, &str)` tuple, which redb would check as UTF-8 at every comparison.
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+
+/// Separates table from key in a stored row key: 0xFF never occurs in UTF-8, so the first one
+/// splits the two unambiguously, and each table's rows stay contiguous.
+const ROW_KEY_SEPARATOR: u8 = 0xFF;
+
+/// The stored key of row (`table`, `key`).
+fn row_key(table: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(table.len() + 1 + key.len());
+    k.extend_from_slice(table.as_bytes());
+    k.push(ROW_KEY_SEPARATOR);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// (table, key) of a stored row key.
+fn split_row_key(stored: &[u8]) -> Result<(String, String), StorageError> {
+    let bad = || StorageError::Backend(format!("stored row key {stored:?} is not table, 0xFF, key"));
+    let at = stored.iter().position(|&b| b == ROW_KEY_SEPARATOR).ok_or_else(bad)?;
+    let table = std::str::from_utf8(&stored[..at]).map_err(|_| bad())?;
+    let key = std::str::from_utf8(&stored[at + 1..]).map_err(|_| bad())?;
+    Ok((table.to_string(), key.to_string()))
+}
 
 /// The record tables, one per kind of durable object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,14 +129,15 @@ struct MemoryTables {
     /// in-memory tail, the records shipped to replicas): appending copies no bytes.
     wal: HashMap<String, BTreeMap<u64, Arc<[u8]>>>,
     /// By owner, then (table, key).
-    rows: HashMap<String, HashMap<(String, String), Vec<u8>>>,
+    rows: HashMap<String, HashMap<(Arc<str>, Arc<str>), Vec<u8>>>,
 }
 
 /// One change of a row, as a log commit applies it: `None` deletes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowWrite {
-    pub table: String,
-    pub key: String,
+    /// Shared with the op that wrote the row.
+    pub table: Arc<str>,
+    pub key: Arc<str>,
     pub value: Option<Vec<u8>>,
 }
 
@@ -173,6 +203,20 @@ fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]
     tx.commit().map_err(backend)
 }
 
+/// Removes the log records that start before `before`; returns how many went.
+fn remove_log_before(wal: &mut redb::Table<'_, u64, &[u8]>, before: u64) -> Result<usize, StorageError> {
+    let old: Vec<u64> = wal
+        .range(..before)
+        .map_err(backend)?
+        .map(|row| row.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for k in &old {
+        wal.remove(*k).map_err(backend)?;
+    }
+    Ok(old.len())
+}
+
 impl Store {
     /// Opens the store `config` describes: the redb file under `data_dir`, created if missing, or
     /// memory.
@@ -212,7 +256,10 @@ impl Store {
         };
         std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
         let path = dir.join(log_file_name(owner));
-        let db = redb::Database::create(&path).map_err(|e| StorageError::Open { path, message: e.to_string() })?;
+        let db = redb::Builder::new()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| StorageError::Open { path, message: e.to_string() })?;
         create_tables(&db, &[], true)?;
         let db = Arc::new(RwLock::new(Some(db)));
         logs.open.insert(owner.to_string(), db.clone());
@@ -382,17 +429,21 @@ impl Store {
                     }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     for (lsn, bytes) in &commit.records {
-                        wal.insert((owner, *lsn), &bytes[..]).map_err(backend)?;
+                        wal.insert(*lsn, &bytes[..]).map_err(backend)?;
                     }
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
+                    let mut key = Vec::new();
                     for w in &commit.rows {
-                        let key = (owner, w.table.as_str(), w.key.as_str());
+                        key.clear();
+                        key.extend_from_slice(w.table.as_bytes());
+                        key.push(ROW_KEY_SEPARATOR);
+                        key.extend_from_slice(w.key.as_bytes());
                         match &w.value {
                             Some(v) => {
-                                rows.insert(key, v.as_slice()).map_err(backend)?;
+                                rows.insert(key.as_slice(), v.as_slice()).map_err(backend)?;
                             }
                             None => {
-                                rows.remove(key).map_err(backend)?;
+                                rows.remove(key.as_slice()).map_err(backend)?;
                             }
                         }
                     }
@@ -400,15 +451,7 @@ impl Store {
                         meta.insert(k.as_str(), *v).map_err(backend)?;
                     }
                     if let Some(before) = commit.truncate_before {
-                        let old: Vec<u64> = wal
-                            .range((owner, 0)..(owner, before))
-                            .map_err(backend)?
-                            .map(|row| row.map(|(k, _)| k.value().1))
-                            .collect::<Result<_, _>>()
-                            .map_err(backend)?;
-                        for k in old {
-                            wal.remove((owner, k)).map_err(backend)?;
-                        }
+                        remove_log_before(&mut wal, before)?;
                     }
                 }
                 tx.commit().map_err(backend)
@@ -466,9 +509,9 @@ impl Store {
                 let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
-                for row in wal.range((owner, from)..=(owner, u64::MAX)).map_err(backend)? {
+                for row in wal.range(from..).map_err(backend)? {
                     let (k, v) = row.map_err(backend)?;
-                    if !take(k.value().1, v.value().into()) {
+                    if !take(k.value(), v.value().into()) {
                         break;
                     }
                 }
@@ -493,18 +536,18 @@ impl Store {
                 let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
-                let mut range = wal.range((owner, 0)..=(owner, u64::MAX)).map_err(backend)?;
+                let mut range = wal.range(0..).map_err(backend)?;
                 let first = match range.next() {
-                    Some(row) => row.map_err(backend)?.0.value().1,
+                    Some(row) => row.map_err(backend)?.0.value(),
                     None => return Ok(None),
                 };
                 let (last_lsn, last_len) = match range.next_back() {
                     Some(row) => {
                         let (k, v) = row.map_err(backend)?;
-                        (k.value().1, v.value().len())
+                        (k.value(), v.value().len())
                     }
                     None => {
-                        let v = wal.get((owner, first)).map_err(backend)?.map(|v| v.value().len()).unwrap_or(0);
+                        let v = wal.get(first).map_err(backend)?.map(|v| v.value().len()).unwrap_or(0);
                         (first, v)
                     }
                 };
@@ -530,16 +573,7 @@ impl Store {
                 let tx = db.begin_write().map_err(backend)?;
                 let removed = {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
-                    let keys: Vec<u64> = wal
-                        .range((owner, 0)..(owner, lsn))
-                        .map_err(backend)?
-                        .map(|row| row.map(|(k, _)| k.value().1))
-                        .collect::<Result<_, _>>()
-                        .map_err(backend)?;
-                    for k in &keys {
-                        wal.remove((owner, *k)).map_err(backend)?;
-                    }
-                    keys.len()
+                    remove_log_before(&mut wal, lsn)?
                 };
                 tx.commit().map_err(backend)?;
                 Ok(removed)
@@ -570,35 +604,12 @@ impl Store {
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut table = tx.open_table(ROWS).map_err(backend)?;
-                    let old: Vec<(String, String)> = table
-                        .range((owner, "", "")..)
-                        .map_err(backend)?
-                        .map(|row| row.map(|(k, _)| {
-                            let (o, t, key) = k.value();
-                            (o.to_string(), t.to_string(), key.to_string())
-                        }))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(backend)?
-                        .into_iter()
-                        .take_while(|(o, _, _)| o == owner)
-                        .map(|(_, t, k)| (t, k))
-                        .collect();
-                    for (t, k) in &old {
-                        table.remove((owner, t.as_str(), k.as_str())).map_err(backend)?;
-                    }
+                    table.retain(|_, _| false).map_err(backend)?;
                     for (t, k, v) in rows {
-                        table.insert((owner, t.as_str(), k.as_str()), v.as_slice()).map_err(backend)?;
+                        table.insert(row_key(t, k).as_slice(), v.as_slice()).map_err(backend)?;
                     }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
-                    let lsns: Vec<u64> = wal
-                        .range((owner, 0)..=(owner, u64::MAX))
-                        .map_err(backend)?
-                        .map(|row| row.map(|(k, _)| k.value().1))
-                        .collect::<Result<_, _>>()
-                        .map_err(backend)?;
-                    for l in lsns {
-                        wal.remove((owner, l)).map_err(backend)?;
-                    }
+                    wal.retain(|_, _| false).map_err(backend)?;
                     let mut m = tx.open_table(META).map_err(backend)?;
                     for (k, v) in meta {
                         m.insert(k.as_str(), *v).map_err(backend)?;
@@ -611,7 +622,7 @@ impl Store {
                 m.wal.remove(owner);
                 m.rows.insert(
                     owner.to_string(),
-                    rows.iter().map(|(t, k, v)| ((t.clone(), k.clone()), v.clone())).collect(),
+                    rows.iter().map(|(t, k, v)| ((Arc::from(t.as_str()), Arc::from(k.as_str())), v.clone())).collect(),
                 );
                 for (k, v) in meta {
                     m.meta.insert(k.clone(), *v);
@@ -630,13 +641,10 @@ impl Store {
                 let tx = db.begin_read().map_err(backend)?;
                 let rows = tx.open_table(ROWS).map_err(backend)?;
                 let mut out = Vec::new();
-                for row in rows.range((owner, "", "")..).map_err(backend)? {
+                for row in rows.iter().map_err(backend)? {
                     let (k, v) = row.map_err(backend)?;
-                    let (o, t, key) = k.value();
-                    if o != owner {
-                        break;
-                    }
-                    out.push((t.to_string(), key.to_string(), v.value().to_vec()));
+                    let (t, key) = split_row_key(k.value())?;
+                    out.push((t, key, v.value().to_vec()));
                 }
                 Ok(out)
             }
@@ -647,7 +655,7 @@ impl Store {
                     .get(owner)
                     .into_iter()
                     .flatten()
-                    .map(|((t, k), v)| (t.clone(), k.clone(), v.clone()))
+                    .map(|((t, k), v)| (t.to_string(), k.to_string(), v.clone()))
                     .collect();
                 // In (table, key) order, as on disk.
                 rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
+use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState, row_key};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
 use crate::messages::replication::*;
@@ -615,10 +615,10 @@ impl PrimaryActor {
             };
             match op.op {
                 OpKind::Insert if exists => {
-                    return Err(ReplicationError::DuplicateKey { table: op.table.clone(), key: op.key.clone() })
+                    return Err(ReplicationError::DuplicateKey { table: op.table.to_string(), key: op.key.to_string() })
                 }
                 OpKind::Update | OpKind::Delete if !exists => {
-                    return Err(ReplicationError::RowNotFound { table: op.table.clone(), key: op.key.clone() })
+                    return Err(ReplicationError::RowNotFound { table: op.table.to_string(), key: op.key.to_string() })
                 }
                 _ => {}
             }
@@ -1100,7 +1100,7 @@ impl Handler<ReplicateOps> for PrimaryActor {
             match self.overlay.get_mut(&RowRef::of(op)) {
                 Some(slot) => *slot = (lsn, exists),
                 None => {
-                    self.overlay.insert(RowRef::of(op).to_owned(), (lsn, exists));
+                    self.overlay.insert(row_key(op), (lsn, exists));
                 }
             }
         }
@@ -2147,9 +2147,10 @@ impl Handler<PeekSlotChanges> for PrimaryActor {
                                 end_lsn_u64: end,
                                 committed_at_ms: record.committed_at_ms,
                                 op: op.op,
-                                table: op.table,
-                                key: op.key,
-                                value: op.value,
+                                table: op.table.to_string(),
+                                key: op.key.to_string(),
+                                // Just decoded: the only reference, so no copy.
+                                value: op.value.map(Arc::unwrap_or_clone),
                             });
                         }
                         next = end;

@@ -17,11 +17,11 @@ use hashbrown::{Equivalent, HashMap};
 use crate::messages::replication::{Op, OpKind, WalRecord};
 use crate::storage::{LogCommit, RowWrite, StorageError, Store};
 
-/// A row's identity: (table, key).
-pub type RowKey = (String, String);
+/// A row's identity: (table, key), sharing the op's allocations.
+pub type RowKey = (Arc<str>, Arc<str>);
 
-/// A borrowed [`RowKey`] for lookups without allocating. It hashes exactly as the owned tuple
-/// does (a tuple hashes its fields in order, a `String` as its `str`).
+/// A borrowed [`RowKey`] for lookups without touching reference counts. It hashes exactly as
+/// the owned tuple does (a tuple hashes its fields in order, an `Arc<str>` as its `str`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRef<'a>(pub &'a str, pub &'a str);
 
@@ -34,7 +34,7 @@ impl Hash for RowRef<'_> {
 
 impl Equivalent<RowKey> for RowRef<'_> {
     fn equivalent(&self, key: &RowKey) -> bool {
-        self.0 == key.0 && self.1 == key.1
+        self.0 == &*key.0 && self.1 == &*key.1
     }
 }
 
@@ -43,15 +43,18 @@ impl<'a> RowRef<'a> {
         RowRef(&op.table, &op.key)
     }
 
-    pub fn to_owned(self) -> RowKey {
-        (self.0.to_string(), self.1.to_string())
-    }
 }
 
-/// Rows in memory: what the owner has replayed.
+/// `op`'s row, sharing its table and key.
+pub fn row_key(op: &Op) -> RowKey {
+    (op.table.clone(), op.key.clone())
+}
+
+/// Rows in memory: what the owner has replayed. Values are shared with the ops that wrote them
+/// (and so with every other owner that applied the same op).
 #[derive(Debug, Default)]
 pub struct TableState {
-    rows: HashMap<RowKey, serde_json::Value>,
+    rows: HashMap<RowKey, Arc<serde_json::Value>>,
 }
 
 impl TableState {
@@ -65,7 +68,7 @@ impl TableState {
                 (OpKind::Insert | OpKind::Update, Some(v)) => match self.rows.get_mut(&RowRef::of(op)) {
                     Some(slot) => *slot = v.clone(),
                     None => {
-                        self.rows.insert(RowRef::of(op).to_owned(), v.clone());
+                        self.rows.insert(row_key(op), v.clone());
                     }
                 },
                 // Checked when the batch was accepted: an insert or update always has a value.
@@ -75,7 +78,7 @@ impl TableState {
     }
 
     pub fn get(&self, table: &str, key: &str) -> Option<&serde_json::Value> {
-        self.rows.get(&RowRef(table, key))
+        self.rows.get(&RowRef(table, key)).map(|v| &**v)
     }
 
     pub fn contains(&self, row: RowRef<'_>) -> bool {
@@ -97,14 +100,14 @@ impl TableState {
     /// Every row as (table, key, value), sorted: a snapshot's content.
     pub fn sorted_rows(&self) -> Vec<(String, String, serde_json::Value)> {
         let mut rows: Vec<(String, String, serde_json::Value)> =
-            self.rows.iter().map(|((t, k), v)| (t.clone(), k.clone(), v.clone())).collect();
+            self.rows.iter().map(|((t, k), v)| (t.to_string(), k.to_string(), (**v).clone())).collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         rows
     }
 
     /// The state holding exactly these rows.
     pub fn from_rows(rows: &[(String, String, serde_json::Value)]) -> Self {
-        TableState { rows: rows.iter().map(|(t, k, v)| ((t.clone(), k.clone()), v.clone())).collect() }
+        TableState { rows: rows.iter().map(|(t, k, v)| ((Arc::from(t.as_str()), Arc::from(k.as_str())), Arc::new(v.clone()))).collect() }
     }
 }
 
@@ -230,7 +233,7 @@ pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Res
     for (t, k, v) in store.load_rows(owner)? {
         let value = serde_json::from_slice(&v)
             .map_err(|e| StorageError::Backend(format!("stored row {t}/{k} of {owner} is unreadable: {e}")))?;
-        table.rows.insert((t, k), value);
+        table.rows.insert((t.into(), k.into()), Arc::new(value));
     }
     let rows_lsn = match store.get_log_meta(owner, &rows_lsn_key(owner))? {
         Some(lsn) => lsn,
@@ -281,14 +284,14 @@ mod tests {
         assert_eq!(hash_of(&RowRef("users", "u1")), hash_of(&owned));
         assert_ne!(hash_of(&RowRef("user", "su1")), hash_of(&owned));
         let mut t = TableState::default();
-        t.apply(&[Op { op: OpKind::Insert, table: "users".into(), key: "u1".into(), value: Some(1.into()) }]);
+        t.apply(&[Op { op: OpKind::Insert, table: "users".into(), key: "u1".into(), value: Some(Arc::new(1.into())) }]);
         assert_eq!(t.get("users", "u1"), Some(&serde_json::json!(1)));
         assert!(t.contains(RowRef("users", "u1")));
         assert!(!t.contains(RowRef("user", "su1")));
     }
 
     fn op(kind: OpKind, key: &str, value: Option<i64>) -> Op {
-        Op { op: kind, table: "t".into(), key: key.into(), value: value.map(Into::into) }
+        Op { op: kind, table: "t".into(), key: key.into(), value: value.map(|v| Arc::new(v.into())) }
     }
 
     fn append(store: &Store, owner: &str, lsn: &mut u64, ops: Vec<Op>) {

@@ -6,6 +6,8 @@
 //! be sent back unchanged. Replica statuses stay strings (`in_sync`, `paused` …), the values the
 //! events carry and the cluster types use for their statuses.
 
+use std::sync::Arc;
+
 use async_graphql::{Enum, InputObject, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
@@ -65,9 +67,9 @@ impl From<OpInput> for Op {
     fn from(o: OpInput) -> Self {
         Op {
             op: o.op.into(),
-            table: o.table,
-            key: o.key,
-            value: o.value,
+            table: o.table.into(),
+            key: o.key.into(),
+            value: o.value.map(Arc::new),
         }
     }
 }
