@@ -303,6 +303,10 @@ pub struct ReplicationStatus {
 #[rtype(result = "()")]
 pub struct ShipWal {
     pub records: Vec<ShippedRecord>,
+    /// Whether a write may be waiting for this replica's flush (it is a sync replica in `sync`
+    /// mode, or any replica in `semi_sync`): the replica then makes the records durable at once;
+    /// otherwise it may gather them for a moment first (see `ReplicaActor`).
+    pub flush_awaited: bool,
 }
 
 /// A replica reports its positions to the primary.

@@ -117,6 +117,17 @@ fn mode_str(m: ReplicaMode) -> &'static str {
     }
 }
 
+/// Whether a write in `mode` may wait for the flush of a replica in `replica_mode`: the replicas
+/// [`PrimaryActor::acks`] counts. Such a replica makes what it receives durable at once; others
+/// may gather it for a moment (see [`ReplicaActor`]).
+fn flush_awaited(mode: ReplicationMode, replica_mode: ReplicaMode) -> bool {
+    match mode {
+        ReplicationMode::Async => false,
+        ReplicationMode::Sync => replica_mode == ReplicaMode::Sync,
+        ReplicationMode::SemiSync => true,
+    }
+}
+
 /// A replica as the primary knows it.
 struct ReplicaEntry {
     mode: ReplicaMode,
@@ -416,16 +427,15 @@ impl PrimaryActor {
     fn start_replica(&mut self, id: &str, ctx: &mut Context<Self>) {
         self.next_incarnation += 1;
         let incarnation = self.next_incarnation;
-        let addr = ReplicaActor::new(
+        let actor = ReplicaActor::new(
             id.to_string(),
             incarnation,
             self.store.clone(),
             ctx.address().recipient(),
             self.settings.heartbeat_interval,
-        )
-        .start_supervised();
+        );
         if let Some(e) = self.replicas.get_mut(id) {
-            e.addr = Some(addr);
+            e.addr = Some(actor.start_supervised());
             e.incarnation = incarnation;
             e.connected = false;
             e.fetch_in_flight = false;
@@ -719,7 +729,8 @@ impl PrimaryActor {
                 let live = e.addr.is_some() && e.connected && !e.paused;
                 if live && e.shipped_lsn == old_flush && old_flush.saturating_sub(e.write_lsn) < SHIP_WINDOW {
                     if let Some(addr) = &e.addr {
-                        addr.do_send(ShipWal { records: shipped.clone() });
+                        let flush_awaited = flush_awaited(self.settings.mode, e.mode);
+                        addr.do_send(ShipWal { records: shipped.clone(), flush_awaited });
                     }
                     e.shipped_lsn = end;
                 }
@@ -756,6 +767,7 @@ impl PrimaryActor {
     }
 
     /// Replicas that have flushed `lsn`, and whether the mode is satisfied; the missing ones.
+    /// (Which replicas a mode waits for is also [`flush_awaited`].)
     fn acks(&self, lsn: u64) -> (Vec<String>, bool, Vec<String>) {
         let flushed: Vec<String> =
             self.replicas.iter().filter(|(_, e)| e.flush_lsn >= lsn).map(|(id, _)| id.clone()).collect();
@@ -884,6 +896,7 @@ impl PrimaryActor {
             return;
         }
         let from = e.shipped_lsn;
+        let awaited = flush_awaited(self.settings.mode, e.mode);
         if oldest_recent.is_some_and(|oldest| oldest <= from) {
             let start = self.recent.partition_point(|r| r.lsn < from);
             if self.recent.get(start).is_some_and(|r| r.lsn == from) {
@@ -897,7 +910,7 @@ impl PrimaryActor {
                     }
                 }
                 let shipped_to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
-                addr.do_send(ShipWal { records: batch });
+                addr.do_send(ShipWal { records: batch, flush_awaited: awaited });
                 if let Some(e) = self.replicas.get_mut(id) {
                     e.shipped_lsn = shipped_to;
                 }
@@ -934,7 +947,7 @@ impl PrimaryActor {
                 Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from => {
                     let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
                     if let Some(addr) = &e.addr {
-                        addr.do_send(ShipWal { records: batch });
+                        addr.do_send(ShipWal { records: batch, flush_awaited: awaited });
                         e.shipped_lsn = to;
                     }
                     act.ship_more(&id, ctx);

@@ -4,6 +4,14 @@
 //! positions to the primary after each step and on every heartbeat. The rows reach its store in
 //! checkpoints, as on the primary ([`super::table`]); its log is trimmed up to each checkpoint.
 //!
+//! When no write can be waiting for its flush (the primary says so with each shipment: an async
+//! replica in `sync` mode, any replica in `async` mode), it gathers what it receives for up to
+//! [`LAZY_FLUSH_DELAY`] or [`LAZY_FLUSH_BYTES`] before the fsync, as MySQL replicas sync their
+//! relay log every `sync_relay_log` events: fewer, larger transactions, and fewer fsyncs competing
+//! with the primary's on a shared disk. Its flush and replay lag show the delay. Nothing
+//! acknowledged is at risk: the primary has it durably and keeps it until the replica's flushed
+//! position passes it.
+//!
 //! Positions: `write` is what it has received (in memory), `flush` what is durable, `replay`
 //! what its readable state shows. On start it loads its rows, replays its log after them, and
 //! reports its flushed position with `restarted`, so the primary ships from there: a replica
@@ -21,6 +29,11 @@ use crate::storage::{LogCommit, Store};
 /// How often what was applied since the last checkpoint is written to the rows table (sooner
 /// when enough is pending).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest a replica nobody waits for holds received records before making them durable.
+pub const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(10);
+/// Most bytes it holds so.
+pub const LAZY_FLUSH_BYTES: usize = 1 << 20;
 
 /// The meta key of a replica's durable (flushed) position.
 pub fn flush_key(replica_id: &str) -> String {
@@ -55,6 +68,11 @@ pub struct ReplicaActor {
     replay_lsn: u64,
     /// Received, not yet durable.
     pending: Vec<ShippedRecord>,
+    pending_bytes: usize,
+    /// `pending` should be made durable as soon as possible: a write may wait for it, or it
+    /// has been held for [`LAZY_FLUSH_DELAY`].
+    flush_due: bool,
+    flush_timer: Option<SpawnHandle>,
     commit_in_flight: bool,
     loaded: bool,
     heartbeat: Option<SpawnHandle>,
@@ -82,6 +100,9 @@ impl ReplicaActor {
             flush_lsn: 0,
             replay_lsn: 0,
             pending: Vec::new(),
+            pending_bytes: 0,
+            flush_due: false,
+            flush_timer: None,
             commit_in_flight: false,
             loaded: false,
             heartbeat: None,
@@ -137,6 +158,22 @@ impl ReplicaActor {
         }));
     }
 
+    /// Commits what was received now if it is due (or large), otherwise once it is.
+    fn schedule_commit(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.flush_due || self.pending_bytes >= LAZY_FLUSH_BYTES {
+            self.commit(ctx);
+        } else if self.flush_timer.is_none() {
+            self.flush_timer = Some(ctx.run_later(LAZY_FLUSH_DELAY, |act, ctx| {
+                act.flush_timer = None;
+                act.flush_due = true;
+                act.schedule_commit(ctx);
+            }));
+        }
+    }
+
     /// Makes everything received durable, in one transaction (the records and the flushed
     /// position), then applies it.
     fn commit(&mut self, ctx: &mut Context<Self>) {
@@ -144,6 +181,11 @@ impl ReplicaActor {
             return;
         }
         self.commit_in_flight = true;
+        self.flush_due = false;
+        self.pending_bytes = 0;
+        if let Some(timer) = self.flush_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let records = std::mem::take(&mut self.pending);
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
         let commit = LogCommit {
@@ -181,7 +223,7 @@ impl ReplicaActor {
             if act.checkpoint.due() {
                 act.write_checkpoint(ctx);
             }
-            act.commit(ctx);
+            act.schedule_commit(ctx);
         }));
     }
 
@@ -254,6 +296,9 @@ impl actix::Supervised for ReplicaActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // In-memory state is rebuilt from the store in `started`, never assumed.
         self.pending.clear();
+        self.pending_bytes = 0;
+        self.flush_due = false;
+        self.flush_timer = None;
         self.commit_in_flight = false;
         self.loaded = false;
         self.rows.clear();
@@ -271,6 +316,7 @@ impl Handler<ShipWal> for ReplicaActor {
         for record in msg.records {
             if record.lsn == self.write_lsn {
                 self.write_lsn = record.end_lsn();
+                self.pending_bytes += record.bytes.len();
                 self.pending.push(record);
                 accepted = true;
             } else if record.end_lsn() <= self.write_lsn {
@@ -283,8 +329,9 @@ impl Handler<ShipWal> for ReplicaActor {
             }
         }
         if accepted {
+            self.flush_due |= msg.flush_awaited;
             self.report(false);
-            self.commit(ctx);
+            self.schedule_commit(ctx);
         }
     }
 }
@@ -330,6 +377,7 @@ impl Handler<Reseed> for ReplicaActor {
                 act.rows = TableState::from_rows(&msg.rows);
                 act.checkpoint.reset(lsn);
                 act.pending.clear();
+                act.pending_bytes = 0;
                 act.write_lsn = lsn;
                 act.flush_lsn = lsn;
                 act.replay_lsn = lsn;
