@@ -9,7 +9,7 @@
 //! WAL is kept from the last checkpoint on (a retention holder of its own). Replaying from an
 //! earlier point is harmless: an op carries the whole new value (or a delete), never a delta.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use hashbrown::{Equivalent, HashMap};
@@ -50,64 +50,104 @@ pub fn row_key(op: &Op) -> RowKey {
     (op.table.clone(), op.key.clone())
 }
 
+/// How many maps the rows are spread over. A hash map grows by rehashing everything at once,
+/// on the arbiter thread; with millions of rows in one map that pause reached hundreds of
+/// milliseconds, for the primary and every replica that shares the thread. Spread over 64 maps,
+/// each pause is a 64th of it (the total work is the same).
+const SHARDS: usize = 64;
+
 /// Rows in memory: what the owner has replayed. Values are shared with the ops that wrote them
 /// (and so with every other owner that applied the same op).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TableState {
-    rows: HashMap<RowKey, Arc<serde_json::Value>>,
+    shards: Vec<HashMap<RowKey, Arc<serde_json::Value>>>,
+    len: usize,
+}
+
+impl Default for TableState {
+    fn default() -> Self {
+        TableState { shards: (0..SHARDS).map(|_| HashMap::new()).collect(), len: 0 }
+    }
 }
 
 impl TableState {
+    /// The shard of `row`: bits 40..46 of its hash, which a map of fewer than 2^40 buckets
+    /// uses neither for the bucket index (the low bits) nor for its tag (the top 7), so every
+    /// shard's map still sees well-spread hashes.
+    fn shard(&self, row: RowRef<'_>) -> usize {
+        let hash = hashbrown::hash_map::DefaultHashBuilder::default().hash_one(row);
+        ((hash >> 40) as usize) % SHARDS
+    }
+
+    fn shard_of(&mut self, row: RowRef<'_>) -> &mut HashMap<RowKey, Arc<serde_json::Value>> {
+        let i = self.shard(row);
+        &mut self.shards[i]
+    }
+
     /// Applies a batch's ops in order.
     pub fn apply(&mut self, ops: &[Op]) {
         for op in ops {
+            let row = RowRef::of(op);
             match (op.op, &op.value) {
                 (OpKind::Delete, _) => {
-                    self.rows.remove(&RowRef::of(op));
-                }
-                (OpKind::Insert | OpKind::Update, Some(v)) => match self.rows.get_mut(&RowRef::of(op)) {
-                    Some(slot) => *slot = v.clone(),
-                    None => {
-                        self.rows.insert(row_key(op), v.clone());
+                    if self.shard_of(row).remove(&row).is_some() {
+                        self.len -= 1;
                     }
-                },
+                }
+                (OpKind::Insert | OpKind::Update, Some(v)) => self.put(row_key(op), v.clone()),
                 // Checked when the batch was accepted: an insert or update always has a value.
                 (OpKind::Insert | OpKind::Update, None) => {}
             }
         }
     }
 
+    fn put(&mut self, row: RowKey, value: Arc<serde_json::Value>) {
+        let shard = self.shard_of(RowRef(&row.0, &row.1));
+        if shard.insert(row, value).is_none() {
+            self.len += 1;
+        }
+    }
+
     pub fn get(&self, table: &str, key: &str) -> Option<&serde_json::Value> {
-        self.rows.get(&RowRef(table, key)).map(|v| &**v)
+        let row = RowRef(table, key);
+        self.shards[self.shard(row)].get(&row).map(|v| &**v)
     }
 
     pub fn contains(&self, row: RowRef<'_>) -> bool {
-        self.rows.contains_key(&row)
+        self.shards[self.shard(row)].contains_key(&row)
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len == 0
     }
 
     pub fn clear(&mut self) {
-        self.rows.clear();
+        *self = TableState::default();
     }
 
     /// Every row as (table, key, value), sorted: a snapshot's content.
     pub fn sorted_rows(&self) -> Vec<(String, String, serde_json::Value)> {
-        let mut rows: Vec<(String, String, serde_json::Value)> =
-            self.rows.iter().map(|((t, k), v)| (t.to_string(), k.to_string(), (**v).clone())).collect();
+        let mut rows: Vec<(String, String, serde_json::Value)> = self
+            .shards
+            .iter()
+            .flatten()
+            .map(|((t, k), v)| (t.to_string(), k.to_string(), (**v).clone()))
+            .collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         rows
     }
 
     /// The state holding exactly these rows.
     pub fn from_rows(rows: &[(String, String, serde_json::Value)]) -> Self {
-        TableState { rows: rows.iter().map(|(t, k, v)| ((Arc::from(t.as_str()), Arc::from(k.as_str())), Arc::new(v.clone()))).collect() }
+        let mut table = TableState::default();
+        for (t, k, v) in rows {
+            table.put((Arc::from(t.as_str()), Arc::from(k.as_str())), Arc::new(v.clone()));
+        }
+        table
     }
 }
 
@@ -233,7 +273,7 @@ pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Res
     for (t, k, v) in store.load_rows(owner)? {
         let value = serde_json::from_slice(&v)
             .map_err(|e| StorageError::Backend(format!("stored row {t}/{k} of {owner} is unreadable: {e}")))?;
-        table.rows.insert((t.into(), k.into()), Arc::new(value));
+        table.put((t.into(), k.into()), Arc::new(value));
     }
     let rows_lsn = match store.get_log_meta(owner, &rows_lsn_key(owner))? {
         Some(lsn) => lsn,
@@ -301,6 +341,28 @@ mod tests {
         store
             .commit_log(owner, crate::storage::LogCommit { records: vec![(at, bytes.into())], ..Default::default() })
             .unwrap();
+    }
+
+    #[test]
+    fn rows_spread_over_shards_behave_as_one_map() {
+        let mut t = TableState::default();
+        let inserts: Vec<Op> = (0..5000).map(|i| op(OpKind::Insert, &format!("k{i}"), Some(i))).collect();
+        t.apply(&inserts);
+        assert_eq!(t.len(), 5000);
+        assert!(t.shards.iter().filter(|s| !s.is_empty()).count() > SHARDS / 2, "rows spread over the shards");
+        let changes: Vec<Op> = (0..5000)
+            .map(|i| if i % 2 == 0 { op(OpKind::Delete, &format!("k{i}"), None) } else { op(OpKind::Update, &format!("k{i}"), Some(-i)) })
+            .collect();
+        t.apply(&changes);
+        assert_eq!(t.len(), 2500);
+        assert!(!t.contains(RowRef("t", "k0")));
+        assert_eq!(t.get("t", "k1"), Some(&serde_json::json!(-1)));
+        let rows = t.sorted_rows();
+        assert_eq!(rows.len(), 2500);
+        assert!(rows.windows(2).all(|w| (&w[0].0, &w[0].1) < (&w[1].0, &w[1].1)));
+        assert_eq!(TableState::from_rows(&rows).sorted_rows(), rows);
+        t.clear();
+        assert!(t.is_empty() && t.get("t", "k1").is_none());
     }
 
     #[test]
