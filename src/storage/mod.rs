@@ -128,8 +128,10 @@ struct MemoryTables {
     /// By owner, then start lsn. Records are shared with whoever committed them (the primary's
     /// in-memory tail, the records shipped to replicas): appending copies no bytes.
     wal: HashMap<String, BTreeMap<u64, Arc<[u8]>>>,
-    /// By owner, then (table, key).
-    rows: HashMap<String, HashMap<(Arc<str>, Arc<str>), Vec<u8>>>,
+    /// By owner, then (table, key). Ordered maps: a hash map of millions of rows rehashes all of
+    /// them at once when it grows, holding the store's lock (and so every owner's commits) for
+    /// most of a second; a B-tree grows a node at a time.
+    rows: HashMap<String, BTreeMap<(Arc<str>, Arc<str>), Vec<u8>>>,
 }
 
 /// One change of a row, as a log commit applies it: `None` deletes.
@@ -650,15 +652,13 @@ impl Store {
             }
             Backend::Memory(m) => {
                 let m = m.lock();
-                let mut rows: Vec<(String, String, Vec<u8>)> = m
+                let rows: Vec<(String, String, Vec<u8>)> = m
                     .rows
                     .get(owner)
                     .into_iter()
                     .flatten()
                     .map(|((t, k), v)| (t.to_string(), k.to_string(), v.clone()))
                     .collect();
-                // In (table, key) order, as on disk.
-                rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                 Ok(rows)
             }
         }

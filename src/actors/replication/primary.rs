@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState, row_key};
+use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
 use crate::messages::replication::*;
@@ -1113,7 +1113,7 @@ impl Handler<ReplicateOps> for PrimaryActor {
             match self.overlay.get_mut(&RowRef::of(op)) {
                 Some(slot) => *slot = (lsn, exists),
                 None => {
-                    self.overlay.insert(row_key(op), (lsn, exists));
+                    self.overlay.insert(RowKey::of(op), (lsn, exists));
                 }
             }
         }
