@@ -49,10 +49,17 @@ const ROW_KEY_SEPARATOR: u8 = 0xFF;
 /// The stored key of row (`table`, `key`).
 fn row_key(table: &str, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(table.len() + 1 + key.len());
-    k.extend_from_slice(table.as_bytes());
-    k.push(ROW_KEY_SEPARATOR);
-    k.extend_from_slice(key.as_bytes());
+    write_row_key(&mut k, table, key);
     k
+}
+
+/// Puts the stored key of row (`table`, `key`) in `buf`, replacing what it held (one buffer
+/// serves a whole commit).
+fn write_row_key(buf: &mut Vec<u8>, table: &str, key: &str) {
+    buf.clear();
+    buf.extend_from_slice(table.as_bytes());
+    buf.push(ROW_KEY_SEPARATOR);
+    buf.extend_from_slice(key.as_bytes());
 }
 
 /// (table, key) of a stored row key.
@@ -436,10 +443,7 @@ impl Store {
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
                     let mut key = Vec::new();
                     for w in &commit.rows {
-                        key.clear();
-                        key.extend_from_slice(w.table.as_bytes());
-                        key.push(ROW_KEY_SEPARATOR);
-                        key.extend_from_slice(w.key.as_bytes());
+                        write_row_key(&mut key, &w.table, &w.key);
                         match &w.value {
                             Some(v) => {
                                 rows.insert(key.as_slice(), v.as_slice()).map_err(backend)?;
