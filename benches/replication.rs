@@ -424,11 +424,7 @@ impl WalWriter {
                     record
                         .ops
                         .iter()
-                        .map(|op| RowWrite {
-                            table: op.table.clone(),
-                            key: op.key.clone(),
-                            value: op.value.as_ref().map(|v| v.to_string().into_bytes()),
-                        })
+                        .map(|op| RowWrite { row: op.row_key(), value: op.value.clone() })
                         .collect()
                 } else {
                     Vec::new()

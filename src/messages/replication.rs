@@ -12,6 +12,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ReplicaMode, ReplicationMode};
+use crate::storage::rows::{RowKey, RowRef};
 
 /// The length of `v` serialized as JSON, counted without building the string.
 pub fn json_len(v: &serde_json::Value) -> usize {
@@ -62,6 +63,18 @@ pub struct Op {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Arc<serde_json::Value>>,
+}
+
+impl Op {
+    /// The row it changes, borrowed (for lookups).
+    pub fn row(&self) -> RowRef<'_> {
+        RowRef::new(&self.table, &self.key)
+    }
+
+    /// The row it changes, sharing its table and key.
+    pub fn row_key(&self) -> RowKey {
+        RowKey::new(self.table.clone(), self.key.clone())
+    }
 }
 
 /// One record of the write-ahead log: a committed batch.

@@ -11,9 +11,13 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use parking_lot::{Mutex, RwLock};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::config::StorageConfig;
+
+pub mod rows;
+
+use rows::{RowKey, RowMap};
 
 /// The file inside `data_dir` that holds membership, settings, slots, snapshots and the event
 /// sequence.
@@ -38,20 +42,13 @@ const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 /// An owner's write-ahead log (in the owner's own file): start lsn -> record bytes.
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
-/// An owner's table state (in its own file): [`row_key`] -> value bytes. Plain bytes rather than
+/// An owner's table state (in its own file): [`write_row_key`] -> value JSON. Plain bytes rather than
 /// a `(&str, &str)` tuple, which redb would check as UTF-8 at every comparison.
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 
 /// Separates table from key in a stored row key: 0xFF never occurs in UTF-8, so the first one
 /// splits the two unambiguously, and each table's rows stay contiguous.
 const ROW_KEY_SEPARATOR: u8 = 0xFF;
-
-/// The stored key of row (`table`, `key`).
-fn row_key(table: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(table.len() + 1 + key.len());
-    write_row_key(&mut k, table, key);
-    k
-}
 
 /// Puts the stored key of row (`table`, `key`) in `buf`, replacing what it held (one buffer
 /// serves a whole commit).
@@ -124,7 +121,8 @@ enum Backend {
     /// `None` once closed. Operations hold the read lock only for their synchronous duration
     /// (never across an await); `close` takes the write lock, so it waits for them.
     Disk(RwLock<Option<redb::Database>>),
-    /// Tables in memory; the mutex is never held across an await (every call is synchronous).
+    /// The shared tables in memory; each log owner's are in a [`MemoryLog`] of its own. The
+    /// mutex is never held across an await (every call is synchronous).
     Memory(Mutex<MemoryTables>),
 }
 
@@ -132,22 +130,26 @@ enum Backend {
 struct MemoryTables {
     meta: BTreeMap<String, u64>,
     records: BTreeMap<RecordTable, BTreeMap<String, Vec<u8>>>,
-    /// By owner, then start lsn. Records are shared with whoever committed them (the primary's
-    /// in-memory tail, the records shipped to replicas): appending copies no bytes.
-    wal: HashMap<String, BTreeMap<u64, Arc<[u8]>>>,
-    /// By owner, then (table, key). Ordered maps: a hash map of millions of rows rehashes all of
-    /// them at once when it grows, holding the store's lock (and so every owner's commits) for
-    /// most of a second; a B-tree grows a node at a time.
-    rows: HashMap<String, BTreeMap<(Arc<str>, Arc<str>), Vec<u8>>>,
 }
 
-/// One change of a row, as a log commit applies it: `None` deletes.
+/// One log owner's tables in memory, the counterpart of its file on disk, behind a lock of its
+/// own: a replica's checkpoint inserting thousands of rows holds up no other owner's commits.
+#[derive(Default)]
+struct MemoryLog {
+    meta: BTreeMap<String, u64>,
+    /// By start lsn. Records are shared with whoever committed them (the primary's in-memory
+    /// tail, the records shipped to replicas): appending copies no bytes.
+    wal: BTreeMap<u64, Arc<[u8]>>,
+    /// Values shared with the ops that wrote them: storing a row copies no value.
+    rows: RowMap,
+}
+
+/// One change of a row, as a log commit applies it: `None` deletes. Shared with the op that
+/// wrote the row; the disk engine serializes the value as it writes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowWrite {
-    /// Shared with the op that wrote the row.
-    pub table: Arc<str>,
-    pub key: Arc<str>,
-    pub value: Option<Vec<u8>>,
+    pub row: RowKey,
+    pub value: Option<Arc<serde_json::Value>>,
 }
 
 /// A log commit: records appended to `owner`'s write-ahead log and the row changes they make,
@@ -179,6 +181,8 @@ pub struct Store {
 #[derive(Default)]
 struct LogFiles {
     open: HashMap<String, Arc<RwLock<Option<redb::Database>>>>,
+    /// The memory engine's owners.
+    memory: HashMap<String, Arc<Mutex<MemoryLog>>>,
     closed: bool,
 }
 
@@ -275,6 +279,11 @@ impl Store {
         Ok(db)
     }
 
+    /// `owner`'s tables (memory only), created on first use.
+    fn memory_log(&self, owner: &str) -> Arc<Mutex<MemoryLog>> {
+        self.logs.lock().memory.entry_ref(owner).or_default().clone()
+    }
+
     /// A position or other counter of `owner`'s log (kept with the log, so that it is
     /// committed in the same transaction as the records).
     pub fn get_log_meta(&self, owner: &str, key: &str) -> Result<Option<u64>, StorageError> {
@@ -286,7 +295,7 @@ impl Store {
                 let table = tx.open_table(META).map_err(backend)?;
                 Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
             }
-            Backend::Memory(m) => Ok(m.lock().meta.get(key).copied()),
+            Backend::Memory(_) => Ok(self.memory_log(owner).lock().meta.get(key).copied()),
         }
     }
 
@@ -441,12 +450,14 @@ impl Store {
                         wal.insert(*lsn, &bytes[..]).map_err(backend)?;
                     }
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
-                    let mut key = Vec::new();
+                    let (mut key, mut value) = (Vec::new(), Vec::new());
                     for w in &commit.rows {
-                        write_row_key(&mut key, &w.table, &w.key);
+                        write_row_key(&mut key, &w.row.table, &w.row.key);
                         match &w.value {
                             Some(v) => {
-                                rows.insert(key.as_slice(), v.as_slice()).map_err(backend)?;
+                                value.clear();
+                                serde_json::to_writer(&mut value, &**v).map_err(backend)?;
+                                rows.insert(key.as_slice(), value.as_slice()).map_err(backend)?;
                             }
                             None => {
                                 rows.remove(key.as_slice()).map_err(backend)?;
@@ -462,8 +473,9 @@ impl Store {
                 }
                 tx.commit().map_err(backend)
             }
-            Backend::Memory(m) => {
-                let mut m = m.lock();
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let mut m = log.lock();
                 let m = &mut *m;
                 if let Some((key, lsn)) = commit.checkpoint {
                     if m.meta.get(&key).is_some_and(|v| *v >= lsn) {
@@ -471,24 +483,14 @@ impl Store {
                     }
                     m.meta.insert(key, lsn);
                 }
-                if !commit.records.is_empty() || commit.truncate_before.is_some() {
-                    let wal = m.wal.entry_ref(owner).or_default();
-                    wal.extend(commit.records);
-                    if let Some(before) = commit.truncate_before {
-                        *wal = wal.split_off(&before);
-                    }
+                m.wal.extend(commit.records);
+                if let Some(before) = commit.truncate_before {
+                    m.wal = m.wal.split_off(&before);
                 }
-                if !commit.rows.is_empty() {
-                    let rows = m.rows.entry_ref(owner).or_default();
-                    for w in commit.rows {
-                        match w.value {
-                            Some(v) => {
-                                rows.insert((w.table, w.key), v);
-                            }
-                            None => {
-                                rows.remove(&(w.table, w.key));
-                            }
-                        }
+                for w in commit.rows {
+                    match w.value {
+                        Some(v) => m.rows.insert(w.row, v),
+                        None => m.rows.remove(w.row.as_ref()),
                     }
                 }
                 for (k, v) in commit.meta {
@@ -522,9 +524,9 @@ impl Store {
                     }
                 }
             }
-            Backend::Memory(m) => {
-                let m = m.lock();
-                for (lsn, bytes) in m.wal.get(owner).into_iter().flat_map(|wal| wal.range(from..)) {
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                for (lsn, bytes) in log.lock().wal.range(from..) {
                     if !take(*lsn, bytes.clone()) {
                         break;
                     }
@@ -559,10 +561,10 @@ impl Store {
                 };
                 Ok(Some((first, last_lsn, last_len)))
             }
-            Backend::Memory(m) => {
-                let m = m.lock();
-                let Some(wal) = m.wal.get(owner) else { return Ok(None) };
-                let (Some((first, _)), Some((last, bytes))) = (wal.first_key_value(), wal.last_key_value()) else {
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let m = log.lock();
+                let (Some((first, _)), Some((last, bytes))) = (m.wal.first_key_value(), m.wal.last_key_value()) else {
                     return Ok(None);
                 };
                 Ok(Some((*first, *last, bytes.len())))
@@ -584,12 +586,12 @@ impl Store {
                 tx.commit().map_err(backend)?;
                 Ok(removed)
             }
-            Backend::Memory(m) => {
-                let mut m = m.lock();
-                let Some(wal) = m.wal.get_mut(owner) else { return Ok(0) };
-                let kept = wal.split_off(&lsn);
-                let removed = wal.len();
-                *wal = kept;
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let mut m = log.lock();
+                let kept = m.wal.split_off(&lsn);
+                let removed = m.wal.len();
+                m.wal = kept;
                 Ok(removed)
             }
         }
@@ -600,7 +602,7 @@ impl Store {
     pub fn replace_rows(
         &self,
         owner: &str,
-        rows: &[(String, String, Vec<u8>)],
+        rows: &RowMap,
         meta: &[(String, u64)],
     ) -> Result<(), StorageError> {
         match &self.backend {
@@ -611,8 +613,12 @@ impl Store {
                 {
                     let mut table = tx.open_table(ROWS).map_err(backend)?;
                     table.retain(|_, _| false).map_err(backend)?;
-                    for (t, k, v) in rows {
-                        table.insert(row_key(t, k).as_slice(), v.as_slice()).map_err(backend)?;
+                    let (mut key, mut value) = (Vec::new(), Vec::new());
+                    for (row, v) in rows.iter() {
+                        write_row_key(&mut key, &row.table, &row.key);
+                        value.clear();
+                        serde_json::to_writer(&mut value, &**v).map_err(backend)?;
+                        table.insert(key.as_slice(), value.as_slice()).map_err(backend)?;
                     }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     wal.retain(|_, _| false).map_err(backend)?;
@@ -623,13 +629,11 @@ impl Store {
                 }
                 tx.commit().map_err(backend)
             }
-            Backend::Memory(m) => {
-                let mut m = m.lock();
-                m.wal.remove(owner);
-                m.rows.insert(
-                    owner.to_string(),
-                    rows.iter().map(|(t, k, v)| ((Arc::from(t.as_str()), Arc::from(k.as_str())), v.clone())).collect(),
-                );
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let mut m = log.lock();
+                m.wal.clear();
+                m.rows = rows.clone();
                 for (k, v) in meta {
                     m.meta.insert(k.clone(), *v);
                 }
@@ -638,33 +642,26 @@ impl Store {
         }
     }
 
-    /// Every row of `owner`'s table state: (table, key, value).
-    pub fn load_rows(&self, owner: &str) -> Result<Vec<(String, String, Vec<u8>)>, StorageError> {
+    /// Every stored row of `owner`'s table state.
+    pub fn load_rows(&self, owner: &str) -> Result<RowMap, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
                 let handle = self.log_db(owner)?;
                 let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let rows = tx.open_table(ROWS).map_err(backend)?;
-                let mut out = Vec::new();
+                let mut out = RowMap::default();
                 for row in rows.iter().map_err(backend)? {
                     let (k, v) = row.map_err(backend)?;
                     let (t, key) = split_row_key(k.value())?;
-                    out.push((t, key, v.value().to_vec()));
+                    let value = serde_json::from_slice(v.value()).map_err(|e| {
+                        StorageError::Backend(format!("stored row {t}/{key} of {owner} is unreadable: {e}"))
+                    })?;
+                    out.insert(RowKey::new(t.into(), key.into()), Arc::new(value));
                 }
                 Ok(out)
             }
-            Backend::Memory(m) => {
-                let m = m.lock();
-                let rows: Vec<(String, String, Vec<u8>)> = m
-                    .rows
-                    .get(owner)
-                    .into_iter()
-                    .flatten()
-                    .map(|((t, k), v)| (t.to_string(), k.to_string(), v.clone()))
-                    .collect();
-                Ok(rows)
-            }
+            Backend::Memory(_) => Ok(self.memory_log(owner).lock().rows.clone()),
         }
     }
 }
@@ -690,14 +687,15 @@ mod tests {
     }
 
     fn check_logs(s: &Store) {
-        let write = |table: &str, key: &str, value: Option<&[u8]>| RowWrite {
-            table: table.into(),
-            key: key.into(),
-            value: value.map(<[u8]>::to_vec),
+        let write = |table: &str, key: &str, value: Option<&str>| RowWrite {
+            row: RowKey::new(table.into(), key.into()),
+            value: value.map(|v| Arc::new(v.into())),
         };
+        let rows = |owner: &str| s.load_rows(owner).expect("rows").sorted_rows();
+        let row = |table: &str, key: &str, value: &str| (table.to_string(), key.to_string(), serde_json::json!(value));
         let first = LogCommit {
             records: vec![(0, b"aaaa".to_vec().into()), (4, b"bb".to_vec().into())],
-            rows: vec![write("t", "k1", Some(b"v1")), write("t", "k2", Some(b"v2"))],
+            rows: vec![write("t", "k1", Some("v1")), write("t", "k2", Some("v2"))],
             meta: vec![("primary.flush_lsn".into(), 6)],
             truncate_before: None,
             checkpoint: None,
@@ -719,8 +717,8 @@ mod tests {
         let from_4: Vec<u64> = s.read_log("primary", 4, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
         assert_eq!(from_4, vec![4, 6]);
         assert_eq!(s.read_log("primary", 0, 1).expect("read").len(), 1, "at least one record, then stop");
-        assert_eq!(s.load_rows("primary").expect("rows"), vec![("t".into(), "k2".into(), b"v2".to_vec())]);
-        assert!(s.load_rows("replica-001").expect("rows").is_empty());
+        assert_eq!(rows("primary"), vec![row("t", "k2", "v2")]);
+        assert!(rows("replica-001").is_empty());
         assert_eq!(s.truncate_log("primary", 6).expect("truncate"), 2);
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((6, 6, 3)));
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
@@ -730,11 +728,11 @@ mod tests {
             .expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
         // Reseeding replaces an owner's rows and log, and leaves other owners alone.
-        s.replace_rows("replica-001", &[("u".into(), "x".into(), b"1".to_vec())], &[("r.flush".into(), 9)])
+        s.replace_rows("replica-001", &RowMap::from_rows(&[row("u", "x", "1")]), &[("r.flush".into(), 9)])
             .expect("reseed");
-        assert_eq!(s.load_rows("replica-001").expect("rows"), vec![("u".into(), "x".into(), b"1".to_vec())]);
+        assert_eq!(rows("replica-001"), vec![row("u", "x", "1")]);
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), None);
-        assert_eq!(s.load_rows("primary").expect("rows"), vec![("t".into(), "k2".into(), b"v2".to_vec())]);
+        assert_eq!(rows("primary"), vec![row("t", "k2", "v2")]);
     }
 
     #[test]

@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use hashbrown::HashMap as RowMap;
+use hashbrown::HashMap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, RowKey, RowRef, TableState};
+use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, TableState};
+use crate::storage::rows::{RowKey, RowRef};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
 use crate::messages::replication::*;
@@ -249,7 +250,7 @@ pub struct PrimaryActor {
     rows: TableState,
     /// Rows that accepted, not yet durable batches change: the lsn of the last batch that changed
     /// each, and whether the row exists after it. Later batches are checked against it.
-    overlay: RowMap<RowKey, (u64, bool)>,
+    overlay: HashMap<RowKey, (u64, bool)>,
     /// Durable batches whose rows are not in the store yet.
     checkpoint: Checkpoint,
     /// `/wal/truncate` callers waiting for the checkpoint or truncation in flight to end.
@@ -295,7 +296,7 @@ impl PrimaryActor {
             events,
             interest,
             rows: TableState::default(),
-            overlay: RowMap::new(),
+            overlay: HashMap::new(),
             checkpoint: Checkpoint::default(),
             truncate_waiting: Vec::new(),
             next_lsn: 0,
@@ -601,7 +602,7 @@ impl PrimaryActor {
             return Err(invalid("ops".into(), &format!("at most {MAX_OPS} operations")));
         }
         // What earlier ops of this batch leave (only needed when there are several).
-        let mut batch: RowMap<RowRef<'_>, bool> = RowMap::new();
+        let mut batch: HashMap<RowRef<'_>, bool> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
             for (name, v) in [("table", &op.table), ("key", &op.key)] {
                 if v.is_empty() || v.len() > 256 || v.contains('\0') {
@@ -618,7 +619,7 @@ impl PrimaryActor {
                 }
                 _ => {}
             }
-            let row = RowRef::of(op);
+            let row = op.row();
             let exists = match batch.get(&row) {
                 Some(&exists) => exists,
                 None => self.exists(row),
@@ -690,8 +691,8 @@ impl PrimaryActor {
             self.rows.apply(&b.ops);
             // Rows no later accepted batch changed are now what the committed state says.
             for op in b.ops.iter() {
-                if self.overlay.get(&RowRef::of(op)).is_some_and(|&(lsn, _)| lsn == b.lsn) {
-                    self.overlay.remove(&RowRef::of(op));
+                if self.overlay.get(&op.row()).is_some_and(|&(lsn, _)| lsn == b.lsn) {
+                    self.overlay.remove(&op.row());
                 }
             }
             let record = ShippedRecord {
@@ -1110,10 +1111,10 @@ impl Handler<ReplicateOps> for PrimaryActor {
         self.next_lsn += bytes.len() as u64;
         for op in &record.ops {
             let exists = op.op != OpKind::Delete;
-            match self.overlay.get_mut(&RowRef::of(op)) {
+            match self.overlay.get_mut(&op.row()) {
                 Some(slot) => *slot = (lsn, exists),
                 None => {
-                    self.overlay.insert(RowKey::of(op), (lsn, exists));
+                    self.overlay.insert(op.row_key(), (lsn, exists));
                 }
             }
         }

@@ -12,6 +12,11 @@
 //! acknowledged is at risk: the primary has it durably and keeps it until the replica's flushed
 //! position passes it.
 //!
+//! Applying what arrived is memory-bound hash-map work as large as the primary's own, so it is
+//! done on the blocking pool right after the commit that made it durable, not on the arbiter
+//! thread the primary shares: the replica's table state is behind a lock of its own
+//! ([`ReplicaRows`]).
+//!
 //! Positions: `write` is what it has received (in memory), `flush` what is durable, `replay`
 //! what its readable state shows. On start it loads its rows, replays its log after them, and
 //! reports its flushed position with `restarted`, so the primary ships from there: a replica
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use parking_lot::RwLock;
 
 use crate::messages::replication::*;
 use crate::actors::replication::table::{load_table, rows_lsn_key, Checkpoint, TableState};
@@ -39,6 +45,13 @@ pub const LAZY_FLUSH_BYTES: usize = 1 << 20;
 pub fn flush_key(replica_id: &str) -> String {
     format!("replica:{replica_id}:flush_lsn")
 }
+
+/// A replica's table state. The actor owns it and hands a clone of the `Arc` only to its own
+/// commit task, which applies each received record under the write lock once the record is
+/// durable (one record at a time, so a read waits for at most one record's apply; never held
+/// across an await). Each incarnation and each reseed gets a fresh one, so a commit task still
+/// running for an earlier one applies to a table nobody reads any more.
+type ReplicaRows = Arc<RwLock<TableState>>;
 
 /// Where a replica reports to: the primary.
 pub type ProgressSink = Recipient<ReplicaReport>;
@@ -60,7 +73,7 @@ pub struct ReplicaActor {
     store: Arc<Store>,
     primary: ProgressSink,
     heartbeat_interval: Duration,
-    rows: TableState,
+    rows: ReplicaRows,
     /// Applied batches whose rows are not in the store yet.
     checkpoint: Checkpoint,
     write_lsn: u64,
@@ -74,6 +87,9 @@ pub struct ReplicaActor {
     flush_due: bool,
     flush_timer: Option<SpawnHandle>,
     commit_in_flight: bool,
+    /// A reseed that arrived while a commit was in flight: it runs once that commit is done, so
+    /// the commit can neither land over the reseeded store nor move positions back after it.
+    deferred_reseed: Option<Reseed>,
     loaded: bool,
     heartbeat: Option<SpawnHandle>,
     /// Set by an injected crash, so a restart by the supervisor keeps it down.
@@ -94,7 +110,7 @@ impl ReplicaActor {
             store,
             primary,
             heartbeat_interval,
-            rows: TableState::default(),
+            rows: ReplicaRows::default(),
             checkpoint: Checkpoint::default(),
             write_lsn: 0,
             flush_lsn: 0,
@@ -104,6 +120,7 @@ impl ReplicaActor {
             flush_due: false,
             flush_timer: None,
             commit_in_flight: false,
+            deferred_reseed: None,
             loaded: false,
             heartbeat: None,
             crashed: false,
@@ -139,7 +156,7 @@ impl ReplicaActor {
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok((flush, rows, rows_lsn))) => {
-                act.rows = rows;
+                act.rows = Arc::new(RwLock::new(rows));
                 act.checkpoint.reset(rows_lsn);
                 act.write_lsn = flush;
                 act.flush_lsn = flush;
@@ -175,7 +192,7 @@ impl ReplicaActor {
     }
 
     /// Makes everything received durable, in one transaction (the records and the flushed
-    /// position), then applies it.
+    /// position), then applies it (both on the blocking pool).
     fn commit(&mut self, ctx: &mut Context<Self>) {
         if self.commit_in_flight || self.pending.is_empty() {
             return;
@@ -197,34 +214,43 @@ impl ReplicaActor {
         };
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, commit));
+        let rows = self.rows.clone();
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            store.commit_log(&id, commit)?;
+            for r in &records {
+                rows.write().apply(&r.ops);
+            }
+            Ok::<_, crate::storage::StorageError>(records)
+        });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
-            let failed = match res {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
+            let records = match res {
+                Ok(Ok(records)) => records,
+                Ok(Err(e)) => return act.commit_failed(e.to_string(), ctx),
+                Err(e) => return act.commit_failed(e.to_string(), ctx),
             };
-            if let Some(e) = failed {
-                // What was received is not durable; the supervisor restarts the actor from its
-                // durable state and the primary ships the rest again.
-                tracing::error!(replica_id = %act.replica_id, error = %e, "replica could not make WAL durable; restarting");
-                ctx.stop();
-                return;
-            }
             act.flush_lsn = end;
             for r in records {
-                act.rows.apply(&r.ops);
                 let end = r.end_lsn();
                 act.checkpoint.push(r.ops, end);
             }
             act.replay_lsn = end;
             act.report(false);
+            if let Some(reseed) = act.deferred_reseed.take() {
+                return act.reseed(reseed, ctx);
+            }
             if act.checkpoint.due() {
                 act.write_checkpoint(ctx);
             }
             act.schedule_commit(ctx);
         }));
+    }
+
+    /// What was received is not durable; the supervisor restarts the actor from its durable
+    /// state and the primary ships the rest again.
+    fn commit_failed(&mut self, e: String, ctx: &mut Context<Self>) {
+        tracing::error!(replica_id = %self.replica_id, error = %e, "replica could not make WAL durable; restarting");
+        ctx.stop();
     }
 
     /// Writes the rows applied since the last checkpoint, and drops the log they came from.
@@ -300,8 +326,9 @@ impl actix::Supervised for ReplicaActor {
         self.flush_due = false;
         self.flush_timer = None;
         self.commit_in_flight = false;
+        self.deferred_reseed = None;
         self.loaded = false;
-        self.rows.clear();
+        self.rows = ReplicaRows::default();
         self.checkpoint = Checkpoint::default();
     }
 }
@@ -352,7 +379,9 @@ impl Handler<ReadLocalRow> for ReplicaActor {
         if self.crashed || !self.loaded {
             return Err(ReplicationError::ReplicaDown { replica_id: self.replica_id.clone() });
         }
-        Ok(self.rows.get(&msg.table, &msg.key).map(|v| (v.clone(), self.replay_lsn)))
+        // The state may already hold records applied past `replay_lsn` (their commit task has
+        // not reported back yet): the row is at least that recent.
+        Ok(self.rows.read().get(&msg.table, &msg.key).map(|v| (v.clone(), self.replay_lsn)))
     }
 }
 
@@ -362,19 +391,31 @@ impl Handler<Reseed> for ReplicaActor {
         if self.crashed {
             return;
         }
+        if self.commit_in_flight {
+            self.deferred_reseed = Some(msg);
+            return;
+        }
+        self.reseed(msg, ctx);
+    }
+}
+
+impl ReplicaActor {
+    /// Replaces the stored and in-memory state with `msg`'s rows at its lsn (no commit in
+    /// flight).
+    fn reseed(&mut self, msg: Reseed, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let rows = msg.rows.clone();
         let lsn = msg.lsn;
+        let count = msg.rows.len();
         let write = actix_web::rt::task::spawn_blocking(move || {
-            let encoded: Vec<(String, String, Vec<u8>)> =
-                rows.iter().map(|(t, k, v)| (t.clone(), k.clone(), v.to_string().into_bytes())).collect();
-            store.replace_rows(&id, &encoded, &[(flush_key(&id), lsn), (rows_lsn_key(&id), lsn)])
+            let table = TableState::from_rows(&msg.rows);
+            store.replace_rows(&id, table.rows(), &[(flush_key(&id), lsn), (rows_lsn_key(&id), lsn)])?;
+            Ok::<_, crate::storage::StorageError>(table)
         });
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(())) => {
-                act.rows = TableState::from_rows(&msg.rows);
+            Ok(Ok(table)) => {
+                act.rows = Arc::new(RwLock::new(table));
                 act.checkpoint.reset(lsn);
                 act.pending.clear();
                 act.pending_bytes = 0;
@@ -382,7 +423,7 @@ impl Handler<Reseed> for ReplicaActor {
                 act.flush_lsn = lsn;
                 act.replay_lsn = lsn;
                 act.loaded = true;
-                tracing::info!(replica_id = %act.replica_id, lsn, rows = act.rows.len(), "replica reseeded");
+                tracing::info!(replica_id = %act.replica_id, lsn, rows = count, "replica reseeded");
                 act.report(true);
             }
             Ok(Err(e)) => {

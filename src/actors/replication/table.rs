@@ -9,163 +9,46 @@
 //! WAL is kept from the last checkpoint on (a retention holder of its own). Replaying from an
 //! earlier point is harmless: an op carries the whole new value (or a delete), never a delta.
 
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap};
-
 use crate::messages::replication::{Op, OpKind, WalRecord};
+use crate::storage::rows::{RowMap, RowRef};
 use crate::storage::{LogCommit, RowWrite, StorageError, Store};
-
-/// The hash of row (`table`, `key`). Computed once per key and carried with it ([`RowKey`],
-/// [`RowRef`]), so that a map growing rehashes each row from that number instead of reading its
-/// strings again (a cache miss per row: a third of the time spent applying, in perf).
-fn row_hash(table: &str, key: &str) -> u64 {
-    let mut h = hashbrown::hash_map::DefaultHashBuilder::default().build_hasher();
-    table.hash(&mut h);
-    key.hash(&mut h);
-    h.finish()
-}
-
-/// A row's identity: (table, key), sharing the op's allocations, and its [`row_hash`].
-#[derive(Debug, Clone)]
-pub struct RowKey {
-    hash: u64,
-    pub table: Arc<str>,
-    pub key: Arc<str>,
-}
-
-impl RowKey {
-    pub fn new(table: Arc<str>, key: Arc<str>) -> Self {
-        RowKey { hash: row_hash(&table, &key), table, key }
-    }
-
-    /// `op`'s row, sharing its table and key.
-    pub fn of(op: &Op) -> Self {
-        RowKey::new(op.table.clone(), op.key.clone())
-    }
-
-    fn as_ref(&self) -> RowRef<'_> {
-        RowRef { hash: self.hash, table: &self.table, key: &self.key }
-    }
-}
-
-impl PartialEq for RowKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.table == other.table && self.key == other.key
-    }
-}
-
-impl Eq for RowKey {}
-
-impl Hash for RowKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// A borrowed [`RowKey`] for lookups without touching reference counts; it hashes as the owned
-/// key does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowRef<'a> {
-    hash: u64,
-    pub table: &'a str,
-    pub key: &'a str,
-}
-
-impl<'a> RowRef<'a> {
-    pub fn new(table: &'a str, key: &'a str) -> Self {
-        RowRef { hash: row_hash(table, key), table, key }
-    }
-
-    pub fn of(op: &'a Op) -> Self {
-        RowRef::new(&op.table, &op.key)
-    }
-}
-
-impl Hash for RowRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl Equivalent<RowKey> for RowRef<'_> {
-    fn equivalent(&self, key: &RowKey) -> bool {
-        self.hash == key.hash && self.table == &*key.table && self.key == &*key.key
-    }
-}
-
-/// How many maps the rows are spread over. A hash map grows by rehashing everything at once,
-/// on the arbiter thread; with millions of rows in one map that pause reached hundreds of
-/// milliseconds, for the primary and every replica that shares the thread. Spread over 64 maps,
-/// each pause is a 64th of it (the total work is the same).
-const SHARDS: usize = 64;
 
 /// Rows in memory: what the owner has replayed. Values are shared with the ops that wrote them
 /// (and so with every other owner that applied the same op).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TableState {
-    shards: Vec<HashMap<RowKey, Arc<serde_json::Value>>>,
-    len: usize,
-}
-
-impl Default for TableState {
-    fn default() -> Self {
-        TableState { shards: (0..SHARDS).map(|_| HashMap::new()).collect(), len: 0 }
-    }
+    rows: RowMap,
 }
 
 impl TableState {
-    /// The shard of `row`, from bits 40..46 of its [`row_hash`]. Each map hashes that number
-    /// again with its own hasher, so the rows of one shard still spread over its buckets.
-    fn shard(&self, row: RowRef<'_>) -> usize {
-        ((row.hash >> 40) as usize) % SHARDS
-    }
-
-    fn shard_of(&mut self, row: RowRef<'_>) -> &mut HashMap<RowKey, Arc<serde_json::Value>> {
-        let i = self.shard(row);
-        &mut self.shards[i]
-    }
-
     /// Applies a batch's ops in order.
     pub fn apply(&mut self, ops: &[Op]) {
         for op in ops {
-            let row = RowRef::of(op);
             match (op.op, &op.value) {
-                (OpKind::Delete, _) => {
-                    if self.shard_of(row).remove(&row).is_some() {
-                        self.len -= 1;
-                    }
-                }
-                (OpKind::Insert | OpKind::Update, Some(v)) => self.put(RowKey::of(op), v.clone()),
+                (OpKind::Delete, _) => self.rows.remove(op.row()),
+                (OpKind::Insert | OpKind::Update, Some(v)) => self.rows.insert(op.row_key(), v.clone()),
                 // Checked when the batch was accepted: an insert or update always has a value.
                 (OpKind::Insert | OpKind::Update, None) => {}
             }
         }
     }
 
-    fn put(&mut self, row: RowKey, value: Arc<serde_json::Value>) {
-        let shard = self.shard_of(row.as_ref());
-        if shard.insert(row, value).is_none() {
-            self.len += 1;
-        }
-    }
-
     pub fn get(&self, table: &str, key: &str) -> Option<&serde_json::Value> {
-        let row = RowRef::new(table, key);
-        self.shards[self.shard(row)].get(&row).map(|v| &**v)
+        self.rows.get(RowRef::new(table, key)).map(|v| &**v)
     }
 
     pub fn contains(&self, row: RowRef<'_>) -> bool {
-        self.shards[self.shard(row)].contains_key(&row)
+        self.rows.contains(row)
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.rows.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -174,23 +57,17 @@ impl TableState {
 
     /// Every row as (table, key, value), sorted: a snapshot's content.
     pub fn sorted_rows(&self) -> Vec<(String, String, serde_json::Value)> {
-        let mut rows: Vec<(String, String, serde_json::Value)> = self
-            .shards
-            .iter()
-            .flatten()
-            .map(|(row, v)| (row.table.to_string(), row.key.to_string(), (**v).clone()))
-            .collect();
-        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        rows
+        self.rows.sorted_rows()
     }
 
     /// The state holding exactly these rows.
     pub fn from_rows(rows: &[(String, String, serde_json::Value)]) -> Self {
-        let mut table = TableState::default();
-        for (t, k, v) in rows {
-            table.put(RowKey::new(Arc::from(t.as_str()), Arc::from(k.as_str())), Arc::new(v.clone()));
-        }
-        table
+        TableState { rows: RowMap::from_rows(rows) }
+    }
+
+    /// The rows, to store them whole (a reseed).
+    pub fn rows(&self) -> &RowMap {
+        &self.rows
     }
 }
 
@@ -224,7 +101,7 @@ pub struct CheckpointWork {
 }
 
 impl CheckpointWork {
-    /// The commit that writes it for `owner` (blocking pool: serializing values is CPU work),
+    /// The commit that writes it for `owner` (on the blocking pool: it is CPU work),
     /// dropping the owner's log before it when `trim_log` (a replica's received log).
     pub fn commit(&self, owner: &str, trim_log: bool) -> LogCommit {
         LogCommit {
@@ -235,17 +112,16 @@ impl CheckpointWork {
         }
     }
 
-    /// The row changes, in order, values serialized.
+    /// The row changes, in order.
     pub fn row_writes(&self) -> Vec<RowWrite> {
         self.batches
             .iter()
             .flat_map(|ops| ops.iter())
             .map(|op| RowWrite {
-                table: op.table.clone(),
-                key: op.key.clone(),
+                row: op.row_key(),
                 value: match op.op {
                     OpKind::Delete => None,
-                    OpKind::Insert | OpKind::Update => op.value.as_ref().map(|v| v.to_string().into_bytes()),
+                    OpKind::Insert | OpKind::Update => op.value.clone(),
                 },
             })
             .collect()
@@ -312,12 +188,7 @@ const REPLAY_CHUNK: usize = 4 << 20;
 /// Without a stored rows lsn (a store written before checkpoints existed, whose rows were
 /// written with every commit), replay starts at the oldest record kept, which is harmless.
 pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Result<(TableState, u64), StorageError> {
-    let mut table = TableState::default();
-    for (t, k, v) in store.load_rows(owner)? {
-        let value = serde_json::from_slice(&v)
-            .map_err(|e| StorageError::Backend(format!("stored row {t}/{k} of {owner} is unreadable: {e}")))?;
-        table.put(RowKey::new(t.into(), k.into()), Arc::new(value));
-    }
+    let mut table = TableState { rows: store.load_rows(owner)? };
     let rows_lsn = match store.get_log_meta(owner, &rows_lsn_key(owner))? {
         Some(lsn) => lsn,
         None => store.log_bounds(owner)?.map(|b| b.0).unwrap_or(flush).min(flush),
@@ -353,27 +224,6 @@ pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::hash_map::DefaultHasher;
-
-    fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
-        let mut h = DefaultHasher::new();
-        t.hash(&mut h);
-        h.finish()
-    }
-
-    #[test]
-    fn a_borrowed_key_hashes_as_the_owned_one() {
-        let owned = RowKey::new("users".into(), "u1".into());
-        assert_eq!(hash_of(&RowRef::new("users", "u1")), hash_of(&owned));
-        assert!(RowRef::new("users", "u1").equivalent(&owned));
-        assert!(!RowRef::new("user", "su1").equivalent(&owned));
-        assert_ne!(hash_of(&RowRef::new("user", "su1")), hash_of(&owned));
-        let mut t = TableState::default();
-        t.apply(&[Op { op: OpKind::Insert, table: "users".into(), key: "u1".into(), value: Some(Arc::new(1.into())) }]);
-        assert_eq!(t.get("users", "u1"), Some(&serde_json::json!(1)));
-        assert!(t.contains(RowRef::new("users", "u1")));
-        assert!(!t.contains(RowRef::new("user", "su1")));
-    }
 
     fn op(kind: OpKind, key: &str, value: Option<i64>) -> Op {
         Op { op: kind, table: "t".into(), key: key.into(), value: value.map(|v| Arc::new(v.into())) }
@@ -386,28 +236,6 @@ mod tests {
         store
             .commit_log(owner, crate::storage::LogCommit { records: vec![(at, bytes.into())], ..Default::default() })
             .unwrap();
-    }
-
-    #[test]
-    fn rows_spread_over_shards_behave_as_one_map() {
-        let mut t = TableState::default();
-        let inserts: Vec<Op> = (0..5000).map(|i| op(OpKind::Insert, &format!("k{i}"), Some(i))).collect();
-        t.apply(&inserts);
-        assert_eq!(t.len(), 5000);
-        assert!(t.shards.iter().filter(|s| !s.is_empty()).count() > SHARDS / 2, "rows spread over the shards");
-        let changes: Vec<Op> = (0..5000)
-            .map(|i| if i % 2 == 0 { op(OpKind::Delete, &format!("k{i}"), None) } else { op(OpKind::Update, &format!("k{i}"), Some(-i)) })
-            .collect();
-        t.apply(&changes);
-        assert_eq!(t.len(), 2500);
-        assert!(!t.contains(RowRef::new("t", "k0")));
-        assert_eq!(t.get("t", "k1"), Some(&serde_json::json!(-1)));
-        let rows = t.sorted_rows();
-        assert_eq!(rows.len(), 2500);
-        assert!(rows.windows(2).all(|w| (&w[0].0, &w[0].1) < (&w[1].0, &w[1].1)));
-        assert_eq!(TableState::from_rows(&rows).sorted_rows(), rows);
-        t.clear();
-        assert!(t.is_empty() && t.get("t", "k1").is_none());
     }
 
     #[test]
@@ -430,8 +258,8 @@ mod tests {
         assert!(checkpointed < lsn);
         assert_eq!(rows_lsn, lsn);
         assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
-        let stored: Vec<(String, String)> = store.load_rows("p").unwrap().into_iter().map(|r| (r.1, String::from_utf8(r.2).unwrap())).collect();
-        assert_eq!(stored, vec![("a".to_string(), "10".to_string()), ("c".to_string(), "3".to_string())]);
+        let stored: Vec<(String, serde_json::Value)> = store.load_rows("p").unwrap().sorted_rows().into_iter().map(|r| (r.1, r.2)).collect();
+        assert_eq!(stored, vec![("a".to_string(), serde_json::json!(10)), ("c".to_string(), serde_json::json!(3))]);
         // A checkpoint that finishes late (older than the stored position) changes nothing.
         store.commit_log("p", work.commit("p", false)).unwrap();
         assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
