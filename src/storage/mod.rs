@@ -16,6 +16,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use crate::config::StorageConfig;
 
 pub mod rows;
+mod segment;
 
 use rows::{RowKey, RowMap};
 
@@ -40,8 +41,8 @@ const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
-/// An owner's write-ahead log (in the owner's own file): start lsn -> record bytes.
-const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
+/// An owner's write-ahead log (in the owner's own file): first lsn -> a [`segment`] of records.
+const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal_segments");
 /// An owner's table state (in its own file): [`write_row_key`] -> value JSON. Plain bytes rather than
 /// a `(&str, &str)` tuple, which redb would check as UTF-8 at every comparison.
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
@@ -216,18 +217,65 @@ fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]
     tx.commit().map_err(backend)
 }
 
-/// Removes the log records that start before `before`; returns how many went.
+/// Removes the log records that start before `before`; returns how many went. A segment
+/// holding records on both sides is written again with the later ones.
 fn remove_log_before(wal: &mut redb::Table<'_, u64, &[u8]>, before: u64) -> Result<usize, StorageError> {
-    let old: Vec<u64> = wal
-        .range(..before)
-        .map_err(backend)?
-        .map(|row| row.map(|(k, _)| k.value()))
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
+    let mut old = Vec::new();
+    let mut removed = 0;
+    let mut kept: Option<(u64, Vec<u8>)> = None;
+    for row in wal.range(..before).map_err(backend)? {
+        let (k, v) = row.map_err(backend)?;
+        old.push(k.value());
+        let mut later = Vec::new();
+        for record in segment::decode(k.value(), v.value()) {
+            let (lsn, bytes) = record?;
+            if lsn < before {
+                removed += 1;
+            } else {
+                later.push((lsn, bytes));
+            }
+        }
+        if let Some(&(first, _)) = later.first() {
+            let mut seg = Vec::new();
+            segment::encode(later.iter().map(|r| r.1), &mut seg)?;
+            kept = Some((first, seg));
+        }
+    }
     for k in &old {
         wal.remove(*k).map_err(backend)?;
     }
-    Ok(old.len())
+    if let Some((first, seg)) = kept {
+        wal.insert(first, seg.as_slice()).map_err(backend)?;
+    }
+    Ok(removed)
+}
+
+/// (lsn, length) of the last record of the segment stored under `first`.
+fn last_record(first: u64, seg: &[u8]) -> Result<(u64, usize), StorageError> {
+    let mut last = (first, 0);
+    for record in segment::decode(first, seg) {
+        let (lsn, bytes) = record?;
+        last = (lsn, bytes.len());
+    }
+    Ok(last)
+}
+
+/// Appends `records` (in lsn order) to `wal`: a segment per run of contiguous records (one, for
+/// every commit the primary and replicas make).
+fn append_log(wal: &mut redb::Table<'_, u64, &[u8]>, records: &[(u64, Arc<[u8]>)]) -> Result<(), StorageError> {
+    let mut seg = Vec::new();
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start + 1;
+        while end < records.len() && records[end].0 == records[end - 1].0 + records[end - 1].1.len() as u64 {
+            end += 1;
+        }
+        seg.clear();
+        segment::encode(records[start..end].iter().map(|r| &r.1[..]), &mut seg)?;
+        wal.insert(records[start].0, seg.as_slice()).map_err(backend)?;
+        start = end;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -446,9 +494,7 @@ impl Store {
                         meta.insert(key.as_str(), *lsn).map_err(backend)?;
                     }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
-                    for (lsn, bytes) in &commit.records {
-                        wal.insert(*lsn, &bytes[..]).map_err(backend)?;
-                    }
+                    append_log(&mut wal, &commit.records)?;
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
                     let (mut key, mut value) = (Vec::new(), Vec::new());
                     for w in &commit.rows {
@@ -517,10 +563,18 @@ impl Store {
                 let db = open(&handle)?;
                 let tx = db.begin_read().map_err(backend)?;
                 let wal = tx.open_table(WAL).map_err(backend)?;
-                for row in wal.range(from..).map_err(backend)? {
+                // From the segment holding `from`, if one starts before it.
+                let start = match wal.range(..=from).map_err(backend)?.next_back() {
+                    Some(row) => row.map_err(backend)?.0.value(),
+                    None => from,
+                };
+                'segments: for row in wal.range(start..).map_err(backend)? {
                     let (k, v) = row.map_err(backend)?;
-                    if !take(k.value(), v.value().into()) {
-                        break;
+                    for record in segment::decode(k.value(), v.value()) {
+                        let (lsn, bytes) = record?;
+                        if lsn >= from && !take(lsn, bytes.into()) {
+                            break 'segments;
+                        }
                     }
                 }
             }
@@ -552,12 +606,12 @@ impl Store {
                 let (last_lsn, last_len) = match range.next_back() {
                     Some(row) => {
                         let (k, v) = row.map_err(backend)?;
-                        (k.value(), v.value().len())
+                        last_record(k.value(), v.value())?
                     }
-                    None => {
-                        let v = wal.get(first).map_err(backend)?.map(|v| v.value().len()).unwrap_or(0);
-                        (first, v)
-                    }
+                    None => match wal.get(first).map_err(backend)? {
+                        Some(v) => last_record(first, v.value())?,
+                        None => (first, 0),
+                    },
                 };
                 Ok(Some((first, last_lsn, last_len)))
             }
@@ -727,6 +781,18 @@ mod tests {
         s.commit_log("primary", LogCommit { records: vec![(9, b"dd".to_vec().into())], truncate_before: Some(9), ..Default::default() })
             .expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
+        // A truncation inside one commit's records keeps the later ones.
+        s.commit_log("primary", LogCommit { records: vec![(11, b"eee".to_vec().into()), (14, b"ff".to_vec().into())], ..Default::default() })
+            .expect("commit");
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((9, 14, 2)));
+        let from_12: Vec<u64> = s.read_log("primary", 12, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
+        assert_eq!(from_12, vec![14], "only records starting at or after the position");
+        assert_eq!(s.truncate_log("primary", 12).expect("truncate"), 2);
+        let kept: Vec<(u64, Vec<u8>)> = s.read_log("primary", 0, usize::MAX).expect("read").into_iter().map(|r| (r.0, r.1.to_vec())).collect();
+        assert_eq!(kept, vec![(14, b"ff".to_vec())]);
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 14, 2)));
+        s.commit_log("primary", LogCommit { records: vec![(16, b"g".to_vec().into())], ..Default::default() }).expect("commit");
+        assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 16, 1)));
         // Reseeding replaces an owner's rows and log, and leaves other owners alone.
         s.replace_rows("replica-001", &RowMap::from_rows(&[row("u", "x", "1")]), &[("r.flush".into(), 9)])
             .expect("reseed");
@@ -747,7 +813,7 @@ mod tests {
         disk.close();
         assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));
         let reopened = Store::open_dir(dir.path()).expect("reopen");
-        assert_eq!(reopened.log_bounds("primary").expect("bounds"), Some((9, 9, 2)));
+        assert_eq!(reopened.log_bounds("primary").expect("bounds"), Some((14, 16, 1)));
         assert_eq!(reopened.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(6));
     }
 
