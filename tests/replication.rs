@@ -26,7 +26,7 @@ use clusterd::messages::events::{
     SharedEvent, WalPositionUpdate,
 };
 use clusterd::messages::registry::ListSubscriptions;
-use clusterd::messages::replication::lsn_text;
+use clusterd::messages::replication::{lsn_text, PartitionReplica};
 use clusterd::{Runtime, RuntimeHandle};
 use serde_json::{json, Value};
 
@@ -1118,4 +1118,55 @@ async fn a_paused_replica_restarted_after_a_crash_is_still_paused() {
     // Resumed, it catches up.
     api.resume("replica-002").await;
     assert_eq!(api.eventually_value_at("t", "x", "replica-002").await, json!(1));
+}
+
+#[actix_web::test]
+async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_once_healed() {
+    // Heartbeats every 50 ms; silence for 300 ms means disconnected.
+    let mut config = repl_config();
+    config.replication.heartbeat_timeout_ms = 300;
+    let (runtime, api) = start(config).await;
+    let mut events = subscribe(
+        &runtime,
+        EventFilter { replica_ids: vec!["replica-002".into()], ..types_filter(&[EventType::ReplicaStatusChange]) },
+    )
+    .await;
+    let partition = |cut: bool| {
+        let primary = runtime.primary().clone();
+        async move {
+            within("the primary answers", primary.send(PartitionReplica { replica_id: "replica-002".into(), cut }))
+                .await
+                .expect("primary answers")
+                .expect("replica-002 exists")
+        }
+    };
+
+    // The link to replica-002 (async) is cut. Writes go on: semi_sync's quorum of one is
+    // replica-001. Once no heartbeat has come for the timeout, replica-002 is disconnected.
+    partition(true).await;
+    let ack = api.insert("t", "during", json!(1)).await;
+    assert_eq!(acked_by(&ack), vec!["replica-001".to_string()], "{ack}");
+    let e = next_event_matching(&mut events, |e| is_status(e, "replica-002", "disconnected"), TIMEOUT).await;
+    let change = status_change(&e).unwrap();
+    assert!(change.reason.starts_with("no heartbeat for "), "{}", e.json);
+    assert_eq!(api.replica("replica-002").await["status"], "disconnected");
+    let health = api.get("/api/v1/replication/health").await.expect(200);
+    assert_eq!(health["healthy"], false, "{health}");
+    let r2 = health["replicas"].as_array().unwrap().iter().find(|r| r["replica_id"] == "replica-002").unwrap().clone();
+    assert_eq!(r2["healthy"], false, "{health}");
+    assert!(
+        r2["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("no heartbeat for ")),
+        "health says why: {health}"
+    );
+    // Nothing was shipped across the cut.
+    api.read("t", "during", "replica-002").await.expect_error(404, "row_not_found");
+
+    // Healed: its next heartbeat reconnects it, it is shipped what it missed from where it
+    // stopped, and it is in sync again.
+    partition(false).await;
+    let e = next_event_matching(&mut events, |e| status_change(e).is_some_and(|p| p.old_status == "disconnected"), TIMEOUT).await;
+    assert_ne!(status_change(&e).unwrap().new_status, "disconnected", "{}", e.json);
+    next_event_matching(&mut events, |e| is_status(e, "replica-002", "in_sync"), TIMEOUT).await;
+    assert_eq!(api.value_at("t", "during", "replica-002").await, json!(1));
+    api.wait_caught_up(&["replica-001", "replica-002"]).await;
 }

@@ -242,6 +242,19 @@ pub struct PauseReplica {
     pub replica_id: String,
 }
 
+/// Fault injection for library users: cuts (`cut: true`) or heals the link between the primary
+/// and a replica, as a network partition would. While cut, nothing is shipped to the replica and
+/// its reports are lost, so it turns `disconnected` once `heartbeat_timeout_ms` passes without
+/// one, and sync writes waiting for it time out; after the heal its next report resumes the
+/// stream from what it has. Over HTTP this comes with `/api/v1/cluster/faults/partition`, which
+/// the Raft issue builds.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReplicaView, ReplicationError>")]
+pub struct PartitionReplica {
+    pub replica_id: String,
+    pub cut: bool,
+}
+
 /// Ships again from where the replica stopped.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ReplicaView, ReplicationError>")]

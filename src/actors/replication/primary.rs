@@ -139,7 +139,9 @@ struct ReplicaEntry {
     status: ReplicaStatus,
     reason: String,
     paused: bool,
-    /// Got a report from the current actor.
+    /// Cut off by an injected partition ([`PartitionReplica`]).
+    partitioned: bool,
+    /// Got a report from the current actor (since the last partition).
     connected: bool,
     write_lsn: u64,
     flush_lsn: u64,
@@ -177,6 +179,7 @@ impl ReplicaEntry {
             status: ReplicaStatus::Starting,
             reason: "starting".into(),
             paused: false,
+            partitioned: false,
             connected: false,
             write_lsn: 0,
             flush_lsn: 0,
@@ -944,6 +947,10 @@ impl PrimaryActor {
         ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let Some(e) = act.replicas.get_mut(&id) else { return };
             e.fetch_in_flight = false;
+            if !e.connected {
+                // Cut off or restarted meanwhile: its next report says where to ship from.
+                return;
+            }
             match res {
                 Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from => {
                     let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
@@ -1136,7 +1143,7 @@ impl Handler<ReplicaReport> for PrimaryActor {
         let first_unreplayed = if p.replay_lsn < self.flush_lsn { self.first_after(p.replay_lsn) } else { None };
         let crashed = self.crashed;
         let Some(e) = self.replicas.get_mut(&id) else { return };
-        if e.incarnation != msg.incarnation || e.addr.is_none() {
+        if e.incarnation != msg.incarnation || e.addr.is_none() || e.partitioned {
             return;
         }
         e.last_heard = Some(now);
@@ -1506,6 +1513,22 @@ impl Handler<PauseReplica> for PrimaryActor {
         }
         e.paused = true;
         self.set_status(&id, ReplicaStatus::Paused, "paused by operator".into(), BTreeMap::new());
+        self.replica_view(&id)
+    }
+}
+
+impl Handler<PartitionReplica> for PrimaryActor {
+    type Result = Result<ReplicaView, ReplicationError>;
+    fn handle(&mut self, msg: PartitionReplica, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.replica_id;
+        let e = self.replicas.get_mut(&id).ok_or_else(|| ReplicationError::ReplicaNotFound { replica_id: id.clone() })?;
+        e.partitioned = msg.cut;
+        if msg.cut {
+            // Nothing is shipped until it is heard from again, and then from what it reports
+            // having (whatever was in flight when the link was cut may be lost).
+            e.connected = false;
+        }
+        tracing::warn!(replica_id = %id, cut = msg.cut, "replica partition injected");
         self.replica_view(&id)
     }
 }

@@ -46,12 +46,20 @@ pub fn flush_key(replica_id: &str) -> String {
     format!("replica:{replica_id}:flush_lsn")
 }
 
-/// A replica's table state. The actor owns it and hands a clone of the `Arc` only to its own
-/// commit task, which applies each received record under the write lock once the record is
-/// durable (one record at a time, so a read waits for at most one record's apply; never held
-/// across an await). Each incarnation and each reseed gets a fresh one, so a commit task still
-/// running for an earlier one applies to a table nobody reads any more.
-type ReplicaRows = Arc<RwLock<TableState>>;
+/// What a replica serves reads from: its table state and the lsn it has replayed to, changed
+/// together so that a read's `replay_lsn` always covers the row it returns.
+#[derive(Debug, Default)]
+struct Replayed {
+    rows: TableState,
+    lsn: u64,
+}
+
+/// The actor owns it and hands a clone of the `Arc` only to its own commit task, which applies
+/// each received record under the write lock once the record is durable (one record at a time,
+/// so a read waits for at most one record's apply; never held across an await). Each
+/// incarnation and each reseed gets a fresh one, so a commit task still running for an earlier
+/// one applies to a table nobody reads any more.
+type ReplicaRows = Arc<RwLock<Replayed>>;
 
 /// Where a replica reports to: the primary.
 pub type ProgressSink = Recipient<ReplicaReport>;
@@ -156,7 +164,7 @@ impl ReplicaActor {
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok((flush, rows, rows_lsn))) => {
-                act.rows = Arc::new(RwLock::new(rows));
+                act.rows = Arc::new(RwLock::new(Replayed { rows, lsn: flush }));
                 act.checkpoint.reset(rows_lsn);
                 act.write_lsn = flush;
                 act.flush_lsn = flush;
@@ -218,7 +226,9 @@ impl ReplicaActor {
         let work = actix_web::rt::task::spawn_blocking(move || {
             store.commit_log(&id, commit)?;
             for r in &records {
-                rows.write().apply(&r.ops);
+                let mut replayed = rows.write();
+                replayed.rows.apply(&r.ops);
+                replayed.lsn = r.end_lsn();
             }
             Ok::<_, crate::storage::StorageError>(records)
         });
@@ -379,9 +389,10 @@ impl Handler<ReadLocalRow> for ReplicaActor {
         if self.crashed || !self.loaded {
             return Err(ReplicationError::ReplicaDown { replica_id: self.replica_id.clone() });
         }
-        // The state may already hold records applied past `replay_lsn` (their commit task has
-        // not reported back yet): the row is at least that recent.
-        Ok(self.rows.read().get(&msg.table, &msg.key).map(|v| (v.clone(), self.replay_lsn)))
+        // The table's own lsn, not `replay_lsn`: the commit task may have applied more records
+        // than it has reported back yet.
+        let replayed = self.rows.read();
+        Ok(replayed.rows.get(&msg.table, &msg.key).map(|v| (v.clone(), replayed.lsn)))
     }
 }
 
@@ -415,7 +426,7 @@ impl ReplicaActor {
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(table)) => {
-                act.rows = Arc::new(RwLock::new(table));
+                act.rows = Arc::new(RwLock::new(Replayed { rows: table, lsn }));
                 act.checkpoint.reset(lsn);
                 act.pending.clear();
                 act.pending_bytes = 0;
