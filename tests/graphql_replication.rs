@@ -11,23 +11,18 @@
 //! `replica-002` async) with storage in memory, mode `async` so that writes never wait for a
 //! replica, and 50 ms replication heartbeats so that lag is measured often.
 
-use std::future::Future;
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use actix_web::rt::time::{sleep, timeout};
-use awc::error::WsProtocolError;
-use awc::ws::{Frame, Message};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use actix_web::rt::time::sleep;
 use serde_json::{json, Value};
 
 use clusterd::config::{ReplicationMode, StorageEngine};
-use clusterd::messages::registry::{ListSubscriptions, Transport};
 use clusterd::messages::replication::{Op, OpKind, PauseReplica, ReplicateOps, ResumeReplica};
-use clusterd::{Config, Runtime, RuntimeHandle};
+use clusterd::Config;
 
-/// How long any one expected thing may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use common::graphql::*;
 
 fn test_config() -> Config {
     let mut config = Config::default();
@@ -37,39 +32,17 @@ fn test_config() -> Config {
     config
 }
 
-struct Server {
-    runtime: RuntimeHandle,
-    addr: SocketAddr,
-}
-
 impl Server {
-    fn start(config: Config) -> Server {
-        let runtime = Runtime::start(config).expect("runtime starts");
-        let state = clusterd::http::AppState::new(runtime.clone());
-        // Wired as the binary runs it.
-        let (server, addrs) =
-            clusterd::http::start_server(state, 1, "127.0.0.1:0").expect("bind a free port");
-        let addr = addrs[0];
-        actix_web::rt::spawn(server);
-        Server { runtime, addr }
-    }
-
-    fn url(&self, scheme: &str, path: &str) -> String {
-        format!("{scheme}://{}{path}", self.addr)
-    }
-
     /// A query or mutation over `POST /graphql`; the whole GraphQL response.
-    async fn post(&self, query: &str) -> Value {
-        let mut res = awc::Client::new()
-            .post(self.url("http", "/graphql"))
-            .send_json(&json!({ "query": query }))
-            .await
-            .expect("POST /graphql");
-        assert_eq!(res.status(), 200, "POST /graphql status");
-        res.json::<Value>()
-            .limit(16 << 20)
-            .await
-            .expect("a JSON answer")
+    async fn query(&self, query: &str) -> Value {
+        self.post(query, None).await
+    }
+
+    /// Connects a `graphql-transport-ws` client and initialises it.
+    async fn transport_ws(&self) -> WsConn {
+        let mut ws = self.ws("/graphql/ws", "graphql-transport-ws").await;
+        ws.init(json!({})).await;
+        ws
     }
 
     /// A `POST` to a REST route with no body; its status.
@@ -82,47 +55,6 @@ impl Server {
         res.status().as_u16()
     }
 
-    /// Connects a `graphql-transport-ws` client and initialises it.
-    async fn ws(&self) -> WsConn {
-        let (res, conn) = awc::Client::new()
-            .ws(self.url("ws", "/graphql/ws"))
-            .protocols(["graphql-transport-ws"])
-            .connect()
-            .await
-            .expect("upgrade accepted");
-        assert_eq!(res.status(), 101);
-        let mut ws = WsConn(Box::pin(conn));
-        ws.send(json!({ "type": "connection_init", "payload": {} }))
-            .await;
-        let ack = ws.json().await;
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        ws
-    }
-
-    /// Waits until the registry lists a GraphQL subscription for `field`: the subscription is
-    /// live, so events published from now on reach it.
-    async fn wait_subscribed(&self, field: &str) {
-        let registry = self.runtime.registry().clone();
-        within(WAIT, "the GraphQL subscription to register", async move {
-            loop {
-                let rows = registry
-                    .send(ListSubscriptions)
-                    .await
-                    .expect("registry answers");
-                if rows
-                    .iter()
-                    .any(|r| r.info.transport == Transport::GraphQl && r.info.stream == field)
-                {
-                    return;
-                }
-                // Polling a condition, bounded by `within`: only the registry can tell when the
-                // registration (on a server worker) is done.
-                sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-    }
-
     /// Waits until `row(table, key, from)` is there, and returns it.
     async fn wait_row(&self, table: &str, key: &str, from: &str) -> Value {
         let query = format!(
@@ -130,7 +62,7 @@ impl Server {
         );
         within(WAIT, "the row to be replayed", async {
             loop {
-                let r = self.post(&query).await;
+                let r = self.query(&query).await;
                 assert!(r.get("errors").is_none(), "{r}");
                 if !r["data"]["row"].is_null() {
                     return r["data"]["row"].clone();
@@ -182,82 +114,13 @@ impl Server {
     }
 }
 
-async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A client WebSocket as awc hands it out, without naming its codec types.
-trait Framed:
-    Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message, Error = WsProtocolError>
-{
-}
-impl<T> Framed for T where
-    T: Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message, Error = WsProtocolError>
-{
-}
-
-/// A WebSocket client connection.
-struct WsConn(std::pin::Pin<Box<dyn Framed>>);
-
-impl WsConn {
-    async fn send(&mut self, v: Value) {
-        self.0
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .expect("send a frame");
-    }
-
-    /// The next JSON frame within [`WAIT`]; pings are answered on the way, as a live client would.
-    async fn json(&mut self) -> Value {
-        within(WAIT, "the next frame", async {
-            loop {
-                match self.0.next().await {
-                    None => panic!("the connection ended"),
-                    Some(Err(e)) => panic!("websocket error: {e}"),
-                    Some(Ok(Frame::Text(bytes))) => {
-                        return serde_json::from_slice(&bytes).expect("a JSON frame")
-                    }
-                    Some(Ok(Frame::Ping(p))) => {
-                        self.0.send(Message::Pong(p)).await.expect("send a pong")
-                    }
-                    Some(Ok(Frame::Pong(_))) => {}
-                    Some(Ok(other)) => panic!("unexpected frame {other:?}"),
-                }
-            }
-        })
-        .await
-    }
-
-    /// A `graphql-transport-ws` subscribe.
-    async fn subscribe(&mut self, id: &str, query: &str) {
-        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }))
-            .await;
-    }
-
-    /// The payload of the next `next` frame, which must be for subscription `id`.
-    async fn next_of(&mut self, id: &str, field: &str) -> Value {
-        let msg = self.json().await;
-        assert_eq!(msg["type"], "next", "{msg}");
-        assert_eq!(msg["id"], id, "{msg}");
-        assert!(msg["payload"].get("errors").is_none(), "{msg}");
-        msg["payload"]["data"][field].clone()
-    }
-}
-
-fn error_code(response: &Value) -> &str {
-    response["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error code in {response}"))
-}
 
 #[actix_web::test]
 async fn replication_queries_and_mutations_over_post() {
     let server = Server::start(test_config());
 
     let r = server
-        .post("{ replicationStatus { primary primaryState mode syncQuorum syncTimeoutMs currentLsn currentLsnU64 health replicas { replicaId mode status } } }")
+        .query("{ replicationStatus { primary primaryState mode syncQuorum syncTimeoutMs currentLsn currentLsnU64 health replicas { replicaId mode status } } }")
         .await;
     let status = &r["data"]["replicationStatus"];
     assert_eq!(status["primary"], "primary", "{r}");
@@ -274,7 +137,7 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(status["replicas"][1]["mode"], "ASYNC");
 
     let r = server
-        .post(r#"{ replicas { replicaId } replica(id: "replica-001") { replicaId mode status statusReason writeLsn flushLsn replayLsn lagBytes lagSeconds } missing: replica(id: "replica-404") { replicaId } }"#)
+        .query(r#"{ replicas { replicaId } replica(id: "replica-001") { replicaId mode status statusReason writeLsn flushLsn replayLsn lagBytes lagSeconds } missing: replica(id: "replica-404") { replicaId } }"#)
         .await;
     assert_eq!(
         r["data"]["replicas"].as_array().map(Vec::len),
@@ -293,7 +156,7 @@ async fn replication_queries_and_mutations_over_post() {
     // The data path: a batch is durable on the primary when `replicate` answers, and reaches a
     // replica by replay.
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u1", value: {name: "Ada", age: 36}}, {op: INSERT, table: "users", key: "u2", value: "plain"}]) { lsn lsnU64 acknowledgedBy mode } }"#)
+        .query(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u1", value: {name: "Ada", age: 36}}, {op: INSERT, table: "users", key: "u2", value: "plain"}]) { lsn lsnU64 acknowledgedBy mode } }"#)
         .await;
     let ack = &r["data"]["replicate"];
     assert!(ack["lsnU64"].as_u64().is_some_and(|l| l > 0), "{r}");
@@ -303,7 +166,7 @@ async fn replication_queries_and_mutations_over_post() {
     let lsn = ack["lsnU64"].as_u64().expect("lsnU64");
 
     let r = server
-        .post(r#"{ row(table: "users", key: "u1") { value from replayLsnU64 } absent: row(table: "users", key: "nobody") { value } }"#)
+        .query(r#"{ row(table: "users", key: "u1") { value from replayLsnU64 } absent: row(table: "users", key: "nobody") { value } }"#)
         .await;
     assert_eq!(
         r["data"]["row"]["value"],
@@ -322,7 +185,7 @@ async fn replication_queries_and_mutations_over_post() {
     );
 
     let r = server
-        .post(r#"{ row(table: "users", key: "u1", from: "replica-404") { value } }"#)
+        .query(r#"{ row(table: "users", key: "u1", from: "replica-404") { value } }"#)
         .await;
     assert_eq!(error_code(&r), "replica_not_found", "{r}");
     assert_eq!(
@@ -332,7 +195,7 @@ async fn replication_queries_and_mutations_over_post() {
 
     // Domain errors carry the REST codes and details.
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u1", value: 1}]) { lsn } }"#)
+        .query(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u1", value: 1}]) { lsn } }"#)
         .await;
     assert_eq!(error_code(&r), "duplicate_key", "{r}");
     assert_eq!(r["errors"][0]["extensions"]["status"], 409, "{r}");
@@ -341,11 +204,11 @@ async fn replication_queries_and_mutations_over_post() {
         json!({"table": "users", "key": "u1"})
     );
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: UPDATE, table: "users", key: "u9", value: 1}]) { lsn } }"#)
+        .query(r#"mutation { replicate(ops: [{op: UPDATE, table: "users", key: "u9", value: 1}]) { lsn } }"#)
         .await;
     assert_eq!(error_code(&r), "row_not_found", "{r}");
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: DELETE, table: "users", key: "u2", value: 1}]) { lsn } }"#)
+        .query(r#"mutation { replicate(ops: [{op: DELETE, table: "users", key: "u2", value: 1}]) { lsn } }"#)
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     assert_eq!(
@@ -353,11 +216,11 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .post(r#"mutation { replicate(ops: []) { lsn } }"#)
+        .query(r#"mutation { replicate(ops: []) { lsn } }"#)
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     let r = server
-        .post(
+        .query(
             r#"mutation { replicate(ops: [{op: DELETE, table: "users", key: "u2"}]) { lsnU64 } }"#,
         )
         .await;
@@ -370,15 +233,15 @@ async fn replication_queries_and_mutations_over_post() {
 
     // Pause and resume.
     let r = server
-        .post(r#"mutation { pauseReplica(replicaId: "replica-002") { replicaId status statusReason } }"#)
+        .query(r#"mutation { pauseReplica(replicaId: "replica-002") { replicaId status statusReason } }"#)
         .await;
     assert_eq!(r["data"]["pauseReplica"]["status"], "paused", "{r}");
     let r = server
-        .post(r#"mutation { pauseReplica(replicaId: "replica-002") { status } }"#)
+        .query(r#"mutation { pauseReplica(replicaId: "replica-002") { status } }"#)
         .await;
     assert_eq!(error_code(&r), "wrong_state", "{r}");
     let r = server
-        .post(r#"{ replicationHealth { healthy replicas { replicaId healthy reasons status lagBytes } } }"#)
+        .query(r#"{ replicationHealth { healthy replicas { replicaId healthy reasons status lagBytes } } }"#)
         .await;
     let health = &r["data"]["replicationHealth"];
     assert_eq!(health["healthy"], false, "{r}");
@@ -395,7 +258,7 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .post(r#"mutation { resumeReplica(replicaId: "replica-002") { replicaId status } }"#)
+        .query(r#"mutation { resumeReplica(replicaId: "replica-002") { replicaId status } }"#)
         .await;
     assert_eq!(
         r["data"]["resumeReplica"]["replicaId"], "replica-002",
@@ -403,11 +266,11 @@ async fn replication_queries_and_mutations_over_post() {
     );
     assert_ne!(r["data"]["resumeReplica"]["status"], "paused", "{r}");
     let r = server
-        .post(r#"mutation { resumeReplica(replicaId: "replica-002") { status } }"#)
+        .query(r#"mutation { resumeReplica(replicaId: "replica-002") { status } }"#)
         .await;
     assert_eq!(error_code(&r), "wrong_state", "{r}");
     let r = server
-        .post(r#"mutation { pauseReplica(replicaId: "replica-404") { status } }"#)
+        .query(r#"mutation { pauseReplica(replicaId: "replica-404") { status } }"#)
         .await;
     assert_eq!(error_code(&r), "replica_not_found", "{r}");
     assert_eq!(
@@ -418,7 +281,7 @@ async fn replication_queries_and_mutations_over_post() {
     // The mode: SYNC waits for the sync replica; paused, it never flushes, so the write times out
     // (durable on the primary all the same).
     let r = server
-        .post("mutation { setReplicationMode(mode: SYNC, syncTimeoutMs: 200) { mode syncQuorum syncTimeoutMs heartbeatIntervalMs heartbeatTimeoutMs conflictStrategy sitePriority } }")
+        .query("mutation { setReplicationMode(mode: SYNC, syncTimeoutMs: 200) { mode syncQuorum syncTimeoutMs heartbeatIntervalMs heartbeatTimeoutMs conflictStrategy sitePriority } }")
         .await;
     let settings = &r["data"]["setReplicationMode"];
     assert_eq!(settings["mode"], "SYNC", "{r}");
@@ -426,12 +289,12 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(settings["heartbeatIntervalMs"], 50);
     assert_eq!(settings["conflictStrategy"], "last_writer_wins");
     let r = server
-        .post("{ replicationStatus { mode syncTimeoutMs } }")
+        .query("{ replicationStatus { mode syncTimeoutMs } }")
         .await;
     assert_eq!(r["data"]["replicationStatus"]["mode"], "SYNC", "{r}");
     server.pause("replica-001").await;
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u3", value: 3}]) { lsn } }"#)
+        .query(r#"mutation { replicate(ops: [{op: INSERT, table: "users", key: "u3", value: 3}]) { lsn } }"#)
         .await;
     assert_eq!(error_code(&r), "replication_timeout", "{r}");
     let details = &r["errors"][0]["extensions"]["details"];
@@ -439,13 +302,13 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(details["timeout_ms"], 200);
     assert_eq!(details["missing"], json!(["replica-001"]));
     let r = server
-        .post(r#"{ row(table: "users", key: "u3") { value } }"#)
+        .query(r#"{ row(table: "users", key: "u3") { value } }"#)
         .await;
     assert_eq!(r["data"]["row"]["value"], 3, "durable on the primary: {r}");
     server.resume("replica-001").await;
 
     let r = server
-        .post("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 5) { mode } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 5) { mode } }")
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     assert_eq!(
@@ -453,7 +316,7 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .post("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
@@ -461,7 +324,7 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .post("mutation { setReplicationMode(mode: ASYNC) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: ASYNC) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
@@ -471,37 +334,37 @@ async fn replication_queries_and_mutations_over_post() {
 
     // The replica lifecycle.
     let r = server
-        .post(r#"mutation { addReplica(replicaId: "replica-003") { replicaId mode status } }"#)
+        .query(r#"mutation { addReplica(replicaId: "replica-003") { replicaId mode status } }"#)
         .await;
     assert_eq!(r["data"]["addReplica"]["replicaId"], "replica-003", "{r}");
     assert_eq!(r["data"]["addReplica"]["mode"], "ASYNC", "the default: {r}");
     let r = server
-        .post(r#"mutation { addReplica(replicaId: "replica-003", mode: SYNC) { replicaId } }"#)
+        .query(r#"mutation { addReplica(replicaId: "replica-003", mode: SYNC) { replicaId } }"#)
         .await;
     assert_eq!(error_code(&r), "replica_exists", "{r}");
     let r = server
-        .post(r#"mutation { addReplica(replicaId: "bad id!") { replicaId } }"#)
+        .query(r#"mutation { addReplica(replicaId: "bad id!") { replicaId } }"#)
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     // It catches up from the WAL: it gets what was written before it was added.
     let row = server.wait_row("users", "u1", "replica-003").await;
     assert_eq!(row["value"], json!({"name": "Ada", "age": 36}));
     let r = server
-        .post(r#"mutation { removeReplica(replicaId: "replica-003") }"#)
+        .query(r#"mutation { removeReplica(replicaId: "replica-003") }"#)
         .await;
     assert_eq!(r["data"]["removeReplica"], true, "{r}");
     let r = server
-        .post(r#"mutation { removeReplica(replicaId: "replica-003") }"#)
+        .query(r#"mutation { removeReplica(replicaId: "replica-003") }"#)
         .await;
     assert_eq!(error_code(&r), "replica_not_found", "{r}");
     let r = server
-        .post(r#"{ replica(id: "replica-003") { replicaId } }"#)
+        .query(r#"{ replica(id: "replica-003") { replicaId } }"#)
         .await;
     assert_eq!(r["data"]["replica"], Value::Null, "{r}");
 
     // Lag, history, throughput.
     let r = server
-        .post("{ replicationLag { replicaId status lagBytes lagSeconds writeLagMs flushLagMs replayLagMs } }")
+        .query("{ replicationLag { replicaId status lagBytes lagSeconds writeLagMs flushLagMs replayLagMs } }")
         .await;
     let lag = r["data"]["replicationLag"]
         .as_array()
@@ -513,7 +376,7 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .post(r#"{ lagHistory(replicaId: "replica-001", seconds: 600) { replicaId samples { timestamp timestampMs lagBytes lagSeconds replayLsn replayLsnU64 } } }"#)
+        .query(r#"{ lagHistory(replicaId: "replica-001", seconds: 600) { replicaId samples { timestamp timestampMs lagBytes lagSeconds replayLsn replayLsnU64 } } }"#)
         .await;
     let history = r["data"]["lagHistory"]
         .as_array()
@@ -521,18 +384,18 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(history.len(), 1, "{r}");
     assert_eq!(history[0]["replicaId"], "replica-001");
     assert!(history[0]["samples"].is_array(), "{r}");
-    let r = server.post("{ lagHistory { replicaId } }").await;
+    let r = server.query("{ lagHistory { replicaId } }").await;
     assert_eq!(
         r["data"]["lagHistory"].as_array().map(Vec::len),
         Some(2),
         "{r}"
     );
     let r = server
-        .post(r#"{ lagHistory(replicaId: "replica-404") { replicaId } }"#)
+        .query(r#"{ lagHistory(replicaId: "replica-404") { replicaId } }"#)
         .await;
     assert_eq!(error_code(&r), "replica_not_found", "{r}");
     let r = server
-        .post("{ replicationThroughput { windowSeconds primaryOpsPerSecond primaryBytesPerSecond replicas { replicaId replayedBytesPerSecond } } }")
+        .query("{ replicationThroughput { windowSeconds primaryOpsPerSecond primaryBytesPerSecond replicas { replicaId replayedBytesPerSecond } } }")
         .await;
     let throughput = &r["data"]["replicationThroughput"];
     assert!(
@@ -557,7 +420,7 @@ async fn replication_queries_and_mutations_over_post() {
 #[actix_web::test]
 async fn transport_ws_replica_status_changes_for_one_replica() {
     let server = Server::start(test_config());
-    let mut ws = server.ws().await;
+    let mut ws = server.transport_ws().await;
     ws.subscribe(
         "1",
         r#"subscription { replicaStatusChanges(replicaId: "replica-002") { replicaId oldStatus newStatus reason metadata seq eventId severity timestamp timestampMs } }"#,
@@ -631,7 +494,7 @@ async fn transport_ws_replica_status_changes_for_one_replica() {
 #[actix_web::test]
 async fn transport_ws_replication_lag_updates_at_or_above_threshold() {
     let server = Server::start(test_config());
-    let mut ws = server.ws().await;
+    let mut ws = server.transport_ws().await;
     ws.subscribe(
         "lag",
         r#"subscription { replicationLagUpdates(replicaId: "replica-002", threshold: 1) { replicaId lagBytes lagSeconds thresholdBytes severity status seq eventId timestamp timestampMs } }"#,
@@ -726,12 +589,12 @@ async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it(
         .expect("answers")
         .expect("slot created");
     let r = server
-        .post(r#"mutation { replicate(ops: [{op: INSERT, table: "t", key: "a", value: {x: 1}}]) { lsnU64 } }"#)
+        .query(r#"mutation { replicate(ops: [{op: INSERT, table: "t", key: "a", value: {x: 1}}]) { lsnU64 } }"#)
         .await;
     let written = r["data"]["replicate"]["lsnU64"].as_u64().unwrap_or_else(|| panic!("{r}"));
 
     let r = server
-        .post(r#"{ slots { slotName slotType retainedBytes } slot(name: "cdc") { confirmedFlushLsnU64 } none: slot(name: "nope") { slotName } slotChanges(name: "cdc") { changes { op table key value } nextLsnU64 } }"#)
+        .query(r#"{ slots { slotName slotType retainedBytes } slot(name: "cdc") { confirmedFlushLsnU64 } none: slot(name: "nope") { slotName } slotChanges(name: "cdc") { changes { op table key value } nextLsnU64 } }"#)
         .await;
     assert_eq!(r["data"]["slots"][0]["slotName"], "cdc", "{r}");
     assert_eq!(r["data"]["slots"][0]["slotType"], "logical");
@@ -744,6 +607,6 @@ async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it(
     assert_eq!(changes["changes"][0]["value"]["x"], 1);
     assert_eq!(changes["nextLsnU64"], written);
 
-    let r = server.post(r#"{ slotChanges(name: "nope") { nextLsn } }"#).await;
+    let r = server.query(r#"{ slotChanges(name: "nope") { nextLsn } }"#).await;
     assert_eq!(error_code(&r), "slot_not_found", "{r}");
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod graphql;
 
 use std::future::Future;
 use std::time::Duration;
