@@ -36,9 +36,9 @@
 //! sizes carried the first's millions of rows (and the maintenance they cause) into the second,
 //! and the memory baseline at batch 100 then measured either ~950k or ~450k ops/s from one run
 //! to the next. Before it shuts down, the replicas are let catch up (unclocked). Within a case
-//! they are not: in `async`
-//! mode the replicas' backlog from one sample is worked off during the next, which is what a
-//! sustained load sees; the lag left at the end of each sample is reported.
+//! they are not: in `async` mode the replicas' backlog from one sample is worked off during the
+//! next, which is what a sustained load sees; the lag left at the end of each sample is
+//! reported.
 //!
 //! Order, per engine: `wal_only` first, then `async`, `semi_sync`, `sync`, then `raw_wal`, so
 //! that what earlier cases leave in the process (freed memory the allocator and kernel are still
