@@ -60,6 +60,22 @@ fn write_row_key(buf: &mut Vec<u8>, table: &str, key: &str) {
     buf.extend_from_slice(key.as_bytes());
 }
 
+/// Sets `row` to `value` in an owner's rows table; `key` and `buf` are scratch buffers that one
+/// transaction reuses for every row.
+fn insert_row(
+    rows: &mut redb::Table<'_, &[u8], &[u8]>,
+    key: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    row: &RowKey,
+    value: &serde_json::Value,
+) -> Result<(), StorageError> {
+    write_row_key(key, &row.table, &row.key);
+    buf.clear();
+    serde_json::to_writer(&mut *buf, value).map_err(backend)?;
+    rows.insert(key.as_slice(), buf.as_slice()).map_err(backend)?;
+    Ok(())
+}
+
 /// (table, key) of a stored row key.
 fn split_row_key(stored: &[u8]) -> Result<(String, String), StorageError> {
     let bad = || StorageError::Backend(format!("stored row key {stored:?} is not table, 0xFF, key"));
@@ -498,14 +514,10 @@ impl Store {
                     let mut rows = tx.open_table(ROWS).map_err(backend)?;
                     let (mut key, mut value) = (Vec::new(), Vec::new());
                     for w in &commit.rows {
-                        write_row_key(&mut key, &w.row.table, &w.row.key);
                         match &w.value {
-                            Some(v) => {
-                                value.clear();
-                                serde_json::to_writer(&mut value, &**v).map_err(backend)?;
-                                rows.insert(key.as_slice(), value.as_slice()).map_err(backend)?;
-                            }
+                            Some(v) => insert_row(&mut rows, &mut key, &mut value, &w.row, v)?,
                             None => {
+                                write_row_key(&mut key, &w.row.table, &w.row.key);
                                 rows.remove(key.as_slice()).map_err(backend)?;
                             }
                         }
@@ -669,10 +681,7 @@ impl Store {
                     table.retain(|_, _| false).map_err(backend)?;
                     let (mut key, mut value) = (Vec::new(), Vec::new());
                     for (row, v) in rows.iter() {
-                        write_row_key(&mut key, &row.table, &row.key);
-                        value.clear();
-                        serde_json::to_writer(&mut value, &**v).map_err(backend)?;
-                        table.insert(key.as_slice(), value.as_slice()).map_err(backend)?;
+                        insert_row(&mut table, &mut key, &mut value, row, v)?;
                     }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     wal.retain(|_, _| false).map_err(backend)?;
