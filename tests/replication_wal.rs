@@ -319,6 +319,15 @@ async fn concurrent_writes_share_fsyncs() {
     assert!(commits - commits_before < 64, "{} fsyncs for 64 concurrent batches", commits - commits_before);
 }
 
+/// Asserts each (key, value) on the primary and on replica-001 (`None`: the row is absent).
+async fn expect_rows(runtime: &RuntimeHandle, rows: &[(&str, Option<i64>)]) {
+    for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {
+        for (key, value) in rows {
+            assert_eq!(read(runtime, key, from.clone()).await, value.map(|v| serde_json::json!(v)), "{key} from {from:?}");
+        }
+    }
+}
+
 async fn read(runtime: &RuntimeHandle, key: &str, from: ReadFrom) -> Option<serde_json::Value> {
     runtime
         .primary()
@@ -371,13 +380,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     crash_and_restart(&runtime, "replica-001").await;
     crash_and_restart(&runtime, "primary").await;
     replayed(&runtime, "replica-001", last.lsn_u64).await;
-    for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {
-        let what = format!("{from:?}");
-        assert_eq!(read(&runtime, "k0", from.clone()).await, Some(serde_json::json!(100)), "{what}");
-        assert_eq!(read(&runtime, "k1", from.clone()).await, None, "{what}");
-        assert_eq!(read(&runtime, "k2", from.clone()).await, Some(serde_json::json!(2)), "{what}");
-        assert_eq!(read(&runtime, "k39", from.clone()).await, Some(serde_json::json!(39)), "{what}");
-    }
+    expect_rows(&runtime, &[("k0", Some(100)), ("k1", None), ("k2", Some(2)), ("k39", Some(39))]).await;
     // Writes go on from where the log ends.
     let next = write(&runtime, OpKind::Insert, "k1", Some(serde_json::json!(1))).await;
     assert!(next.lsn_u64 > last.lsn_u64);
@@ -394,10 +397,5 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     crash_and_restart(&runtime, "replica-001").await;
     crash_and_restart(&runtime, "primary").await;
     replayed(&runtime, "replica-001", next.lsn_u64).await;
-    for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {
-        let what = format!("{from:?}");
-        assert_eq!(read(&runtime, "k0", from.clone()).await, Some(serde_json::json!(100)), "{what}");
-        assert_eq!(read(&runtime, "k1", from.clone()).await, Some(serde_json::json!(1)), "{what}");
-        assert_eq!(read(&runtime, "k35", from.clone()).await, Some(serde_json::json!(35)), "{what}");
-    }
+    expect_rows(&runtime, &[("k0", Some(100)), ("k1", Some(1)), ("k35", Some(35))]).await;
 }
