@@ -348,16 +348,29 @@ impl Store {
         self.logs.lock().memory.entry_ref(owner).or_default().clone()
     }
 
+    /// Runs `f` on `table` of `owner`'s file in a read transaction, holding the file open
+    /// until it returns (so [`Store::close`] waits for it).
+    fn read_log_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &self,
+        owner: &str,
+        table: TableDefinition<'static, K, V>,
+        f: impl FnOnce(&redb::ReadOnlyTable<K, V>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let handle = self.log_db(owner)?;
+        let db = open(&handle)?;
+        let tx = db.begin_read().map_err(backend)?;
+        let t = tx.open_table(table).map_err(backend)?;
+        f(&t)
+    }
+
     /// A position or other counter of `owner`'s log (kept with the log, so that it is
     /// committed in the same transaction as the records).
     pub fn get_log_meta(&self, owner: &str, key: &str) -> Result<Option<u64>, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_read().map_err(backend)?;
-                let table = tx.open_table(META).map_err(backend)?;
-                Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
+                self.read_log_table(owner, META, |table| {
+                    Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
+                })
             }
             Backend::Memory(_) => Ok(self.memory_log(owner).lock().meta.get(key).copied()),
         }
@@ -571,24 +584,23 @@ impl Store {
         };
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_read().map_err(backend)?;
-                let wal = tx.open_table(WAL).map_err(backend)?;
-                // From the segment holding `from`, if one starts before it.
-                let start = match wal.range(..=from).map_err(backend)?.next_back() {
-                    Some(row) => row.map_err(backend)?.0.value(),
-                    None => from,
-                };
-                'segments: for row in wal.range(start..).map_err(backend)? {
-                    let (k, v) = row.map_err(backend)?;
-                    for record in segment::decode(k.value(), v.value()) {
-                        let (lsn, bytes) = record?;
-                        if lsn >= from && !take(lsn, bytes.into()) {
-                            break 'segments;
+                self.read_log_table(owner, WAL, |wal| {
+                    // From the segment holding `from`, if one starts before it.
+                    let start = match wal.range(..=from).map_err(backend)?.next_back() {
+                        Some(row) => row.map_err(backend)?.0.value(),
+                        None => from,
+                    };
+                    'segments: for row in wal.range(start..).map_err(backend)? {
+                        let (k, v) = row.map_err(backend)?;
+                        for record in segment::decode(k.value(), v.value()) {
+                            let (lsn, bytes) = record?;
+                            if lsn >= from && !take(lsn, bytes.into()) {
+                                break 'segments;
+                            }
                         }
                     }
-                }
+                    Ok(())
+                })?;
             }
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
@@ -606,26 +618,24 @@ impl Store {
     pub fn log_bounds(&self, owner: &str) -> Result<Option<(u64, u64, usize)>, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_read().map_err(backend)?;
-                let wal = tx.open_table(WAL).map_err(backend)?;
-                let mut range = wal.range(0..).map_err(backend)?;
-                let first = match range.next() {
-                    Some(row) => row.map_err(backend)?.0.value(),
-                    None => return Ok(None),
-                };
-                let (last_lsn, last_len) = match range.next_back() {
-                    Some(row) => {
-                        let (k, v) = row.map_err(backend)?;
-                        last_record(k.value(), v.value())?
-                    }
-                    None => match wal.get(first).map_err(backend)? {
-                        Some(v) => last_record(first, v.value())?,
-                        None => (first, 0),
-                    },
-                };
-                Ok(Some((first, last_lsn, last_len)))
+                self.read_log_table(owner, WAL, |wal| {
+                    let mut range = wal.range(0..).map_err(backend)?;
+                    let first = match range.next() {
+                        Some(row) => row.map_err(backend)?.0.value(),
+                        None => return Ok(None),
+                    };
+                    let (last_lsn, last_len) = match range.next_back() {
+                        Some(row) => {
+                            let (k, v) = row.map_err(backend)?;
+                            last_record(k.value(), v.value())?
+                        }
+                        None => match wal.get(first).map_err(backend)? {
+                            Some(v) => last_record(first, v.value())?,
+                            None => (first, 0),
+                        },
+                    };
+                    Ok(Some((first, last_lsn, last_len)))
+                })
             }
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
@@ -709,20 +719,18 @@ impl Store {
     pub fn load_rows(&self, owner: &str) -> Result<RowMap, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_read().map_err(backend)?;
-                let rows = tx.open_table(ROWS).map_err(backend)?;
-                let mut out = RowMap::default();
-                for row in rows.iter().map_err(backend)? {
-                    let (k, v) = row.map_err(backend)?;
-                    let (t, key) = split_row_key(k.value())?;
-                    let value = serde_json::from_slice(v.value()).map_err(|e| {
-                        StorageError::Backend(format!("stored row {t}/{key} of {owner} is unreadable: {e}"))
-                    })?;
-                    out.insert(RowKey::new(t.into(), key.into()), Arc::new(value));
-                }
-                Ok(out)
+                self.read_log_table(owner, ROWS, |rows| {
+                    let mut out = RowMap::default();
+                    for row in rows.iter().map_err(backend)? {
+                        let (k, v) = row.map_err(backend)?;
+                        let (t, key) = split_row_key(k.value())?;
+                        let value = serde_json::from_slice(v.value()).map_err(|e| {
+                            StorageError::Backend(format!("stored row {t}/{key} of {owner} is unreadable: {e}"))
+                        })?;
+                        out.insert(RowKey::new(t.into(), key.into()), Arc::new(value));
+                    }
+                    Ok(out)
+                })
             }
             Backend::Memory(_) => Ok(self.memory_log(owner).lock().rows.clone()),
         }
