@@ -52,10 +52,8 @@
 //! at least 0.8, `sync` at least 0.5), the ratio to `raw_wal`, and the most bytes a replica was
 //! behind at the end of a sample.
 //!
-//! With `REPLICATION_BREAKDOWN=1`, one more case per engine and batch, `raw_wal_rows` (the raw
-//! writer also writing each op's row in the same transaction), and a second table giving the CPU
-//! each group of threads used (cores kept busy, µs per op), read from `/proc/self/task` (Linux)
-//! around every sample.
+//! With `REPLICATION_BREAKDOWN=1`, a second table giving the CPU each group of threads used
+//! (cores kept busy, µs per op), read from `/proc/self/task` (Linux) around every sample.
 //!
 //! `cargo bench --bench replication` (criterion options after `--`).
 
@@ -76,7 +74,7 @@ use clusterd::messages::events::now_ms;
 use clusterd::messages::replication::{
     GetReplicationStatus, Op, OpKind, ReplicaStatus, ReplicateOps, WalRecord,
 };
-use clusterd::storage::{LogCommit, RowWrite, Store};
+use clusterd::storage::{LogCommit, Store};
 use clusterd::{Runtime, RuntimeHandle};
 
 /// The server binary's allocator (src/main.rs), so that both sides of every ratio run on it.
@@ -112,8 +110,6 @@ impl Engine {
 enum Case {
     /// The floor: records appended to the WAL by a plain writer thread.
     RawWal,
-    /// The floor writing each op's row in the same transaction too (breakdown only).
-    RawWalRows,
     /// The baseline: the runtime with replication off (no replica, `async`).
     WalOnly,
     /// The baseline measured again, after the replicated cases.
@@ -126,7 +122,6 @@ impl Case {
     fn name(self) -> &'static str {
         match self {
             Case::RawWal => "raw_wal",
-            Case::RawWalRows => "raw_wal_rows",
             Case::WalOnly => "wal_only",
             Case::WalOnlyAgain => "wal_only_again",
             Case::Replicated(ReplicationMode::Async) => "async",
@@ -161,7 +156,7 @@ fn make_ops(n: usize) -> Vec<Op> {
             op: OpKind::Insert,
             table: TABLE.into(),
             key: format!("key-{i:010}").into(),
-            value: Some(std::sync::Arc::new(serde_json::json!({ "seq": i, "name": "replication bench", "active": true }))),
+            value: Some(serde_json::json!({ "seq": i, "name": "replication bench", "active": true }).into()),
         })
         .collect()
 }
@@ -368,10 +363,9 @@ impl Replicated {
 
 // ---- the baseline -------------------------------------------------------------------------
 
-/// A batch for the writer: its serialized record, its rows (`RawWalRows` only), where to answer.
+/// A batch for the writer: its serialized record, and where to answer.
 struct Job {
     record: Vec<u8>,
-    rows: Vec<RowWrite>,
     reply: oneshot::Sender<u64>,
 }
 
@@ -411,7 +405,6 @@ impl WalWriter {
                         let lsn = next_lsn;
                         next_lsn += job.record.len() as u64;
                         commit.records.push((lsn, job.record.into()));
-                        commit.rows.extend(job.rows);
                         replies.push((next_lsn, job.reply));
                     }
                     commit.meta = vec![("primary:baseline:flush_lsn".into(), next_lsn)];
@@ -425,24 +418,15 @@ impl WalWriter {
         WalWriter { tx, thread, _dir: dir }
     }
 
-    fn run(&self, system: &SystemRunner, client: &Client, iters: u64, batch: usize, rows: bool) -> Run {
+    fn run(&self, system: &SystemRunner, client: &Client, iters: u64, batch: usize) -> Run {
         let tx = self.tx.clone();
         client.run(system, move || {
             drive(iters, batch, move |ops| {
                 // What the primary does to a batch before it commits: stamp and serialize.
                 let record = WalRecord { committed_at_ms: now_ms(), ops };
                 let bytes = serde_json::to_vec(&record).expect("record serializes");
-                let rows = if rows {
-                    record
-                        .ops
-                        .iter()
-                        .map(|op| RowWrite { row: op.row_key(), value: op.value.clone() })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
                 let (reply, answer) = oneshot::channel();
-                let queued = tx.send(Job { record: bytes, rows, reply });
+                let queued = tx.send(Job { record: bytes, reply });
                 async move {
                     queued.map_err(|_| "the writer stopped".to_string())?;
                     answer.await.map(|_end| ()).map_err(|_| "the writer dropped a batch".to_string())
@@ -733,9 +717,6 @@ fn main() {
     cases.extend(MODES.map(Case::Replicated));
     cases.push(Case::WalOnlyAgain);
     cases.push(Case::RawWal);
-    if breakdown {
-        cases.push(Case::RawWalRows);
-    }
 
     for engine in [Engine::Memory, Engine::Disk] {
         let mut group = criterion.benchmark_group(format!("replication_{}", engine.name()));
@@ -743,8 +724,7 @@ fn main() {
         group.sampling_mode(SamplingMode::Flat);
         for &case in &cases {
             match case {
-                Case::RawWal | Case::RawWalRows => {
-                    let rows = case == Case::RawWalRows;
+                Case::RawWal => {
                     for batch in BATCHES {
                         let writer = WalWriter::start(engine);
                         let id = key(engine, case, batch);
@@ -752,7 +732,7 @@ fn main() {
                         group.bench_function(BenchmarkId::new(case.name(), batch), |b| {
                             b.iter_custom(|iters| {
                                 let before = breakdown.then(cpu_snapshot);
-                                let run = writer.run(&system, &client, iters, batch, rows);
+                                let run = writer.run(&system, &client, iters, batch);
                                 let cpu = before.map(|b| cpu_delta(&b, &cpu_snapshot()));
                                 record(&mut samples, &id, run, None, cpu)
                             })

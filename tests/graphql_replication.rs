@@ -105,7 +105,7 @@ impl Server {
                     op: OpKind::Insert,
                     table: table.into(),
                     key: key.into(),
-                    value: Some(std::sync::Arc::new(value)),
+                    value: Some(value.into()),
                 }],
             })
             .await

@@ -23,7 +23,7 @@ fn config() -> Config {
 }
 
 async fn write(runtime: &RuntimeHandle, op: OpKind, key: &str, value: Option<serde_json::Value>) -> ReplicateAck {
-    let ops = vec![Op { op, table: "t".into(), key: key.into(), value: value.map(std::sync::Arc::new) }];
+    let ops = vec![Op { op, table: "t".into(), key: key.into(), value: value.map(Into::into) }];
     within("a write", runtime.primary().send(ReplicateOps { ops }))
         .await
         .expect("the primary answers")
@@ -307,7 +307,7 @@ async fn concurrent_writes_share_fsyncs() {
     let writes: Vec<_> = (0..64)
         .map(|i| {
             runtime.primary().send(ReplicateOps {
-                ops: vec![Op { op: OpKind::Insert, table: "t".into(), key: format!("k{i}").into(), value: Some(std::sync::Arc::new(serde_json::json!(i))) }],
+                ops: vec![Op { op: OpKind::Insert, table: "t".into(), key: format!("k{i}").into(), value: Some(serde_json::json!(i).into()) }],
             })
         })
         .collect();
@@ -346,7 +346,6 @@ async fn crash_and_restart(runtime: &RuntimeHandle, target: &str) {
 
 #[actix_web::test]
 async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_truncation_keeps_what_replay_needs() {
-    use clusterd::actors::replication::table::rows_lsn_key;
     let runtime = Runtime::start(config()).expect("runtime starts");
     let mut last = write(&runtime, OpKind::Insert, "k0", Some(serde_json::json!(0))).await;
     for i in 1..30 {
@@ -364,7 +363,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     let store = runtime.store().clone();
     poll_until("the replica's checkpoint", || {
         let store = store.clone();
-        async move { (store.get_log_meta("replica-001", &rows_lsn_key("replica-001")).ok()?? >= last.lsn_u64).then_some(()) }
+        async move { (store.rows_lsn("replica-001").ok()? >= last.lsn_u64).then_some(()) }
     })
     .await;
 
@@ -391,7 +390,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     replayed(&runtime, "replica-001", next.lsn_u64).await;
     poll_until("the replica's checkpoint", || {
         let store = store.clone();
-        async move { (store.get_log_meta("replica-001", &rows_lsn_key("replica-001")).ok()?? >= next.lsn_u64).then_some(()) }
+        async move { (store.rows_lsn("replica-001").ok()? >= next.lsn_u64).then_some(()) }
     })
     .await;
     crash_and_restart(&runtime, "replica-001").await;

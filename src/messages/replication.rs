@@ -12,7 +12,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ReplicaMode, ReplicationMode};
-use crate::storage::rows::{RowKey, RowRef};
+use crate::storage::rows::{RowKey, RowRef, RowValue};
 
 /// The length of `v` serialized as JSON, counted without building the string.
 pub fn json_len(v: &serde_json::Value) -> usize {
@@ -62,7 +62,7 @@ pub struct Op {
     /// Required for insert and update, absent for delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub value: Option<Arc<serde_json::Value>>,
+    pub value: Option<RowValue>,
 }
 
 impl Op {

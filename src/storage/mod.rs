@@ -11,14 +11,15 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use parking_lot::{Mutex, RwLock};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::config::StorageConfig;
 
+mod image;
 pub mod rows;
 mod segment;
 
-use rows::{RowKey, RowMap};
+use rows::{RowKey, RowMap, RowValue, SHARDS};
 
 /// The file inside `data_dir` that holds membership, settings, slots, snapshots and the event
 /// sequence.
@@ -43,46 +44,21 @@ const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 /// An owner's write-ahead log (in the owner's own file): first lsn -> a [`segment`] of records.
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal_segments");
-/// An owner's table state (in its own file): [`write_row_key`] -> value JSON. Plain bytes rather than
-/// a `(&str, &str)` tuple, which redb would check as UTF-8 at every comparison.
-const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+/// An owner's rows (in its own file), a shard at a time ([`image`]): `shard << 32 | chunk` ->
+/// chunk. A shard's chunks are replaced together.
+const ROW_IMAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("row_images");
+/// The lsn each shard's stored rows reflect (a shard never written reflects lsn 0: nothing).
+const ROW_IMAGE_LSNS: TableDefinition<u16, u64> = TableDefinition::new("row_image_lsns");
+/// The table an older clusterd kept an owner's rows in, an entry per row. A file that has it is
+/// refused rather than read without its rows.
+const OLD_ROWS_TABLE: &str = "rows";
+/// The meta key counting an owner's reseeds: a checkpoint read before the last reseed carries
+/// an older number and is not written ([`RowImages::epoch`]).
+const ROWS_EPOCH: &str = "rows_epoch";
 
-/// Separates table from key in a stored row key: 0xFF never occurs in UTF-8, so the first one
-/// splits the two unambiguously, and each table's rows stay contiguous.
-const ROW_KEY_SEPARATOR: u8 = 0xFF;
-
-/// Puts the stored key of row (`table`, `key`) in `buf`, replacing what it held (one buffer
-/// serves a whole commit).
-fn write_row_key(buf: &mut Vec<u8>, table: &str, key: &str) {
-    buf.clear();
-    buf.extend_from_slice(table.as_bytes());
-    buf.push(ROW_KEY_SEPARATOR);
-    buf.extend_from_slice(key.as_bytes());
-}
-
-/// Sets `row` to `value` in an owner's rows table; `key` and `buf` are scratch buffers that one
-/// transaction reuses for every row.
-fn insert_row(
-    rows: &mut redb::Table<'_, &[u8], &[u8]>,
-    key: &mut Vec<u8>,
-    buf: &mut Vec<u8>,
-    row: &RowKey,
-    value: &serde_json::Value,
-) -> Result<(), StorageError> {
-    write_row_key(key, &row.table, &row.key);
-    buf.clear();
-    serde_json::to_writer(&mut *buf, value).map_err(backend)?;
-    rows.insert(key.as_slice(), buf.as_slice()).map_err(backend)?;
-    Ok(())
-}
-
-/// (table, key) of a stored row key.
-fn split_row_key(stored: &[u8]) -> Result<(String, String), StorageError> {
-    let bad = || StorageError::Backend(format!("stored row key {stored:?} is not table, 0xFF, key"));
-    let at = stored.iter().position(|&b| b == ROW_KEY_SEPARATOR).ok_or_else(bad)?;
-    let table = std::str::from_utf8(&stored[..at]).map_err(|_| bad())?;
-    let key = std::str::from_utf8(&stored[at + 1..]).map_err(|_| bad())?;
-    Ok((table.to_string(), key.to_string()))
+/// The key of chunk `chunk` of shard `shard` in [`ROW_IMAGES`].
+fn chunk_key(shard: usize, chunk: usize) -> u64 {
+    ((shard as u64) << 32) | chunk as u64
 }
 
 /// The record tables, one per kind of durable object.
@@ -150,40 +126,81 @@ struct MemoryTables {
 }
 
 /// One log owner's tables in memory, the counterpart of its file on disk, behind a lock of its
-/// own: a replica's checkpoint inserting thousands of rows holds up no other owner's commits.
+/// own: a replica's checkpoint holds up no other owner's commits.
 #[derive(Default)]
 struct MemoryLog {
     meta: BTreeMap<String, u64>,
     /// By start lsn. Records are shared with whoever committed them (the primary's in-memory
     /// tail, the records shipped to replicas): appending copies no bytes.
     wal: BTreeMap<u64, Arc<[u8]>>,
-    /// Values shared with the ops that wrote them: storing a row copies no value.
-    rows: RowMap,
+    /// By shard: the lsn its rows reflect, and the rows (values shared with the ops that wrote
+    /// them: storing a row copies no value). A shard never written is absent.
+    shards: BTreeMap<u16, (u64, Vec<(RowKey, RowValue)>)>,
 }
 
-/// One change of a row, as a log commit applies it: `None` deletes. Shared with the op that
-/// wrote the row; the disk engine serializes the value as it writes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowWrite {
-    pub row: RowKey,
-    pub value: Option<Arc<serde_json::Value>>,
-}
-
-/// A log commit: records appended to `owner`'s write-ahead log and the row changes they make,
-/// written in one transaction (one fsync).
+/// A log commit: records appended to `owner`'s write-ahead log and positions, written in one
+/// transaction (one fsync). Rows reach the store apart, in [`RowImages`].
 #[derive(Debug, Clone, Default)]
 pub struct LogCommit {
     /// (start lsn, record bytes), in lsn order.
     pub records: Vec<(u64, Arc<[u8]>)>,
-    pub rows: Vec<RowWrite>,
     /// Meta keys to set in the same transaction (positions).
     pub meta: Vec<(String, u64)>,
     /// Drop the owner's records that start before this lsn, in the same transaction.
     pub truncate_before: Option<u64>,
-    /// A checkpoint: (meta key, lsn) of the position the rows reach. The whole commit is skipped
-    /// if the stored position is already there, so a checkpoint that finishes late (its actor
-    /// restarted meanwhile and wrote a newer one) can never put older rows over newer ones.
-    pub checkpoint: Option<(String, u64)>,
+}
+
+/// A checkpoint of an owner's rows: some shards written whole as they were at `lsn`, and the
+/// lsn of others moved to `lsn` because nothing changed them since they were written. One
+/// transaction; each shard's stored lsn only moves forward, so a checkpoint that finishes late
+/// (its actor restarted meanwhile and wrote a newer one) never puts older rows over newer ones.
+#[derive(Debug, Clone, Default)]
+pub struct RowImages {
+    pub lsn: u64,
+    /// The owner's reseed count when the rows were read; if a reseed came since, nothing is
+    /// written (those rows belong to the table the reseed replaced).
+    pub epoch: u64,
+    pub images: Vec<ShardImage>,
+    /// Shards whose stored rows are still exactly theirs at `lsn`: only their lsn moves.
+    pub unchanged: Vec<u16>,
+    /// Afterwards, drop the owner's log before the oldest shard's lsn (a replica's received
+    /// log, which it keeps only until its rows are stored).
+    pub trim_log: bool,
+}
+
+/// Every row of one shard.
+#[derive(Debug, Clone)]
+pub struct ShardImage {
+    pub shard: u16,
+    pub rows: Vec<(RowKey, RowValue)>,
+}
+
+/// An owner's stored rows, as [`Store::load_rows`] reads them.
+#[derive(Debug, Default)]
+pub struct StoredRows {
+    pub rows: RowMap,
+    /// Per shard (index), the lsn its rows reflect (0 if never written: no rows, before any
+    /// record). The WAL from the smallest is needed to bring the rows up to date.
+    pub shard_lsns: Vec<u64>,
+    pub epoch: u64,
+    /// Shards whose stored rows are not exactly theirs: a row was stored in one shard and
+    /// belongs to another (a store written with another [`rows::placement`]). Both are listed;
+    /// they must be written again before their lsn may move without a rewrite.
+    pub misplaced: Vec<usize>,
+}
+
+impl StoredRows {
+    fn new() -> Self {
+        StoredRows { shard_lsns: vec![0; SHARDS], ..StoredRows::default() }
+    }
+
+    /// Adds `row`, found stored in shard `stored_in`.
+    fn add(&mut self, stored_in: usize, row: RowKey, value: RowValue) {
+        if row.shard() != stored_in {
+            self.misplaced.extend([stored_in, row.shard()]);
+        }
+        self.rows.insert(row, value);
+    }
 }
 
 /// The process's durable store.
@@ -228,9 +245,31 @@ fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]
     }
     if log {
         tx.open_table(WAL).map_err(backend)?;
-        tx.open_table(ROWS).map_err(backend)?;
+        tx.open_table(ROW_IMAGES).map_err(backend)?;
+        tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
     }
     tx.commit().map_err(backend)
+}
+
+/// The smallest lsn over every shard's stored rows (0 while a shard was never written).
+fn oldest_shard_lsn(lsns: &impl ReadableTable<u16, u64>) -> Result<u64, StorageError> {
+    let mut oldest = u64::MAX;
+    let mut count = 0;
+    for row in lsns.iter().map_err(backend)? {
+        let (_, lsn) = row.map_err(backend)?;
+        oldest = oldest.min(lsn.value());
+        count += 1;
+    }
+    Ok(if count < SHARDS { 0 } else { oldest })
+}
+
+/// Replaces shard `shard`'s stored rows with `chunks` (from [`image::encode`]).
+fn put_shard(images: &mut redb::Table<'_, u64, &[u8]>, shard: usize, chunks: &[Vec<u8>]) -> Result<(), StorageError> {
+    images.retain_in(chunk_key(shard, 0)..chunk_key(shard + 1, 0), |_, _| false).map_err(backend)?;
+    for (i, chunk) in chunks.iter().enumerate() {
+        images.insert(chunk_key(shard, i), chunk.as_slice()).map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Removes the log records that start before `before`; returns how many went. A segment
@@ -336,7 +375,18 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(LOG_CACHE_BYTES)
             .create(&path)
-            .map_err(|e| StorageError::Open { path, message: e.to_string() })?;
+            .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
+        let old_layout = {
+            let tx = db.begin_read().map_err(backend)?;
+            let mut tables = tx.list_tables().map_err(backend)?;
+            tables.any(|t| t.name() == OLD_ROWS_TABLE)
+        };
+        if old_layout {
+            return Err(StorageError::Open {
+                path,
+                message: "written by an older clusterd, which stored rows one by one; this version stores them by shard and cannot read it (start on a fresh data_dir)".into(),
+            });
+        }
         create_tables(&db, &[], true)?;
         let db = Arc::new(RwLock::new(Some(db)));
         logs.open.insert(owner.to_string(), db.clone());
@@ -506,8 +556,8 @@ impl Store {
 }
 
 impl Store {
-    /// Appends `commit.records` to `owner`'s log, applies `commit.rows` to its table state and
-    /// sets `commit.meta`, all in one transaction; returns once it is durable.
+    /// Appends `commit.records` to `owner`'s log and sets `commit.meta`, in one transaction;
+    /// returns once it is durable.
     pub fn commit_log(&self, owner: &str, commit: LogCommit) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
@@ -515,26 +565,9 @@ impl Store {
                 let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
                 {
-                    let mut meta = tx.open_table(META).map_err(backend)?;
-                    if let Some((key, lsn)) = &commit.checkpoint {
-                        if meta.get(key.as_str()).map_err(backend)?.is_some_and(|v| v.value() >= *lsn) {
-                            return Ok(());
-                        }
-                        meta.insert(key.as_str(), *lsn).map_err(backend)?;
-                    }
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     append_log(&mut wal, &commit.records)?;
-                    let mut rows = tx.open_table(ROWS).map_err(backend)?;
-                    let (mut key, mut value) = (Vec::new(), Vec::new());
-                    for w in &commit.rows {
-                        match &w.value {
-                            Some(v) => insert_row(&mut rows, &mut key, &mut value, &w.row, v)?,
-                            None => {
-                                write_row_key(&mut key, &w.row.table, &w.row.key);
-                                rows.remove(key.as_slice()).map_err(backend)?;
-                            }
-                        }
-                    }
+                    let mut meta = tx.open_table(META).map_err(backend)?;
                     for (k, v) in &commit.meta {
                         meta.insert(k.as_str(), *v).map_err(backend)?;
                     }
@@ -547,27 +580,92 @@ impl Store {
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let mut m = log.lock();
-                let m = &mut *m;
-                if let Some((key, lsn)) = commit.checkpoint {
-                    if m.meta.get(&key).is_some_and(|v| *v >= lsn) {
-                        return Ok(());
-                    }
-                    m.meta.insert(key, lsn);
-                }
                 m.wal.extend(commit.records);
                 if let Some(before) = commit.truncate_before {
                     m.wal = m.wal.split_off(&before);
-                }
-                for w in commit.rows {
-                    match w.value {
-                        Some(v) => m.rows.insert(w.row, v),
-                        None => m.rows.remove(w.row.as_ref()),
-                    }
                 }
                 for (k, v) in commit.meta {
                     m.meta.insert(k, v);
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Writes a checkpoint of `owner`'s rows (see [`RowImages`]); returns once it is durable,
+    /// with whether it was written (not if a reseed came since its rows were read).
+    pub fn write_row_images(&self, owner: &str, checkpoint: RowImages) -> Result<bool, StorageError> {
+        let RowImages { lsn, epoch, images, unchanged, trim_log } = checkpoint;
+        match &self.backend {
+            Backend::Disk(_) => {
+                // Serialized before the transaction begins: the owner's WAL commits wait for it.
+                let encoded = images
+                    .iter()
+                    .map(|i| Ok((usize::from(i.shard), image::encode(&i.rows)?)))
+                    .collect::<Result<Vec<_>, StorageError>>()?;
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
+                let tx = db.begin_write().map_err(backend)?;
+                let written = {
+                    let meta = tx.open_table(META).map_err(backend)?;
+                    let stored_epoch = meta.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                    if stored_epoch != epoch {
+                        false
+                    } else {
+                        let mut lsns = tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+                        let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
+                        let behind = |lsns: &redb::Table<'_, u16, u64>, shard: u16| -> Result<bool, StorageError> {
+                            Ok(lsns.get(shard).map_err(backend)?.is_none_or(|v| v.value() < lsn))
+                        };
+                        for (shard, chunks) in &encoded {
+                            // usize::from(u16) above: the cast back cannot truncate.
+                            let id = *shard as u16;
+                            if behind(&lsns, id)? {
+                                put_shard(&mut stored, *shard, chunks)?;
+                                lsns.insert(id, lsn).map_err(backend)?;
+                            }
+                        }
+                        for &id in &unchanged {
+                            if behind(&lsns, id)? {
+                                lsns.insert(id, lsn).map_err(backend)?;
+                            }
+                        }
+                        if trim_log {
+                            let oldest = oldest_shard_lsn(&lsns)?;
+                            remove_log_before(&mut tx.open_table(WAL).map_err(backend)?, oldest)?;
+                        }
+                        true
+                    }
+                };
+                if written {
+                    tx.commit().map_err(backend)?;
+                } else {
+                    tx.abort().map_err(backend)?;
+                }
+                Ok(written)
+            }
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let mut m = log.lock();
+                if m.meta.get(ROWS_EPOCH).copied().unwrap_or(0) != epoch {
+                    return Ok(false);
+                }
+                let behind = |m: &MemoryLog, shard: u16| m.shards.get(&shard).is_none_or(|s| s.0 < lsn);
+                for image in images {
+                    if behind(&m, image.shard) {
+                        m.shards.insert(image.shard, (lsn, image.rows));
+                    }
+                }
+                for id in unchanged {
+                    if behind(&m, id) {
+                        m.shards.entry(id).or_default().0 = lsn;
+                    }
+                }
+                if trim_log {
+                    let oldest = if m.shards.len() < SHARDS { 0 } else { m.shards.values().map(|s| s.0).min().unwrap_or(0) };
+                    m.wal = m.wal.split_off(&oldest);
+                }
+                Ok(true)
             }
         }
     }
@@ -673,66 +771,108 @@ impl Store {
         }
     }
 
-    /// Replaces all of `owner`'s rows with `rows`, drops its whole log and sets `meta`, in one
-    /// transaction: a replica reseeded from a base copy or a snapshot.
-    pub fn replace_rows(
-        &self,
-        owner: &str,
-        rows: &RowMap,
-        meta: &[(String, u64)],
-    ) -> Result<(), StorageError> {
+    /// Replaces all of `owner`'s rows with `rows` as of `lsn`, drops its whole log and sets
+    /// `meta`, in one transaction: a replica reseeded from a base copy or a snapshot. Returns
+    /// the owner's new reseed count ([`RowImages::epoch`]).
+    pub fn replace_rows(&self, owner: &str, rows: &RowMap, lsn: u64, meta: &[(String, u64)]) -> Result<u64, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
+                let encoded = (0..SHARDS)
+                    .map(|shard| image::encode(&rows.shard_rows(shard)))
+                    .collect::<Result<Vec<_>, StorageError>>()?;
                 let handle = self.log_db(owner)?;
                 let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
-                {
-                    let mut table = tx.open_table(ROWS).map_err(backend)?;
-                    table.retain(|_, _| false).map_err(backend)?;
-                    let (mut key, mut value) = (Vec::new(), Vec::new());
-                    for (row, v) in rows.iter() {
-                        insert_row(&mut table, &mut key, &mut value, row, v)?;
+                let epoch = {
+                    let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
+                    stored.retain(|_, _| false).map_err(backend)?;
+                    let mut lsns = tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+                    for (shard, chunks) in encoded.iter().enumerate() {
+                        put_shard(&mut stored, shard, chunks)?;
+                        // shard < SHARDS (256), which fits a u16.
+                        lsns.insert(shard as u16, lsn).map_err(backend)?;
                     }
-                    let mut wal = tx.open_table(WAL).map_err(backend)?;
-                    wal.retain(|_, _| false).map_err(backend)?;
+                    tx.open_table(WAL).map_err(backend)?.retain(|_, _| false).map_err(backend)?;
                     let mut m = tx.open_table(META).map_err(backend)?;
+                    let epoch = m.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value()) + 1;
+                    m.insert(ROWS_EPOCH, epoch).map_err(backend)?;
                     for (k, v) in meta {
                         m.insert(k.as_str(), *v).map_err(backend)?;
                     }
-                }
-                tx.commit().map_err(backend)
+                    epoch
+                };
+                tx.commit().map_err(backend)?;
+                Ok(epoch)
             }
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let mut m = log.lock();
                 m.wal.clear();
-                m.rows = rows.clone();
+                // shard < SHARDS (256), which fits a u16.
+                m.shards = (0..SHARDS).map(|shard| (shard as u16, (lsn, rows.shard_rows(shard)))).collect();
+                let epoch = m.meta.get(ROWS_EPOCH).copied().unwrap_or(0) + 1;
+                m.meta.insert(ROWS_EPOCH.to_string(), epoch);
                 for (k, v) in meta {
                     m.meta.insert(k.clone(), *v);
                 }
-                Ok(())
+                Ok(epoch)
             }
         }
     }
 
-    /// Every stored row of `owner`'s table state.
-    pub fn load_rows(&self, owner: &str) -> Result<RowMap, StorageError> {
+    /// `owner`'s stored rows, and the lsn each shard of them reflects.
+    pub fn load_rows(&self, owner: &str) -> Result<StoredRows, StorageError> {
+        let mut out = StoredRows::new();
         match &self.backend {
             Backend::Disk(_) => {
-                self.read_log_table(owner, ROWS, |rows| {
-                    let mut out = RowMap::default();
-                    for row in rows.iter().map_err(backend)? {
-                        let (k, v) = row.map_err(backend)?;
-                        let (t, key) = split_row_key(k.value())?;
-                        let value = serde_json::from_slice(v.value()).map_err(|e| {
-                            StorageError::Backend(format!("stored row {t}/{key} of {owner} is unreadable: {e}"))
-                        })?;
-                        out.insert(RowKey::new(t.into(), key.into()), Arc::new(value));
+                let handle = self.log_db(owner)?;
+                let db = open(&handle)?;
+                let tx = db.begin_read().map_err(backend)?;
+                out.epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                for row in tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?.iter().map_err(backend)? {
+                    let (shard, lsn) = row.map_err(backend)?;
+                    if let Some(slot) = out.shard_lsns.get_mut(usize::from(shard.value())) {
+                        *slot = lsn.value();
                     }
-                    Ok(out)
-                })
+                }
+                for chunk in tx.open_table(ROW_IMAGES).map_err(backend)?.iter().map_err(backend)? {
+                    let (k, v) = chunk.map_err(backend)?;
+                    let shard = (k.value() >> 32) as usize;
+                    for row in image::decode(v.value()) {
+                        let (table, key, value) = row?;
+                        let value = RowValue::from_json(value).map_err(|e| {
+                            StorageError::Backend(format!("stored row {table}/{key} of {owner} is unreadable: {e}"))
+                        })?;
+                        out.add(shard, RowKey::new(table.into(), key.into()), value);
+                    }
+                }
             }
-            Backend::Memory(_) => Ok(self.memory_log(owner).lock().rows.clone()),
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let m = log.lock();
+                out.epoch = m.meta.get(ROWS_EPOCH).copied().unwrap_or(0);
+                for (&shard, (lsn, rows)) in &m.shards {
+                    if let Some(slot) = out.shard_lsns.get_mut(usize::from(shard)) {
+                        *slot = *lsn;
+                    }
+                    for (row, value) in rows {
+                        out.add(usize::from(shard), row.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The smallest lsn over `owner`'s stored shards: its rows are stored up to there at least.
+    pub fn rows_lsn(&self, owner: &str) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Disk(_) => self.read_log_table(owner, ROW_IMAGE_LSNS, |lsns| oldest_shard_lsn(lsns)),
+            Backend::Memory(_) => {
+                let log = self.memory_log(owner);
+                let m = log.lock();
+                Ok(if m.shards.len() < SHARDS { 0 } else { m.shards.values().map(|s| s.0).min().unwrap_or(0) })
+            }
         }
     }
 }
@@ -758,38 +898,21 @@ mod tests {
     }
 
     fn check_logs(s: &Store) {
-        let write = |table: &str, key: &str, value: Option<&str>| RowWrite {
-            row: RowKey::new(table.into(), key.into()),
-            value: value.map(|v| Arc::new(v.into())),
-        };
-        let rows = |owner: &str| s.load_rows(owner).expect("rows").sorted_rows();
-        let row = |table: &str, key: &str, value: &str| (table.to_string(), key.to_string(), serde_json::json!(value));
         let first = LogCommit {
             records: vec![(0, b"aaaa".to_vec().into()), (4, b"bb".to_vec().into())],
-            rows: vec![write("t", "k1", Some("v1")), write("t", "k2", Some("v2"))],
             meta: vec![("primary.flush_lsn".into(), 6)],
             truncate_before: None,
-            checkpoint: None,
         };
         s.commit_log("primary", first).expect("commit");
-        // Another owner's log and rows stay apart.
+        // Another owner's log stays apart.
         s.commit_log("replica-001", LogCommit { records: vec![(0, b"aaaa".to_vec().into())], ..Default::default() })
             .expect("commit");
-        let second = LogCommit {
-            records: vec![(6, b"ccc".to_vec().into())],
-            rows: vec![write("t", "k1", None)],
-            meta: vec![],
-            truncate_before: None,
-            checkpoint: None,
-        };
-        s.commit_log("primary", second).expect("commit");
+        s.commit_log("primary", LogCommit { records: vec![(6, b"ccc".to_vec().into())], ..Default::default() }).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((0, 6, 3)));
         assert_eq!(s.log_bounds("nobody").expect("bounds"), None);
         let from_4: Vec<u64> = s.read_log("primary", 4, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
         assert_eq!(from_4, vec![4, 6]);
         assert_eq!(s.read_log("primary", 0, 1).expect("read").len(), 1, "at least one record, then stop");
-        assert_eq!(rows("primary"), vec![row("t", "k2", "v2")]);
-        assert!(rows("replica-001").is_empty());
         assert_eq!(s.truncate_log("primary", 6).expect("truncate"), 2);
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((6, 6, 3)));
         assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
@@ -810,12 +933,133 @@ mod tests {
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 14, 2)));
         s.commit_log("primary", LogCommit { records: vec![(16, b"g".to_vec().into())], ..Default::default() }).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 16, 1)));
-        // Reseeding replaces an owner's rows and log, and leaves other owners alone.
-        s.replace_rows("replica-001", &RowMap::from_rows(&[row("u", "x", "1")]), &[("r.flush".into(), 9)])
-            .expect("reseed");
-        assert_eq!(rows("replica-001"), vec![row("u", "x", "1")]);
-        assert_eq!(s.log_bounds("replica-001").expect("bounds"), None);
-        assert_eq!(rows("primary"), vec![row("t", "k2", "v2")]);
+    }
+
+    fn row(table: &str, key: &str, value: &str) -> (String, String, serde_json::Value) {
+        (table.to_string(), key.to_string(), serde_json::json!(value))
+    }
+
+    /// Shard `shard` of `rows`, as a checkpoint writes it.
+    fn image(rows: &RowMap, shard: usize) -> ShardImage {
+        ShardImage { shard: shard as u16, rows: rows.shard_rows(shard) }
+    }
+
+    fn check_rows(s: &Store) {
+        let stored = |owner: &str| s.load_rows(owner).expect("rows");
+        let fresh = stored("p");
+        assert!(fresh.rows.is_empty());
+        assert_eq!(fresh.shard_lsns, vec![0; SHARDS], "a shard never written reflects lsn 0");
+        assert_eq!(s.rows_lsn("p").expect("rows lsn"), 0);
+
+        let v1 = RowMap::from_rows(&[row("t", "k1", "v1"), row("t", "k2", "v2")]);
+        let k1 = RowKey::new("t".into(), "k1".into()).shard();
+        let k2 = RowKey::new("t".into(), "k2".into()).shard();
+        assert_ne!(k1, k2, "the test wants two shards");
+        // Both shards written at 10, every other one unchanged since lsn 0.
+        let others: Vec<u16> = (0..SHARDS).filter(|&i| i != k1 && i != k2).map(|i| i as u16).collect();
+        let first = RowImages { lsn: 10, epoch: 0, images: vec![image(&v1, k1), image(&v1, k2)], unchanged: others.clone(), trim_log: false };
+        assert!(s.write_row_images("p", first.clone()).expect("write"));
+        let got = stored("p");
+        assert_eq!(got.rows.sorted_rows(), vec![row("t", "k1", "v1"), row("t", "k2", "v2")]);
+        assert_eq!(got.shard_lsns, vec![10; SHARDS]);
+        assert!(got.misplaced.is_empty());
+        assert_eq!(s.rows_lsn("p").expect("rows lsn"), 10);
+
+        // k1 deleted, k2 changed at 20; k1's shard only is written again.
+        let v2 = RowMap::from_rows(&[row("t", "k2", "v2b")]);
+        let second = RowImages { lsn: 20, epoch: 0, images: vec![image(&v2, k1)], unchanged: vec![], trim_log: false };
+        assert!(s.write_row_images("p", second).expect("write"));
+        let got = stored("p");
+        assert_eq!(got.rows.sorted_rows(), vec![row("t", "k2", "v2")], "k2's shard still holds what was written at 10");
+        assert_eq!(got.shard_lsns[k1], 20);
+        assert_eq!(got.shard_lsns[k2], 10);
+        assert_eq!(s.rows_lsn("p").expect("rows lsn"), 10);
+        // A checkpoint that finishes late (older than what a shard holds) changes nothing there.
+        assert!(s.write_row_images("p", first).expect("write"));
+        assert_eq!(stored("p").rows.sorted_rows(), vec![row("t", "k2", "v2")]);
+        assert_eq!(stored("p").shard_lsns[k1], 20);
+
+        // A replica's checkpoint trims its log to the oldest shard's lsn.
+        for lsn in [0u64, 5, 12] {
+            s.commit_log("r", LogCommit { records: vec![(lsn, vec![b'x'; if lsn == 12 { 3 } else { 5 }].into())], ..Default::default() })
+                .expect("commit");
+        }
+        let all: Vec<u16> = (0..SHARDS).map(|i| i as u16).collect();
+        let mut trim = RowImages { lsn: 12, epoch: 0, images: vec![], unchanged: all, trim_log: true };
+        assert!(s.write_row_images("r", trim.clone()).expect("write"));
+        assert_eq!(s.log_bounds("r").expect("bounds"), Some((12, 12, 3)));
+        // A reseed replaces rows and log, and makes a checkpoint read before it stale.
+        let seeded = RowMap::from_rows(&[row("u", "x", "1")]);
+        assert_eq!(s.replace_rows("r", &seeded, 7, &[("r.flush".into(), 7)]).expect("reseed"), 1);
+        assert_eq!(s.log_bounds("r").expect("bounds"), None);
+        let got = stored("r");
+        assert_eq!(got.rows.sorted_rows(), vec![row("u", "x", "1")]);
+        assert_eq!(got.shard_lsns, vec![7; SHARDS]);
+        assert_eq!(got.epoch, 1);
+        assert_eq!(s.get_log_meta("r", "r.flush").expect("meta"), Some(7));
+        trim.lsn = 30;
+        assert!(!s.write_row_images("r", trim.clone()).expect("write"), "written with the epoch before the reseed");
+        assert_eq!(stored("r").shard_lsns, vec![7; SHARDS]);
+        trim.epoch = 1;
+        assert!(s.write_row_images("r", trim).expect("write"));
+        assert_eq!(stored("r").shard_lsns, vec![30; SHARDS]);
+        // Other owners are left alone.
+        assert_eq!(stored("p").rows.sorted_rows(), vec![row("t", "k2", "v2")]);
+
+        // A row stored in a shard that is not its own: both shards are reported.
+        let wrong = (k1 + 1) % SHARDS;
+        let misplaced = RowImages { lsn: 40, epoch: 0, images: vec![ShardImage { shard: wrong as u16, rows: v1.shard_rows(k1) }], unchanged: vec![], trim_log: false };
+        assert!(s.write_row_images("p", misplaced).expect("write"));
+        let got = stored("p");
+        assert!(got.misplaced.contains(&wrong) && got.misplaced.contains(&k1), "{:?}", got.misplaced);
+    }
+
+    #[test]
+    fn rows_are_stored_by_shard_the_same_on_disk_and_in_memory() {
+        check_rows(&Store::memory());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = Store::open_dir(dir.path()).expect("open");
+        check_rows(&disk);
+        disk.close();
+        let reopened = Store::open_dir(dir.path()).expect("reopen");
+        assert_eq!(reopened.load_rows("r").expect("rows").shard_lsns, vec![30; SHARDS]);
+        assert_eq!(reopened.load_rows("p").expect("rows").rows.len(), 2);
+    }
+
+    #[test]
+    fn a_shard_larger_than_a_chunk_is_stored_in_several() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Store::open_dir(dir.path()).expect("open");
+        let big = "y".repeat(300_000);
+        let rows: Vec<_> = (0..4000).map(|i| (String::from("t"), format!("k{i}"), serde_json::json!(big.clone()))).collect();
+        let map = RowMap::from_rows(&rows[..]);
+        let biggest = (0..SHARDS).max_by_key(|&i| map.shard_len(i)).expect("shards");
+        assert!(map.shard_len(biggest) * big.len() > 2 * image::CHUNK_BYTES);
+        let images = RowImages { lsn: 5, epoch: 0, images: vec![image(&map, biggest)], unchanged: vec![], trim_log: false };
+        assert!(s.write_row_images("p", images.clone()).expect("write"));
+        assert_eq!(s.load_rows("p").expect("rows").rows.len(), map.shard_len(biggest));
+        // Written again smaller: no chunk of the larger image is left behind.
+        let smaller = RowMap::from_rows(&rows[..1]);
+        let shard = RowKey::new("t".into(), "k0".into()).shard();
+        let again = RowImages { lsn: 6, epoch: 0, images: vec![image(&smaller, biggest)], unchanged: vec![], trim_log: false };
+        assert!(s.write_row_images("p", again).expect("write"));
+        let expect = usize::from(shard == biggest);
+        assert_eq!(s.load_rows("p").expect("rows").rows.len(), expect);
+    }
+
+    #[test]
+    fn an_owner_file_with_the_old_row_table_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join(LOG_DIR)).expect("dir");
+        {
+            let db = redb::Database::create(dir.path().join(LOG_DIR).join("primary.redb")).expect("create");
+            let tx = db.begin_write().expect("tx");
+            tx.open_table(TableDefinition::<&[u8], &[u8]>::new(OLD_ROWS_TABLE)).expect("table");
+            tx.commit().expect("commit");
+        }
+        let s = Store::open_dir(dir.path()).expect("open");
+        let err = s.load_rows("primary").expect_err("refused");
+        assert!(err.to_string().contains("older clusterd"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,16 @@
 //!
 //! Values are `Arc`s shared with the ops that wrote them, so the primary, every in-process
 //! replica and the memory engine hold one copy of a row's value, not one each.
+//!
+//! Rows are spread over [`SHARDS`] maps by a placement that never changes ([`placement`]): the
+//! store checkpoints an owner's rows shard by shard ([`super::RowImages`]), so a shard in memory
+//! and a shard on disk hold the same rows, in this run and the next.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use hashbrown::{Equivalent, HashMap};
 
@@ -19,21 +26,120 @@ fn row_hash(table: &str, key: &str) -> u64 {
     h.finish()
 }
 
-/// A row's identity: (table, key), sharing the op's allocations, and its [`row_hash`].
+/// A row's value: the JSON document, and its serialized form, made once when the op is decoded
+/// and shared (one allocation) by everything that holds the value: the WAL record, which embeds
+/// the serialized form as it is, every owner's table state and every checkpoint. A checkpoint
+/// copies the serialized form; serializing the document there instead cost four times as much
+/// (each document is a tree of allocations scattered over the heap: a cache miss per node).
+#[derive(Clone)]
+pub struct RowValue(Arc<(serde_json::Value, Box<RawValue>)>);
+
+impl RowValue {
+    pub fn new(value: serde_json::Value) -> Self {
+        // Serializing a `serde_json::Value` cannot fail: its map keys are strings and its
+        // numbers are finite.
+        let json = serde_json::value::to_raw_value(&value).expect("a JSON value always serializes");
+        RowValue(Arc::new((value, json)))
+    }
+
+    /// The value parsed from its serialized form `json`.
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        Ok(RowValue::new(serde_json::from_slice(json)?))
+    }
+
+    pub fn value(&self) -> &serde_json::Value {
+        &self.0 .0
+    }
+
+    /// The serialized form.
+    pub fn json(&self) -> &str {
+        self.0 .1.get()
+    }
+}
+
+impl std::ops::Deref for RowValue {
+    type Target = serde_json::Value;
+    fn deref(&self) -> &serde_json::Value {
+        self.value()
+    }
+}
+
+impl From<serde_json::Value> for RowValue {
+    fn from(value: serde_json::Value) -> Self {
+        RowValue::new(value)
+    }
+}
+
+impl PartialEq for RowValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for RowValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value().fmt(f)
+    }
+}
+
+impl Serialize for RowValue {
+    /// The serialized form as it is (serde_json writes a raw value verbatim). Every serializer
+    /// of these values in clusterd is serde_json's.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0 .1.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RowValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(RowValue::new)
+    }
+}
+
+/// How many shards the rows are spread over, in memory and in the store. A hash map grows by
+/// rehashing everything at once; with millions of rows in one map that pause reached hundreds
+/// of milliseconds, on whatever thread was inserting. Spread over 256 maps, each pause is a
+/// 256th of it (the total work is the same), and a checkpoint can write a 256th of the rows at a
+/// time.
+pub const SHARDS: usize = 256;
+
+/// The shard of row (`table`, `key`): FNV-1a over `table`, 0xFF, `key`, folded to [`SHARDS`].
+/// Written out here rather than taken from a hasher crate, whose output may change between
+/// versions: a stored shard must hold the same rows after an upgrade. (A load checks it anyway,
+/// see [`super::StoredRows::misplaced`].) Not keyed, so a client can choose keys that land in
+/// one shard; that makes the shard large, not slow: its map hashes with a random key.
+pub fn placement(table: &str, key: &str) -> u16 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    for b in table.bytes().chain([0xFF]).chain(key.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    ((h ^ (h >> 32)) % SHARDS as u64) as u16
+}
+
+/// A row's identity: (table, key), sharing the op's allocations, its [`row_hash`] and its
+/// [`placement`].
 #[derive(Debug, Clone)]
 pub struct RowKey {
     hash: u64,
+    shard: u16,
     pub table: Arc<str>,
     pub key: Arc<str>,
 }
 
 impl RowKey {
     pub fn new(table: Arc<str>, key: Arc<str>) -> Self {
-        RowKey { hash: row_hash(&table, &key), table, key }
+        RowKey { hash: row_hash(&table, &key), shard: placement(&table, &key), table, key }
     }
 
     pub fn as_ref(&self) -> RowRef<'_> {
-        RowRef { hash: self.hash, table: &self.table, key: &self.key }
+        RowRef { hash: self.hash, shard: self.shard, table: &self.table, key: &self.key }
+    }
+
+    pub fn shard(&self) -> usize {
+        usize::from(self.shard)
     }
 }
 
@@ -56,13 +162,18 @@ impl Hash for RowKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRef<'a> {
     hash: u64,
+    shard: u16,
     pub table: &'a str,
     pub key: &'a str,
 }
 
 impl<'a> RowRef<'a> {
     pub fn new(table: &'a str, key: &'a str) -> Self {
-        RowRef { hash: row_hash(table, key), table, key }
+        RowRef { hash: row_hash(table, key), shard: placement(table, key), table, key }
+    }
+
+    pub fn shard(&self) -> usize {
+        usize::from(self.shard)
     }
 }
 
@@ -78,16 +189,10 @@ impl Equivalent<RowKey> for RowRef<'_> {
     }
 }
 
-/// How many maps the rows are spread over. A hash map grows by rehashing everything at once;
-/// with millions of rows in one map that pause reached hundreds of milliseconds, on whatever
-/// thread was inserting (an arbiter's, or a commit holding an owner's store). Spread over 64
-/// maps, each pause is a 64th of it (the total work is the same).
-const SHARDS: usize = 64;
-
-/// Rows by (table, key), spread over [`SHARDS`] hash maps.
+/// Rows by (table, key), spread over [`SHARDS`] hash maps by [`placement`].
 #[derive(Debug, Clone)]
 pub struct RowMap {
-    shards: Vec<HashMap<RowKey, Arc<serde_json::Value>>>,
+    shards: Vec<HashMap<RowKey, RowValue>>,
     len: usize,
 }
 
@@ -98,19 +203,12 @@ impl Default for RowMap {
 }
 
 impl RowMap {
-    /// The shard of `row`, from bits 40..46 of its [`row_hash`]. Each map hashes that number
-    /// again with its own hasher, so the rows of one shard still spread over its buckets.
-    fn shard(&self, row: RowRef<'_>) -> usize {
-        ((row.hash >> 40) as usize) % SHARDS
-    }
-
-    fn shard_mut(&mut self, row: RowRef<'_>) -> &mut HashMap<RowKey, Arc<serde_json::Value>> {
-        let i = self.shard(row);
-        &mut self.shards[i]
+    fn shard_mut(&mut self, row: RowRef<'_>) -> &mut HashMap<RowKey, RowValue> {
+        &mut self.shards[row.shard()]
     }
 
     /// Sets `row` to `value`.
-    pub fn insert(&mut self, row: RowKey, value: Arc<serde_json::Value>) {
+    pub fn insert(&mut self, row: RowKey, value: RowValue) {
         let shard = self.shard_mut(row.as_ref());
         if shard.insert(row, value).is_none() {
             self.len += 1;
@@ -124,12 +222,12 @@ impl RowMap {
         }
     }
 
-    pub fn get(&self, row: RowRef<'_>) -> Option<&Arc<serde_json::Value>> {
-        self.shards[self.shard(row)].get(&row)
+    pub fn get(&self, row: RowRef<'_>) -> Option<&RowValue> {
+        self.shards[row.shard()].get(&row)
     }
 
     pub fn contains(&self, row: RowRef<'_>) -> bool {
-        self.shards[self.shard(row)].contains_key(&row)
+        self.shards[row.shard()].contains_key(&row)
     }
 
     pub fn len(&self) -> usize {
@@ -140,15 +238,25 @@ impl RowMap {
         self.len == 0
     }
 
+    /// How many rows shard `shard` holds (none if out of range).
+    pub fn shard_len(&self, shard: usize) -> usize {
+        self.shards.get(shard).map_or(0, HashMap::len)
+    }
+
+    /// The rows of shard `shard`, in no particular order, sharing keys and values.
+    pub fn shard_rows(&self, shard: usize) -> Vec<(RowKey, RowValue)> {
+        self.shards.get(shard).map_or_else(Vec::new, |s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     /// Every row, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&RowKey, &Arc<serde_json::Value>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&RowKey, &RowValue)> {
         self.shards.iter().flatten()
     }
 
     /// Every row as (table, key, value), sorted: a snapshot's content.
     pub fn sorted_rows(&self) -> Vec<(String, String, serde_json::Value)> {
         let mut rows: Vec<(String, String, serde_json::Value)> =
-            self.iter().map(|(row, v)| (row.table.to_string(), row.key.to_string(), (**v).clone())).collect();
+            self.iter().map(|(row, v)| (row.table.to_string(), row.key.to_string(), v.value().clone())).collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         rows
     }
@@ -157,7 +265,7 @@ impl RowMap {
     pub fn from_rows(rows: &[(String, String, serde_json::Value)]) -> Self {
         let mut map = RowMap::default();
         for (t, k, v) in rows {
-            map.insert(RowKey::new(Arc::from(t.as_str()), Arc::from(k.as_str())), Arc::new(v.clone()));
+            map.insert(RowKey::new(Arc::from(t.as_str()), Arc::from(k.as_str())), RowValue::new(v.clone()));
         }
         map
     }
@@ -182,10 +290,18 @@ mod tests {
         assert!(!RowRef::new("user", "su1").equivalent(&owned));
         assert_ne!(hash_of(&RowRef::new("user", "su1")), hash_of(&owned));
         let mut m = RowMap::default();
-        m.insert(owned, Arc::new(1.into()));
-        assert_eq!(m.get(RowRef::new("users", "u1")).map(|v| &**v), Some(&serde_json::json!(1)));
+        m.insert(owned, serde_json::json!(1).into());
+        assert_eq!(m.get(RowRef::new("users", "u1")).map(|v| v.value()), Some(&serde_json::json!(1)));
         assert!(m.contains(RowRef::new("users", "u1")));
         assert!(!m.contains(RowRef::new("user", "su1")));
+    }
+
+    #[test]
+    fn placement_never_changes() {
+        // Stored shards hold rows by these numbers: a change would misplace every stored row.
+        assert_eq!([placement("users", "u1"), placement("t", "k0"), placement("", "")], [67, 74, 34]);
+        assert_eq!(RowKey::new("users".into(), "u1".into()).shard(), 67);
+        assert_eq!(RowRef::new("users", "u1").shard(), 67);
     }
 
     #[test]
@@ -193,7 +309,7 @@ mod tests {
         let mut m = RowMap::default();
         let key = |i: i64| RowKey::new("t".into(), format!("k{i}").into());
         for i in 0..5000 {
-            m.insert(key(i), Arc::new(i.into()));
+            m.insert(key(i), serde_json::json!(i).into());
         }
         assert_eq!(m.len(), 5000);
         assert!(m.shards.iter().filter(|s| !s.is_empty()).count() > SHARDS / 2, "rows spread over the shards");
@@ -201,12 +317,12 @@ mod tests {
             if i % 2 == 0 {
                 m.remove(key(i).as_ref());
             } else {
-                m.insert(key(i), Arc::new((-i).into()));
+                m.insert(key(i), serde_json::json!(-i).into());
             }
         }
         assert_eq!(m.len(), 2500);
         assert!(!m.contains(RowRef::new("t", "k0")));
-        assert_eq!(m.get(RowRef::new("t", "k1")).map(|v| &**v), Some(&serde_json::json!(-1)));
+        assert_eq!(m.get(RowRef::new("t", "k1")).map(|v| v.value()), Some(&serde_json::json!(-1)));
         let rows = m.sorted_rows();
         assert_eq!(rows.len(), 2500);
         assert!(rows.windows(2).all(|w| (&w[0].0, &w[0].1) < (&w[1].0, &w[1].1)));

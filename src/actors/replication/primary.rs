@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, Checkpoint, CheckpointWork, TableState};
+use crate::actors::replication::table::{load_table, stored_shards, Checkpoint, TableState};
 use crate::storage::rows::{RowKey, RowRef};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
@@ -342,7 +342,7 @@ impl PrimaryActor {
                 None => 0,
             };
             let flush = store.get_log_meta(&primary, &primary_flush_key(&primary))?.unwrap_or(0).max(end);
-            let rows = load_table(&store, &primary, flush, false)?;
+            let rows = load_table(&store, &primary, flush)?;
             let oldest = bounds.map(|b| b.0).unwrap_or(flush);
             let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {
                 (Some(n), Some(lsn)) => Some((format!("snap_{n:06}"), lsn)),
@@ -390,9 +390,8 @@ impl PrimaryActor {
                     act.settings.apply(&saved);
                     act.restart_heartbeat_check(ctx);
                 }
-                let (rows, rows_lsn) = rows;
-                act.rows = rows;
-                act.checkpoint.reset(rows_lsn);
+                act.rows = rows.table;
+                act.checkpoint.reset(rows.shard_lsns, rows.epoch);
                 act.overlay.clear();
                 act.flush_lsn = flush;
                 act.next_lsn = flush;
@@ -655,10 +654,8 @@ impl PrimaryActor {
         // The WAL records and the flushed position only: the rows follow in a checkpoint.
         let commit = LogCommit {
             records: batches.iter().map(|b| (b.lsn, b.bytes.clone())).collect(),
-            rows: Vec::new(),
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
             truncate_before: None,
-            checkpoint: None,
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
@@ -705,7 +702,7 @@ impl PrimaryActor {
                 committed_at_ms: b.committed_at_ms,
                 ops: b.ops,
             };
-            self.checkpoint.push(record.ops.clone(), record.end_lsn());
+            self.checkpoint.applied(record.ops.len());
             replies.push((record.end_lsn(), b.reply));
             shipped.push(record);
         }
@@ -1888,9 +1885,10 @@ impl PrimaryActor {
             .min(self.flush_lsn)
     }
 
-    /// Writes the rows of the batches applied since the last checkpoint to the store and, when
-    /// `truncate` (or a `/wal/truncate` caller waits), then drops the WAL nobody needs. One at a
-    /// time, off the arbiter; what is asked meanwhile runs next.
+    /// Writes the shards changed since the last checkpoint (about as many rows as were applied
+    /// since) and, when `truncate` (or a `/wal/truncate` caller waits), every changed shard and
+    /// then drops the WAL nobody needs. One at a time, off the arbiter (but for copying the
+    /// shards' pointers); what is asked meanwhile runs next.
     fn maintain(&mut self, ctx: &mut Context<Self>, truncate: bool) {
         if self.crashed {
             for reply in self.truncate_waiting.drain(..) {
@@ -1901,25 +1899,37 @@ impl PrimaryActor {
         if self.maintenance_in_flight {
             return;
         }
-        let work: Option<CheckpointWork> = self.checkpoint.start();
         let replies = std::mem::take(&mut self.truncate_waiting);
         let truncate = truncate || !replies.is_empty();
-        if work.is_none() && !truncate {
+        let images = match self.checkpoint.start(truncate, false) {
+            Some(plan) => {
+                let images = self.rows.capture(&plan, self.flush_lsn);
+                if images.is_none() {
+                    self.checkpoint.finished(None);
+                }
+                images
+            }
+            None => None,
+        };
+        if images.is_none() && !truncate {
             return;
         }
-        let rows_lsn = work.as_ref().map_or(self.checkpoint.rows_lsn, |w| w.end);
-        let before = self.truncatable_before().min(rows_lsn);
+        let written = images.as_ref().map(|i| (i.lsn, stored_shards(i)));
+        let before = self.truncatable_before();
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
         self.maintenance_in_flight = true;
-        let checkpoint_end = work.as_ref().map(|w| w.end);
         let task = actix_web::rt::task::spawn_blocking(move || {
-            if let Some(work) = &work {
-                store.commit_log(&primary, work.commit(&primary, false))?;
+            if let Some(images) = images {
+                if !store.write_row_images(&primary, images)? {
+                    return Err(crate::storage::StorageError::Backend(format!("{primary}'s rows were replaced while being written")));
+                }
             }
             if !truncate {
                 return Ok(None);
             }
+            // Up to what every shard stored reflects: all of them, after the full checkpoint.
+            let before = before.min(store.rows_lsn(&primary)?);
             let removed = store.truncate_log(&primary, before)?;
             let oldest = store.log_bounds(&primary)?.map(|b| b.0).unwrap_or(before);
             Ok::<_, crate::storage::StorageError>(Some((removed, oldest)))
@@ -1930,9 +1940,20 @@ impl PrimaryActor {
                 Ok(r) => r,
                 Err(e) => Err(crate::storage::StorageError::Backend(e.to_string())),
             };
-            // A failed checkpoint loses nothing: its batches stay in the WAL (the checkpoint
-            // holds it) and are replayed on the next start.
-            act.checkpoint.finished(if res.is_ok() { checkpoint_end } else { None });
+            if act.checkpoint.in_flight() {
+                match (&res, &written) {
+                    (Ok(_), Some((lsn, shards))) => act.checkpoint.finished(Some((*lsn, shards))),
+                    _ => {
+                        // A failed checkpoint loses nothing: the WAL from its shards' older lsn
+                        // is kept (the checkpoint holds it) and replayed on the next start; a
+                        // later checkpoint writes the shards again.
+                        if let Some((_, shards)) = &written {
+                            act.rows.mark_dirty(shards.iter().map(|&s| usize::from(s)));
+                        }
+                        act.checkpoint.finished(None);
+                    }
+                }
+            }
             let result = match res {
                 Ok(Some((removed, oldest))) => {
                     act.oldest_retained = oldest;
@@ -2186,8 +2207,7 @@ impl Handler<PeekSlotChanges> for PrimaryActor {
                                 op: op.op,
                                 table: op.table.to_string(),
                                 key: op.key.to_string(),
-                                // Just decoded: the only reference, so no copy.
-                                value: op.value.map(Arc::unwrap_or_clone),
+                                value: op.value.map(|v| v.value().clone()),
                             });
                         }
                         next = end;

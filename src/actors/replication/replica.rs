@@ -2,7 +2,8 @@
 //! durable in its own log (one fsynced transaction for all that arrived meanwhile, off the
 //! arbiter thread), applies them to its table state, and reports its write, flush and replay
 //! positions to the primary after each step and on every heartbeat. The rows reach its store in
-//! checkpoints, as on the primary ([`super::table`]); its log is trimmed up to each checkpoint.
+//! checkpoints, as on the primary ([`super::table`]); its log is trimmed up to the oldest shard
+//! stored.
 //!
 //! When no write can be waiting for its flush (the primary says so with each shipment: an async
 //! replica in `sync` mode, any replica in `async` mode), it gathers what it receives for up to
@@ -29,7 +30,8 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::messages::replication::*;
-use crate::actors::replication::table::{load_table, rows_lsn_key, Checkpoint, TableState};
+use crate::actors::replication::table::{load_table, stored_shards, Checkpoint, TableState};
+use crate::storage::rows::SHARDS;
 use crate::storage::{LogCommit, Store};
 
 /// How often what was applied since the last checkpoint is written to the rows table (sooner
@@ -95,8 +97,9 @@ pub struct ReplicaActor {
     flush_due: bool,
     flush_timer: Option<SpawnHandle>,
     commit_in_flight: bool,
-    /// A reseed that arrived while a commit was in flight: it runs once that commit is done, so
-    /// the commit can neither land over the reseeded store nor move positions back after it.
+    /// A reseed that arrived while a commit or a checkpoint was in flight: it runs once they are
+    /// done, so a commit can neither land over the reseeded store nor move positions back after
+    /// it, and a checkpoint's result is never taken for the reseeded table's.
     deferred_reseed: Option<Reseed>,
     loaded: bool,
     heartbeat: Option<SpawnHandle>,
@@ -159,13 +162,13 @@ impl ReplicaActor {
         let id = self.replica_id.clone();
         let load = actix_web::rt::task::spawn_blocking(move || {
             let flush = store.get_log_meta(&id, &flush_key(&id))?.unwrap_or(0);
-            let (rows, rows_lsn) = load_table(&store, &id, flush, true)?;
-            Ok::<_, crate::storage::StorageError>((flush, rows, rows_lsn))
+            let loaded = load_table(&store, &id, flush)?;
+            Ok::<_, crate::storage::StorageError>((flush, loaded))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((flush, rows, rows_lsn))) => {
-                act.rows = Arc::new(RwLock::new(Replayed { rows, lsn: flush }));
-                act.checkpoint.reset(rows_lsn);
+            Ok(Ok((flush, loaded))) => {
+                act.rows = Arc::new(RwLock::new(Replayed { rows: loaded.table, lsn: flush }));
+                act.checkpoint.reset(loaded.shard_lsns, loaded.epoch);
                 act.write_lsn = flush;
                 act.flush_lsn = flush;
                 act.replay_lsn = flush;
@@ -215,10 +218,8 @@ impl ReplicaActor {
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
         let commit = LogCommit {
             records: records.iter().map(|r| (r.lsn, r.bytes.clone())).collect(),
-            rows: Vec::new(),
             meta: vec![(flush_key(&self.replica_id), end)],
             truncate_before: None,
-            checkpoint: None,
         };
         let store = self.store.clone();
         let id = self.replica_id.clone();
@@ -240,14 +241,11 @@ impl ReplicaActor {
                 Err(e) => return act.commit_failed(e.to_string(), ctx),
             };
             act.flush_lsn = end;
-            for r in records {
-                let end = r.end_lsn();
-                act.checkpoint.push(r.ops, end);
-            }
+            act.checkpoint.applied(records.iter().map(|r| r.ops.len()).sum());
             act.replay_lsn = end;
             act.report(false);
-            if let Some(reseed) = act.deferred_reseed.take() {
-                return act.reseed(reseed, ctx);
+            if act.run_deferred_reseed(ctx) {
+                return;
             }
             if act.checkpoint.due() {
                 act.write_checkpoint(ctx);
@@ -263,27 +261,64 @@ impl ReplicaActor {
         ctx.stop();
     }
 
-    /// Writes the rows applied since the last checkpoint, and drops the log they came from.
+    /// Writes the shards changed since the last checkpoint (about as many rows as were applied
+    /// since), and drops the received log no shard needs any more.
     fn write_checkpoint(&mut self, ctx: &mut Context<Self>) {
-        let Some(work) = self.checkpoint.start() else { return };
+        let Some(plan) = self.checkpoint.start(false, true) else { return };
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let end = work.end;
-        // The received log is a durable receive buffer: what the stored rows hold is not needed
-        // any more, so the checkpoint trims it.
-        let task = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, work.commit(&id, true)));
-        ctx.spawn(task.into_actor(self).map(move |res, act, _| match res {
-            Ok(Ok(())) => act.checkpoint.finished(Some(end)),
-            Ok(Err(e)) => {
-                // Nothing is lost: the log keeps what the rows table lacks, and a start replays it.
-                tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint failed");
-                act.checkpoint.finished(None);
+        let rows = self.rows.clone();
+        let captured_from = self.rows.clone();
+        // Read under the write lock (the capture marks shards as stored), written after it is
+        // released: a read waits for the copying of shared pointers, never for the disk.
+        let task = actix_web::rt::task::spawn_blocking(move || {
+            let images = {
+                let mut replayed = rows.write();
+                let lsn = replayed.lsn;
+                replayed.rows.capture(&plan, lsn)
+            };
+            let Some(images) = images else { return Ok(None) };
+            let (lsn, shards) = (images.lsn, stored_shards(&images));
+            match store.write_row_images(&id, images) {
+                Ok(true) => Ok(Some((lsn, shards))),
+                // A reseed came since: those rows belong to the table it replaced.
+                Ok(false) => Ok(None),
+                Err(e) => Err((e, shards)),
             }
-            Err(e) => {
-                tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint task failed");
-                act.checkpoint.finished(None);
+        });
+        ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(Ok(written)) => act.checkpoint.finished(written.as_ref().map(|(lsn, shards)| (*lsn, &shards[..]))),
+                Ok(Err((e, shards))) => {
+                    // Nothing is lost: the log keeps what the stored shards lack, and a start
+                    // replays it; the shards are written again by a later checkpoint.
+                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint failed");
+                    captured_from.write().rows.mark_dirty(shards.into_iter().map(usize::from));
+                    act.checkpoint.finished(None);
+                }
+                Err(e) => {
+                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint task failed");
+                    captured_from.write().rows.mark_dirty(0..SHARDS);
+                    act.checkpoint.finished(None);
+                }
             }
+            act.run_deferred_reseed(ctx);
         }));
+    }
+
+    /// Runs the reseed that waited for a commit or checkpoint, if it waited and none is in
+    /// flight any more; says whether it did.
+    fn run_deferred_reseed(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.commit_in_flight || self.checkpoint.in_flight() {
+            return false;
+        }
+        match self.deferred_reseed.take() {
+            Some(reseed) => {
+                self.reseed(reseed, ctx);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -402,7 +437,7 @@ impl Handler<Reseed> for ReplicaActor {
         if self.crashed {
             return;
         }
-        if self.commit_in_flight {
+        if self.commit_in_flight || self.checkpoint.in_flight() {
             self.deferred_reseed = Some(msg);
             return;
         }
@@ -420,14 +455,14 @@ impl ReplicaActor {
         let count = msg.rows.len();
         let write = actix_web::rt::task::spawn_blocking(move || {
             let table = TableState::from_rows(&msg.rows);
-            store.replace_rows(&id, table.rows(), &[(flush_key(&id), lsn), (rows_lsn_key(&id), lsn)])?;
-            Ok::<_, crate::storage::StorageError>(table)
+            let epoch = store.replace_rows(&id, table.rows(), lsn, &[(flush_key(&id), lsn)])?;
+            Ok::<_, crate::storage::StorageError>((table, epoch))
         });
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(table)) => {
+            Ok(Ok((table, epoch))) => {
                 act.rows = Arc::new(RwLock::new(Replayed { rows: table, lsn }));
-                act.checkpoint.reset(lsn);
+                act.checkpoint.reset(vec![lsn; SHARDS], epoch);
                 act.pending.clear();
                 act.pending_bytes = 0;
                 act.write_lsn = lsn;

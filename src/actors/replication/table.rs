@@ -3,31 +3,63 @@
 //!
 //! As in PostgreSQL, a batch is durable once its WAL record is: the commit that acknowledges it
 //! writes the record and the flushed position, nothing else. The rows it changes are applied in
-//! memory at once ([`TableState`]) and written to the owner's rows table later, many batches in one
-//! transaction, by a [`Checkpoint`]. The stored rows say which lsn they reflect
-//! ([`rows_lsn_key`]); on start, [`load_table`] reads them and replays the WAL after that lsn, so
-//! WAL is kept from the last checkpoint on (a retention holder of its own). Replaying from an
-//! earlier point is harmless: an op carries the whole new value (or a delete), never a delta.
-
-use std::sync::Arc;
+//! memory at once ([`TableState`]) and reach the owner's store later, in a [`Checkpoint`], a
+//! shard at a time ([`crate::storage::rows::SHARDS`]): a shard is written whole, as it is at
+//! the moment it is read, with the lsn it reflects. On start, [`load_table`] reads every shard
+//! and replays the WAL from the oldest shard's lsn, so the WAL is kept from there on (a
+//! retention holder of its own). Replaying onto a shard stored later than that is harmless: an
+//! op carries the whole new value (or a delete), never a delta, and the replay ends at the same
+//! state whatever point it starts from.
+//!
+//! Why whole shards and not the rows changed: writing a shard costs one serialization per row
+//! and a few large inserts; a B-tree entry per row cost a B-tree insert per change, which perf
+//! put at two fifths of all CPU under load, paid again by every replica. A checkpoint writes
+//! about as many rows as changed since the last one (oldest shards first), so a row costs about
+//! one serialization, and the WAL kept is about the size of the table.
 
 use crate::messages::replication::{Op, OpKind, WalRecord};
-use crate::storage::rows::{RowMap, RowRef};
-use crate::storage::{LogCommit, RowWrite, StorageError, Store};
+use crate::storage::rows::{RowMap, RowRef, SHARDS};
+use crate::storage::{RowImages, ShardImage, StorageError, Store};
+
+/// A set of shards, as bits.
+#[derive(Debug, Clone, Default)]
+struct ShardSet([u64; SHARDS / 64]);
+
+impl ShardSet {
+    fn insert(&mut self, shard: usize) {
+        if let Some(word) = self.0.get_mut(shard / 64) {
+            *word |= 1 << (shard % 64);
+        }
+    }
+
+    fn remove(&mut self, shard: usize) {
+        if let Some(word) = self.0.get_mut(shard / 64) {
+            *word &= !(1 << (shard % 64));
+        }
+    }
+
+    fn contains(&self, shard: usize) -> bool {
+        self.0.get(shard / 64).is_some_and(|w| w & (1 << (shard % 64)) != 0)
+    }
+}
 
 /// Rows in memory: what the owner has replayed. Values are shared with the ops that wrote them
 /// (and so with every other owner that applied the same op).
 #[derive(Debug, Default)]
 pub struct TableState {
     rows: RowMap,
+    /// Shards changed since a checkpoint last read them: their stored rows are out of date.
+    dirty: ShardSet,
 }
 
 impl TableState {
     /// Applies a batch's ops in order.
     pub fn apply(&mut self, ops: &[Op]) {
         for op in ops {
+            let row = op.row();
+            self.dirty.insert(row.shard());
             match (op.op, &op.value) {
-                (OpKind::Delete, _) => self.rows.remove(op.row()),
+                (OpKind::Delete, _) => self.rows.remove(row),
                 (OpKind::Insert | OpKind::Update, Some(v)) => self.rows.insert(op.row_key(), v.clone()),
                 // Checked when the batch was accepted: an insert or update always has a value.
                 (OpKind::Insert | OpKind::Update, None) => {}
@@ -60,88 +92,96 @@ impl TableState {
         self.rows.sorted_rows()
     }
 
-    /// The state holding exactly these rows.
+    /// The state holding exactly these rows, all of them stored (a reseed writes them).
     pub fn from_rows(rows: &[(String, String, serde_json::Value)]) -> Self {
-        TableState { rows: RowMap::from_rows(rows) }
+        TableState { rows: RowMap::from_rows(rows), dirty: ShardSet::default() }
     }
 
     /// The rows, to store them whole (a reseed).
     pub fn rows(&self) -> &RowMap {
         &self.rows
     }
+
+    /// What checkpoint `plan` writes, the table being as of `lsn`: the changed shards, oldest
+    /// first, until they hold the plan's budget of rows (at least one shard), read now and so no
+    /// longer changed; and every unchanged shard stored before `lsn`, whose lsn just moves.
+    /// `None` if there is nothing to write.
+    pub fn capture(&mut self, plan: &CheckpointPlan, lsn: u64) -> Option<RowImages> {
+        let stored_at = |shard: usize| plan.shard_lsns.get(shard).copied().unwrap_or(0);
+        let mut dirty: Vec<usize> = (0..SHARDS).filter(|&s| self.dirty.contains(s)).collect();
+        dirty.sort_by_key(|&s| stored_at(s));
+        let mut images = Vec::new();
+        let mut imaged = ShardSet::default();
+        let mut written = 0;
+        for shard in dirty {
+            if written >= plan.budget.max(1) {
+                break;
+            }
+            let rows = self.rows.shard_rows(shard);
+            written += rows.len().max(1);
+            self.dirty.remove(shard);
+            imaged.insert(shard);
+            // shard < SHARDS (256), which fits a u16.
+            images.push(ShardImage { shard: shard as u16, rows });
+        }
+        // As above, the casts cannot truncate.
+        let unchanged: Vec<u16> = (0..SHARDS)
+            .filter(|&s| !imaged.contains(s) && !self.dirty.contains(s) && stored_at(s) < lsn)
+            .map(|s| s as u16)
+            .collect();
+        if images.is_empty() && unchanged.is_empty() {
+            return None;
+        }
+        Some(RowImages { lsn, epoch: plan.epoch, images, unchanged, trim_log: plan.trim_log })
+    }
+
+    /// The shards of a checkpoint that failed are out of date in the store again.
+    pub fn mark_dirty(&mut self, shards: impl IntoIterator<Item = usize>) {
+        for shard in shards {
+            self.dirty.insert(shard);
+        }
+    }
 }
 
-/// The meta key of the lsn an owner's stored rows reflect.
-pub fn rows_lsn_key(owner: &str) -> String {
-    format!("rows:{owner}:lsn")
-}
-
-/// Most ops applied in memory and not yet checkpointed before a checkpoint starts on its own
-/// (the periodic one catches the rest): it bounds both the replay after a crash and the size
-/// of one checkpoint transaction.
+/// Most ops applied in memory since the last checkpoint before one starts on its own (the
+/// periodic one catches the rest): it sizes a checkpoint, and with it how far the stored rows
+/// trail the WAL.
 pub const CHECKPOINT_OPS: usize = 20_000;
 
-/// Batches applied in memory whose rows are not in the store yet, and whether a checkpoint that
-/// writes them is running (one at a time, so they land in lsn order).
+/// Where an owner's stored rows stand (the lsn of each shard), how much was applied since the
+/// last checkpoint, and whether one is running (one at a time, so each shard's lsn only grows).
 #[derive(Debug, Default)]
 pub struct Checkpoint {
-    /// The lsn the stored rows reflect: WAL from here on is needed to rebuild the table.
-    pub rows_lsn: u64,
-    batches: Vec<Arc<Vec<Op>>>,
+    shard_lsns: Vec<u64>,
+    /// The owner's reseed count, as the store has it ([`RowImages::epoch`]).
+    epoch: u64,
     ops: usize,
-    /// Where `batches` end.
-    end: u64,
     in_flight: bool,
 }
 
-/// One checkpoint's work: the batches' rows, and the lsn they bring the stored rows to.
-pub struct CheckpointWork {
-    pub batches: Vec<Arc<Vec<Op>>>,
-    pub end: u64,
-}
-
-impl CheckpointWork {
-    /// The commit that writes it for `owner` (on the blocking pool: it is CPU work),
-    /// dropping the owner's log before it when `trim_log` (a replica's received log).
-    pub fn commit(&self, owner: &str, trim_log: bool) -> LogCommit {
-        LogCommit {
-            rows: self.row_writes(),
-            checkpoint: Some((rows_lsn_key(owner), self.end)),
-            truncate_before: trim_log.then_some(self.end),
-            ..LogCommit::default()
-        }
-    }
-
-    /// The row changes, in order.
-    pub fn row_writes(&self) -> Vec<RowWrite> {
-        self.batches
-            .iter()
-            .flat_map(|ops| ops.iter())
-            .map(|op| RowWrite {
-                row: op.row_key(),
-                value: match op.op {
-                    OpKind::Delete => None,
-                    OpKind::Insert | OpKind::Update => op.value.clone(),
-                },
-            })
-            .collect()
-    }
+/// What a checkpoint starting now is to write, for [`TableState::capture`].
+#[derive(Debug, Clone)]
+pub struct CheckpointPlan {
+    shard_lsns: Vec<u64>,
+    /// Rows to write, about: the ops applied since the last checkpoint (at least
+    /// [`CHECKPOINT_OPS`]), or all if unbounded.
+    budget: usize,
+    epoch: u64,
+    trim_log: bool,
 }
 
 impl Checkpoint {
-    /// Starts from stored rows at `rows_lsn`, with nothing pending.
-    pub fn reset(&mut self, rows_lsn: u64) {
-        *self = Checkpoint { rows_lsn, end: rows_lsn, ..Checkpoint::default() };
+    /// Starts from stored rows whose shards reflect `shard_lsns`, with nothing pending.
+    pub fn reset(&mut self, shard_lsns: Vec<u64>, epoch: u64) {
+        *self = Checkpoint { shard_lsns, epoch, ..Checkpoint::default() };
     }
 
-    /// A batch ending at `end` was applied in memory.
-    pub fn push(&mut self, ops: Arc<Vec<Op>>, end: u64) {
-        self.ops += ops.len();
-        self.batches.push(ops);
-        self.end = end;
+    /// `ops` ops were applied in memory.
+    pub fn applied(&mut self, ops: usize) {
+        self.ops += ops;
     }
 
-    /// Enough is pending that a checkpoint should start now.
+    /// Enough was applied that a checkpoint should start now.
     pub fn due(&self) -> bool {
         !self.in_flight && self.ops >= CHECKPOINT_OPS
     }
@@ -150,51 +190,71 @@ impl Checkpoint {
         self.in_flight
     }
 
-    /// What a checkpoint starting now writes (`None` if one runs or nothing is pending).
-    pub fn start(&mut self) -> Option<CheckpointWork> {
-        if self.in_flight || self.batches.is_empty() {
+    /// Starts a checkpoint (`None` if one runs): `all` writes every changed shard (before the
+    /// WAL is truncated), otherwise about as many rows as were applied since the last one, and
+    /// at least [`CHECKPOINT_OPS`].
+    /// `trim_log` as in [`RowImages::trim_log`]. Call [`Checkpoint::finished`] when it ends,
+    /// also if the capture found nothing to write.
+    pub fn start(&mut self, all: bool, trim_log: bool) -> Option<CheckpointPlan> {
+        if self.in_flight {
             return None;
         }
         self.in_flight = true;
+        // Never less than CHECKPOINT_OPS rows: a few ops after a burst would otherwise leave
+        // the burst's shards to be written one per period.
+        let budget = if all { usize::MAX } else { self.ops.max(CHECKPOINT_OPS) };
         self.ops = 0;
-        Some(CheckpointWork { batches: std::mem::take(&mut self.batches), end: self.end })
+        Some(CheckpointPlan { shard_lsns: self.shard_lsns.clone(), budget, epoch: self.epoch, trim_log })
     }
 
-    /// The checkpoint that ended at `end` is durable (or, `None`, failed: its batches stay in
-    /// the WAL and are replayed on the next start).
-    pub fn finished(&mut self, end: Option<u64>) {
+    /// The checkpoint ended: `written` holds the lsn and the shards it stored, if it did.
+    pub fn finished(&mut self, written: Option<(u64, &[u16])>) {
         self.in_flight = false;
-        if let Some(end) = end {
-            self.rows_lsn = self.rows_lsn.max(end);
+        if let Some((lsn, shards)) = written {
+            if self.shard_lsns.len() < SHARDS {
+                self.shard_lsns.resize(SHARDS, 0);
+            }
+            for &s in shards {
+                if let Some(at) = self.shard_lsns.get_mut(usize::from(s)) {
+                    *at = (*at).max(lsn);
+                }
+            }
         }
     }
 
-    /// Where the WAL must be kept from: the stored rows' lsn.
+    /// Where the WAL must be kept from: the oldest shard's lsn.
     pub fn needs_from(&self) -> u64 {
-        self.rows_lsn
+        if self.shard_lsns.len() < SHARDS {
+            return 0;
+        }
+        self.shard_lsns.iter().copied().min().unwrap_or(0)
     }
+}
+
+/// The shards a checkpoint stores: those written and those whose lsn moves.
+pub fn stored_shards(images: &RowImages) -> Vec<u16> {
+    images.images.iter().map(|i| i.shard).chain(images.unchanged.iter().copied()).collect()
 }
 
 /// Most bytes of WAL read per store call while replaying.
 const REPLAY_CHUNK: usize = 4 << 20;
 
-/// Loads `owner`'s stored rows and replays its WAL after them up to `flush`, then writes what it
-/// replayed in a checkpoint (as PostgreSQL ends recovery with one): the table as of `flush`, and
-/// the lsn the stored rows now reflect (`flush`). The batches replayed are not in any later
-/// checkpoint's list, so without this one the next checkpoint would move the stored position past
-/// rows it never wrote. Blocking (call it off the arbiter). `trim_log` as in
-/// [`CheckpointWork::commit`].
-///
-/// Without a stored rows lsn (a store written before checkpoints existed, whose rows were
-/// written with every commit), replay starts at the oldest record kept, which is harmless.
-pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Result<(TableState, u64), StorageError> {
-    let mut table = TableState { rows: store.load_rows(owner)? };
-    let rows_lsn = match store.get_log_meta(owner, &rows_lsn_key(owner))? {
-        Some(lsn) => lsn,
-        None => store.log_bounds(owner)?.map(|b| b.0).unwrap_or(flush).min(flush),
-    };
-    let mut cursor = rows_lsn;
-    let mut replayed = Vec::new();
+/// An owner's table as [`load_table`] rebuilds it, and where its stored rows stand.
+pub struct LoadedTable {
+    pub table: TableState,
+    pub shard_lsns: Vec<u64>,
+    pub epoch: u64,
+}
+
+/// Loads `owner`'s stored rows and replays its WAL from the oldest shard's lsn up to `flush`:
+/// the table as of `flush`. Shards the replay changed (and any stored with rows of another
+/// shard) are marked changed, so the next checkpoints write them. Blocking (call it off the
+/// arbiter).
+pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<LoadedTable, StorageError> {
+    let stored = store.load_rows(owner)?;
+    let mut table = TableState { rows: stored.rows, dirty: ShardSet::default() };
+    table.mark_dirty(stored.misplaced);
+    let mut cursor = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(flush);
     while cursor < flush {
         let records = store.read_log(owner, cursor, REPLAY_CHUNK)?;
         if records.first().is_none_or(|r| r.0 != cursor) {
@@ -210,15 +270,10 @@ pub fn load_table(store: &Store, owner: &str, flush: u64, trim_log: bool) -> Res
             let record: WalRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
             table.apply(&record.ops);
-            replayed.push(Arc::new(record.ops));
             cursor = lsn + bytes.len() as u64;
         }
     }
-    if replayed.is_empty() {
-        return Ok((table, rows_lsn));
-    }
-    store.commit_log(owner, CheckpointWork { batches: replayed, end: cursor }.commit(owner, trim_log))?;
-    Ok((table, cursor))
+    Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch })
 }
 
 #[cfg(test)]
@@ -226,7 +281,7 @@ mod tests {
     use super::*;
 
     fn op(kind: OpKind, key: &str, value: Option<i64>) -> Op {
-        Op { op: kind, table: "t".into(), key: key.into(), value: value.map(|v| Arc::new(v.into())) }
+        Op { op: kind, table: "t".into(), key: key.into(), value: value.map(|v| serde_json::json!(v).into()) }
     }
 
     fn append(store: &Store, owner: &str, lsn: &mut u64, ops: Vec<Op>) {
@@ -238,41 +293,161 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn load_replays_the_wal_after_the_checkpoint() {
-        let store = Store::memory();
-        let mut lsn = 0;
-        append(&store, "p", &mut lsn, vec![op(OpKind::Insert, "a", Some(1)), op(OpKind::Insert, "b", Some(2))]);
-        // A checkpoint of the first batch.
-        let work = CheckpointWork {
-            batches: vec![Arc::new(vec![op(OpKind::Insert, "a", Some(1)), op(OpKind::Insert, "b", Some(2))])],
-            end: lsn,
+    fn rows(table: &TableState) -> Vec<(String, String, serde_json::Value)> {
+        table.sorted_rows()
+    }
+
+    /// Starts, captures and writes a checkpoint of `table` at `lsn`, as the actors do.
+    fn checkpoint(store: &Store, owner: &str, cp: &mut Checkpoint, table: &mut TableState, lsn: u64, all: bool) -> usize {
+        checkpoint_with(store, owner, cp, table, lsn, all, None)
+    }
+
+    /// As [`checkpoint`], with the plan's budget of rows set to `budget` if given.
+    fn checkpoint_with(
+        store: &Store,
+        owner: &str,
+        cp: &mut Checkpoint,
+        table: &mut TableState,
+        lsn: u64,
+        all: bool,
+        budget: Option<usize>,
+    ) -> usize {
+        let mut plan = cp.start(all, true).expect("none in flight");
+        if let Some(b) = budget {
+            plan.budget = b;
+        }
+        let Some(images) = table.capture(&plan, lsn) else {
+            cp.finished(None);
+            return 0;
         };
-        store.commit_log("p", work.commit("p", false)).unwrap();
+        let (written, shards) = (images.images.len(), stored_shards(&images));
+        assert!(store.write_row_images(owner, images).unwrap());
+        cp.finished(Some((lsn, &shards)));
+        written
+    }
+
+    #[test]
+    fn load_replays_the_wal_from_the_oldest_shard() {
+        let store = Store::memory();
+        let mut cp = Checkpoint::default();
+        let mut live = TableState::default();
+        let mut lsn = 0;
+        let first = vec![op(OpKind::Insert, "a", Some(1)), op(OpKind::Insert, "b", Some(2))];
+        append(&store, "p", &mut lsn, first.clone());
+        live.apply(&first);
+        assert_eq!(checkpoint(&store, "p", &mut cp, &mut live, lsn, true), 2, "both changed shards");
+        assert_eq!(cp.needs_from(), lsn, "every shard is stored as of here");
+        assert_eq!(store.rows_lsn("p").unwrap(), lsn);
         let checkpointed = lsn;
-        append(&store, "p", &mut lsn, vec![op(OpKind::Update, "a", Some(10)), op(OpKind::Delete, "b", None)]);
-        append(&store, "p", &mut lsn, vec![op(OpKind::Insert, "c", Some(3))]);
+        let later = [vec![op(OpKind::Update, "a", Some(10)), op(OpKind::Delete, "b", None)], vec![op(OpKind::Insert, "c", Some(3))]];
+        for batch in &later {
+            append(&store, "p", &mut lsn, batch.clone());
+            live.apply(batch);
+        }
 
-        let (table, rows_lsn) = load_table(&store, "p", lsn, false).unwrap();
-        // Recovery ends with a checkpoint of what it replayed.
-        assert!(checkpointed < lsn);
-        assert_eq!(rows_lsn, lsn);
-        assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
-        let stored: Vec<(String, serde_json::Value)> = store.load_rows("p").unwrap().sorted_rows().into_iter().map(|r| (r.1, r.2)).collect();
-        assert_eq!(stored, vec![("a".to_string(), serde_json::json!(10)), ("c".to_string(), serde_json::json!(3))]);
-        // A checkpoint that finishes late (older than the stored position) changes nothing.
-        store.commit_log("p", work.commit("p", false)).unwrap();
-        assert_eq!(store.get_log_meta("p", &rows_lsn_key("p")).unwrap(), Some(lsn));
-        assert_eq!(store.load_rows("p").unwrap().len(), 2);
-        assert_eq!(table.get("t", "a"), Some(&serde_json::json!(10)));
-        assert_eq!(table.get("t", "b"), None);
-        assert_eq!(table.get("t", "c"), Some(&serde_json::json!(3)));
-        assert_eq!(table.len(), 2);
+        let loaded = load_table(&store, "p", lsn).unwrap();
+        assert_eq!(loaded.shard_lsns, vec![checkpointed; SHARDS]);
+        assert_eq!(loaded.table.get("t", "a"), Some(&serde_json::json!(10)));
+        assert_eq!(loaded.table.get("t", "b"), None);
+        assert_eq!(loaded.table.get("t", "c"), Some(&serde_json::json!(3)));
+        assert_eq!(rows(&loaded.table), rows(&live));
+        // The shards the replay changed are the ones the next checkpoint writes; the others
+        // only move.
+        let mut table = loaded.table;
+        let mut cp = Checkpoint::default();
+        cp.reset(loaded.shard_lsns, loaded.epoch);
+        let changed: std::collections::BTreeSet<usize> =
+            ["a", "b", "c"].iter().map(|k| RowRef::new("t", k).shard()).collect();
+        assert_eq!(checkpoint(&store, "p", &mut cp, &mut table, lsn, true), changed.len());
+        assert_eq!(cp.needs_from(), lsn);
+        assert_eq!(rows(&load_table(&store, "p", lsn).unwrap().table), rows(&live));
+        assert_eq!(checkpoint(&store, "p", &mut cp, &mut table, lsn, true), 0, "nothing left to write");
 
-        // WAL missing after the checkpoint: refused, not silently short.
+        // WAL missing after the oldest shard: refused, not silently short.
         append(&store, "p", &mut lsn, vec![op(OpKind::Insert, "d", Some(4))]);
         store.truncate_log("p", lsn).unwrap();
-        let err = load_table(&store, "p", lsn, false).unwrap_err();
+        let err = load_table(&store, "p", lsn).err().expect("refused");
         assert!(err.to_string().contains("needed to rebuild"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_writes_about_its_budget_oldest_shards_first() {
+        let store = Store::memory();
+        let mut cp = Checkpoint::default();
+        let mut table = TableState::default();
+        let mut lsn = 0;
+        let batch: Vec<Op> = (0..40_000).map(|i| op(OpKind::Insert, &format!("k{i}"), Some(i))).collect();
+        append(&store, "p", &mut lsn, batch.clone());
+        table.apply(&batch);
+        // Fewer ops than the floor: CHECKPOINT_OPS rows' worth of shards.
+        cp.applied(1);
+        let written = checkpoint(&store, "p", &mut cp, &mut table, lsn, false);
+        let per_shard = 40_000 / SHARDS;
+        assert!(written > 0 && written < SHARDS, "about CHECKPOINT_OPS rows' worth of shards: {written}");
+        assert!((written * per_shard).abs_diff(CHECKPOINT_OPS) < 3 * per_shard, "{written} shards of about {per_shard} rows");
+        assert_eq!(cp.needs_from(), 0, "the other changed shards still need the WAL from the start");
+        // The rest, and the WAL is no longer needed to rebuild anything.
+        checkpoint(&store, "p", &mut cp, &mut table, lsn, true);
+        assert_eq!(cp.needs_from(), lsn);
+        assert_eq!(store.rows_lsn("p").unwrap(), lsn);
+        assert_eq!(store.log_bounds("p").unwrap(), None, "trimmed up to the oldest shard");
+        assert_eq!(store.load_rows("p").unwrap().rows.len(), 40_000);
+    }
+
+    /// A tiny deterministic generator (the test needs no crate for it).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn rows_rebuilt_after_any_mix_of_checkpoints_and_restarts_match_what_was_applied() {
+        for engine in ["memory", "disk"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = if engine == "disk" { Store::open_dir(dir.path()).unwrap() } else { Store::memory() };
+            let mut rng = Lcg(7);
+            let mut cp = Checkpoint::default();
+            let mut table = TableState::default();
+            let mut lsn = 0;
+            for round in 0..300 {
+                let ops: Vec<Op> = (0..rng.below(20) + 1)
+                    .map(|_| {
+                        let key = format!("k{}", rng.below(400));
+                        match rng.below(4) {
+                            0 => op(OpKind::Delete, &key, None),
+                            _ => op(OpKind::Update, &key, Some(rng.below(1000) as i64)),
+                        }
+                    })
+                    .collect();
+                append(&store, "r", &mut lsn, ops.clone());
+                table.apply(&ops);
+                cp.applied(ops.len());
+                match rng.below(10) {
+                    0..=2 => {
+                        // Partial checkpoints mostly (a budget of a few rows), sometimes all.
+                        let all = rng.below(5) == 0;
+                        let budget = rng.below(60) as usize;
+                        checkpoint_with(&store, "r", &mut cp, &mut table, lsn, all, (!all).then_some(budget));
+                    }
+                    3 => {
+                        // A restart: everything rebuilt from the store alone.
+                        if engine == "disk" {
+                            store.close();
+                            store = Store::open_dir(dir.path()).unwrap();
+                        }
+                        let loaded = load_table(&store, "r", lsn).unwrap();
+                        assert_eq!(rows(&loaded.table), rows(&table), "{engine}, round {round}");
+                        table = loaded.table;
+                        cp.reset(loaded.shard_lsns, loaded.epoch);
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(rows(&load_table(&store, "r", lsn).unwrap().table), rows(&table), "{engine}, at the end");
+        }
     }
 }

@@ -6,11 +6,11 @@
 //! be sent back unchanged. Replica statuses stay strings (`in_sync`, `paused` …), the values the
 //! events carry and the cluster types use for their statuses.
 
-use std::sync::Arc;
 
 use async_graphql::{Enum, InputObject, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
+use crate::storage::rows::RowValue;
 use crate::config::{ConflictStrategy, ReplicaMode, ReplicationMode};
 use crate::messages::events::{EventPayload, SharedEvent};
 use crate::messages::replication::{
@@ -69,7 +69,7 @@ impl From<OpInput> for Op {
             op: o.op.into(),
             table: o.table.into(),
             key: o.key.into(),
-            value: o.value.map(Arc::new),
+            value: o.value.map(RowValue::new),
         }
     }
 }
