@@ -251,6 +251,19 @@ fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]
     tx.commit().map_err(backend)
 }
 
+/// Refuses an owner's file that keeps rows in [`OLD_ROWS_TABLE`].
+fn refuse_old_layout(db: &redb::Database, path: &Path) -> Result<(), StorageError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let mut tables = tx.list_tables().map_err(backend)?;
+    if tables.any(|t| t.name() == OLD_ROWS_TABLE) {
+        return Err(StorageError::Open {
+            path: path.to_path_buf(),
+            message: "written by an older clusterd, which stored rows one by one; this version stores them by shard and cannot read it (start on a fresh data_dir)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The smallest lsn over every shard's stored rows (0 while a shard was never written).
 fn oldest_shard_lsn(lsns: &impl ReadableTable<u16, u64>) -> Result<u64, StorageError> {
     let mut oldest = u64::MAX;
@@ -350,6 +363,18 @@ impl Store {
         let db = redb::Database::create(&path)
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
         create_tables(&db, &[CLUSTER_NODES, REPLICAS, SETTINGS, SLOTS, SNAPSHOTS], false)?;
+        // Owners' files are opened on first use; one of an older layout is refused now, at
+        // start, not when its owner first loads (the primary would stay down).
+        if let Ok(entries) = std::fs::read_dir(dir.join(LOG_DIR)) {
+            for entry in entries.flatten() {
+                let file = entry.path();
+                if file.extension().is_some_and(|e| e == "redb") {
+                    let db = redb::Database::open(&file)
+                        .map_err(|e| StorageError::Open { path: file.clone(), message: e.to_string() })?;
+                    refuse_old_layout(&db, &file)?;
+                }
+            }
+        }
         Ok(Store { backend: Backend::Disk(RwLock::new(Some(db))), location: Some(path), logs: Mutex::default() })
     }
 
@@ -376,17 +401,7 @@ impl Store {
             .set_cache_size(LOG_CACHE_BYTES)
             .create(&path)
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        let old_layout = {
-            let tx = db.begin_read().map_err(backend)?;
-            let mut tables = tx.list_tables().map_err(backend)?;
-            tables.any(|t| t.name() == OLD_ROWS_TABLE)
-        };
-        if old_layout {
-            return Err(StorageError::Open {
-                path,
-                message: "written by an older clusterd, which stored rows one by one; this version stores them by shard and cannot read it (start on a fresh data_dir)".into(),
-            });
-        }
+        refuse_old_layout(&db, &path)?;
         create_tables(&db, &[], true)?;
         let db = Arc::new(RwLock::new(Some(db)));
         logs.open.insert(owner.to_string(), db.clone());
@@ -1057,9 +1072,9 @@ mod tests {
             tx.open_table(TableDefinition::<&[u8], &[u8]>::new(OLD_ROWS_TABLE)).expect("table");
             tx.commit().expect("commit");
         }
-        let s = Store::open_dir(dir.path()).expect("open");
-        let err = s.load_rows("primary").expect_err("refused");
+        let err = Store::open_dir(dir.path()).err().expect("refused at open");
         assert!(err.to_string().contains("older clusterd"), "{err}");
+        assert!(err.to_string().contains("primary.redb"), "names the file: {err}");
     }
 
     #[test]

@@ -269,14 +269,15 @@ impl ReplicaActor {
         let id = self.replica_id.clone();
         let rows = self.rows.clone();
         let captured_from = self.rows.clone();
-        // Read under the write lock (the capture marks shards as stored), written after it is
-        // released: a read waits for the copying of shared pointers, never for the disk.
+        // The lock is taken per shard (a shard's pointers copied under it), never across the
+        // disk: the commit task applying received records waits for one shard at most.
         let task = actix_web::rt::task::spawn_blocking(move || {
-            let images = {
-                let mut replayed = rows.write();
-                let lsn = replayed.lsn;
-                replayed.rows.capture(&plan, lsn)
+            let (picked, lsn) = {
+                let replayed = rows.read();
+                (replayed.rows.pick(&plan), replayed.lsn)
             };
+            let images = picked.into_iter().map(|shard| rows.write().rows.take(shard)).collect();
+            let images = rows.read().rows.finish(&plan, lsn, images);
             let Some(images) = images else { return Ok(None) };
             let (lsn, shards) = (images.lsn, stored_shards(&images));
             match store.write_row_images(&id, images) {

@@ -56,11 +56,12 @@ impl TableState {
     /// Applies a batch's ops in order.
     pub fn apply(&mut self, ops: &[Op]) {
         for op in ops {
-            let row = op.row();
+            // Hashed once: placement and map hash both read the strings.
+            let row = op.row_key();
             self.dirty.insert(row.shard());
             match (op.op, &op.value) {
-                (OpKind::Delete, _) => self.rows.remove(row),
-                (OpKind::Insert | OpKind::Update, Some(v)) => self.rows.insert(op.row_key(), v.clone()),
+                (OpKind::Delete, _) => self.rows.remove(row.as_ref()),
+                (OpKind::Insert | OpKind::Update, Some(v)) => self.rows.insert(row, v.clone()),
                 // Checked when the batch was accepted: an insert or update always has a value.
                 (OpKind::Insert | OpKind::Update, None) => {}
             }
@@ -102,31 +103,50 @@ impl TableState {
         &self.rows
     }
 
-    /// What checkpoint `plan` writes, the table being as of `lsn`: the changed shards, oldest
-    /// first, until they hold the plan's budget of rows (at least one shard), read now and so no
-    /// longer changed; and every unchanged shard stored before `lsn`, whose lsn just moves.
-    /// `None` if there is nothing to write.
+    /// What checkpoint `plan` writes, the table being as of `lsn`: [`TableState::pick`], each
+    /// shard [`TableState::take`]n, then [`TableState::finish`]. In one go, for an owner whose
+    /// table nobody else reads meanwhile (the primary's, on its actor).
     pub fn capture(&mut self, plan: &CheckpointPlan, lsn: u64) -> Option<RowImages> {
-        let stored_at = |shard: usize| plan.shard_lsns.get(shard).copied().unwrap_or(0);
+        let images = self.pick(plan).into_iter().map(|shard| self.take(shard)).collect();
+        self.finish(plan, lsn, images)
+    }
+
+    /// The changed shards checkpoint `plan` writes: oldest first, until they hold the plan's
+    /// budget of rows (at least one shard).
+    pub fn pick(&self, plan: &CheckpointPlan) -> Vec<usize> {
         let mut dirty: Vec<usize> = (0..SHARDS).filter(|&s| self.dirty.contains(s)).collect();
-        dirty.sort_by_key(|&s| stored_at(s));
-        let mut images = Vec::new();
-        let mut imaged = ShardSet::default();
-        let mut written = 0;
+        dirty.sort_by_key(|&s| plan.stored_at(s));
+        let mut picked = Vec::new();
+        let mut rows = 0;
         for shard in dirty {
-            if written >= plan.budget.max(1) {
+            if rows >= plan.budget.max(1) {
                 break;
             }
-            let rows = self.rows.shard_rows(shard);
-            written += rows.len().max(1);
-            self.dirty.remove(shard);
-            imaged.insert(shard);
-            // shard < SHARDS (256), which fits a u16.
-            images.push(ShardImage { shard: shard as u16, rows });
+            rows += self.rows.shard_len(shard).max(1);
+            picked.push(shard);
         }
-        // As above, the casts cannot truncate.
+        picked
+    }
+
+    /// Shard `shard` as it is now, no longer changed since.
+    pub fn take(&mut self, shard: usize) -> ShardImage {
+        self.dirty.remove(shard);
+        // shard < SHARDS (256), which fits a u16.
+        ShardImage { shard: shard as u16, rows: self.rows.shard_rows(shard) }
+    }
+
+    /// The checkpoint of `images`, taken at or after `lsn` (the lsn when they were picked: a
+    /// shard taken later holds more, and replaying from `lsn` onto it ends at the same state),
+    /// and every unchanged shard stored before `lsn`, whose lsn just moves. `None` if there is
+    /// nothing to write.
+    pub fn finish(&self, plan: &CheckpointPlan, lsn: u64, images: Vec<ShardImage>) -> Option<RowImages> {
+        let mut imaged = ShardSet::default();
+        for i in &images {
+            imaged.insert(usize::from(i.shard));
+        }
+        // shard < SHARDS (256), which fits a u16.
         let unchanged: Vec<u16> = (0..SHARDS)
-            .filter(|&s| !imaged.contains(s) && !self.dirty.contains(s) && stored_at(s) < lsn)
+            .filter(|&s| !imaged.contains(s) && !self.dirty.contains(s) && plan.stored_at(s) < lsn)
             .map(|s| s as u16)
             .collect();
         if images.is_empty() && unchanged.is_empty() {
@@ -168,6 +188,13 @@ pub struct CheckpointPlan {
     budget: usize,
     epoch: u64,
     trim_log: bool,
+}
+
+impl CheckpointPlan {
+    /// The lsn shard `shard` was stored at when the plan was made.
+    fn stored_at(&self, shard: usize) -> u64 {
+        self.shard_lsns.get(shard).copied().unwrap_or(0)
+    }
 }
 
 impl Checkpoint {
