@@ -138,6 +138,16 @@ struct MemoryLog {
     shards: BTreeMap<u16, (u64, Vec<(RowKey, RowValue)>)>,
 }
 
+impl MemoryLog {
+    /// As [`oldest_shard_lsn`] on disk.
+    fn oldest_shard_lsn(&self) -> u64 {
+        if self.shards.len() < SHARDS {
+            return 0;
+        }
+        self.shards.values().map(|s| s.0).min().unwrap_or(0)
+    }
+}
+
 /// A log commit: records appended to `owner`'s write-ahead log and positions, written in one
 /// transaction (one fsync). Rows reach the store apart, in [`RowImages`].
 #[derive(Debug, Clone, Default)]
@@ -621,43 +631,37 @@ impl Store {
                 let handle = self.log_db(owner)?;
                 let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
-                let written = {
-                    let meta = tx.open_table(META).map_err(backend)?;
-                    let stored_epoch = meta.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
-                    if stored_epoch != epoch {
-                        false
-                    } else {
-                        let mut lsns = tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
-                        let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
-                        let behind = |lsns: &redb::Table<'_, u16, u64>, shard: u16| -> Result<bool, StorageError> {
-                            Ok(lsns.get(shard).map_err(backend)?.is_none_or(|v| v.value() < lsn))
-                        };
-                        for (shard, chunks) in &encoded {
-                            // usize::from(u16) above: the cast back cannot truncate.
-                            let id = *shard as u16;
-                            if behind(&lsns, id)? {
-                                put_shard(&mut stored, *shard, chunks)?;
-                                lsns.insert(id, lsn).map_err(backend)?;
-                            }
-                        }
-                        for &id in &unchanged {
-                            if behind(&lsns, id)? {
-                                lsns.insert(id, lsn).map_err(backend)?;
-                            }
-                        }
-                        if trim_log {
-                            let oldest = oldest_shard_lsn(&lsns)?;
-                            remove_log_before(&mut tx.open_table(WAL).map_err(backend)?, oldest)?;
-                        }
-                        true
-                    }
-                };
-                if written {
-                    tx.commit().map_err(backend)?;
-                } else {
+                let stored_epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                if stored_epoch != epoch {
                     tx.abort().map_err(backend)?;
+                    return Ok(false);
                 }
-                Ok(written)
+                {
+                    let mut lsns = tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+                    let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
+                    let behind = |lsns: &redb::Table<'_, u16, u64>, shard: u16| -> Result<bool, StorageError> {
+                        Ok(lsns.get(shard).map_err(backend)?.is_none_or(|v| v.value() < lsn))
+                    };
+                    for (shard, chunks) in &encoded {
+                        // usize::from(u16) above: the cast back cannot truncate.
+                        let id = *shard as u16;
+                        if behind(&lsns, id)? {
+                            put_shard(&mut stored, *shard, chunks)?;
+                            lsns.insert(id, lsn).map_err(backend)?;
+                        }
+                    }
+                    for &id in &unchanged {
+                        if behind(&lsns, id)? {
+                            lsns.insert(id, lsn).map_err(backend)?;
+                        }
+                    }
+                    if trim_log {
+                        let oldest = oldest_shard_lsn(&lsns)?;
+                        remove_log_before(&mut tx.open_table(WAL).map_err(backend)?, oldest)?;
+                    }
+                }
+                tx.commit().map_err(backend)?;
+                Ok(true)
             }
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
@@ -677,7 +681,7 @@ impl Store {
                     }
                 }
                 if trim_log {
-                    let oldest = if m.shards.len() < SHARDS { 0 } else { m.shards.values().map(|s| s.0).min().unwrap_or(0) };
+                    let oldest = m.oldest_shard_lsn();
                     m.wal = m.wal.split_off(&oldest);
                 }
                 Ok(true)
@@ -886,7 +890,7 @@ impl Store {
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let m = log.lock();
-                Ok(if m.shards.len() < SHARDS { 0 } else { m.shards.values().map(|s| s.0).min().unwrap_or(0) })
+                Ok(m.oldest_shard_lsn())
             }
         }
     }

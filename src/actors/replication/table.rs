@@ -170,7 +170,7 @@ pub const CHECKPOINT_OPS: usize = 20_000;
 
 /// Where an owner's stored rows stand (the lsn of each shard), how much was applied since the
 /// last checkpoint, and whether one is running (one at a time, so each shard's lsn only grows).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Checkpoint {
     shard_lsns: Vec<u64>,
     /// The owner's reseed count, as the store has it ([`RowImages::epoch`]).
@@ -188,6 +188,13 @@ pub struct CheckpointPlan {
     budget: usize,
     epoch: u64,
     trim_log: bool,
+}
+
+impl Default for Checkpoint {
+    /// Nothing stored: every shard at lsn 0.
+    fn default() -> Self {
+        Checkpoint { shard_lsns: vec![0; SHARDS], epoch: 0, ops: 0, in_flight: false }
+    }
 }
 
 impl CheckpointPlan {
@@ -238,9 +245,6 @@ impl Checkpoint {
     pub fn finished(&mut self, written: Option<(u64, &[u16])>) {
         self.in_flight = false;
         if let Some((lsn, shards)) = written {
-            if self.shard_lsns.len() < SHARDS {
-                self.shard_lsns.resize(SHARDS, 0);
-            }
             for &s in shards {
                 if let Some(at) = self.shard_lsns.get_mut(usize::from(s)) {
                     *at = (*at).max(lsn);
@@ -251,9 +255,6 @@ impl Checkpoint {
 
     /// Where the WAL must be kept from: the oldest shard's lsn.
     pub fn needs_from(&self) -> u64 {
-        if self.shard_lsns.len() < SHARDS {
-            return 0;
-        }
         self.shard_lsns.iter().copied().min().unwrap_or(0)
     }
 }
