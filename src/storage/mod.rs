@@ -15,6 +15,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::config::StorageConfig;
 
+mod file;
 mod image;
 pub mod rows;
 mod segment;
@@ -370,7 +371,7 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let db = redb::Database::create(&path)
+        let db = file::open_database(&path, &redb::Builder::new())
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
         create_tables(&db, &[CLUSTER_NODES, REPLICAS, SETTINGS, SLOTS, SNAPSHOTS], false)?;
         // Owners' files are opened on first use; one of an older layout is refused now, at
@@ -407,9 +408,7 @@ impl Store {
         };
         std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
         let path = dir.join(log_file_name(owner));
-        let db = redb::Builder::new()
-            .set_cache_size(LOG_CACHE_BYTES)
-            .create(&path)
+        let db = file::open_database(&path, redb::Builder::new().set_cache_size(LOG_CACHE_BYTES))
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
         refuse_old_layout(&db, &path)?;
         create_tables(&db, &[], true)?;
