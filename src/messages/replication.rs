@@ -345,17 +345,6 @@ pub struct ReplicaProgress {
     pub replay_lsn: u64,
 }
 
-/// From a replica's commit task to the replica itself: the records of commit number `commit`
-/// are durable up to `flush_lsn` (they are being applied now). The replica reports the new flush
-/// position at once, so a write waiting for it does not wait for the apply too: PostgreSQL's
-/// walreceiver likewise reports flush apart from replay.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct LogFlushed {
-    pub commit: u64,
-    pub flush_lsn: u64,
-}
-
 /// Asks a replica where it stands (its durable position), e.g. to decide where to ship from.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ReplicaPositions, ReplicationError>")]

@@ -19,8 +19,7 @@
 //! ([`ReplicaRows`]).
 //!
 //! Positions: `write` is what it has received (in memory), `flush` what is durable, `replay`
-//! what its readable state shows. Flush is reported as soon as the commit is durable, before the
-//! apply ([`LogFlushed`]): a sync write waits for the flush only. On start it loads its rows, replays its log after them, and
+//! what its readable state shows. On start it loads its rows, replays its log after them, and
 //! reports its flushed position with `restarted`, so the primary ships from there: a replica
 //! resumes from its own flushed position, never from zero.
 
@@ -98,9 +97,6 @@ pub struct ReplicaActor {
     flush_due: bool,
     flush_timer: Option<SpawnHandle>,
     commit_in_flight: bool,
-    /// Numbers commits (never reset, so a [`LogFlushed`] from an earlier incarnation's or an
-    /// earlier commit's task is told apart and ignored).
-    commit_seq: u64,
     /// A reseed that arrived while a commit or a checkpoint was in flight: it runs once they are
     /// done, so a commit can neither land over the reseeded store nor move positions back after
     /// it, and a checkpoint's result is never taken for the reseeded table's.
@@ -135,7 +131,6 @@ impl ReplicaActor {
             flush_due: false,
             flush_timer: None,
             commit_in_flight: false,
-            commit_seq: 0,
             deferred_reseed: None,
             loaded: false,
             heartbeat: None,
@@ -229,13 +224,8 @@ impl ReplicaActor {
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let rows = self.rows.clone();
-        self.commit_seq += 1;
-        let flushed = LogFlushed { commit: self.commit_seq, flush_lsn: end };
-        let me = ctx.address();
         let work = actix_web::rt::task::spawn_blocking(move || {
             store.commit_log(&id, commit)?;
-            // One message per commit, and one commit in flight: the mailbox bound can be skipped.
-            me.do_send(flushed);
             for r in &records {
                 let mut replayed = rows.write();
                 replayed.rows.apply(&r.ops);
@@ -419,21 +409,6 @@ impl Handler<ShipWal> for ReplicaActor {
     }
 }
 
-impl Handler<LogFlushed> for ReplicaActor {
-    type Result = ();
-    fn handle(&mut self, msg: LogFlushed, _ctx: &mut Self::Context) {
-        // Only the commit in flight's: after a restart or once its task has ended (its end
-        // sets the same position) the message says nothing new.
-        if self.crashed || !self.commit_in_flight || msg.commit != self.commit_seq {
-            return;
-        }
-        if msg.flush_lsn > self.flush_lsn {
-            self.flush_lsn = msg.flush_lsn;
-            self.report(false);
-        }
-    }
-}
-
 impl Handler<GetReplicaPositions> for ReplicaActor {
     type Result = Result<ReplicaPositions, ReplicationError>;
     fn handle(&mut self, _: GetReplicaPositions, _ctx: &mut Self::Context) -> Self::Result {
@@ -529,64 +504,5 @@ impl Handler<StopReplica> for ReplicaActor {
     fn handle(&mut self, _: StopReplica, ctx: &mut Self::Context) {
         self.crashed = true;
         ctx.stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use super::*;
-
-    /// Stands in for the primary: passes every report on.
-    struct Reports(tokio::sync::mpsc::UnboundedSender<ReplicaProgress>);
-
-    impl Actor for Reports {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<ReplicaReport> for Reports {
-        type Result = ();
-        fn handle(&mut self, msg: ReplicaReport, _ctx: &mut Self::Context) {
-            let _ = self.0.send(msg.progress);
-        }
-    }
-
-    async fn next(reports: &mut tokio::sync::mpsc::UnboundedReceiver<ReplicaProgress>) -> ReplicaProgress {
-        let wait = tokio::time::timeout(Duration::from_secs(120), reports.recv());
-        wait.await.expect("a report in time").expect("reports flow")
-    }
-
-    #[actix_rt::test]
-    async fn flush_is_reported_before_the_records_are_applied() {
-        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let sink = Reports(tx).start().recipient();
-        let store = Arc::new(Store::memory());
-        let replica = ReplicaActor::new("r".into(), 1, store, sink, Duration::from_secs(3600)).start();
-        assert_eq!(next(&mut reports).await.flush_lsn, 0, "loaded, at the start");
-        // One record of many ops: applying it takes far longer than reporting a position.
-        let ops: Vec<Op> = (0..200_000)
-            .map(|i| Op {
-                op: OpKind::Insert,
-                table: "t".into(),
-                key: format!("k{i}").into(),
-                value: Some(serde_json::json!({ "i": i }).into()),
-            })
-            .collect();
-        let bytes = serde_json::to_vec(&WalRecord { committed_at_ms: 0, ops: ops.clone() }).unwrap();
-        let record =
-            ShippedRecord { lsn: 0, bytes: bytes.into(), durable_at: Instant::now(), committed_at_ms: 0, ops: Arc::new(ops) };
-        let end = record.end_lsn();
-        replica.do_send(ShipWal { records: vec![record], flush_awaited: true });
-        let mut flushed_before_replayed = false;
-        loop {
-            let p = next(&mut reports).await;
-            flushed_before_replayed |= p.flush_lsn == end && p.replay_lsn < end;
-            if p.replay_lsn == end {
-                assert_eq!(p.flush_lsn, end);
-                break;
-            }
-        }
-        assert!(flushed_before_replayed, "a report said the record was durable before it was applied");
     }
 }
