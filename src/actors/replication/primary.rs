@@ -691,8 +691,9 @@ impl PrimaryActor {
             self.rows.apply(&b.ops);
             // Rows no later accepted batch changed are now what the committed state says.
             for op in b.ops.iter() {
-                if self.overlay.get(&op.row()).is_some_and(|&(lsn, _)| lsn == b.lsn) {
-                    self.overlay.remove(&op.row());
+                let row = op.row();
+                if self.overlay.get(&row).is_some_and(|&(lsn, _)| lsn == b.lsn) {
+                    self.overlay.remove(&row);
                 }
             }
             let record = ShippedRecord {
@@ -1115,10 +1116,12 @@ impl Handler<ReplicateOps> for PrimaryActor {
         self.next_lsn += bytes.len() as u64;
         for op in &record.ops {
             let exists = op.op != OpKind::Delete;
-            match self.overlay.get_mut(&op.row()) {
+            // Hashed once: the owned key shares the op's table and key (no copy).
+            let row = op.row_key();
+            match self.overlay.get_mut(&row.as_ref()) {
                 Some(slot) => *slot = (lsn, exists),
                 None => {
-                    self.overlay.insert(op.row_key(), (lsn, exists));
+                    self.overlay.insert(row, (lsn, exists));
                 }
             }
         }
