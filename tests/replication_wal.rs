@@ -1,6 +1,8 @@
 //! WAL retention, replication slots and snapshots, driven through the runtime's messages: WAL is
 //! kept while a replica, a slot or the newest snapshot needs it and no longer; a logical slot
-//! decodes what was written after it; snapshots seed replicas; all of it survives a restart.
+//! decodes what was written after it; snapshots seed replicas; all of it survives a restart. And
+//! the log a replica receives ahead of its primary's fsync: applied only once confirmed, dropped
+//! where a restarted primary never made it durable.
 
 mod common;
 
@@ -36,9 +38,12 @@ async fn wal(runtime: &RuntimeHandle) -> WalStatus {
 
 /// Waits until `replica` has replayed `lsn`.
 async fn replayed(runtime: &RuntimeHandle, replica: &str, lsn: u64) {
+    // In sync too: after a restart the primary shows the last positions it heard until the new
+    // actor reports (`starting` meanwhile), and that actor applies what it kept only once the
+    // primary confirms it.
     poll_until("the replica replays", || async {
         let view = runtime.primary().send(GetReplica { replica_id: replica.into() }).await.ok()?.ok()?;
-        (view.replay_lsn_u64 >= lsn).then_some(())
+        (view.replay_lsn_u64 >= lsn && view.status == ReplicaStatus::InSync).then_some(())
     })
     .await;
 }
@@ -397,4 +402,175 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
     crash_and_restart(&runtime, "primary").await;
     replayed(&runtime, "replica-001", next.lsn_u64).await;
     expect_rows(&runtime, &[("k0", Some(100)), ("k1", Some(1)), ("k35", Some(35))]).await;
+}
+
+// ---- a replica's unconfirmed tail and the primary's timelines ------------------------------
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use clusterd::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
+use clusterd::storage::Store;
+
+/// Stands in for the primary: passes every report a replica sends to the test.
+struct ReportSink(tokio::sync::mpsc::UnboundedSender<ReplicaReport>);
+
+impl Actor for ReportSink {
+    type Context = Context<Self>;
+}
+
+impl Handler<ReplicaReport> for ReportSink {
+    type Result = ();
+    fn handle(&mut self, msg: ReplicaReport, _: &mut Self::Context) {
+        let _ = self.0.send(msg);
+    }
+}
+
+struct Reports(tokio::sync::mpsc::UnboundedReceiver<ReplicaReport>);
+
+impl Reports {
+    /// The next report that `pred` accepts (earlier ones are skipped).
+    async fn until(&mut self, what: &str, pred: impl Fn(&ReplicaReport) -> bool) -> ReplicaReport {
+        within(what, async {
+            loop {
+                let r = self.0.recv().await.expect("the replica reports");
+                if pred(&r) {
+                    return r;
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A record of one op on `t`/`k` at `lsn`, as the primary ships it.
+fn record(lsn: u64, op: OpKind, value: Option<i64>) -> ShippedRecord {
+    let ops = vec![Op { op, table: "t".into(), key: "k".into(), value: value.map(|v| serde_json::json!(v).into()) }];
+    let bytes = serde_json::to_vec(&WalRecord { committed_at_ms: 0, ops: ops.clone() }).expect("serializes");
+    ShippedRecord { lsn, bytes: bytes.into(), durable_at: None, committed_at_ms: 0, ops: Arc::new(ops) }
+}
+
+fn start_replica(store: &Arc<Store>, incarnation: u64) -> (Addr<ReplicaActor>, Reports) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = ReportSink(tx).start();
+    let actor = ReplicaActor::new("r".into(), incarnation, store.clone(), sink.recipient(), std::time::Duration::from_secs(3600));
+    (actor.start_supervised(), Reports(rx))
+}
+
+async fn read_k(replica: &Addr<ReplicaActor>) -> Option<(serde_json::Value, u64)> {
+    replica.send(ReadLocalRow { table: "t".into(), key: "k".into() }).await.expect("answers").expect("up")
+}
+
+#[actix_web::test]
+async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_earlier_primary_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open_dir(dir.path()).expect("store"));
+    let (replica, mut reports) = start_replica(&store, 1);
+    let first = reports.until("the first report", |r| r.restarted).await;
+    assert_eq!((first.timeline, first.progress.flush_lsn), (0, 0));
+    // The primary's first timeline: nothing to drop yet.
+    replica.do_send(Reconcile { from_timeline: 0, timeline: 1, keep_until: 0 });
+    reports.until("adopting timeline 1", |r| r.restarted && r.timeline == 1).await;
+
+    // Shipped before the primary's fsync ends: durable here, but not readable until confirmed.
+    let a = record(0, OpKind::Insert, Some(1));
+    let end_a = a.end_lsn();
+    replica.do_send(ShipWal { records: vec![a], flush_awaited: true, timeline: 1 });
+    let r = reports.until("a flushed", |r| r.progress.flush_lsn == end_a).await;
+    assert_eq!(r.progress.replay_lsn, 0, "not applied before the primary confirms it");
+    assert_eq!(read_k(&replica).await, None, "a replica never shows what its primary could still lose");
+    replica.do_send(PrimaryDurable { lsn: end_a, timeline: 1 });
+    reports.until("a replayed", |r| r.progress.replay_lsn == end_a).await;
+    assert_eq!(read_k(&replica).await, Some((serde_json::json!(1), end_a)));
+
+    // b is durable here; the primary goes down before confirming it. So does the replica.
+    let b = record(end_a, OpKind::Update, Some(2));
+    let end_b = b.end_lsn();
+    replica.do_send(ShipWal { records: vec![b], flush_awaited: true, timeline: 1 });
+    reports.until("b flushed", |r| r.progress.flush_lsn == end_b).await;
+    replica.send(CrashReplica).await.expect("crashes");
+    let (replica, mut reports) = start_replica(&store, 2);
+    let back = reports.until("the restart report", |r| r.restarted).await;
+    assert_eq!(
+        (back.timeline, back.progress.write_lsn, back.progress.flush_lsn, back.progress.replay_lsn),
+        (1, end_b, end_b, end_a),
+        "it kept b in its log, unconfirmed"
+    );
+    assert_eq!(read_k(&replica).await, Some((serde_json::json!(1), end_a)));
+
+    // A stale shipment of an earlier timeline is refused once a newer one is known to it: here
+    // the primary restarted having made durable only up to a: b is dropped.
+    replica.do_send(Reconcile { from_timeline: 1, timeline: 2, keep_until: end_a });
+    let r = reports.until("reconciled to timeline 2", |r| r.restarted && r.timeline == 2).await;
+    assert_eq!((r.progress.write_lsn, r.progress.flush_lsn, r.progress.replay_lsn), (end_a, end_a, end_a));
+    replica.do_send(ShipWal { records: vec![record(end_a, OpKind::Update, Some(99))], flush_awaited: true, timeline: 1 });
+    // The new primary writes something else at the same lsn.
+    let b2 = record(end_a, OpKind::Update, Some(3));
+    let end_b2 = b2.end_lsn();
+    replica.do_send(ShipWal { records: vec![b2], flush_awaited: true, timeline: 2 });
+    replica.do_send(PrimaryDurable { lsn: end_b2, timeline: 2 });
+    reports.until("b2 replayed", |r| r.progress.replay_lsn == end_b2).await;
+    assert_eq!(read_k(&replica).await, Some((serde_json::json!(3), end_b2)));
+
+    // Restarted once more, it rebuilds the same state from its own store (b2 stored before its
+    // confirmation came, so confirmed again on reconnect): b never comes back.
+    replica.send(CrashReplica).await.expect("crashes");
+    let (replica, mut reports) = start_replica(&store, 3);
+    let back = reports.until("the restart report", |r| r.restarted).await;
+    assert_eq!((back.timeline, back.progress.flush_lsn), (2, end_b2));
+    replica.do_send(PrimaryDurable { lsn: end_b2, timeline: 2 });
+    reports.until("b2 replayed again", |r| r.progress.replay_lsn == end_b2).await;
+    assert_eq!(read_k(&replica).await, Some((serde_json::json!(3), end_b2)));
+    let log: Vec<u64> = store.read_log("r", 0, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
+    assert_eq!(log, vec![0, end_a], "a, then b2 where b was");
+}
+
+#[actix_web::test]
+async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_and_follows_the_new_log() {
+    use clusterd::actors::replication::replica::flush_key;
+    use clusterd::storage::LogCommit;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = config();
+    c.storage.engine = StorageEngine::Disk;
+    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+
+    let end = {
+        let runtime = Runtime::start(c.clone()).expect("runtime starts");
+        let mut last = write(&runtime, OpKind::Insert, "k0", Some(serde_json::json!(0))).await;
+        for i in 1..5 {
+            last = write(&runtime, OpKind::Insert, &format!("k{i}"), Some(serde_json::json!(i))).await;
+        }
+        replayed(&runtime, "replica-001", last.lsn_u64).await;
+        runtime.shutdown().await;
+        last.lsn_u64
+    };
+    // What a crash in the middle of a group commit can leave: the records reached the replica's
+    // log (shipped as the primary's fsync started) but never the primary's.
+    {
+        let store = Store::open_dir(dir.path()).expect("store");
+        assert_eq!(store.log_bounds("primary").expect("bounds").map(|(_, last, len)| last + len as u64), Some(end));
+        let ops = vec![Op { op: OpKind::Insert, table: "t".into(), key: "ghost".into(), value: Some(serde_json::json!(666).into()) }];
+        let bytes = serde_json::to_vec(&WalRecord { committed_at_ms: 0, ops }).expect("serializes");
+        let ghost_end = end + bytes.len() as u64;
+        store
+            .commit_log(
+                "replica-001",
+                LogCommit { records: vec![(end, bytes.into())], meta: vec![(flush_key("replica-001"), ghost_end)], ..Default::default() },
+            )
+            .expect("the ghost record");
+        store.close();
+    }
+
+    let runtime = Runtime::start(c).expect("runtime starts again");
+    replayed(&runtime, "replica-001", end).await;
+    let view = runtime.primary().send(GetReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("view");
+    assert_eq!(view.flush_lsn_u64, end, "the replica's log ends where the primary's does: {view:?}");
+    assert_eq!(read(&runtime, "ghost", ReadFrom::Replica("replica-001".into())).await, None);
+    // The new primary's next record takes the lsn the ghost had; the replica follows it.
+    let next = write(&runtime, OpKind::Insert, "real", Some(serde_json::json!(1))).await;
+    assert_eq!(next.acknowledged_by, vec!["replica-001".to_string()]);
+    assert_eq!(read(&runtime, "real", ReadFrom::Replica("replica-001".into())).await, Some(serde_json::json!(1)));
+    assert_eq!(read(&runtime, "ghost", ReadFrom::Replica("replica-001".into())).await, None);
+    assert_eq!(read(&runtime, "k4", ReadFrom::Replica("replica-001".into())).await, Some(serde_json::json!(4)));
+    runtime.shutdown().await;
 }

@@ -10,6 +10,7 @@ use actix_web::rt::time::timeout;
 use awc::ws::{Codec, Frame, Message};
 use clusterd::config::StorageEngine;
 use clusterd::messages::cluster::{AddNode, CrashNode};
+use clusterd::messages::replication::{GetReplicationStatus, ReplicaStatus};
 use clusterd::{Config, Runtime, RuntimeHandle};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -217,6 +218,18 @@ async fn since_seq_replays_retained_events_then_goes_live_without_gap_or_duplica
 #[actix_web::test]
 async fn streams_carry_only_their_category() {
     let (runtime, addr) = serve(config());
+    // The replicas' start-up status changes are replication events: let them pass first.
+    timeout(Duration::from_secs(10), async {
+        loop {
+            let s = runtime.primary().send(GetReplicationStatus).await.expect("primary answers");
+            if s.replicas.iter().all(|r| r.status == ReplicaStatus::InSync) {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("replicas in sync");
     let mut replication = connect(addr, "/api/v1/ws/cluster/replication").await;
     handshake(&mut replication).await;
     let mut nodes = connect(addr, "/api/v1/ws/cluster/nodes").await;

@@ -91,7 +91,9 @@ pub struct WalRecord {
 pub struct ShippedRecord {
     pub lsn: u64,
     pub bytes: Arc<[u8]>,
-    pub durable_at: Instant,
+    /// `None` while the primary's commit of it is in flight: records are shipped as that commit
+    /// starts, so a replica's fsync runs beside the primary's (see [`PrimaryDurable`]).
+    pub durable_at: Option<Instant>,
     /// When the primary accepted the batch (epoch ms), for lag in seconds.
     pub committed_at_ms: i64,
     /// The record's operations, decoded once on the primary and shared: in-process replicas
@@ -156,7 +158,8 @@ pub struct ReplicateAck {
     /// LSN just past the batch's record (what a replica must have flushed to hold it).
     pub lsn: String,
     pub lsn_u64: u64,
-    /// Replicas that had flushed the batch when the answer was given.
+    /// Replicas that had flushed and replayed the batch when the answer was given: it is
+    /// durable there and a read there returns it (PostgreSQL's `remote_apply`).
     pub acknowledged_by: Vec<String>,
     #[schema(value_type = String)]
     pub mode: ReplicationMode,
@@ -323,8 +326,10 @@ pub struct ReplicationStatus {
 
 // Between the primary and its replicas.
 
-/// The primary ships records to a replica (in lsn order, contiguous with what it shipped before
-/// unless `restart_from` says where to start over).
+/// The primary ships records to a replica, in lsn order, contiguous with what it shipped
+/// before (the replica says where it stands after any restart). Records may not be durable on
+/// the primary yet: the replica makes them durable at once, but applies them (makes them
+/// readable) only up to what a [`PrimaryDurable`] of the same timeline covers.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ShipWal {
@@ -333,6 +338,33 @@ pub struct ShipWal {
     /// mode, or any replica in `semi_sync`): the replica then makes the records durable at once;
     /// otherwise it may gather them for a moment first (see `ReplicaActor`).
     pub flush_awaited: bool,
+    /// The primary's timeline (see [`Reconcile`]).
+    pub timeline: u64,
+}
+
+/// Everything the primary of `timeline` shipped up to `lsn` is durable there: a replica may
+/// apply its records up to it. Sent after every group commit, and when a replica (re)connects.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct PrimaryDurable {
+    pub lsn: u64,
+    pub timeline: u64,
+}
+
+/// Sent to a replica whose received log comes from an earlier timeline of the primary (each
+/// start of the primary begins a new one, as a PostgreSQL promotion does). The earlier primary
+/// may have shipped records it never made durable; after its restart the same lsns hold other
+/// records. The replica drops what it holds from `keep_until` on (the end of what that timeline
+/// made durable, or the replica's applied position if the primary no longer knows that end),
+/// may apply the rest, adopts `timeline` and reports as restarted.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    /// The timeline the primary believes the replica is on; a replica on another one ignores
+    /// the message and reports, and the primary answers that report.
+    pub from_timeline: u64,
+    pub timeline: u64,
+    pub keep_until: u64,
 }
 
 /// A replica reports its positions to the primary.
@@ -616,6 +648,8 @@ pub struct DecodedChange {
 pub struct Reseed {
     pub rows: Arc<Vec<(String, String, serde_json::Value)>>,
     pub lsn: u64,
+    /// The primary's timeline, which the reseeded replica adopts.
+    pub timeline: u64,
 }
 
 /// Takes a consistent snapshot of the primary's tables at its flushed lsn, durably.

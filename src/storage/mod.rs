@@ -159,6 +159,10 @@ pub struct LogCommit {
     pub meta: Vec<(String, u64)>,
     /// Drop the owner's records that start before this lsn, in the same transaction.
     pub truncate_before: Option<u64>,
+    /// Drop the owner's records that start at or after this lsn first, in the same transaction
+    /// (a replica dropping records its primary never made durable, see
+    /// [`crate::messages::replication::Reconcile`]). A record boundary.
+    pub truncate_from: Option<u64>,
 }
 
 /// A checkpoint of an owner's rows: some shards written whole as they were at `lsn`, and the
@@ -322,6 +326,50 @@ fn remove_log_before(wal: &mut redb::Table<'_, u64, &[u8]>, before: u64) -> Resu
     }
     for k in &old {
         wal.remove(*k).map_err(backend)?;
+    }
+    if let Some((first, seg)) = kept {
+        wal.insert(first, seg.as_slice()).map_err(backend)?;
+    }
+    Ok(removed)
+}
+
+/// Removes the log records that start at or after `from`; returns how many went. A segment
+/// holding records on both sides is written again with the earlier ones.
+fn remove_log_from(wal: &mut redb::Table<'_, u64, &[u8]>, from: u64) -> Result<usize, StorageError> {
+    let mut removed = 0;
+    let mut kept: Option<(u64, Vec<u8>)> = None;
+    let straddling = match wal.range(..from).map_err(backend)?.next_back() {
+        Some(row) => {
+            let (k, v) = row.map_err(backend)?;
+            Some((k.value(), v.value().to_vec()))
+        }
+        None => None,
+    };
+    if let Some((first, seg)) = straddling {
+        let mut earlier = Vec::new();
+        for record in segment::decode(first, &seg) {
+            let (lsn, bytes) = record?;
+            if lsn < from {
+                earlier.push(bytes);
+            } else {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            let mut out = Vec::new();
+            segment::encode(earlier.iter().copied(), &mut out)?;
+            kept = Some((first, out));
+        }
+    }
+    let later: Vec<u64> = wal
+        .range(from..)
+        .map_err(backend)?
+        .map(|row| row.map(|(k, _)| k.value()).map_err(backend))
+        .collect::<Result<_, _>>()?;
+    for k in later {
+        if let Some(v) = wal.remove(k).map_err(backend)? {
+            removed += segment::decode(k, v.value()).count();
+        }
     }
     if let Some((first, seg)) = kept {
         wal.insert(first, seg.as_slice()).map_err(backend)?;
@@ -590,6 +638,9 @@ impl Store {
                 let tx = db.begin_write().map_err(backend)?;
                 {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
+                    if let Some(from) = commit.truncate_from {
+                        remove_log_from(&mut wal, from)?;
+                    }
                     append_log(&mut wal, &commit.records)?;
                     let mut meta = tx.open_table(META).map_err(backend)?;
                     for (k, v) in &commit.meta {
@@ -604,6 +655,9 @@ impl Store {
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let mut m = log.lock();
+                if let Some(from) = commit.truncate_from {
+                    drop(m.wal.split_off(&from));
+                }
                 m.wal.extend(commit.records);
                 if let Some(before) = commit.truncate_before {
                     m.wal = m.wal.split_off(&before);
@@ -920,6 +974,7 @@ mod tests {
             records: vec![(0, b"aaaa".to_vec().into()), (4, b"bb".to_vec().into())],
             meta: vec![("primary.flush_lsn".into(), 6)],
             truncate_before: None,
+            truncate_from: None,
         };
         s.commit_log("primary", first).expect("commit");
         // Another owner's log stays apart.
@@ -951,6 +1006,26 @@ mod tests {
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 14, 2)));
         s.commit_log("primary", LogCommit { records: vec![(16, b"g".to_vec().into())], ..Default::default() }).expect("commit");
         assert_eq!(s.log_bounds("primary").expect("bounds"), Some((14, 16, 1)));
+        // Dropping a tail: inside a segment (its earlier record stays), then across segments.
+        let all = |s: &Store| -> Vec<(u64, Vec<u8>)> {
+            s.read_log("primary", 0, usize::MAX).expect("read").into_iter().map(|r| (r.0, r.1.to_vec())).collect()
+        };
+        s.commit_log("primary", LogCommit { records: vec![(17, b"hhh".to_vec().into()), (20, b"ii".to_vec().into())], ..Default::default() })
+            .expect("commit");
+        let replaced = LogCommit {
+            records: vec![(20, b"JJ".to_vec().into())],
+            meta: vec![("primary.flush_lsn".into(), 22)],
+            truncate_from: Some(20),
+            ..Default::default()
+        };
+        s.commit_log("primary", replaced).expect("commit");
+        assert_eq!(all(s), vec![(14, b"ff".to_vec()), (16, b"g".to_vec()), (17, b"hhh".to_vec()), (20, b"JJ".to_vec())]);
+        assert_eq!(s.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(22));
+        s.commit_log("primary", LogCommit { truncate_from: Some(16), ..Default::default() }).expect("commit");
+        assert_eq!(all(s), vec![(14, b"ff".to_vec())]);
+        s.commit_log("primary", LogCommit { truncate_from: Some(14), ..Default::default() }).expect("commit");
+        assert_eq!(s.log_bounds("primary").expect("bounds"), None);
+        assert_eq!(s.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)), "other owners keep theirs");
     }
 
     fn row(table: &str, key: &str, value: &str) -> (String, String, serde_json::Value) {
@@ -1098,8 +1173,9 @@ mod tests {
         disk.close();
         assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));
         let reopened = Store::open_dir(dir.path()).expect("reopen");
-        assert_eq!(reopened.log_bounds("primary").expect("bounds"), Some((14, 16, 1)));
-        assert_eq!(reopened.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(6));
+        assert_eq!(reopened.log_bounds("primary").expect("bounds"), None);
+        assert_eq!(reopened.log_bounds("replica-001").expect("bounds"), Some((0, 0, 4)));
+        assert_eq!(reopened.get_log_meta("primary", "primary.flush_lsn").expect("meta"), Some(22));
     }
 
     #[test]

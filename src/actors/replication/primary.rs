@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, stored_shards, Checkpoint, TableState};
+use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
 use crate::storage::rows::{RowKey, RowRef};
 use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
 use crate::messages::events::*;
@@ -51,6 +51,21 @@ pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 fn primary_flush_key(primary: &str) -> String {
     format!("primary:{primary}:flush_lsn")
 }
+
+/// The meta key of the primary's current timeline: one more at every start (see [`Reconcile`]).
+fn timeline_key(primary: &str) -> String {
+    format!("primary:{primary}:timeline")
+}
+
+/// The meta key of where timeline `timeline` ended: the durable end of the log when the next
+/// one began.
+fn timeline_end_key(primary: &str, timeline: u64) -> String {
+    format!("primary:{primary}:timeline:{timeline}:end")
+}
+
+/// How many earlier timelines' ends a start reads back. A replica whose log comes from an
+/// older one (it was away for that many restarts of the primary) keeps only what it applied.
+const TIMELINES_KEPT: u64 = 64;
 
 /// The replication settings that can change at run time.
 #[derive(Debug, Clone)]
@@ -143,6 +158,9 @@ struct ReplicaEntry {
     partitioned: bool,
     /// Got a report from the current actor (since the last partition).
     connected: bool,
+    /// The timeline its last report named: records are shipped only once it is the primary's
+    /// own (after a [`Reconcile`]).
+    timeline: u64,
     write_lsn: u64,
     flush_lsn: u64,
     replay_lsn: u64,
@@ -181,6 +199,7 @@ impl ReplicaEntry {
             paused: false,
             partitioned: false,
             connected: false,
+            timeline: 0,
             write_lsn: 0,
             flush_lsn: 0,
             replay_lsn: 0,
@@ -260,6 +279,12 @@ pub struct PrimaryActor {
     truncate_waiting: Vec<oneshot::Sender<Result<WalTruncated, ReplicationError>>>,
     next_lsn: u64,
     flush_lsn: u64,
+    /// The end of what can be shipped: the durable log and the group commit in flight, whose
+    /// records go out as its fsync starts.
+    shipped_end: u64,
+    /// This start's timeline, and where earlier ones ended (see [`Reconcile`]).
+    timeline: u64,
+    timeline_ends: BTreeMap<u64, u64>,
     pending: Vec<Accepted>,
     commit_in_flight: bool,
     /// Durable batches waiting for replicas, in lsn order (commits are).
@@ -304,6 +329,9 @@ impl PrimaryActor {
             truncate_waiting: Vec::new(),
             next_lsn: 0,
             flush_lsn: 0,
+            shipped_end: 0,
+            timeline: 0,
+            timeline_ends: BTreeMap::new(),
             pending: Vec::new(),
             commit_in_flight: false,
             waiters: VecDeque::new(),
@@ -342,6 +370,23 @@ impl PrimaryActor {
                 None => 0,
             };
             let flush = store.get_log_meta(&primary, &primary_flush_key(&primary))?.unwrap_or(0).max(end);
+            // A new timeline, durable before anything is shipped on it; the one before ends here.
+            let previous = store.get_log_meta(&primary, &timeline_key(&primary))?.unwrap_or(0);
+            let timeline = previous + 1;
+            let mut timeline_ends = BTreeMap::new();
+            for t in previous.saturating_sub(TIMELINES_KEPT - 1)..previous {
+                if let Some(end) = store.get_log_meta(&primary, &timeline_end_key(&primary, t))? {
+                    timeline_ends.insert(t, end);
+                }
+            }
+            timeline_ends.insert(previous, flush);
+            store.commit_log(
+                &primary,
+                LogCommit {
+                    meta: vec![(timeline_end_key(&primary, previous), flush), (timeline_key(&primary), timeline)],
+                    ..Default::default()
+                },
+            )?;
             let rows = load_table(&store, &primary, flush)?;
             let oldest = bounds.map(|b| b.0).unwrap_or(flush);
             let newest_snapshot = match (store.get_meta("snapshot_seq")?, store.get_meta("newest_snapshot_lsn")?) {
@@ -376,10 +421,10 @@ impl PrimaryActor {
                     slots.insert(name, slot);
                 }
             }
-            Ok((rows, flush, replicas, fresh, settings, slots, oldest, newest_snapshot))
+            Ok((rows, flush, (timeline, timeline_ends), replicas, fresh, settings, slots, oldest, newest_snapshot))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((rows, flush, replicas, fresh, settings, slots, oldest, newest_snapshot))) => {
+            Ok(Ok((rows, flush, (timeline, timeline_ends), replicas, fresh, settings, slots, oldest, newest_snapshot))) => {
                 act.slots = slots;
                 act.newest_snapshot = newest_snapshot;
                 act.oldest_retained = oldest;
@@ -395,7 +440,18 @@ impl PrimaryActor {
                 act.overlay.clear();
                 act.flush_lsn = flush;
                 act.next_lsn = flush;
+                act.shipped_end = flush;
+                act.timeline = timeline;
+                act.timeline_ends = timeline_ends;
                 act.crashed = false;
+                // Replicas still running from before (a restart after a crash) hold what the
+                // last timeline shipped, maybe more than it made durable: reconcile them now
+                // rather than at their next heartbeat.
+                for e in act.replicas.values() {
+                    if let Some(addr) = &e.addr {
+                        addr.do_send(act.reconcile_for(e.timeline, e.replay_lsn));
+                    }
+                }
                 if act.replicas.is_empty() {
                     for (id, mode) in replicas {
                         let reason = if fresh.contains(&id) { "bootstrap" } else { "" };
@@ -656,10 +712,36 @@ impl PrimaryActor {
             records: batches.iter().map(|b| (b.lsn, b.bytes.clone())).collect(),
             meta: vec![(primary_flush_key(&self.settings.primary), end)],
             truncate_before: None,
+            truncate_from: None,
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
         let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, commit));
+        // Shipped as the fsync starts, so replicas make the records durable beside it; they
+        // apply them once told they are durable here (PrimaryDurable, from `committed`).
+        let start = self.shipped_end;
+        let shipped: Vec<ShippedRecord> = batches
+            .iter()
+            .map(|b| ShippedRecord {
+                lsn: b.lsn,
+                bytes: b.bytes.clone(),
+                durable_at: None,
+                committed_at_ms: b.committed_at_ms,
+                ops: b.ops.clone(),
+            })
+            .collect();
+        self.keep_recent(&shipped);
+        self.shipped_end = end;
+        let mode = self.settings.mode;
+        let timeline = self.timeline;
+        for e in self.replicas.values_mut() {
+            if Self::streams(e, timeline) && e.shipped_lsn == start && start.saturating_sub(e.write_lsn) < SHIP_WINDOW {
+                if let Some(addr) = &e.addr {
+                    addr.do_send(ShipWal { records: shipped.clone(), flush_awaited: flush_awaited(mode, e.mode), timeline });
+                }
+                e.shipped_lsn = end;
+            }
+        }
         ctx.spawn(write.into_actor(self).map(move |res, act, ctx| {
             act.commit_in_flight = false;
             if act.crashed {
@@ -676,16 +758,49 @@ impl PrimaryActor {
         }));
     }
 
-    /// A group commit is durable: apply, ship, answer or wait.
+    /// Keeps shipped records in memory (up to [`RECENT_BYTES`]) for replicas that catch up.
+    fn keep_recent(&mut self, records: &[ShippedRecord]) {
+        for r in records {
+            self.recent_bytes += r.bytes.len();
+            self.recent.push_back(r.clone());
+        }
+        while self.recent_bytes > RECENT_BYTES {
+            match self.recent.pop_front() {
+                Some(r) => self.recent_bytes -= r.bytes.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether records are shipped to this replica now: it runs, reported since it (or the
+    /// link) came back, is not paused, and is on this timeline.
+    fn streams(e: &ReplicaEntry, timeline: u64) -> bool {
+        e.addr.is_some() && e.connected && !e.paused && e.timeline == timeline
+    }
+
+    /// What a replica on timeline `from` (having applied up to `applied`) is told after this
+    /// primary started: keep what that timeline made durable.
+    fn reconcile_for(&self, from: u64, applied: u64) -> Reconcile {
+        let keep_until = self.timeline_ends.get(&from).copied().unwrap_or(applied);
+        Reconcile { from_timeline: from, timeline: self.timeline, keep_until }
+    }
+
+    /// A group commit is durable: apply, confirm to the replicas, answer or wait.
     fn committed(&mut self, batches: Vec<Accepted>, end: u64, ctx: &mut Context<Self>) {
         self.events.metrics().wal_committed(batches.len() as u64);
         let old_flush = self.flush_lsn;
         self.flush_lsn = end;
         let durable_at = Instant::now();
+        for r in self.recent.iter_mut().rev() {
+            if r.lsn < old_flush {
+                break;
+            }
+            r.durable_at.get_or_insert(durable_at);
+        }
         let ops: u64 = batches.iter().map(|b| b.ops.len() as u64).sum();
         self.commits.push_back((durable_at, ops, end - old_flush));
         trim_window(&mut self.commits, durable_at, |c| c.0);
-        let mut shipped = Vec::with_capacity(batches.len());
+        let mut first_committed_ms = None;
         let mut replies = Vec::with_capacity(batches.len());
         for b in batches {
             self.rows.apply(&b.ops);
@@ -696,45 +811,26 @@ impl PrimaryActor {
                     self.overlay.remove(&row);
                 }
             }
-            let record = ShippedRecord {
-                lsn: b.lsn,
-                bytes: b.bytes,
-                durable_at,
-                committed_at_ms: b.committed_at_ms,
-                ops: b.ops,
-            };
-            self.checkpoint.applied(record.ops.len());
-            replies.push((record.end_lsn(), b.reply));
-            shipped.push(record);
+            self.checkpoint.applied(b.ops.len());
+            first_committed_ms.get_or_insert(b.committed_at_ms);
+            replies.push((b.lsn + b.bytes.len() as u64, b.reply));
         }
         if self.checkpoint.due() {
             self.maintain(ctx, false);
         }
-        for r in &shipped {
-            self.recent_bytes += r.bytes.len();
-            self.recent.push_back(r.clone());
-        }
-        while self.recent_bytes > RECENT_BYTES {
-            match self.recent.pop_front() {
-                Some(r) => self.recent_bytes -= r.bytes.len(),
-                None => break,
-            }
-        }
-        // Ship: replicas that had everything get the new records straight away; others catch up.
-        let first_committed_ms = shipped.first().map(|r| r.committed_at_ms);
+        // Confirm to every replica on this timeline (what it holds up to `end` may be applied),
+        // then ship to the ones catching up.
+        let confirm = PrimaryDurable { lsn: end, timeline: self.timeline };
         let ids: Vec<String> = self.replicas.keys().cloned().collect();
         for id in &ids {
             if let Some(e) = self.replicas.get_mut(id) {
                 if e.replay_lsn >= old_flush && e.behind_since_ms.is_none() {
                     e.behind_since_ms = first_committed_ms;
                 }
-                let live = e.addr.is_some() && e.connected && !e.paused;
-                if live && e.shipped_lsn == old_flush && old_flush.saturating_sub(e.write_lsn) < SHIP_WINDOW {
+                if e.connected && !e.partitioned && e.timeline == confirm.timeline {
                     if let Some(addr) = &e.addr {
-                        let flush_awaited = flush_awaited(self.settings.mode, e.mode);
-                        addr.do_send(ShipWal { records: shipped.clone(), flush_awaited });
+                        addr.do_send(confirm);
                     }
-                    e.shipped_lsn = end;
                 }
             }
             self.ship_more(id, ctx);
@@ -768,18 +864,19 @@ impl PrimaryActor {
         );
     }
 
-    /// Replicas that have flushed `lsn`, and whether the mode is satisfied; the missing ones.
-    /// (Which replicas a mode waits for is also [`flush_awaited`].)
+    /// Replicas that have flushed and replayed `lsn` (a replica replays only what is durable on
+    /// both sides), and whether the mode is satisfied; the missing ones. (Which replicas a mode
+    /// waits for is also [`flush_awaited`].)
     fn acks(&self, lsn: u64) -> (Vec<String>, bool, Vec<String>) {
         let flushed: Vec<String> =
-            self.replicas.iter().filter(|(_, e)| e.flush_lsn >= lsn).map(|(id, _)| id.clone()).collect();
+            self.replicas.iter().filter(|(_, e)| e.replay_lsn >= lsn).map(|(id, _)| id.clone()).collect();
         match self.settings.mode {
             ReplicationMode::Async => (flushed, true, Vec::new()),
             ReplicationMode::Sync => {
                 let missing: Vec<String> = self
                     .replicas
                     .iter()
-                    .filter(|(_, e)| e.mode == ReplicaMode::Sync && e.flush_lsn < lsn)
+                    .filter(|(_, e)| e.mode == ReplicaMode::Sync && e.replay_lsn < lsn)
                     .map(|(id, _)| id.clone())
                     .collect();
                 let ok = missing.is_empty();
@@ -790,7 +887,7 @@ impl PrimaryActor {
                 let missing = if ok {
                     Vec::new()
                 } else {
-                    self.replicas.iter().filter(|(_, e)| e.flush_lsn < lsn).map(|(id, _)| id.clone()).collect()
+                    self.replicas.iter().filter(|(_, e)| e.replay_lsn < lsn).map(|(id, _)| id.clone()).collect()
                 };
                 (flushed, ok, missing)
             }
@@ -810,11 +907,11 @@ impl PrimaryActor {
                 .replicas
                 .values()
                 .filter(|e| e.mode == ReplicaMode::Sync)
-                .map(|e| e.flush_lsn)
+                .map(|e| e.replay_lsn)
                 .min()
                 .unwrap_or(u64::MAX),
             ReplicationMode::SemiSync => {
-                let mut flushed: Vec<u64> = self.replicas.values().map(|e| e.flush_lsn).collect();
+                let mut flushed: Vec<u64> = self.replicas.values().map(|e| e.replay_lsn).collect();
                 flushed.sort_unstable_by(|a, b| b.cmp(a));
                 match self.settings.sync_quorum {
                     0 => u64::MAX,
@@ -887,11 +984,12 @@ impl PrimaryActor {
     /// Ships what a replica is missing, within the window: from memory when the records are
     /// still there, from the store otherwise.
     fn ship_more(&mut self, id: &str, ctx: &mut Context<Self>) {
-        let flush = self.flush_lsn;
+        let shippable = self.shipped_end;
+        let timeline = self.timeline;
         let oldest_recent = self.recent.front().map(|r| r.lsn);
         let Some(e) = self.replicas.get_mut(id) else { return };
         let Some(addr) = e.addr.clone() else { return };
-        if e.paused || !e.connected || e.fetch_in_flight || e.seeding.is_some() || e.shipped_lsn >= flush {
+        if !Self::streams(e, timeline) || e.fetch_in_flight || e.seeding.is_some() || e.shipped_lsn >= shippable {
             return;
         }
         if e.shipped_lsn.saturating_sub(e.write_lsn) >= SHIP_WINDOW {
@@ -912,7 +1010,7 @@ impl PrimaryActor {
                     }
                 }
                 let shipped_to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
-                addr.do_send(ShipWal { records: batch, flush_awaited: awaited });
+                addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline });
                 if let Some(e) = self.replicas.get_mut(id) {
                     e.shipped_lsn = shipped_to;
                 }
@@ -923,24 +1021,8 @@ impl PrimaryActor {
         e.fetch_in_flight = true;
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        let read = actix_web::rt::task::spawn_blocking(move || {
-            // Decoded here, off the arbiter, once for every replica it goes to.
-            let records = store.read_log(&primary, from, SHIP_WINDOW as usize)?;
-            let mut decoded = Vec::with_capacity(records.len());
-            for (lsn, bytes) in records {
-                let record: WalRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                    crate::storage::StorageError::Backend(format!("WAL record at {lsn} is unreadable: {e}"))
-                })?;
-                decoded.push(ShippedRecord {
-                    lsn,
-                    bytes: bytes.into(),
-                    durable_at: Instant::now(),
-                    committed_at_ms: record.committed_at_ms,
-                    ops: Arc::new(record.ops),
-                });
-            }
-            Ok::<_, crate::storage::StorageError>(decoded)
-        });
+        // Decoded there, off the arbiter. Only durable records are in the store.
+        let read = actix_web::rt::task::spawn_blocking(move || read_records(&store, &primary, from, u64::MAX, SHIP_WINDOW as usize));
         let id = id.to_string();
         ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let Some(e) = act.replicas.get_mut(&id) else { return };
@@ -950,10 +1032,10 @@ impl PrimaryActor {
                 return;
             }
             match res {
-                Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from => {
+                Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from && e.timeline == timeline => {
                     let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
                     if let Some(addr) = &e.addr {
-                        addr.do_send(ShipWal { records: batch, flush_awaited: awaited });
+                        addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline });
                         e.shipped_lsn = to;
                     }
                     act.ship_more(&id, ctx);
@@ -988,14 +1070,15 @@ impl PrimaryActor {
         }));
     }
 
-    /// The time a record ending at or before `lsn` became durable here, for lag measurement:
-    /// the newest such record still in memory.
-    fn durable_at(&self, lsn: u64) -> Option<Instant> {
+    /// How long ago the record ending at `lsn` became durable here, for lag measurement, if it
+    /// is still in memory: zero if it is not durable here yet (the replica was the quicker).
+    fn lag_since(&self, lsn: u64, now: Instant) -> Option<Duration> {
         let i = self.recent.partition_point(|r| r.end_lsn() <= lsn);
         if i == 0 {
             return None;
         }
-        self.recent.get(i - 1).filter(|r| r.end_lsn() == lsn).map(|r| r.durable_at)
+        let record = self.recent.get(i - 1).filter(|r| r.end_lsn() == lsn)?;
+        Some(record.durable_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)))
     }
 
     /// The commit time of the oldest record that ends after `lsn`, if still in memory.
@@ -1139,9 +1222,16 @@ impl Handler<ReplicaReport> for PrimaryActor {
         let p = msg.progress;
         let id = p.replica_id.clone();
         let now = Instant::now();
-        let (write_at, flush_at, replay_at) = (self.durable_at(p.write_lsn), self.durable_at(p.flush_lsn), self.durable_at(p.replay_lsn));
+        let (write_lag, flush_lag, replay_lag) =
+            (self.lag_since(p.write_lsn, now), self.lag_since(p.flush_lsn, now), self.lag_since(p.replay_lsn, now));
         let first_unreplayed = if p.replay_lsn < self.flush_lsn { self.first_after(p.replay_lsn) } else { None };
         let crashed = self.crashed;
+        // A replica holding nothing past what it applied has nothing to drop: it takes this
+        // timeline with the next message it gets ([`ReplicaActor`]'s `adopt`).
+        let on_timeline = msg.timeline == self.timeline || p.write_lsn == p.replay_lsn;
+        let reconcile = (!on_timeline).then(|| self.reconcile_for(msg.timeline, p.replay_lsn));
+        let timeline = self.timeline;
+        let confirm = PrimaryDurable { lsn: self.flush_lsn, timeline: self.timeline };
         let Some(e) = self.replicas.get_mut(&id) else { return };
         if e.incarnation != msg.incarnation || e.addr.is_none() || e.partitioned {
             return;
@@ -1156,29 +1246,39 @@ impl Handler<ReplicaReport> for PrimaryActor {
                 return;
             }
         }
+        e.timeline = if on_timeline { timeline } else { msg.timeline };
+        if let Some(reconcile) = reconcile {
+            // Its log comes from an earlier start of the primary: nothing is shipped to it until
+            // it has dropped what that start may never have made durable (and says so).
+            if let Some(addr) = &e.addr {
+                addr.do_send(reconcile);
+            }
+            return;
+        }
         let was_connected = e.connected;
         e.connected = true;
         if msg.restarted || !was_connected {
+            if !crashed {
+                // What it holds that is durable here may be applied (a tail it kept over its
+                // restart, or what arrived before a partition).
+                if let Some(addr) = &e.addr {
+                    addr.do_send(confirm);
+                }
+            }
             e.shipped_lsn = p.write_lsn;
             e.fetch_in_flight = false;
             e.catchup_started = Some(now);
             // In sync again only once it has replayed everything, not merely within the threshold.
             e.caught_up_once = false;
         }
-        if p.write_lsn > e.write_lsn {
-            if let Some(t) = write_at {
-                e.write_lag = Some(now.duration_since(t));
-            }
+        if p.write_lsn > e.write_lsn && write_lag.is_some() {
+            e.write_lag = write_lag;
         }
-        if p.flush_lsn > e.flush_lsn {
-            if let Some(t) = flush_at {
-                e.flush_lag = Some(now.duration_since(t));
-            }
+        if p.flush_lsn > e.flush_lsn && flush_lag.is_some() {
+            e.flush_lag = flush_lag;
         }
-        if p.replay_lsn > e.replay_lsn {
-            if let Some(t) = replay_at {
-                e.replay_lag = Some(now.duration_since(t));
-            }
+        if p.replay_lsn > e.replay_lsn && replay_lag.is_some() {
+            e.replay_lag = replay_lag;
         }
         if p.replay_lsn > e.replay_lsn && !msg.restarted {
             e.replayed.push_back((now, p.replay_lsn - e.replay_lsn));
@@ -1710,12 +1810,9 @@ impl Handler<RestartTarget> for PrimaryActor {
             if !self.crashed {
                 return Err(ReplicationError::WrongState { replica_id: msg.target, state: "up".into() });
             }
+            // A new timeline: replicas are reconciled, then shipped again from what they have.
             self.load(ctx);
             self.crashed_at_ms = None;
-            // Replicas are shipped again from what they have.
-            for e in self.replicas.values_mut() {
-                e.shipped_lsn = e.write_lsn;
-            }
             return Ok(());
         }
         let id = msg.target;
@@ -1865,7 +1962,7 @@ impl PrimaryActor {
         let mut out: Vec<WalHolder> = self
             .replicas
             .iter()
-            .map(|(id, e)| holder("replica", id, e.seeding.map_or(e.flush_lsn, |seed| seed.min(e.flush_lsn))))
+            .map(|(id, e)| holder("replica", id, e.seeding.map_or(e.replay_lsn, |seed| seed.min(e.replay_lsn))))
             .collect();
         out.extend(self.slots.iter().map(|(name, s)| holder("slot", name, s.restart_lsn)));
         // The stored rows reflect the WAL up to here; the rest is replayed after a crash.
@@ -2277,7 +2374,7 @@ impl PrimaryActor {
         e.seeding = Some(lsn);
         e.shipped_lsn = lsn;
         if let Some(addr) = &e.addr {
-            addr.do_send(Reseed { rows, lsn });
+            addr.do_send(Reseed { rows, lsn, timeline: self.timeline });
         }
     }
 

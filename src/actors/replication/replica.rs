@@ -1,38 +1,51 @@
 //! One replica, as a supervised actor. It receives WAL records shipped by the primary, makes them
 //! durable in its own log (one fsynced transaction for all that arrived meanwhile, off the
-//! arbiter thread), applies them to its table state, and reports its write, flush and replay
-//! positions to the primary after each step and on every heartbeat. The rows reach its store in
-//! checkpoints, as on the primary ([`super::table`]); its log is trimmed up to the oldest shard
-//! stored.
+//! arbiter thread), applies them to its table state once the primary has them durably too, and
+//! reports its write, flush and replay positions to the primary after each step and on every
+//! heartbeat. The rows reach its store in checkpoints, as on the primary ([`super::table`]); its
+//! log is trimmed up to the oldest shard stored.
+//!
+//! The primary ships a group commit's records as its own fsync starts, so the two fsyncs run at
+//! once (as a Raft leader appends to its log while it replicates): a sync write waits for the
+//! slower of them, not for both in a row. A record can therefore be durable here before it is on
+//! the primary. It is applied (readable here, counted as replayed) only once the primary says it
+//! is durable there ([`PrimaryDurable`]), so a replica never shows a write its primary could
+//! still lose. Until then it is the log's unconfirmed tail. A primary that restarts begins a new
+//! timeline; a tail shipped by an earlier one may hold records that primary never made
+//! durable, and the lsns they sit at hold other records now: on the first report of the new
+//! timeline the primary sends a [`Reconcile`], and the replica drops its tail past what the old
+//! timeline made durable. The confirmed position and the timeline are stored with each commit, so
+//! a restarted replica knows which part of its log it may apply.
 //!
 //! When no write can be waiting for its flush (the primary says so with each shipment: an async
 //! replica in `sync` mode, any replica in `async` mode), it gathers what it receives for up to
 //! [`LAZY_FLUSH_DELAY`] or [`LAZY_FLUSH_BYTES`] before the fsync, as MySQL replicas sync their
 //! relay log every `sync_relay_log` events: fewer, larger transactions, and fewer fsyncs competing
 //! with the primary's on a shared disk. Its flush and replay lag show the delay. Nothing
-//! acknowledged is at risk: the primary has it durably and keeps it until the replica's flushed
+//! acknowledged is at risk: the primary has it durably and keeps it until the replica's applied
 //! position passes it.
 //!
-//! Applying what arrived is memory-bound hash-map work as large as the primary's own, so it is
-//! done on the blocking pool right after the commit that made it durable, not on the arbiter
-//! thread the primary shares: the replica's table state is behind a lock of its own
-//! ([`ReplicaRows`]).
+//! Applying is memory-bound hash-map work as large as the primary's own, so it is done on the
+//! blocking pool, in the task that made the records durable (or one of its own), never on the
+//! arbiter thread the primary shares: the replica's table state is behind a lock of its own
+//! ([`ReplicaRows`]). One store task runs at a time, so records are applied in lsn order.
 //!
-//! Positions: `write` is what it has received (in memory), `flush` what is durable, `replay`
-//! what its readable state shows. On start it loads its rows, replays its log after them, and
-//! reports its flushed position with `restarted`, so the primary ships from there: a replica
-//! resumes from its own flushed position, never from zero.
+//! Positions: `write` is what it has received (in memory), `flush` what is durable here,
+//! `replay` what its readable state shows. On start it loads its rows, replays its log after
+//! them up to the confirmed position, and reports with `restarted`, so the primary ships from
+//! its flushed position (never from zero) and confirms or reconciles the rest.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
 
+use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
 use crate::messages::replication::*;
-use crate::actors::replication::table::{load_table, stored_shards, Checkpoint, TableState};
 use crate::storage::rows::SHARDS;
-use crate::storage::{LogCommit, Store};
+use crate::storage::{LogCommit, StorageError, Store};
 
 /// How often what was applied since the last checkpoint is written to the rows table (sooner
 /// when enough is pending).
@@ -43,9 +56,24 @@ pub const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// Most bytes it holds so.
 pub const LAZY_FLUSH_BYTES: usize = 1 << 20;
 
+/// How long a replica that could not load waits before it tries again.
+const LOAD_RETRY: Duration = Duration::from_secs(1);
+
 /// The meta key of a replica's durable (flushed) position.
 pub fn flush_key(replica_id: &str) -> String {
     format!("replica:{replica_id}:flush_lsn")
+}
+
+/// The meta key of the position up to which its log is known durable on the primary (what a
+/// start may apply). Absent in data dirs from before records were shipped early: there, every
+/// flushed record had been applied.
+fn confirmed_key(replica_id: &str) -> String {
+    format!("replica:{replica_id}:confirmed_lsn")
+}
+
+/// The meta key of the primary timeline its log's records came from.
+fn timeline_key(replica_id: &str) -> String {
+    format!("replica:{replica_id}:timeline")
 }
 
 /// What a replica serves reads from: its table state and the lsn it has replayed to, changed
@@ -56,11 +84,10 @@ struct Replayed {
     lsn: u64,
 }
 
-/// The actor owns it and hands a clone of the `Arc` only to its own commit task, which applies
-/// each received record under the write lock once the record is durable (one record at a time,
-/// so a read waits for at most one record's apply; never held across an await). Each
-/// incarnation and each reseed gets a fresh one, so a commit task still running for an earlier
-/// one applies to a table nobody reads any more.
+/// The actor owns it and hands a clone of the `Arc` only to its own store task, which applies
+/// each record under the write lock (one record at a time, so a read waits for at most one
+/// record's apply; never held across an await). Each incarnation and each reseed gets a fresh
+/// one, so a task still running for an earlier one applies to a table nobody reads any more.
 type ReplicaRows = Arc<RwLock<Replayed>>;
 
 /// Where a replica reports to: the primary.
@@ -75,6 +102,23 @@ pub struct ReplicaReport {
     pub restarted: bool,
     /// Which actor of the replica sent it; reports from an earlier one are ignored.
     pub incarnation: u64,
+    /// The primary timeline its log's records came from ([`Reconcile`]).
+    pub timeline: u64,
+}
+
+/// What a store task did: made `committed` durable (if it committed), applied `applied` (their
+/// ops, up to `applied_to`), and the records left to apply.
+struct TaskDone {
+    committed: Option<u64>,
+    applied_ops: usize,
+    applied_to: Option<u64>,
+    rest: Vec<ShippedRecord>,
+}
+
+/// A message that waits for the store task or checkpoint in flight.
+struct Deferred {
+    reseed: Option<Reseed>,
+    reconcile: Option<Reconcile>,
 }
 
 pub struct ReplicaActor {
@@ -89,19 +133,35 @@ pub struct ReplicaActor {
     write_lsn: u64,
     flush_lsn: u64,
     replay_lsn: u64,
+    /// The primary timeline `pending`, `unapplied` and the log came from.
+    timeline: u64,
+    /// How far the primary of `timeline` has said its records are durable. Written by the actor
+    /// ([`PrimaryDurable`]), read by its store task after its fsync, so a confirmation that
+    /// arrives during the fsync is applied by the same task, without another round trip. Shared
+    /// with nobody else; a fresh one per incarnation.
+    primary_durable: Arc<AtomicU64>,
     /// Received, not yet durable.
     pending: Vec<ShippedRecord>,
     pending_bytes: usize,
+    /// Durable here, not yet applied (not yet confirmed by the primary), in lsn order from
+    /// `replay_lsn`. At most what the primary shipped ahead of its own fsync, plus what it
+    /// shipped while it was going down.
+    unapplied: Vec<ShippedRecord>,
     /// `pending` should be made durable as soon as possible: a write may wait for it, or it
     /// has been held for [`LAZY_FLUSH_DELAY`].
     flush_due: bool,
     flush_timer: Option<SpawnHandle>,
-    commit_in_flight: bool,
-    /// A reseed that arrived while a commit or a checkpoint was in flight: it runs once they are
-    /// done, so a commit can neither land over the reseeded store nor move positions back after
-    /// it, and a checkpoint's result is never taken for the reseeded table's.
-    deferred_reseed: Option<Reseed>,
+    /// A store task (commit, apply or truncation) is running; one at a time.
+    task_in_flight: bool,
+    /// A reseed or reconcile that arrived while a store task or a checkpoint was in flight: it
+    /// runs once they are done, so a commit can neither land over the reseeded or truncated
+    /// store nor move positions back after it, and a checkpoint's result is never taken for the
+    /// reseeded table's.
+    deferred: Deferred,
     loaded: bool,
+    /// The next report says `restarted`: a reconcile is done, and the report waits for the
+    /// apply of what it kept, so the primary sees it where it really stands.
+    announce: bool,
     heartbeat: Option<SpawnHandle>,
     /// Set by an injected crash, so a restart by the supervisor keeps it down.
     crashed: bool,
@@ -126,13 +186,17 @@ impl ReplicaActor {
             write_lsn: 0,
             flush_lsn: 0,
             replay_lsn: 0,
+            timeline: 0,
+            primary_durable: Arc::new(AtomicU64::new(0)),
             pending: Vec::new(),
             pending_bytes: 0,
+            unapplied: Vec::new(),
             flush_due: false,
             flush_timer: None,
-            commit_in_flight: false,
-            deferred_reseed: None,
+            task_in_flight: false,
+            deferred: Deferred { reseed: None, reconcile: None },
             loaded: false,
+            announce: false,
             heartbeat: None,
             crashed: false,
         }
@@ -142,7 +206,8 @@ impl ReplicaActor {
         actix::Supervisor::start(|_| self)
     }
 
-    fn report(&self, restarted: bool) {
+    fn report(&mut self, restarted: bool) {
+        let restarted = restarted || std::mem::take(&mut self.announce);
         self.primary.do_send(ReplicaReport {
             progress: ReplicaProgress {
                 replica_id: self.replica_id.clone(),
@@ -152,38 +217,68 @@ impl ReplicaActor {
             },
             restarted,
             incarnation: self.incarnation,
+            timeline: self.timeline,
         });
     }
 
-    /// Loads rows and the flushed position (blocking, so in `spawn_blocking`), holding messages
-    /// back until done.
+    /// Loads rows up to the confirmed position, the unconfirmed tail of the log after it, and
+    /// the positions (blocking, so in `spawn_blocking`), holding messages back until done.
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let load = actix_web::rt::task::spawn_blocking(move || {
             let flush = store.get_log_meta(&id, &flush_key(&id))?.unwrap_or(0);
-            let loaded = load_table(&store, &id, flush)?;
-            Ok::<_, crate::storage::StorageError>((flush, loaded))
+            let confirmed = store.get_log_meta(&id, &confirmed_key(&id))?.unwrap_or(flush).min(flush);
+            let timeline = store.get_log_meta(&id, &timeline_key(&id))?.unwrap_or(0);
+            let loaded = load_table(&store, &id, confirmed)?;
+            // Its checkpoints may have stored more than it had stored as confirmed: that was
+            // applied, so confirmed too.
+            let confirmed = loaded.lsn;
+            if confirmed > flush {
+                return Err(StorageError::Backend(format!(
+                    "{id}'s stored rows reflect lsn {confirmed}, past its flushed position {flush}"
+                )));
+            }
+            let mut tail: Vec<ShippedRecord> = Vec::new();
+            let mut from = confirmed;
+            while from < flush {
+                let chunk = read_records(&store, &id, from, flush, 4 << 20)?;
+                match chunk.last() {
+                    Some(r) if chunk.first().is_some_and(|f| f.lsn == from) => from = r.end_lsn(),
+                    _ => {
+                        return Err(StorageError::Backend(format!(
+                            "{id}'s log lacks the records from {from} to its flushed position {flush}"
+                        )))
+                    }
+                }
+                tail.extend(chunk);
+            }
+            Ok::<_, StorageError>((flush, confirmed, timeline, loaded, tail))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok((flush, loaded))) => {
-                act.rows = Arc::new(RwLock::new(Replayed { rows: loaded.table, lsn: flush }));
+            Ok(Ok((flush, confirmed, timeline, loaded, tail))) => {
+                act.rows = Arc::new(RwLock::new(Replayed { rows: loaded.table, lsn: confirmed }));
                 act.checkpoint.reset(loaded.shard_lsns, loaded.epoch);
                 act.write_lsn = flush;
                 act.flush_lsn = flush;
-                act.replay_lsn = flush;
+                act.replay_lsn = confirmed;
+                act.timeline = timeline;
+                act.primary_durable = Arc::new(AtomicU64::new(confirmed));
+                act.unapplied = tail;
                 act.loaded = true;
                 act.report(true);
             }
-            Ok(Err(e)) => {
-                tracing::error!(replica_id = %act.replica_id, error = %e, "replica cannot load its state; stopping");
-                ctx.stop();
-            }
-            Err(e) => {
-                tracing::error!(replica_id = %act.replica_id, error = %e, "replica load task failed; stopping");
-                ctx.stop();
-            }
+            Ok(Err(e)) => act.load_failed(e.to_string(), ctx),
+            Err(e) => act.load_failed(e.to_string(), ctx),
         }));
+    }
+
+    /// The supervisor restarts it to load again, after a pause: a store that cannot be read
+    /// now would otherwise be retried in a hot loop. The primary meanwhile hears nothing and
+    /// shows it `disconnected`.
+    fn load_failed(&mut self, e: String, ctx: &mut Context<Self>) {
+        tracing::error!(replica_id = %self.replica_id, error = %e, "replica cannot load its state; retrying in {LOAD_RETRY:?}");
+        ctx.run_later(LOAD_RETRY, |_, ctx| ctx.stop());
     }
 
     /// Commits what was received now if it is due (or large), otherwise once it is.
@@ -202,13 +297,47 @@ impl ReplicaActor {
         }
     }
 
-    /// Makes everything received durable, in one transaction (the records and the flushed
-    /// position), then applies it (both on the blocking pool).
-    fn commit(&mut self, ctx: &mut Context<Self>) {
-        if self.commit_in_flight || self.pending.is_empty() {
+    /// Whether what the primary of `timeline` sends may be taken: it is this replica's timeline,
+    /// or a newer one and the replica holds nothing past what it applied (all of which some
+    /// primary made durable, and durable records carry over to every later timeline), in which
+    /// case it adopts it without a [`Reconcile`].
+    fn adopt(&mut self, timeline: u64) -> bool {
+        if timeline == self.timeline {
+            return true;
+        }
+        if timeline > self.timeline && self.write_lsn == self.replay_lsn {
+            self.timeline = timeline;
+            return true;
+        }
+        false
+    }
+
+    /// Whether some durable record waits only for its apply: the primary confirmed it.
+    fn can_apply(&self) -> bool {
+        let confirmed = self.primary_durable.load(Ordering::Acquire).min(self.flush_lsn);
+        self.unapplied.first().is_some_and(|r| r.end_lsn() <= confirmed)
+    }
+
+    /// Starts the next store task, if none runs: an apply of what was confirmed first (it is
+    /// quick, and writes may be waiting for it), then a commit of what was received.
+    fn next_task(&mut self, ctx: &mut Context<Self>) {
+        if self.task_in_flight {
             return;
         }
-        self.commit_in_flight = true;
+        if self.can_apply() {
+            self.run_task(None, ctx);
+        } else {
+            self.schedule_commit(ctx);
+        }
+    }
+
+    /// Makes everything received durable, in one transaction (the records, the flushed and
+    /// confirmed positions and the timeline), then applies what the primary has confirmed
+    /// (both on the blocking pool).
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.task_in_flight || self.pending.is_empty() {
+            return;
+        }
         self.flush_due = false;
         self.pending_bytes = 0;
         if let Some(timer) = self.flush_timer.take() {
@@ -216,41 +345,72 @@ impl ReplicaActor {
         }
         let records = std::mem::take(&mut self.pending);
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
+        let confirmed = self.primary_durable.load(Ordering::Acquire).min(end).max(self.replay_lsn);
         let commit = LogCommit {
             records: records.iter().map(|r| (r.lsn, r.bytes.clone())).collect(),
-            meta: vec![(flush_key(&self.replica_id), end)],
-            truncate_before: None,
+            meta: vec![
+                (flush_key(&self.replica_id), end),
+                (confirmed_key(&self.replica_id), confirmed),
+                (timeline_key(&self.replica_id), self.timeline),
+            ],
+            ..Default::default()
         };
+        self.unapplied.extend(records);
+        self.run_task(Some((commit, end)), ctx);
+    }
+
+    /// Runs a store task: `commit` (if any), then the apply of every record of `unapplied` the
+    /// primary has confirmed by the time the commit is durable.
+    fn run_task(&mut self, commit: Option<(LogCommit, u64)>, ctx: &mut Context<Self>) {
+        self.task_in_flight = true;
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let rows = self.rows.clone();
+        let durable_there = self.primary_durable.clone();
+        let mut records = std::mem::take(&mut self.unapplied);
+        let flushed = self.flush_lsn;
+        let committed = commit.as_ref().map(|(_, end)| *end);
         let work = actix_web::rt::task::spawn_blocking(move || {
-            store.commit_log(&id, commit)?;
+            if let Some((commit, _)) = commit {
+                store.commit_log(&id, commit)?;
+            }
+            let durable_here = committed.unwrap_or(flushed);
+            let confirmed = durable_there.load(Ordering::Acquire).min(durable_here);
+            let ready = records.partition_point(|r| r.end_lsn() <= confirmed);
+            let rest = records.split_off(ready);
+            let mut applied_ops = 0;
             for r in &records {
                 let mut replayed = rows.write();
                 replayed.rows.apply(&r.ops);
                 replayed.lsn = r.end_lsn();
+                applied_ops += r.ops.len();
             }
-            Ok::<_, crate::storage::StorageError>(records)
+            Ok::<_, StorageError>(TaskDone { committed, applied_ops, applied_to: records.last().map(ShippedRecord::end_lsn), rest })
         });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
-            act.commit_in_flight = false;
-            let records = match res {
-                Ok(Ok(records)) => records,
+            act.task_in_flight = false;
+            let done = match res {
+                Ok(Ok(done)) => done,
                 Ok(Err(e)) => return act.commit_failed(e.to_string(), ctx),
                 Err(e) => return act.commit_failed(e.to_string(), ctx),
             };
-            act.flush_lsn = end;
-            act.checkpoint.applied(records.iter().map(|r| r.ops.len()).sum());
-            act.replay_lsn = end;
+            if let Some(end) = done.committed {
+                act.flush_lsn = end;
+            }
+            if let Some(lsn) = done.applied_to {
+                act.replay_lsn = lsn;
+            }
+            act.checkpoint.applied(done.applied_ops);
+            // Anything that arrived meanwhile went to `pending`; `unapplied` is empty until now.
+            act.unapplied = done.rest;
             act.report(false);
-            if act.run_deferred_reseed(ctx) {
+            if act.run_deferred(ctx) {
                 return;
             }
             if act.checkpoint.due() {
                 act.write_checkpoint(ctx);
             }
-            act.schedule_commit(ctx);
+            act.next_task(ctx);
         }));
     }
 
@@ -270,7 +430,7 @@ impl ReplicaActor {
         let rows = self.rows.clone();
         let captured_from = self.rows.clone();
         // The lock is taken per shard (a shard's pointers copied under it), never across the
-        // disk: the commit task applying received records waits for one shard at most.
+        // disk: the store task applying records waits for one shard at most.
         let task = actix_web::rt::task::spawn_blocking(move || {
             let (picked, lsn) = {
                 let replayed = rows.read();
@@ -303,22 +463,94 @@ impl ReplicaActor {
                     act.checkpoint.finished(None);
                 }
             }
-            act.run_deferred_reseed(ctx);
+            act.run_deferred(ctx);
         }));
     }
 
-    /// Runs the reseed that waited for a commit or checkpoint, if it waited and none is in
-    /// flight any more; says whether it did.
-    fn run_deferred_reseed(&mut self, ctx: &mut Context<Self>) -> bool {
-        if self.commit_in_flight || self.checkpoint.in_flight() {
+    /// Runs the reseed or reconcile that waited for a store task or checkpoint, if one waited
+    /// and none is in flight any more; says whether it did.
+    fn run_deferred(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.task_in_flight || self.checkpoint.in_flight() {
             return false;
         }
-        match self.deferred_reseed.take() {
-            Some(reseed) => {
-                self.reseed(reseed, ctx);
-                true
+        if let Some(reseed) = self.deferred.reseed.take() {
+            self.reseed(reseed, ctx);
+            return true;
+        }
+        if let Some(reconcile) = self.deferred.reconcile.take() {
+            self.reconcile(reconcile, ctx);
+            return true;
+        }
+        false
+    }
+
+    /// Drops what it holds from `msg.keep_until` on (received or durable), adopts the new
+    /// timeline and reports as restarted (no store task or checkpoint in flight).
+    fn reconcile(&mut self, msg: Reconcile, ctx: &mut Context<Self>) {
+        if msg.from_timeline != self.timeline {
+            self.report(true);
+            return;
+        }
+        let keep = msg.keep_until.max(self.replay_lsn);
+        if keep > msg.keep_until {
+            // Never below what it applied: that was confirmed durable by a primary, and every
+            // later timeline starts after it.
+            tracing::warn!(replica_id = %self.replica_id, keep_until = msg.keep_until, replay_lsn = self.replay_lsn, "reconcile below the applied position; keeping that");
+        }
+        self.pending.retain(|r| r.end_lsn() <= keep);
+        self.pending_bytes = self.pending.iter().map(|r| r.bytes.len()).sum();
+        self.unapplied.retain(|r| r.end_lsn() <= keep);
+        let dropped = self.write_lsn.saturating_sub(keep);
+        self.write_lsn = self.write_lsn.min(keep);
+        self.timeline = msg.timeline;
+        // Everything kept is durable on the primary: the timeline that shipped it made it so.
+        self.primary_durable = Arc::new(AtomicU64::new(keep));
+        if self.flush_lsn <= keep {
+            if dropped > 0 {
+                tracing::info!(replica_id = %self.replica_id, keep, dropped, "replica dropped received records of an earlier primary timeline");
             }
-            None => false,
+            self.announce_after_apply(ctx);
+            return;
+        }
+        tracing::warn!(replica_id = %self.replica_id, keep, flush_lsn = self.flush_lsn, "replica drops durable records its earlier primary never made durable");
+        let commit = LogCommit {
+            meta: vec![
+                (flush_key(&self.replica_id), keep),
+                (confirmed_key(&self.replica_id), keep),
+                (timeline_key(&self.replica_id), msg.timeline),
+            ],
+            truncate_from: Some(keep),
+            ..Default::default()
+        };
+        self.task_in_flight = true;
+        let store = self.store.clone();
+        let id = self.replica_id.clone();
+        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, commit));
+        ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
+            act.task_in_flight = false;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return act.commit_failed(e.to_string(), ctx),
+                Err(e) => return act.commit_failed(e.to_string(), ctx),
+            }
+            act.flush_lsn = keep;
+            if act.run_deferred(ctx) {
+                act.report(true);
+                return;
+            }
+            act.announce_after_apply(ctx);
+        }));
+    }
+
+    /// Reports as restarted: after applying what is confirmed, if anything is (the apply's
+    /// report carries it), otherwise now.
+    fn announce_after_apply(&mut self, ctx: &mut Context<Self>) {
+        self.announce = true;
+        if self.can_apply() && !self.task_in_flight {
+            self.next_task(ctx);
+        } else {
+            self.report(true);
+            self.next_task(ctx);
         }
     }
 }
@@ -369,11 +601,14 @@ impl actix::Supervised for ReplicaActor {
         // In-memory state is rebuilt from the store in `started`, never assumed.
         self.pending.clear();
         self.pending_bytes = 0;
+        self.unapplied.clear();
+        self.primary_durable = Arc::new(AtomicU64::new(0));
         self.flush_due = false;
         self.flush_timer = None;
-        self.commit_in_flight = false;
-        self.deferred_reseed = None;
+        self.task_in_flight = false;
+        self.deferred = Deferred { reseed: None, reconcile: None };
         self.loaded = false;
+        self.announce = false;
         self.rows = ReplicaRows::default();
         self.checkpoint = Checkpoint::default();
     }
@@ -383,6 +618,14 @@ impl Handler<ShipWal> for ReplicaActor {
     type Result = ();
     fn handle(&mut self, msg: ShipWal, ctx: &mut Self::Context) {
         if self.crashed || !self.loaded {
+            return;
+        }
+        if !self.adopt(msg.timeline) {
+            if msg.timeline > self.timeline {
+                // A newer primary that has not reconciled this replica's tail yet: say where it
+                // stands, the primary reconciles first. (An older timeline's is stale: dropped.)
+                self.report(true);
+            }
             return;
         }
         let mut accepted = false;
@@ -404,8 +647,33 @@ impl Handler<ShipWal> for ReplicaActor {
         if accepted {
             self.flush_due |= msg.flush_awaited;
             self.report(false);
-            self.schedule_commit(ctx);
+            self.next_task(ctx);
         }
+    }
+}
+
+impl Handler<PrimaryDurable> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, msg: PrimaryDurable, ctx: &mut Self::Context) {
+        if self.crashed || !self.loaded || !self.adopt(msg.timeline) {
+            return;
+        }
+        self.primary_durable.fetch_max(msg.lsn, Ordering::AcqRel);
+        self.next_task(ctx);
+    }
+}
+
+impl Handler<Reconcile> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) {
+        if self.crashed || !self.loaded {
+            return;
+        }
+        if self.task_in_flight || self.checkpoint.in_flight() {
+            self.deferred.reconcile = Some(msg);
+            return;
+        }
+        self.reconcile(msg, ctx);
     }
 }
 
@@ -425,7 +693,7 @@ impl Handler<ReadLocalRow> for ReplicaActor {
         if self.crashed || !self.loaded {
             return Err(ReplicationError::ReplicaDown { replica_id: self.replica_id.clone() });
         }
-        // The table's own lsn, not `replay_lsn`: the commit task may have applied more records
+        // The table's own lsn, not `replay_lsn`: the store task may have applied more records
         // than it has reported back yet.
         let replayed = self.rows.read();
         Ok(replayed.rows.get(&msg.table, &msg.key).map(|v| (v.clone(), replayed.lsn)))
@@ -438,8 +706,8 @@ impl Handler<Reseed> for ReplicaActor {
         if self.crashed {
             return;
         }
-        if self.commit_in_flight || self.checkpoint.in_flight() {
-            self.deferred_reseed = Some(msg);
+        if self.task_in_flight || self.checkpoint.in_flight() {
+            self.deferred.reseed = Some(msg);
             return;
         }
         self.reseed(msg, ctx);
@@ -447,17 +715,19 @@ impl Handler<Reseed> for ReplicaActor {
 }
 
 impl ReplicaActor {
-    /// Replaces the stored and in-memory state with `msg`'s rows at its lsn (no commit in
+    /// Replaces the stored and in-memory state with `msg`'s rows at its lsn (no store task in
     /// flight).
     fn reseed(&mut self, msg: Reseed, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let lsn = msg.lsn;
+        let timeline = msg.timeline;
         let count = msg.rows.len();
         let write = actix_web::rt::task::spawn_blocking(move || {
             let table = TableState::from_rows(&msg.rows);
-            let epoch = store.replace_rows(&id, table.rows(), lsn, &[(flush_key(&id), lsn)])?;
-            Ok::<_, crate::storage::StorageError>((table, epoch))
+            let meta = [(flush_key(&id), lsn), (confirmed_key(&id), lsn), (timeline_key(&id), timeline)];
+            let epoch = store.replace_rows(&id, table.rows(), lsn, &meta)?;
+            Ok::<_, StorageError>((table, epoch))
         });
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
@@ -466,6 +736,9 @@ impl ReplicaActor {
                 act.checkpoint.reset(vec![lsn; SHARDS], epoch);
                 act.pending.clear();
                 act.pending_bytes = 0;
+                act.unapplied.clear();
+                act.timeline = timeline;
+                act.primary_durable = Arc::new(AtomicU64::new(lsn));
                 act.write_lsn = lsn;
                 act.flush_lsn = lsn;
                 act.replay_lsn = lsn;

@@ -17,7 +17,7 @@
 //! about as many rows as changed since the last one (oldest shards first), so a row costs about
 //! one serialization, and the WAL kept is about the size of the table.
 
-use crate::messages::replication::{Op, OpKind, WalRecord};
+use crate::messages::replication::{Op, OpKind, ShippedRecord, WalRecord};
 use crate::storage::rows::{RowMap, RowRef, SHARDS};
 use crate::storage::{RowImages, ShardImage, StorageError, Store};
 
@@ -272,16 +272,21 @@ pub struct LoadedTable {
     pub table: TableState,
     pub shard_lsns: Vec<u64>,
     pub epoch: u64,
+    /// The lsn the table reflects.
+    pub lsn: u64,
 }
 
-/// Loads `owner`'s stored rows and replays its WAL from the oldest shard's lsn up to `flush`:
-/// the table as of `flush`. Shards the replay changed (and any stored with rows of another
-/// shard) are marked changed, so the next checkpoints write them. Blocking (call it off the
-/// arbiter).
-pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<LoadedTable, StorageError> {
+/// Loads `owner`'s stored rows and replays its WAL from the oldest shard's lsn up to `upto`, or
+/// up to the newest shard's lsn if that is later: the table as of [`LoadedTable::lsn`].
+/// (Stored shards hold only what was applied, so a replica's table may be rebuilt past the
+/// confirmed position it stored last: its checkpoints reached there, and its log before the
+/// oldest shard is gone.) Shards the replay changed (and any stored with rows of another shard)
+/// are marked changed, so the next checkpoints write them. Blocking (call it off the arbiter).
+pub fn load_table(store: &Store, owner: &str, upto: u64) -> Result<LoadedTable, StorageError> {
     let stored = store.load_rows(owner)?;
     let mut table = TableState { rows: stored.rows, dirty: ShardSet::default() };
     table.mark_dirty(stored.misplaced);
+    let flush = stored.shard_lsns.iter().copied().max().unwrap_or(0).max(upto);
     let mut cursor = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(flush);
     while cursor < flush {
         let records = store.read_log(owner, cursor, REPLAY_CHUNK)?;
@@ -301,7 +306,34 @@ pub fn load_table(store: &Store, owner: &str, flush: u64) -> Result<LoadedTable,
             cursor = lsn + bytes.len() as u64;
         }
     }
-    Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch })
+    Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch, lsn: flush })
+}
+
+/// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
+/// `until`, decoded for applying and shipping (`durable_at` unknown: `None`). Blocking.
+pub fn read_records(
+    store: &Store,
+    owner: &str,
+    from: u64,
+    until: u64,
+    max_bytes: usize,
+) -> Result<Vec<ShippedRecord>, StorageError> {
+    let mut decoded = Vec::new();
+    for (lsn, bytes) in store.read_log(owner, from, max_bytes)? {
+        if lsn >= until {
+            break;
+        }
+        let record: WalRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
+        decoded.push(ShippedRecord {
+            lsn,
+            bytes,
+            durable_at: None,
+            committed_at_ms: record.committed_at_ms,
+            ops: std::sync::Arc::new(record.ops),
+        });
+    }
+    Ok(decoded)
 }
 
 #[cfg(test)]
