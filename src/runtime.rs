@@ -13,6 +13,7 @@ use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
 use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::replication::background::BackgroundPool;
 use crate::actors::replication::{PrimaryActor, ReplicationSettings};
 use crate::config::Config;
 use crate::messages::cluster::ClusterError;
@@ -29,6 +30,8 @@ pub enum RuntimeError {
     Storage(#[from] StorageError),
     #[error("cluster membership could not start: {0}")]
     Cluster(#[from] ClusterError),
+    #[error("the replicas' background threads could not start: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Starts runtimes. (A unit type so that `Runtime::start` reads as the entry point it is.)
@@ -71,12 +74,16 @@ impl Runtime {
         )?
         .start();
 
+        // A thread per core (at least two): more would only take turns on the same cores.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let background = BackgroundPool::start("replica-bg", cores.max(2)).map_err(RuntimeError::Threads)?;
         let primary = PrimaryActor::new(
             ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
             config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
             store.clone(),
             EventPublisher::new(registry.clone(), metrics.clone()),
             interest.clone(),
+            background,
         )
         .start();
 

@@ -409,6 +409,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
 use std::sync::Arc;
 
 use actix::prelude::*;
+use clusterd::actors::replication::background::BackgroundPool;
 use clusterd::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
 use clusterd::storage::Store;
 
@@ -453,7 +454,9 @@ fn record(lsn: u64, op: OpKind, value: Option<i64>) -> ShippedRecord {
 fn start_replica(store: &Arc<Store>, incarnation: u64) -> (Addr<ReplicaActor>, Reports) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = ReportSink(tx).start();
-    let actor = ReplicaActor::new("r".into(), incarnation, store.clone(), sink.recipient(), std::time::Duration::from_secs(3600));
+    let background = BackgroundPool::start("test-bg", 2).expect("threads");
+    let actor =
+        ReplicaActor::new("r".into(), incarnation, store.clone(), background, sink.recipient(), std::time::Duration::from_secs(3600));
     (actor.start_supervised(), Reports(rx))
 }
 

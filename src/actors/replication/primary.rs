@@ -23,6 +23,7 @@ use hashbrown::HashMap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
+use crate::actors::replication::background::BackgroundPool;
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
 use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
 use crate::storage::rows::{RowKey, RowRef};
@@ -33,7 +34,9 @@ use crate::storage::{LogCommit, RecordTable, Store};
 
 /// Most records kept in memory for shipping, in bytes; older ones are read back from the store.
 const RECENT_BYTES: usize = 16 << 20;
-/// Most bytes shipped to one replica and not yet reported written: the flow-control window.
+/// Most bytes shipped to one replica and not yet reported durable there: the flow-control
+/// window, which bounds what a replica holds in memory (received, not yet flushed) however slow
+/// its storage is; past it, the replica catches up from what the primary keeps.
 const SHIP_WINDOW: u64 = 4 << 20;
 /// Lag samples kept per replica (one per heartbeat interval at most).
 const LAG_SAMPLES: usize = 3600;
@@ -264,6 +267,8 @@ pub(crate) struct ReplicaRecord {
 }
 
 pub struct PrimaryActor {
+    /// Where replicas run the storage work nobody waits for (see [`BackgroundPool`]).
+    background: Arc<BackgroundPool>,
     settings: ReplicationSettings,
     store: Arc<Store>,
     events: EventPublisher,
@@ -317,8 +322,10 @@ impl PrimaryActor {
         store: Arc<Store>,
         events: EventPublisher,
         interest: Arc<InterestTable>,
+        background: Arc<BackgroundPool>,
     ) -> Self {
         PrimaryActor {
+            background,
             settings,
             store,
             events,
@@ -490,6 +497,7 @@ impl PrimaryActor {
             id.to_string(),
             incarnation,
             self.store.clone(),
+            self.background.clone(),
             ctx.address().recipient(),
             self.settings.heartbeat_interval,
         );
@@ -735,7 +743,7 @@ impl PrimaryActor {
         let mode = self.settings.mode;
         let timeline = self.timeline;
         for e in self.replicas.values_mut() {
-            if Self::streams(e, timeline) && e.shipped_lsn == start && start.saturating_sub(e.write_lsn) < SHIP_WINDOW {
+            if Self::streams(e, timeline) && e.shipped_lsn == start && start.saturating_sub(e.flush_lsn) < SHIP_WINDOW {
                 if let Some(addr) = &e.addr {
                     addr.do_send(ShipWal { records: shipped.clone(), flush_awaited: flush_awaited(mode, e.mode), timeline });
                 }
@@ -992,7 +1000,7 @@ impl PrimaryActor {
         if !Self::streams(e, timeline) || e.fetch_in_flight || e.seeding.is_some() || e.shipped_lsn >= shippable {
             return;
         }
-        if e.shipped_lsn.saturating_sub(e.write_lsn) >= SHIP_WINDOW {
+        if e.shipped_lsn.saturating_sub(e.flush_lsn) >= SHIP_WINDOW {
             return;
         }
         let from = e.shipped_lsn;

@@ -35,13 +35,17 @@
 //! them up to the confirmed position, and reports with `restarted`, so the primary ships from
 //! its flushed position (never from zero) and confirms or reconciles the rest.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use parking_lot::RwLock;
 
+use crate::actors::replication::background::BackgroundPool;
 use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
 use crate::messages::replication::*;
 use crate::storage::rows::SHARDS;
@@ -125,6 +129,11 @@ pub struct ReplicaActor {
     replica_id: String,
     incarnation: u64,
     store: Arc<Store>,
+    /// Where its commits and applies go while no write waits for them, and its checkpoints.
+    background: Arc<BackgroundPool>,
+    /// A write may wait for what it was last shipped (`ShipWal::flush_awaited`): its store
+    /// tasks then run on the normal blocking pool, not in the background.
+    awaited: bool,
     primary: ProgressSink,
     heartbeat_interval: Duration,
     rows: ReplicaRows,
@@ -172,6 +181,7 @@ impl ReplicaActor {
         replica_id: String,
         incarnation: u64,
         store: Arc<Store>,
+        background: Arc<BackgroundPool>,
         primary: ProgressSink,
         heartbeat_interval: Duration,
     ) -> Self {
@@ -179,6 +189,8 @@ impl ReplicaActor {
             replica_id,
             incarnation,
             store,
+            background,
+            awaited: false,
             primary,
             heartbeat_interval,
             rows: ReplicaRows::default(),
@@ -370,7 +382,7 @@ impl ReplicaActor {
         let mut records = std::mem::take(&mut self.unapplied);
         let flushed = self.flush_lsn;
         let committed = commit.as_ref().map(|(_, end)| *end);
-        let work = actix_web::rt::task::spawn_blocking(move || {
+        let work = self.store_task(self.awaited, move || {
             if let Some((commit, _)) = commit {
                 store.commit_log(&id, commit)?;
             }
@@ -414,6 +426,20 @@ impl ReplicaActor {
         }));
     }
 
+    /// Runs blocking storage work `f`: on the blocking pool if a write may be waiting for it
+    /// (`urgent`), otherwise on the low-priority [`BackgroundPool`].
+    fn store_task<F, R>(&self, urgent: bool, f: F) -> Pin<Box<dyn Future<Output = Result<R, String>>>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if urgent {
+            Box::pin(actix_web::rt::task::spawn_blocking(f).map(|r| r.map_err(|e| e.to_string())))
+        } else {
+            Box::pin(self.background.run(f).map(|r| r.map_err(|e| e.to_string())))
+        }
+    }
+
     /// What was received is not durable; the supervisor restarts the actor from its durable
     /// state and the primary ships the rest again.
     fn commit_failed(&mut self, e: String, ctx: &mut Context<Self>) {
@@ -430,8 +456,9 @@ impl ReplicaActor {
         let rows = self.rows.clone();
         let captured_from = self.rows.clone();
         // The lock is taken per shard (a shard's pointers copied under it), never across the
-        // disk: the store task applying records waits for one shard at most.
-        let task = actix_web::rt::task::spawn_blocking(move || {
+        // disk: the store task applying records waits for one shard at most. Nobody waits for a
+        // checkpoint: it runs in the background.
+        let task = self.store_task(false, move || {
             let (picked, lsn) = {
                 let replayed = rows.read();
                 (replayed.rows.pick(&plan), replayed.lsn)
@@ -646,6 +673,7 @@ impl Handler<ShipWal> for ReplicaActor {
         }
         if accepted {
             self.flush_due |= msg.flush_awaited;
+            self.awaited = msg.flush_awaited;
             self.report(false);
             self.next_task(ctx);
         }

@@ -1,0 +1,129 @@
+//! `BackgroundPool`: threads at a lower CPU priority for replica storage work that no client waits
+//! for: an async replica's commits and applies, and every replica's checkpoints.
+//!
+//! Why: the primary and its in-process replicas share the machine's cores. Each replica does about
+//! as much storage work per row as the primary, and on the shared blocking pool that work took the
+//! CPU from the primary's own commits and actor in turns, so an `async` primary ran at two thirds
+//! of its speed without replicas although no client waited for them. At a lower priority the
+//! scheduler runs the primary's threads first whenever both are runnable and gives the replicas
+//! what is left, as RocksDB runs its compactions (`Env::LowerThreadPoolCPUPriority`). Replicas
+//! still get a share when the machine is saturated (a nice value of [`NICE`] weighs about a tenth
+//! of a normal thread), and what they fall behind is measured and shown as lag (and
+//! `replication_lag_alert`), never hidden. Work a write waits for (a sync replica's commit and
+//! apply in `sync` mode, every replica's in `semi_sync`) stays on the normal blocking pool.
+//!
+//! Linux keeps a nice value per thread, so only these threads are lowered (elsewhere the call
+//! would lower the whole process, so it is not made). Raising a priority again needs a privilege,
+//! which is why these are threads of their own rather than the shared blocking pool's.
+//!
+//! The queue is unbounded, and need not be bounded: each replica has at most one store task and
+//! one checkpoint submitted at a time.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{mpsc, Arc};
+
+use parking_lot::Mutex;
+
+/// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
+pub const NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A job did not finish: it panicked (the thread survives it), or the pool is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("background job did not finish: {0}")]
+pub struct BackgroundError(String);
+
+/// A fixed set of low-priority threads taking jobs from one queue. The threads end once the pool
+/// is dropped and the queue is drained.
+pub struct BackgroundPool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl BackgroundPool {
+    /// Starts `threads` threads (at least one) named `<name>-<i>`.
+    pub fn start(name: &str, threads: usize) -> std::io::Result<Arc<BackgroundPool>> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held only to take one job, never while running it.
+                    let job = rx.lock().recv();
+                    match job {
+                        // A panic is the job's failure (its caller sees the result dropped),
+                        // not the thread's.
+                        Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(job))),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+        }
+        Ok(Arc::new(BackgroundPool { jobs: Mutex::new(tx) }))
+    }
+
+    /// Runs `f` on one of the pool's threads; resolves to what it returns.
+    pub fn run<F, R>(&self, f: F) -> impl Future<Output = Result<R, BackgroundError>> + 'static
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.lock().send(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        async move {
+            if sent.is_err() {
+                return Err(BackgroundError("the pool has stopped".into()));
+            }
+            rx.await.map_err(|_| BackgroundError("it panicked".into()))
+        }
+    }
+}
+
+/// Lowers the calling thread to [`NICE`], or leaves it where it is if it is lower already (a
+/// process started with `nice`): raising it would need a privilege.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: getpriority and setpriority only read their arguments; `who` 0 with PRIO_PROCESS
+    // names the calling thread on Linux (per-thread nice values). A failure leaves the priority
+    // as it was. (getpriority can return -1 as a value; then the max below is NICE anyway.)
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, current.max(NICE)) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not lower the priority of a background thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn jobs_run_at_a_lower_priority_and_a_panic_fails_only_its_job() {
+        let pool = BackgroundPool::start("test-bg", 2).expect("threads start");
+        let nice = pool.run(|| {
+            // SAFETY: getpriority only reads its arguments.
+            #[cfg(target_os = "linux")]
+            return unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            #[cfg(not(target_os = "linux"))]
+            return NICE;
+        });
+        assert!(nice.await.expect("runs") >= NICE);
+        let failed = pool.run(|| -> u32 { panic!("boom") }).await;
+        assert!(failed.is_err());
+        // Both threads still take jobs.
+        let results: Vec<u32> = futures_util::future::join_all((0..8).map(|i| pool.run(move || i * 2)))
+            .await
+            .into_iter()
+            .map(|r| r.expect("runs"))
+            .collect();
+        assert_eq!(results, (0..8).map(|i| i * 2).collect::<Vec<_>>());
+    }
+}
