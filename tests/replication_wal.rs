@@ -478,7 +478,7 @@ async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_
     // Shipped before the primary's fsync ends: durable here, but not readable until confirmed.
     let a = record(0, OpKind::Insert, Some(1));
     let end_a = a.end_lsn();
-    replica.do_send(ShipWal { records: vec![a], flush_awaited: true, timeline: 1 });
+    replica.do_send(ShipWal { records: vec![a], flush_awaited: true, timeline: 1, durable_lsn: 0 });
     let r = reports.until("a flushed", |r| r.progress.flush_lsn == end_a).await;
     assert_eq!(r.progress.replay_lsn, 0, "not applied before the primary confirms it");
     assert_eq!(read_k(&replica).await, None, "a replica never shows what its primary could still lose");
@@ -489,7 +489,7 @@ async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_
     // b is durable here; the primary goes down before confirming it. So does the replica.
     let b = record(end_a, OpKind::Update, Some(2));
     let end_b = b.end_lsn();
-    replica.do_send(ShipWal { records: vec![b], flush_awaited: true, timeline: 1 });
+    replica.do_send(ShipWal { records: vec![b], flush_awaited: true, timeline: 1, durable_lsn: 0 });
     reports.until("b flushed", |r| r.progress.flush_lsn == end_b).await;
     replica.send(CrashReplica).await.expect("crashes");
     let (replica, mut reports) = start_replica(&store, 2);
@@ -506,11 +506,11 @@ async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_
     replica.do_send(Reconcile { from_timeline: 1, timeline: 2, keep_until: end_a });
     let r = reports.until("reconciled to timeline 2", |r| r.restarted && r.timeline == 2).await;
     assert_eq!((r.progress.write_lsn, r.progress.flush_lsn, r.progress.replay_lsn), (end_a, end_a, end_a));
-    replica.do_send(ShipWal { records: vec![record(end_a, OpKind::Update, Some(99))], flush_awaited: true, timeline: 1 });
+    replica.do_send(ShipWal { records: vec![record(end_a, OpKind::Update, Some(99))], flush_awaited: true, timeline: 1, durable_lsn: 0 });
     // The new primary writes something else at the same lsn.
     let b2 = record(end_a, OpKind::Update, Some(3));
     let end_b2 = b2.end_lsn();
-    replica.do_send(ShipWal { records: vec![b2], flush_awaited: true, timeline: 2 });
+    replica.do_send(ShipWal { records: vec![b2], flush_awaited: true, timeline: 2, durable_lsn: 0 });
     replica.do_send(PrimaryDurable { lsn: end_b2, timeline: 2 });
     reports.until("b2 replayed", |r| r.progress.replay_lsn == end_b2).await;
     assert_eq!(read_k(&replica).await, Some((serde_json::json!(3), end_b2)));

@@ -340,10 +340,14 @@ pub struct ShipWal {
     pub flush_awaited: bool,
     /// The primary's timeline (see [`Reconcile`]).
     pub timeline: u64,
+    /// What is durable on the primary as it ships these, as a [`PrimaryDurable`] says: the
+    /// confirmation of the group before rides on the next one.
+    pub durable_lsn: u64,
 }
 
 /// Everything the primary of `timeline` shipped up to `lsn` is durable there: a replica may
-/// apply its records up to it. Sent after every group commit, and when a replica (re)connects.
+/// apply its records up to it. Sent after a group commit to each replica that the next group
+/// (whose shipment carries it) does not go to, and when a replica (re)connects.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct PrimaryDurable {

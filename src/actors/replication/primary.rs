@@ -164,6 +164,8 @@ struct ReplicaEntry {
     /// The timeline its last report named: records are shipped only once it is the primary's
     /// own (after a [`Reconcile`]).
     timeline: u64,
+    /// The durable position it was last told (by a shipment or a [`PrimaryDurable`]).
+    confirmed_lsn: u64,
     write_lsn: u64,
     flush_lsn: u64,
     replay_lsn: u64,
@@ -203,6 +205,7 @@ impl ReplicaEntry {
             partitioned: false,
             connected: false,
             timeline: 0,
+            confirmed_lsn: 0,
             write_lsn: 0,
             flush_lsn: 0,
             replay_lsn: 0,
@@ -450,6 +453,9 @@ impl PrimaryActor {
                 act.shipped_end = flush;
                 act.timeline = timeline;
                 act.timeline_ends = timeline_ends;
+                for e in act.replicas.values_mut() {
+                    e.confirmed_lsn = 0;
+                }
                 act.crashed = false;
                 // Replicas still running from before (a restart after a crash) hold what the
                 // last timeline shipped, maybe more than it made durable: reconcile them now
@@ -745,7 +751,13 @@ impl PrimaryActor {
         for e in self.replicas.values_mut() {
             if Self::streams(e, timeline) && e.shipped_lsn == start && start.saturating_sub(e.flush_lsn) < SHIP_WINDOW {
                 if let Some(addr) = &e.addr {
-                    addr.do_send(ShipWal { records: shipped.clone(), flush_awaited: flush_awaited(mode, e.mode), timeline });
+                    addr.do_send(ShipWal {
+                        records: shipped.clone(),
+                        flush_awaited: flush_awaited(mode, e.mode),
+                        timeline,
+                        durable_lsn: start,
+                    });
+                    e.confirmed_lsn = start;
                 }
                 e.shipped_lsn = end;
             }
@@ -763,6 +775,7 @@ impl PrimaryActor {
                 Err(e) => act.storage_failed(batches, e.to_string()),
             }
             act.commit(ctx);
+            act.confirm_durable();
         }));
     }
 
@@ -793,7 +806,24 @@ impl PrimaryActor {
         Reconcile { from_timeline: from, timeline: self.timeline, keep_until }
     }
 
-    /// A group commit is durable: apply, confirm to the replicas, answer or wait.
+    /// Tells every replica on this timeline that has not heard it yet (no shipment carried it)
+    /// what is durable here: it may apply what it holds up to there.
+    fn confirm_durable(&mut self) {
+        if self.crashed {
+            return;
+        }
+        let confirm = PrimaryDurable { lsn: self.flush_lsn, timeline: self.timeline };
+        for e in self.replicas.values_mut() {
+            if e.connected && !e.partitioned && e.timeline == confirm.timeline && e.confirmed_lsn < confirm.lsn {
+                if let Some(addr) = &e.addr {
+                    addr.do_send(confirm);
+                    e.confirmed_lsn = confirm.lsn;
+                }
+            }
+        }
+    }
+
+    /// A group commit is durable: apply, answer or wait (replicas are confirmed it after).
     fn committed(&mut self, batches: Vec<Accepted>, end: u64, ctx: &mut Context<Self>) {
         self.events.metrics().wal_committed(batches.len() as u64);
         let old_flush = self.flush_lsn;
@@ -826,19 +856,13 @@ impl PrimaryActor {
         if self.checkpoint.due() {
             self.maintain(ctx, false);
         }
-        // Confirm to every replica on this timeline (what it holds up to `end` may be applied),
-        // then ship to the ones catching up.
-        let confirm = PrimaryDurable { lsn: end, timeline: self.timeline };
+        // Ship to the replicas catching up (the shipment confirms `end` to them); the others
+        // learn it with the next group commit's records, or from `confirm_durable`.
         let ids: Vec<String> = self.replicas.keys().cloned().collect();
         for id in &ids {
             if let Some(e) = self.replicas.get_mut(id) {
                 if e.replay_lsn >= old_flush && e.behind_since_ms.is_none() {
                     e.behind_since_ms = first_committed_ms;
-                }
-                if e.connected && !e.partitioned && e.timeline == confirm.timeline {
-                    if let Some(addr) = &e.addr {
-                        addr.do_send(confirm);
-                    }
                 }
             }
             self.ship_more(id, ctx);
@@ -993,6 +1017,7 @@ impl PrimaryActor {
     /// still there, from the store otherwise.
     fn ship_more(&mut self, id: &str, ctx: &mut Context<Self>) {
         let shippable = self.shipped_end;
+        let flush = self.flush_lsn;
         let timeline = self.timeline;
         let oldest_recent = self.recent.front().map(|r| r.lsn);
         let Some(e) = self.replicas.get_mut(id) else { return };
@@ -1018,8 +1043,9 @@ impl PrimaryActor {
                     }
                 }
                 let shipped_to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
-                addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline });
+                addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline, durable_lsn: flush });
                 if let Some(e) = self.replicas.get_mut(id) {
+                    e.confirmed_lsn = e.confirmed_lsn.max(flush);
                     e.shipped_lsn = shipped_to;
                 }
                 return;
@@ -1043,7 +1069,8 @@ impl PrimaryActor {
                 Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from && e.timeline == timeline => {
                     let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
                     if let Some(addr) = &e.addr {
-                        addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline });
+                        addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline, durable_lsn: flush });
+                        e.confirmed_lsn = e.confirmed_lsn.max(flush);
                         e.shipped_lsn = to;
                     }
                     act.ship_more(&id, ctx);
@@ -1271,6 +1298,7 @@ impl Handler<ReplicaReport> for PrimaryActor {
                 // restart, or what arrived before a partition).
                 if let Some(addr) = &e.addr {
                     addr.do_send(confirm);
+                    e.confirmed_lsn = confirm.lsn;
                 }
             }
             e.shipped_lsn = p.write_lsn;

@@ -671,12 +671,15 @@ impl Handler<ShipWal> for ReplicaActor {
                 break;
             }
         }
+        self.primary_durable.fetch_max(msg.durable_lsn, Ordering::AcqRel);
         if accepted {
             self.flush_due |= msg.flush_awaited;
             self.awaited = msg.flush_awaited;
-            self.report(false);
-            self.next_task(ctx);
+            // No report for the receipt alone: the write position goes with the commit's report
+            // (at once when a write waits, within LAZY_FLUSH_DELAY otherwise) and every
+            // heartbeat. A report per shipment doubled the primary's work per group commit.
         }
+        self.next_task(ctx);
     }
 }
 
