@@ -27,7 +27,9 @@
 //!   it is reported, not held to a target.
 //!
 //! Threads: as in the server, the runtime's actors (primary and replicas) run on the system
-//! arbiter (here the bench's main thread), their commits on its blocking pool; the client runs on
+//! arbiter (here the bench's main thread), their commits on its blocking pool, except a
+//! replica's work no write waits for (all of it in `async`) and its checkpoints, which run on the
+//! replicas' low-priority threads (`BackgroundPool`, nice 10); the client runs on
 //! a thread with an actix system of its own, as an HTTP worker would; the raw writer is a
 //! plain thread. Samples are sized alike (criterion's flat sampling) so that every sample has
 //! more batches than [`IN_FLIGHT`].
@@ -446,12 +448,13 @@ impl WalWriter {
 /// A thread's CPU seconds so far, by thread id: (role, seconds).
 type CpuSnapshot = BTreeMap<String, (&'static str, f64)>;
 
-const ROLES: [&str; 5] = ["actors", "blocking", "client", "writer", "other"];
+const ROLES: [&str; 6] = ["actors", "blocking", "background", "client", "writer", "other"];
 
 /// Every thread's CPU time so far, from `/proc/self/task/*/stat` (Linux; empty elsewhere),
 /// with its role: `actors` is the bench's main thread, the system arbiter that runs the primary,
 /// the replicas and the membership actor; `blocking` the blocking pool that runs their commits
-/// (and a replica's decoding); `client` the client; `writer` the `raw_wal` writer; `other` the
+/// (and a replica's decoding); `background` the replicas' low-priority threads (their work no
+/// write waits for, and checkpoints); `client` the client; `writer` the `raw_wal` writer; `other` the
 /// rest (the event registry's arbiter). Ticks are taken as 1/100 s (`CLK_TCK` on Linux).
 fn cpu_snapshot() -> CpuSnapshot {
     let mut out = CpuSnapshot::new();
@@ -470,6 +473,8 @@ fn cpu_snapshot() -> CpuSnapshot {
             "actors"
         } else if comm.starts_with("tokio") {
             "blocking"
+        } else if comm.starts_with("replica-bg") {
+            "background"
         } else if comm == "bench-client" {
             "client"
         } else if comm == "wal-baseline" {
@@ -694,7 +699,9 @@ fn cpu_summary(samples: &Samples, cases: &[Case]) {
         }
     }
     println!("  (actors: the system arbiter running the primary, the replicas and membership; blocking: its blocking");
-    println!("   pool (commits, replica decoding); client: the request sender; writer: raw_wal's; other: registry)");
+    println!("   pool (commits, replica decoding, replica work a write waits for); background: the replicas'");
+    println!("   low-priority threads (work no write waits for, checkpoints); client: the request sender;");
+    println!("   writer: raw_wal's; other: registry)");
 }
 
 fn main() {

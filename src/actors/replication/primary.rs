@@ -5,6 +5,13 @@
 //! and measures each from its reports: positions, lag in bytes and seconds, and PostgreSQL-style
 //! write/flush/replay lag.
 //!
+//! A group commit's records are shipped as its fsync starts, so the replicas' fsyncs run beside
+//! the primary's; what is durable here is confirmed to them afterwards (on the next shipment, or
+//! [`PrimaryDurable`]), and only then do they apply it. Each start of the primary is a new
+//! timeline, stored with where the previous one ended: a replica whose log comes from an earlier
+//! timeline may hold records that one never made durable, and is sent [`Reconcile`] (drop your
+//! log past that end) before anything new is shipped to it.
+//!
 //! Every state change is published: `replica_added`, `replica_removed`, `replica_status_change`,
 //! `replication_lag_alert` (edge-triggered with hysteresis), `wal_position_update` (sampled, and
 //! only built when someone listens), `replication_error`.
