@@ -739,8 +739,10 @@ impl PrimaryActor {
         let primary = self.settings.primary.clone();
         let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, commit));
         // Shipped as the fsync starts, so replicas make the records durable beside it; they
-        // apply them once told they are durable here (PrimaryDurable, from `committed`).
+        // apply them once told they are durable here (by the next shipment, or by
+        // `confirm_durable`). No other commit is in flight: what was shipped before is durable.
         let start = self.shipped_end;
+        let durable = self.flush_lsn;
         let shipped: Vec<ShippedRecord> = batches
             .iter()
             .map(|b| ShippedRecord {
@@ -762,9 +764,9 @@ impl PrimaryActor {
                         records: shipped.clone(),
                         flush_awaited: flush_awaited(mode, e.mode),
                         timeline,
-                        durable_lsn: start,
+                        durable_lsn: durable,
                     });
-                    e.confirmed_lsn = start;
+                    e.confirmed_lsn = durable;
                 }
                 e.shipped_lsn = end;
             }
@@ -907,10 +909,10 @@ impl PrimaryActor {
     /// both sides), and whether the mode is satisfied; the missing ones. (Which replicas a mode
     /// waits for is also [`flush_awaited`].)
     fn acks(&self, lsn: u64) -> (Vec<String>, bool, Vec<String>) {
-        let flushed: Vec<String> =
+        let replayed: Vec<String> =
             self.replicas.iter().filter(|(_, e)| e.replay_lsn >= lsn).map(|(id, _)| id.clone()).collect();
         match self.settings.mode {
-            ReplicationMode::Async => (flushed, true, Vec::new()),
+            ReplicationMode::Async => (replayed, true, Vec::new()),
             ReplicationMode::Sync => {
                 let missing: Vec<String> = self
                     .replicas
@@ -919,16 +921,16 @@ impl PrimaryActor {
                     .map(|(id, _)| id.clone())
                     .collect();
                 let ok = missing.is_empty();
-                (flushed, ok, missing)
+                (replayed, ok, missing)
             }
             ReplicationMode::SemiSync => {
-                let ok = flushed.len() >= self.settings.sync_quorum;
+                let ok = replayed.len() >= self.settings.sync_quorum;
                 let missing = if ok {
                     Vec::new()
                 } else {
                     self.replicas.iter().filter(|(_, e)| e.replay_lsn < lsn).map(|(id, _)| id.clone()).collect()
                 };
-                (flushed, ok, missing)
+                (replayed, ok, missing)
             }
         }
     }
@@ -937,7 +939,7 @@ impl PrimaryActor {
         ReplicateAck { lsn: lsn_text(lsn), lsn_u64: lsn, acknowledged_by, mode: self.settings.mode }
     }
 
-    /// The highest lsn the mode is satisfied for, from the replicas' flushed positions: every
+    /// The highest lsn the mode is satisfied for, from the replicas' replayed positions: every
     /// waiting batch ending at or below it can be answered.
     fn satisfied_lsn(&self) -> u64 {
         match self.settings.mode {
@@ -950,11 +952,11 @@ impl PrimaryActor {
                 .min()
                 .unwrap_or(u64::MAX),
             ReplicationMode::SemiSync => {
-                let mut flushed: Vec<u64> = self.replicas.values().map(|e| e.replay_lsn).collect();
-                flushed.sort_unstable_by(|a, b| b.cmp(a));
+                let mut replayed: Vec<u64> = self.replicas.values().map(|e| e.replay_lsn).collect();
+                replayed.sort_unstable_by(|a, b| b.cmp(a));
                 match self.settings.sync_quorum {
                     0 => u64::MAX,
-                    q => flushed.get(q - 1).copied().unwrap_or(0),
+                    q => replayed.get(q - 1).copied().unwrap_or(0),
                 }
             }
         }
