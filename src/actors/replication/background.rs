@@ -38,7 +38,7 @@ pub struct BackgroundError(String);
 /// A fixed set of low-priority threads taking jobs from one queue. The threads end once the pool
 /// is dropped and the queue is drained.
 pub struct BackgroundPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl BackgroundPool {
@@ -62,7 +62,7 @@ impl BackgroundPool {
                 }
             })?;
         }
-        Ok(Arc::new(BackgroundPool { jobs: Mutex::new(tx) }))
+        Ok(Arc::new(BackgroundPool { jobs: tx }))
     }
 
     /// Runs `f` on one of the pool's threads; resolves to what it returns.
@@ -72,7 +72,7 @@ impl BackgroundPool {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.lock().send(Box::new(move || {
+        let sent = self.jobs.send(Box::new(move || {
             let _ = tx.send(f());
         }));
         async move {

@@ -549,36 +549,20 @@ impl ReplicaActor {
             truncate_from: Some(keep),
             ..Default::default()
         };
-        self.task_in_flight = true;
-        let store = self.store.clone();
-        let id = self.replica_id.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || store.commit_log(&id, commit));
-        ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
-            act.task_in_flight = false;
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return act.commit_failed(e.to_string(), ctx),
-                Err(e) => return act.commit_failed(e.to_string(), ctx),
-            }
-            act.flush_lsn = keep;
-            if act.run_deferred(ctx) {
-                act.report(true);
-                return;
-            }
-            act.announce_after_apply(ctx);
-        }));
+        // An ordinary store task: its commit moves the flushed position back to `keep`, it
+        // applies what is kept, and its report is the announcement.
+        self.announce = true;
+        self.run_task(Some((commit, keep)), ctx);
     }
 
-    /// Reports as restarted: after applying what is confirmed, if anything is (the apply's
-    /// report carries it), otherwise now.
+    /// Reports as restarted (no store task in flight): after applying what is confirmed, if
+    /// anything is (the apply's report carries it), otherwise now.
     fn announce_after_apply(&mut self, ctx: &mut Context<Self>) {
         self.announce = true;
-        if self.can_apply() && !self.task_in_flight {
-            self.next_task(ctx);
-        } else {
+        if !self.can_apply() {
             self.report(true);
-            self.next_task(ctx);
         }
+        self.next_task(ctx);
     }
 }
 

@@ -286,27 +286,26 @@ pub fn load_table(store: &Store, owner: &str, upto: u64) -> Result<LoadedTable, 
     let stored = store.load_rows(owner)?;
     let mut table = TableState { rows: stored.rows, dirty: ShardSet::default() };
     table.mark_dirty(stored.misplaced);
-    let flush = stored.shard_lsns.iter().copied().max().unwrap_or(0).max(upto);
-    let mut cursor = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(flush);
-    while cursor < flush {
-        let records = store.read_log(owner, cursor, REPLAY_CHUNK)?;
-        if records.first().is_none_or(|r| r.0 != cursor) {
-            let kept = records.first().map_or("nothing after it is kept".to_string(), |r| format!("the next record kept starts at {}", r.0));
+    let until = stored.shard_lsns.iter().copied().max().unwrap_or(0).max(upto);
+    let mut cursor = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(until);
+    while cursor < until {
+        let records = read_records(store, owner, cursor, until, REPLAY_CHUNK)?;
+        if records.first().is_none_or(|r| r.lsn != cursor) {
+            let kept = store.read_log(owner, cursor, 1)?;
+            let kept = kept.first().map_or("nothing after it is kept".to_string(), |r| format!("the next record kept starts at {}", r.0));
             return Err(StorageError::Backend(format!(
-                "{owner}'s WAL from {cursor} to {flush} is needed to rebuild its rows, but {kept}"
+                "{owner}'s WAL from {cursor} to {until} is needed to rebuild its rows, but {kept}"
             )));
         }
-        for (lsn, bytes) in records {
-            if lsn != cursor || lsn >= flush {
+        for r in records {
+            if r.lsn != cursor {
                 break;
             }
-            let record: WalRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
-            table.apply(&record.ops);
-            cursor = lsn + bytes.len() as u64;
+            table.apply(&r.ops);
+            cursor = r.end_lsn();
         }
     }
-    Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch, lsn: flush })
+    Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch, lsn: until })
 }
 
 /// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
