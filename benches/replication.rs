@@ -314,6 +314,11 @@ impl Replicated {
             .unwrap_or(0)
     }
 
+    /// The primary's group commits so far.
+    fn commits(&self) -> u64 {
+        self.runtime.metrics().wal_commits().0
+    }
+
     /// Waits until every replica has replayed everything the primary flushed and is in sync.
     fn catch_up(&self, system: &SystemRunner) {
         let primary = self.runtime.primary().clone();
@@ -511,6 +516,8 @@ struct Sample {
     lag: Option<u64>,
     /// CPU seconds by thread role during the sample (breakdown only).
     cpu: Option<BTreeMap<&'static str, f64>>,
+    /// The primary's group commits during the sample (the runtime's cases).
+    commits: Option<u64>,
 }
 
 type Samples = BTreeMap<String, Vec<Sample>>;
@@ -525,6 +532,7 @@ fn record(
     run: Run,
     lag: Option<u64>,
     cpu: Option<BTreeMap<&'static str, f64>>,
+    commits: Option<u64>,
 ) -> Duration {
     let elapsed = run.elapsed;
     samples.entry(key.to_string()).or_default().push(Sample {
@@ -534,6 +542,7 @@ fn record(
         first_error: run.first_error,
         lag,
         cpu,
+        commits,
     });
     elapsed
 }
@@ -550,6 +559,8 @@ struct Figures {
     median: Duration,
     p99: Duration,
     max_lag: Option<u64>,
+    /// Requests per group commit of the primary (the runtime's cases).
+    per_commit: Option<f64>,
     failed: u64,
     first_error: Option<String>,
 }
@@ -571,6 +582,12 @@ fn figures(samples: &Samples, key: &str, batch: usize) -> Option<Figures> {
         median: at(0.5),
         p99: at(0.99),
         max_lag: measured.iter().filter_map(|s| s.lag).max(),
+        per_commit: measured
+            .iter()
+            .map(|s| s.commits)
+            .sum::<Option<u64>>()
+            .filter(|&c| c > 0)
+            .map(|c| latencies.len() as f64 / c as f64),
         failed: measured.iter().map(|s| s.failed).sum(),
         first_error: measured.iter().find_map(|s| s.first_error.clone()),
     })
@@ -607,8 +624,8 @@ fn summary(samples: &Samples, cases: &[Case]) {
     println!();
     println!("== replication summary: {IN_FLIGHT} requests in flight; 2 replicas, both mode sync; measured samples only ==");
     println!(
-        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}",
-        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs raw_wal", "max lag"
+        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}  {:>10}",
+        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs raw_wal", "max lag", "per commit"
     );
     let mut failures = Vec::new();
     for engine in [Engine::Memory, Engine::Disk] {
@@ -637,8 +654,9 @@ fn summary(samples: &Samples, cases: &[Case]) {
                 };
                 let to_floor = floor.as_ref().map_or("-".to_string(), |b| format!("{:.2}", f.ops_per_s / b.ops_per_s));
                 let lag = f.max_lag.map(fmt_bytes).unwrap_or_else(|| "-".into());
+                let per_commit = f.per_commit.map_or("-".to_string(), |c| format!("{c:.1}"));
                 println!(
-                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}",
+                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}  {:>10}",
                     engine.name(),
                     batch,
                     case.name(),
@@ -648,6 +666,7 @@ fn summary(samples: &Samples, cases: &[Case]) {
                     ratio,
                     to_floor,
                     lag,
+                    per_commit,
                 );
                 if f.failed > 0 {
                     failures.push(format!(
@@ -661,7 +680,7 @@ fn summary(samples: &Samples, cases: &[Case]) {
     }
     println!("  (ops/s: acknowledged ops ÷ time; vs wal_only: ops/s ÷ the baseline's (the primary with replication off),");
     println!("   same engine and batch, targets async >= 0.80, sync >= 0.50; vs raw_wal: ÷ the bare WAL writer's, no target;");
-    println!("   max lag: most bytes a replica was behind at the end of a sample)");
+    println!("   max lag: most bytes a replica was behind at the end of a sample; per commit: requests per group commit)");
     for f in &failures {
         println!("  FAILED {f}");
     }
@@ -741,7 +760,7 @@ fn main() {
                                 let before = breakdown.then(cpu_snapshot);
                                 let run = writer.run(&system, &client, iters, batch);
                                 let cpu = before.map(|b| cpu_delta(&b, &cpu_snapshot()));
-                                record(&mut samples, &id, run, None, cpu)
+                                record(&mut samples, &id, run, None, cpu, None)
                             })
                         });
                         writer.stop();
@@ -759,10 +778,12 @@ fn main() {
                         group.bench_function(BenchmarkId::new(case.name(), batch), |b| {
                             b.iter_custom(|iters| {
                                 let before = breakdown.then(cpu_snapshot);
+                                let commits_before = runtime.commits();
                                 let run = runtime.run(&system, &client, iters, batch);
+                                let commits = runtime.commits() - commits_before;
                                 let cpu = before.map(|b| cpu_delta(&b, &cpu_snapshot()));
                                 let lag = (replicas > 0).then(|| runtime.max_lag(&system));
-                                record(&mut samples, &id, run, lag, cpu)
+                                record(&mut samples, &id, run, lag, cpu, Some(commits))
                             })
                         });
                         runtime.catch_up(&system);

@@ -134,9 +134,11 @@ struct MemoryLog {
     /// By start lsn. Records are shared with whoever committed them (the primary's in-memory
     /// tail, the records shipped to replicas): appending copies no bytes.
     wal: BTreeMap<u64, Arc<[u8]>>,
-    /// By shard: the lsn its rows reflect, and the rows (values shared with the ops that wrote
-    /// them: storing a row copies no value). A shard never written is absent.
-    shards: BTreeMap<u16, (u64, Vec<(RowKey, RowValue)>)>,
+    /// By shard: the lsn its rows reflect, and the rows, serialized as on disk
+    /// ([`image::encode`]): a copy, not the table's keys and values shared, so keeping and
+    /// replacing a shard touches none of the table's reference counts. A shard never written
+    /// is absent.
+    shards: BTreeMap<u16, (u64, Vec<Vec<u8>>)>,
 }
 
 impl MemoryLog {
@@ -187,7 +189,28 @@ pub struct RowImages {
 #[derive(Debug, Clone)]
 pub struct ShardImage {
     pub shard: u16,
-    pub rows: Vec<(RowKey, RowValue)>,
+    pub rows: ShardRows,
+}
+
+/// A shard's rows as a checkpoint took them.
+#[derive(Debug, Clone)]
+pub enum ShardRows {
+    /// Sharing keys and values with the table: quick to take, serialized by the store (the
+    /// primary's, taken on its actor and written off it).
+    Shared(Vec<(RowKey, RowValue)>),
+    /// Serialized already ([`image::encode`]): a replica's, taken under its table's lock off
+    /// the arbiter.
+    Encoded(Vec<Vec<u8>>),
+}
+
+impl ShardRows {
+    /// The chunks the store keeps.
+    fn into_chunks(self) -> Result<Vec<Vec<u8>>, StorageError> {
+        match self {
+            ShardRows::Shared(rows) => image::encode(rows.iter().map(|(k, v)| (k, v))),
+            ShardRows::Encoded(chunks) => Ok(chunks),
+        }
+    }
 }
 
 /// An owner's stored rows, as [`Store::load_rows`] reads them.
@@ -215,6 +238,17 @@ impl StoredRows {
             self.misplaced.extend([stored_in, row.shard()]);
         }
         self.rows.insert(row, value);
+    }
+
+    /// Adds the rows of `owner`'s stored `chunk` of shard `stored_in`.
+    fn add_chunk(&mut self, owner: &str, stored_in: usize, chunk: &[u8]) -> Result<(), StorageError> {
+        for row in image::decode(chunk) {
+            let (table, key, value) = row?;
+            let value = RowValue::from_json(value)
+                .map_err(|e| StorageError::Backend(format!("stored row {table}/{key} of {owner} is unreadable: {e}")))?;
+            self.add(stored_in, RowKey::new(table.into(), key.into()), value);
+        }
+        Ok(())
     }
 }
 
@@ -678,8 +712,8 @@ impl Store {
             Backend::Disk(_) => {
                 // Serialized before the transaction begins: the owner's WAL commits wait for it.
                 let encoded = images
-                    .iter()
-                    .map(|i| Ok((usize::from(i.shard), image::encode(&i.rows)?)))
+                    .into_iter()
+                    .map(|i| Ok((usize::from(i.shard), i.rows.into_chunks()?)))
                     .collect::<Result<Vec<_>, StorageError>>()?;
                 let handle = self.log_db(owner)?;
                 let db = open(&handle)?;
@@ -717,15 +751,18 @@ impl Store {
                 Ok(true)
             }
             Backend::Memory(_) => {
+                // Serialized before the lock is taken, as on disk before the transaction.
+                let encoded =
+                    images.into_iter().map(|i| Ok((i.shard, i.rows.into_chunks()?))).collect::<Result<Vec<_>, StorageError>>()?;
                 let log = self.memory_log(owner);
                 let mut m = log.lock();
                 if m.meta.get(ROWS_EPOCH).copied().unwrap_or(0) != epoch {
                     return Ok(false);
                 }
                 let behind = |m: &MemoryLog, shard: u16| m.shards.get(&shard).is_none_or(|s| s.0 < lsn);
-                for image in images {
-                    if behind(&m, image.shard) {
-                        m.shards.insert(image.shard, (lsn, image.rows));
+                for (shard, chunks) in encoded {
+                    if behind(&m, shard) {
+                        m.shards.insert(shard, (lsn, chunks));
                     }
                 }
                 for id in unchanged {
@@ -849,9 +886,7 @@ impl Store {
     pub fn replace_rows(&self, owner: &str, rows: &RowMap, lsn: u64, meta: &[(String, u64)]) -> Result<u64, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let encoded = (0..SHARDS)
-                    .map(|shard| image::encode(&rows.shard_rows(shard)))
-                    .collect::<Result<Vec<_>, StorageError>>()?;
+                let encoded = (0..SHARDS).map(|shard| rows.encode_shard(shard)).collect::<Result<Vec<_>, StorageError>>()?;
                 let handle = self.log_db(owner)?;
                 let db = open(&handle)?;
                 let tx = db.begin_write().map_err(backend)?;
@@ -877,11 +912,14 @@ impl Store {
                 Ok(epoch)
             }
             Backend::Memory(_) => {
+                // shard < SHARDS (256), which fits a u16.
+                let shards = (0..SHARDS)
+                    .map(|shard| Ok((shard as u16, (lsn, rows.encode_shard(shard)?))))
+                    .collect::<Result<BTreeMap<_, _>, StorageError>>()?;
                 let log = self.memory_log(owner);
                 let mut m = log.lock();
                 m.wal.clear();
-                // shard < SHARDS (256), which fits a u16.
-                m.shards = (0..SHARDS).map(|shard| (shard as u16, (lsn, rows.shard_rows(shard)))).collect();
+                m.shards = shards;
                 let epoch = m.meta.get(ROWS_EPOCH).copied().unwrap_or(0) + 1;
                 m.meta.insert(ROWS_EPOCH.to_string(), epoch);
                 for (k, v) in meta {
@@ -909,26 +947,19 @@ impl Store {
                 }
                 for chunk in tx.open_table(ROW_IMAGES).map_err(backend)?.iter().map_err(backend)? {
                     let (k, v) = chunk.map_err(backend)?;
-                    let shard = (k.value() >> 32) as usize;
-                    for row in image::decode(v.value()) {
-                        let (table, key, value) = row?;
-                        let value = RowValue::from_json(value).map_err(|e| {
-                            StorageError::Backend(format!("stored row {table}/{key} of {owner} is unreadable: {e}"))
-                        })?;
-                        out.add(shard, RowKey::new(table.into(), key.into()), value);
-                    }
+                    out.add_chunk(owner, (k.value() >> 32) as usize, v.value())?;
                 }
             }
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let m = log.lock();
                 out.epoch = m.meta.get(ROWS_EPOCH).copied().unwrap_or(0);
-                for (&shard, (lsn, rows)) in &m.shards {
+                for (&shard, (lsn, chunks)) in &m.shards {
                     if let Some(slot) = out.shard_lsns.get_mut(usize::from(shard)) {
                         *slot = *lsn;
                     }
-                    for (row, value) in rows {
-                        out.add(usize::from(shard), row.clone(), value.clone());
+                    for chunk in chunks {
+                        out.add_chunk(owner, usize::from(shard), chunk)?;
                     }
                 }
             }
@@ -1034,7 +1065,7 @@ mod tests {
 
     /// Shard `shard` of `rows`, as a checkpoint writes it.
     fn image(rows: &RowMap, shard: usize) -> ShardImage {
-        ShardImage { shard: shard as u16, rows: rows.shard_rows(shard) }
+        ShardImage { shard: shard as u16, rows: ShardRows::Shared(rows.shard_rows(shard)) }
     }
 
     fn check_rows(s: &Store) {
@@ -1101,7 +1132,7 @@ mod tests {
 
         // A row stored in a shard that is not its own: both shards are reported.
         let wrong = (k1 + 1) % SHARDS;
-        let misplaced = RowImages { lsn: 40, epoch: 0, images: vec![ShardImage { shard: wrong as u16, rows: v1.shard_rows(k1) }], unchanged: vec![], trim_log: false };
+        let misplaced = RowImages { lsn: 40, epoch: 0, images: vec![ShardImage { shard: wrong as u16, rows: ShardRows::Shared(v1.shard_rows(k1)) }], unchanged: vec![], trim_log: false };
         assert!(s.write_row_images("p", misplaced).expect("write"));
         let got = stored("p");
         assert!(got.misplaced.contains(&wrong) && got.misplaced.contains(&k1), "{:?}", got.misplaced);

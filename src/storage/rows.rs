@@ -248,6 +248,11 @@ impl RowMap {
         self.shards.get(shard).map_or_else(Vec::new, |s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
+    /// The rows of shard `shard`, serialized ([`super::image::encode`]).
+    pub fn encode_shard(&self, shard: usize) -> Result<Vec<Vec<u8>>, super::StorageError> {
+        super::image::encode(self.shards.get(shard).into_iter().flatten())
+    }
+
     /// Every row, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&RowKey, &RowValue)> {
         self.shards.iter().flatten()

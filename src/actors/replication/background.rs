@@ -96,6 +96,11 @@ fn lower_priority() {
     if rc != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "could not lower the priority of a background thread");
     }
+    let param = libc::sched_param { sched_priority: 0 };
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set SCHED_IDLE");
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -19,7 +19,7 @@
 
 use crate::messages::replication::{Op, OpKind, ShippedRecord, WalRecord};
 use crate::storage::rows::{RowMap, RowRef, SHARDS};
-use crate::storage::{RowImages, ShardImage, StorageError, Store};
+use crate::storage::{RowImages, ShardImage, ShardRows, StorageError, Store};
 
 /// A set of shards, as bits.
 #[derive(Debug, Clone, Default)]
@@ -128,11 +128,21 @@ impl TableState {
         picked
     }
 
-    /// Shard `shard` as it is now, no longer changed since.
+    /// Shard `shard` as it is now, no longer changed since, sharing the table's keys and values.
     pub fn take(&mut self, shard: usize) -> ShardImage {
         self.dirty.remove(shard);
         // shard < SHARDS (256), which fits a u16.
-        ShardImage { shard: shard as u16, rows: self.rows.shard_rows(shard) }
+        ShardImage { shard: shard as u16, rows: ShardRows::Shared(self.rows.shard_rows(shard)) }
+    }
+
+    /// As [`TableState::take`], serialized as the store keeps it: slower to take, but it only
+    /// reads the rows, so it writes none of the reference counts the table shares with the
+    /// primary's (the store's `image::encode`). Still changed if it cannot be serialized.
+    pub fn take_encoded(&mut self, shard: usize) -> Result<ShardImage, StorageError> {
+        let chunks = self.rows.encode_shard(shard)?;
+        self.dirty.remove(shard);
+        // shard < SHARDS (256), which fits a u16.
+        Ok(ShardImage { shard: shard as u16, rows: ShardRows::Encoded(chunks) })
     }
 
     /// The checkpoint of `images`, taken at or after `lsn` (the lsn when they were picked: a
