@@ -21,8 +21,10 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 
 /// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
@@ -80,6 +82,25 @@ impl BackgroundPool {
                 return Err(BackgroundError("the pool has stopped".into()));
             }
             rx.await.map_err(|_| BackgroundError("it panicked".into()))
+        }
+    }
+}
+
+/// What [`BackgroundPool::storage_work`] resolves to: `f`'s result, or why it did not finish.
+pub type StorageWork<R> = Pin<Box<dyn Future<Output = Result<R, String>>>>;
+
+impl BackgroundPool {
+    /// Runs blocking storage work `f`: on the normal blocking pool if a write may be waiting
+    /// for it (`urgent`), otherwise here, at the lower priority.
+    pub fn storage_work<F, R>(&self, urgent: bool, f: F) -> StorageWork<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if urgent {
+            Box::pin(actix_web::rt::task::spawn_blocking(f).map(|r| r.map_err(|e| e.to_string())))
+        } else {
+            Box::pin(self.run(f).map(|r| r.map_err(|e| e.to_string())))
         }
     }
 }

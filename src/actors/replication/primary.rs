@@ -1064,8 +1064,10 @@ impl PrimaryActor {
         e.fetch_in_flight = true;
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        // Decoded there, off the arbiter. Only durable records are in the store.
-        let read = actix_web::rt::task::spawn_blocking(move || read_records(&store, &primary, from, u64::MAX, SHIP_WINDOW as usize));
+        // Decoded there, off the arbiter. Only durable records are in the store. A replica no
+        // write waits for catches up at the background's priority: on the blocking pool, the
+        // decoding of a far-behind async replica's WAL took a core from the primary's writes.
+        let read = self.background.storage_work(awaited, move || read_records(&store, &primary, from, u64::MAX, SHIP_WINDOW as usize));
         let id = id.to_string();
         ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let Some(e) = act.replicas.get_mut(&id) else { return };

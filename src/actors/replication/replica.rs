@@ -35,14 +35,11 @@
 //! them up to the confirmed position, and reports with `restarted`, so the primary ships from
 //! its flushed position (never from zero) and confirms or reconciles the rest.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::FutureExt;
 use parking_lot::RwLock;
 
 use crate::actors::replication::background::BackgroundPool;
@@ -382,7 +379,7 @@ impl ReplicaActor {
         let mut records = std::mem::take(&mut self.unapplied);
         let flushed = self.flush_lsn;
         let committed = commit.as_ref().map(|(_, end)| *end);
-        let work = self.store_task(self.awaited, move || {
+        let work = self.background.storage_work(self.awaited, move || {
             if let Some((commit, _)) = commit {
                 store.commit_log(&id, commit)?;
             }
@@ -426,20 +423,6 @@ impl ReplicaActor {
         }));
     }
 
-    /// Runs blocking storage work `f`: on the blocking pool if a write may be waiting for it
-    /// (`urgent`), otherwise on the low-priority [`BackgroundPool`].
-    fn store_task<F, R>(&self, urgent: bool, f: F) -> Pin<Box<dyn Future<Output = Result<R, String>>>>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        if urgent {
-            Box::pin(actix_web::rt::task::spawn_blocking(f).map(|r| r.map_err(|e| e.to_string())))
-        } else {
-            Box::pin(self.background.run(f).map(|r| r.map_err(|e| e.to_string())))
-        }
-    }
-
     /// What was received is not durable; the supervisor restarts the actor from its durable
     /// state and the primary ships the rest again.
     fn commit_failed(&mut self, e: String, ctx: &mut Context<Self>) {
@@ -458,7 +441,7 @@ impl ReplicaActor {
         // The lock is taken per shard (a shard serialized under it), never across the disk: the
         // store task applying records waits for one shard at most. Nobody waits for a
         // checkpoint: it runs in the background.
-        let task = self.store_task(false, move || {
+        let task = self.background.storage_work(false, move || {
             let (picked, lsn) = {
                 let replayed = rows.read();
                 (replayed.rows.pick(&plan), replayed.lsn)
