@@ -91,6 +91,8 @@ const SAMPLE_SIZE: usize = 10;
 /// How long replicas may take to catch up between cases.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
 const TABLE: &str = "bench";
+/// The suffix of a replicated case's paired baseline samples.
+const PAIRED: &str = "paired_wal_only";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Engine {
@@ -624,8 +626,8 @@ fn summary(samples: &Samples, cases: &[Case]) {
     println!();
     println!("== replication summary: {IN_FLIGHT} requests in flight; 2 replicas, both mode sync; measured samples only ==");
     println!(
-        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}  {:>10}",
-        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs raw_wal", "max lag", "per commit"
+        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>10}  {:>10}  {:>10}",
+        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs paired", "vs raw_wal", "max lag", "per commit"
     );
     let mut failures = Vec::new();
     for engine in [Engine::Memory, Engine::Disk] {
@@ -653,10 +655,18 @@ fn summary(samples: &Samples, cases: &[Case]) {
                     (None, _) => "-".to_string(),
                 };
                 let to_floor = floor.as_ref().map_or("-".to_string(), |b| format!("{:.2}", f.ops_per_s / b.ops_per_s));
+                let paired = figures(samples, &format!("{id}/{PAIRED}"), batch).map_or("-".to_string(), |p| {
+                    let r = f.ops_per_s / p.ops_per_s;
+                    let rounded = (r * 100.0).floor() / 100.0;
+                    match case.target() {
+                        Some(t) => format!("{rounded:.2} {}", if r >= t { "ok" } else { "LOW" }),
+                        None => format!("{rounded:.2}"),
+                    }
+                });
                 let lag = f.max_lag.map(fmt_bytes).unwrap_or_else(|| "-".into());
                 let per_commit = f.per_commit.map_or("-".to_string(), |c| format!("{c:.1}"));
                 println!(
-                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>10}  {:>10}  {:>10}",
+                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>10}  {:>10}  {:>10}",
                     engine.name(),
                     batch,
                     case.name(),
@@ -664,6 +674,7 @@ fn summary(samples: &Samples, cases: &[Case]) {
                     fmt_time(f.median),
                     fmt_time(f.p99),
                     ratio,
+                    paired,
                     to_floor,
                     lag,
                     per_commit,
@@ -679,7 +690,8 @@ fn summary(samples: &Samples, cases: &[Case]) {
         }
     }
     println!("  (ops/s: acknowledged ops ÷ time; vs wal_only: ops/s ÷ the baseline's (the primary with replication off),");
-    println!("   same engine and batch, targets async >= 0.80, sync >= 0.50; vs raw_wal: ÷ the bare WAL writer's, no target;");
+    println!("   same engine and batch, targets async >= 0.80, sync >= 0.50; vs paired: ÷ the paired baseline's, a runtime like");
+    println!("   wal_only's sampled right beside each sample (same targets); vs raw_wal: ÷ the bare WAL writer's, no target;");
     println!("   max lag: most bytes a replica was behind at the end of a sample; per commit: requests per group commit)");
     for f in &failures {
         println!("  FAILED {f}");
@@ -773,21 +785,46 @@ fn main() {
                     };
                     for batch in BATCHES {
                         let runtime = Replicated::start(&system, engine, mode, replicas);
+                        // The paired baseline: a second runtime with replication off, as
+                        // `wal_only`, sampled right beside each sample of a replicated case.
+                        let paired = (replicas > 0).then(|| Replicated::start(&system, engine, ReplicationMode::Async, 0));
                         let id = key(engine, case, batch);
+                        let paired_id = format!("{id}/{PAIRED}");
+                        let mut calls = 0u64;
                         group.throughput(Throughput::Elements(batch as u64));
                         group.bench_function(BenchmarkId::new(case.name(), batch), |b| {
                             b.iter_custom(|iters| {
+                                calls += 1;
+                                // Every other sample the baseline goes first, so that a drift of
+                                // the machine's speed weighs on both sides alike.
+                                let paired_first = calls % 2 == 0;
+                                let run_paired = |samples: &mut Samples| {
+                                    if let Some(p) = &paired {
+                                        let run = p.run(&system, &client, iters, batch);
+                                        record(samples, &paired_id, run, None, None, None);
+                                    }
+                                };
+                                if paired_first {
+                                    run_paired(&mut samples);
+                                }
                                 let before = breakdown.then(cpu_snapshot);
                                 let commits_before = runtime.commits();
                                 let run = runtime.run(&system, &client, iters, batch);
                                 let commits = runtime.commits() - commits_before;
                                 let cpu = before.map(|b| cpu_delta(&b, &cpu_snapshot()));
                                 let lag = (replicas > 0).then(|| runtime.max_lag(&system));
-                                record(&mut samples, &id, run, lag, cpu, Some(commits))
+                                let elapsed = record(&mut samples, &id, run, lag, cpu, Some(commits));
+                                if !paired_first {
+                                    run_paired(&mut samples);
+                                }
+                                elapsed
                             })
                         });
                         runtime.catch_up(&system);
                         runtime.shutdown(&system);
+                        if let Some(p) = paired {
+                            p.shutdown(&system);
+                        }
                     }
                 }
             }
