@@ -21,7 +21,9 @@
 //! replica in `sync` mode, any replica in `async` mode), it gathers what it receives for up to
 //! [`LAZY_FLUSH_DELAY`] or [`LAZY_FLUSH_BYTES`] before the fsync, as MySQL replicas sync their
 //! relay log every `sync_relay_log` events: fewer, larger transactions, and fewer fsyncs competing
-//! with the primary's on a shared disk. Its flush and replay lag show the delay. Nothing
+//! with the primary's on a shared disk. It applies what the primary confirms on the same beat (in
+//! that commit's task, or in one of its own when nothing new arrived), not once per confirmation.
+//! Its flush and replay lag show the delay. Nothing
 //! acknowledged is at risk: the primary has it durably and keeps it until the replica's applied
 //! position passes it.
 //!
@@ -153,10 +155,10 @@ pub struct ReplicaActor {
     /// `replay_lsn`. At most what the primary shipped ahead of its own fsync, plus what it
     /// shipped while it was going down.
     unapplied: Vec<ShippedRecord>,
-    /// `pending` should be made durable as soon as possible: a write may wait for it, or it
-    /// has been held for [`LAZY_FLUSH_DELAY`].
-    flush_due: bool,
-    flush_timer: Option<SpawnHandle>,
+    /// The gathered work (commit or apply) of a replica nobody waits for has been held for
+    /// [`LAZY_FLUSH_DELAY`]: the next store task starts at once.
+    work_due: bool,
+    lazy_timer: Option<SpawnHandle>,
     /// A store task (commit, apply or truncation) is running; one at a time.
     task_in_flight: bool,
     /// A reseed or reconcile that arrived while a store task or a checkpoint was in flight: it
@@ -200,8 +202,8 @@ impl ReplicaActor {
             pending: Vec::new(),
             pending_bytes: 0,
             unapplied: Vec::new(),
-            flush_due: false,
-            flush_timer: None,
+            work_due: false,
+            lazy_timer: None,
             task_in_flight: false,
             deferred: Deferred { reseed: None, reconcile: None },
             loaded: false,
@@ -290,22 +292,6 @@ impl ReplicaActor {
         ctx.run_later(LOAD_RETRY, |_, ctx| ctx.stop());
     }
 
-    /// Commits what was received now if it is due (or large), otherwise once it is.
-    fn schedule_commit(&mut self, ctx: &mut Context<Self>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if self.flush_due || self.pending_bytes >= LAZY_FLUSH_BYTES {
-            self.commit(ctx);
-        } else if self.flush_timer.is_none() {
-            self.flush_timer = Some(ctx.run_later(LAZY_FLUSH_DELAY, |act, ctx| {
-                act.flush_timer = None;
-                act.flush_due = true;
-                act.schedule_commit(ctx);
-            }));
-        }
-    }
-
     /// Whether what the primary of `timeline` sends may be taken: it is this replica's timeline,
     /// or a newer one and the replica holds nothing past what it applied (all of which some
     /// primary made durable, and durable records carry over to every later timeline), in which
@@ -327,16 +313,35 @@ impl ReplicaActor {
         self.unapplied.first().is_some_and(|r| r.end_lsn() <= confirmed)
     }
 
-    /// Starts the next store task, if none runs: an apply of what was confirmed first (it is
-    /// quick, and writes may be waiting for it), then a commit of what was received.
+    /// Starts the next store task, if none runs and there is work. When a write may wait for
+    /// it (`awaited`): at once, an apply of what was confirmed first (it is quick, and writes
+    /// wait for the replay), then a commit of what was received. Otherwise the work is gathered
+    /// for up to [`LAZY_FLUSH_DELAY`] (or [`LAZY_FLUSH_BYTES`] received) and done in one task,
+    /// a commit that applies what is confirmed after it: a task per group commit of the primary
+    /// cost the machine the primary's cores (the task, its wake-ups and its report) for work
+    /// nobody waits for.
     fn next_task(&mut self, ctx: &mut Context<Self>) {
         if self.task_in_flight {
             return;
         }
-        if self.can_apply() {
+        let apply = self.can_apply();
+        if self.pending.is_empty() && !apply {
+            return;
+        }
+        if !(self.awaited || self.work_due || self.pending_bytes >= LAZY_FLUSH_BYTES) {
+            if self.lazy_timer.is_none() {
+                self.lazy_timer = Some(ctx.run_later(LAZY_FLUSH_DELAY, |act, ctx| {
+                    act.lazy_timer = None;
+                    act.work_due = true;
+                    act.next_task(ctx);
+                }));
+            }
+            return;
+        }
+        if apply && (self.awaited || self.pending.is_empty()) {
             self.run_task(None, ctx);
         } else {
-            self.schedule_commit(ctx);
+            self.commit(ctx);
         }
     }
 
@@ -347,11 +352,7 @@ impl ReplicaActor {
         if self.task_in_flight || self.pending.is_empty() {
             return;
         }
-        self.flush_due = false;
         self.pending_bytes = 0;
-        if let Some(timer) = self.flush_timer.take() {
-            ctx.cancel_future(timer);
-        }
         let records = std::mem::take(&mut self.pending);
         let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
         let confirmed = self.primary_durable.load(Ordering::Acquire).min(end).max(self.replay_lsn);
@@ -372,6 +373,10 @@ impl ReplicaActor {
     /// primary has confirmed by the time the commit is durable.
     fn run_task(&mut self, commit: Option<(LogCommit, u64)>, ctx: &mut Context<Self>) {
         self.task_in_flight = true;
+        self.work_due = false;
+        if let Some(timer) = self.lazy_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let store = self.store.clone();
         let id = self.replica_id.clone();
         let rows = self.rows.clone();
@@ -606,8 +611,8 @@ impl actix::Supervised for ReplicaActor {
         self.pending_bytes = 0;
         self.unapplied.clear();
         self.primary_durable = Arc::new(AtomicU64::new(0));
-        self.flush_due = false;
-        self.flush_timer = None;
+        self.work_due = false;
+        self.lazy_timer = None;
         self.task_in_flight = false;
         self.deferred = Deferred { reseed: None, reconcile: None };
         self.loaded = false;
@@ -649,7 +654,6 @@ impl Handler<ShipWal> for ReplicaActor {
         }
         self.primary_durable.fetch_max(msg.durable_lsn, Ordering::AcqRel);
         if accepted {
-            self.flush_due |= msg.flush_awaited;
             self.awaited = msg.flush_awaited;
             // No report for the receipt alone: the write position goes with the commit's report
             // (at once when a write waits, within LAZY_FLUSH_DELAY otherwise) and every
