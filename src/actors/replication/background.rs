@@ -1,20 +1,28 @@
-//! `BackgroundPool`: threads at a lower CPU priority for replica storage work that no client waits
-//! for: an async replica's commits and applies, and every replica's checkpoints.
+//! `BackgroundPool`: threads at the lowest CPU priority for replica storage work that no client
+//! waits for: an async replica's commits and applies, its catch-up reads of the primary's WAL, and
+//! every replica's checkpoints.
 //!
 //! Why: the primary and its in-process replicas share the machine's cores. Each replica does about
 //! as much storage work per row as the primary, and on the shared blocking pool that work took the
 //! CPU from the primary's own commits and actor in turns, so an `async` primary ran at two thirds
 //! of its speed without replicas although no client waited for them. At a lower priority the
 //! scheduler runs the primary's threads first whenever both are runnable and gives the replicas
-//! what is left, as RocksDB runs its compactions (`Env::LowerThreadPoolCPUPriority`). Replicas
-//! still get a share when the machine is saturated (a nice value of [`NICE`] weighs about a tenth
-//! of a normal thread), and what they fall behind is measured and shown as lag (and
-//! `replication_lag_alert`), never hidden. Work a write waits for (a sync replica's commit and
-//! apply in `sync` mode, every replica's in `semi_sync`) stays on the normal blocking pool.
+//! what is left, as RocksDB runs its compactions (`Env::LowerThreadPoolCPUPriority`). The threads
+//! are `SCHED_IDLE` (and nice [`NICE`], which is what counts where `SCHED_IDLE` cannot be set):
+//! at nice 10 alone a thread waking for the primary still waited out part of a background
+//! job's time slice, and the primary's arbiter was busy 61% of the time in async instead of
+//! 78%. Linux preempts an idle-policy thread at once for a normal one. So under a load that
+//! keeps every core busy the replicas get almost nothing: what they fall behind is measured and
+//! shown as lag (and `replication_lag_alert`), never hidden, and they catch up when the load
+//! eases. Work a write waits for (a sync replica's commit and apply in `sync` mode, every
+//! replica's in `semi_sync`) stays on the normal blocking pool. A lock a background job holds
+//! cannot stall a normal thread for long: the waiting thread sleeps, which frees its core for
+//! the job.
 //!
-//! Linux keeps a nice value per thread, so only these threads are lowered (elsewhere the call
-//! would lower the whole process, so it is not made). Raising a priority again needs a privilege,
-//! which is why these are threads of their own rather than the shared blocking pool's.
+//! Linux keeps the policy and the nice value per thread, so only these threads are lowered
+//! (elsewhere the call would lower the whole process, so it is not made). Raising a priority
+//! again needs a privilege, which is why these are threads of their own rather than the shared
+//! blocking pool's.
 //!
 //! The queue is unbounded, and need not be bounded: each replica has at most one store task and
 //! one checkpoint submitted at a time.
@@ -105,8 +113,9 @@ impl BackgroundPool {
     }
 }
 
-/// Lowers the calling thread to [`NICE`], or leaves it where it is if it is lower already (a
-/// process started with `nice`): raising it would need a privilege.
+/// Moves the calling thread to `SCHED_IDLE` and lowers it to [`NICE`], or leaves its nice value
+/// where it is if it is lower already (a process started with `nice`): raising it would need a
+/// privilege.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
     // SAFETY: getpriority and setpriority only read their arguments; `who` 0 with PRIO_PROCESS
@@ -118,9 +127,11 @@ fn lower_priority() {
         tracing::warn!(error = %std::io::Error::last_os_error(), "could not lower the priority of a background thread");
     }
     let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param`, which lives across the call; pid 0 names the
+    // calling thread. SCHED_IDLE takes priority 0. A failure leaves the policy as it was.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set SCHED_IDLE");
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not move a background thread to SCHED_IDLE");
     }
 }
 
@@ -134,14 +145,16 @@ mod tests {
     #[actix_rt::test]
     async fn jobs_run_at_a_lower_priority_and_a_panic_fails_only_its_job() {
         let pool = BackgroundPool::start("test-bg", 2).expect("threads start");
-        let nice = pool.run(|| {
-            // SAFETY: getpriority only reads its arguments.
+        let priority = pool.run(|| {
+            // SAFETY: getpriority and sched_getscheduler only read their arguments.
             #[cfg(target_os = "linux")]
-            return unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            return unsafe { (libc::getpriority(libc::PRIO_PROCESS, 0), libc::sched_getscheduler(0) == libc::SCHED_IDLE) };
             #[cfg(not(target_os = "linux"))]
-            return NICE;
+            return (NICE, true);
         });
-        assert!(nice.await.expect("runs") >= NICE);
+        let (nice, idle_policy) = priority.await.expect("runs");
+        assert!(nice >= NICE);
+        assert!(idle_policy, "background threads run SCHED_IDLE");
         let failed = pool.run(|| -> u32 { panic!("boom") }).await;
         assert!(failed.is_err());
         // Both threads still take jobs.
