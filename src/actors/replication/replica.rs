@@ -23,9 +23,8 @@
 //! relay log every `sync_relay_log` events: fewer, larger transactions, and fewer fsyncs competing
 //! with the primary's on a shared disk. It applies what the primary confirms on the same beat (in
 //! that commit's task, or in one of its own when nothing new arrived), not once per confirmation.
-//! Its flush and replay lag show the delay. Nothing
-//! acknowledged is at risk: the primary has it durably and keeps it until the replica's applied
-//! position passes it.
+//! Its flush and replay lag show the delay. Nothing acknowledged is at risk: the primary has it
+//! durably and keeps it until the replica's applied position passes it.
 //!
 //! Applying is memory-bound hash-map work as large as the primary's own, so it is done on the
 //! blocking pool, in the task that made the records durable (or one of its own), never on the
