@@ -1265,8 +1265,15 @@ impl Handler<ReplicateOps> for PrimaryActor {
 impl Handler<ReplicaReport> for PrimaryActor {
     type Result = ();
     fn handle(&mut self, msg: ReplicaReport, ctx: &mut Self::Context) {
-        let p = msg.progress;
+        let mut p = msg.progress;
         let id = p.replica_id.clone();
+        // Only a restart (a load, a reconcile, a reseed, a gap) moves a position back: a store
+        // task's early report and a heartbeat sent meanwhile may arrive in either order.
+        if let Some(e) = self.replicas.get(&id).filter(|e| !msg.restarted && e.incarnation == msg.incarnation) {
+            p.write_lsn = p.write_lsn.max(e.write_lsn);
+            p.flush_lsn = p.flush_lsn.max(e.flush_lsn);
+            p.replay_lsn = p.replay_lsn.max(e.replay_lsn);
+        }
         let now = Instant::now();
         let (write_lag, flush_lag, replay_lag) =
             (self.lag_since(p.write_lsn, now), self.lag_since(p.flush_lsn, now), self.lag_since(p.replay_lsn, now));

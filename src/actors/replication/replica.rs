@@ -117,6 +117,35 @@ struct TaskDone {
     rest: Vec<ShippedRecord>,
 }
 
+/// What a store task needs to report the replay it did before its commit, from its own thread
+/// (a `Recipient` may be used from any thread). It reports the positions the actor had when the
+/// task started; the primary takes a report that is not a restart as never moving a position
+/// back, so a heartbeat sent meanwhile and this report may arrive in either order.
+struct EarlyReport {
+    sink: ProgressSink,
+    replica_id: String,
+    incarnation: u64,
+    timeline: u64,
+    write_lsn: u64,
+    flush_lsn: u64,
+}
+
+impl EarlyReport {
+    fn send(self, replay_lsn: u64) {
+        self.sink.do_send(ReplicaReport {
+            progress: ReplicaProgress {
+                replica_id: self.replica_id,
+                write_lsn: self.write_lsn,
+                flush_lsn: self.flush_lsn,
+                replay_lsn,
+            },
+            restarted: false,
+            incarnation: self.incarnation,
+            timeline: self.timeline,
+        });
+    }
+}
+
 /// A message that waits for the store task or checkpoint in flight.
 struct Deferred {
     reseed: Option<Reseed>,
@@ -337,7 +366,7 @@ impl ReplicaActor {
             }
             return;
         }
-        if apply && (self.awaited || self.pending.is_empty()) {
+        if apply && self.pending.is_empty() {
             self.run_task(None, ctx);
         } else {
             self.commit(ctx);
@@ -368,8 +397,9 @@ impl ReplicaActor {
         self.run_task(Some((commit, end)), ctx);
     }
 
-    /// Runs a store task: `commit` (if any), then the apply of every record of `unapplied` the
-    /// primary has confirmed by the time the commit is durable.
+    /// Runs a store task: the apply of what of `unapplied` the primary has confirmed already,
+    /// `commit` (if any), then the apply of every record the primary has confirmed by the time
+    /// the commit is durable.
     fn run_task(&mut self, commit: Option<(LogCommit, u64)>, ctx: &mut Context<Self>) {
         self.task_in_flight = true;
         self.work_due = false;
@@ -383,22 +413,46 @@ impl ReplicaActor {
         let mut records = std::mem::take(&mut self.unapplied);
         let flushed = self.flush_lsn;
         let committed = commit.as_ref().map(|(_, end)| *end);
+        // A write may wait for the replay of what is confirmed already: it is applied before the
+        // commit and reported from the task at once, rather than in a store task of its own
+        // (two tasks per group commit, each with its wake-ups, cost the primary's arbiter more
+        // than the work). The actor's own report follows at the end.
+        let early = (commit.is_some() && self.awaited && !self.announce).then(|| EarlyReport {
+            sink: self.primary.clone(),
+            replica_id: self.replica_id.clone(),
+            incarnation: self.incarnation,
+            timeline: self.timeline,
+            write_lsn: self.write_lsn,
+            flush_lsn: self.flush_lsn,
+        });
         let work = self.background.storage_work(self.awaited, move || {
+            let apply = |records: &[ShippedRecord]| {
+                let mut ops = 0;
+                for r in records {
+                    let mut replayed = rows.write();
+                    replayed.rows.apply(&r.ops);
+                    replayed.lsn = r.end_lsn();
+                    ops += r.ops.len();
+                }
+                ops
+            };
+            // Durable here and confirmed there before this commit: applied first.
+            let confirmed = durable_there.load(Ordering::Acquire).min(flushed);
+            let mut rest = records.split_off(records.partition_point(|r| r.end_lsn() <= confirmed));
+            let mut applied_ops = apply(&records);
+            let mut applied_to = records.last().map(ShippedRecord::end_lsn);
+            if let (Some(early), Some(replay_lsn)) = (early, applied_to) {
+                early.send(replay_lsn);
+            }
             if let Some((commit, _)) = commit {
                 store.commit_log(&id, commit)?;
             }
             let durable_here = committed.unwrap_or(flushed);
             let confirmed = durable_there.load(Ordering::Acquire).min(durable_here);
-            let ready = records.partition_point(|r| r.end_lsn() <= confirmed);
-            let rest = records.split_off(ready);
-            let mut applied_ops = 0;
-            for r in &records {
-                let mut replayed = rows.write();
-                replayed.rows.apply(&r.ops);
-                replayed.lsn = r.end_lsn();
-                applied_ops += r.ops.len();
-            }
-            Ok::<_, StorageError>(TaskDone { committed, applied_ops, applied_to: records.last().map(ShippedRecord::end_lsn), rest })
+            let later = rest.split_off(rest.partition_point(|r| r.end_lsn() <= confirmed));
+            applied_ops += apply(&rest);
+            applied_to = rest.last().map(ShippedRecord::end_lsn).or(applied_to);
+            Ok::<_, StorageError>(TaskDone { committed, applied_ops, applied_to, rest: later })
         });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.task_in_flight = false;
