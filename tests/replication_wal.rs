@@ -577,3 +577,33 @@ async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_
     assert_eq!(read(&runtime, "k4", ReadFrom::Replica("replica-001".into())).await, Some(serde_json::json!(4)));
     runtime.shutdown().await;
 }
+
+/// A store task reports the replay it did from its own thread while the actor's heartbeat may be
+/// on its way, so reports can cross: the primary never takes a report that is not a restart as
+/// moving a replica back (a write waiting for it would otherwise wait again), and a restart
+/// report does move it back (a restarted replica is shipped from where it says it is).
+#[actix_web::test]
+async fn only_a_restart_report_moves_a_replicas_positions_back() {
+    let runtime = Runtime::start(config()).expect("runtime starts");
+    let ack = write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
+    replayed(&runtime, "replica-001", ack.lsn_u64).await;
+    let view = || async { runtime.primary().send(GetReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("known") };
+    // The runtime's only replica actor is its first, incarnation 1. A report from nowhere:
+    // everything at zero, as a heartbeat sent before the replica applied anything.
+    let stale = |restarted| ReplicaReport {
+        progress: ReplicaProgress { replica_id: "replica-001".into(), write_lsn: 0, flush_lsn: 0, replay_lsn: 0 },
+        restarted,
+        incarnation: 1,
+        timeline: 0,
+    };
+    runtime.primary().send(stale(false)).await.expect("handled");
+    let v = view().await;
+    assert_eq!((v.write_lsn_u64, v.flush_lsn_u64, v.replay_lsn_u64), (ack.lsn_u64, ack.lsn_u64, ack.lsn_u64), "a crossing report moves nothing back");
+    runtime.primary().send(stale(true)).await.expect("handled");
+    assert_eq!(view().await.replay_lsn_u64, 0, "a restart report is taken as it is (so the one above was heard, not ignored)");
+    // The replica's own next report puts it back where it is, and writes are acknowledged again.
+    replayed(&runtime, "replica-001", ack.lsn_u64).await;
+    let next = write(&runtime, OpKind::Insert, "b", Some(serde_json::json!(2))).await;
+    assert_eq!(next.acknowledged_by, vec!["replica-001".to_string()]);
+    runtime.shutdown().await;
+}
