@@ -497,9 +497,11 @@ impl ReplicaActor {
         let rows = self.rows.clone();
         let captured_from = self.rows.clone();
         // The lock is taken per shard (a shard serialized under it), never across the disk: the
-        // store task applying records waits for one shard at most. Nobody waits for a
-        // checkpoint: it runs in the background.
-        let task = self.background.storage_work(false, move || {
+        // store task applying records waits for one shard at most. Nobody waits for the
+        // checkpoint itself, but while a write may wait for this replica's applies (`awaited`)
+        // it runs at normal priority: an idle-priority thread holding the table's lock would be
+        // the last to get a core back, and the apply (and the write) would wait for it.
+        let task = self.background.storage_work(self.awaited, move || {
             let (picked, lsn) = {
                 let replayed = rows.read();
                 (replayed.rows.pick(&plan), replayed.lsn)
