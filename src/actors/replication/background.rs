@@ -1,6 +1,7 @@
 //! `BackgroundPool`: threads at the lowest CPU priority for replica storage work that no client
-//! waits for: an async replica's commits and applies, its catch-up reads of the primary's WAL, and
-//! every replica's checkpoints.
+//! waits for: an async replica's commits, applies and checkpoints, and its catch-up reads of the
+//! primary's WAL. (A replica a write may wait for checkpoints on the normal blocking pool: its
+//! checkpoint holds the table lock its applies need.)
 //!
 //! Why: the primary and its in-process replicas share the machine's cores. Each replica does about
 //! as much storage work per row as the primary, and on the shared blocking pool that work took the
