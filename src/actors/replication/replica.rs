@@ -44,7 +44,7 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::actors::replication::background::BackgroundPool;
-use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
+use crate::actors::replication::table::{load_table, read_contiguous, stored_shards, Checkpoint, TableState};
 use crate::messages::replication::*;
 use crate::storage::rows::SHARDS;
 use crate::storage::{LogCommit, ShardImage, StorageError, Store};
@@ -76,6 +76,13 @@ fn confirmed_key(replica_id: &str) -> String {
 /// The meta key of the primary timeline its log's records came from.
 fn timeline_key(replica_id: &str) -> String {
     format!("replica:{replica_id}:timeline")
+}
+
+/// The positions a replica stores with each commit of its log, in the same transaction: what
+/// is durable here, what of it is known durable on the primary, and the primary timeline it
+/// came from.
+fn position_meta(replica_id: &str, flush: u64, confirmed: u64, timeline: u64) -> Vec<(String, u64)> {
+    vec![(flush_key(replica_id), flush), (confirmed_key(replica_id), confirmed), (timeline_key(replica_id), timeline)]
 }
 
 /// What a replica serves reads from: its table state and the lsn it has replayed to, changed
@@ -117,32 +124,20 @@ struct TaskDone {
     rest: Vec<ShippedRecord>,
 }
 
-/// What a store task needs to report the replay it did before its commit, from its own thread
-/// (a `Recipient` may be used from any thread). It reports the positions the actor had when the
-/// task started; the primary takes a report that is not a restart as never moving a position
-/// back, so a heartbeat sent meanwhile and this report may arrive in either order.
+/// The report a store task sends of the replay it did before its commit, from its own thread
+/// (a `Recipient` may be used from any thread): the positions the actor had when the task
+/// started, with the replay filled in. The primary takes a report that is not a restart as never
+/// moving a position back, so a heartbeat sent meanwhile and this report may arrive in either
+/// order.
 struct EarlyReport {
     sink: ProgressSink,
-    replica_id: String,
-    incarnation: u64,
-    timeline: u64,
-    write_lsn: u64,
-    flush_lsn: u64,
+    report: ReplicaReport,
 }
 
 impl EarlyReport {
-    fn send(self, replay_lsn: u64) {
-        self.sink.do_send(ReplicaReport {
-            progress: ReplicaProgress {
-                replica_id: self.replica_id,
-                write_lsn: self.write_lsn,
-                flush_lsn: self.flush_lsn,
-                replay_lsn,
-            },
-            restarted: false,
-            incarnation: self.incarnation,
-            timeline: self.timeline,
-        });
+    fn send(mut self, replay_lsn: u64) {
+        self.report.progress.replay_lsn = replay_lsn;
+        self.sink.do_send(self.report);
     }
 }
 
@@ -247,7 +242,12 @@ impl ReplicaActor {
 
     fn report(&mut self, restarted: bool) {
         let restarted = restarted || std::mem::take(&mut self.announce);
-        self.primary.do_send(ReplicaReport {
+        self.primary.do_send(self.progress(restarted));
+    }
+
+    /// Where it stands now, as a report.
+    fn progress(&self, restarted: bool) -> ReplicaReport {
+        ReplicaReport {
             progress: ReplicaProgress {
                 replica_id: self.replica_id.clone(),
                 write_lsn: self.write_lsn,
@@ -257,7 +257,7 @@ impl ReplicaActor {
             restarted,
             incarnation: self.incarnation,
             timeline: self.timeline,
-        });
+        }
     }
 
     /// Loads rows up to the confirmed position, the unconfirmed tail of the log after it, and
@@ -279,19 +279,7 @@ impl ReplicaActor {
                 )));
             }
             let mut tail: Vec<ShippedRecord> = Vec::new();
-            let mut from = confirmed;
-            while from < flush {
-                let chunk = read_records(&store, &id, from, flush, 4 << 20)?;
-                match chunk.last() {
-                    Some(r) if chunk.first().is_some_and(|f| f.lsn == from) => from = r.end_lsn(),
-                    _ => {
-                        return Err(StorageError::Backend(format!(
-                            "{id}'s log lacks the records from {from} to its flushed position {flush}"
-                        )))
-                    }
-                }
-                tail.extend(chunk);
-            }
+            read_contiguous(&store, &id, confirmed, flush, "as its unconfirmed tail", |r| tail.push(r))?;
             Ok::<_, StorageError>((flush, confirmed, timeline, loaded, tail))
         });
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
@@ -342,12 +330,11 @@ impl ReplicaActor {
     }
 
     /// Starts the next store task, if none runs and there is work. When a write may wait for
-    /// it (`awaited`): at once, an apply of what was confirmed first (it is quick, and writes
-    /// wait for the replay), then a commit of what was received. Otherwise the work is gathered
-    /// for up to [`LAZY_FLUSH_DELAY`] (or [`LAZY_FLUSH_BYTES`] received) and done in one task,
-    /// a commit that applies what is confirmed after it: a task per group commit of the primary
-    /// cost the machine the primary's cores (the task, its wake-ups and its report) for work
-    /// nobody waits for.
+    /// it (`awaited`): at once, a commit of what was received, whose task first applies (and
+    /// reports) what was confirmed, or an apply alone if nothing was received. Otherwise the
+    /// work is gathered for up to [`LAZY_FLUSH_DELAY`] (or [`LAZY_FLUSH_BYTES`] received) and
+    /// done in one such task: a task per group commit of the primary cost the machine the
+    /// primary's cores (the task, its wake-ups and its report) for work nobody waits for.
     fn next_task(&mut self, ctx: &mut Context<Self>) {
         if self.task_in_flight {
             return;
@@ -386,11 +373,7 @@ impl ReplicaActor {
         let confirmed = self.primary_durable.load(Ordering::Acquire).min(end).max(self.replay_lsn);
         let commit = LogCommit {
             records: records.iter().map(|r| (r.lsn, r.bytes.clone())).collect(),
-            meta: vec![
-                (flush_key(&self.replica_id), end),
-                (confirmed_key(&self.replica_id), confirmed),
-                (timeline_key(&self.replica_id), self.timeline),
-            ],
+            meta: position_meta(&self.replica_id, end, confirmed, self.timeline),
             ..Default::default()
         };
         self.unapplied.extend(records);
@@ -417,14 +400,8 @@ impl ReplicaActor {
         // commit and reported from the task at once, rather than in a store task of its own
         // (two tasks per group commit, each with its wake-ups, cost the primary's arbiter more
         // than the work). The actor's own report follows at the end.
-        let early = (commit.is_some() && self.awaited && !self.announce).then(|| EarlyReport {
-            sink: self.primary.clone(),
-            replica_id: self.replica_id.clone(),
-            incarnation: self.incarnation,
-            timeline: self.timeline,
-            write_lsn: self.write_lsn,
-            flush_lsn: self.flush_lsn,
-        });
+        let early = (commit.is_some() && self.awaited && !self.announce)
+            .then(|| EarlyReport { sink: self.primary.clone(), report: self.progress(false) });
         let work = self.background.storage_work(self.awaited, move || {
             let apply = |records: &[ShippedRecord]| {
                 let mut ops = 0;
@@ -593,11 +570,7 @@ impl ReplicaActor {
         }
         tracing::warn!(replica_id = %self.replica_id, keep, flush_lsn = self.flush_lsn, "replica drops durable records its earlier primary never made durable");
         let commit = LogCommit {
-            meta: vec![
-                (flush_key(&self.replica_id), keep),
-                (confirmed_key(&self.replica_id), keep),
-                (timeline_key(&self.replica_id), msg.timeline),
-            ],
+            meta: position_meta(&self.replica_id, keep, keep, msg.timeline),
             truncate_from: Some(keep),
             ..Default::default()
         };
@@ -791,8 +764,7 @@ impl ReplicaActor {
         let count = msg.rows.len();
         let write = actix_web::rt::task::spawn_blocking(move || {
             let table = TableState::from_rows(&msg.rows);
-            let meta = [(flush_key(&id), lsn), (confirmed_key(&id), lsn), (timeline_key(&id), timeline)];
-            let epoch = store.replace_rows(&id, table.rows(), lsn, &meta)?;
+            let epoch = store.replace_rows(&id, table.rows(), lsn, &position_meta(&id, lsn, lsn, timeline))?;
             Ok::<_, StorageError>((table, epoch))
         });
         // ctx.wait: nothing shipped may be applied on top of the old state meanwhile.

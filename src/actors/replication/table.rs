@@ -297,29 +297,43 @@ pub fn load_table(store: &Store, owner: &str, upto: u64) -> Result<LoadedTable, 
     let mut table = TableState { rows: stored.rows, dirty: ShardSet::default() };
     table.mark_dirty(stored.misplaced);
     let until = stored.shard_lsns.iter().copied().max().unwrap_or(0).max(upto);
-    let mut cursor = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(until);
-    while cursor < until {
-        let records = read_records(store, owner, cursor, until, REPLAY_CHUNK)?;
-        if records.first().is_none_or(|r| r.lsn != cursor) {
-            let kept = store.read_log(owner, cursor, 1)?;
-            let kept = kept.first().map_or("nothing after it is kept".to_string(), |r| format!("the next record kept starts at {}", r.0));
-            return Err(StorageError::Backend(format!(
-                "{owner}'s WAL from {cursor} to {until} is needed to rebuild its rows, but {kept}"
-            )));
-        }
-        for r in records {
-            if r.lsn != cursor {
-                break;
-            }
-            table.apply(&r.ops);
-            cursor = r.end_lsn();
-        }
-    }
+    let from = stored.shard_lsns.iter().copied().min().unwrap_or(0).min(until);
+    read_contiguous(store, owner, from, until, "to rebuild its rows", |r| table.apply(&r.ops))?;
     Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch, lsn: until })
 }
 
 /// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
 /// `until`, decoded for applying and shipping (`durable_at` unknown: `None`). Blocking.
+/// Reads `owner`'s WAL records from `from` up to `until`, every one of them in order and none
+/// missing, a chunk of [`REPLAY_CHUNK`] bytes at a time, handing each to `f`; an error saying what
+/// the records were needed for (`purpose`) if the log lacks any (truncated, or never written).
+pub fn read_contiguous(
+    store: &Store,
+    owner: &str,
+    from: u64,
+    until: u64,
+    purpose: &str,
+    mut f: impl FnMut(ShippedRecord),
+) -> Result<(), StorageError> {
+    let mut cursor = from;
+    while cursor < until {
+        let records = read_records(store, owner, cursor, until, REPLAY_CHUNK)?;
+        if records.first().is_none_or(|r| r.lsn != cursor) {
+            let kept = store.read_log(owner, cursor, 1)?;
+            let kept = kept.first().map_or("nothing after it is kept".to_string(), |r| format!("the next record kept starts at {}", r.0));
+            return Err(StorageError::Backend(format!("{owner}'s WAL from {cursor} to {until} is needed {purpose}, but {kept}")));
+        }
+        for r in records {
+            if r.lsn != cursor {
+                break;
+            }
+            cursor = r.end_lsn();
+            f(r);
+        }
+    }
+    Ok(())
+}
+
 pub fn read_records(
     store: &Store,
     owner: &str,
