@@ -24,6 +24,15 @@ fn config() -> Config {
     c
 }
 
+/// [`config`] on the disk engine, in a fresh directory (kept while the returned guard lives).
+fn disk_config() -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = config();
+    c.storage.engine = StorageEngine::Disk;
+    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+    (c, dir)
+}
+
 async fn write(runtime: &RuntimeHandle, op: OpKind, key: &str, value: Option<serde_json::Value>) -> ReplicateAck {
     let ops = vec![Op { op, table: "t".into(), key: key.into(), value: value.map(Into::into) }];
     within("a write", runtime.primary().send(ReplicateOps { ops }))
@@ -256,10 +265,7 @@ async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone()
 
 #[actix_web::test]
 async fn slots_snapshots_and_settings_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = config();
-    c.storage.engine = StorageEngine::Disk;
-    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+    let (c, _dir) = disk_config();
 
     let runtime = Runtime::start(c.clone()).expect("runtime starts");
     runtime.primary().send(CreateSlot { slot_name: "cdc".into(), slot_type: SlotType::Logical }).await.expect("answers").expect("slot");
@@ -302,10 +308,7 @@ async fn slots_snapshots_and_settings_survive_a_restart() {
 async fn concurrent_writes_share_fsyncs() {
     // Group commit: while one WAL fsync runs, every batch that arrives waits for the next one,
     // which takes them all. On disk, 64 concurrent writers need far fewer than 64 fsyncs.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = config();
-    c.storage.engine = StorageEngine::Disk;
-    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+    let (mut c, _dir) = disk_config();
     c.replication.mode = ReplicationMode::Async;
     let runtime = Runtime::start(c).expect("runtime starts");
     let (commits_before, batches_before) = runtime.metrics().wal_commits();
@@ -532,10 +535,7 @@ async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_
 async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_and_follows_the_new_log() {
     use clusterd::actors::replication::replica::flush_key;
     use clusterd::storage::LogCommit;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = config();
-    c.storage.engine = StorageEngine::Disk;
-    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
+    let (c, dir) = disk_config();
 
     let end = {
         let runtime = Runtime::start(c.clone()).expect("runtime starts");
