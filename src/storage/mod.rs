@@ -11,7 +11,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use parking_lot::{Mutex, RwLock};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, ReadableTableMetadata};
 
 use crate::config::StorageConfig;
 
@@ -26,9 +26,15 @@ use rows::{RowKey, RowMap, RowValue, SHARDS};
 /// sequence.
 pub const DB_FILE: &str = "clusterd.redb";
 /// The directory inside `data_dir` with one file per log owner (the primary, each replica): its
-/// write-ahead log, its rows and its positions. Owners commit in parallel: redb takes one write
+/// write-ahead log and its positions. Owners commit in parallel: redb takes one write
 /// transaction at a time per file, and a replica's fsync should not queue behind the primary's.
 pub const LOG_DIR: &str = "wal";
+/// The directory inside `data_dir` with each log owner's rows, a file per owner named as in
+/// [`LOG_DIR`]. Apart from the log for the same reason: a checkpoint writes a shard's rows whole
+/// (megabytes once a table is large), and in the log's file every WAL commit waited for it
+/// (50 to 170 ms seen under load in the replication benchmark, the acknowledgement of every
+/// write of that moment with it).
+pub const ROWS_DIR: &str = "rows";
 
 /// redb's page cache for one owner's file (a tenth of it buffers a transaction's writes). Its
 /// default, 1 GiB per file, would let every replica's file grow a cache that size; a log file is
@@ -54,8 +60,13 @@ const ROW_IMAGE_LSNS: TableDefinition<u16, u64> = TableDefinition::new("row_imag
 /// refused rather than read without its rows.
 const OLD_ROWS_TABLE: &str = "rows";
 /// The meta key counting an owner's reseeds: a checkpoint read before the last reseed carries
-/// an older number and is not written ([`RowImages::epoch`]).
+/// an older number and is not written ([`RowImages::epoch`]). In the rows file, the reseed the
+/// rows come from; in the log file, the reseed the log follows. A crash between a reseed's two
+/// commits (rows first) leaves the rows file ahead, and the next open finishes the log's part.
 const ROWS_EPOCH: &str = "rows_epoch";
+/// In the rows file, the prefix of the positions the last reseed sets in the log file's meta
+/// (what finishing it after a crash writes there).
+const RESEED_META: &str = "reseed:";
 
 /// The key of chunk `chunk` of shard `shard` in [`ROW_IMAGES`].
 fn chunk_key(shard: usize, chunk: usize) -> u64 {
@@ -103,7 +114,7 @@ pub enum StorageError {
 
 /// The open database, read-locked for the duration of one operation so that `close` waits for
 /// it; `Closed` once the store was closed.
-fn open(db: &RwLock<Option<redb::Database>>) -> Result<parking_lot::MappedRwLockReadGuard<'_, redb::Database>, StorageError> {
+fn open<T>(db: &RwLock<Option<T>>) -> Result<parking_lot::MappedRwLockReadGuard<'_, T>, StorageError> {
     parking_lot::RwLockReadGuard::try_map(db.read(), Option::as_ref).map_err(|_| StorageError::Closed)
 }
 
@@ -263,10 +274,34 @@ pub struct Store {
 
 #[derive(Default)]
 struct LogFiles {
-    open: HashMap<String, Arc<RwLock<Option<redb::Database>>>>,
+    open: HashMap<String, Arc<RwLock<Option<OwnerFiles>>>>,
     /// The memory engine's owners.
     memory: HashMap<String, Arc<Mutex<MemoryLog>>>,
     closed: bool,
+}
+
+/// A log owner's two databases on disk.
+struct OwnerFiles {
+    /// Its write-ahead log and positions ([`LOG_DIR`]).
+    log: redb::Database,
+    /// Its rows by shard, their lsns and its reseed count ([`ROWS_DIR`]).
+    rows: redb::Database,
+}
+
+/// Which of an owner's files.
+#[derive(Debug, Clone, Copy)]
+enum OwnerFile {
+    Log,
+    Rows,
+}
+
+impl OwnerFiles {
+    fn db(&self, which: OwnerFile) -> &redb::Database {
+        match which {
+            OwnerFile::Log => &self.log,
+            OwnerFile::Rows => &self.rows,
+        }
+    }
 }
 
 /// An owner's file name: its id with anything but ASCII letters, digits, `-` and `_` escaped
@@ -285,19 +320,97 @@ fn log_file_name(owner: &str) -> String {
 }
 
 /// Creates the tables once so reads never meet a missing one: `meta`, the record tables given,
-/// and for an owner's file its log and rows.
-fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]>], log: bool) -> Result<(), StorageError> {
+/// and the log's or the rows' of an owner's file.
+fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]>], owner: Option<OwnerFile>) -> Result<(), StorageError> {
     let tx = db.begin_write().map_err(backend)?;
     tx.open_table(META).map_err(backend)?;
     for t in records {
         tx.open_table(*t).map_err(backend)?;
     }
-    if log {
-        tx.open_table(WAL).map_err(backend)?;
-        tx.open_table(ROW_IMAGES).map_err(backend)?;
-        tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+    match owner {
+        Some(OwnerFile::Log) => {
+            tx.open_table(WAL).map_err(backend)?;
+        }
+        Some(OwnerFile::Rows) => {
+            tx.open_table(ROW_IMAGES).map_err(backend)?;
+            tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+        }
+        None => {}
     }
     tx.commit().map_err(backend)
+}
+
+fn meta_value(tx: &redb::ReadTransaction, key: &str) -> Result<u64, StorageError> {
+    Ok(tx.open_table(META).map_err(backend)?.get(key).map_err(backend)?.map_or(0, |v| v.value()))
+}
+
+/// Moves the rows a log file holds (the layout before [`ROWS_DIR`], rows beside the log) into
+/// the owner's rows file: copied in one transaction there, then dropped from the log file. A
+/// crash in between leaves them in both, and the next open only drops them.
+fn move_rows_out_of_log(log: &redb::Database, rows: &redb::Database) -> Result<(), StorageError> {
+    let tx = log.begin_read().map_err(backend)?;
+    let names: Vec<String> = tx.list_tables().map_err(backend)?.map(|t| t.name().to_string()).collect();
+    let lsns_name = ROW_IMAGE_LSNS.name();
+    if !names.iter().any(|n| n == lsns_name) {
+        return Ok(());
+    }
+    let copied = rows.begin_read().map_err(backend)?.open_table(ROW_IMAGE_LSNS).map_err(backend)?.len().map_err(backend)? > 0;
+    if !copied {
+        let epoch = meta_value(&tx, ROWS_EPOCH)?;
+        let to = rows.begin_write().map_err(backend)?;
+        {
+            let mut lsns = to.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
+            for row in tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?.iter().map_err(backend)? {
+                let (shard, lsn) = row.map_err(backend)?;
+                lsns.insert(shard.value(), lsn.value()).map_err(backend)?;
+            }
+            let mut images = to.open_table(ROW_IMAGES).map_err(backend)?;
+            for chunk in tx.open_table(ROW_IMAGES).map_err(backend)?.iter().map_err(backend)? {
+                let (k, v) = chunk.map_err(backend)?;
+                images.insert(k.value(), v.value()).map_err(backend)?;
+            }
+            to.open_table(META).map_err(backend)?.insert(ROWS_EPOCH, epoch).map_err(backend)?;
+        }
+        to.commit().map_err(backend)?;
+    }
+    drop(tx);
+    let tx = log.begin_write().map_err(backend)?;
+    tx.delete_table(ROW_IMAGES).map_err(backend)?;
+    tx.delete_table(ROW_IMAGE_LSNS).map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+/// A reseed's second commit, in the log file: drops the whole log and sets `meta` and the
+/// reseed count `epoch` (see [`ROWS_EPOCH`]).
+fn reseed_log(log: &redb::Database, epoch: u64, meta: &[(String, u64)]) -> Result<(), StorageError> {
+    let tx = log.begin_write().map_err(backend)?;
+    {
+        tx.open_table(WAL).map_err(backend)?.retain(|_, _| false).map_err(backend)?;
+        let mut m = tx.open_table(META).map_err(backend)?;
+        m.insert(ROWS_EPOCH, epoch).map_err(backend)?;
+        for (k, v) in meta {
+            m.insert(k.as_str(), *v).map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+/// Finishes a reseed a crash cut between its two commits: the rows file is ahead of the log's.
+fn finish_reseed(log: &redb::Database, rows: &redb::Database) -> Result<(), StorageError> {
+    let rows_tx = rows.begin_read().map_err(backend)?;
+    let epoch = meta_value(&rows_tx, ROWS_EPOCH)?;
+    if epoch <= meta_value(&log.begin_read().map_err(backend)?, ROWS_EPOCH)? {
+        return Ok(());
+    }
+    let mut meta = Vec::new();
+    for row in rows_tx.open_table(META).map_err(backend)?.range(RESEED_META..).map_err(backend)? {
+        let (k, v) = row.map_err(backend)?;
+        match k.value().strip_prefix(RESEED_META) {
+            Some(key) => meta.push((key.to_string(), v.value())),
+            None => break,
+        }
+    }
+    reseed_log(log, epoch, &meta)
 }
 
 /// Refuses an owner's file that keeps rows in [`OLD_ROWS_TABLE`].
@@ -455,7 +568,7 @@ impl Store {
         let path = dir.join(DB_FILE);
         let db = file::open_database(&path, &redb::Builder::new())
             .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        create_tables(&db, &[CLUSTER_NODES, REPLICAS, SETTINGS, SLOTS, SNAPSHOTS], false)?;
+        create_tables(&db, &[CLUSTER_NODES, REPLICAS, SETTINGS, SLOTS, SNAPSHOTS], None)?;
         // Owners' files are opened on first use; one of an older layout is refused now, at
         // start, not when its owner first loads (the primary would stay down).
         if let Ok(entries) = std::fs::read_dir(dir.join(LOG_DIR)) {
@@ -475,8 +588,8 @@ impl Store {
         Store { backend: Backend::Memory(Mutex::new(MemoryTables::default())), location: None, logs: Mutex::default() }
     }
 
-    /// `owner`'s database (disk only), opened and created on first use.
-    fn log_db(&self, owner: &str) -> Result<Arc<RwLock<Option<redb::Database>>>, StorageError> {
+    /// `owner`'s databases (disk only), opened and created on first use.
+    fn owner_files(&self, owner: &str) -> Result<Arc<RwLock<Option<OwnerFiles>>>, StorageError> {
         let mut logs = self.logs.lock();
         if logs.closed {
             return Err(StorageError::Closed);
@@ -484,19 +597,27 @@ impl Store {
         if let Some(db) = logs.open.get(owner) {
             return Ok(db.clone());
         }
-        let dir = match self.location.as_deref().and_then(Path::parent) {
-            Some(data_dir) => data_dir.join(LOG_DIR),
-            None => return Err(StorageError::Backend("a log file needs a data directory".into())),
+        let Some(data_dir) = self.location.as_deref().and_then(Path::parent) else {
+            return Err(StorageError::Backend("a log file needs a data directory".into()));
         };
-        std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
-        let path = dir.join(log_file_name(owner));
-        let db = file::open_database(&path, redb::Builder::new().set_cache_size(LOG_CACHE_BYTES))
-            .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
-        refuse_old_layout(&db, &path)?;
-        create_tables(&db, &[], true)?;
-        let db = Arc::new(RwLock::new(Some(db)));
-        logs.open.insert(owner.to_string(), db.clone());
-        Ok(db)
+        let open_in = |sub: &str| -> Result<redb::Database, StorageError> {
+            let dir = data_dir.join(sub);
+            std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
+            let path = dir.join(log_file_name(owner));
+            let db = file::open_database(&path, redb::Builder::new().set_cache_size(LOG_CACHE_BYTES))
+                .map_err(|e| StorageError::Open { path: path.clone(), message: e.to_string() })?;
+            refuse_old_layout(&db, &path)?;
+            Ok(db)
+        };
+        let log = open_in(LOG_DIR)?;
+        create_tables(&log, &[], Some(OwnerFile::Log))?;
+        let rows = open_in(ROWS_DIR)?;
+        create_tables(&rows, &[], Some(OwnerFile::Rows))?;
+        move_rows_out_of_log(&log, &rows)?;
+        finish_reseed(&log, &rows)?;
+        let files = Arc::new(RwLock::new(Some(OwnerFiles { log, rows })));
+        logs.open.insert(owner.to_string(), files.clone());
+        Ok(files)
     }
 
     /// `owner`'s tables (memory only), created on first use.
@@ -504,17 +625,18 @@ impl Store {
         self.logs.lock().memory.entry_ref(owner).or_default().clone()
     }
 
-    /// Runs `f` on `table` of `owner`'s file in a read transaction, holding the file open
-    /// until it returns (so [`Store::close`] waits for it).
-    fn read_log_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+    /// Runs `f` on `table` of `owner`'s file `which` in a read transaction, holding the file
+    /// open until it returns (so [`Store::close`] waits for it).
+    fn read_owner_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
         &self,
         owner: &str,
+        which: OwnerFile,
         table: TableDefinition<'static, K, V>,
         f: impl FnOnce(&redb::ReadOnlyTable<K, V>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let handle = self.log_db(owner)?;
-        let db = open(&handle)?;
-        let tx = db.begin_read().map_err(backend)?;
+        let handle = self.owner_files(owner)?;
+        let files = open(&handle)?;
+        let tx = files.db(which).begin_read().map_err(backend)?;
         let t = tx.open_table(table).map_err(backend)?;
         f(&t)
     }
@@ -524,7 +646,7 @@ impl Store {
     pub fn get_log_meta(&self, owner: &str, key: &str) -> Result<Option<u64>, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                self.read_log_table(owner, META, |table| {
+                self.read_owner_table(owner, OwnerFile::Log, META, |table| {
                     Ok(table.get(key).map_err(backend)?.map(|v| v.value()))
                 })
             }
@@ -667,9 +789,9 @@ impl Store {
     pub fn commit_log(&self, owner: &str, commit: LogCommit) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_write().map_err(backend)?;
+                let handle = self.owner_files(owner)?;
+                let files = open(&handle)?;
+                let tx = files.log.begin_write().map_err(backend)?;
                 {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     if let Some(from) = commit.truncate_from {
@@ -715,15 +837,15 @@ impl Store {
                     .into_iter()
                     .map(|i| Ok((usize::from(i.shard), i.rows.into_chunks()?)))
                     .collect::<Result<Vec<_>, StorageError>>()?;
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_write().map_err(backend)?;
+                let handle = self.owner_files(owner)?;
+                let files = open(&handle)?;
+                let tx = files.rows.begin_write().map_err(backend)?;
                 let stored_epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
                 if stored_epoch != epoch {
                     tx.abort().map_err(backend)?;
                     return Ok(false);
                 }
-                {
+                let oldest = {
                     let mut lsns = tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
                     let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
                     let behind = |lsns: &redb::Table<'_, u16, u64>, shard: u16| -> Result<bool, StorageError> {
@@ -743,11 +865,24 @@ impl Store {
                         }
                     }
                     if trim_log {
-                        let oldest = oldest_shard_lsn(&lsns)?;
+                        Some(oldest_shard_lsn(&lsns)?)
+                    } else {
+                        None
+                    }
+                };
+                tx.commit().map_err(backend)?;
+                if let Some(oldest) = oldest {
+                    // Only once the rows are durable; a crash before leaves more log, which a
+                    // load replays over rows that have it already (ops are idempotent per row
+                    // and shard lsns tell what is in). Not if a reseed came since: the log it
+                    // left starts at its own lsn, which may be older.
+                    let tx = files.log.begin_write().map_err(backend)?;
+                    let log_epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                    if log_epoch == epoch {
                         remove_log_before(&mut tx.open_table(WAL).map_err(backend)?, oldest)?;
                     }
+                    tx.commit().map_err(backend)?;
                 }
-                tx.commit().map_err(backend)?;
                 Ok(true)
             }
             Backend::Memory(_) => {
@@ -791,7 +926,7 @@ impl Store {
         };
         match &self.backend {
             Backend::Disk(_) => {
-                self.read_log_table(owner, WAL, |wal| {
+                self.read_owner_table(owner, OwnerFile::Log, WAL, |wal| {
                     // From the segment holding `from`, if one starts before it.
                     let start = match wal.range(..=from).map_err(backend)?.next_back() {
                         Some(row) => row.map_err(backend)?.0.value(),
@@ -825,7 +960,7 @@ impl Store {
     pub fn log_bounds(&self, owner: &str) -> Result<Option<(u64, u64, usize)>, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                self.read_log_table(owner, WAL, |wal| {
+                self.read_owner_table(owner, OwnerFile::Log, WAL, |wal| {
                     let mut range = wal.range(0..).map_err(backend)?;
                     let first = match range.next() {
                         Some(row) => row.map_err(backend)?.0.value(),
@@ -859,9 +994,9 @@ impl Store {
     pub fn truncate_log(&self, owner: &str, lsn: u64) -> Result<usize, StorageError> {
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_write().map_err(backend)?;
+                let handle = self.owner_files(owner)?;
+                let files = open(&handle)?;
+                let tx = files.log.begin_write().map_err(backend)?;
                 let removed = {
                     let mut wal = tx.open_table(WAL).map_err(backend)?;
                     remove_log_before(&mut wal, lsn)?
@@ -887,9 +1022,12 @@ impl Store {
         match &self.backend {
             Backend::Disk(_) => {
                 let encoded = (0..SHARDS).map(|shard| rows.encode_shard(shard)).collect::<Result<Vec<_>, StorageError>>()?;
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_write().map_err(backend)?;
+                let handle = self.owner_files(owner)?;
+                let files = open(&handle)?;
+                // The rows first, with the positions the log is to get; then the log. A crash
+                // between leaves the rows file's count ahead, and the next open writes the
+                // log's part from what this one kept ([`finish_reseed`]).
+                let tx = files.rows.begin_write().map_err(backend)?;
                 let epoch = {
                     let mut stored = tx.open_table(ROW_IMAGES).map_err(backend)?;
                     stored.retain(|_, _| false).map_err(backend)?;
@@ -899,16 +1037,17 @@ impl Store {
                         // shard < SHARDS (256), which fits a u16.
                         lsns.insert(shard as u16, lsn).map_err(backend)?;
                     }
-                    tx.open_table(WAL).map_err(backend)?.retain(|_, _| false).map_err(backend)?;
                     let mut m = tx.open_table(META).map_err(backend)?;
                     let epoch = m.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value()) + 1;
                     m.insert(ROWS_EPOCH, epoch).map_err(backend)?;
+                    m.retain(|k, _| !k.starts_with(RESEED_META)).map_err(backend)?;
                     for (k, v) in meta {
-                        m.insert(k.as_str(), *v).map_err(backend)?;
+                        m.insert(format!("{RESEED_META}{k}").as_str(), *v).map_err(backend)?;
                     }
                     epoch
                 };
                 tx.commit().map_err(backend)?;
+                reseed_log(&files.log, epoch, meta)?;
                 Ok(epoch)
             }
             Backend::Memory(_) => {
@@ -935,9 +1074,9 @@ impl Store {
         let mut out = StoredRows::new();
         match &self.backend {
             Backend::Disk(_) => {
-                let handle = self.log_db(owner)?;
-                let db = open(&handle)?;
-                let tx = db.begin_read().map_err(backend)?;
+                let handle = self.owner_files(owner)?;
+                let files = open(&handle)?;
+                let tx = files.rows.begin_read().map_err(backend)?;
                 out.epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
                 for row in tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?.iter().map_err(backend)? {
                     let (shard, lsn) = row.map_err(backend)?;
@@ -970,7 +1109,7 @@ impl Store {
     /// The smallest lsn over `owner`'s stored shards: its rows are stored up to there at least.
     pub fn rows_lsn(&self, owner: &str) -> Result<u64, StorageError> {
         match &self.backend {
-            Backend::Disk(_) => self.read_log_table(owner, ROW_IMAGE_LSNS, |lsns| oldest_shard_lsn(lsns)),
+            Backend::Disk(_) => self.read_owner_table(owner, OwnerFile::Rows, ROW_IMAGE_LSNS, |lsns| oldest_shard_lsn(lsns)),
             Backend::Memory(_) => {
                 let log = self.memory_log(owner);
                 let m = log.lock();
@@ -1177,6 +1316,91 @@ mod tests {
         assert_eq!(s.load_rows("p").expect("rows").rows.len(), 1);
     }
 
+    /// The owner's file in `sub` of `dir`, opened with redb directly (the store closed).
+    fn owner_db(dir: &Path, sub: &str, owner: &str) -> redb::Database {
+        redb::Database::open(dir.join(sub).join(log_file_name(owner))).expect("open owner file")
+    }
+
+    #[test]
+    fn a_reseed_cut_between_its_rows_and_its_log_is_finished_at_the_next_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let seeded = RowMap::from_rows(&[row("u", "x", "1")]);
+        {
+            let s = Store::open_dir(dir.path()).expect("open");
+            assert_eq!(s.replace_rows("r", &seeded, 7, &[("r.flush".into(), 7)]).expect("reseed"), 1);
+            s.commit_log("r", LogCommit { records: vec![(7, b"abc".to_vec().into())], meta: vec![("r.flush".into(), 10)], ..Default::default() })
+                .expect("commit");
+            s.close();
+        }
+        {
+            // What a second reseed (to lsn 40) leaves when the process dies after its rows
+            // commit: the rows file at count 2 with the positions to set; the log untouched.
+            let rows = owner_db(dir.path(), ROWS_DIR, "r");
+            let tx = rows.begin_write().expect("tx");
+            {
+                let mut m = tx.open_table(META).expect("meta");
+                m.insert(ROWS_EPOCH, 2).expect("insert");
+                m.retain(|k, _| !k.starts_with(RESEED_META)).expect("retain");
+                m.insert(format!("{RESEED_META}r.flush").as_str(), 40).expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        let s = Store::open_dir(dir.path()).expect("reopen");
+        assert_eq!(s.log_bounds("r").expect("bounds"), None, "the log the reseed replaced is gone");
+        assert_eq!(s.get_log_meta("r", "r.flush").expect("meta"), Some(40));
+        assert_eq!(s.get_log_meta("r", ROWS_EPOCH).expect("meta"), Some(2));
+        assert_eq!(s.load_rows("r").expect("rows").epoch, 2);
+        // Finished once: a later commit's log stays across the next open.
+        s.commit_log("r", LogCommit { records: vec![(40, b"d".to_vec().into())], ..Default::default() }).expect("commit");
+        s.close();
+        let s = Store::open_dir(dir.path()).expect("reopen");
+        assert_eq!(s.log_bounds("r").expect("bounds"), Some((40, 40, 1)));
+    }
+
+    #[test]
+    fn rows_kept_beside_the_log_by_an_older_clusterd_are_moved_to_the_rows_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let seeded = RowMap::from_rows(&[row("u", "x", "1"), row("u", "y", "2")]);
+        {
+            let s = Store::open_dir(dir.path()).expect("open");
+            s.replace_rows("p", &seeded, 7, &[]).expect("reseed");
+            s.commit_log("p", LogCommit { records: vec![(7, b"abc".to_vec().into())], ..Default::default() }).expect("commit");
+            s.close();
+        }
+        {
+            // The layout before: the rows tables (and count) in the log's file.
+            let rows = owner_db(dir.path(), ROWS_DIR, "p");
+            let log = owner_db(dir.path(), LOG_DIR, "p");
+            let from = rows.begin_read().expect("read");
+            let to = log.begin_write().expect("tx");
+            {
+                let mut lsns = to.open_table(ROW_IMAGE_LSNS).expect("table");
+                for r in from.open_table(ROW_IMAGE_LSNS).expect("table").iter().expect("iter") {
+                    let (k, v) = r.expect("row");
+                    lsns.insert(k.value(), v.value()).expect("insert");
+                }
+                let mut images = to.open_table(ROW_IMAGES).expect("table");
+                for r in from.open_table(ROW_IMAGES).expect("table").iter().expect("iter") {
+                    let (k, v) = r.expect("row");
+                    images.insert(k.value(), v.value()).expect("insert");
+                }
+            }
+            to.commit().expect("commit");
+            drop((from, rows));
+            std::fs::remove_file(dir.path().join(ROWS_DIR).join(log_file_name("p"))).expect("remove");
+        }
+        let s = Store::open_dir(dir.path()).expect("reopen");
+        let got = s.load_rows("p").expect("rows");
+        assert_eq!(got.rows.sorted_rows(), vec![row("u", "x", "1"), row("u", "y", "2")]);
+        assert_eq!(got.shard_lsns, vec![7; SHARDS]);
+        assert_eq!(got.epoch, 1);
+        assert_eq!(s.log_bounds("p").expect("bounds"), Some((7, 7, 3)), "the log is kept");
+        s.close();
+        let log = owner_db(dir.path(), LOG_DIR, "p");
+        let tx = log.begin_read().expect("read");
+        assert!(!tx.list_tables().expect("tables").any(|t| t.name() == ROW_IMAGES.name()), "and the rows leave the log's file");
+    }
+
     #[test]
     fn an_owner_file_with_the_old_row_table_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1201,6 +1425,7 @@ mod tests {
         // Each owner has a file of its own, and they survive a reopen.
         assert!(dir.path().join(LOG_DIR).join("primary.redb").is_file());
         assert!(dir.path().join(LOG_DIR).join("replica-001.redb").is_file());
+        assert!(dir.path().join(ROWS_DIR).join("primary.redb").is_file(), "and its rows another");
         disk.close();
         assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));
         let reopened = Store::open_dir(dir.path()).expect("reopen");
