@@ -267,7 +267,7 @@ impl StoredRows {
 pub struct Store {
     backend: Backend,
     location: Option<PathBuf>,
-    /// On disk: each log owner's database, opened on first use (see [`LOG_DIR`]). Held only to
+    /// On disk: each log owner's databases, opened on first use (see [`LOG_DIR`]). Held only to
     /// look an owner up or add one, never across an operation.
     logs: Mutex<LogFiles>,
 }
