@@ -783,7 +783,11 @@ async fn rows_positions_and_replicas_survive_a_restart_on_disk() {
         lsn
     };
 
-    // Second life on the same directory.
+    // Second life on the same directory. Heartbeats every millisecond: a replica's restart
+    // announcement waits for its kept tail to be applied (a sync replica always keeps one, the
+    // last commit's, which the primary confirmed only after the replica stored it), and a
+    // heartbeat must not send it early (it did: the first change was then catching_up).
+    config.replication.heartbeat_interval_ms = 1;
     let runtime = Runtime::start(config.clone()).expect("runtime starts again");
     let app = test::init_service(clusterd::http::app(clusterd::http::AppState::new(runtime.clone()))).await;
     let api = Api::new(app, TestRequest::to_request);

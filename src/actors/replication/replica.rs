@@ -544,7 +544,11 @@ impl ReplicaActor {
     /// timeline and reports as restarted (no store task or checkpoint in flight).
     fn reconcile(&mut self, msg: Reconcile, ctx: &mut Context<Self>) {
         if msg.from_timeline != self.timeline {
-            self.report(true);
+            // Reconciled already (the primary sent one per report of the old timeline). An
+            // announcement still waiting for its apply says where it stands once it can.
+            if !self.announce {
+                self.report(true);
+            }
             return;
         }
         let keep = msg.keep_until.max(self.replay_lsn);
@@ -597,7 +601,10 @@ impl ReplicaActor {
             ctx.cancel_future(h);
         }
         self.heartbeat = Some(ctx.run_interval(self.heartbeat_interval, |act, _| {
-            if act.loaded {
+            // Not while an announcement waits for its apply (`announce_after_apply`, a
+            // reconcile's task): the heartbeat would send it early, before the kept tail is
+            // applied, and the primary would judge the restarted replica behind by that tail.
+            if act.loaded && !act.announce {
                 act.report(false);
             }
         }));
