@@ -402,7 +402,9 @@ impl ReplicaActor {
         // than the work). The actor's own report follows at the end.
         let early = (commit.is_some() && self.awaited && !self.announce)
             .then(|| EarlyReport { sink: self.primary.clone(), report: self.progress(false) });
-        let work = self.background.storage_work(self.awaited, move || {
+        // An announcement's task at normal priority too: heartbeats wait for it, and on the
+        // idle-priority threads a busy machine could hold it (and them) back for seconds.
+        let work = self.background.storage_work(self.awaited || self.announce, move || {
             let apply = |records: &[ShippedRecord]| {
                 let mut ops = 0;
                 for r in records {
