@@ -343,7 +343,8 @@ impl ReplicaActor {
         if self.pending.is_empty() && !apply {
             return;
         }
-        if !(self.awaited || self.work_due || self.pending_bytes >= LAZY_FLUSH_BYTES) {
+        // An announcement waits for nothing: the primary streams to the replica only after it.
+        if !(self.awaited || self.announce || self.work_due || self.pending_bytes >= LAZY_FLUSH_BYTES) {
             if self.lazy_timer.is_none() {
                 self.lazy_timer = Some(ctx.run_later(LAZY_FLUSH_DELAY, |act, ctx| {
                     act.lazy_timer = None;
