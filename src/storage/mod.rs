@@ -340,8 +340,14 @@ fn create_tables(db: &redb::Database, records: &[TableDefinition<'_, &str, &[u8]
     tx.commit().map_err(backend)
 }
 
-fn meta_value(tx: &redb::ReadTransaction, key: &str) -> Result<u64, StorageError> {
-    Ok(tx.open_table(META).map_err(backend)?.get(key).map_err(backend)?.map_or(0, |v| v.value()))
+/// A meta counter, 0 if never set.
+fn meta_value(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, StorageError> {
+    Ok(meta.get(key).map_err(backend)?.map_or(0, |v| v.value()))
+}
+
+/// [`meta_value`] in a read transaction.
+fn read_meta_value(tx: &redb::ReadTransaction, key: &str) -> Result<u64, StorageError> {
+    meta_value(&tx.open_table(META).map_err(backend)?, key)
 }
 
 /// Moves the rows a log file holds (the layout before [`ROWS_DIR`], rows beside the log) into
@@ -356,7 +362,7 @@ fn move_rows_out_of_log(log: &redb::Database, rows: &redb::Database) -> Result<(
     }
     let copied = rows.begin_read().map_err(backend)?.open_table(ROW_IMAGE_LSNS).map_err(backend)?.len().map_err(backend)? > 0;
     if !copied {
-        let epoch = meta_value(&tx, ROWS_EPOCH)?;
+        let epoch = read_meta_value(&tx, ROWS_EPOCH)?;
         let to = rows.begin_write().map_err(backend)?;
         {
             let mut lsns = to.open_table(ROW_IMAGE_LSNS).map_err(backend)?;
@@ -398,8 +404,8 @@ fn reseed_log(log: &redb::Database, epoch: u64, meta: &[(String, u64)]) -> Resul
 /// Finishes a reseed a crash cut between its two commits: the rows file is ahead of the log's.
 fn finish_reseed(log: &redb::Database, rows: &redb::Database) -> Result<(), StorageError> {
     let rows_tx = rows.begin_read().map_err(backend)?;
-    let epoch = meta_value(&rows_tx, ROWS_EPOCH)?;
-    if epoch <= meta_value(&log.begin_read().map_err(backend)?, ROWS_EPOCH)? {
+    let epoch = read_meta_value(&rows_tx, ROWS_EPOCH)?;
+    if epoch <= read_meta_value(&log.begin_read().map_err(backend)?, ROWS_EPOCH)? {
         return Ok(());
     }
     let mut meta = Vec::new();
@@ -840,7 +846,7 @@ impl Store {
                 let handle = self.owner_files(owner)?;
                 let files = open(&handle)?;
                 let tx = files.rows.begin_write().map_err(backend)?;
-                let stored_epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                let stored_epoch = meta_value(&tx.open_table(META).map_err(backend)?, ROWS_EPOCH)?;
                 if stored_epoch != epoch {
                     tx.abort().map_err(backend)?;
                     return Ok(false);
@@ -877,7 +883,7 @@ impl Store {
                     // and shard lsns tell what is in). Not if a reseed came since: the log it
                     // left starts at its own lsn, which may be older.
                     let tx = files.log.begin_write().map_err(backend)?;
-                    let log_epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                    let log_epoch = meta_value(&tx.open_table(META).map_err(backend)?, ROWS_EPOCH)?;
                     if log_epoch == epoch {
                         remove_log_before(&mut tx.open_table(WAL).map_err(backend)?, oldest)?;
                     }
@@ -1038,7 +1044,7 @@ impl Store {
                         lsns.insert(shard as u16, lsn).map_err(backend)?;
                     }
                     let mut m = tx.open_table(META).map_err(backend)?;
-                    let epoch = m.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value()) + 1;
+                    let epoch = meta_value(&m, ROWS_EPOCH)? + 1;
                     m.insert(ROWS_EPOCH, epoch).map_err(backend)?;
                     m.retain(|k, _| !k.starts_with(RESEED_META)).map_err(backend)?;
                     for (k, v) in meta {
@@ -1077,7 +1083,7 @@ impl Store {
                 let handle = self.owner_files(owner)?;
                 let files = open(&handle)?;
                 let tx = files.rows.begin_read().map_err(backend)?;
-                out.epoch = tx.open_table(META).map_err(backend)?.get(ROWS_EPOCH).map_err(backend)?.map_or(0, |v| v.value());
+                out.epoch = read_meta_value(&tx, ROWS_EPOCH)?;
                 for row in tx.open_table(ROW_IMAGE_LSNS).map_err(backend)?.iter().map_err(backend)? {
                     let (shard, lsn) = row.map_err(backend)?;
                     if let Some(slot) = out.shard_lsns.get_mut(usize::from(shard.value())) {

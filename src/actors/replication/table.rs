@@ -302,8 +302,6 @@ pub fn load_table(store: &Store, owner: &str, upto: u64) -> Result<LoadedTable, 
     Ok(LoadedTable { table, shard_lsns: stored.shard_lsns, epoch: stored.epoch, lsn: until })
 }
 
-/// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
-/// `until`, decoded for applying and shipping (`durable_at` unknown: `None`). Blocking.
 /// Reads `owner`'s WAL records from `from` up to `until`, every one of them in order and none
 /// missing, a chunk of [`REPLAY_CHUNK`] bytes at a time, handing each to `f`; an error saying what
 /// the records were needed for (`purpose`) if the log lacks any (truncated, or never written).
@@ -334,6 +332,8 @@ pub fn read_contiguous(
     Ok(())
 }
 
+/// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
+/// `until`, decoded for applying and shipping (`durable_at` unknown: `None`). Blocking.
 pub fn read_records(
     store: &Store,
     owner: &str,
