@@ -23,7 +23,12 @@
 //!   same moments cancels such drifts, so `vs paired` is the steadier ratio. Its caveat: the
 //!   case's replicas may still be working off their backlog (at idle priority) while the paired
 //!   sample runs, and on disk both runtimes' background writes share the device, so the two
-//!   ratios are shown side by side and both are held to the targets.
+//!   ratios are shown side by side and both are held to the targets. A third figure, `pairs`,
+//!   divides each sample's ops/s by that of the baseline sample taken right beside it and gives
+//!   the median and interquartile range of those ratios: a slow moment of the machine (one
+//!   sample of the same case has measured half the speed of the next here) moves one pair, not
+//!   the figure. It is the median the guide asks to quote; the other two show how far a mean
+//!   over the samples strays from it.
 //! * `replication_{memory,disk}/raw_wal/B`, a floor, also in the same run: the same batches,
 //!   serialized the same way (`serde_json` of a [`WalRecord`] `{ committed_at_ms, ops }`), sent by
 //!   the same client with the same requests in flight to a plain writer thread that gathers every
@@ -96,7 +101,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const IN_FLIGHT: usize = 64;
 /// Operations per batch.
 const BATCHES: [usize; 2] = [1, 100];
-const SAMPLE_SIZE: usize = 10;
+const SAMPLE_SIZE: usize = 20;
 /// How long replicas may take to catch up between cases.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
 const TABLE: &str = "bench";
@@ -604,6 +609,34 @@ fn figures(samples: &Samples, key: &str, batch: usize) -> Option<Figures> {
     })
 }
 
+/// A sample's acknowledged ops per second.
+fn sample_rate(s: &Sample, batch: usize) -> Option<f64> {
+    let secs = s.elapsed.as_secs_f64();
+    (secs > 0.0 && !s.latencies.is_empty()).then(|| (s.latencies.len() * batch) as f64 / secs)
+}
+
+/// The ratio of each measured sample of case `id` to the paired baseline's sample taken right
+/// beside it (both are recorded once per criterion call, so they pair up by position), sorted.
+fn pair_ratios(samples: &Samples, id: &str, batch: usize) -> Vec<f64> {
+    let (Some(case), Some(paired)) = (measured(samples, id), measured(samples, &format!("{id}/{PAIRED}"))) else {
+        return Vec::new();
+    };
+    let mut ratios: Vec<f64> = case
+        .iter()
+        .zip(paired)
+        .filter_map(|(c, p)| Some(sample_rate(c, batch)? / sample_rate(p, batch)?))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// The value at quantile `q` of sorted `v` (interpolated between neighbours).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let at = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
 fn fmt_rate(per_s: f64) -> String {
     if per_s >= 1e6 {
         format!("{:.2} M/s", per_s / 1e6)
@@ -635,8 +668,8 @@ fn summary(samples: &Samples, cases: &[Case]) {
     println!();
     println!("== replication summary: {IN_FLIGHT} requests in flight; 2 replicas, both mode sync; measured samples only ==");
     println!(
-        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>10}  {:>10}  {:>10}",
-        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs paired", "vs raw_wal", "max lag", "per commit"
+        "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>22}  {:>10}  {:>10}  {:>10}",
+        "engine", "batch", "case", "ops/s", "median", "p99", "vs wal_only", "vs paired", "pairs: median (IQR)", "vs raw_wal", "max lag", "per commit"
     );
     let mut failures = Vec::new();
     for engine in [Engine::Memory, Engine::Disk] {
@@ -672,10 +705,23 @@ fn summary(samples: &Samples, cases: &[Case]) {
                         None => format!("{rounded:.2}"),
                     }
                 });
+                let ratios = pair_ratios(samples, &id, batch);
+                let pairs = if ratios.is_empty() {
+                    "-".to_string()
+                } else {
+                    let median = quantile(&ratios, 0.5);
+                    let mark = case.target().map_or("", |t| if median >= t { " ok" } else { " LOW" });
+                    format!(
+                        "{:.2}{mark} ({:.2}-{:.2})",
+                        (median * 100.0).floor() / 100.0,
+                        quantile(&ratios, 0.25),
+                        quantile(&ratios, 0.75)
+                    )
+                };
                 let lag = f.max_lag.map(fmt_bytes).unwrap_or_else(|| "-".into());
                 let per_commit = f.per_commit.map_or("-".to_string(), |c| format!("{c:.1}"));
                 println!(
-                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>10}  {:>10}  {:>10}",
+                    "{:<7} {:>5}  {:<14} {:>12} {:>10} {:>10}  {:>12}  {:>12}  {:>22}  {:>10}  {:>10}  {:>10}",
                     engine.name(),
                     batch,
                     case.name(),
@@ -684,6 +730,7 @@ fn summary(samples: &Samples, cases: &[Case]) {
                     fmt_time(f.p99),
                     ratio,
                     paired,
+                    pairs,
                     to_floor,
                     lag,
                     per_commit,
@@ -700,7 +747,9 @@ fn summary(samples: &Samples, cases: &[Case]) {
     }
     println!("  (ops/s: acknowledged ops ÷ time; vs wal_only: ops/s ÷ the baseline's (the primary with replication off),");
     println!("   same engine and batch, targets async >= 0.80, sync >= 0.50; vs paired: ÷ the paired baseline's, a runtime like");
-    println!("   wal_only's sampled right beside each sample (same targets); vs raw_wal: ÷ the bare WAL writer's, no target;");
+    println!("   wal_only's sampled right beside each sample (same targets); pairs: each sample's ops/s ÷ its paired");
+    println!("   baseline sample's, median and interquartile range over the samples (same targets); vs raw_wal: ÷ the");
+    println!("   bare WAL writer's, no target;");
     println!("   max lag: most bytes a replica was behind at the end of a sample; per commit: requests per group commit)");
     for f in &failures {
         println!("  FAILED {f}");
