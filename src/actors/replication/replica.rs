@@ -27,9 +27,12 @@
 //! durably and keeps it until the replica's applied position passes it.
 //!
 //! Applying is memory-bound hash-map work as large as the primary's own, so it is done on the
-//! blocking pool, in the task that made the records durable (or one of its own), never on the
+//! blocking pool, in the task that made the records durable (or one of its own), not on the
 //! arbiter thread the primary shares: the replica's table state is behind a lock of its own
-//! ([`ReplicaRows`]). One store task runs at a time, so records are applied in lsn order.
+//! ([`ReplicaRows`]). One store task runs at a time, so records are applied in lsn order. The one
+//! exception is a few confirmed records a write waits for, with no task running and the lock
+//! free: those the actor applies itself (`ReplicaActor::apply_here`), which takes a thread's
+//! wake-up and a cross-thread report off the write's path.
 //!
 //! Positions: `write` is what it has received (in memory), `flush` what is durable here,
 //! `replay` what its readable state shows. On start it loads its rows, replays its log after
@@ -57,6 +60,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub const LAZY_FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// Most bytes it holds so.
 pub const LAZY_FLUSH_BYTES: usize = 1 << 20;
+/// Most confirmed ops a replica a write waits for applies on its actor, not in a store task
+/// (`ReplicaActor::apply_here`): a few microseconds of the arbiter's time.
+const APPLY_HERE_OPS: usize = 256;
 
 /// How long a replica that could not load waits before it tries again.
 const LOAD_RETRY: Duration = Duration::from_secs(1);
@@ -339,6 +345,9 @@ impl ReplicaActor {
         if self.task_in_flight {
             return;
         }
+        if self.apply_here() && self.checkpoint.due() {
+            self.write_checkpoint(ctx);
+        }
         let apply = self.can_apply();
         if self.pending.is_empty() && !apply {
             return;
@@ -359,6 +368,40 @@ impl ReplicaActor {
         } else {
             self.commit(ctx);
         }
+    }
+
+    /// Applies on the actor what the primary has confirmed, and reports, when a write may be
+    /// waiting for it and it is small ([`APPLY_HERE_OPS`]); says whether it did. A store task
+    /// for it would cost that write a blocking thread's wake-up and a report from another
+    /// thread (the primary's arbiter woken again) for a few hash-map inserts: in `sync` the
+    /// apply most often comes due after this replica's commit is done, as the primary's commit
+    /// ends, so it was a second task in a row on the write's path. Never while a store task runs
+    /// (records are applied in lsn order, and the task holds `unapplied` meanwhile), nor while a
+    /// checkpoint holds the table's lock (`try_write`: the arbiter never waits for it), nor for
+    /// an announcement, whose report the task sends.
+    fn apply_here(&mut self) -> bool {
+        if !self.awaited || self.task_in_flight || self.announce {
+            return false;
+        }
+        let confirmed = self.primary_durable.load(Ordering::Acquire).min(self.flush_lsn);
+        let due = self.unapplied.partition_point(|r| r.end_lsn() <= confirmed);
+        let Some(last) = due.checked_sub(1).and_then(|i| self.unapplied.get(i)) else { return false };
+        let replay_lsn = last.end_lsn();
+        let ops: usize = self.unapplied[..due].iter().map(|r| r.ops.len()).sum();
+        if ops > APPLY_HERE_OPS {
+            return false;
+        }
+        let Some(mut replayed) = self.rows.try_write() else { return false };
+        for r in &self.unapplied[..due] {
+            replayed.rows.apply(&r.ops);
+        }
+        replayed.lsn = replay_lsn;
+        drop(replayed);
+        self.unapplied.drain(..due);
+        self.replay_lsn = replay_lsn;
+        self.checkpoint.applied(ops);
+        self.report(false);
+        true
     }
 
     /// Makes everything received durable, in one transaction (the records, the flushed and
