@@ -531,6 +531,47 @@ async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_
     assert_eq!(log, vec![0, end_a], "a, then b2 where b was");
 }
 
+/// Confirmations that come in pieces, small (applied by the actor itself) and large (by a store
+/// task), apply every record once and in lsn order, and only what is confirmed.
+#[actix_web::test]
+async fn a_replica_applies_confirmed_records_in_order_whether_few_or_many_are_confirmed_at_once() {
+    let store = Arc::new(Store::memory());
+    let (replica, mut reports) = start_replica(&store, 1);
+    reports.until("the first report", |r| r.restarted).await;
+    replica.do_send(Reconcile { from_timeline: 0, timeline: 1, keep_until: 0 });
+    reports.until("adopting timeline 1", |r| r.restarted && r.timeline == 1).await;
+
+    // 400 updates of one row, value i at record i: the value read says how far it applied.
+    let mut records = Vec::new();
+    let mut lsn = 0;
+    for i in 1..=400 {
+        let r = record(lsn, if i == 1 { OpKind::Insert } else { OpKind::Update }, Some(i));
+        lsn = r.end_lsn();
+        records.push(r);
+    }
+    let end = |i: usize| records[i - 1].end_lsn();
+    replica.do_send(ShipWal { records: records.clone(), flush_awaited: true, timeline: 1, durable_lsn: 0 });
+    reports.until("all flushed", |r| r.progress.flush_lsn == end(400)).await;
+    assert_eq!(read_k(&replica).await, None, "nothing confirmed yet");
+
+    for (upto, what) in [(3, "a few"), (4, "one more"), (350, "hundreds"), (352, "two more"), (400, "the rest")] {
+        replica.do_send(PrimaryDurable { lsn: end(upto), timeline: 1 });
+        let r = reports.until(what, |r| r.progress.replay_lsn >= end(upto)).await;
+        assert_eq!(r.progress.replay_lsn, end(upto), "{what}: applied exactly what was confirmed");
+        assert_eq!(read_k(&replica).await, Some((serde_json::json!(upto), end(upto))), "{what}");
+    }
+    // A confirmation that falls inside a record applies up to the record before it.
+    let more = record(end(400), OpKind::Update, Some(401));
+    let end_more = more.end_lsn();
+    replica.do_send(ShipWal { records: vec![more], flush_awaited: true, timeline: 1, durable_lsn: 0 });
+    reports.until("401 flushed", |r| r.progress.flush_lsn == end_more).await;
+    replica.do_send(PrimaryDurable { lsn: end_more - 1, timeline: 1 });
+    replica.do_send(PrimaryDurable { lsn: end_more, timeline: 1 });
+    let r = reports.until("401 replayed", |r| r.progress.replay_lsn == end_more).await;
+    assert_eq!(r.progress.replay_lsn, end_more);
+    assert_eq!(read_k(&replica).await, Some((serde_json::json!(401), end_more)));
+}
+
 #[actix_web::test]
 async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_and_follows_the_new_log() {
     use clusterd::actors::replication::replica::flush_key;
