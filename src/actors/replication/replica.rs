@@ -99,6 +99,15 @@ struct Replayed {
     lsn: u64,
 }
 
+impl Replayed {
+    /// Applies one record; its ops.
+    fn apply(&mut self, record: &ShippedRecord) -> usize {
+        self.rows.apply(&record.ops);
+        self.lsn = record.end_lsn();
+        record.ops.len()
+    }
+}
+
 /// The actor owns it and hands a clone of the `Arc` only to its own store task, which applies
 /// each record under the write lock (one record at a time, so a read waits for at most one
 /// record's apply; never held across an await). Each incarnation and each reseed gets a fresh
@@ -331,8 +340,13 @@ impl ReplicaActor {
 
     /// Whether some durable record waits only for its apply: the primary confirmed it.
     fn can_apply(&self) -> bool {
+        self.confirmed_unapplied() > 0
+    }
+
+    /// How many of `unapplied` are durable here and confirmed by the primary.
+    fn confirmed_unapplied(&self) -> usize {
         let confirmed = self.primary_durable.load(Ordering::Acquire).min(self.flush_lsn);
-        self.unapplied.first().is_some_and(|r| r.end_lsn() <= confirmed)
+        self.unapplied.partition_point(|r| r.end_lsn() <= confirmed)
     }
 
     /// Starts the next store task, if none runs and there is work. When a write may wait for
@@ -383,22 +397,14 @@ impl ReplicaActor {
         if !self.awaited || self.task_in_flight || self.announce {
             return false;
         }
-        let confirmed = self.primary_durable.load(Ordering::Acquire).min(self.flush_lsn);
-        let due = self.unapplied.partition_point(|r| r.end_lsn() <= confirmed);
-        let Some(last) = due.checked_sub(1).and_then(|i| self.unapplied.get(i)) else { return false };
-        let replay_lsn = last.end_lsn();
-        let ops: usize = self.unapplied[..due].iter().map(|r| r.ops.len()).sum();
-        if ops > APPLY_HERE_OPS {
+        let due = self.confirmed_unapplied();
+        if due == 0 || self.unapplied[..due].iter().map(|r| r.ops.len()).sum::<usize>() > APPLY_HERE_OPS {
             return false;
         }
         let Some(mut replayed) = self.rows.try_write() else { return false };
-        for r in &self.unapplied[..due] {
-            replayed.rows.apply(&r.ops);
-        }
-        replayed.lsn = replay_lsn;
+        let ops: usize = self.unapplied.drain(..due).map(|r| replayed.apply(&r)).sum();
+        self.replay_lsn = replayed.lsn;
         drop(replayed);
-        self.unapplied.drain(..due);
-        self.replay_lsn = replay_lsn;
         self.checkpoint.applied(ops);
         self.report(false);
         true
@@ -449,16 +455,7 @@ impl ReplicaActor {
         // An announcement's task at normal priority too: heartbeats wait for it, and on the
         // idle-priority threads a busy machine could hold it (and them) back for seconds.
         let work = self.background.storage_work(self.awaited || self.announce, move || {
-            let apply = |records: &[ShippedRecord]| {
-                let mut ops = 0;
-                for r in records {
-                    let mut replayed = rows.write();
-                    replayed.rows.apply(&r.ops);
-                    replayed.lsn = r.end_lsn();
-                    ops += r.ops.len();
-                }
-                ops
-            };
+            let apply = |records: &[ShippedRecord]| records.iter().map(|r| rows.write().apply(r)).sum::<usize>();
             // Durable here and confirmed there before this commit: applied first.
             let confirmed = durable_there.load(Ordering::Acquire).min(flushed);
             let mut rest = records.split_off(records.partition_point(|r| r.end_lsn() <= confirmed));
