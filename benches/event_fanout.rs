@@ -37,9 +37,9 @@ use tokio::sync::Notify;
 
 use clusterd::actors::registry::{EventRegistry, InterestTable, RegistrySettings};
 use clusterd::messages::events::{
-    now_ms, ClusterHealthStatus, Event, EventFilter, EventPayload, NodeHealth, NodeHealthChange,
-    PublishedEvent, Severity, SharedEvent,
+    now_ms, Event, EventFilter, EventPayload, NodeHealthChange, PublishedEvent, Severity, SharedEvent,
 };
+use clusterd::model::{ClusterHealthStatus, NodeHealth};
 use clusterd::messages::registry::{
     Delivery, GetRegistryStatus, Publish, Subscribe, SubscriberInfo, Transport, Unsubscribe,
 };

@@ -85,11 +85,10 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 
-use clusterd::config::{Config, ReplicaConfig, ReplicaMode, ReplicationMode, StorageEngine};
+use clusterd::config::{Config, ReplicaConfig, StorageEngine};
 use clusterd::messages::events::now_ms;
-use clusterd::messages::replication::{
-    GetReplicationStatus, Op, OpKind, ReplicaStatus, ReplicateOps, WalRecord,
-};
+use clusterd::messages::replication::{GetReplicationStatus, ReplicateOps};
+use clusterd::model::{Op, OpKind, ReplicaMode, ReplicaStatus, ReplicationMode, WalRecord};
 use clusterd::storage::{LogCommit, Store};
 use clusterd::{Runtime, RuntimeHandle};
 

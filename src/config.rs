@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::model::{ConflictStrategy, ReplicaMode, ReplicationMode};
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -148,30 +150,6 @@ impl Default for ClusterConfig {
             tick_ms: 50,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicationMode {
-    Sync,
-    SemiSync,
-    Async,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicaMode {
-    Sync,
-    Async,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictStrategy {
-    LastWriterWins,
-    FirstWriterWins,
-    PrimaryWins,
-    SitePriority,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,9 +7,11 @@
 
 pub mod actors;
 pub mod config;
+pub mod exec;
 pub mod http;
 pub mod messages;
 pub mod metrics;
+pub mod model;
 pub mod runtime;
 pub mod storage;
 

@@ -13,7 +13,7 @@ use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
 use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
-use crate::actors::replication::background::BackgroundPool;
+use crate::exec::BackgroundPool;
 use crate::actors::replication::{PrimaryActor, ReplicationSettings};
 use crate::config::Config;
 use crate::messages::cluster::ClusterError;
@@ -42,7 +42,7 @@ impl Runtime {
     /// the store (blocking, once, before any actor runs).
     pub fn start(config: Config) -> Result<RuntimeHandle, RuntimeError> {
         let config = Arc::new(config);
-        let store = Arc::new(Store::open(&config.storage)?);
+        let store = Arc::new(Store::open(config.storage.durable_dir().as_deref())?);
         let metrics = Arc::new(Metrics::default());
         let interest = Arc::new(InterestTable::default());
 

@@ -18,8 +18,10 @@ use std::time::Duration;
 use actix_web::rt::time::sleep;
 use serde_json::{json, Value};
 
-use clusterd::config::{ReplicationMode, StorageEngine};
-use clusterd::messages::replication::{Op, OpKind, PauseReplica, ReplicateOps, ResumeReplica};
+use clusterd::config::{StorageEngine};
+use clusterd::model::{ReplicationMode};
+use clusterd::messages::replication::{PauseReplica, ReplicateOps, ResumeReplica};
+use clusterd::model::{Op, OpKind};
 use clusterd::Config;
 
 use common::graphql::*;
@@ -583,7 +585,7 @@ async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it(
         .primary()
         .send(clusterd::messages::replication::CreateSlot {
             slot_name: "cdc".into(),
-            slot_type: clusterd::messages::replication::SlotType::Logical,
+            slot_type: clusterd::model::SlotType::Logical,
         })
         .await
         .expect("answers")

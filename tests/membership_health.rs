@@ -4,7 +4,8 @@
 mod common;
 
 use clusterd::messages::cluster::{CrashNode, GetNode, ListNodes, RestartNode};
-use clusterd::messages::events::{EventPayload, EventType, NodeHealth};
+use clusterd::messages::events::{EventPayload, EventType};
+use clusterd::model::NodeHealth;
 use clusterd::Runtime;
 
 use common::*;

@@ -20,13 +20,15 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use clusterd::config::{Config, ReplicaMode, ReplicationMode, StorageEngine};
+use clusterd::config::{Config, StorageEngine};
+use clusterd::model::{ReplicaMode, ReplicationMode};
 use clusterd::messages::events::{
     EventFilter, EventPayload, EventType, PublishedEvent, ReplicaStatusChange, ReplicationLagAlert, Severity,
     SharedEvent, WalPositionUpdate,
 };
 use clusterd::messages::registry::ListSubscriptions;
-use clusterd::messages::replication::{lsn_text, PartitionReplica};
+use clusterd::messages::replication::PartitionReplica;
+use clusterd::model::lsn_text;
 use clusterd::{Runtime, RuntimeHandle};
 use serde_json::{json, Value};
 

@@ -6,9 +6,11 @@
 
 mod common;
 
-use clusterd::config::{ReplicaConfig, ReplicaMode, ReplicationMode, StorageEngine};
+use clusterd::config::{ReplicaConfig, StorageEngine};
+use clusterd::model::{ReplicaMode, ReplicationMode};
 use clusterd::messages::events::{EventFilter, EventPayload, EventType};
 use clusterd::messages::replication::*;
+use clusterd::model::*;
 use clusterd::{Config, Runtime, RuntimeHandle};
 
 use common::*;
@@ -412,7 +414,7 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
 use std::sync::Arc;
 
 use actix::prelude::*;
-use clusterd::actors::replication::background::BackgroundPool;
+use clusterd::exec::BackgroundPool;
 use clusterd::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
 use clusterd::storage::Store;
 
@@ -448,10 +450,10 @@ impl Reports {
 }
 
 /// A record of one op on `t`/`k` at `lsn`, as the primary ships it.
-fn record(lsn: u64, op: OpKind, value: Option<i64>) -> ShippedRecord {
+fn record(lsn: u64, op: OpKind, value: Option<i64>) -> LogRecord {
     let ops = vec![Op { op, table: "t".into(), key: "k".into(), value: value.map(|v| serde_json::json!(v).into()) }];
     let bytes = serde_json::to_vec(&WalRecord { committed_at_ms: 0, ops: ops.clone() }).expect("serializes");
-    ShippedRecord { lsn, bytes: bytes.into(), durable_at: None, committed_at_ms: 0, ops: Arc::new(ops) }
+    LogRecord { lsn, bytes: bytes.into(), committed_at_ms: 0, ops: Arc::new(ops) }
 }
 
 fn start_replica(store: &Arc<Store>, incarnation: u64) -> (Addr<ReplicaActor>, Reports) {

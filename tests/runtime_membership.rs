@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clusterd::messages::cluster::*;
 use clusterd::messages::events::*;
+use clusterd::model::{ClusterHealthStatus, NodeHealth};
 use clusterd::messages::registry::{Delivery, ListSubscriptions};
 use clusterd::Runtime;
 use serde_json::json;

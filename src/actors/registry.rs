@@ -26,6 +26,7 @@ use crate::messages::events::{
     SubjectKind, EVENT_TYPE_COUNT,
 };
 use crate::messages::registry::*;
+use crate::exec;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -379,21 +380,19 @@ impl EventRegistry {
         self.reservation_in_flight = true;
         let store = self.store.clone();
         let next = self.seq_reserved + SEQ_BLOCK;
-        let write = actix_web::rt::task::spawn_blocking(move || store.put_meta(SEQ_RESERVATION_KEY, next));
-        ctx.spawn(write.into_actor(self).map(move |res, act, _| {
-            act.reservation_in_flight = false;
-            match res {
-                Ok(Ok(())) => act.seq_reserved = act.seq_reserved.max(next),
-                Ok(Err(e)) => {
-                    act.metrics.seq_reservation_failed();
-                    tracing::error!(error = %e, "cannot reserve event sequence numbers");
+        ctx.spawn(exec::then_on_actor(
+            move || store.put_meta(SEQ_RESERVATION_KEY, next),
+            move |res, act: &mut Self, _| {
+                act.reservation_in_flight = false;
+                match res {
+                    Ok(()) => act.seq_reserved = act.seq_reserved.max(next),
+                    Err(e) => {
+                        act.metrics.seq_reservation_failed();
+                        tracing::error!(error = %e, "cannot reserve event sequence numbers");
+                    }
                 }
-                Err(e) => {
-                    act.metrics.seq_reservation_failed();
-                    tracing::error!(error = %e, "sequence reservation task failed");
-                }
-            }
-        }));
+            },
+        ));
     }
 
     fn publish(&mut self, event: Event, ctx: &mut Context<Self>) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::messages::events::{ClusterHealthStatus, NodeHealth};
+use crate::model::{ClusterHealthStatus, NodeHealth};
 
 /// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
 pub type NodeMetadata = BTreeMap<String, serde_json::Value>;
@@ -71,17 +71,6 @@ pub enum ClusterError {
     NodeDown { node_id: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
-}
-
-/// Checks a caller-chosen id: 1 to 64 characters of `[A-Za-z0-9._-]`.
-pub fn validate_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 64 {
-        return Err("must be 1 to 64 characters".into());
-    }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-        return Err("may hold only letters, digits, '.', '_' and '-'".into());
-    }
-    Ok(())
 }
 
 /// Adds a member and starts its node actor; answers once the member is durable.

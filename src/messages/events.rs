@@ -14,6 +14,8 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{ClusterHealthStatus, NodeHealth};
+
 /// Which part of the system an event comes from. WebSocket streams other than `/ws/events` are
 /// restricted to one category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -309,52 +311,6 @@ impl Subjects {
         let ids = self.of_mut(kind);
         if !ids.iter().any(|existing| existing == id) {
             ids.push(id.to_string());
-        }
-    }
-}
-
-/// Health of one cluster node, as `node_health_change` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeHealth {
-    Healthy,
-    Degraded,
-    Unreachable,
-    Failed,
-}
-
-impl NodeHealth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeHealth::Healthy => "healthy",
-            NodeHealth::Degraded => "degraded",
-            NodeHealth::Unreachable => "unreachable",
-            NodeHealth::Failed => "failed",
-        }
-    }
-
-    /// Whether the node counts towards quorum: it answers, perhaps slowly.
-    pub fn is_up(self) -> bool {
-        matches!(self, NodeHealth::Healthy | NodeHealth::Degraded)
-    }
-}
-
-/// Overall cluster health: `healthy` when every node is, `degraded` while a quorum is up,
-/// `critical` without one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterHealthStatus {
-    Healthy,
-    Degraded,
-    Critical,
-}
-
-impl ClusterHealthStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClusterHealthStatus::Healthy => "healthy",
-            ClusterHealthStatus::Degraded => "degraded",
-            ClusterHealthStatus::Critical => "critical",
         }
     }
 }

@@ -6,106 +6,12 @@
 //! starts at `lsn` and is `n` bytes long ends at `lsn + n`, where the next one starts.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ReplicaMode, ReplicationMode};
-use crate::storage::rows::{RowKey, RowRef, RowValue};
-
-/// The length of `v` serialized as JSON, counted without building the string.
-pub fn json_len(v: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a Value to a sink that never fails cannot fail; 0 would only under-count.
-    let _ = serde_json::to_writer(&mut count, v);
-    count.0
-}
-
-/// An LSN in PostgreSQL's text form, `X/Y` (high and low 32 bits, hex).
-pub fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    /// Adds a row; the key must not exist.
-    Insert,
-    /// Replaces a row; the key must exist.
-    Update,
-    /// Removes a row; the key must exist.
-    Delete,
-}
-
-/// One operation of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Op {
-    pub op: OpKind,
-    /// Shared, like `key` and `value`: the primary's and every in-process replica's table state
-    /// hold the same allocation, never a copy each.
-    #[schema(value_type = String)]
-    pub table: Arc<str>,
-    #[schema(value_type = String)]
-    pub key: Arc<str>,
-    /// Required for insert and update, absent for delete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub value: Option<RowValue>,
-}
-
-impl Op {
-    /// The row it changes, borrowed (for lookups).
-    pub fn row(&self) -> RowRef<'_> {
-        RowRef::new(&self.table, &self.key)
-    }
-
-    /// The row it changes, sharing its table and key.
-    pub fn row_key(&self) -> RowKey {
-        RowKey::new(self.table.clone(), self.key.clone())
-    }
-}
-
-/// One record of the write-ahead log: a committed batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WalRecord {
-    /// When the primary accepted the batch (epoch ms).
-    pub committed_at_ms: i64,
-    pub ops: Vec<Op>,
-}
-
-/// A record as shipped to replicas: where it starts, its bytes (shared, never copied per
-/// replica), and when the primary made it durable (for write/flush/replay lag).
-#[derive(Debug, Clone)]
-pub struct ShippedRecord {
-    pub lsn: u64,
-    pub bytes: Arc<[u8]>,
-    /// `None` while the primary's commit of it is in flight: records are shipped as that commit
-    /// starts, so a replica's fsync runs beside the primary's (see [`PrimaryDurable`]).
-    pub durable_at: Option<Instant>,
-    /// When the primary accepted the batch (epoch ms), for lag in seconds.
-    pub committed_at_ms: i64,
-    /// The record's operations, decoded once on the primary and shared: in-process replicas
-    /// apply them without parsing `bytes` again.
-    pub ops: Arc<Vec<Op>>,
-}
-
-impl ShippedRecord {
-    pub fn end_lsn(&self) -> u64 {
-        self.lsn + self.bytes.len() as u64
-    }
-}
+use crate::model::{ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
+use crate::model::{ConflictStrategy, LogRecord, Op, OpKind};
 
 /// Why a replication request failed; each carries what it is about.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -192,35 +98,6 @@ pub struct RowView {
     /// The reader's replay position when it answered.
     pub replay_lsn: String,
     pub replay_lsn_u64: u64,
-}
-
-/// A replica's state, as `replica_status_change` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicaStatus {
-    Starting,
-    CatchingUp,
-    Streaming,
-    InSync,
-    Paused,
-    Disconnected,
-    Failed,
-    Promoted,
-}
-
-impl ReplicaStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplicaStatus::Starting => "starting",
-            ReplicaStatus::CatchingUp => "catching_up",
-            ReplicaStatus::Streaming => "streaming",
-            ReplicaStatus::InSync => "in_sync",
-            ReplicaStatus::Paused => "paused",
-            ReplicaStatus::Disconnected => "disconnected",
-            ReplicaStatus::Failed => "failed",
-            ReplicaStatus::Promoted => "promoted",
-        }
-    }
 }
 
 /// Adds a replica; it starts empty (or from a snapshot) and catches up from the WAL.
@@ -333,7 +210,7 @@ pub struct ReplicationStatus {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ShipWal {
-    pub records: Vec<ShippedRecord>,
+    pub records: Vec<LogRecord>,
     /// Whether a write may be waiting for this replica's flush (it is a sync replica in `sync`
     /// mode, or any replica in `semi_sync`): the replica then makes the records durable at once;
     /// otherwise it may gather them for a moment first (see `ReplicaActor`).
@@ -419,7 +296,7 @@ pub struct SetReplicationConfig {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ReplicationSettingsView, ReplicationError>")]
 pub struct SetConflictStrategy {
-    pub strategy: crate::config::ConflictStrategy,
+    pub strategy: ConflictStrategy,
     pub site_priority: Option<Vec<String>>,
 }
 
@@ -441,7 +318,7 @@ pub struct ReplicationSettingsView {
     pub heartbeat_interval_ms: u64,
     pub heartbeat_timeout_ms: u64,
     #[schema(value_type = String)]
-    pub conflict_strategy: crate::config::ConflictStrategy,
+    pub conflict_strategy: ConflictStrategy,
     pub site_priority: Vec<String>,
 }
 
@@ -558,12 +435,6 @@ pub struct WalTruncated {
     pub oldest_retained_lsn_u64: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SlotType {
-    Physical,
-    Logical,
-}
 
 #[derive(Debug, Message)]
 #[rtype(result = "Result<SlotView, ReplicationError>")]

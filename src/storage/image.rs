@@ -9,7 +9,7 @@
 //! little-endian `u32`s, then the three. A chunk is closed once it passes [`CHUNK_BYTES`], so a
 //! large shard never needs one allocation of its whole size.
 
-use super::rows::{RowKey, RowValue};
+use crate::model::{RowKey, RowValue};
 use super::StorageError;
 
 /// A chunk is closed once it holds this many bytes (one row may take it past).

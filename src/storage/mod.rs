@@ -13,14 +13,15 @@ use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, ReadableTableMetadata};
 
-use crate::config::StorageConfig;
 
 mod file;
 mod image;
 pub mod rows;
 mod segment;
+pub mod table;
 
-use rows::{RowKey, RowMap, RowValue, SHARDS};
+use crate::model::rows::{RowKey, RowValue, SHARDS};
+use rows::RowMap;
 
 /// The file inside `data_dir` that holds membership, settings, slots, snapshots and the event
 /// sequence.
@@ -110,6 +111,8 @@ pub enum StorageError {
     Backend(String),
     #[error("the store is closed (the runtime is shutting down)")]
     Closed,
+    #[error(transparent)]
+    Task(#[from] crate::exec::TaskFailed),
 }
 
 /// The open database, read-locked for the duration of one operation so that `close` waits for
@@ -559,12 +562,11 @@ fn append_log(wal: &mut redb::Table<'_, u64, &[u8]>, records: &[(u64, Arc<[u8]>)
 }
 
 impl Store {
-    /// Opens the store `config` describes: the redb file under `data_dir`, created if missing, or
-    /// memory.
-    pub fn open(config: &StorageConfig) -> Result<Store, StorageError> {
-        match config.durable_dir() {
+    /// Opens the store in `dir` (the redb files, created if missing), or in memory (`None`).
+    pub fn open(dir: Option<&Path>) -> Result<Store, StorageError> {
+        match dir {
             None => Ok(Store::memory()),
-            Some(dir) => Store::open_dir(&dir),
+            Some(dir) => Store::open_dir(dir),
         }
     }
 

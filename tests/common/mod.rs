@@ -33,7 +33,7 @@ pub fn memory_config() -> Config {
     c.storage.engine = StorageEngine::Memory;
     c.storage.data_dir = String::new();
     c.replication.replicas = Vec::new();
-    c.replication.mode = clusterd::config::ReplicationMode::Async;
+    c.replication.mode = clusterd::model::ReplicationMode::Async;
     c.cluster.nodes = vec!["node-1".into(), "node-2".into(), "node-3".into()];
     c.cluster.tick_ms = 20;
     c.cluster.heartbeat_tick = 2;

@@ -7,7 +7,7 @@
 //! membership wins (like etcd's `initial-cluster`), so nodes added or removed at run time stay so
 //! across restarts.
 //!
-//! Every change is written to the store (in `spawn_blocking`, with the actor waiting so changes
+//! Every change is written to the store (on the blocking pool, with the actor waiting so changes
 //! stay in order) before it is applied and answered.
 
 use std::collections::BTreeMap;
@@ -18,8 +18,10 @@ use actix::prelude::*;
 
 use crate::actors::cluster::node::NodeActor;
 use crate::actors::registry::EventPublisher;
+use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
+use crate::model::{validate_id, ClusterHealthStatus, NodeHealth};
 use crate::metrics::Metrics;
 use crate::storage::{RecordTable, Store};
 
@@ -434,14 +436,12 @@ impl MembershipActor {
         apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, ClusterError> + 'static,
     ) -> AtomicResponse<Self, Result<R, ClusterError>> {
         let store = self.store.clone();
-        let fut = actix_web::rt::task::spawn_blocking(move || write(&store));
-        // AtomicResponse runs the future with `ctx.wait`: no other message is handled until the
-        // write is durable and applied, so checks made before the write still hold after it.
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(())) => apply(act, ctx),
-            Ok(Err(e)) => Err(ClusterError::Storage { message: e.to_string() }),
-            Err(e) => Err(ClusterError::Storage { message: e.to_string() }),
-        })))
+        // No other message is handled until the write is durable and applied, so checks made
+        // before the write still hold after it.
+        exec::atomic(move || write(&store), move |res, act, ctx| {
+            res.map_err(ClusterError::from)?;
+            apply(act, ctx)
+        })
     }
 }
 
@@ -542,15 +542,13 @@ impl Handler<AddNode> for MembershipActor {
         let id = msg.node_id;
         let key = id.clone();
         let store = self.store.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || {
-            store.put_record(RecordTable::ClusterNodes, &key, &bytes)
-        });
+        let write = exec::blocking(move || store.put_record(RecordTable::ClusterNodes, &key, &bytes));
         // Durable first, then the node actor starts and answers one heartbeat, then the join is
         // announced with measured health; AtomicResponse keeps other messages out meanwhile.
         AtomicResponse::new(Box::pin(write.into_actor(self).then(move |res, act, ctx| {
             let done: std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<NodeView, ClusterError>>>> =
                 match res {
-                    Ok(Ok(())) => {
+                    Ok(()) => {
                         let member = act.new_member(record, ctx);
                         act.members.insert(id.clone(), member);
                         Box::pin(act.first_answer(id.clone()).map(move |answered, act, _| {
@@ -562,8 +560,7 @@ impl Handler<AddNode> for MembershipActor {
                             act.node_view(&id)
                         }))
                     }
-                    Ok(Err(e)) => Box::pin(actix::fut::ready(Err(ClusterError::Storage { message: e.to_string() }))),
-                    Err(e) => Box::pin(actix::fut::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+                    Err(e) => Box::pin(actix::fut::ready(Err(ClusterError::from(e)))),
                 };
             done
         })))

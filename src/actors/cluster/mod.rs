@@ -6,3 +6,9 @@ pub mod node;
 
 pub use membership::{MembershipActor, MembershipSettings};
 pub use node::NodeActor;
+
+impl From<crate::storage::StorageError> for crate::messages::cluster::ClusterError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        crate::messages::cluster::ClusterError::Storage { message: e.to_string() }
+    }
+}

@@ -30,11 +30,12 @@ use hashbrown::HashMap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
-use crate::actors::replication::background::BackgroundPool;
+use crate::exec::{BackgroundPool, Priority};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
-use crate::actors::replication::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
-use crate::storage::rows::{RowKey, RowRef};
-use crate::config::{ReplicaMode, ReplicationConfig, ReplicationMode};
+use crate::storage::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
+use crate::model::{lsn_text, json_len, LogRecord, Op, OpKind, RowKey, RowRef, WalRecord};
+use crate::config::ReplicationConfig;
+use crate::model::{ConflictStrategy, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::messages::events::*;
 use crate::messages::replication::*;
 use crate::storage::{LogCommit, RecordTable, Store};
@@ -88,7 +89,7 @@ pub struct ReplicationSettings {
     pub heartbeat_timeout: Duration,
     pub lag_alert_bytes: u64,
     pub wal_position_interval: Duration,
-    pub conflict_strategy: crate::config::ConflictStrategy,
+    pub conflict_strategy: ConflictStrategy,
     pub site_priority: Vec<String>,
 }
 
@@ -236,6 +237,13 @@ impl ReplicaEntry {
     }
 }
 
+/// A record of the log's tail kept in memory, and when it became durable here (`None` while its
+/// commit runs: it was shipped as that commit started), for write/flush/replay lag.
+struct RecentRecord {
+    record: LogRecord,
+    durable_at: Option<Instant>,
+}
+
 /// A batch accepted, waiting for its fsync.
 struct Accepted {
     lsn: u64,
@@ -305,7 +313,7 @@ pub struct PrimaryActor {
     /// Durable batches waiting for replicas, in lsn order (commits are).
     waiters: VecDeque<Waiter>,
     /// The tail of the log, for shipping without reading the store.
-    recent: VecDeque<ShippedRecord>,
+    recent: VecDeque<RecentRecord>,
     recent_bytes: usize,
     replicas: BTreeMap<String, ReplicaEntry>,
     next_incarnation: u64,
@@ -380,7 +388,7 @@ impl PrimaryActor {
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
         let bootstrap = self.bootstrap_replicas.clone();
-        let load = actix_web::rt::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
+        let load = actix_rt::task::spawn_blocking(move || -> Result<_, crate::storage::StorageError> {
             let bounds = store.log_bounds(&primary)?;
             let end = match bounds {
                 Some((_, last, len)) => last + len as u64,
@@ -737,18 +745,17 @@ impl PrimaryActor {
         };
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || store.commit_log(&primary, commit));
+        let write = actix_rt::task::spawn_blocking(move || store.commit_log(&primary, commit));
         // Shipped as the fsync starts, so replicas make the records durable beside it; they
         // apply them once told they are durable here (by the next shipment, or by
         // `confirm_durable`). No other commit is in flight: what was shipped before is durable.
         let start = self.shipped_end;
         let durable = self.flush_lsn;
-        let shipped: Vec<ShippedRecord> = batches
+        let shipped: Vec<LogRecord> = batches
             .iter()
-            .map(|b| ShippedRecord {
+            .map(|b| LogRecord {
                 lsn: b.lsn,
                 bytes: b.bytes.clone(),
-                durable_at: None,
                 committed_at_ms: b.committed_at_ms,
                 ops: b.ops.clone(),
             })
@@ -789,14 +796,14 @@ impl PrimaryActor {
     }
 
     /// Keeps shipped records in memory (up to [`RECENT_BYTES`]) for replicas that catch up.
-    fn keep_recent(&mut self, records: &[ShippedRecord]) {
+    fn keep_recent(&mut self, records: &[LogRecord]) {
         for r in records {
             self.recent_bytes += r.bytes.len();
-            self.recent.push_back(r.clone());
+            self.recent.push_back(RecentRecord { record: r.clone(), durable_at: None });
         }
         while self.recent_bytes > RECENT_BYTES {
             match self.recent.pop_front() {
-                Some(r) => self.recent_bytes -= r.bytes.len(),
+                Some(r) => self.recent_bytes -= r.record.bytes.len(),
                 None => break,
             }
         }
@@ -839,7 +846,7 @@ impl PrimaryActor {
         self.flush_lsn = end;
         let durable_at = Instant::now();
         for r in self.recent.iter_mut().rev() {
-            if r.lsn < old_flush {
+            if r.record.lsn < old_flush {
                 break;
             }
             r.durable_at.get_or_insert(durable_at);
@@ -1028,7 +1035,7 @@ impl PrimaryActor {
         let shippable = self.shipped_end;
         let flush = self.flush_lsn;
         let timeline = self.timeline;
-        let oldest_recent = self.recent.front().map(|r| r.lsn);
+        let oldest_recent = self.recent.front().map(|r| r.record.lsn);
         let Some(e) = self.replicas.get_mut(id) else { return };
         let Some(addr) = e.addr.clone() else { return };
         if !Self::streams(e, timeline) || e.fetch_in_flight || e.seeding.is_some() || e.shipped_lsn >= shippable {
@@ -1040,18 +1047,18 @@ impl PrimaryActor {
         let from = e.shipped_lsn;
         let awaited = flush_awaited(self.settings.mode, e.mode);
         if oldest_recent.is_some_and(|oldest| oldest <= from) {
-            let start = self.recent.partition_point(|r| r.lsn < from);
-            if self.recent.get(start).is_some_and(|r| r.lsn == from) {
+            let start = self.recent.partition_point(|r| r.record.lsn < from);
+            if self.recent.get(start).is_some_and(|r| r.record.lsn == from) {
                 let mut batch = Vec::new();
                 let mut bytes = 0u64;
                 for r in self.recent.range(start..) {
-                    bytes += r.bytes.len() as u64;
-                    batch.push(r.clone());
+                    bytes += r.record.bytes.len() as u64;
+                    batch.push(r.record.clone());
                     if bytes >= SHIP_WINDOW {
                         break;
                     }
                 }
-                let shipped_to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
+                let shipped_to = batch.last().map(LogRecord::end_lsn).unwrap_or(from);
                 addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline, durable_lsn: flush });
                 if let Some(e) = self.replicas.get_mut(id) {
                     e.confirmed_lsn = e.confirmed_lsn.max(flush);
@@ -1067,7 +1074,7 @@ impl PrimaryActor {
         // Decoded there, off the arbiter. Only durable records are in the store. A replica no
         // write waits for catches up at the background's priority: on the blocking pool, the
         // decoding of a far-behind async replica's WAL took a core from the primary's writes.
-        let read = self.background.storage_work(awaited, move || read_records(&store, &primary, from, u64::MAX, SHIP_WINDOW as usize));
+        let read = self.background.run_at(Priority::waited_for(awaited), move || read_records(&store, &primary, from, u64::MAX, SHIP_WINDOW as usize));
         let id = id.to_string();
         ctx.spawn(read.into_actor(self).map(move |res, act, ctx| {
             let Some(e) = act.replicas.get_mut(&id) else { return };
@@ -1077,8 +1084,8 @@ impl PrimaryActor {
                 return;
             }
             match res {
-                Ok(Ok(batch)) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from && e.timeline == timeline => {
-                    let to = batch.last().map(ShippedRecord::end_lsn).unwrap_or(from);
+                Ok(batch) if batch.first().is_some_and(|r| r.lsn == from) && e.shipped_lsn == from && e.timeline == timeline => {
+                    let to = batch.last().map(LogRecord::end_lsn).unwrap_or(from);
                     if let Some(addr) = &e.addr {
                         addr.do_send(ShipWal { records: batch, flush_awaited: awaited, timeline, durable_lsn: flush });
                         e.confirmed_lsn = e.confirmed_lsn.max(flush);
@@ -1086,7 +1093,7 @@ impl PrimaryActor {
                     }
                     act.ship_more(&id, ctx);
                 }
-                Ok(Ok(records)) if records.first().is_none_or(|r| r.lsn > from) && e.shipped_lsn == from => {
+                Ok(records) if records.first().is_none_or(|r| r.lsn > from) && e.shipped_lsn == from => {
                     // The WAL it needs is gone: it cannot catch up by streaming. Say so; a
                     // snapshot restore (or removing and adding it again) reseeds it.
                     let oldest = records.first().map(|r| r.lsn).unwrap_or(act.oldest_retained);
@@ -1109,9 +1116,8 @@ impl PrimaryActor {
                         }),
                     );
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),
-                Err(err) => tracing::error!(replica_id = %id, error = %err, "WAL read task failed"),
+                Ok(_) => {}
+                Err(err) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),
             }
         }));
     }
@@ -1119,18 +1125,18 @@ impl PrimaryActor {
     /// How long ago the record ending at `lsn` became durable here, for lag measurement, if it
     /// is still in memory: zero if it is not durable here yet (the replica was the quicker).
     fn lag_since(&self, lsn: u64, now: Instant) -> Option<Duration> {
-        let i = self.recent.partition_point(|r| r.end_lsn() <= lsn);
+        let i = self.recent.partition_point(|r| r.record.end_lsn() <= lsn);
         if i == 0 {
             return None;
         }
-        let record = self.recent.get(i - 1).filter(|r| r.end_lsn() == lsn)?;
+        let record = self.recent.get(i - 1).filter(|r| r.record.end_lsn() == lsn)?;
         Some(record.durable_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)))
     }
 
     /// The commit time of the oldest record that ends after `lsn`, if still in memory.
     fn first_after(&self, lsn: u64) -> Option<i64> {
-        let i = self.recent.partition_point(|r| r.end_lsn() <= lsn);
-        self.recent.get(i).map(|r| r.committed_at_ms)
+        let i = self.recent.partition_point(|r| r.record.end_lsn() <= lsn);
+        self.recent.get(i).map(|r| r.record.committed_at_ms)
     }
 
     fn go_down(&mut self, why: &str) {
@@ -1509,7 +1515,7 @@ impl PrimaryActor {
         apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<T, ReplicationError> + 'static,
     ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
         let store = self.store.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || match record {
+        let write = actix_rt::task::spawn_blocking(move || match record {
             Some(r) => {
                 let bytes = serde_json::to_vec(&r).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
                 store.put_record(table, &key, &bytes)
@@ -1537,7 +1543,7 @@ impl Handler<AddReplica> for PrimaryActor {
     type Result = AtomicResponse<Self, Result<ReplicaView, ReplicationError>>;
     fn handle(&mut self, msg: AddReplica, _ctx: &mut Self::Context) -> Self::Result {
         let refuse_now = |e| AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
-        if let Err(reason) = crate::messages::cluster::validate_id(&msg.replica_id) {
+        if let Err(reason) = crate::model::validate_id(&msg.replica_id) {
             return refuse_now(ReplicationError::InvalidField { field: "replica_id".into(), reason });
         }
         if msg.replica_id == self.settings.primary {
@@ -1556,7 +1562,7 @@ impl Handler<AddReplica> for PrimaryActor {
             // Seeded from a snapshot: registered like any replica, then restored.
             let target = id.clone();
             let store = self.store.clone();
-            let read = actix_web::rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+            let read = actix_rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
             let store = self.store.clone();
             return AtomicResponse::new(Box::pin(read.into_actor(self).then(move |res, act, _ctx| {
                 let snap = match res {
@@ -1570,7 +1576,7 @@ impl Handler<AddReplica> for PrimaryActor {
                     Ok(s) => s,
                     Err(e) => return Box::pin(actix::fut::ready(Err(e))) as std::pin::Pin<Box<dyn ActorFuture<Self, Output = _>>>,
                 };
-                let write = actix_web::rt::task::spawn_blocking(move || {
+                let write = actix_rt::task::spawn_blocking(move || {
                     let bytes = serde_json::to_vec(&ReplicaRecord { mode }).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
                     store.put_record(RecordTable::Replicas, &target, &bytes).map(|()| target)
                 });
@@ -1895,7 +1901,7 @@ impl PrimaryActor {
     fn save_settings(&mut self, next: ReplicationSettingsView) -> AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>> {
         let store = self.store.clone();
         let bytes = serde_json::to_vec(&next);
-        let write = actix_web::rt::task::spawn_blocking(move || {
+        let write = actix_rt::task::spawn_blocking(move || {
             let bytes = bytes.map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
             store.put_record(RecordTable::Settings, SETTINGS_RECORD, &bytes)
         });
@@ -1952,7 +1958,6 @@ impl Handler<SetReplicationConfig> for PrimaryActor {
 impl Handler<SetConflictStrategy> for PrimaryActor {
     type Result = AtomicResponse<Self, Result<ReplicationSettingsView, ReplicationError>>;
     fn handle(&mut self, msg: SetConflictStrategy, _ctx: &mut Self::Context) -> Self::Result {
-        use crate::config::ConflictStrategy;
         let mut next = self.settings.view();
         match (msg.strategy, msg.site_priority) {
             (ConflictStrategy::SitePriority, None) => {
@@ -1963,7 +1968,7 @@ impl Handler<SetConflictStrategy> for PrimaryActor {
                     return invalid_now("site_priority", "at least one site".into());
                 }
                 for (i, site) in sites.iter().enumerate() {
-                    if let Err(reason) = crate::messages::cluster::validate_id(site) {
+                    if let Err(reason) = crate::model::validate_id(site) {
                         return invalid_now(&format!("site_priority[{i}]"), reason);
                     }
                     if sites[..i].contains(site) {
@@ -2073,7 +2078,7 @@ impl PrimaryActor {
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
         self.maintenance_in_flight = true;
-        let task = actix_web::rt::task::spawn_blocking(move || {
+        let task = actix_rt::task::spawn_blocking(move || {
             if let Some(images) = images {
                 if !store.write_row_images(&primary, images)? {
                     return Err(crate::storage::StorageError::Backend(format!("{primary}'s rows were replaced while being written")));
@@ -2184,7 +2189,7 @@ impl Handler<GetWalStatus> for PrimaryActor {
     fn handle(&mut self, _: GetWalStatus, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         let primary = self.settings.primary.clone();
-        let bounds = actix_web::rt::task::spawn_blocking(move || store.log_bounds(&primary));
+        let bounds = actix_rt::task::spawn_blocking(move || store.log_bounds(&primary));
         Box::pin(bounds.into_actor(self).map(|res, act, _| {
             let oldest = match res {
                 Ok(Ok(b)) => b.map(|b| b.0).unwrap_or(act.flush_lsn),
@@ -2226,7 +2231,7 @@ impl Handler<CreateSlot> for PrimaryActor {
     type Result = AtomicResponse<Self, Result<SlotView, ReplicationError>>;
     fn handle(&mut self, msg: CreateSlot, _ctx: &mut Self::Context) -> Self::Result {
         let refuse_now = |e| AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
-        if let Err(reason) = crate::messages::cluster::validate_id(&msg.slot_name) {
+        if let Err(reason) = crate::model::validate_id(&msg.slot_name) {
             return refuse_now(ReplicationError::InvalidField { field: "slot_name".into(), reason });
         }
         if self.slots.contains_key(&msg.slot_name) {
@@ -2334,7 +2339,7 @@ impl Handler<PeekSlotChanges> for PrimaryActor {
         let name = msg.slot_name;
         Box::pin(async move {
             let from = slot.confirmed_flush_lsn;
-            let decode = actix_web::rt::task::spawn_blocking(move || {
+            let decode = actix_rt::task::spawn_blocking(move || {
                 let mut changes = Vec::new();
                 let mut next = from;
                 let mut cursor = from;
@@ -2457,7 +2462,7 @@ impl Handler<CreateSnapshot> for PrimaryActor {
         let rows = self.rows.sorted_rows();
         let lsn = self.flush_lsn;
         let store = self.store.clone();
-        let write = actix_web::rt::task::spawn_blocking(move || {
+        let write = actix_rt::task::spawn_blocking(move || {
             let n = store.get_meta("snapshot_seq")?.unwrap_or(0) + 1;
             let bytes = rows.iter().map(|r| json_len(&r.2) as u64).sum();
             let record = SnapshotRecord { snapshot_id: format!("snap_{n:06}"), lsn, created_at_ms: now_ms(), bytes, rows };
@@ -2484,7 +2489,7 @@ impl Handler<ListSnapshots> for PrimaryActor {
     fn handle(&mut self, _: ListSnapshots, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move {
-            let rows = actix_web::rt::task::spawn_blocking(move || store.list_records(RecordTable::Snapshots))
+            let rows = actix_rt::task::spawn_blocking(move || store.list_records(RecordTable::Snapshots))
                 .await
                 .map_err(|e| ReplicationError::Storage { message: e.to_string() })?
                 .map_err(|e| ReplicationError::Storage { message: e.to_string() })?;
@@ -2516,7 +2521,7 @@ impl Handler<RestoreSnapshot> for PrimaryActor {
         let store = self.store.clone();
         let snapshot_id = msg.snapshot_id;
         let target = msg.target;
-        let read = actix_web::rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+        let read = actix_rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
         AtomicResponse::new(Box::pin(read.into_actor(self).map(move |res, act, _| {
             let snap = match res {
                 Ok(Ok((_, Some(bytes)))) => serde_json::from_slice::<SnapshotRecord>(&bytes)

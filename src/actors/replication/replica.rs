@@ -46,10 +46,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use crate::actors::replication::background::BackgroundPool;
-use crate::actors::replication::table::{load_table, read_contiguous, stored_shards, Checkpoint, TableState};
+use crate::exec::{BackgroundPool, Priority, TaskFailed};
+use crate::storage::table::{load_table, read_contiguous, stored_shards, Checkpoint, TableState};
+use crate::model::LogRecord;
 use crate::messages::replication::*;
-use crate::storage::rows::SHARDS;
+use crate::model::rows::SHARDS;
 use crate::storage::{LogCommit, ShardImage, StorageError, Store};
 
 /// How often what was applied since the last checkpoint is written to the rows table (sooner
@@ -101,7 +102,7 @@ struct Replayed {
 
 impl Replayed {
     /// Applies one record; its ops.
-    fn apply(&mut self, record: &ShippedRecord) -> usize {
+    fn apply(&mut self, record: &LogRecord) -> usize {
         self.rows.apply(&record.ops);
         self.lsn = record.end_lsn();
         record.ops.len()
@@ -136,7 +137,7 @@ struct TaskDone {
     committed: Option<u64>,
     applied_ops: usize,
     applied_to: Option<u64>,
-    rest: Vec<ShippedRecord>,
+    rest: Vec<LogRecord>,
 }
 
 /// The report a store task sends of the replay it did before its commit, from its own thread
@@ -153,6 +154,19 @@ impl EarlyReport {
     fn send(mut self, replay_lsn: u64) {
         self.report.progress.replay_lsn = replay_lsn;
         self.sink.do_send(self.report);
+    }
+}
+
+/// A checkpoint that failed, and the shards it had taken (`None`: not known, so all of them),
+/// which are out of date in the store again.
+struct CheckpointFailed {
+    error: StorageError,
+    shards: Option<Vec<u16>>,
+}
+
+impl From<TaskFailed> for CheckpointFailed {
+    fn from(e: TaskFailed) -> Self {
+        CheckpointFailed { error: e.into(), shards: None }
     }
 }
 
@@ -187,12 +201,12 @@ pub struct ReplicaActor {
     /// with nobody else; a fresh one per incarnation.
     primary_durable: Arc<AtomicU64>,
     /// Received, not yet durable.
-    pending: Vec<ShippedRecord>,
+    pending: Vec<LogRecord>,
     pending_bytes: usize,
     /// Durable here, not yet applied (not yet confirmed by the primary), in lsn order from
     /// `replay_lsn`. At most what the primary shipped ahead of its own fsync, plus what it
     /// shipped while it was going down.
-    unapplied: Vec<ShippedRecord>,
+    unapplied: Vec<LogRecord>,
     /// The gathered work (commit or apply) of a replica nobody waits for has been held for
     /// [`LAZY_FLUSH_DELAY`]: the next store task starts at once.
     work_due: bool,
@@ -280,7 +294,7 @@ impl ReplicaActor {
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let id = self.replica_id.clone();
-        let load = actix_web::rt::task::spawn_blocking(move || {
+        let load = actix_rt::task::spawn_blocking(move || {
             let flush = store.get_log_meta(&id, &flush_key(&id))?.unwrap_or(0);
             let confirmed = store.get_log_meta(&id, &confirmed_key(&id))?.unwrap_or(flush).min(flush);
             let timeline = store.get_log_meta(&id, &timeline_key(&id))?.unwrap_or(0);
@@ -293,7 +307,7 @@ impl ReplicaActor {
                     "{id}'s stored rows reflect lsn {confirmed}, past its flushed position {flush}"
                 )));
             }
-            let mut tail: Vec<ShippedRecord> = Vec::new();
+            let mut tail: Vec<LogRecord> = Vec::new();
             read_contiguous(&store, &id, confirmed, flush, "as its unconfirmed tail", |r| tail.push(r))?;
             Ok::<_, StorageError>((flush, confirmed, timeline, loaded, tail))
         });
@@ -419,7 +433,7 @@ impl ReplicaActor {
         }
         self.pending_bytes = 0;
         let records = std::mem::take(&mut self.pending);
-        let end = records.last().map(ShippedRecord::end_lsn).unwrap_or(self.flush_lsn);
+        let end = records.last().map(LogRecord::end_lsn).unwrap_or(self.flush_lsn);
         let confirmed = self.primary_durable.load(Ordering::Acquire).min(end).max(self.replay_lsn);
         let commit = LogCommit {
             records: records.iter().map(|r| (r.lsn, r.bytes.clone())).collect(),
@@ -454,13 +468,13 @@ impl ReplicaActor {
             .then(|| EarlyReport { sink: self.primary.clone(), report: self.progress(false) });
         // An announcement's task at normal priority too: heartbeats wait for it, and on the
         // idle-priority threads a busy machine could hold it (and them) back for seconds.
-        let work = self.background.storage_work(self.awaited || self.announce, move || {
-            let apply = |records: &[ShippedRecord]| records.iter().map(|r| rows.write().apply(r)).sum::<usize>();
+        let work = self.background.run_at(Priority::waited_for(self.awaited || self.announce), move || {
+            let apply = |records: &[LogRecord]| records.iter().map(|r| rows.write().apply(r)).sum::<usize>();
             // Durable here and confirmed there before this commit: applied first.
             let confirmed = durable_there.load(Ordering::Acquire).min(flushed);
             let mut rest = records.split_off(records.partition_point(|r| r.end_lsn() <= confirmed));
             let mut applied_ops = apply(&records);
-            let mut applied_to = records.last().map(ShippedRecord::end_lsn);
+            let mut applied_to = records.last().map(LogRecord::end_lsn);
             if let (Some(early), Some(replay_lsn)) = (early, applied_to) {
                 early.send(replay_lsn);
             }
@@ -471,14 +485,13 @@ impl ReplicaActor {
             let confirmed = durable_there.load(Ordering::Acquire).min(durable_here);
             let later = rest.split_off(rest.partition_point(|r| r.end_lsn() <= confirmed));
             applied_ops += apply(&rest);
-            applied_to = rest.last().map(ShippedRecord::end_lsn).or(applied_to);
+            applied_to = rest.last().map(LogRecord::end_lsn).or(applied_to);
             Ok::<_, StorageError>(TaskDone { committed, applied_ops, applied_to, rest: later })
         });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.task_in_flight = false;
             let done = match res {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => return act.commit_failed(e.to_string(), ctx),
+                Ok(done) => done,
                 Err(e) => return act.commit_failed(e.to_string(), ctx),
             };
             if let Some(end) = done.committed {
@@ -521,7 +534,7 @@ impl ReplicaActor {
         // checkpoint itself, but while a write may wait for this replica's applies (`awaited`)
         // it runs at normal priority: an idle-priority thread holding the table's lock would be
         // the last to get a core back, and the apply (and the write) would wait for it.
-        let task = self.background.storage_work(self.awaited, move || {
+        let task = self.background.run_at(Priority::waited_for(self.awaited), move || {
             let (picked, lsn) = {
                 let replayed = rows.read();
                 (replayed.rows.pick(&plan), replayed.lsn)
@@ -533,7 +546,9 @@ impl ReplicaActor {
             for &shard in &picked {
                 match rows.write().rows.take_encoded(shard) {
                     Ok(image) => images.push(image),
-                    Err(e) => return Err((e, images.iter().map(|i: &ShardImage| i.shard).collect())),
+                    Err(error) => {
+                        return Err(CheckpointFailed { error, shards: Some(images.iter().map(|i: &ShardImage| i.shard).collect()) })
+                    }
                 }
             }
             let images = rows.read().rows.finish(&plan, lsn, images);
@@ -543,22 +558,22 @@ impl ReplicaActor {
                 Ok(true) => Ok(Some((lsn, shards))),
                 // A reseed came since: those rows belong to the table it replaced.
                 Ok(false) => Ok(None),
-                Err(e) => Err((e, shards)),
+                Err(error) => Err(CheckpointFailed { error, shards: Some(shards) }),
             }
         });
         ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
             match res {
-                Ok(Ok(written)) => act.checkpoint.finished(written.as_ref().map(|(lsn, shards)| (*lsn, &shards[..]))),
-                Ok(Err((e, shards))) => {
+                Ok(written) => act.checkpoint.finished(written.as_ref().map(|(lsn, shards)| (*lsn, &shards[..]))),
+                Err(CheckpointFailed { error, shards }) => {
                     // Nothing is lost: the log keeps what the stored shards lack, and a start
                     // replays it; the shards are written again by a later checkpoint.
-                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint failed");
-                    captured_from.write().rows.mark_dirty(shards.into_iter().map(usize::from));
-                    act.checkpoint.finished(None);
-                }
-                Err(e) => {
-                    tracing::error!(replica_id = %act.replica_id, error = %e, "replica checkpoint task failed");
-                    captured_from.write().rows.mark_dirty(0..SHARDS);
+                    tracing::error!(replica_id = %act.replica_id, %error, "replica checkpoint failed");
+                    let mut rows = captured_from.write();
+                    match shards {
+                        Some(shards) => rows.rows.mark_dirty(shards.into_iter().map(usize::from)),
+                        None => rows.rows.mark_dirty(0..SHARDS),
+                    }
+                    drop(rows);
                     act.checkpoint.finished(None);
                 }
             }
@@ -812,7 +827,7 @@ impl ReplicaActor {
         let lsn = msg.lsn;
         let timeline = msg.timeline;
         let count = msg.rows.len();
-        let write = actix_web::rt::task::spawn_blocking(move || {
+        let write = actix_rt::task::spawn_blocking(move || {
             let table = TableState::from_rows(&msg.rows);
             let epoch = store.replace_rows(&id, table.rows(), lsn, &position_meta(&id, lsn, lsn, timeline))?;
             Ok::<_, StorageError>((table, epoch))

@@ -11,8 +11,9 @@ use serde_json::Value as JsonValue;
 use crate::http::error::ApiError;
 use crate::messages::cluster::{ClusterHealthReport, ClusterStatus, NodeView};
 use crate::messages::events::{
-    now_ms, ClusterHealthStatus, EventFilter, EventPayload, EventType, SharedEvent,
+    now_ms, EventFilter, EventPayload, EventType, SharedEvent,
 };
+use crate::model::ClusterHealthStatus;
 use crate::runtime::RuntimeHandle;
 
 use super::{MutationRoot, QueryRoot, SubscriptionRoot};

@@ -44,7 +44,7 @@ pub struct FaultList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeHealthView {
     pub node_id: String,
-    pub status: crate::messages::events::NodeHealth,
+    pub status: crate::model::NodeHealth,
     pub reason: String,
     pub heartbeat_age_ms: Option<u64>,
     pub heartbeat_rtt_micros: Option<u64>,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::http::error::ApiError;
 use crate::messages::cluster::GetClusterHealth;
-use crate::messages::events::NodeHealth;
+use crate::model::NodeHealth;
 use crate::messages::registry::GetRegistryStatus;
 use crate::runtime::RuntimeHandle;
 
@@ -90,7 +90,7 @@ pub async fn metrics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, 
         r.replay_lag_ms.map_or(f64::NAN, |ms| ms / 1000.0)
     });
     per_replica(&mut out, "clusterd_replication_replica_in_sync", "1 while the replica is in_sync.", &|r| {
-        f64::from(u8::from(r.status == crate::messages::replication::ReplicaStatus::InSync))
+        f64::from(u8::from(r.status == crate::model::ReplicaStatus::InSync))
     });
     runtime.metrics().render(&mut out);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))

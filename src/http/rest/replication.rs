@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::config::{ConflictStrategy, ReplicaMode, ReplicationMode};
+use crate::model::{lsn_text, ConflictStrategy, Op, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::http::error::ApiError;
 use crate::messages::replication::*;
 use crate::runtime::RuntimeHandle;

@@ -10,11 +10,10 @@
 use async_graphql::{Enum, InputObject, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
-use crate::storage::rows::RowValue;
-use crate::config::{ConflictStrategy, ReplicaMode, ReplicationMode};
+use crate::model::{lsn_text, ConflictStrategy, Op, OpKind, ReplicaMode, ReplicationMode, RowValue};
 use crate::messages::events::{EventPayload, SharedEvent};
 use crate::messages::replication::{
-    lsn_text, LagHistory, LagSample, Op, OpKind, ReplicaHealth, ReplicaThroughput, ReplicaView,
+    LagHistory, LagSample, ReplicaHealth, ReplicaThroughput, ReplicaView,
     ReplicateAck, ReplicationSettingsView, ReplicationStatus, RowView, Throughput,
 };
 
@@ -514,8 +513,8 @@ impl From<crate::messages::replication::SlotView> for SlotObject {
         SlotObject {
             slot_name: v.slot_name,
             slot_type: match v.slot_type {
-                crate::messages::replication::SlotType::Physical => "physical".into(),
-                crate::messages::replication::SlotType::Logical => "logical".into(),
+                crate::model::SlotType::Physical => "physical".into(),
+                crate::model::SlotType::Logical => "logical".into(),
             },
             active: v.active,
             restart_lsn: v.restart_lsn,
@@ -556,7 +555,6 @@ pub struct SlotChangesObject {
 
 impl From<crate::messages::replication::SlotChanges> for SlotChangesObject {
     fn from(c: crate::messages::replication::SlotChanges) -> Self {
-        use crate::messages::replication::OpKind;
         SlotChangesObject {
             slot_name: c.slot_name,
             confirmed_flush_lsn: c.confirmed_flush_lsn,

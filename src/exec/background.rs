@@ -30,21 +30,16 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 
-use futures_util::FutureExt;
 use parking_lot::Mutex;
+
+use super::{blocking, Priority, TaskFailed, Work};
 
 /// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
 pub const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
-
-/// A job did not finish: it panicked (the thread survives it), or the pool is gone.
-#[derive(Debug, thiserror::Error)]
-#[error("background job did not finish: {0}")]
-pub struct BackgroundError(String);
 
 /// A fixed set of low-priority threads taking jobs from one queue. The threads end once the pool
 /// is dropped and the queue is drained.
@@ -77,7 +72,7 @@ impl BackgroundPool {
     }
 
     /// Runs `f` on one of the pool's threads; resolves to what it returns.
-    pub fn run<F, R>(&self, f: F) -> impl Future<Output = Result<R, BackgroundError>> + 'static
+    pub fn run<F, R>(&self, f: F) -> impl Future<Output = Result<R, TaskFailed>> + 'static
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
@@ -88,28 +83,27 @@ impl BackgroundPool {
         }));
         async move {
             if sent.is_err() {
-                return Err(BackgroundError("the pool has stopped".into()));
+                return Err(TaskFailed { reason: "the background pool has stopped".into() });
             }
-            rx.await.map_err(|_| BackgroundError("it panicked".into()))
+            rx.await.map_err(|_| TaskFailed { reason: "it panicked".into() })
         }
     }
 }
 
-/// What [`BackgroundPool::storage_work`] resolves to: `f`'s result, or why it did not finish.
-pub type StorageWork<R> = Pin<Box<dyn Future<Output = Result<R, String>>>>;
-
 impl BackgroundPool {
-    /// Runs blocking storage work `f`: on the normal blocking pool if a write may be waiting
-    /// for it (`urgent`), otherwise here, at the lower priority.
-    pub fn storage_work<F, R>(&self, urgent: bool, f: F) -> StorageWork<R>
+    /// Runs blocking work `f` at `priority`: on the normal blocking pool, or here.
+    pub fn run_at<T, E, F>(&self, priority: Priority, f: F) -> Work<T, E>
     where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<TaskFailed> + Send + 'static,
     {
-        if urgent {
-            Box::pin(actix_web::rt::task::spawn_blocking(f).map(|r| r.map_err(|e| e.to_string())))
-        } else {
-            Box::pin(self.run(f).map(|r| r.map_err(|e| e.to_string())))
+        match priority {
+            Priority::Normal => blocking(f),
+            Priority::Background => {
+                let run = self.run(f);
+                Box::pin(async move { run.await.unwrap_or_else(|e| Err(E::from(e))) })
+            }
         }
     }
 }

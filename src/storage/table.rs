@@ -4,7 +4,7 @@
 //! As in PostgreSQL, a batch is durable once its WAL record is: the commit that acknowledges it
 //! writes the record and the flushed position, nothing else. The rows it changes are applied in
 //! memory at once ([`TableState`]) and reach the owner's store later, in a [`Checkpoint`], a
-//! shard at a time ([`crate::storage::rows::SHARDS`]): a shard is written whole, as it is at
+//! shard at a time ([`SHARDS`]): a shard is written whole, as it is at
 //! the moment it is read, with the lsn it reflects. On start, [`load_table`] reads every shard
 //! and replays the WAL from the oldest shard's lsn, so the WAL is kept from there on (a
 //! retention holder of its own). Replaying onto a shard stored later than that is harmless: an
@@ -17,8 +17,8 @@
 //! about as many rows as changed since the last one (oldest shards first), so a row costs about
 //! one serialization, and the WAL kept is about the size of the table.
 
-use crate::messages::replication::{Op, OpKind, ShippedRecord, WalRecord};
-use crate::storage::rows::{RowMap, RowRef, SHARDS};
+use crate::model::rows::{LogRecord, Op, OpKind, RowRef, WalRecord, SHARDS};
+use crate::storage::rows::RowMap;
 use crate::storage::{RowImages, ShardImage, ShardRows, StorageError, Store};
 
 /// A set of shards, as bits.
@@ -311,7 +311,7 @@ pub fn read_contiguous(
     from: u64,
     until: u64,
     purpose: &str,
-    mut f: impl FnMut(ShippedRecord),
+    mut f: impl FnMut(LogRecord),
 ) -> Result<(), StorageError> {
     let mut cursor = from;
     while cursor < until {
@@ -333,14 +333,14 @@ pub fn read_contiguous(
 }
 
 /// `owner`'s log records from `from` on, until `max_bytes` of them are read or one reaches
-/// `until`, decoded for applying and shipping (`durable_at` unknown: `None`). Blocking.
+/// `until`, decoded for applying and shipping. Blocking.
 pub fn read_records(
     store: &Store,
     owner: &str,
     from: u64,
     until: u64,
     max_bytes: usize,
-) -> Result<Vec<ShippedRecord>, StorageError> {
+) -> Result<Vec<LogRecord>, StorageError> {
     let mut decoded = Vec::new();
     for (lsn, bytes) in store.read_log(owner, from, max_bytes)? {
         if lsn >= until {
@@ -348,10 +348,9 @@ pub fn read_records(
         }
         let record: WalRecord = serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
-        decoded.push(ShippedRecord {
+        decoded.push(LogRecord {
             lsn,
             bytes,
-            durable_at: None,
             committed_at_ms: record.committed_at_ms,
             ops: std::sync::Arc::new(record.ops),
         });

@@ -1,0 +1,49 @@
+//! Health as the cluster domain measures it: one node's, and the cluster's as a whole.
+
+use serde::{Deserialize, Serialize};
+
+/// Health of one cluster node, as `node_health_change` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeHealth {
+    Healthy,
+    Degraded,
+    Unreachable,
+    Failed,
+}
+
+impl NodeHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeHealth::Healthy => "healthy",
+            NodeHealth::Degraded => "degraded",
+            NodeHealth::Unreachable => "unreachable",
+            NodeHealth::Failed => "failed",
+        }
+    }
+
+    /// Whether the node counts towards quorum: it answers, perhaps slowly.
+    pub fn is_up(self) -> bool {
+        matches!(self, NodeHealth::Healthy | NodeHealth::Degraded)
+    }
+}
+
+/// Overall cluster health: `healthy` when every node is, `degraded` while a quorum is up,
+/// `critical` without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterHealthStatus {
+    Healthy,
+    Degraded,
+    Critical,
+}
+
+impl ClusterHealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterHealthStatus::Healthy => "healthy",
+            ClusterHealthStatus::Degraded => "degraded",
+            ClusterHealthStatus::Critical => "critical",
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The closed sets of values the replication domain's config, messages, storage and faces share:
+//! acknowledgement modes, replica modes and statuses, conflict strategies, slot types.
+
+use serde::{Deserialize, Serialize};
+
+/// How the primary acknowledges a write: once durable on every sync replica (`sync`), on
+/// `sync_quorum` replicas (`semi_sync`), or on itself alone (`async`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationMode {
+    Sync,
+    SemiSync,
+    Async,
+}
+
+/// Whether a write in `sync` mode waits for the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaMode {
+    Sync,
+    Async,
+}
+
+/// How multi-master resolves a conflict between two sites' writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStrategy {
+    LastWriterWins,
+    FirstWriterWins,
+    PrimaryWins,
+    SitePriority,
+}
+
+/// A replica's state, as `replica_status_change` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    Starting,
+    CatchingUp,
+    Streaming,
+    InSync,
+    Paused,
+    Disconnected,
+    Failed,
+    Promoted,
+}
+
+impl ReplicaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaStatus::Starting => "starting",
+            ReplicaStatus::CatchingUp => "catching_up",
+            ReplicaStatus::Streaming => "streaming",
+            ReplicaStatus::InSync => "in_sync",
+            ReplicaStatus::Paused => "paused",
+            ReplicaStatus::Disconnected => "disconnected",
+            ReplicaStatus::Failed => "failed",
+            ReplicaStatus::Promoted => "promoted",
+        }
+    }
+}
+
+/// A replication slot's kind: physical (holds WAL) or logical (also decodes changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotType {
+    Physical,
+    Logical,
+}
