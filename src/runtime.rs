@@ -12,6 +12,7 @@ use actix::prelude::*;
 use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
+use crate::actors::net::{Link, NetActor};
 use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::exec::BackgroundPool;
 use crate::actors::replication::{PrimaryActor, ReplicationSettings};
@@ -77,6 +78,8 @@ impl Runtime {
         // A thread per core (at least two): more would only take turns on the same cores.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let background = BackgroundPool::start("replica-bg", cores.max(2)).map_err(RuntimeError::Threads)?;
+        let link = Link::new(Arbiter::current());
+        let net = NetActor::new(link.clone()).start();
         let primary = PrimaryActor::new(
             ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
             config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
@@ -84,6 +87,7 @@ impl Runtime {
             EventPublisher::new(registry.clone(), metrics.clone()),
             interest.clone(),
             background,
+            link,
         )
         .start();
 
@@ -102,6 +106,7 @@ impl Runtime {
                 registry,
                 membership,
                 primary,
+                net,
                 registry_arbiter,
                 started_at: Instant::now(),
                 shutting_down: tokio::sync::watch::channel(false).0,
@@ -118,6 +123,7 @@ struct Inner {
     registry: Addr<EventRegistry>,
     membership: Addr<MembershipActor>,
     primary: Addr<PrimaryActor>,
+    net: Addr<NetActor>,
     registry_arbiter: Arbiter,
     started_at: Instant,
     /// Flips to true when shutdown begins, for connections the registry does not own (GraphQL
@@ -144,6 +150,10 @@ impl RuntimeHandle {
     /// The replication primary: the data path, replicas, lag.
     pub fn primary(&self) -> &Addr<PrimaryActor> {
         &self.inner.primary
+    }
+    /// The fault-injecting link's rules: partitions, lossy and slow links.
+    pub fn net(&self) -> &Addr<NetActor> {
+        &self.inner.net
     }
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -243,13 +253,6 @@ impl Handler<CloseAllSubscriptions> for EventRegistry {
 }
 
 impl Handler<StopRuntimeActor> for EventRegistry {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<StopRuntimeActor> for PrimaryActor {
     type Result = ();
     fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
         ctx.stop();

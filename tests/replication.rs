@@ -27,7 +27,7 @@ use clusterd::messages::events::{
     SharedEvent, WalPositionUpdate,
 };
 use clusterd::messages::registry::ListSubscriptions;
-use clusterd::messages::replication::PartitionReplica;
+use clusterd::messages::faults::{HealLinks, PartitionLinks};
 use clusterd::model::lsn_text;
 use clusterd::{Runtime, RuntimeHandle};
 use serde_json::{json, Value};
@@ -1138,12 +1138,14 @@ async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_o
     )
     .await;
     let partition = |cut: bool| {
-        let primary = runtime.primary().clone();
+        let net = runtime.net().clone();
         async move {
-            within("the primary answers", primary.send(PartitionReplica { replica_id: "replica-002".into(), cut }))
-                .await
-                .expect("primary answers")
-                .expect("replica-002 exists")
+            if cut {
+                let groups = vec![vec!["primary".to_string(), "replica-001".to_string()], vec!["replica-002".to_string()]];
+                within("the link answers", net.send(PartitionLinks { groups })).await.expect("answers").expect("partitioned");
+            } else {
+                within("the link answers", net.send(HealLinks)).await.expect("answers");
+            }
         }
     };
 

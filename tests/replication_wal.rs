@@ -349,8 +349,8 @@ async fn read(runtime: &RuntimeHandle, key: &str, from: ReadFrom) -> Option<serd
 }
 
 async fn crash_and_restart(runtime: &RuntimeHandle, target: &str) {
-    use clusterd::actors::replication::primary::{CrashTarget, RestartTarget};
-    runtime.primary().send(CrashTarget { target: target.into() }).await.expect("answers").expect("crashed");
+    use clusterd::messages::faults::{CrashMode, CrashTarget, RestartTarget};
+    runtime.primary().send(CrashTarget { target: target.into(), mode: CrashMode::Crash }).await.expect("answers").expect("crashed");
     runtime.primary().send(RestartTarget { target: target.into() }).await.expect("answers").expect("restarted");
 }
 
@@ -410,169 +410,10 @@ async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_trun
 }
 
 // ---- a replica's unconfirmed tail and the primary's timelines ------------------------------
+// (How a replica applies only what its primary confirmed, and drops what an earlier primary
+// lost, is tested on its state alone: `src/actors/replication/replica/tests.rs`.)
 
-use std::sync::Arc;
-
-use actix::prelude::*;
-use clusterd::exec::BackgroundPool;
-use clusterd::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
 use clusterd::storage::Store;
-
-/// Stands in for the primary: passes every report a replica sends to the test.
-struct ReportSink(tokio::sync::mpsc::UnboundedSender<ReplicaReport>);
-
-impl Actor for ReportSink {
-    type Context = Context<Self>;
-}
-
-impl Handler<ReplicaReport> for ReportSink {
-    type Result = ();
-    fn handle(&mut self, msg: ReplicaReport, _: &mut Self::Context) {
-        let _ = self.0.send(msg);
-    }
-}
-
-struct Reports(tokio::sync::mpsc::UnboundedReceiver<ReplicaReport>);
-
-impl Reports {
-    /// The next report that `pred` accepts (earlier ones are skipped).
-    async fn until(&mut self, what: &str, pred: impl Fn(&ReplicaReport) -> bool) -> ReplicaReport {
-        within(what, async {
-            loop {
-                let r = self.0.recv().await.expect("the replica reports");
-                if pred(&r) {
-                    return r;
-                }
-            }
-        })
-        .await
-    }
-}
-
-/// A record of one op on `t`/`k` at `lsn`, as the primary ships it.
-fn record(lsn: u64, op: OpKind, value: Option<i64>) -> LogRecord {
-    let ops = vec![Op { op, table: "t".into(), key: "k".into(), value: value.map(|v| serde_json::json!(v).into()) }];
-    let bytes = serde_json::to_vec(&WalRecord { committed_at_ms: 0, ops: ops.clone() }).expect("serializes");
-    LogRecord { lsn, bytes: bytes.into(), committed_at_ms: 0, ops: Arc::new(ops) }
-}
-
-fn start_replica(store: &Arc<Store>, incarnation: u64) -> (Addr<ReplicaActor>, Reports) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink = ReportSink(tx).start();
-    let background = BackgroundPool::start("test-bg", 2).expect("threads");
-    let actor =
-        ReplicaActor::new("r".into(), incarnation, store.clone(), background, sink.recipient(), std::time::Duration::from_secs(3600));
-    (actor.start_supervised(), Reports(rx))
-}
-
-async fn read_k(replica: &Addr<ReplicaActor>) -> Option<(serde_json::Value, u64)> {
-    replica.send(ReadLocalRow { table: "t".into(), key: "k".into() }).await.expect("answers").expect("up")
-}
-
-#[actix_web::test]
-async fn a_replica_applies_only_what_its_primary_made_durable_and_drops_what_an_earlier_primary_lost() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open_dir(dir.path()).expect("store"));
-    let (replica, mut reports) = start_replica(&store, 1);
-    let first = reports.until("the first report", |r| r.restarted).await;
-    assert_eq!((first.timeline, first.progress.flush_lsn), (0, 0));
-    // The primary's first timeline: nothing to drop yet.
-    replica.do_send(Reconcile { from_timeline: 0, timeline: 1, keep_until: 0 });
-    reports.until("adopting timeline 1", |r| r.restarted && r.timeline == 1).await;
-
-    // Shipped before the primary's fsync ends: durable here, but not readable until confirmed.
-    let a = record(0, OpKind::Insert, Some(1));
-    let end_a = a.end_lsn();
-    replica.do_send(ShipWal { records: vec![a], flush_awaited: true, timeline: 1, durable_lsn: 0 });
-    let r = reports.until("a flushed", |r| r.progress.flush_lsn == end_a).await;
-    assert_eq!(r.progress.replay_lsn, 0, "not applied before the primary confirms it");
-    assert_eq!(read_k(&replica).await, None, "a replica never shows what its primary could still lose");
-    replica.do_send(PrimaryDurable { lsn: end_a, timeline: 1 });
-    reports.until("a replayed", |r| r.progress.replay_lsn == end_a).await;
-    assert_eq!(read_k(&replica).await, Some((serde_json::json!(1), end_a)));
-
-    // b is durable here; the primary goes down before confirming it. So does the replica.
-    let b = record(end_a, OpKind::Update, Some(2));
-    let end_b = b.end_lsn();
-    replica.do_send(ShipWal { records: vec![b], flush_awaited: true, timeline: 1, durable_lsn: 0 });
-    reports.until("b flushed", |r| r.progress.flush_lsn == end_b).await;
-    replica.send(CrashReplica).await.expect("crashes");
-    let (replica, mut reports) = start_replica(&store, 2);
-    let back = reports.until("the restart report", |r| r.restarted).await;
-    assert_eq!(
-        (back.timeline, back.progress.write_lsn, back.progress.flush_lsn, back.progress.replay_lsn),
-        (1, end_b, end_b, end_a),
-        "it kept b in its log, unconfirmed"
-    );
-    assert_eq!(read_k(&replica).await, Some((serde_json::json!(1), end_a)));
-
-    // A stale shipment of an earlier timeline is refused once a newer one is known to it: here
-    // the primary restarted having made durable only up to a: b is dropped.
-    replica.do_send(Reconcile { from_timeline: 1, timeline: 2, keep_until: end_a });
-    let r = reports.until("reconciled to timeline 2", |r| r.restarted && r.timeline == 2).await;
-    assert_eq!((r.progress.write_lsn, r.progress.flush_lsn, r.progress.replay_lsn), (end_a, end_a, end_a));
-    replica.do_send(ShipWal { records: vec![record(end_a, OpKind::Update, Some(99))], flush_awaited: true, timeline: 1, durable_lsn: 0 });
-    // The new primary writes something else at the same lsn.
-    let b2 = record(end_a, OpKind::Update, Some(3));
-    let end_b2 = b2.end_lsn();
-    replica.do_send(ShipWal { records: vec![b2], flush_awaited: true, timeline: 2, durable_lsn: 0 });
-    replica.do_send(PrimaryDurable { lsn: end_b2, timeline: 2 });
-    reports.until("b2 replayed", |r| r.progress.replay_lsn == end_b2).await;
-    assert_eq!(read_k(&replica).await, Some((serde_json::json!(3), end_b2)));
-
-    // Restarted once more, it rebuilds the same state from its own store (b2 stored before its
-    // confirmation came, so confirmed again on reconnect): b never comes back.
-    replica.send(CrashReplica).await.expect("crashes");
-    let (replica, mut reports) = start_replica(&store, 3);
-    let back = reports.until("the restart report", |r| r.restarted).await;
-    assert_eq!((back.timeline, back.progress.flush_lsn), (2, end_b2));
-    replica.do_send(PrimaryDurable { lsn: end_b2, timeline: 2 });
-    reports.until("b2 replayed again", |r| r.progress.replay_lsn == end_b2).await;
-    assert_eq!(read_k(&replica).await, Some((serde_json::json!(3), end_b2)));
-    let log: Vec<u64> = store.read_log("r", 0, usize::MAX).expect("read").into_iter().map(|r| r.0).collect();
-    assert_eq!(log, vec![0, end_a], "a, then b2 where b was");
-}
-
-/// Confirmations that come in pieces, small (applied by the actor itself) and large (by a store
-/// task), apply every record once and in lsn order, and only what is confirmed.
-#[actix_web::test]
-async fn a_replica_applies_confirmed_records_in_order_whether_few_or_many_are_confirmed_at_once() {
-    let store = Arc::new(Store::memory());
-    let (replica, mut reports) = start_replica(&store, 1);
-    reports.until("the first report", |r| r.restarted).await;
-    replica.do_send(Reconcile { from_timeline: 0, timeline: 1, keep_until: 0 });
-    reports.until("adopting timeline 1", |r| r.restarted && r.timeline == 1).await;
-
-    // 400 updates of one row, value i at record i: the value read says how far it applied.
-    let mut records = Vec::new();
-    let mut lsn = 0;
-    for i in 1..=400 {
-        let r = record(lsn, if i == 1 { OpKind::Insert } else { OpKind::Update }, Some(i));
-        lsn = r.end_lsn();
-        records.push(r);
-    }
-    let end = |i: usize| records[i - 1].end_lsn();
-    replica.do_send(ShipWal { records: records.clone(), flush_awaited: true, timeline: 1, durable_lsn: 0 });
-    reports.until("all flushed", |r| r.progress.flush_lsn == end(400)).await;
-    assert_eq!(read_k(&replica).await, None, "nothing confirmed yet");
-
-    for (upto, what) in [(3, "a few"), (4, "one more"), (350, "hundreds"), (352, "two more"), (400, "the rest")] {
-        replica.do_send(PrimaryDurable { lsn: end(upto), timeline: 1 });
-        let r = reports.until(what, |r| r.progress.replay_lsn >= end(upto)).await;
-        assert_eq!(r.progress.replay_lsn, end(upto), "{what}: applied exactly what was confirmed");
-        assert_eq!(read_k(&replica).await, Some((serde_json::json!(upto), end(upto))), "{what}");
-    }
-    // A confirmation that falls inside a record applies up to the record before it.
-    let more = record(end(400), OpKind::Update, Some(401));
-    let end_more = more.end_lsn();
-    replica.do_send(ShipWal { records: vec![more], flush_awaited: true, timeline: 1, durable_lsn: 0 });
-    reports.until("401 flushed", |r| r.progress.flush_lsn == end_more).await;
-    replica.do_send(PrimaryDurable { lsn: end_more - 1, timeline: 1 });
-    replica.do_send(PrimaryDurable { lsn: end_more, timeline: 1 });
-    let r = reports.until("401 replayed", |r| r.progress.replay_lsn == end_more).await;
-    assert_eq!(r.progress.replay_lsn, end_more);
-    assert_eq!(read_k(&replica).await, Some((serde_json::json!(401), end_more)));
-}
 
 #[actix_web::test]
 async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_and_follows_the_new_log() {
@@ -633,9 +474,10 @@ async fn only_a_restart_report_moves_a_replicas_positions_back() {
     let view = || async { runtime.primary().send(GetReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("known") };
     // The runtime's only replica actor is its first, incarnation 1. A report from nowhere:
     // everything at zero, as a heartbeat sent before the replica applied anything.
-    let stale = |restarted| ReplicaReport {
-        progress: ReplicaProgress { replica_id: "replica-001".into(), write_lsn: 0, flush_lsn: 0, replay_lsn: 0 },
-        restarted,
+    let stale = |restarted: bool| ReplicaReport {
+        replica_id: "replica-001".into(),
+        positions: ReplicaPositions { write_lsn: 0, flush_lsn: 0, replay_lsn: 0 },
+        kind: if restarted { ReportKind::Restarted } else { ReportKind::Progress },
         incarnation: 1,
         timeline: 0,
     };

@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod registry;
 pub mod replication;
+pub mod net;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::messages::cluster::ClusterError;
+use crate::messages::errors::{DescribedError, DomainError, ErrorKind};
 use crate::messages::registry::RegistryError;
 
 #[derive(Debug, Clone)]
@@ -87,32 +87,29 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<ClusterError> for ApiError {
-    fn from(e: ClusterError) -> Self {
-        let message = e.to_string();
-        match e {
-            ClusterError::NodeNotFound { node_id } => {
-                ApiError::not_found("node_not_found", message).with_details(json!({ "node_id": node_id }))
-            }
-            ClusterError::NodeExists { node_id } => ApiError::new(StatusCode::CONFLICT, "node_exists", message)
-                .with_details(json!({ "node_id": node_id })),
-            ClusterError::InvalidNodeId { node_id, reason } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-                    .with_details(json!({ "field": "node_id", "node_id": node_id, "reason": reason }))
-            }
-            ClusterError::InvalidField { field, reason } => ApiError::invalid(&field, reason),
-            ClusterError::AlreadyCrashed { node_id } => {
-                ApiError::new(StatusCode::CONFLICT, "already_crashed", message)
-                    .with_details(json!({ "node_id": node_id }))
-            }
-            ClusterError::NotCrashed { node_id } => ApiError::new(StatusCode::CONFLICT, "not_crashed", message)
-                .with_details(json!({ "node_id": node_id })),
-            ClusterError::NodeDown { node_id } => ApiError::new(StatusCode::CONFLICT, "node_down", message)
-                .with_details(json!({ "node_id": node_id })),
-            ClusterError::Storage { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
-            }
-        }
+impl From<&dyn DescribedError> for ApiError {
+    fn from(e: &dyn DescribedError) -> Self {
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::NotBuilt => StatusCode::NOT_IMPLEMENTED,
+        };
+        ApiError::new(status, e.code(), e.message()).with_details(e.details())
+    }
+}
+
+impl<E: DescribedError> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::from(&e as &dyn DescribedError)
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::from(&*e.0)
     }
 }
 

@@ -76,7 +76,7 @@ use crate::http::rest;
         crate::messages::cluster::NodeView,
         crate::messages::cluster::ClusterStatus,
         crate::messages::cluster::ClusterHealthReport,
-        crate::messages::cluster::InjectedFault,
+        crate::messages::faults::InjectedFault,
         crate::model::NodeHealth,
         crate::model::ClusterHealthStatus,
         rest::replication::AddReplicaBody,

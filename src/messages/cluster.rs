@@ -10,6 +10,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
 use crate::model::{ClusterHealthStatus, NodeHealth};
 
 /// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
@@ -71,6 +72,51 @@ pub enum ClusterError {
     NodeDown { node_id: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
+}
+
+impl DescribedError for ClusterError {
+    fn kind(&self) -> ErrorKind {
+        use ClusterError::*;
+        match self {
+            InvalidNodeId { .. } | InvalidField { .. } => ErrorKind::Invalid,
+            NodeNotFound { .. } => ErrorKind::NotFound,
+            NodeExists { .. } | AlreadyCrashed { .. } | NotCrashed { .. } | NodeDown { .. } => ErrorKind::Conflict,
+            Storage { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use ClusterError::*;
+        match self {
+            NodeNotFound { .. } => "node_not_found",
+            NodeExists { .. } => "node_exists",
+            InvalidNodeId { .. } | InvalidField { .. } => "invalid_request",
+            AlreadyCrashed { .. } => "already_crashed",
+            NotCrashed { .. } => "not_crashed",
+            NodeDown { .. } => "node_down",
+            Storage { .. } => "storage_unavailable",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        use serde_json::json;
+        use ClusterError::*;
+        match self {
+            NodeNotFound { node_id } | NodeExists { node_id } | AlreadyCrashed { node_id } | NotCrashed { node_id } | NodeDown { node_id } => {
+                json!({ "node_id": node_id })
+            }
+            InvalidNodeId { node_id, reason } => json!({ "field": "node_id", "node_id": node_id, "reason": reason }),
+            InvalidField { field, reason } => invalid_field_details(field, reason),
+            Storage { .. } => json!({}),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ClusterError::InvalidField { field, reason } => format!("{field}: {reason}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Adds a member and starts its node actor; answers once the member is durable.
@@ -164,16 +210,9 @@ pub struct ClusterHealthReport {
 
 /// What fault injection holds in place now.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<InjectedFault>")]
+#[rtype(result = "Vec<crate::messages::faults::InjectedFault>")]
 pub struct ListFaults;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct InjectedFault {
-    /// `crash` (partitions come with the Raft network).
-    pub kind: String,
-    pub target: String,
-    pub since_ms: i64,
-}
 
 // Messages between the membership actor and its node actors.
 

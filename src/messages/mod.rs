@@ -1,7 +1,9 @@
 //! Typed messages, one file per domain, and the event types. No logic beyond validation of
-//! what a message carries.
+//! what a message carries and how its errors describe themselves.
 
 pub mod cluster;
+pub mod errors;
 pub mod events;
+pub mod faults;
 pub mod registry;
 pub mod replication;

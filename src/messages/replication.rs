@@ -11,7 +11,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
-use crate::model::{ConflictStrategy, LogRecord, Op, OpKind};
+use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
+use crate::model::{lsn_text, ConflictStrategy, LogRecord, Op, OpKind};
 
 /// Why a replication request failed; each carries what it is about.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -50,6 +51,73 @@ pub enum ReplicationError {
     SlotExists { slot_name: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
+}
+
+impl DescribedError for ReplicationError {
+    fn kind(&self) -> ErrorKind {
+        use ReplicationError::*;
+        match self {
+            InvalidField { .. } => ErrorKind::Invalid,
+            ReplicaNotFound { .. } | RowNotFound { .. } | SnapshotNotFound { .. } | SlotNotFound { .. } => ErrorKind::NotFound,
+            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } => ErrorKind::Conflict,
+            PrimaryDown { .. } | PrimaryDownAfterCommit { .. } | ReplicaDown { .. } | Storage { .. } => ErrorKind::Unavailable,
+            SyncTimeout { .. } => ErrorKind::Timeout,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use ReplicationError::*;
+        match self {
+            ReplicaNotFound { .. } => "replica_not_found",
+            ReplicaExists { .. } => "replica_exists",
+            InvalidField { .. } => "invalid_request",
+            DuplicateKey { .. } => "duplicate_key",
+            RowNotFound { .. } => "row_not_found",
+            PrimaryDown { .. } | PrimaryDownAfterCommit { .. } => "primary_down",
+            ReplicaDown { .. } => "replica_down",
+            WrongState { .. } => "wrong_state",
+            SyncTimeout { .. } => "replication_timeout",
+            SnapshotNotFound { .. } => "snapshot_not_found",
+            WalGone { .. } => "wal_gone",
+            SlotNotFound { .. } => "slot_not_found",
+            SlotExists { .. } => "slot_exists",
+            Storage { .. } => "storage_unavailable",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        use serde_json::json;
+        use ReplicationError::*;
+        match self {
+            ReplicaNotFound { replica_id } | ReplicaExists { replica_id } | ReplicaDown { replica_id } => json!({ "replica_id": replica_id }),
+            InvalidField { field, reason } => invalid_field_details(field, reason),
+            DuplicateKey { table, key } | RowNotFound { table, key } => json!({ "table": table, "key": key }),
+            PrimaryDown { primary } => json!({ "primary": primary }),
+            PrimaryDownAfterCommit { primary, lsn } => {
+                json!({ "primary": primary, "durable_on_primary": true, "lsn": lsn_text(*lsn), "lsn_u64": lsn })
+            }
+            WrongState { replica_id, state } => json!({ "target": replica_id, "state": state }),
+            SyncTimeout { lsn, timeout_ms, acknowledged_by, missing } => json!({
+                "durable_on_primary": true,
+                "lsn": lsn_text(*lsn),
+                "lsn_u64": lsn,
+                "timeout_ms": timeout_ms,
+                "acknowledged_by": acknowledged_by,
+                "missing": missing,
+            }),
+            SnapshotNotFound { snapshot_id } => json!({ "snapshot_id": snapshot_id }),
+            WalGone { lsn, oldest, what } => json!({ "lsn": lsn, "oldest_retained_lsn": oldest, "target": what }),
+            SlotNotFound { slot_name } | SlotExists { slot_name } => json!({ "slot_name": slot_name }),
+            Storage { .. } => json!({}),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ReplicationError::InvalidField { field, reason } => format!("{field}: {reason}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Appends a batch to the WAL and answers once the replication mode is satisfied.
@@ -120,19 +188,6 @@ pub struct RemoveReplica {
 #[rtype(result = "Result<ReplicaView, ReplicationError>")]
 pub struct PauseReplica {
     pub replica_id: String,
-}
-
-/// Fault injection for library users: cuts (`cut: true`) or heals the link between the primary
-/// and a replica, as a network partition would. While cut, nothing is shipped to the replica and
-/// its reports are lost, so it turns `disconnected` once `heartbeat_timeout_ms` passes without
-/// one, and sync writes waiting for it time out; after the heal its next report resumes the
-/// stream from what it has. Over HTTP this comes with `/api/v1/cluster/faults/partition`, which
-/// the Raft issue builds.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<ReplicaView, ReplicationError>")]
-pub struct PartitionReplica {
-    pub replica_id: String,
-    pub cut: bool,
 }
 
 /// Ships again from where the replica stopped.
@@ -248,14 +303,28 @@ pub struct Reconcile {
     pub keep_until: u64,
 }
 
-/// A replica reports its positions to the primary.
+/// Why a replica reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Where it stands now (after a store task, an apply, or on its heartbeat). Positions in it
+    /// never move back: a task's report and a heartbeat may cross.
+    Progress,
+    /// It (re)started, reconciled, was reseeded or found a gap: the primary takes its positions
+    /// as they are, even if lower, and ships from its write position.
+    Restarted,
+}
+
+/// A replica tells the primary where it stands.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct ReplicaProgress {
+pub struct ReplicaReport {
     pub replica_id: String,
-    pub write_lsn: u64,
-    pub flush_lsn: u64,
-    pub replay_lsn: u64,
+    /// Which actor of the replica sent it; reports from an earlier one are ignored.
+    pub incarnation: u64,
+    /// The primary timeline its log's records came from ([`Reconcile`]).
+    pub timeline: u64,
+    pub positions: ReplicaPositions,
+    pub kind: ReportKind,
 }
 
 /// Asks a replica where it stands (its durable position), e.g. to decide where to ship from.
@@ -263,7 +332,8 @@ pub struct ReplicaProgress {
 #[rtype(result = "Result<ReplicaPositions, ReplicationError>")]
 pub struct GetReplicaPositions;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// PostgreSQL's write, flush and replay positions of a replica: received, durable, readable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplicaPositions {
     pub write_lsn: u64,
     pub flush_lsn: u64,
@@ -278,10 +348,16 @@ pub struct ReadLocalRow {
     pub key: String,
 }
 
-/// Stops a replica actor for good.
+/// Stops a replica actor for good (removed, or the runtime shuts down).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopReplica;
+
+/// Fault injection: the replica stops as a crash would (what it received and did not flush is
+/// lost) and stays down until the primary starts it again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CrashReplica;
 
 /// Changes the acknowledgement mode at run time (`set_replication_mode`); durable.
 #[derive(Debug, Message)]

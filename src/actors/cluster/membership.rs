@@ -21,6 +21,7 @@ use crate::actors::registry::EventPublisher;
 use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
+use crate::messages::faults::InjectedFault;
 use crate::model::{validate_id, ClusterHealthStatus, NodeHealth};
 use crate::metrics::Metrics;
 use crate::storage::{RecordTable, Store};

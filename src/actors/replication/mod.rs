@@ -12,3 +12,9 @@ impl From<crate::storage::StorageError> for crate::messages::replication::Replic
         crate::messages::replication::ReplicationError::Storage { message: e.to_string() }
     }
 }
+
+impl From<crate::exec::TaskFailed> for crate::messages::replication::ReplicationError {
+    fn from(e: crate::exec::TaskFailed) -> Self {
+        crate::messages::replication::ReplicationError::Storage { message: e.to_string() }
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
-use crate::actors::replication::primary::{CrashTarget, IsReplicationTarget, ListReplicationFaults, RestartTarget};
+use crate::messages::faults::{CrashMode, CrashTarget, InjectedFault, ListInjectedFaults, OwnsTarget, RestartTarget};
 use crate::messages::cluster::*;
 use crate::runtime::RuntimeHandle;
 
@@ -181,7 +181,7 @@ pub async fn node_health(runtime: web::Data<RuntimeHandle>, id: web::Path<String
     responses((status = 200, description = "Faults injected now", body = FaultList)))]
 pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let mut faults = runtime.membership().send(ListFaults).await?;
-    faults.extend(runtime.primary().send(ListReplicationFaults).await?);
+    faults.extend(runtime.primary().send(ListInjectedFaults).await?);
     Ok(HttpResponse::Ok().json(FaultList {
         fault_injection_enabled: runtime.config().server.allow_fault_injection,
         faults,
@@ -207,7 +207,7 @@ fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiEr
 /// Whether fault injection on `target` goes to the replication primary (its own id or a
 /// replica's) rather than to cluster membership.
 async fn is_replication_target(runtime: &RuntimeHandle, target: &str) -> Result<bool, ApiError> {
-    Ok(runtime.primary().send(IsReplicationTarget { target: target.to_string() }).await?)
+    Ok(runtime.primary().send(OwnsTarget { target: target.to_string() }).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
@@ -222,7 +222,7 @@ pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>
         if body.mode.as_deref().is_some_and(|m| m != "crash") {
             return Err(ApiError::invalid("mode", "the replication primary and replicas take mode crash only"));
         }
-        runtime.primary().send(CrashTarget { target: body.target.clone() }).await??;
+        runtime.primary().send(CrashTarget { target: body.target.clone(), mode: CrashMode::Crash }).await??;
         return Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: "crash".into() }));
     }
     match body.mode.as_deref().unwrap_or("crash") {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::model::{lsn_text, ConflictStrategy, Op, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
+use crate::model::{ConflictStrategy, Op, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::http::error::ApiError;
 use crate::messages::replication::*;
 use crate::runtime::RuntimeHandle;
@@ -42,62 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/replication/slots/{name}/advance", web::post().to(advance_slot))
         .route("/health/primary", web::get().to(health_primary))
         .route("/health/replica", web::get().to(health_replica));
-}
-
-impl From<ReplicationError> for ApiError {
-    fn from(e: ReplicationError) -> Self {
-        let message = e.to_string();
-        match e {
-            ReplicationError::ReplicaNotFound { replica_id } => ApiError::not_found("replica_not_found", message)
-                .with_details(json!({ "replica_id": replica_id })),
-            ReplicationError::ReplicaExists { replica_id } => ApiError::new(StatusCode::CONFLICT, "replica_exists", message)
-                .with_details(json!({ "replica_id": replica_id })),
-            ReplicationError::InvalidField { field, reason } => ApiError::invalid(&field, reason),
-            ReplicationError::DuplicateKey { table, key } => ApiError::new(StatusCode::CONFLICT, "duplicate_key", message)
-                .with_details(json!({ "table": table, "key": key })),
-            ReplicationError::RowNotFound { table, key } => ApiError::not_found("row_not_found", message)
-                .with_details(json!({ "table": table, "key": key })),
-            ReplicationError::PrimaryDown { primary } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", message)
-                    .with_details(json!({ "primary": primary }))
-            }
-            ReplicationError::PrimaryDownAfterCommit { primary, lsn } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "primary_down", message).with_details(json!({
-                    "primary": primary,
-                    "durable_on_primary": true,
-                    "lsn": lsn_text(lsn),
-                    "lsn_u64": lsn,
-                }))
-            }
-            ReplicationError::ReplicaDown { replica_id } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replica_down", message)
-                    .with_details(json!({ "replica_id": replica_id }))
-            }
-            ReplicationError::WrongState { replica_id, state } => ApiError::new(StatusCode::CONFLICT, "wrong_state", message)
-                .with_details(json!({ "target": replica_id, "state": state })),
-            ReplicationError::SyncTimeout { lsn, timeout_ms, acknowledged_by, missing } => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "replication_timeout", message).with_details(json!({
-                    "durable_on_primary": true,
-                    "lsn": lsn_text(lsn),
-                    "lsn_u64": lsn,
-                    "timeout_ms": timeout_ms,
-                    "acknowledged_by": acknowledged_by,
-                    "missing": missing,
-                }))
-            }
-            ReplicationError::SnapshotNotFound { snapshot_id } => ApiError::not_found("snapshot_not_found", message)
-                .with_details(json!({ "snapshot_id": snapshot_id })),
-            ReplicationError::WalGone { lsn, oldest, what } => ApiError::new(StatusCode::CONFLICT, "wal_gone", message)
-                .with_details(json!({ "lsn": lsn, "oldest_retained_lsn": oldest, "target": what })),
-            ReplicationError::SlotNotFound { slot_name } => ApiError::not_found("slot_not_found", message)
-                .with_details(json!({ "slot_name": slot_name })),
-            ReplicationError::SlotExists { slot_name } => ApiError::new(StatusCode::CONFLICT, "slot_exists", message)
-                .with_details(json!({ "slot_name": slot_name })),
-            ReplicationError::Storage { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
-            }
-        }
-    }
 }
 
 /// Body of `POST /api/v1/replication/replicas`.
