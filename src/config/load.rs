@@ -110,6 +110,8 @@ impl Config {
         }
     }
 
+    /// Parses `text`, merges the overrides of `env` and checks every key, without validating;
+    /// `origin` names the text in errors.
     pub(super) fn load_text(
         text: &str,
         origin: &str,

@@ -44,13 +44,14 @@ impl Config {
     /// The defaults with nothing on disk (memory engine, no data directory): the usual start of a
     /// test or an embedded runtime.
     pub fn in_memory() -> Config {
-        let mut config = Config::default();
-        config.storage = StorageConfig { data_dir: String::new(), engine: StorageEngine::Memory };
-        config
+        Config {
+            storage: StorageConfig { data_dir: String::new(), engine: StorageEngine::Memory },
+            ..Config::default()
+        }
     }
 
     /// This config with no replication replicas, in `async` mode (the default `semi_sync` needs a
-    /// replica to reach its quorum): replication then ships to nobody and publishes nothing.
+    /// replica to reach its quorum), so the primary ships its WAL to nobody.
     pub fn without_replicas(mut self) -> Config {
         self.replication.replicas = Vec::new();
         self.replication.mode = ReplicationMode::Async;
