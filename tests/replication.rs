@@ -27,7 +27,6 @@ use clusterd::messages::events::{
     SharedEvent, WalPositionUpdate,
 };
 use clusterd::messages::registry::ListSubscriptions;
-use clusterd::messages::faults::{HealLinks, PartitionLinks};
 use clusterd::model::lsn_text;
 use clusterd::{Runtime, RuntimeHandle};
 use serde_json::{json, Value};
@@ -1138,13 +1137,17 @@ async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_o
     )
     .await;
     let partition = |cut: bool| {
-        let net = runtime.net().clone();
+        let api = &api;
         async move {
             if cut {
-                let groups = vec![vec!["primary".to_string(), "replica-001".to_string()], vec!["replica-002".to_string()]];
-                within("the link answers", net.send(PartitionLinks { groups })).await.expect("answers").expect("partitioned");
+                let groups = json!({"groups": [["primary", "replica-001"], ["replica-002"]]});
+                let links = api.post("/api/v1/cluster/faults/partition", groups).await.expect(200);
+                assert_eq!(links["partition"], json!([["primary", "replica-001"], ["replica-002"]]), "{links}");
+                let faults = api.get("/api/v1/cluster/faults").await.expect(200);
+                assert_eq!(faults["links"]["partition"], links["partition"], "GET shows the partition: {faults}");
             } else {
-                within("the link answers", net.send(HealLinks)).await.expect("answers");
+                let links = api.post("/api/v1/cluster/faults/heal", json!({})).await.expect(200);
+                assert_eq!(links["partition"], json!([]), "{links}");
             }
         }
     };

@@ -140,6 +140,9 @@ pub enum FaultRefused {
     /// A partition or link names an endpoint nobody owns, or is malformed.
     #[error("{field}: {reason}")]
     InvalidLinks { field: String, reason: String },
+    /// The actor that owns the target did not answer (the runtime is stopping).
+    #[error("fault injection could not reach its target: {reason}")]
+    Unavailable { reason: String },
 }
 
 impl DescribedError for FaultRefused {
@@ -148,6 +151,7 @@ impl DescribedError for FaultRefused {
             FaultRefused::UnknownTarget { .. } => ErrorKind::NotFound,
             FaultRefused::NotBuilt { .. } => ErrorKind::NotBuilt,
             FaultRefused::UnsupportedMode { .. } | FaultRefused::InvalidLinks { .. } => ErrorKind::Invalid,
+            FaultRefused::Unavailable { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -157,6 +161,7 @@ impl DescribedError for FaultRefused {
             FaultRefused::UnknownTarget { .. } => "node_not_found",
             FaultRefused::NotBuilt { .. } => "not_implemented",
             FaultRefused::UnsupportedMode { .. } | FaultRefused::InvalidLinks { .. } => "invalid_request",
+            FaultRefused::Unavailable { .. } => "component_unavailable",
         }
     }
 
@@ -166,6 +171,7 @@ impl DescribedError for FaultRefused {
             FaultRefused::NotBuilt { domain, target } => serde_json::json!({ "domain": domain, "target": target }),
             FaultRefused::UnsupportedMode { reason, .. } => serde_json::json!({ "field": "mode", "reason": reason }),
             FaultRefused::InvalidLinks { field, reason } => serde_json::json!({ "field": field, "reason": reason }),
+            FaultRefused::Unavailable { .. } => serde_json::json!({ "component": "fault injection" }),
         }
     }
 }

@@ -21,7 +21,6 @@ use crate::actors::registry::EventPublisher;
 use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
-use crate::messages::faults::InjectedFault;
 use crate::model::{validate_id, ClusterHealthStatus, NodeHealth};
 use crate::metrics::Metrics;
 use crate::storage::{RecordTable, Store};
@@ -52,42 +51,42 @@ impl MembershipSettings {
 /// The role every member has until Raft assigns leader and followers.
 const ROLE: &str = "voter";
 
-struct Member {
-    record: NodeRecord,
+pub(super) struct Member {
+    pub(super) record: NodeRecord,
     /// `None` while crashed: the membership actor is the only holder of a node's address, and
     /// letting go of it is what keeps the supervisor from bringing a crashed node back.
-    addr: Option<Addr<NodeActor>>,
-    health: NodeHealth,
-    reason: String,
+    pub(super) addr: Option<Addr<NodeActor>>,
+    pub(super) health: NodeHealth,
+    pub(super) reason: String,
     /// When the current actor started: silence is counted from here until the first answer.
-    started_at: Instant,
-    last_answer: Option<Instant>,
-    last_rtt: Option<Duration>,
-    heartbeat_in_flight: bool,
+    pub(super) started_at: Instant,
+    pub(super) last_answer: Option<Instant>,
+    pub(super) last_rtt: Option<Duration>,
+    pub(super) heartbeat_in_flight: bool,
     /// Supervised restarts in this process's life: those of earlier actors of this node (an
     /// operator restart starts a new actor) plus those the current actor reports.
-    restarts: u64,
-    restarts_of_earlier_actors: u64,
+    pub(super) restarts: u64,
+    pub(super) restarts_of_earlier_actors: u64,
     /// Which actor of this node is current; answers from an earlier one are ignored.
-    incarnation: u64,
-    crashed_at_ms: Option<i64>,
+    pub(super) incarnation: u64,
+    pub(super) crashed_at_ms: Option<i64>,
 }
 
 pub struct MembershipActor {
-    settings: MembershipSettings,
-    store: Arc<Store>,
-    events: EventPublisher,
-    metrics: Arc<Metrics>,
-    members: BTreeMap<String, Member>,
-    had_quorum: bool,
+    pub(super) settings: MembershipSettings,
+    pub(super) store: Arc<Store>,
+    pub(super) events: EventPublisher,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) members: BTreeMap<String, Member>,
+    pub(super) had_quorum: bool,
     /// The next node actor's incarnation: process-wide, so answers from an actor of a removed
     /// node are never taken for those of a new node with the same id.
-    next_incarnation: u64,
+    pub(super) next_incarnation: u64,
     /// When the last probe round ran: a longer gap than two intervals means this actor itself
     /// was held up (e.g. a slow fsync), and silence in that gap is not the nodes' fault.
-    last_probe_at: Option<Instant>,
+    pub(super) last_probe_at: Option<Instant>,
     /// Records to start with, loaded at startup.
-    initial: Vec<(NodeRecord, Option<String>)>,
+    pub(super) initial: Vec<(NodeRecord, Option<String>)>,
 }
 
 impl MembershipActor {
@@ -147,7 +146,7 @@ impl MembershipActor {
         self.events.publish(Event::now(severity, source, payload));
     }
 
-    fn start_node(&self, node_id: &str, incarnation: u64, ctx: &mut Context<Self>) -> Addr<NodeActor> {
+    pub(super) fn start_node(&self, node_id: &str, incarnation: u64, ctx: &mut Context<Self>) -> Addr<NodeActor> {
         NodeActor::new(
             node_id.to_string(),
             incarnation,
@@ -180,14 +179,14 @@ impl MembershipActor {
         }
     }
 
-    fn take_incarnation(&mut self) -> u64 {
+    pub(super) fn take_incarnation(&mut self) -> u64 {
         self.next_incarnation += 1;
         self.next_incarnation
     }
 
     /// Sends a member's current actor one heartbeat and records the answer; resolves to whether
     /// it answered within the unreachable timeout.
-    fn first_answer(&self, id: String) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = bool>>> {
+    pub(super) fn first_answer(&self, id: String) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = bool>>> {
         let Some((addr, incarnation)) =
             self.members.get(&id).and_then(|m| Some((m.addr.clone()?, m.incarnation)))
         else {
@@ -272,7 +271,7 @@ impl MembershipActor {
         }
     }
 
-    fn node_view(&self, node_id: &str) -> Result<NodeView, ClusterError> {
+    pub(super) fn node_view(&self, node_id: &str) -> Result<NodeView, ClusterError> {
         self.members
             .get(node_id)
             .map(|m| self.view(m))
@@ -294,7 +293,7 @@ impl MembershipActor {
     }
 
     /// Moves `node_id` to `new` health and publishes the change, then re-evaluates quorum.
-    fn set_health(&mut self, node_id: &str, new: NodeHealth, reason: String) {
+    pub(super) fn set_health(&mut self, node_id: &str, new: NodeHealth, reason: String) {
         let now = Instant::now();
         let Some(m) = self.members.get_mut(node_id) else { return };
         m.reason = reason.clone();
@@ -493,7 +492,7 @@ impl Actor for MembershipActor {
     }
 }
 
-type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
+pub(super) type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
 
 /// The most a member's durable record may take: metadata is for labels, not data.
 const MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -510,7 +509,7 @@ fn record_bytes(record: &NodeRecord) -> Result<Vec<u8>, ClusterError> {
     Ok(bytes)
 }
 
-fn refuse<T: 'static>(e: ClusterError) -> Answer<T> {
+pub(super) fn refuse<T: 'static>(e: ClusterError) -> Answer<T> {
     AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))))
 }
 
@@ -641,74 +640,6 @@ impl Handler<GetNode> for MembershipActor {
     }
 }
 
-impl Handler<CrashNode> for MembershipActor {
-    type Result = Result<(), ClusterError>;
-    fn handle(&mut self, msg: CrashNode, _ctx: &mut Self::Context) -> Self::Result {
-        let id = msg.node_id;
-        let m = self
-            .members
-            .get_mut(&id)
-            .ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
-        let addr = m.addr.take().ok_or_else(|| ClusterError::AlreadyCrashed { node_id: id.clone() })?;
-        addr.do_send(Crash);
-        // Dropping the last address here is what keeps the supervisor from restarting it.
-        drop(addr);
-        m.crashed_at_ms = Some(now_ms());
-        m.heartbeat_in_flight = false;
-        m.last_answer = None;
-        self.set_health(&id, NodeHealth::Failed, "crashed by fault injection".into());
-        Ok(())
-    }
-}
-
-impl Handler<RestartNode> for MembershipActor {
-    type Result = Answer<NodeView>;
-    fn handle(&mut self, msg: RestartNode, ctx: &mut Self::Context) -> Self::Result {
-        let id = msg.node_id;
-        let crashed = match self.members.get(&id) {
-            None => return refuse(ClusterError::NodeNotFound { node_id: id }),
-            Some(m) => m.addr.is_none(),
-        };
-        if !crashed {
-            return refuse(ClusterError::NotCrashed { node_id: id });
-        }
-        let incarnation = self.take_incarnation();
-        let addr = self.start_node(&id, incarnation, ctx);
-        if let Some(m) = self.members.get_mut(&id) {
-            m.addr = Some(addr);
-            m.started_at = Instant::now();
-            m.last_answer = None;
-            m.last_rtt = None;
-            m.restarts_of_earlier_actors = m.restarts;
-            m.incarnation = incarnation;
-            m.heartbeat_in_flight = false;
-            m.crashed_at_ms = None;
-        }
-        // Healthy once it has answered, not before.
-        AtomicResponse::new(Box::pin(self.first_answer(id.clone()).map(move |answered, act, _| {
-            if answered {
-                act.set_health(&id, NodeHealth::Healthy, "restarted by operator; answering heartbeats".into());
-            } else {
-                act.set_health(&id, NodeHealth::Unreachable, "restarted by operator; no heartbeat answer".into());
-            }
-            act.node_view(&id)
-        })))
-    }
-}
-
-impl Handler<InjectNodeFault> for MembershipActor {
-    type Result = Result<(), ClusterError>;
-    fn handle(&mut self, msg: InjectNodeFault, _ctx: &mut Self::Context) -> Self::Result {
-        let m = self
-            .members
-            .get(&msg.node_id)
-            .ok_or_else(|| ClusterError::NodeNotFound { node_id: msg.node_id.clone() })?;
-        let addr = m.addr.as_ref().ok_or_else(|| ClusterError::NodeDown { node_id: msg.node_id.clone() })?;
-        addr.do_send(InternalFault { reason: msg.reason });
-        Ok(())
-    }
-}
-
 impl Handler<GetClusterStatus> for MembershipActor {
     type Result = MessageResult<GetClusterStatus>;
     fn handle(&mut self, _: GetClusterStatus, _ctx: &mut Self::Context) -> Self::Result {
@@ -738,24 +669,6 @@ impl Handler<GetClusterHealth> for MembershipActor {
             has_quorum,
             nodes: self.members.values().map(|m| self.view(m)).collect(),
         })
-    }
-}
-
-impl Handler<ListFaults> for MembershipActor {
-    type Result = MessageResult<ListFaults>;
-    fn handle(&mut self, _: ListFaults, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.members
-                .values()
-                .filter_map(|m| {
-                    m.crashed_at_ms.map(|since_ms| InjectedFault {
-                        kind: "crash".into(),
-                        target: m.record.node_id.clone(),
-                        since_ms,
-                    })
-                })
-                .collect(),
-        )
     }
 }
 

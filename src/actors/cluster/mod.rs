@@ -1,11 +1,56 @@
 //! Cluster membership: the membership actor (members, health, quorum) and one supervised node
-//! actor per member.
+//! actor per member, and the faults injected into nodes.
 
+mod faults;
 pub mod membership;
 pub mod node;
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix::prelude::*;
+
 pub use membership::{MembershipActor, MembershipSettings};
 pub use node::NodeActor;
+
+use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
+
+/// The cluster domain, started.
+pub struct Cluster {
+    pub membership: Addr<MembershipActor>,
+    faults: FaultTargets,
+}
+
+/// Loads the durable membership (seeded from `cluster.nodes` on a fresh store) and starts it.
+pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
+    let membership = MembershipActor::load(
+        MembershipSettings::from_config(&ctx.config.cluster),
+        &ctx.config.cluster.nodes,
+        ctx.store.clone(),
+        ctx.publisher(),
+        ctx.metrics.clone(),
+    )
+    .map_err(|e| DomainStartError { domain: "cluster", reason: e.to_string() })?
+    .start();
+    let faults = FaultTargets::of(&membership);
+    Ok(Box::new(Cluster { membership, faults }))
+}
+
+impl Domain for Cluster {
+    fn name(&self) -> &'static str {
+        "cluster"
+    }
+    fn faults(&self) -> &FaultTargets {
+        &self.faults
+    }
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        domain::stop(&self.membership)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 impl From<crate::storage::StorageError> for crate::messages::cluster::ClusterError {
     fn from(e: crate::storage::StorageError) -> Self {

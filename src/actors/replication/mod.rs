@@ -1,20 +1,68 @@
 //! Replication: the primary (WAL, group commit, shipping, acknowledgement modes, lag) and one
-//! supervised actor per replica (durable apply, position reports).
+//! supervised actor per replica (durable apply, position reports), talking through the
+//! fault-injecting link.
 
 pub mod primary;
 pub mod replica;
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix::prelude::*;
+
 pub use primary::{PrimaryActor, ReplicationSettings};
 pub use replica::ReplicaActor;
 
-impl From<crate::storage::StorageError> for crate::messages::replication::ReplicationError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        crate::messages::replication::ReplicationError::Storage { message: e.to_string() }
+use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
+use crate::messages::replication::ReplicationError;
+
+/// The replication domain, started.
+pub struct Replication {
+    pub primary: Addr<PrimaryActor>,
+    faults: FaultTargets,
+}
+
+/// Starts the primary, which loads its state and starts its replicas.
+pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
+    let config = &ctx.config;
+    let primary = PrimaryActor::new(
+        ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
+        config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
+        ctx.store.clone(),
+        ctx.publisher(),
+        ctx.interest.clone(),
+        ctx.background.clone(),
+        ctx.link.clone(),
+    )
+    .start();
+    let faults = FaultTargets::of(&primary);
+    Ok(Box::new(Replication { primary, faults }))
+}
+
+impl Domain for Replication {
+    fn name(&self) -> &'static str {
+        "replication"
+    }
+    fn faults(&self) -> &FaultTargets {
+        &self.faults
+    }
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        domain::stop(&self.primary)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
-impl From<crate::exec::TaskFailed> for crate::messages::replication::ReplicationError {
+impl From<crate::storage::StorageError> for ReplicationError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ReplicationError::Storage { message: e.to_string() }
+    }
+}
+
+impl From<crate::exec::TaskFailed> for ReplicationError {
     fn from(e: crate::exec::TaskFailed) -> Self {
-        crate::messages::replication::ReplicationError::Storage { message: e.to_string() }
+        ReplicationError::Storage { message: e.to_string() }
     }
 }

@@ -1,14 +1,10 @@
-//! Cluster membership and fault injection over REST: `/api/v1/cluster/nodes…`, `/status`,
-//! `/health`, `/faults…`.
+//! Cluster membership over REST: `/api/v1/cluster/nodes…`, `/status`, `/health`.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
-use crate::messages::faults::{CrashMode, CrashTarget, InjectedFault, ListInjectedFaults, OwnsTarget, RestartTarget};
 use crate::messages::cluster::*;
 use crate::runtime::RuntimeHandle;
 
@@ -20,10 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/nodes/{id}", web::delete().to(remove_node))
         .route("/api/v1/cluster/status", web::get().to(cluster_status))
         .route("/api/v1/cluster/health", web::get().to(cluster_health))
-        .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health))
-        .route("/api/v1/cluster/faults", web::get().to(list_faults))
-        .route("/api/v1/cluster/faults/crash", web::post().to(crash))
-        .route("/api/v1/cluster/faults/restart", web::post().to(restart));
+        .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health));
 }
 
 /// Answer of `GET /api/v1/cluster/nodes`.
@@ -31,13 +24,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct NodeList {
     pub total: usize,
     pub nodes: Vec<NodeView>,
-}
-
-/// Answer of `GET /api/v1/cluster/faults`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FaultList {
-    pub fault_injection_enabled: bool,
-    pub faults: Vec<InjectedFault>,
 }
 
 /// Answer of `GET /api/v1/cluster/health/{node_id}`.
@@ -50,13 +36,6 @@ pub struct NodeHealthView {
     pub heartbeat_rtt_micros: Option<u64>,
     pub restarts: u64,
     pub crashed: bool,
-}
-
-/// Answer of the fault-injection routes that act on a target.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FaultApplied {
-    pub target: String,
-    pub mode: String,
 }
 
 /// Body of `POST /api/v1/cluster/nodes`.
@@ -78,18 +57,6 @@ pub struct AddNodeBody {
 pub struct PatchNodeBody {
     #[schema(value_type = Object)]
     pub metadata: NodeMetadata,
-}
-
-/// Body of `POST /api/v1/cluster/faults/crash` and `/restart`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FaultBody {
-    /// The node to act on (`node-2`).
-    pub target: String,
-    /// `crash` (default): the node stops and stays down until restarted.
-    /// `internal_fault`: the node's actor fails and its supervisor restarts it at once
-    /// (published as `actor_restarted`, counted in `/metrics`). Only for `/crash`.
-    pub mode: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/nodes", tag = "cluster", request_body = AddNodeBody,
@@ -175,87 +142,4 @@ pub async fn node_health(runtime: web::Data<RuntimeHandle>, id: web::Path<String
         restarts: view.restarts,
         crashed: view.crashed,
     }))
-}
-
-#[utoipa::path(get, path = "/api/v1/cluster/faults", tag = "faults",
-    responses((status = 200, description = "Faults injected now", body = FaultList)))]
-pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
-    let mut faults = runtime.membership().send(ListFaults).await?;
-    faults.extend(runtime.primary().send(ListInjectedFaults).await?);
-    Ok(HttpResponse::Ok().json(FaultList {
-        fault_injection_enabled: runtime.config().server.allow_fault_injection,
-        faults,
-    }))
-}
-
-/// Refuses fault injection when it is turned off, and explains targets that are not nodes.
-fn check_fault_target(runtime: &RuntimeHandle, target: &str) -> Result<(), ApiError> {
-    if !runtime.config().server.allow_fault_injection {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "fault_injection_disabled",
-            "fault injection is turned off (server.allow_fault_injection = false)",
-        ));
-    }
-    let config = runtime.config();
-    if config.rac.instances.iter().any(|i| i == target) {
-        return Err(ApiError::not_implemented("rac").with_details(json!({ "domain": "rac", "target": target })));
-    }
-    Ok(())
-}
-
-/// Whether fault injection on `target` goes to the replication primary (its own id or a
-/// replica's) rather than to cluster membership.
-async fn is_replication_target(runtime: &RuntimeHandle, target: &str) -> Result<bool, ApiError> {
-    Ok(runtime.primary().send(OwnsTarget { target: target.to_string() }).await?)
-}
-
-#[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
-    responses((status = 200, description = "The target crashed", body = FaultApplied),
-              (status = 403, description = "Fault injection is turned off"),
-              (status = 404, description = "No such target"),
-              (status = 409, description = "Already crashed")))]
-pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    check_fault_target(&runtime, &body.target)?;
-    if is_replication_target(&runtime, &body.target).await? {
-        if body.mode.as_deref().is_some_and(|m| m != "crash") {
-            return Err(ApiError::invalid("mode", "the replication primary and replicas take mode crash only"));
-        }
-        runtime.primary().send(CrashTarget { target: body.target.clone(), mode: CrashMode::Crash }).await??;
-        return Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: "crash".into() }));
-    }
-    match body.mode.as_deref().unwrap_or("crash") {
-        "crash" => {
-            runtime.membership().send(CrashNode { node_id: body.target.clone() }).await??;
-        }
-        "internal_fault" => {
-            runtime
-                .membership()
-                .send(InjectNodeFault { node_id: body.target.clone(), reason: "injected internal fault".into() })
-                .await??;
-        }
-        other => {
-            return Err(ApiError::invalid("mode", format!("expected crash or internal_fault, got '{other}'")))
-        }
-    }
-    Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: body.mode.unwrap_or_else(|| "crash".into()) }))
-}
-
-#[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = FaultBody,
-    responses((status = 200, description = "The target runs again (it answered a heartbeat); its view", body = NodeView),
-              (status = 404, description = "No such target"),
-              (status = 409, description = "The target is not crashed")))]
-pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    check_fault_target(&runtime, &body.target)?;
-    if body.mode.is_some() {
-        return Err(ApiError::invalid("mode", "restart takes no mode"));
-    }
-    if is_replication_target(&runtime, &body.target).await? {
-        runtime.primary().send(RestartTarget { target: body.target.clone() }).await??;
-        return Ok(HttpResponse::Ok().json(FaultApplied { target: body.target, mode: "restart".into() }));
-    }
-    let view = runtime.membership().send(RestartNode { node_id: body.target }).await??;
-    Ok(HttpResponse::Ok().json(view))
 }

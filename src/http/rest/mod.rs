@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod events;
+pub mod faults;
 pub mod health;
 pub mod not_built;
 pub mod replication;
@@ -15,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
     ws_admin::configure(cfg);
     cluster::configure(cfg);
+    faults::configure(cfg);
     replication::configure(cfg);
     // Last: the routes of later domains, answering 501 until they are built.
     not_built::configure(cfg);

@@ -18,8 +18,6 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/cluster/migration/{id}", "sharding"),
     ("POST", "/api/v1/cluster/query", "sharding"),
     ("POST", "/api/v1/cluster/query/plan", "sharding"),
-    ("POST", "/api/v1/cluster/faults/partition", "raft"),
-    ("POST", "/api/v1/cluster/faults/heal", "raft"),
     ("GET", "/api/v1/rac/status", "rac"),
     ("GET", "/api/v1/rac/instances", "rac"),
     ("POST", "/api/v1/rac/blocks/{block_id}/read", "rac"),

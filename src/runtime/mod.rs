@@ -1,27 +1,37 @@
 //! Builds the supervised actor tree from a [`Config`] and hands back a [`RuntimeHandle`]: the
-//! addresses of the actors, typed calls, and a clean shutdown. Tests and embedding programs use it
-//! without HTTP; the server builds its faces on top of it.
+//! shared pieces (store, event registry, the fault-injecting link, background threads), then each
+//! domain of [`DOMAINS`] by its own `start`, stopped in reverse. Tests and embedding programs use
+//! it without HTTP; the server builds its faces on top of it.
 //!
 //! The event registry runs on an arbiter (thread) of its own, so fan-out never competes with HTTP
 //! workers or domain actors for a thread.
+
+mod faults;
+mod subscription;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use futures_util::Stream;
 
-use crate::actors::cluster::{MembershipActor, MembershipSettings};
+pub use self::faults::Faults;
+pub use self::subscription::EventSubscription;
+
+use crate::actors::cluster::{Cluster, MembershipActor};
+use crate::actors::domain::{Domain, DomainContext, DomainStartError};
 use crate::actors::net::{Link, NetActor};
-use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
-use crate::exec::BackgroundPool;
-use crate::actors::replication::{PrimaryActor, ReplicationSettings};
+use crate::actors::registry::{EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::replication::{PrimaryActor, Replication};
 use crate::config::Config;
-use crate::messages::cluster::ClusterError;
-use crate::messages::events::{EventFilter, SharedEvent};
+use crate::exec::BackgroundPool;
+use crate::messages::events::{Category, EventFilter};
 use crate::messages::registry::*;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
+
+/// The domains, in the order they start; they stop in reverse. A new domain is one line here.
+const DOMAINS: &[fn(&DomainContext) -> Result<Box<dyn Domain>, DomainStartError>] =
+    &[crate::actors::cluster::start, crate::actors::replication::start];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -29,9 +39,9 @@ pub enum RuntimeError {
     Config(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("cluster membership could not start: {0}")]
-    Cluster(#[from] ClusterError),
-    #[error("the replicas' background threads could not start: {0}")]
+    #[error(transparent)]
+    Domain(#[from] DomainStartError),
+    #[error("the background threads could not start: {0}")]
     Threads(std::io::Error),
 }
 
@@ -65,36 +75,31 @@ impl Runtime {
                 EventRegistry::new(registry_settings, store, metrics, interest)
             })
         };
-
-        let membership = MembershipActor::load(
-            MembershipSettings::from_config(&config.cluster),
-            &config.cluster.nodes,
-            store.clone(),
-            EventPublisher::new(registry.clone(), metrics.clone()),
-            metrics.clone(),
-        )?
-        .start();
-
         // A thread per core (at least two): more would only take turns on the same cores.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let background = BackgroundPool::start("replica-bg", cores.max(2)).map_err(RuntimeError::Threads)?;
         let link = Link::new(Arbiter::current());
         let net = NetActor::new(link.clone()).start();
-        let primary = PrimaryActor::new(
-            ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
-            config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
-            store.clone(),
-            EventPublisher::new(registry.clone(), metrics.clone()),
-            interest.clone(),
-            background,
+
+        let context = DomainContext {
+            config: config.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            interest: interest.clone(),
             link,
-        )
-        .start();
+            background,
+        };
+        let mut domains: Vec<Box<dyn Domain>> = Vec::with_capacity(DOMAINS.len());
+        for start in DOMAINS {
+            domains.push(start(&context)?);
+        }
 
         tracing::info!(
             durable = store.is_durable(),
             location = ?store.location(),
             first_seq = last_seq + 1,
+            domains = ?domains.iter().map(|d| d.name()).collect::<Vec<_>>(),
             "runtime started"
         );
         Ok(RuntimeHandle {
@@ -104,9 +109,8 @@ impl Runtime {
                 metrics,
                 interest,
                 registry,
-                membership,
-                primary,
                 net,
+                domains,
                 registry_arbiter,
                 started_at: Instant::now(),
                 shutting_down: tokio::sync::watch::channel(false).0,
@@ -121,9 +125,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     interest: Arc<InterestTable>,
     registry: Addr<EventRegistry>,
-    membership: Addr<MembershipActor>,
-    primary: Addr<PrimaryActor>,
     net: Addr<NetActor>,
+    domains: Vec<Box<dyn Domain>>,
     registry_arbiter: Arbiter,
     started_at: Instant,
     /// Flips to true when shutdown begins, for connections the registry does not own (GraphQL
@@ -144,13 +147,34 @@ impl RuntimeHandle {
     pub fn registry(&self) -> &Addr<EventRegistry> {
         &self.inner.registry
     }
-    pub fn membership(&self) -> &Addr<MembershipActor> {
-        &self.inner.membership
+
+    /// The started domain of type `D`, if the runtime runs one.
+    pub fn domain<D: Domain>(&self) -> Option<&D> {
+        self.inner.domains.iter().find_map(|d| d.as_any().downcast_ref::<D>())
     }
+
+    /// Every started domain, in start order.
+    pub fn domains(&self) -> impl Iterator<Item = &dyn Domain> {
+        self.inner.domains.iter().map(|d| d.as_ref())
+    }
+
+    /// Cluster membership.
+    pub fn membership(&self) -> &Addr<MembershipActor> {
+        // `Runtime::start` starts every domain of `DOMAINS` or fails, and cluster is one.
+        &self.domain::<Cluster>().expect("the cluster domain always runs").membership
+    }
+
     /// The replication primary: the data path, replicas, lag.
     pub fn primary(&self) -> &Addr<PrimaryActor> {
-        &self.inner.primary
+        // `Runtime::start` starts every domain of `DOMAINS` or fails, and replication is one.
+        &self.domain::<Replication>().expect("the replication domain always runs").primary
     }
+
+    /// Fault injection, routed to the domain that owns each target, and the link's faults.
+    pub fn faults(&self) -> Faults<'_> {
+        Faults::new(self)
+    }
+
     /// The fault-injecting link's rules: partitions, lossy and slow links.
     pub fn net(&self) -> &Addr<NetActor> {
         &self.inner.net
@@ -188,26 +212,10 @@ impl RuntimeHandle {
 
     /// Like [`RuntimeHandle::subscribe`], restricted to the `stream` categories (empty: all), for a
     /// subscriber described by `info` (as `/api/v1/ws/subscriptions` lists it).
-    pub async fn subscribe_as(
-        &self,
-        filter: EventFilter,
-        stream: Vec<crate::messages::events::Category>,
-        info: SubscriberInfo,
-    ) -> Result<EventSubscription, MailboxError> {
+    pub async fn subscribe_as(&self, filter: EventFilter, stream: Vec<Category>, info: SubscriberInfo) -> Result<EventSubscription, MailboxError> {
         let (tx, rx) = tokio::sync::mpsc::channel(self.inner.config.events.session_queue);
-        let ack = self
-            .inner
-            .registry
-            .send(Subscribe { filter, stream, sink: Box::new(tx), info })
-            .await?;
-        Ok(EventSubscription {
-            registry: self.inner.registry.clone(),
-            subscription_id: ack.subscription_id,
-            replay_truncated: ack.replay_truncated,
-            replay: ack.replay.into_iter().collect(),
-            last_seq: 0,
-            rx,
-        })
+        let ack = self.inner.registry.send(Subscribe { filter, stream, sink: Box::new(tx), info }).await?;
+        Ok(EventSubscription::new(self.inner.registry.clone(), ack, rx))
     }
 
     /// Ends every event subscription (WebSocket sessions close with 1001) and tells GraphQL
@@ -218,14 +226,14 @@ impl RuntimeHandle {
         let _ = self.inner.registry.send(CloseAllSubscriptions).await;
     }
 
-    /// Stops every actor: subscribers are told the server is going away, node actors stop,
-    /// and the registry's arbiter ends. Durable state needs no flush: every change was
-    /// committed (fsynced) before it was acknowledged.
+    /// Stops every domain (the last started first), then the registry. Durable state needs no
+    /// flush: every change was committed (fsynced) before it was acknowledged.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.shutting_down.send_replace(true);
-        let _ = inner.primary.send(StopRuntimeActor).await;
-        let _ = inner.membership.send(StopRuntimeActor).await;
+        for domain in inner.domains.iter().rev() {
+            domain.stop().await;
+        }
         let _ = inner.registry.send(StopRuntimeActor).await;
         inner.registry_arbiter.stop();
         // Actors that still hold the store are dropped later on their own threads; release the
@@ -263,69 +271,5 @@ impl Handler<StopRuntimeActor> for MembershipActor {
     type Result = ();
     fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-/// An in-process subscription: replayed events first, then live ones, with no gap and no
-/// duplicate. Unsubscribes when dropped.
-pub struct EventSubscription {
-    registry: Addr<EventRegistry>,
-    subscription_id: u64,
-    replay_truncated: bool,
-    replay: std::collections::VecDeque<SharedEvent>,
-    last_seq: u64,
-    rx: tokio::sync::mpsc::Receiver<Delivery>,
-}
-
-impl EventSubscription {
-    pub fn subscription_id(&self) -> u64 {
-        self.subscription_id
-    }
-
-    /// Whether the requested `since_seq` was older than the retained window.
-    pub fn replay_truncated(&self) -> bool {
-        self.replay_truncated
-    }
-
-    /// The next delivery (`Event`, `Lagged` or `Close`); `None` once the subscription ended.
-    pub async fn next_delivery(&mut self) -> Option<Delivery> {
-        if let Some(e) = self.replay.pop_front() {
-            self.last_seq = e.seq;
-            return Some(Delivery::Event(e));
-        }
-        loop {
-            let d = self.rx.recv().await?;
-            if let Delivery::Event(e) = &d {
-                // The registry registers and computes the replay in one step, so live events
-                // never repeat replayed ones; this guard keeps it so if that ever changes.
-                if e.seq <= self.last_seq {
-                    continue;
-                }
-                self.last_seq = e.seq;
-            }
-            return Some(d);
-        }
-    }
-
-    /// The next event, skipping `Lagged` notices; `None` once the subscription ended.
-    pub async fn next_event(&mut self) -> Option<SharedEvent> {
-        loop {
-            match self.next_delivery().await? {
-                Delivery::Event(e) => return Some(e),
-                Delivery::Lagged { .. } => continue,
-                Delivery::Close { .. } => return None,
-            }
-        }
-    }
-
-    /// The stream of events (for `async-graphql` subscriptions and tests).
-    pub fn into_stream(self) -> impl Stream<Item = SharedEvent> {
-        futures_util::stream::unfold(self, |mut s| async move { s.next_event().await.map(|e| (e, s)) })
-    }
-}
-
-impl Drop for EventSubscription {
-    fn drop(&mut self) {
-        self.registry.do_send(Unsubscribe { subscription_id: self.subscription_id });
     }
 }

@@ -1,0 +1,96 @@
+//! What a domain (cluster membership, replication, later Raft, RAC, shards) gives the runtime:
+//! where fault injection for its targets goes, how it stops, and itself as a typed handle. Each
+//! domain has a `start(&DomainContext)` that builds its actors from the shared pieces here; the
+//! runtime starts them in a list and stops them in reverse.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+
+use crate::actors::net::Link;
+use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable};
+use crate::config::Config;
+use crate::exec::BackgroundPool;
+use crate::messages::faults::*;
+use crate::runtime::StopRuntimeActor;
+use crate::metrics::Metrics;
+use crate::storage::Store;
+
+/// What every domain starts from.
+pub struct DomainContext {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub registry: Addr<EventRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub interest: Arc<InterestTable>,
+    /// The one way messages between a domain's actors travel.
+    pub link: Link,
+    /// Low-priority threads for storage work nobody waits for.
+    pub background: Arc<BackgroundPool>,
+}
+
+impl DomainContext {
+    /// A publisher of the domain's events.
+    pub fn publisher(&self) -> EventPublisher {
+        EventPublisher::new(self.registry.clone(), self.metrics.clone())
+    }
+}
+
+/// Why a domain could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("the {domain} domain could not start: {reason}")]
+pub struct DomainStartError {
+    pub domain: &'static str,
+    pub reason: String,
+}
+
+/// A started domain.
+pub trait Domain: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Where fault injection for the targets it owns goes.
+    fn faults(&self) -> &FaultTargets;
+    /// Stops its actors.
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// Itself, for [`crate::runtime::RuntimeHandle::domain`].
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The recipients of the fault-injection messages of one actor that answers them all.
+#[derive(Clone)]
+pub struct FaultTargets {
+    pub owns: Recipient<OwnsTarget>,
+    pub crash: Recipient<CrashTarget>,
+    pub restart: Recipient<RestartTarget>,
+    pub list: Recipient<ListInjectedFaults>,
+}
+
+impl FaultTargets {
+    pub fn of<A>(addr: &Addr<A>) -> FaultTargets
+    where
+        A: Actor + Handler<OwnsTarget> + Handler<CrashTarget> + Handler<RestartTarget> + Handler<ListInjectedFaults>,
+        A::Context: ToEnvelope<A, OwnsTarget> + ToEnvelope<A, CrashTarget> + ToEnvelope<A, RestartTarget> + ToEnvelope<A, ListInjectedFaults>,
+    {
+        FaultTargets {
+            owns: addr.clone().recipient(),
+            crash: addr.clone().recipient(),
+            restart: addr.clone().recipient(),
+            list: addr.clone().recipient(),
+        }
+    }
+}
+
+/// Stops actor `addr` and waits until it has taken the message.
+pub fn stop<A>(addr: &Addr<A>) -> Pin<Box<dyn Future<Output = ()>>>
+where
+    A: Actor + Handler<StopRuntimeActor>,
+    A::Context: ToEnvelope<A, StopRuntimeActor>,
+{
+    let addr = addr.clone();
+    Box::pin(async move {
+        let _ = addr.send(StopRuntimeActor).await;
+    })
+}

@@ -1,0 +1,149 @@
+//! Fault injection over REST: `/api/v1/cluster/faults…`. Each route hands its target to the
+//! runtime, which routes it to the domain that owns it; partitions and lossy or slow links go to
+//! the fault-injecting link. No route here names a domain.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::error::ApiError;
+use crate::messages::faults::{CrashMode, FaultApplied, InjectedFault, LinkFaults, SetLinkFault};
+use crate::runtime::RuntimeHandle;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/cluster/faults", web::get().to(list_faults))
+        .route("/api/v1/cluster/faults/crash", web::post().to(crash))
+        .route("/api/v1/cluster/faults/restart", web::post().to(restart))
+        .route("/api/v1/cluster/faults/partition", web::post().to(partition))
+        .route("/api/v1/cluster/faults/heal", web::post().to(heal))
+        .route("/api/v1/cluster/faults/link", web::post().to(set_link));
+}
+
+/// Answer of `GET /api/v1/cluster/faults`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaultList {
+    pub fault_injection_enabled: bool,
+    /// Crashes held in place.
+    pub faults: Vec<InjectedFault>,
+    /// The partition and the lossy or slow links in force.
+    pub links: LinkFaults,
+}
+
+/// Body of `POST /api/v1/cluster/faults/crash` and `/restart`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultBody {
+    /// The node, replica (or the primary) to act on (`node-2`, `replica-001`).
+    pub target: String,
+    /// `crash` (default): the target stops and stays down until restarted.
+    /// `internal_fault` (nodes): the actor fails and its supervisor restarts it at once
+    /// (published as `actor_restarted`, counted in `/metrics`). Only for `/crash`.
+    pub mode: Option<String>,
+}
+
+/// Body of `POST /api/v1/cluster/faults/partition`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionBody {
+    /// Endpoints in different groups cannot reach each other; endpoints not named keep every
+    /// link (`[["primary","replica-001"],["replica-002"]]`).
+    pub groups: Vec<Vec<String>>,
+}
+
+/// Body of `POST /api/v1/cluster/faults/link`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    pub from: String,
+    pub to: String,
+    /// Share of messages lost, 0 to 1.
+    #[serde(default)]
+    pub drop_rate: f64,
+    /// Delay added to every message, in order, up to 60000.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Also the link from `to` to `from` (default true).
+    pub both_ways: Option<bool>,
+}
+
+/// Refuses fault injection when it is turned off.
+fn check_enabled(runtime: &RuntimeHandle) -> Result<(), ApiError> {
+    if !runtime.config().server.allow_fault_injection {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "fault_injection_disabled",
+            "fault injection is turned off (server.allow_fault_injection = false)",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/faults", tag = "faults",
+    responses((status = 200, description = "Crashes, the partition and the faulty links in force now", body = FaultList)))]
+pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let faults = runtime.faults();
+    Ok(HttpResponse::Ok().json(FaultList {
+        fault_injection_enabled: runtime.config().server.allow_fault_injection,
+        faults: faults.injected().await,
+        links: faults.links().await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/crash", tag = "faults", request_body = FaultBody,
+    responses((status = 200, description = "The target crashed", body = FaultApplied),
+              (status = 400, description = "A mode the target does not take"),
+              (status = 403, description = "Fault injection is turned off"),
+              (status = 404, description = "No such target"),
+              (status = 409, description = "Already crashed")))]
+pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+    check_enabled(&runtime)?;
+    let body = body.into_inner();
+    let mode = match body.mode.as_deref().unwrap_or("crash") {
+        "crash" => CrashMode::Crash,
+        "internal_fault" => CrashMode::InternalFault,
+        other => return Err(ApiError::invalid("mode", format!("expected crash or internal_fault, got '{other}'"))),
+    };
+    Ok(HttpResponse::Ok().json(runtime.faults().crash(body.target, mode).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = FaultBody,
+    responses((status = 200, description = "The target runs again (a node: once it answered a heartbeat)", body = FaultApplied),
+              (status = 404, description = "No such target"),
+              (status = 409, description = "The target is not crashed")))]
+pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+    check_enabled(&runtime)?;
+    let body = body.into_inner();
+    if body.mode.is_some() {
+        return Err(ApiError::invalid("mode", "restart takes no mode"));
+    }
+    Ok(HttpResponse::Ok().json(runtime.faults().restart(body.target).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/partition", tag = "faults", request_body = PartitionBody,
+    responses((status = 200, description = "The partition in force (it replaces any earlier one)", body = LinkFaults),
+              (status = 400, description = "Fewer than two groups, an endpoint named twice, or an unknown endpoint"),
+              (status = 403, description = "Fault injection is turned off")))]
+pub async fn partition(runtime: web::Data<RuntimeHandle>, body: web::Json<PartitionBody>) -> Result<HttpResponse, ApiError> {
+    check_enabled(&runtime)?;
+    Ok(HttpResponse::Ok().json(runtime.faults().partition(body.into_inner().groups).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/heal", tag = "faults",
+    responses((status = 200, description = "No partition and no faulty link any more", body = LinkFaults),
+              (status = 403, description = "Fault injection is turned off")))]
+pub async fn heal(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    check_enabled(&runtime)?;
+    Ok(HttpResponse::Ok().json(runtime.faults().heal().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/faults/link", tag = "faults", request_body = LinkBody,
+    responses((status = 200, description = "The links' faults in force (drop_rate 0 and delay_ms 0 heal the link)", body = LinkFaults),
+              (status = 400, description = "A rate outside 0..1, a delay over 60000, or an unknown endpoint"),
+              (status = 403, description = "Fault injection is turned off")))]
+pub async fn set_link(runtime: web::Data<RuntimeHandle>, body: web::Json<LinkBody>) -> Result<HttpResponse, ApiError> {
+    check_enabled(&runtime)?;
+    let b = body.into_inner();
+    let fault = SetLinkFault { from: b.from, to: b.to, drop_rate: b.drop_rate, delay_ms: b.delay_ms, both_ways: b.both_ways.unwrap_or(true) };
+    Ok(HttpResponse::Ok().json(runtime.faults().set_link(fault).await?))
+}
