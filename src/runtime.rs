@@ -12,13 +12,14 @@ use actix::prelude::*;
 use futures_util::Stream;
 
 use crate::actors::cluster::{MembershipActor, MembershipSettings};
-use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::registry::{EventMetrics, EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::exec::BackgroundPool;
 use crate::actors::replication::{PrimaryActor, ReplicationSettings};
 use crate::config::Config;
 use crate::messages::cluster::ClusterError;
 use crate::messages::events::{EventFilter, SharedEvent};
 use crate::messages::registry::*;
+use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
@@ -44,6 +45,7 @@ impl Runtime {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(config.storage.durable_dir().as_deref())?);
         let metrics = Arc::new(Metrics::default());
+        let event_metrics = EventMetrics::register(&metrics);
         let interest = Arc::new(InterestTable::default());
 
         let (last_seq, seq_reserved) = if store.is_durable() {
@@ -59,18 +61,18 @@ impl Runtime {
         };
         let registry_arbiter = Arbiter::new();
         let registry = {
-            let (store, metrics, interest) = (store.clone(), metrics.clone(), interest.clone());
+            let (store, counts, interest) = (store.clone(), event_metrics.clone(), interest.clone());
             EventRegistry::start_in_arbiter(&registry_arbiter.handle(), move |_| {
-                EventRegistry::new(registry_settings, store, metrics, interest)
+                EventRegistry::new(registry_settings, store, counts, interest)
             })
         };
+        let publisher = EventPublisher::new(registry.clone(), event_metrics, metrics.clone());
 
         let membership = MembershipActor::load(
             MembershipSettings::from_config(&config.cluster),
             &config.cluster.nodes,
             store.clone(),
-            EventPublisher::new(registry.clone(), metrics.clone()),
-            metrics.clone(),
+            publisher.clone(),
         )?
         .start();
 
@@ -81,7 +83,7 @@ impl Runtime {
             ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
             config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
             store.clone(),
-            EventPublisher::new(registry.clone(), metrics.clone()),
+            publisher,
             interest.clone(),
             background,
         )
@@ -222,44 +224,6 @@ impl RuntimeHandle {
         // file now so the data directory can be opened again as soon as this returns.
         inner.store.close();
         tracing::info!("runtime stopped");
-    }
-}
-
-/// Ends every subscription with "server shutting down" (used by shutdown).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CloseAllSubscriptions;
-
-/// Asks an actor of the runtime to stop (used by shutdown).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopRuntimeActor;
-
-impl Handler<CloseAllSubscriptions> for EventRegistry {
-    type Result = ();
-    fn handle(&mut self, _: CloseAllSubscriptions, _ctx: &mut Self::Context) {
-        self.close_all();
-    }
-}
-
-impl Handler<StopRuntimeActor> for EventRegistry {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<StopRuntimeActor> for PrimaryActor {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<StopRuntimeActor> for MembershipActor {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }
 

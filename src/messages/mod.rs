@@ -5,3 +5,5 @@ pub mod cluster;
 pub mod events;
 pub mod registry;
 pub mod replication;
+pub mod runtime;
+pub mod system;

@@ -1,6 +1,7 @@
 //! Replication: the primary (WAL, group commit, shipping, acknowledgement modes, lag) and one
 //! supervised actor per replica (durable apply, position reports).
 
+pub mod metrics;
 pub mod primary;
 pub mod replica;
 

@@ -30,6 +30,8 @@ use hashbrown::HashMap;
 use tokio::sync::oneshot;
 
 use crate::actors::registry::{EventPublisher, InterestTable};
+use crate::actors::replication::metrics::ReplicationMetrics;
+use crate::messages::runtime::StopRuntimeActor;
 use crate::exec::{BackgroundPool, Priority};
 use crate::actors::replication::replica::{CrashReplica, ReplicaActor, ReplicaReport};
 use crate::storage::table::{load_table, read_records, stored_shards, Checkpoint, TableState};
@@ -290,6 +292,7 @@ pub struct PrimaryActor {
     settings: ReplicationSettings,
     store: Arc<Store>,
     events: EventPublisher,
+    metrics: ReplicationMetrics,
     interest: Arc<InterestTable>,
     /// The committed rows: every durable batch applied.
     rows: TableState,
@@ -346,6 +349,7 @@ impl PrimaryActor {
             background,
             settings,
             store,
+            metrics: ReplicationMetrics::register(events.metrics()),
             events,
             interest,
             rows: TableState::default(),
@@ -376,7 +380,7 @@ impl PrimaryActor {
         }
     }
 
-    fn publish(&self, severity: Severity, source: String, payload: EventPayload) {
+    fn publish(&self, severity: Severity, source: String, payload: ReplicationEvent) {
         self.events.publish(Event::now(severity, source, payload));
     }
 
@@ -489,7 +493,7 @@ impl PrimaryActor {
                             act.publish(
                                 Severity::Info,
                                 format!("replica:{id}"),
-                                EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                                ReplicationEvent::ReplicaAdded(ReplicaMembershipChange {
                                     replica_id: id.clone(),
                                     mode: mode_str(mode).into(),
                                     reason: reason.into(),
@@ -550,7 +554,7 @@ impl PrimaryActor {
         self.publish(
             severity,
             format!("replica:{id}"),
-            EventPayload::ReplicaStatusChange(ReplicaStatusChange {
+            ReplicationEvent::ReplicaStatusChange(ReplicaStatusChange {
                 replica_id: id.to_string(),
                 old_status: old.as_str().into(),
                 new_status: new.as_str().into(),
@@ -631,7 +635,7 @@ impl PrimaryActor {
         self.publish(
             severity,
             format!("replica:{id}"),
-            EventPayload::ReplicationLagAlert(ReplicationLagAlert {
+            ReplicationEvent::ReplicationLagAlert(ReplicationLagAlert {
                 replica_id: id.to_string(),
                 lag_bytes: lag,
                 lag_seconds,
@@ -666,7 +670,7 @@ impl PrimaryActor {
             replay_lsn: lsn_text(position.2),
             bytes_behind: flush.saturating_sub(position.2),
         };
-        self.publish(Severity::Info, format!("replica:{id}"), EventPayload::WalPositionUpdate(payload));
+        self.publish(Severity::Info, format!("replica:{id}"), ReplicationEvent::WalPositionUpdate(payload));
     }
 
     // ---- the data path -------------------------------------------------------------------
@@ -841,7 +845,7 @@ impl PrimaryActor {
 
     /// A group commit is durable: apply, answer or wait (replicas are confirmed it after).
     fn committed(&mut self, batches: Vec<Accepted>, end: u64, ctx: &mut Context<Self>) {
-        self.events.metrics().wal_committed(batches.len() as u64);
+        self.metrics.wal_committed(batches.len() as u64);
         let old_flush = self.flush_lsn;
         self.flush_lsn = end;
         let durable_at = Instant::now();
@@ -901,7 +905,7 @@ impl PrimaryActor {
         self.publish(
             Severity::Critical,
             format!("primary:{}", self.settings.primary),
-            EventPayload::ReplicationError(ReplicationErrorEvent {
+            ReplicationEvent::ReplicationError(ReplicationErrorEvent {
                 replica_id: String::new(),
                 error_code: "wal_commit_failed".into(),
                 error_message: message,
@@ -1017,7 +1021,7 @@ impl PrimaryActor {
         self.publish(
             Severity::Error,
             format!("primary:{}", self.settings.primary),
-            EventPayload::ReplicationError(ReplicationErrorEvent {
+            ReplicationEvent::ReplicationError(ReplicationErrorEvent {
                 replica_id: if missing.len() == 1 { missing[0].clone() } else { String::new() },
                 error_code: "sync_timeout".into(),
                 error_message: error.to_string(),
@@ -1106,7 +1110,7 @@ impl PrimaryActor {
                     act.publish(
                         Severity::Error,
                         format!("replica:{id}"),
-                        EventPayload::ReplicationError(ReplicationErrorEvent {
+                        ReplicationEvent::ReplicationError(ReplicationErrorEvent {
                             replica_id: id.clone(),
                             error_code: "wal_gone".into(),
                             error_message: error.to_string(),
@@ -1400,7 +1404,7 @@ impl PrimaryActor {
             self.publish(
                 Severity::Info,
                 format!("replica:{id}"),
-                EventPayload::ReplicationLagSample(ReplicationLagSample {
+                ReplicationEvent::ReplicationLagSample(ReplicationLagSample {
                     replica_id: id.to_string(),
                     lag_bytes: sample.lag_bytes,
                     lag_seconds: sample.lag_seconds,
@@ -1591,7 +1595,7 @@ impl Handler<AddReplica> for PrimaryActor {
                     act.publish(
                         Severity::Info,
                         format!("replica:{target}"),
-                        EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                        ReplicationEvent::ReplicaAdded(ReplicaMembershipChange {
                             replica_id: target.clone(),
                             mode: mode_str(mode).into(),
                             reason: format!("added by operator from snapshot {}", snap.snapshot_id),
@@ -1601,7 +1605,7 @@ impl Handler<AddReplica> for PrimaryActor {
                     act.publish(
                         Severity::Info,
                         format!("replica:{target}"),
-                        EventPayload::SnapshotRestored(snap.change(&target)),
+                        ReplicationEvent::SnapshotRestored(snap.change(&target)),
                     );
                     act.replica_view(&target)
                 }))
@@ -1620,7 +1624,7 @@ impl Handler<AddReplica> for PrimaryActor {
             act.publish(
                 Severity::Info,
                 format!("replica:{id}"),
-                EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                ReplicationEvent::ReplicaAdded(ReplicaMembershipChange {
                     replica_id: id.clone(),
                     mode: mode_str(mode).into(),
                     reason: "added by operator".into(),
@@ -1650,7 +1654,7 @@ impl Handler<RemoveReplica> for PrimaryActor {
             act.publish(
                 Severity::Warning,
                 format!("replica:{id}"),
-                EventPayload::ReplicaRemoved(ReplicaMembershipChange {
+                ReplicationEvent::ReplicaRemoved(ReplicaMembershipChange {
                     replica_id: id.clone(),
                     mode: mode_str(e.mode).into(),
                     reason: "removed by operator".into(),
@@ -1840,7 +1844,7 @@ impl Handler<CrashTarget> for PrimaryActor {
             self.publish(
                 Severity::Critical,
                 format!("primary:{}", self.settings.primary),
-                EventPayload::ReplicationError(ReplicationErrorEvent {
+                ReplicationEvent::ReplicationError(ReplicationErrorEvent {
                     replica_id: String::new(),
                     error_code: "primary_down".into(),
                     error_message: "the primary crashed (fault injection); writes are refused until it is restarted".into(),
@@ -2166,7 +2170,7 @@ impl PrimaryActor {
             restart_lsn: lsn_text(s.restart_lsn),
             confirmed_flush_lsn: lsn_text(s.confirmed_flush_lsn),
         };
-        let payload = if created { EventPayload::SlotCreated(change) } else { EventPayload::SlotDropped(change) };
+        let payload = if created { ReplicationEvent::SlotCreated(change) } else { ReplicationEvent::SlotDropped(change) };
         self.publish(Severity::Info, format!("slot:{name}"), payload);
     }
 
@@ -2475,7 +2479,7 @@ impl Handler<CreateSnapshot> for PrimaryActor {
         AtomicResponse::new(Box::pin(write.into_actor(self).map(|res, act, _| match res {
             Ok(Ok(record)) => {
                 act.newest_snapshot = Some((record.snapshot_id.clone(), record.lsn));
-                act.publish(Severity::Info, format!("primary:{}", act.settings.primary), EventPayload::SnapshotCreated(record.change("")));
+                act.publish(Severity::Info, format!("primary:{}", act.settings.primary), ReplicationEvent::SnapshotCreated(record.change("")));
                 Ok(record.view())
             }
             Ok(Err(e)) => Err(ReplicationError::Storage { message: e.to_string() }),
@@ -2533,7 +2537,7 @@ impl Handler<RestoreSnapshot> for PrimaryActor {
             act.check_restorable(&snap, &target)?;
             act.reseed(&target, Arc::new(snap.rows.clone()), snap.lsn);
             act.set_status(&target, ReplicaStatus::CatchingUp, format!("reseeded from snapshot {}", snap.snapshot_id), BTreeMap::new());
-            act.publish(Severity::Info, format!("replica:{target}"), EventPayload::SnapshotRestored(snap.change(&target)));
+            act.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(&target)));
             Ok(snap.view())
         })))
     }
@@ -2557,5 +2561,12 @@ impl Handler<ListReplicationFaults> for PrimaryActor {
             e.crashed_at_ms.map(|since_ms| InjectedFault { kind: "crash".into(), target: id.clone(), since_ms })
         }));
         MessageResult(out)
+    }
+}
+
+impl Handler<StopRuntimeActor> for PrimaryActor {
+    type Result = ();
+    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
