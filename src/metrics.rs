@@ -8,7 +8,9 @@
 //! Gauges that describe an actor's state (nodes, health, current seq) are not kept here: `/metrics`
 //! asks the owning actor at scrape time.
 
+use std::collections::hash_map::DefaultHasher;
 use std::fmt::{self, Write};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -81,17 +83,32 @@ impl CounterArray {
 #[derive(Debug, Clone)]
 pub struct CounterFamily {
     labels: &'static [&'static str],
-    rows: Arc<DashMap<Vec<String>, u64>>,
+    /// Rows by the hash of their label values (a bucket holds the rare collisions), so that
+    /// counting a row seen before allocates nothing.
+    rows: Arc<DashMap<u64, Vec<(Vec<String>, u64)>>>,
 }
 
 impl CounterFamily {
     /// Counts one under `values`, one per label, in the order the labels were registered.
     pub fn inc(&self, values: &[&str]) {
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        *self.rows.entry(key).or_insert(0) += 1;
+        let mut hasher = DefaultHasher::new();
+        values.hash(&mut hasher);
+        let mut bucket = self.rows.entry(hasher.finish()).or_default();
+        let same = |row: &&mut (Vec<String>, u64)| row.0.iter().map(String::as_str).eq(values.iter().copied());
+        match bucket.iter_mut().find(same) {
+            Some(row) => row.1 += 1,
+            None => bucket.push((values.iter().map(|v| v.to_string()).collect(), 1)),
+        }
     }
     pub fn total(&self) -> u64 {
-        self.rows.iter().map(|r| *r.value()).sum()
+        self.rows.iter().map(|b| b.value().iter().map(|row| row.1).sum::<u64>()).sum()
+    }
+
+    /// Every row, sorted by label values.
+    fn rows(&self) -> Vec<(Vec<String>, u64)> {
+        let mut rows: Vec<(Vec<String>, u64)> = self.rows.iter().flat_map(|b| b.value().clone()).collect();
+        rows.sort();
+        rows
     }
 }
 
@@ -267,10 +284,7 @@ impl Metrics {
                     }
                 }
                 Samples::Family(f) => {
-                    let mut rows: Vec<(Vec<String>, u64)> =
-                        f.rows.iter().map(|r| (r.key().clone(), *r.value())).collect();
-                    rows.sort();
-                    for (values, n) in rows {
+                    for (values, n) in f.rows() {
                         let labels: Vec<String> = f
                             .labels
                             .iter()

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use actix_web::http::StatusCode;
+
 use crate::metrics::{Counter, CounterFamily, Gauge, Metrics};
 
 pub struct HttpMetrics {
@@ -64,7 +66,7 @@ impl HttpMetrics {
     pub fn graphql_subscription_ended(&self) {
         self.graphql_subscriptions_active.dec();
     }
-    pub fn http_request(&self, route: &str, method: &str, status: u16) {
-        self.requests.inc(&[route, method, &status.to_string()]);
+    pub fn http_request(&self, route: &str, method: &str, status: StatusCode) {
+        self.requests.inc(&[route, method, status.as_str()]);
     }
 }

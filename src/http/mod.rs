@@ -11,12 +11,12 @@ pub mod openapi;
 pub mod rest;
 pub mod ws;
 
+use std::sync::Arc;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
-
-use std::sync::Arc;
 
 use crate::config::Config;
 use crate::http::error::{json_error, ApiError};
@@ -116,7 +116,7 @@ async fn count_request(
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        metrics.http_request(&route, method, res.status().as_u16());
+        metrics.http_request(&route, method, res.status());
     }
     Ok(res)
 }
