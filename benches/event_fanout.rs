@@ -35,10 +35,9 @@ use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tokio::sync::Notify;
 
-use clusterd::actors::registry::{EventRegistry, InterestTable, RegistrySettings};
-use clusterd::messages::events::{
-    now_ms, Event, EventFilter, EventPayload, NodeHealthChange, PublishedEvent, Severity, SharedEvent,
-};
+use clusterd::actors::registry::{EventMetrics, EventRegistry, InterestTable, RegistrySettings};
+use clusterd::messages::cluster::{ClusterEvent, NodeHealthChange};
+use clusterd::messages::events::{now_ms, Event, EventFilter, PublishedEvent, Severity, SharedEvent, SubjectKind};
 use clusterd::model::{ClusterHealthStatus, NodeHealth};
 use clusterd::messages::registry::{
     Delivery, GetRegistryStatus, Publish, Subscribe, SubscriberInfo, Transport, Unsubscribe,
@@ -224,7 +223,7 @@ fn hot_event() -> Event {
         severity: Severity::Warning,
         source: format!("node:{HOT}"),
         timestamp_ms: now_ms(),
-        payload: EventPayload::NodeHealthChange(NodeHealthChange {
+        payload: ClusterEvent::NodeHealthChange(NodeHealthChange {
             node_id: HOT.into(),
             old_status: NodeHealth::Healthy,
             new_status: NodeHealth::Degraded,
@@ -234,7 +233,8 @@ fn hot_event() -> Event {
             cluster_status: ClusterHealthStatus::Degraded,
             healthy_nodes: 4,
             total_nodes: 5,
-        }),
+        })
+        .into(),
     }
 }
 
@@ -250,7 +250,7 @@ impl Bench {
             EventRegistry::new(
                 settings,
                 Arc::new(Store::memory()),
-                Arc::new(Metrics::default()),
+                EventMetrics::register(&Metrics::default()),
                 Arc::new(InterestTable::default()),
             )
         });
@@ -290,7 +290,7 @@ impl Bench {
             self.registry.do_send(Unsubscribe { subscription_id: id });
         }
         for i in 0..setup.total() {
-            let filter = EventFilter { node_ids: vec![setup.node_of(i)], ..Default::default() };
+            let filter = EventFilter::default().with_ids(SubjectKind::Node, [setup.node_of(i)]);
             let info = SubscriberInfo {
                 transport: Transport::InProcess,
                 stream: "bench".into(),

@@ -331,7 +331,7 @@ impl Replicated {
 
     /// The primary's group commits so far.
     fn commits(&self) -> u64 {
-        self.runtime.metrics().wal_commits().0
+        self.runtime.metrics().total("clusterd_replication_wal_commits_total").unwrap_or(0) as u64
     }
 
     /// Waits until every replica has replayed everything the primary flushed and is in sync.

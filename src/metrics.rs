@@ -1,256 +1,300 @@
-//! Process-wide counters for `/metrics`: events published, delivered and dropped per category,
-//! sessions, supervised actor restarts, HTTP requests by route and status.
+//! The process's series for `/metrics`: counters, gauges and labelled counter families that each
+//! owner registers when it starts and then moves through the handle it keeps, rendered in the
+//! Prometheus text format by one loop. Which series exist is the owners' business; none is named
+//! here.
 //!
-//! This is the one piece of state shared outside actors: counters only ever go up (or a gauge is
-//! set by its one owner), so atomics and a `DashMap` are enough and nobody waits on anybody.
+//! This is the one piece of state shared outside actors. A handle is an `Arc` of atomics, so an
+//! increment takes no lock and looks nothing up; only registration and scrapes take the lock.
 //! Gauges that describe an actor's state (nodes, health, current seq) are not kept here: `/metrics`
 //! asks the owning actor at scrape time.
 
-use std::fmt::Write;
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::{self, Write};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::DashMap;
 
-use crate::messages::events::Category;
+/// A counter: only ever goes up.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
 
-const CATEGORIES: usize = Category::ALL.len();
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
+/// A gauge set by its one owner.
+#[derive(Debug, Clone, Default)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Adds one if the gauge is below `max`, in one compare-and-swap, so that concurrent callers
+    /// cannot together overshoot `max`. Whether it did.
+    pub fn inc_below(&self, max: i64) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+}
+
+/// Counters of one label whose values are all known at registration (e.g. a category), moved by
+/// the value's position in that list.
+#[derive(Debug, Clone)]
+pub struct CounterArray {
+    label: &'static str,
+    values: Arc<[(String, AtomicU64)]>,
+}
+
+impl CounterArray {
+    /// Adds `n` to the counter of the `index`-th value; an index past the list is ignored.
+    pub fn add(&self, index: usize, n: u64) {
+        if let Some((_, counter)) = self.values.get(index) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    pub fn get(&self, index: usize) -> u64 {
+        self.values.get(index).map_or(0, |(_, c)| c.load(Ordering::Relaxed))
+    }
+    pub fn total(&self) -> u64 {
+        self.values.iter().map(|(_, c)| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Counters labelled by values that only show up as things happen (a route, an actor's id). Each
+/// increment looks its row up, so these are for events at request rate or rarer, not per event.
+#[derive(Debug, Clone)]
+pub struct CounterFamily {
+    labels: &'static [&'static str],
+    /// Rows by the hash of their label values (a bucket holds the rare collisions), so that
+    /// counting a row seen before allocates nothing.
+    rows: Arc<DashMap<u64, Vec<(Vec<String>, u64)>>>,
+}
+
+impl CounterFamily {
+    /// Counts one under `values`, one per label, in the order the labels were registered.
+    pub fn inc(&self, values: &[&str]) {
+        let mut hasher = DefaultHasher::new();
+        values.hash(&mut hasher);
+        let mut bucket = self.rows.entry(hasher.finish()).or_default();
+        let same = |row: &&mut (Vec<String>, u64)| row.0.iter().map(String::as_str).eq(values.iter().copied());
+        match bucket.iter_mut().find(same) {
+            Some(row) => row.1 += 1,
+            None => bucket.push((values.iter().map(|v| v.to_string()).collect(), 1)),
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.rows.iter().map(|b| b.value().iter().map(|row| row.1).sum::<u64>()).sum()
+    }
+
+    /// Every row, sorted by label values.
+    fn rows(&self) -> Vec<(Vec<String>, u64)> {
+        let mut rows: Vec<(Vec<String>, u64)> = self.rows.iter().flat_map(|b| b.value().clone()).collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// A gauge computed when scraped, from atomics its owner keeps.
+type ComputedGauge = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+#[derive(Clone)]
+enum Samples {
+    Counter(Counter),
+    Gauge(Gauge),
+    Computed(ComputedGauge),
+    Array(CounterArray),
+    Family(CounterFamily),
+}
+
+impl Samples {
+    fn kind(&self) -> &'static str {
+        match self {
+            Samples::Counter(_) | Samples::Array(_) | Samples::Family(_) => "counter",
+            Samples::Gauge(_) | Samples::Computed(_) => "gauge",
+        }
+    }
+
+    fn same_shape(&self, other: &Samples) -> bool {
+        match (self, other) {
+            (Samples::Counter(_), Samples::Counter(_))
+            | (Samples::Gauge(_), Samples::Gauge(_))
+            | (Samples::Computed(_), Samples::Computed(_)) => true,
+            (Samples::Array(a), Samples::Array(b)) => {
+                a.label == b.label && a.values.iter().map(|v| &v.0).eq(b.values.iter().map(|v| &v.0))
+            }
+            (Samples::Family(a), Samples::Family(b)) => a.labels == b.labels,
+            _ => false,
+        }
+    }
+
+    fn total(&self) -> i64 {
+        match self {
+            Samples::Counter(c) => c.get() as i64,
+            Samples::Gauge(g) => g.get(),
+            Samples::Computed(read) => read(),
+            Samples::Array(a) => a.total() as i64,
+            Samples::Family(f) => f.total() as i64,
+        }
+    }
+}
+
+struct Series {
+    name: &'static str,
+    help: &'static str,
+    samples: Samples,
+}
+
+/// Every registered series, in the order they were registered.
 #[derive(Default)]
 pub struct Metrics {
-    /// Events sent to the registry by publishers; minus those it handled, its mailbox depth.
-    events_enqueued: AtomicU64,
-    events_published: [AtomicU64; CATEGORIES],
-    events_delivered: [AtomicU64; CATEGORIES],
-    events_dropped: [AtomicU64; CATEGORIES],
-    /// Subscribers closed because they stayed behind.
-    subscribers_closed_lagging: AtomicU64,
-    /// Durable writes of the event sequence reservation that failed.
-    seq_reservation_failures: AtomicU64,
-    /// Group commits of the primary's WAL (one fsync each) and the batches they carried.
-    wal_commits: AtomicU64,
-    wal_batches: AtomicU64,
-    ws_sessions_active: AtomicI64,
-    ws_sessions_opened: AtomicU64,
-    ws_sessions_refused: AtomicU64,
-    ws_bad_frames: AtomicU64,
-    graphql_subscriptions_active: AtomicI64,
-    /// (actor kind, actor id) -> supervised restarts after an internal fault.
-    actor_restarts: DashMap<(String, String), u64>,
-    /// (route pattern, method, status) -> requests.
-    http_requests: DashMap<(String, String, u16), u64>,
+    series: RwLock<Vec<Series>>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_list().entries(series.iter().map(|s| s.name)).finish()
+    }
 }
 
 impl Metrics {
-    pub fn event_enqueued(&self) {
-        self.events_enqueued.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Events sent to the registry and not handled yet.
-    pub fn registry_backlog(&self) -> u64 {
-        self.events_enqueued.load(Ordering::Relaxed).saturating_sub(self.events_published_total())
-    }
-    pub fn event_published(&self, c: Category) {
-        self.events_published[c.index()].fetch_add(1, Ordering::Relaxed);
-    }
-    /// Counts `n` deliveries of one event at once (one atomic add per publish, not per
-    /// subscriber).
-    pub fn events_delivered(&self, c: Category, n: u64) {
-        if n > 0 {
-            self.events_delivered[c.index()].fetch_add(n, Ordering::Relaxed);
-        }
-    }
-    pub fn events_dropped(&self, c: Category, n: u64) {
-        if n > 0 {
-            self.events_dropped[c.index()].fetch_add(n, Ordering::Relaxed);
-        }
-    }
-    /// One group commit of the primary's WAL made `batches` batches durable with one fsync.
-    pub fn wal_committed(&self, batches: u64) {
-        self.wal_commits.fetch_add(1, Ordering::Relaxed);
-        self.wal_batches.fetch_add(batches, Ordering::Relaxed);
-    }
-    pub fn wal_commits(&self) -> (u64, u64) {
-        (self.wal_commits.load(Ordering::Relaxed), self.wal_batches.load(Ordering::Relaxed))
-    }
-    pub fn seq_reservation_failed(&self) {
-        self.seq_reservation_failures.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn subscriber_closed_lagging(&self) {
-        self.subscribers_closed_lagging.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Counts a new session if fewer than `max` are open; false (and counted as refused) if not.
-    /// A compare-and-swap, so concurrent upgrades on several workers cannot overshoot `max`.
-    pub fn try_open_ws_session(&self, max: usize) -> bool {
-        let opened = self
-            .ws_sessions_active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max as i64).then_some(n + 1)
-            })
-            .is_ok();
-        if opened {
-            self.ws_sessions_opened.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.ws_sessions_refused.fetch_add(1, Ordering::Relaxed);
-        }
-        opened
-    }
-    pub fn ws_session_closed(&self) {
-        self.ws_sessions_active.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub fn ws_bad_frame(&self) {
-        self.ws_bad_frames.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn ws_sessions_active(&self) -> i64 {
-        self.ws_sessions_active.load(Ordering::Relaxed)
-    }
-    pub fn graphql_subscription_started(&self) {
-        self.graphql_subscriptions_active.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn graphql_subscription_ended(&self) {
-        self.graphql_subscriptions_active.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub fn actor_restarted(&self, kind: &str, id: &str) {
-        *self.actor_restarts.entry((kind.to_string(), id.to_string())).or_insert(0) += 1;
-    }
-    pub fn actor_restarts_total(&self) -> u64 {
-        self.actor_restarts.iter().map(|e| *e.value()).sum()
-    }
-    pub fn http_request(&self, route: &str, method: &str, status: u16) {
-        *self
-            .http_requests
-            .entry((route.to_string(), method.to_string(), status))
-            .or_insert(0) += 1;
-    }
-
-    pub fn events_published_total(&self) -> u64 {
-        self.events_published.iter().map(|a| a.load(Ordering::Relaxed)).sum()
-    }
-    pub fn events_delivered_total(&self) -> u64 {
-        self.events_delivered.iter().map(|a| a.load(Ordering::Relaxed)).sum()
-    }
-    pub fn events_dropped_total(&self) -> u64 {
-        self.events_dropped.iter().map(|a| a.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Renders the counters in the Prometheus text format, appending to `out`.
-    pub fn render(&self, out: &mut String) {
-        let per_category = |out: &mut String, name: &str, help: &str, arr: &[AtomicU64]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for c in Category::ALL {
-                let _ = writeln!(
-                    out,
-                    "{name}{{category=\"{c}\"}} {}",
-                    arr[c.index()].load(Ordering::Relaxed)
-                );
+    /// Registers `samples` under `name`, or hands back the series already registered under it, so
+    /// that every owner of a shared series (restarts of any actor kind, sessions of any transport)
+    /// moves the same atomics.
+    fn register(&self, name: &'static str, help: &'static str, samples: Samples) -> Samples {
+        // A panic elsewhere while holding the lock leaves the list whole (pushes are atomic to it).
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        match series.iter().find(|s| s.name == name) {
+            Some(existing) if existing.samples.same_shape(&samples) => existing.samples.clone(),
+            Some(_) => {
+                tracing::error!(name, "a series of this name exists with other labels or type; the new one is not scraped");
+                samples
             }
-        };
-        let _ = writeln!(
-            out,
-            "# HELP clusterd_registry_mailbox_depth Events sent to the event registry and not handled yet.\n# TYPE clusterd_registry_mailbox_depth gauge\nclusterd_registry_mailbox_depth {}",
-            self.registry_backlog()
-        );
-        per_category(out, "clusterd_events_published_total", "Events published.", &self.events_published);
-        per_category(
-            out,
-            "clusterd_events_delivered_total",
-            "Event deliveries into subscriber queues.",
-            &self.events_delivered,
-        );
-        per_category(
-            out,
-            "clusterd_events_dropped_total",
-            "Event deliveries dropped because a subscriber queue was full.",
-            &self.events_dropped,
-        );
-        let scalar = |out: &mut String, name: &str, kind: &str, help: &str, v: i64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-        scalar(
-            out,
-            "clusterd_subscribers_closed_lagging_total",
-            "counter",
-            "Subscribers closed because they stayed behind.",
-            load(&self.subscribers_closed_lagging),
-        );
-        scalar(
-            out,
-            "clusterd_replication_wal_commits_total",
-            "counter",
-            "Group commits of the primary's WAL, one fsync each.",
-            load(&self.wal_commits),
-        );
-        scalar(
-            out,
-            "clusterd_replication_wal_batches_total",
-            "counter",
-            "Batches made durable by those commits (batches / commits = batches per fsync).",
-            load(&self.wal_batches),
-        );
-        scalar(
-            out,
-            "clusterd_event_seq_reservation_failures_total",
-            "counter",
-            "Failed durable writes of the event sequence reservation (seqs may repeat after a restart).",
-            load(&self.seq_reservation_failures),
-        );
-        scalar(
-            out,
-            "clusterd_ws_sessions_active",
-            "gauge",
-            "Open WebSocket event-stream sessions.",
-            self.ws_sessions_active.load(Ordering::Relaxed),
-        );
-        scalar(
-            out,
-            "clusterd_ws_sessions_opened_total",
-            "counter",
-            "WebSocket event-stream sessions opened.",
-            load(&self.ws_sessions_opened),
-        );
-        scalar(
-            out,
-            "clusterd_ws_sessions_refused_total",
-            "counter",
-            "WebSocket sessions refused because ws.max_sessions was reached.",
-            load(&self.ws_sessions_refused),
-        );
-        scalar(
-            out,
-            "clusterd_ws_bad_frames_total",
-            "counter",
-            "WebSocket frames answered with an error frame.",
-            load(&self.ws_bad_frames),
-        );
-        scalar(
-            out,
-            "clusterd_graphql_subscriptions_active",
-            "gauge",
-            "Running GraphQL subscriptions.",
-            self.graphql_subscriptions_active.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP clusterd_actor_restarts_total Supervised actor restarts after an internal fault.\n# TYPE clusterd_actor_restarts_total counter"
-        );
-        let mut restarts: Vec<_> =
-            self.actor_restarts.iter().map(|e| (e.key().clone(), *e.value())).collect();
-        restarts.sort();
-        for ((kind, id), n) in restarts {
-            let _ = writeln!(out, "clusterd_actor_restarts_total{{kind=\"{kind}\",id=\"{id}\"}} {n}");
+            None => {
+                series.push(Series { name, help, samples: samples.clone() });
+                samples
+            }
         }
-        let _ = writeln!(
-            out,
-            "# HELP clusterd_http_requests_total HTTP requests by route, method and status.\n# TYPE clusterd_http_requests_total counter"
-        );
-        let mut requests: Vec<_> =
-            self.http_requests.iter().map(|e| (e.key().clone(), *e.value())).collect();
-        requests.sort();
-        for ((route, method, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "clusterd_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape_label(&route)
-            );
+    }
+
+    pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
+        match self.register(name, help, Samples::Counter(Counter::default())) {
+            Samples::Counter(c) => c,
+            _ => Counter::default(),
+        }
+    }
+
+    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
+        match self.register(name, help, Samples::Gauge(Gauge::default())) {
+            Samples::Gauge(g) => g,
+            _ => Gauge::default(),
+        }
+    }
+
+    /// A gauge whose value `read` computes at scrape time (it must not call back into `Metrics`).
+    pub fn computed_gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> i64 + Send + Sync + 'static,
+    ) {
+        self.register(name, help, Samples::Computed(Arc::new(read)));
+    }
+
+    /// Counters of `label`, one per value of `values`, all rendered (zeros too).
+    pub fn counter_array(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        values: &[&str],
+    ) -> CounterArray {
+        let values: Vec<(String, AtomicU64)> = values.iter().map(|v| (v.to_string(), AtomicU64::new(0))).collect();
+        let fresh = CounterArray { label, values: values.into() };
+        match self.register(name, help, Samples::Array(fresh.clone())) {
+            Samples::Array(a) => a,
+            _ => fresh,
+        }
+    }
+
+    /// Counters labelled with `labels`, a row per set of values seen.
+    pub fn counter_family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> CounterFamily {
+        let fresh = CounterFamily { labels, rows: Arc::default() };
+        match self.register(name, help, Samples::Family(fresh.clone())) {
+            Samples::Family(f) => f,
+            _ => fresh,
+        }
+    }
+
+    /// The sum of every sample of the series `name` (all its label values); `None` if no series
+    /// of that name is registered.
+    pub fn total(&self, name: &str) -> Option<i64> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        series.iter().find(|s| s.name == name).map(|s| s.samples.total())
+    }
+
+    /// Renders every series in the Prometheus text format, appending to `out`.
+    pub fn render(&self, out: &mut String) {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        for s in series.iter() {
+            let name = s.name;
+            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", s.help, s.samples.kind());
+            match &s.samples {
+                Samples::Counter(c) => {
+                    let _ = writeln!(out, "{name} {}", c.get());
+                }
+                Samples::Gauge(g) => {
+                    let _ = writeln!(out, "{name} {}", g.get());
+                }
+                Samples::Computed(read) => {
+                    let _ = writeln!(out, "{name} {}", read());
+                }
+                Samples::Array(a) => {
+                    for (value, n) in a.values.iter() {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{{}=\"{}\"}} {}",
+                            a.label,
+                            escape_label(value),
+                            n.load(Ordering::Relaxed)
+                        );
+                    }
+                }
+                Samples::Family(f) => {
+                    for (values, n) in f.rows() {
+                        let labels: Vec<String> = f
+                            .labels
+                            .iter()
+                            .zip(values.iter())
+                            .map(|(label, value)| format!("{label}=\"{}\"", escape_label(value)))
+                            .collect();
+                        let _ = writeln!(out, "{name}{{{}}} {n}", labels.join(","));
+                    }
+                }
+            }
         }
     }
 }
@@ -258,4 +302,44 @@ impl Metrics {
 /// Escapes a Prometheus label value.
 pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_in_the_text_format_and_owners_share_a_name() {
+        let m = Metrics::default();
+        let requests = m.counter("t_requests_total", "Requests.");
+        let open = m.gauge("t_open", "Open things.");
+        let by_kind = m.counter_array("t_by_kind_total", "By kind.", "kind", &["a", "b"]);
+        let restarts = m.counter_family("t_restarts_total", "Restarts.", &["kind", "id"]);
+        let depth = requests.clone();
+        m.computed_gauge("t_depth", "Computed.", move || depth.get() as i64 * 10);
+        requests.add(2);
+        m.counter("t_requests_total", "Requests.").inc();
+        assert!(open.inc_below(1));
+        assert!(!open.inc_below(1), "at most one");
+        by_kind.add(1, 5);
+        by_kind.add(7, 1);
+        restarts.inc(&["node", "n\"2"]);
+        restarts.inc(&["node", "n1"]);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_requests_total Requests.\n# TYPE t_requests_total counter\nt_requests_total 3\n\
+             # HELP t_open Open things.\n# TYPE t_open gauge\nt_open 1\n\
+             # HELP t_by_kind_total By kind.\n# TYPE t_by_kind_total counter\nt_by_kind_total{kind=\"a\"} 0\nt_by_kind_total{kind=\"b\"} 5\n\
+             # HELP t_restarts_total Restarts.\n# TYPE t_restarts_total counter\nt_restarts_total{kind=\"node\",id=\"n\\\"2\"} 1\nt_restarts_total{kind=\"node\",id=\"n1\"} 1\n\
+             # HELP t_depth Computed.\n# TYPE t_depth gauge\nt_depth 30\n"
+        );
+        assert_eq!(m.total("t_restarts_total"), Some(2));
+        assert_eq!(m.total("t_by_kind_total"), Some(5));
+        assert_eq!(m.total("t_nothing"), None);
+        // The same name with another shape is refused: the first stays the one scraped.
+        m.gauge("t_requests_total", "Not a gauge.").inc();
+        assert_eq!(m.total("t_requests_total"), Some(3));
+    }
 }

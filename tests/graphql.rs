@@ -49,7 +49,7 @@ impl Server {
         within(WAIT, "every WebSocket session to end", async {
             // Polled: the session gives its place back when its actor is dropped, which no frame
             // the client sees is ordered after.
-            while self.runtime.metrics().ws_sessions_active() > 0 {
+            while self.runtime.metrics().total("clusterd_ws_sessions_active").unwrap_or(0) > 0 {
                 sleep(Duration::from_millis(5)).await;
             }
         })
@@ -748,4 +748,26 @@ async fn a_graphql_client_that_stops_reading_ends_and_frees_its_place() {
     let mut next = server.ws("/graphql/ws", "graphql-transport-ws").await;
     next.init(json!({})).await;
     drop(ws);
+}
+
+#[actix_web::test]
+async fn null_lists_in_a_filter_are_absent() {
+    let server = Server::start(test_config());
+    // The bootstrap members' joins are retained; `null` lists narrow nothing.
+    let r = server
+        .post(
+            r#"{ events(filter: {replicaIds: null, nodeIds: ["node-1"], eventTypes: null, categories: null, includeConflicts: null}) { eventType subjects } }"#,
+            None,
+        )
+        .await;
+    let events = r["data"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("events: {r}"));
+    assert!(
+        events.iter().any(|e| e["eventType"] == "node_joined"),
+        "{r}"
+    );
+    for e in events {
+        assert_eq!(e["subjects"]["node_ids"], json!(["node-1"]), "{r}");
+    }
 }

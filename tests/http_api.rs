@@ -13,7 +13,7 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use clusterd::config::Config;
-use clusterd::messages::events::{EventFilter, EventType};
+use clusterd::messages::events::{EventType, SubjectKind};
 use clusterd::{Runtime, RuntimeHandle};
 use serde_json::{json, Value};
 
@@ -346,7 +346,7 @@ async fn fault_injection_crashes_restarts_and_faults_a_node() {
     // actor_restarted and counted in /metrics. We watch for it in-process, so the wait is on the
     // event itself; GET /api/v1/events then holds it (delivery implies retention).
     let mut watch = runtime
-        .subscribe(EventFilter { node_ids: vec!["node-2".into()], ..only_types(&[EventType::ActorRestarted]) })
+        .subscribe(only_types(&[EventType::ActorRestarted]).with_ids(SubjectKind::Node, ["node-2"]))
         .await
         .expect("subscribe");
     api.post("/api/v1/cluster/faults/crash", json!({"target": "node-2", "mode": "internal_fault"}))
@@ -708,10 +708,7 @@ async fn websocket_management_shows_counters_sessions_and_in_process_subscriptio
     assert_eq!(api.get("/api/v1/ws/subscriptions").await.expect(200)["subscriptions"], json!([]));
 
     // An in-process subscriber appears under subscriptions (not under WebSocket connections).
-    let filter = EventFilter {
-        node_ids: vec!["node-2".into()],
-        ..only_types(&[EventType::NodeHealthChange])
-    };
+    let filter = only_types(&[EventType::NodeHealthChange]).with_ids(SubjectKind::Node, ["node-2"]);
     let mut sub = runtime.subscribe(filter).await.expect("subscribe");
     let subs = api.get("/api/v1/ws/subscriptions").await.expect(200);
     let rows = subs["subscriptions"].as_array().expect("subscriptions is an array");

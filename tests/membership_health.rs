@@ -4,7 +4,8 @@
 mod common;
 
 use clusterd::messages::cluster::{CrashNode, GetNode, ListNodes, RestartNode};
-use clusterd::messages::events::{EventPayload, EventType};
+use clusterd::messages::cluster::ClusterEvent;
+use clusterd::messages::events::{EventPayload, EventType, SubjectKind};
 use clusterd::model::NodeHealth;
 use clusterd::Runtime;
 
@@ -28,10 +29,7 @@ async fn every_healthy_node_has_answered_a_heartbeat() {
 
     // A restarted node: failed -> healthy is published only after it answered.
     let mut sub = runtime
-        .subscribe(clusterd::messages::events::EventFilter {
-            node_ids: vec!["node-2".into()],
-            ..only_types(&[EventType::NodeHealthChange])
-        })
+        .subscribe(only_types(&[EventType::NodeHealthChange]).with_ids(SubjectKind::Node, ["node-2"]))
         .await
         .expect("subscribe");
     runtime.membership().send(CrashNode { node_id: "node-2".into() }).await.expect("answers").expect("crash");
@@ -47,7 +45,7 @@ async fn every_healthy_node_has_answered_a_heartbeat() {
     let back = next_node_event(&mut sub, EventType::NodeHealthChange, "node-2").await;
     assert!(back.seq > crashed.seq);
     match &back.payload {
-        EventPayload::NodeHealthChange(p) => {
+        EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) => {
             assert_eq!(p.old_status, NodeHealth::Failed);
             assert_eq!(p.new_status, NodeHealth::Healthy);
             assert!(p.metrics.contains_key("heartbeat_rtt_micros"), "{:?}", p.metrics);

@@ -22,10 +22,8 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use clusterd::config::{Config, StorageEngine};
 use clusterd::model::{ReplicaMode, ReplicationMode};
-use clusterd::messages::events::{
-    EventFilter, EventPayload, EventType, PublishedEvent, ReplicaStatusChange, ReplicationLagAlert, Severity,
-    SharedEvent, WalPositionUpdate,
-};
+use clusterd::messages::events::{EventFilter, EventPayload, EventType, PublishedEvent, Severity, SharedEvent, SubjectKind};
+use clusterd::messages::replication::{ReplicaStatusChange, ReplicationEvent, ReplicationLagAlert, WalPositionUpdate};
 use clusterd::messages::registry::ListSubscriptions;
 use clusterd::model::lsn_text;
 use clusterd::{Runtime, RuntimeHandle};
@@ -167,21 +165,21 @@ async fn start(config: Config) -> (RuntimeHandle, Api) {
 
 fn status_change(e: &PublishedEvent) -> Option<&ReplicaStatusChange> {
     match &e.payload {
-        EventPayload::ReplicaStatusChange(p) => Some(p),
+        EventPayload::Replication(ReplicationEvent::ReplicaStatusChange(p)) => Some(p),
         _ => None,
     }
 }
 
 fn lag_alert(e: &PublishedEvent) -> Option<&ReplicationLagAlert> {
     match &e.payload {
-        EventPayload::ReplicationLagAlert(p) => Some(p),
+        EventPayload::Replication(ReplicationEvent::ReplicationLagAlert(p)) => Some(p),
         _ => None,
     }
 }
 
 fn wal_position(e: &PublishedEvent) -> Option<&WalPositionUpdate> {
     match &e.payload {
-        EventPayload::WalPositionUpdate(p) => Some(p),
+        EventPayload::Replication(ReplicationEvent::WalPositionUpdate(p)) => Some(p),
         _ => None,
     }
 }
@@ -545,14 +543,14 @@ async fn a_crashed_sync_replica_makes_sync_writes_time_out_and_catches_up_when_r
     // And the timeout was published as a replication_error about replica-001.
     let e = next_event_matching(&mut events, |e| e.event_type == EventType::ReplicationError, TIMEOUT).await;
     match &e.payload {
-        EventPayload::ReplicationError(p) => {
+        EventPayload::Replication(ReplicationEvent::ReplicationError(p)) => {
             assert_eq!(p.error_code, "sync_timeout", "{}", e.json);
             assert_eq!(p.replica_id, "replica-001", "{}", e.json);
             assert_eq!(p.failed_operation, "replicate_operations", "{}", e.json);
         }
         other => panic!("expected replication_error, got {other:?}"),
     }
-    assert!(e.subjects.replica_ids.contains(&"replica-001".to_string()));
+    assert!(e.subjects.of(SubjectKind::Replica).contains(&"replica-001".to_string()));
     let status = api.status().await;
     assert_eq!(status["health"], "degraded", "{status}");
 
@@ -591,15 +589,13 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
     // replica-001's lag alerts.
     let mut a = subscribe(
         &runtime,
-        EventFilter {
-            replica_ids: vec!["replica-002".into()],
-            ..types_filter(&[EventType::ReplicationLagAlert, EventType::ReplicaStatusChange])
-        },
+        types_filter(&[EventType::ReplicationLagAlert, EventType::ReplicaStatusChange])
+            .with_ids(SubjectKind::Replica, ["replica-002"]),
     )
     .await;
     let mut b = subscribe(
         &runtime,
-        EventFilter { replica_ids: vec!["replica-001".into()], ..types_filter(&[EventType::ReplicationLagAlert]) },
+        types_filter(&[EventType::ReplicationLagAlert]).with_ids(SubjectKind::Replica, ["replica-001"]),
     )
     .await;
     let b_id = b.subscription_id();
@@ -639,7 +635,7 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
     let mut raised = Vec::new();
     loop {
         let e = within("A's events up to catching_up", a.next_event()).await.expect("A is live");
-        assert!(e.subjects.replica_ids == vec!["replica-002".to_string()], "A only gets replica-002: {}", e.json);
+        assert!(e.subjects.of(SubjectKind::Replica) == vec!["replica-002".to_string()], "A only gets replica-002: {}", e.json);
         if is_status(&e, "replica-002", "catching_up") {
             break;
         }
@@ -721,7 +717,7 @@ async fn a_crashed_primary_refuses_writes_and_comes_back_with_its_rows() {
     assert_eq!(applied["target"], "primary");
     let e = next_event_matching(&mut errors, |_| true, TIMEOUT).await;
     match &e.payload {
-        EventPayload::ReplicationError(p) => assert_eq!(p.error_code, "primary_down", "{}", e.json),
+        EventPayload::Replication(ReplicationEvent::ReplicationError(p)) => assert_eq!(p.error_code, "primary_down", "{}", e.json),
         other => panic!("expected replication_error, got {other:?}"),
     }
     assert_eq!(e.severity, Severity::Critical);
@@ -846,10 +842,8 @@ async fn a_replica_added_at_run_time_catches_up_from_zero_and_can_be_removed() {
     }
     let mut events = subscribe(
         &runtime,
-        EventFilter {
-            replica_ids: vec!["replica-003".into()],
-            ..types_filter(&[EventType::ReplicaAdded, EventType::ReplicaRemoved, EventType::ReplicaStatusChange])
-        },
+        types_filter(&[EventType::ReplicaAdded, EventType::ReplicaRemoved, EventType::ReplicaStatusChange])
+            .with_ids(SubjectKind::Replica, ["replica-003"]),
     )
     .await;
 
@@ -862,7 +856,7 @@ async fn a_replica_added_at_run_time_catches_up_from_zero_and_can_be_removed() {
     assert_eq!(view["mode"], "async", "{view}");
     let e = within("replica_added", events.next_event()).await.expect("live");
     match &e.payload {
-        EventPayload::ReplicaAdded(p) => {
+        EventPayload::Replication(ReplicationEvent::ReplicaAdded(p)) => {
             assert_eq!(p.replica_id, "replica-003");
             assert_eq!(p.mode, "async");
         }
@@ -910,7 +904,7 @@ async fn a_replica_added_at_run_time_catches_up_from_zero_and_can_be_removed() {
     assert!(r.body.is_empty());
     let e = next_event_matching(&mut events, |e| e.event_type == EventType::ReplicaRemoved, TIMEOUT).await;
     match &e.payload {
-        EventPayload::ReplicaRemoved(p) => assert_eq!((p.replica_id.as_str(), p.mode.as_str()), ("replica-003", "async")),
+        EventPayload::Replication(ReplicationEvent::ReplicaRemoved(p)) => assert_eq!((p.replica_id.as_str(), p.mode.as_str()), ("replica-003", "async")),
         other => panic!("expected replica_removed, got {other:?}"),
     }
     let d = api.get("/api/v1/replication/replicas/replica-003").await.expect_error(404, "replica_not_found");
@@ -1091,7 +1085,7 @@ async fn a_paused_replica_restarted_after_a_crash_is_still_paused() {
     let (runtime, api) = start(repl_config()).await;
     let mut events = subscribe(
         &runtime,
-        EventFilter { replica_ids: vec!["replica-002".into()], ..types_filter(&[EventType::ReplicaStatusChange]) },
+        types_filter(&[EventType::ReplicaStatusChange]).with_ids(SubjectKind::Replica, ["replica-002"]),
     )
     .await;
 
@@ -1133,7 +1127,7 @@ async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_o
     let (runtime, api) = start(config).await;
     let mut events = subscribe(
         &runtime,
-        EventFilter { replica_ids: vec!["replica-002".into()], ..types_filter(&[EventType::ReplicaStatusChange]) },
+        types_filter(&[EventType::ReplicaStatusChange]).with_ids(SubjectKind::Replica, ["replica-002"]),
     )
     .await;
     let partition = |cut: bool| {

@@ -76,7 +76,7 @@ async fn a_logical_slot_lists_the_changes_written_after_it_and_holds_wal_until_a
         .expect("answers")
         .expect("created");
     let created = within("slot_created", events.next_event()).await.expect("an event");
-    assert!(matches!(&created.payload, EventPayload::SlotCreated(p) if p.slot_name == "cdc" && p.slot_type == "logical"));
+    assert!(matches!(&created.payload, EventPayload::Replication(ReplicationEvent::SlotCreated(p)) if p.slot_name == "cdc" && p.slot_type == "logical"));
 
     write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
     write(&runtime, OpKind::Update, "before", Some(serde_json::json!(2))).await;
@@ -214,7 +214,7 @@ async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone()
         assert_eq!(row.map(|r| r.value), Some(serde_json::json!(value)), "{key} on replica-003");
     }
     let restored = within("snapshot_restored", events.next_event()).await.expect("an event");
-    assert!(matches!(&restored.payload, EventPayload::SnapshotRestored(p) if p.target == "replica-003"));
+    assert!(matches!(&restored.payload, EventPayload::Replication(ReplicationEvent::SnapshotRestored(p)) if p.target == "replica-003"));
 
     // The newest snapshot holds the WAL since it, so restoring it still works after truncation.
     runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");
@@ -313,7 +313,11 @@ async fn concurrent_writes_share_fsyncs() {
     let (mut c, _dir) = disk_config();
     c.replication.mode = ReplicationMode::Async;
     let runtime = Runtime::start(c).expect("runtime starts");
-    let (commits_before, batches_before) = runtime.metrics().wal_commits();
+    let wal_commits = |runtime: &RuntimeHandle| {
+        let total = |name| runtime.metrics().total(name).unwrap_or(0);
+        (total("clusterd_replication_wal_commits_total"), total("clusterd_replication_wal_batches_total"))
+    };
+    let (commits_before, batches_before) = wal_commits(&runtime);
     let writes: Vec<_> = (0..64)
         .map(|i| {
             runtime.primary().send(ReplicateOps {
@@ -324,7 +328,7 @@ async fn concurrent_writes_share_fsyncs() {
     for w in futures_util::future::join_all(writes).await {
         w.expect("answers").expect("acknowledged");
     }
-    let (commits, batches) = runtime.metrics().wal_commits();
+    let (commits, batches) = wal_commits(&runtime);
     assert_eq!(batches - batches_before, 64, "every batch was committed once");
     assert!(commits - commits_before < 64, "{} fsyncs for 64 concurrent batches", commits - commits_before);
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clusterd::messages::cluster::*;
 use clusterd::messages::events::*;
+use clusterd::messages::system::SystemEvent;
 use clusterd::model::{ClusterHealthStatus, NodeHealth};
 use clusterd::messages::registry::{Delivery, ListSubscriptions};
 use clusterd::Runtime;
@@ -18,7 +19,7 @@ use serde_json::json;
 use common::*;
 
 fn node_filter(ids: &[&str]) -> EventFilter {
-    EventFilter { node_ids: ids.iter().map(|s| s.to_string()).collect(), ..EventFilter::default() }
+    EventFilter::default().with_ids(SubjectKind::Node, ids.iter().copied())
 }
 
 fn metadata(v: serde_json::Value) -> NodeMetadata {
@@ -27,7 +28,7 @@ fn metadata(v: serde_json::Value) -> NodeMetadata {
 
 fn joined_node(e: &PublishedEvent) -> Option<&str> {
     match &e.payload {
-        EventPayload::NodeJoined(p) => Some(p.node_id.as_str()),
+        EventPayload::Cluster(ClusterEvent::NodeJoined(p)) => Some(p.node_id.as_str()),
         _ => None,
     }
 }
@@ -47,7 +48,7 @@ async fn next_health_change(
 ) -> SharedEvent {
     next_event_matching(
         sub,
-        |e| matches!(&e.payload, EventPayload::NodeHealthChange(p) if p.node_id == node_id && pred(p)),
+        |e| matches!(&e.payload, EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) if p.node_id == node_id && pred(p)),
         TIMEOUT,
     )
     .await
@@ -75,10 +76,10 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
     assert_eq!(e.category, Category::Clustering);
     assert_eq!(e.severity, Severity::Info);
     assert_eq!(e.source, "node:node-4");
-    assert_eq!(e.subjects.node_ids, vec!["node-4".to_string()]);
+    assert_eq!(e.subjects.of(SubjectKind::Node), vec!["node-4".to_string()]);
     assert_eq!(e.event_id, format!("evt_{:012}", e.seq));
     match &e.payload {
-        EventPayload::NodeJoined(p) => {
+        EventPayload::Cluster(ClusterEvent::NodeJoined(p)) => {
             assert_eq!(p.node_id, "node-4");
             assert_eq!(p.cluster_size, 4, "the size after the join");
             assert!(p.has_quorum);
@@ -109,7 +110,7 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
         other => panic!("expected node-4's departure, got {other:?}"),
     };
     assert_eq!(left.event_type, EventType::NodeLeft, "node-4's watcher got {}", left.json);
-    assert_eq!(left.subjects.node_ids, vec!["node-4".to_string()]);
+    assert_eq!(left.subjects.of(SubjectKind::Node), vec!["node-4".to_string()]);
 }
 
 #[actix_web::test]
@@ -244,7 +245,7 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
     assert!(row.lagging);
     assert_eq!(row.dropped, 2);
     assert_eq!(row.delivered, 8);
-    assert!(runtime.metrics().events_dropped_total() >= 2);
+    assert!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0) >= 2);
 
     // The subscriber catches up on the eight it has: node-10..17.
     let mut last_seen = 0;
@@ -286,7 +287,7 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
 
     // Now it stops reading for good: eight more fill its queue, and nine more missed in a row is
     // more than a queue's worth. The registry gives up on it.
-    let dropped_before = runtime.metrics().events_dropped_total();
+    let dropped_before = runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0);
     for n in 21..39 {
         add_node(&runtime, &format!("node-{n}"), NodeMetadata::new()).await;
     }
@@ -296,7 +297,7 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
         rows.iter().all(|r| r.subscription_id != id),
         "a subscriber that stayed behind is still registered"
     );
-    assert!(runtime.metrics().events_dropped_total() > dropped_before);
+    assert!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0) > dropped_before);
 
     // What was queued is still readable; then the subscription ends.
     let mut drained = 0;
@@ -330,7 +331,7 @@ async fn crash_restart_and_internal_fault_are_published_with_real_measurements()
     assert_eq!(e.category, Category::System);
     assert_eq!(e.source, "node:node-2");
     match &e.payload {
-        EventPayload::ActorRestarted(p) => {
+        EventPayload::System(SystemEvent::ActorRestarted(p)) => {
             assert_eq!(p.actor_kind, "node");
             assert_eq!(p.actor_id, "node-2");
             assert_eq!(p.reason, "disk on fire");
@@ -338,7 +339,7 @@ async fn crash_restart_and_internal_fault_are_published_with_real_measurements()
         }
         other => panic!("expected actor_restarted, got {other:?}"),
     }
-    assert_eq!(runtime.metrics().actor_restarts_total(), 1);
+    assert_eq!(runtime.metrics().total("clusterd_actor_restarts_total"), Some(1));
     // The membership actor learns the count from the restarted actor's next heartbeat answer.
     poll_until("node-2's view to count the restart", || async {
         get_node(&runtime, "node-2").await.ok().filter(|v| v.restarts == 1)
@@ -357,7 +358,7 @@ async fn crash_restart_and_internal_fault_are_published_with_real_measurements()
     let e = next_health_change(&mut sub, "node-2", |p| p.new_status == NodeHealth::Failed).await;
     assert_eq!(e.severity, Severity::Error);
     match &e.payload {
-        EventPayload::NodeHealthChange(p) => {
+        EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) => {
             assert!(p.old_status.is_up(), "it was up before: {:?}", p.old_status);
             assert_eq!(p.new_status, NodeHealth::Failed);
             assert_eq!(p.metrics.get("restarts"), Some(&1.0), "metrics: {:?}", p.metrics);
@@ -403,7 +404,7 @@ async fn crash_restart_and_internal_fault_are_published_with_real_measurements()
     assert_eq!(v.status, NodeHealth::Healthy);
     let e = next_health_change(&mut sub, "node-2", |p| p.old_status == NodeHealth::Failed).await;
     match &e.payload {
-        EventPayload::NodeHealthChange(p) => {
+        EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) => {
             assert_eq!(p.old_status, NodeHealth::Failed);
             assert_eq!(p.new_status, NodeHealth::Healthy);
             assert!(p.metrics.contains_key("restarts"), "metrics: {:?}", p.metrics);
@@ -453,7 +454,7 @@ async fn a_node_view_keeps_counting_supervised_restarts_across_an_operator_resta
     let runtime = Runtime::start(quiet_config()).expect("runtime starts");
     settle(&runtime).await;
     let mut sub = runtime
-        .subscribe(EventFilter { node_ids: vec!["node-2".into()], ..only_types(&[EventType::ActorRestarted]) })
+        .subscribe(only_types(&[EventType::ActorRestarted]).with_ids(SubjectKind::Node, ["node-2"]))
         .await
         .expect("subscribe");
 
@@ -465,7 +466,7 @@ async fn a_node_view_keeps_counting_supervised_restarts_across_an_operator_resta
         .expect("answers")
         .expect("injected");
     next_node_event(&mut sub, EventType::ActorRestarted, "node-2").await;
-    assert_eq!(runtime.metrics().actor_restarts_total(), 1);
+    assert_eq!(runtime.metrics().total("clusterd_actor_restarts_total"), Some(1));
 
     // Right after it, a crash and an operator restart.
     runtime.membership().send(CrashNode { node_id: "node-2".into() }).await.expect("answers").expect("crash");
@@ -477,7 +478,7 @@ async fn a_node_view_keeps_counting_supervised_restarts_across_an_operator_resta
         get_node(&runtime, "node-2").await.ok().filter(|v| v.heartbeat_age_ms.is_some())
     })
     .await;
-    assert_eq!(runtime.metrics().actor_restarts_total(), 1);
+    assert_eq!(runtime.metrics().total("clusterd_actor_restarts_total"), Some(1));
     assert_eq!(
         v.restarts, 1,
         "node-2 had one supervised restart in this process's life, as /metrics still says"
@@ -505,7 +506,7 @@ async fn losing_and_regaining_quorum_is_published_once_each() {
     assert_eq!(e.event_type, EventType::QuorumLost, "{}", e.json);
     assert_eq!(e.severity, Severity::Critical);
     match &e.payload {
-        EventPayload::QuorumLost(q) => {
+        EventPayload::Cluster(ClusterEvent::QuorumLost(q)) => {
             assert_eq!((q.healthy_nodes, q.total_nodes, q.quorum_size, q.has_quorum), (1, 3, 2, false));
         }
         other => panic!("expected quorum_lost, got {other:?}"),
@@ -519,7 +520,7 @@ async fn losing_and_regaining_quorum_is_published_once_each() {
     let e = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
     assert_eq!(e.event_type, EventType::QuorumRestored, "{}", e.json);
     match &e.payload {
-        EventPayload::QuorumRestored(q) => {
+        EventPayload::Cluster(ClusterEvent::QuorumRestored(q)) => {
             assert_eq!((q.healthy_nodes, q.total_nodes, q.quorum_size, q.has_quorum), (2, 3, 2, true));
         }
         other => panic!("expected quorum_restored, got {other:?}"),

@@ -163,8 +163,8 @@ async fn node_stream_filtered_by_id_sees_only_that_node_and_takes_new_filters() 
     add_node(&runtime, "node-5").await;
     add_node(&runtime, "node-4").await;
     let event = next_of_type(&mut ws, "event").await;
-    assert_eq!(event["event"]["event_type"], "node_joined");
-    assert_eq!(event["event"]["payload"]["node_id"], "node-4");
+    assert_eq!(event["event_type"], "node_joined");
+    assert_eq!(event["payload"]["node_id"], "node-4");
 
     // A frame that is not JSON gets an error frame; the session and its filter stay.
     send_text(&mut ws, "{not json").await;
@@ -186,7 +186,47 @@ async fn node_stream_filtered_by_id_sees_only_that_node_and_takes_new_filters() 
     add_node(&runtime, "node-7").await;
     add_node(&runtime, "node-6").await;
     let event = next_of_type(&mut ws, "event").await;
-    assert_eq!(event["event"]["payload"]["node_id"], "node-6");
+    assert_eq!(event["payload"]["node_id"], "node-6");
+}
+
+/// The next frame that answers a filter frame (`subscribed` or `error`), skipping events.
+async fn next_answer(ws: &mut Socket) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] != "event" {
+            return frame;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_client_written_against_the_seed_reads_event_frames_and_sends_null_lists() {
+    let (runtime, addr) = serve(config());
+    let mut ws = connect(addr, "/api/v1/ws/events").await;
+    handshake(&mut ws).await;
+
+    // What a serde client sends for a filter whose lists are `None`.
+    // (Events of the unfiltered stream may come first: the answer is the next `subscribed` or
+    // `error` frame.)
+    send_text(&mut ws, r#"{"replica_ids": null}"#).await;
+    let subscribed = next_answer(&mut ws).await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["filter"], serde_json::json!({}), "null is absent");
+    let filter = r#"{"replica_ids":null,"node_ids":["node-4"],"event_types":null,"categories":null,"min_severity":null,"include_conflicts":null}"#;
+    send_text(&mut ws, filter).await;
+    let subscribed = next_answer(&mut ws).await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["filter"], serde_json::json!({"node_ids": ["node-4"]}));
+
+    // The event frame is the envelope itself, with its type beside the envelope's fields.
+    add_node(&runtime, "node-4").await;
+    let frame = next_of_type(&mut ws, "event").await;
+    assert_eq!(frame["event_type"], "node_joined", "{frame}");
+    assert_eq!(frame["category"], "clustering");
+    assert_eq!(frame["payload"]["event_type"], "node_joined");
+    assert_eq!(frame["payload"]["node_id"], "node-4");
+    assert!(frame["event_id"].as_str().is_some_and(|id| id.starts_with("evt_")), "{frame}");
+    assert!(frame.get("event").is_none(), "no nested envelope: {frame}");
 }
 
 #[actix_web::test]
@@ -199,9 +239,9 @@ async fn since_seq_replays_retained_events_then_goes_live_without_gap_or_duplica
     let (_, subscribed) = handshake(&mut ws).await;
     assert_eq!(subscribed["replay_truncated"], false);
     let replayed = next_of_type(&mut ws, "event").await;
-    assert_eq!(replayed["event"]["event_type"], "node_joined");
-    assert_eq!(replayed["event"]["payload"]["node_id"], "node-5");
-    let replayed_seq = replayed["event"]["seq"].as_u64().expect("seq");
+    assert_eq!(replayed["event_type"], "node_joined");
+    assert_eq!(replayed["payload"]["node_id"], "node-5");
+    let replayed_seq = replayed["seq"].as_u64().expect("seq");
 
     // Live from here: node-5's crash, and nothing repeated.
     runtime
@@ -211,9 +251,9 @@ async fn since_seq_replays_retained_events_then_goes_live_without_gap_or_duplica
         .expect("answers")
         .expect("crashed");
     let live = next_of_type(&mut ws, "event").await;
-    assert_eq!(live["event"]["event_type"], "node_health_change");
-    assert_eq!(live["event"]["payload"]["new_status"], "failed");
-    assert!(live["event"]["seq"].as_u64().expect("seq") > replayed_seq);
+    assert_eq!(live["event_type"], "node_health_change");
+    assert_eq!(live["payload"]["new_status"], "failed");
+    assert!(live["seq"].as_u64().expect("seq") > replayed_seq);
 }
 
 #[actix_web::test]
@@ -237,7 +277,7 @@ async fn streams_carry_only_their_category() {
     handshake(&mut nodes).await;
     add_node(&runtime, "node-4").await;
     let event = next_of_type(&mut nodes, "event").await;
-    assert_eq!(event["event"]["category"], "clustering");
+    assert_eq!(event["category"], "clustering");
     // The registry has handled node-4's join (the nodes stream got it); had it admitted the
     // replication session, that session's delivered count would say so.
     let rows = runtime
@@ -272,7 +312,7 @@ async fn bad_frames_get_error_frames_and_the_session_keeps_working() {
 
     add_node(&runtime, "node-4").await;
     let event = next_of_type(&mut ws, "event").await;
-    assert_eq!(event["event"]["payload"]["node_id"], "node-4");
+    assert_eq!(event["payload"]["node_id"], "node-4");
 }
 
 #[actix_web::test]
@@ -370,7 +410,7 @@ async fn a_client_that_stops_reading_is_dropped_from_and_closed_with_1008() {
     // dropped deliveries for this session: socket buffers fill first, then the session's queue,
     // then the registry drops.
     let (closed_early, mut published) = flood_until_dropped(&runtime, session_id).await;
-    assert!(runtime.metrics().events_dropped_total() > 0);
+    assert!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0) > 0);
 
     // Now read. Fewer events arrive than were published (what did not fit was dropped, not
     // buffered), and the stream says so: `lagged`, or a 1008 close once it stayed behind.
@@ -436,7 +476,7 @@ async fn a_client_that_stops_reading_ends_and_frees_its_slot() {
 
     // The session ends and its slot is free again: a new client gets in.
     let deadline = std::time::Instant::now() + WAIT;
-    while runtime.metrics().ws_sessions_active() > 0 {
+    while runtime.metrics().total("clusterd_ws_sessions_active").unwrap_or(0) > 0 {
         assert!(std::time::Instant::now() < deadline, "the stalled session was never cut off");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
@@ -470,9 +510,9 @@ async fn a_long_replay_arrives_whole_and_in_order_then_live_events_follow() {
     let mut last = 0;
     for i in 0..1001 {
         let frame = next_of_type(&mut ws, "event").await;
-        let seq = frame["event"]["seq"].as_u64().expect("seq");
+        let seq = frame["seq"].as_u64().expect("seq");
         assert!(seq > last, "event {i}: seq {seq} after {last}");
         last = seq;
     }
-    assert_eq!(runtime.metrics().events_dropped_total(), 0, "the client read everything: nothing was dropped");
+    assert_eq!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0), 0, "the client read everything: nothing was dropped");
 }

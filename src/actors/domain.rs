@@ -12,11 +12,11 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 
 use crate::actors::net::Link;
-use crate::actors::registry::{EventPublisher, EventRegistry, InterestTable};
+use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::config::Config;
 use crate::exec::BackgroundPool;
 use crate::messages::faults::*;
-use crate::runtime::StopRuntimeActor;
+use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::Metrics;
 use crate::storage::Store;
 
@@ -24,7 +24,9 @@ use crate::storage::Store;
 pub struct DomainContext {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
-    pub registry: Addr<EventRegistry>,
+    /// Where its actors publish events.
+    pub events: EventPublisher,
+    /// Where it registers its series for `/metrics`.
     pub metrics: Arc<Metrics>,
     pub interest: Arc<InterestTable>,
     /// The one way messages between a domain's actors travel.
@@ -36,7 +38,7 @@ pub struct DomainContext {
 impl DomainContext {
     /// A publisher of the domain's events.
     pub fn publisher(&self) -> EventPublisher {
-        EventPublisher::new(self.registry.clone(), self.metrics.clone())
+        self.events.clone()
     }
 }
 

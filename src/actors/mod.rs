@@ -6,3 +6,13 @@ pub mod domain;
 pub mod net;
 pub mod registry;
 pub mod replication;
+
+/// The restarts of supervised actors, by actor kind and id, as `/metrics` shows them. Every
+/// supervisor counts in this one family, whichever kind of actor it restarts.
+pub fn actor_restarts(metrics: &crate::metrics::Metrics) -> crate::metrics::CounterFamily {
+    metrics.counter_family(
+        "clusterd_actor_restarts_total",
+        "Supervised actor restarts after an internal fault.",
+        &["kind", "id"],
+    )
+}

@@ -4,10 +4,14 @@
 
 pub mod auth;
 pub mod error;
+pub mod filter;
 pub mod graphql;
+pub mod metrics;
 pub mod openapi;
 pub mod rest;
 pub mod ws;
+
+use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -16,19 +20,23 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::config::Config;
 use crate::http::error::{json_error, ApiError};
+use crate::http::metrics::HttpMetrics;
 use crate::runtime::{Runtime, RuntimeHandle};
 
-/// What every handler can reach: the runtime, and the GraphQL schema built on it.
+/// What every handler can reach: the runtime, the faces' own series, and the GraphQL schema
+/// built on them.
 #[derive(Clone)]
 pub struct AppState {
     pub runtime: RuntimeHandle,
+    pub metrics: Arc<HttpMetrics>,
     pub schema: graphql::ClusterSchema,
 }
 
 impl AppState {
     pub fn new(runtime: RuntimeHandle) -> Self {
-        let schema = graphql::schema(runtime.clone());
-        AppState { runtime, schema }
+        let metrics = HttpMetrics::register(runtime.metrics());
+        let schema = graphql::schema(runtime.clone(), metrics.clone());
+        AppState { runtime, metrics, schema }
     }
 }
 
@@ -51,6 +59,7 @@ pub fn app(
     App::new()
         .app_data(web::Data::new(state.runtime.clone()))
         .app_data(web::Data::new(state.schema.clone()))
+        .app_data(web::Data::from(state.metrics.clone()))
         .app_data(web::Data::new(state.clone()))
         .app_data(
             web::JsonConfig::default()
@@ -92,7 +101,7 @@ async fn count_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let runtime = req.app_data::<web::Data<RuntimeHandle>>().cloned();
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     // A fixed label set: a client inventing methods must not grow /metrics.
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
@@ -105,9 +114,9 @@ async fn count_request(
         _ => "OTHER",
     };
     let res = next.call(req).await?;
-    if let Some(runtime) = runtime {
+    if let Some(metrics) = metrics {
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        runtime.metrics().http_request(&route, method, res.status().as_u16());
+        metrics.http_request(&route, method, res.status());
     }
     Ok(res)
 }

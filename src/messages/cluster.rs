@@ -1,5 +1,5 @@
 //! Messages of the cluster membership domain: add, list, inspect, update and remove nodes, cluster
-//! status and health, and fault injection on nodes.
+//! status and health, fault injection on nodes, and the events the domain publishes.
 //!
 //! These are the commands Raft will implement when it takes membership over: the HTTP and GraphQL
 //! faces only ever speak these messages, so they do not change when it does.
@@ -11,6 +11,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
+use crate::messages::events::{domain_events, SubjectKind};
 use crate::model::{ClusterHealthStatus, NodeHealth};
 
 /// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
@@ -257,3 +258,51 @@ pub struct NodeRestarted {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopNode;
+
+// The events of the domain.
+
+domain_events! {
+    /// What the membership publishes.
+    pub enum ClusterEvent {
+        NodeJoined(NodeMembershipChange) => |p, s| s.add(SubjectKind::Node, &p.node_id),
+        NodeLeft(NodeMembershipChange) => |p, s| s.add(SubjectKind::Node, &p.node_id),
+        NodeHealthChange(NodeHealthChange) => |p, s| s.add(SubjectKind::Node, &p.node_id),
+        QuorumLost(QuorumChange) => |_, _| {},
+        QuorumRestored(QuorumChange) => |_, _| {},
+    }
+}
+
+/// `node_joined` / `node_left`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeMembershipChange {
+    pub node_id: String,
+    pub node_address: String,
+    pub node_role: String,
+    pub reason: String,
+    pub cluster_size: usize,
+    pub has_quorum: bool,
+}
+
+/// `node_health_change`. `metrics` holds real measurements taken when the change was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealthChange {
+    pub node_id: String,
+    pub old_status: NodeHealth,
+    pub new_status: NodeHealth,
+    pub role: String,
+    pub reason: String,
+    pub metrics: BTreeMap<String, f64>,
+    /// Overall health after this change, so a dashboard needs no second request.
+    pub cluster_status: ClusterHealthStatus,
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+}
+
+/// `quorum_lost` / `quorum_restored`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuorumChange {
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+    pub quorum_size: usize,
+    pub has_quorum: bool,
+}

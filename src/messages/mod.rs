@@ -7,3 +7,5 @@ pub mod events;
 pub mod faults;
 pub mod registry;
 pub mod replication;
+pub mod runtime;
+pub mod system;

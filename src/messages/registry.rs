@@ -1,5 +1,6 @@
 //! Messages to and from the event registry: publish, subscribe with a filter, change the filter,
-//! unsubscribe, read retained events, and what a subscriber receives.
+//! unsubscribe, read retained events, end every subscription at shutdown, and what a subscriber
+//! receives.
 
 use actix::prelude::*;
 
@@ -162,6 +163,11 @@ pub struct CloseSubscription {
 pub struct Publish {
     pub event: Event,
 }
+
+/// Ends every subscription with "server shutting down": the first step of a clean shutdown.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseAllSubscriptions;
 
 /// Retained events admitted by `filter` with `seq > filter.since_seq`, oldest first, at most `limit`.
 #[derive(Debug, Message)]

@@ -1,6 +1,7 @@
 //! Messages of the replication domain: the data path (replicate a batch of operations, read a
 //! row), the replica lifecycle, status and lag, and what the primary and its replicas tell each
-//! other (shipped WAL, progress reports).
+//! other (shipped WAL, progress reports). The events the domain publishes are in
+//! `replication/events.rs`.
 //!
 //! LSNs are byte positions in the primary's write-ahead log, as in PostgreSQL: a record that
 //! starts at `lsn` and is `n` bytes long ends at `lsn + n`, where the next one starts.
@@ -13,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
 use crate::model::{lsn_text, ConflictStrategy, LogRecord, Op, OpKind};
+
+mod events;
+pub use events::*;
 
 /// Why a replication request failed; each carries what it is about.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -20,12 +20,13 @@ pub use self::subscription::EventSubscription;
 use crate::actors::cluster::{Cluster, MembershipActor};
 use crate::actors::domain::{Domain, DomainContext, DomainStartError};
 use crate::actors::net::{Link, NetActor};
-use crate::actors::registry::{EventRegistry, InterestTable, RegistrySettings};
+use crate::actors::registry::{EventMetrics, EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::actors::replication::{PrimaryActor, Replication};
 use crate::config::Config;
 use crate::exec::BackgroundPool;
 use crate::messages::events::{Category, EventFilter};
 use crate::messages::registry::*;
+use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
@@ -55,6 +56,7 @@ impl Runtime {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(config.storage.durable_dir().as_deref())?);
         let metrics = Arc::new(Metrics::default());
+        let event_metrics = EventMetrics::register(&metrics);
         let interest = Arc::new(InterestTable::default());
 
         let (last_seq, seq_reserved) = if store.is_durable() {
@@ -70,9 +72,9 @@ impl Runtime {
         };
         let registry_arbiter = Arbiter::new();
         let registry = {
-            let (store, metrics, interest) = (store.clone(), metrics.clone(), interest.clone());
+            let (store, counts, interest) = (store.clone(), event_metrics.clone(), interest.clone());
             EventRegistry::start_in_arbiter(&registry_arbiter.handle(), move |_| {
-                EventRegistry::new(registry_settings, store, metrics, interest)
+                EventRegistry::new(registry_settings, store, counts, interest)
             })
         };
         // A thread per core (at least two): more would only take turns on the same cores.
@@ -84,7 +86,7 @@ impl Runtime {
         let context = DomainContext {
             config: config.clone(),
             store: store.clone(),
-            registry: registry.clone(),
+            events: EventPublisher::new(registry.clone(), event_metrics, metrics.clone()),
             metrics: metrics.clone(),
             interest: interest.clone(),
             link,
@@ -240,36 +242,5 @@ impl RuntimeHandle {
         // file now so the data directory can be opened again as soon as this returns.
         inner.store.close();
         tracing::info!("runtime stopped");
-    }
-}
-
-/// Ends every subscription with "server shutting down" (used by shutdown).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CloseAllSubscriptions;
-
-/// Asks an actor of the runtime to stop (used by shutdown).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopRuntimeActor;
-
-impl Handler<CloseAllSubscriptions> for EventRegistry {
-    type Result = ();
-    fn handle(&mut self, _: CloseAllSubscriptions, _ctx: &mut Self::Context) {
-        self.close_all();
-    }
-}
-
-impl Handler<StopRuntimeActor> for EventRegistry {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<StopRuntimeActor> for MembershipActor {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clusterd::config::{Config, StorageEngine};
 use clusterd::messages::cluster::{AddNode, ListNodes, NodeMetadata, NodeView};
-use clusterd::messages::events::{EventFilter, EventType, PublishedEvent, SharedEvent};
+use clusterd::messages::events::{EventFilter, EventType, PublishedEvent, SharedEvent, SubjectKind};
 use clusterd::messages::registry::{Delivery, GetRegistryStatus, ReadRetained, RegistryStatus};
 use clusterd::runtime::EventSubscription;
 use clusterd::RuntimeHandle;
@@ -99,7 +99,7 @@ pub async fn next_event_matching(
 pub async fn next_node_event(sub: &mut EventSubscription, t: EventType, node_id: &str) -> SharedEvent {
     next_event_matching(
         sub,
-        |e| e.event_type == t && e.subjects.node_ids.iter().any(|n| n == node_id),
+        |e| e.event_type == t && e.subjects.of(SubjectKind::Node).iter().any(|n| n == node_id),
         TIMEOUT,
     )
     .await

@@ -22,7 +22,8 @@ use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
 use crate::model::{validate_id, ClusterHealthStatus, NodeHealth};
-use crate::metrics::Metrics;
+use crate::messages::runtime::StopRuntimeActor;
+use crate::metrics::CounterFamily;
 use crate::storage::{RecordTable, Store};
 
 /// Timing of the failure detector, from `[cluster]`.
@@ -76,7 +77,8 @@ pub struct MembershipActor {
     pub(super) settings: MembershipSettings,
     pub(super) store: Arc<Store>,
     pub(super) events: EventPublisher,
-    pub(super) metrics: Arc<Metrics>,
+    /// `/metrics`' count of actor restarts, which node actors move.
+    pub(super) restart_counts: CounterFamily,
     pub(super) members: BTreeMap<String, Member>,
     pub(super) had_quorum: bool,
     /// The next node actor's incarnation: process-wide, so answers from an actor of a removed
@@ -97,7 +99,6 @@ impl MembershipActor {
         bootstrap_nodes: &[String],
         store: Arc<Store>,
         events: EventPublisher,
-        metrics: Arc<Metrics>,
     ) -> Result<Self, ClusterError> {
         let storage = |e: crate::storage::StorageError| ClusterError::Storage { message: e.to_string() };
         let rows = store.list_records(RecordTable::ClusterNodes).map_err(storage)?;
@@ -132,8 +133,8 @@ impl MembershipActor {
         Ok(MembershipActor {
             settings,
             store,
+            restart_counts: crate::actors::actor_restarts(events.metrics()),
             events,
-            metrics,
             members: BTreeMap::new(),
             had_quorum: true,
             next_incarnation: 0,
@@ -142,7 +143,7 @@ impl MembershipActor {
         })
     }
 
-    fn publish(&self, severity: Severity, source: String, payload: EventPayload) {
+    fn publish(&self, severity: Severity, source: String, payload: ClusterEvent) {
         self.events.publish(Event::now(severity, source, payload));
     }
 
@@ -152,7 +153,7 @@ impl MembershipActor {
             incarnation,
             self.events.clone(),
             ctx.address().recipient(),
-            self.metrics.clone(),
+            self.restart_counts.clone(),
         )
         .start_supervised()
     }
@@ -313,7 +314,7 @@ impl MembershipActor {
         self.publish(
             severity,
             format!("node:{node_id}"),
-            EventPayload::NodeHealthChange(NodeHealthChange {
+            ClusterEvent::NodeHealthChange(NodeHealthChange {
                 node_id: node_id.to_string(),
                 old_status: old,
                 new_status: new,
@@ -336,9 +337,9 @@ impl MembershipActor {
         self.had_quorum = has_quorum;
         let change = QuorumChange { healthy_nodes: up, total_nodes: total, quorum_size, has_quorum };
         if has_quorum {
-            self.publish(Severity::Info, "cluster:membership".into(), EventPayload::QuorumRestored(change));
+            self.publish(Severity::Info, "cluster:membership".into(), ClusterEvent::QuorumRestored(change));
         } else {
-            self.publish(Severity::Critical, "cluster:membership".into(), EventPayload::QuorumLost(change));
+            self.publish(Severity::Critical, "cluster:membership".into(), ClusterEvent::QuorumLost(change));
         }
     }
 
@@ -354,9 +355,9 @@ impl MembershipActor {
         };
         let source = format!("node:{}", record.node_id);
         if joined {
-            self.publish(Severity::Info, source, EventPayload::NodeJoined(change));
+            self.publish(Severity::Info, source, ClusterEvent::NodeJoined(change));
         } else {
-            self.publish(Severity::Warning, source, EventPayload::NodeLeft(change));
+            self.publish(Severity::Warning, source, ClusterEvent::NodeLeft(change));
         }
     }
 
@@ -680,5 +681,12 @@ impl Handler<NodeRestarted> for MembershipActor {
                 m.restarts = m.restarts.max(m.restarts_of_earlier_actors + msg.restart_count);
             }
         }
+    }
+}
+
+impl Handler<StopRuntimeActor> for MembershipActor {
+    type Result = ();
+    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

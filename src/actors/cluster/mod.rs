@@ -29,7 +29,6 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         &ctx.config.cluster.nodes,
         ctx.store.clone(),
         ctx.publisher(),
-        ctx.metrics.clone(),
     )
     .map_err(|e| DomainStartError { domain: "cluster", reason: e.to_string() })?
     .start();

@@ -7,21 +7,21 @@
 //! membership actor, the only holder of its address, lets go of it, so the supervisor has nobody
 //! to restart it for, until an operator restarts the node as a new actor.
 
-use std::sync::Arc;
-
 use actix::prelude::*;
 
 use crate::actors::registry::EventPublisher;
 use crate::messages::cluster::*;
-use crate::messages::events::{ActorRestart, Event, EventPayload, Severity};
-use crate::metrics::Metrics;
+use crate::messages::events::{Event, Severity};
+use crate::messages::system::{ActorRestart, SystemEvent};
+use crate::metrics::CounterFamily;
 
 pub struct NodeActor {
     node_id: String,
     incarnation: u64,
     events: EventPublisher,
     membership: Recipient<NodeRestarted>,
-    metrics: Arc<Metrics>,
+    /// `/metrics`' count of actor restarts.
+    restart_counts: CounterFamily,
     /// Supervised restarts after internal faults.
     restarts: u64,
     /// The reason of the fault being recovered from, between `stop` and `restarting`.
@@ -37,14 +37,14 @@ impl NodeActor {
         incarnation: u64,
         events: EventPublisher,
         membership: Recipient<NodeRestarted>,
-        metrics: Arc<Metrics>,
+        restart_counts: CounterFamily,
     ) -> Self {
         NodeActor {
             node_id,
             incarnation,
             events,
             membership,
-            metrics,
+            restart_counts,
             restarts: 0,
             pending_fault: None,
             crashed: false,
@@ -73,7 +73,7 @@ impl actix::Supervised for NodeActor {
         self.restarts += 1;
         let reason = self.pending_fault.take().unwrap_or_else(|| "stopped unexpectedly".into());
         tracing::warn!(node_id = %self.node_id, restarts = self.restarts, %reason, "node actor restarted by its supervisor");
-        self.metrics.actor_restarted("node", &self.node_id);
+        self.restart_counts.inc(&["node", &self.node_id]);
         // Before the event, so anyone who saw the event and then asks the membership sees it too.
         self.membership.do_send(NodeRestarted {
             node_id: self.node_id.clone(),
@@ -83,7 +83,7 @@ impl actix::Supervised for NodeActor {
         self.events.publish(Event::now(
             Severity::Warning,
             format!("node:{}", self.node_id),
-            EventPayload::ActorRestarted(ActorRestart {
+            SystemEvent::ActorRestarted(ActorRestart {
                 actor_kind: "node".into(),
                 actor_id: self.node_id.clone(),
                 reason,

@@ -2,6 +2,7 @@
 //! supervised actor per replica (durable apply, position reports), talking through the
 //! fault-injecting link.
 
+pub mod metrics;
 pub mod primary;
 pub mod replica;
 

@@ -29,6 +29,7 @@ pub use schema::{
 };
 pub use subscription::{SubscriptionRoot, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 
+use crate::http::metrics::HttpMetrics;
 use crate::runtime::RuntimeHandle;
 
 /// Registers the GraphQL routes.
@@ -57,9 +58,10 @@ async fn graphiql_or_subscriptions(
     payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
+    metrics: web::Data<HttpMetrics>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if transport::is_websocket_upgrade(&req) {
-        return transport::subscriptions(req, payload, schema, runtime).await;
+        return transport::subscriptions(req, payload, schema, runtime, metrics).await;
     }
     // The page never changes for the life of the process: render it once.
     static PAGE: OnceLock<String> = OnceLock::new();

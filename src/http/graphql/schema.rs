@@ -9,9 +9,10 @@ use async_graphql::{Context, ErrorExtensions, InputObject, Object, Schema, Simpl
 use serde_json::Value as JsonValue;
 
 use crate::http::error::ApiError;
-use crate::messages::cluster::{ClusterHealthReport, ClusterStatus, NodeView};
+use crate::http::metrics::HttpMetrics;
+use crate::messages::cluster::{ClusterEvent, ClusterHealthReport, ClusterStatus, NodeView};
 use crate::messages::events::{
-    now_ms, EventFilter, EventPayload, EventType, SharedEvent,
+    now_ms, EventFilter, EventPayload, EventType, SharedEvent, SubjectKind,
 };
 use crate::model::ClusterHealthStatus;
 use crate::runtime::RuntimeHandle;
@@ -29,14 +30,15 @@ pub const MAX_DEPTH: usize = 20;
 pub const MAX_COMPLEXITY: usize = 1000;
 
 /// Builds the schema on a running runtime: every resolver reaches the actors through the
-/// [`RuntimeHandle`] in the schema data.
-pub fn schema(runtime: RuntimeHandle) -> ClusterSchema {
+/// [`RuntimeHandle`] in the schema data; subscriptions count themselves in `metrics`.
+pub fn schema(runtime: RuntimeHandle, metrics: Arc<HttpMetrics>) -> ClusterSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
     .data(runtime)
+    .data(metrics)
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .finish()
@@ -278,7 +280,7 @@ pub struct NodeStatusEvent {
 impl NodeStatusEvent {
     /// The typed view of a `node_health_change` event; `None` for any other event.
     pub fn from_event(e: &SharedEvent) -> Option<Self> {
-        let EventPayload::NodeHealthChange(p) = &e.payload else {
+        let EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) = &e.payload else {
             return None;
         };
         Some(NodeStatusEvent {
@@ -335,7 +337,7 @@ impl ClusterHealthEvent {
     /// The typed view of a health or quorum event; `None` for any other event.
     pub fn from_event(e: &SharedEvent) -> Option<Self> {
         let (node, cluster_status, healthy, total, has_quorum) = match &e.payload {
-            EventPayload::NodeHealthChange(p) => (
+            EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) => (
                 Some((p.node_id.clone(), p.old_status, p.new_status)),
                 p.cluster_status,
                 p.healthy_nodes,
@@ -344,7 +346,7 @@ impl ClusterHealthEvent {
                 // is no quorum.
                 p.cluster_status != ClusterHealthStatus::Critical,
             ),
-            EventPayload::QuorumLost(q) | EventPayload::QuorumRestored(q) => {
+            EventPayload::Cluster(ClusterEvent::QuorumLost(q) | ClusterEvent::QuorumRestored(q)) => {
                 // Quorum events carry counts only; the overall status follows from them by the
                 // definition of `ClusterHealthStatus`.
                 let status = if !q.has_quorum {
@@ -454,44 +456,54 @@ impl EventFilterInput {
     /// The domain filter. Unknown event types, categories and severities, and id lists the
     /// contract does not allow, are `invalid_request` errors naming the field.
     pub fn into_filter(self) -> async_graphql::Result<EventFilter> {
-        let filter = EventFilter {
-            replica_ids: self.replica_ids.unwrap_or_default(),
-            node_ids: self.node_ids.unwrap_or_default(),
-            instance_ids: self.instance_ids.unwrap_or_default(),
-            tables: self.tables.unwrap_or_default(),
-            shard_ids: self.shard_ids.unwrap_or_default(),
-            resource_ids: self.resource_ids.unwrap_or_default(),
-            query_ids: self.query_ids.unwrap_or_default(),
-            group_ids: self.group_ids.unwrap_or_default(),
-            event_types: parse_all("event_types", self.event_types)?,
-            categories: parse_all("categories", self.categories)?,
-            min_severity: self
-                .min_severity
-                .map(|s| {
-                    s.parse()
-                        .map_err(|reason: String| invalid_filter("min_severity", reason))
-                })
-                .transpose()?,
-            since_seq: self.since_seq,
-            include_lag_alerts: self.include_lag_alerts,
-            include_status_changes: self.include_status_changes,
-            include_conflicts: self.include_conflicts,
-            include_health_changes: self.include_health_changes,
-            include_failover_events: self.include_failover_events,
-            include_leader_elections: self.include_leader_elections,
-            include_migrations: self.include_migrations,
-            include_cache_fusion: self.include_cache_fusion,
-            include_lock_events: self.include_lock_events,
-            include_recovery_events: self.include_recovery_events,
-            include_parallel_query: self.include_parallel_query,
-            include_rebalance_events: self.include_rebalance_events,
-            include_shard_changes: self.include_shard_changes,
-        };
-        // The id-list rules (count, length) live in the filter's own parser; going through it
-        // keeps GraphQL from admitting a filter the WebSocket and REST faces would refuse.
-        let text = serde_json::to_string(&filter)
-            .map_err(|e| gql_error(ApiError::invalid("filter", e.to_string())))?;
-        EventFilter::from_json(&text).map_err(|e| invalid_filter(&e.field, e.reason))
+        let mut filter = EventFilter::default();
+        for (kind, ids) in [
+            (SubjectKind::Replica, self.replica_ids),
+            (SubjectKind::Node, self.node_ids),
+            (SubjectKind::Instance, self.instance_ids),
+            (SubjectKind::Table, self.tables),
+            (SubjectKind::Shard, self.shard_ids),
+            (SubjectKind::Resource, self.resource_ids),
+            (SubjectKind::Query, self.query_ids),
+            (SubjectKind::Group, self.group_ids),
+        ] {
+            *filter.ids_mut(kind) = ids.unwrap_or_default();
+        }
+        filter.event_types = parse_all("event_types", self.event_types)?;
+        filter.categories = parse_all("categories", self.categories)?;
+        filter.min_severity = self
+            .min_severity
+            .map(|s| {
+                s.parse()
+                    .map_err(|reason: String| invalid_filter("min_severity", reason))
+            })
+            .transpose()?;
+        filter.since_seq = self.since_seq;
+        for (name, value) in [
+            ("include_lag_alerts", self.include_lag_alerts),
+            ("include_status_changes", self.include_status_changes),
+            ("include_conflicts", self.include_conflicts),
+            ("include_health_changes", self.include_health_changes),
+            ("include_failover_events", self.include_failover_events),
+            ("include_leader_elections", self.include_leader_elections),
+            ("include_migrations", self.include_migrations),
+            ("include_cache_fusion", self.include_cache_fusion),
+            ("include_lock_events", self.include_lock_events),
+            ("include_recovery_events", self.include_recovery_events),
+            ("include_parallel_query", self.include_parallel_query),
+            ("include_rebalance_events", self.include_rebalance_events),
+            ("include_shard_changes", self.include_shard_changes),
+        ] {
+            if let Some(slot) = filter.include_mut(name) {
+                *slot = value;
+            }
+        }
+        // The id-list rules (count, length) are the filter's own; checking them here keeps
+        // GraphQL from admitting a filter the WebSocket and REST faces would refuse.
+        filter
+            .validate()
+            .map_err(|e| invalid_filter(&e.field, e.reason))?;
+        Ok(filter)
     }
 }
 

@@ -24,9 +24,9 @@ use super::schema::{
     EventFilterInput, NodeStatusEvent,
 };
 use crate::http::error::ApiError;
-use crate::messages::events::{now_ms, EventFilter, EventType, SharedEvent};
+use crate::http::metrics::HttpMetrics;
+use crate::messages::events::{now_ms, EventFilter, EventType, SharedEvent, SubjectKind};
 use crate::messages::registry::{Delivery, SubscriberInfo, Transport};
-use crate::metrics::Metrics;
 use crate::runtime::EventSubscription;
 
 /// Most subscriptions one connection may run at once. `ws.max_sessions` bounds connections, not
@@ -72,9 +72,9 @@ impl ClusterSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<NodeStatusEvent>>> {
         let filter = EventFilter {
             event_types: vec![EventType::NodeHealthChange],
-            node_ids: node_id.map(|id| vec![id.0]).unwrap_or_default(),
             ..EventFilter::default()
-        };
+        }
+        .with_ids(SubjectKind::Node, node_id.map(|id| id.0));
         let events = subscribe(ctx, "nodeStatusChanges", filter).await?;
         Ok(events.filter_map(|item| {
             std::future::ready(match item {
@@ -113,6 +113,7 @@ pub(super) async fn subscribe(
     filter: EventFilter,
 ) -> async_graphql::Result<CountedStream> {
     let runtime = runtime(ctx)?;
+    let metrics = ctx.data::<Arc<HttpMetrics>>()?;
     // Over WebSocket the transport puts the peer in the connection data; a schema executed some
     // other way (tests, in-process) has none, and says so.
     let connection = ctx.data_opt::<ConnectionInfo>();
@@ -141,7 +142,7 @@ pub(super) async fn subscribe(
     );
     Ok(CountedStream::new(
         deliveries(subscription, runtime.shutdown_signal()).boxed(),
-        runtime.metrics().clone(),
+        metrics.clone(),
         slot,
     ))
 }
@@ -259,7 +260,7 @@ impl Drop for ConnectionSlot {
 /// or the registry ended it).
 pub(super) struct CountedStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<HttpMetrics>,
     /// `None` for a schema executed without a connection (in-process).
     _slot: Option<ConnectionSlot>,
 }
@@ -267,7 +268,7 @@ pub(super) struct CountedStream {
 impl CountedStream {
     fn new(
         inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<HttpMetrics>,
         slot: Option<ConnectionSlot>,
     ) -> Self {
         metrics.graphql_subscription_started();
@@ -297,7 +298,8 @@ impl Drop for CountedStream {
 mod tests {
     use super::*;
     use crate::config::StorageEngine;
-    use crate::messages::events::{ActorRestart, Event, EventPayload, Severity};
+    use crate::messages::events::{Event, Severity};
+    use crate::messages::system::{ActorRestart, SystemEvent};
     use crate::messages::registry::Publish;
     use crate::{Config, Runtime, RuntimeHandle};
     use std::time::Duration;
@@ -326,7 +328,7 @@ mod tests {
             let event = Event::now(
                 Severity::Warning,
                 "test",
-                EventPayload::ActorRestarted(ActorRestart {
+                SystemEvent::ActorRestarted(ActorRestart {
                     actor_kind: "test".into(),
                     actor_id: "lag".into(),
                     reason: "test".into(),

@@ -43,7 +43,7 @@ use super::schema::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
 use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
-use crate::metrics::Metrics;
+use crate::http::metrics::HttpMetrics;
 use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,
@@ -119,6 +119,7 @@ pub async fn subscriptions(
     payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
+    metrics: web::Data<HttpMetrics>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if !is_websocket_upgrade(&req) {
         return Err(ApiError::invalid(
@@ -143,7 +144,6 @@ pub async fn subscriptions(
     }
     // A subscription connection holds a socket and subscriptions just like an event-stream
     // session, so both share the one `ws.max_sessions` budget.
-    let metrics = runtime.metrics();
     if !metrics.try_open_ws_session(config.ws.max_sessions) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -157,7 +157,7 @@ pub async fn subscriptions(
     }
     // From here on the slot is the session's: its drop gives it back, whether the actor ran and
     // stopped or the upgrade failed before it started.
-    let slot = SessionSlot(metrics.clone());
+    let slot = SessionSlot(metrics.into_inner());
     let peer = req
         .peer_addr()
         .map(|a| a.to_string())
@@ -216,7 +216,7 @@ struct GraphQlSession {
 
 /// One of the `ws.max_sessions` places, counted by `try_open_ws_session` and given back when
 /// dropped: with the session once its actor stopped, or at once if the upgrade failed.
-struct SessionSlot(Arc<Metrics>);
+struct SessionSlot(Arc<HttpMetrics>);
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::http::error::ApiError;
-use crate::messages::events::EventFilter;
+use crate::http::filter::filter_from_query;
 use crate::messages::registry::ReadRetained;
 use crate::runtime::RuntimeHandle;
 
@@ -39,7 +39,7 @@ pub async fn retained_events(req: HttpRequest, runtime: web::Data<RuntimeHandle>
             filter_pairs.push((k.as_str(), v.as_str()));
         }
     }
-    let filter = EventFilter::from_query_pairs(filter_pairs, &["token"])
+    let filter = filter_from_query(filter_pairs, &["token"])
         .map_err(|e| ApiError::invalid(&e.field, e.reason))?;
     let read = runtime.registry().send(ReadRetained { filter, limit }).await?;
     let mut body = String::with_capacity(64 + read.events.iter().map(|e| e.json.len() + 1).sum::<usize>());

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::http::error::ApiError;
+use crate::http::metrics::HttpMetrics;
 use crate::messages::registry::{
     CloseCode, CloseSubscription, GetRegistryStatus, ListSubscriptions, SubscriptionRow, Transport,
 };
@@ -19,10 +20,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/api/v1/ws/status", tag = "websocket",
     responses((status = 200, description = "active_sessions, events_published, events_delivered, events_dropped, current_seq", body = Object)))]
-pub async fn ws_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+pub async fn ws_status(
+    runtime: web::Data<RuntimeHandle>,
+    metrics: web::Data<HttpMetrics>,
+) -> Result<HttpResponse, ApiError> {
     let s = runtime.registry().send(GetRegistryStatus).await?;
     Ok(HttpResponse::Ok().json(json!({
-        "active_sessions": runtime.metrics().ws_sessions_active(),
+        "active_sessions": metrics.ws_sessions_active(),
         "active_subscriptions": s.active_subscriptions,
         "events_published": s.events_published,
         "events_delivered": s.events_delivered,

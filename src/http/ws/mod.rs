@@ -9,7 +9,8 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use crate::http::error::ApiError;
-use crate::messages::events::EventFilter;
+use crate::http::filter::filter_from_query;
+use crate::http::metrics::HttpMetrics;
 use crate::runtime::RuntimeHandle;
 use session::{StreamKind, WsSession};
 
@@ -23,9 +24,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ] {
         cfg.route(
             path,
-            web::get().to(move |req: HttpRequest, body: web::Payload, runtime: web::Data<RuntimeHandle>| {
-                open_stream(req, body, runtime, kind)
-            }),
+            web::get().to(
+                move |req: HttpRequest,
+                      body: web::Payload,
+                      runtime: web::Data<RuntimeHandle>,
+                      metrics: web::Data<HttpMetrics>| open_stream(req, body, runtime, metrics, kind),
+            ),
         );
     }
 }
@@ -40,20 +44,18 @@ async fn open_stream(
     req: HttpRequest,
     body: web::Payload,
     runtime: web::Data<RuntimeHandle>,
+    metrics: web::Data<HttpMetrics>,
     kind: StreamKind,
 ) -> Result<HttpResponse, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e.to_string()))?;
-    let filter = EventFilter::from_query_pairs(
-        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &["token"],
-    )
+    let filter = filter_from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &["token"])
     .map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "invalid_filter", e.to_string())
             .with_details(json!({ "field": e.field, "reason": e.reason }))
     })?;
     let config = runtime.config();
-    if !runtime.metrics().try_open_ws_session(config.ws.max_sessions) {
+    if !metrics.try_open_ws_session(config.ws.max_sessions) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "too_many_sessions",
@@ -62,7 +64,8 @@ async fn open_stream(
     }
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
     let socket = req.conn_data::<watchdog::ConnectionSocket>().cloned();
-    let session = WsSession::new(runtime.get_ref().clone(), kind, peer, filter, socket);
+    let session =
+        WsSession::new(runtime.get_ref().clone(), metrics.clone().into_inner(), kind, peer, filter, socket);
     let started = ws::WsResponseBuilder::new(session, &req, body)
         .frame_size(codec_frame_limit(config.ws.max_frame_bytes))
         .start();
@@ -70,7 +73,7 @@ async fn open_stream(
         Ok(res) => Ok(res),
         Err(e) => {
             // The session actor never started, so its `stopped` will not uncount it.
-            runtime.metrics().ws_session_closed();
+            metrics.ws_session_closed();
             Err(ApiError::new(
                 actix_web::http::StatusCode::BAD_REQUEST,
                 "not_a_websocket_request",

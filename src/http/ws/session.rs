@@ -23,8 +23,10 @@ use serde_json::json;
 
 use std::collections::VecDeque;
 
+use crate::actors::registry::CompiledFilter;
+use crate::http::metrics::HttpMetrics;
 use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
-use crate::messages::events::{Category, CompiledFilter, EventFilter, SharedEvent};
+use crate::messages::events::{Category, EventFilter, SharedEvent};
 use crate::messages::registry::{
     CloseCode, Delivery, Subscribe, SubscribeAck, SubscriberInfo, Transport, Unsubscribe, UpdateFilter,
 };
@@ -87,6 +89,7 @@ const REPLAY_PAGE: usize = 64;
 
 pub struct WsSession {
     runtime: RuntimeHandle,
+    metrics: std::sync::Arc<HttpMetrics>,
     stream: StreamKind,
     peer: String,
     limits: SessionLimits,
@@ -115,6 +118,7 @@ pub struct WsSession {
 impl WsSession {
     pub fn new(
         runtime: RuntimeHandle,
+        metrics: std::sync::Arc<HttpMetrics>,
         stream: StreamKind,
         peer: String,
         filter: EventFilter,
@@ -123,10 +127,11 @@ impl WsSession {
         let limits = SessionLimits::from_config(runtime.config());
         WsSession {
             runtime,
+            metrics,
             stream,
             peer,
             limits,
-            compiled: filter.compile(&stream.categories()),
+            compiled: CompiledFilter::compile(&filter, &stream.categories()),
             initial_filter: Some(filter),
             subscription_id: None,
             last_seq: 0,
@@ -187,7 +192,7 @@ impl WsSession {
     }
 
     fn error_frame(&self, ctx: &mut ws::WebsocketContext<Self>, code: &str, message: String) {
-        self.runtime.metrics().ws_bad_frame();
+        self.metrics.ws_bad_frame();
         Self::send_json(ctx, json!({ "type": "error", "code": code, "message": message }));
     }
 
@@ -221,7 +226,7 @@ impl WsSession {
                 "current_seq": ack.current_seq,
             }),
         );
-        self.compiled = filter.compile(&self.stream.categories());
+        self.compiled = CompiledFilter::compile(filter, &self.stream.categories());
         // A new filter without since_seq goes on from where the session is: queued deliveries the
         // new filter admits are still written (checked against `compiled`), none is repeated.
         // With since_seq, the session rewinds to what the client asked for.
@@ -329,7 +334,7 @@ impl Actor for WsSession {
         if let Some(subscription_id) = self.subscription_id.take() {
             self.runtime.registry().do_send(Unsubscribe { subscription_id });
         }
-        self.runtime.metrics().ws_session_closed();
+        self.metrics.ws_session_closed();
     }
 }
 
@@ -392,7 +397,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 // The codec could not read a frame (over the hard size bound, or not WebSocket):
                 // the stream cannot be resynchronised, so the session ends.
                 tracing::info!(peer = %self.peer, error = %e, "WebSocket protocol error; closing");
-                self.runtime.metrics().ws_bad_frame();
+                self.metrics.ws_bad_frame();
                 let code = match e {
                     ws::ProtocolError::Overflow => ws::CloseCode::Size,
                     _ => ws::CloseCode::Protocol,

@@ -189,7 +189,7 @@ impl Primary {
         out.publish(
             severity,
             source,
-            EventPayload::ReplicationError(ReplicationErrorEvent {
+            ReplicationEvent::ReplicationError(ReplicationErrorEvent {
                 replica_id: replica_id.to_string(),
                 error_code: code.into(),
                 error_message: message,

@@ -14,7 +14,7 @@ use super::PrimaryActor;
 use crate::exec;
 use crate::messages::errors::DomainError;
 use crate::messages::faults::*;
-use crate::runtime::StopRuntimeActor;
+use crate::messages::runtime::StopRuntimeActor;
 use crate::messages::replication::*;
 use crate::model::{lsn_text, validate_id, ReplicaStatus, SlotType};
 use crate::storage::{RecordTable, StorageError};

@@ -34,7 +34,7 @@ impl Primary {
         out.publish(
             Severity::Info,
             format!("replica:{id}"),
-            EventPayload::ReplicaAdded(ReplicaMembershipChange { replica_id: id.to_string(), mode: mode_str(mode).into(), reason }),
+            ReplicationEvent::ReplicaAdded(ReplicaMembershipChange { replica_id: id.to_string(), mode: mode_str(mode).into(), reason }),
         );
     }
 
@@ -63,13 +63,13 @@ impl Primary {
     /// Reseeds `target` from `snap` (checked restorable).
     pub fn restore(&mut self, snap: &SnapshotRecord, target: &str, out: &mut Outbox) {
         self.reseed(target, Arc::new(snap.rows.clone()), snap.lsn, out);
-        out.publish(Severity::Info, format!("replica:{target}"), EventPayload::SnapshotRestored(snap.change(target)));
+        out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(target)));
     }
 
     /// A snapshot was stored.
     pub fn snapshot_created(&mut self, record: &SnapshotRecord, out: &mut Outbox) {
         self.newest_snapshot = Some((record.snapshot_id.clone(), record.lsn));
-        out.publish(Severity::Info, self.source(), EventPayload::SnapshotCreated(record.change("")));
+        out.publish(Severity::Info, self.source(), ReplicationEvent::SnapshotCreated(record.change("")));
     }
 
     /// Replica `id`'s actor (incarnation `incarnation`) started: nothing is shipped to it until
@@ -88,7 +88,7 @@ impl Primary {
         out.publish(
             Severity::Warning,
             format!("replica:{id}"),
-            EventPayload::ReplicaRemoved(ReplicaMembershipChange {
+            ReplicationEvent::ReplicaRemoved(ReplicaMembershipChange {
                 replica_id: id.to_string(),
                 mode: mode_str(e.mode).into(),
                 reason: "removed by operator".into(),

@@ -34,6 +34,7 @@ use self::outbox::{Fetch, Outbox, ToReplica};
 use self::state::Primary;
 use crate::actors::net::{Link, Sent};
 use crate::actors::registry::{EventPublisher, InterestTable};
+use crate::actors::replication::metrics::ReplicationMetrics;
 use crate::actors::replication::replica::ReplicaActor;
 use crate::exec::{self, BackgroundPool, Priority};
 use crate::messages::replication::*;
@@ -60,6 +61,7 @@ pub struct PrimaryActor {
     /// Where replicas run the storage work nobody waits for.
     background: Arc<BackgroundPool>,
     events: EventPublisher,
+    metrics: ReplicationMetrics,
     link: Link,
     /// Each running replica's actor (incarnation, address). The primary's actor is the only
     /// holder of these addresses, so a crashed replica's supervisor has nobody to restart it for.
@@ -85,6 +87,7 @@ impl PrimaryActor {
             state: Primary::new(settings, interest),
             store,
             background,
+            metrics: ReplicationMetrics::register(events.metrics()),
             events,
             link,
             replicas: HashMap::new(),
@@ -141,7 +144,7 @@ impl PrimaryActor {
         let (store, primary) = (self.store.clone(), self.state.id().to_string());
         ctx.spawn(exec::then_on_actor(move || store.commit_log(&primary, commit), move |res, act: &mut Self, ctx| {
             if res.is_ok() {
-                act.events.metrics().wal_committed(group.batches() as u64);
+                act.metrics.wal_committed(group.batches() as u64);
             }
             act.state.group_done(group, res.map_err(|e| e.to_string()), &mut act.out);
             act.start_group(ctx);

@@ -2,8 +2,8 @@
 //! WAL to read back for a replica, a checkpoint to start. The state fills it; the actor empties it
 //! after every step, so the state never does I/O and is tested without actix.
 
-use crate::messages::events::{Event, EventPayload, Severity};
-use crate::messages::replication::{PrimaryDurable, Reconcile, Reseed, ShipWal};
+use crate::messages::events::{Event, Severity};
+use crate::messages::replication::{PrimaryDurable, Reconcile, ReplicationEvent, Reseed, ShipWal};
 
 /// A message for one replica, sent through the fault-injecting link.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ impl Outbox {
         self.sends.push((replica_id.to_string(), msg));
     }
 
-    pub fn publish(&mut self, severity: Severity, source: String, payload: EventPayload) {
+    pub fn publish(&mut self, severity: Severity, source: String, payload: ReplicationEvent) {
         self.events.push(Event::now(severity, source, payload));
     }
 

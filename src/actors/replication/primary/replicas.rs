@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::log::{trim_window, THROUGHPUT_WINDOW};
 use super::outbox::Outbox;
 use crate::messages::events::*;
-use crate::messages::replication::{LagSample, ReplicaHealth, ReplicaPositions, ReplicaView};
+use crate::messages::replication::*;
 use crate::model::{lsn_text, ReplicaMode, ReplicaStatus};
 
 /// Lag samples kept per replica (one per heartbeat interval at most).
@@ -144,7 +144,7 @@ impl ReplicaEntry {
         out.publish(
             severity,
             format!("replica:{id}"),
-            EventPayload::ReplicaStatusChange(ReplicaStatusChange {
+            ReplicationEvent::ReplicaStatusChange(ReplicaStatusChange {
                 replica_id: id.to_string(),
                 old_status: old.as_str().into(),
                 new_status: new.as_str().into(),
@@ -207,7 +207,7 @@ impl ReplicaEntry {
         out.publish(
             severity,
             format!("replica:{id}"),
-            EventPayload::ReplicationLagAlert(ReplicationLagAlert {
+            ReplicationEvent::ReplicationLagAlert(ReplicationLagAlert {
                 replica_id: id.to_string(),
                 lag_bytes: lag,
                 lag_seconds: self.lag_seconds(),
@@ -236,7 +236,7 @@ impl ReplicaEntry {
             replay_lsn: lsn_text(position.replay_lsn),
             bytes_behind: flush.saturating_sub(position.replay_lsn),
         };
-        out.publish(Severity::Info, format!("replica:{id}"), EventPayload::WalPositionUpdate(payload));
+        out.publish(Severity::Info, format!("replica:{id}"), ReplicationEvent::WalPositionUpdate(payload));
     }
 
     /// Takes one lag measurement, at most once per heartbeat interval, into its history; returns

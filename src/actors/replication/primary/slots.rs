@@ -2,8 +2,8 @@
 //! them, their events, and the decoding of a logical slot's changes from the WAL.
 
 use super::outbox::Outbox;
-use crate::messages::events::{EventPayload, Severity, SlotChange};
-use crate::messages::replication::{DecodedChange, ReplicationError, SlotView};
+use crate::messages::events::Severity;
+use crate::messages::replication::{DecodedChange, ReplicationError, ReplicationEvent, SlotChange, SlotView};
 use crate::model::{lsn_text, SlotType, WalRecord};
 use crate::storage::{RecordTable, StorageError, Store};
 
@@ -47,7 +47,7 @@ impl SlotRecord {
             restart_lsn: lsn_text(self.restart_lsn),
             confirmed_flush_lsn: lsn_text(self.confirmed_flush_lsn),
         };
-        let payload = if created { EventPayload::SlotCreated(change) } else { EventPayload::SlotDropped(change) };
+        let payload = if created { ReplicationEvent::SlotCreated(change) } else { ReplicationEvent::SlotDropped(change) };
         out.publish(Severity::Info, format!("slot:{name}"), payload);
     }
 }

@@ -1,8 +1,7 @@
 //! Snapshots: the primary's committed rows at its flushed lsn, stored durably, listed, and restored
 //! into a replica (which then streams from the snapshot's lsn).
 
-use crate::messages::events::SnapshotChange;
-use crate::messages::replication::{ReplicationError, SnapshotView};
+use crate::messages::replication::{ReplicationError, SnapshotChange, SnapshotView};
 use crate::messages::events::now_ms;
 use crate::model::{json_len, lsn_text};
 use crate::storage::{RecordTable, StorageError, Store};

@@ -150,7 +150,7 @@ impl Primary {
                     out.publish(
                         Severity::Info,
                         format!("replica:{id}"),
-                        EventPayload::ReplicaAdded(ReplicaMembershipChange {
+                        ReplicationEvent::ReplicaAdded(ReplicaMembershipChange {
                             replica_id: id,
                             mode: mode_str(mode).into(),
                             reason: "bootstrap".into(),

@@ -193,7 +193,7 @@ impl Primary {
                 out.publish(
                     Severity::Info,
                     format!("replica:{id}"),
-                    EventPayload::ReplicationLagSample(ReplicationLagSample {
+                    ReplicationEvent::ReplicationLagSample(ReplicationLagSample {
                         replica_id: id.clone(),
                         lag_bytes: sample.lag_bytes,
                         lag_seconds: sample.lag_seconds,

@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::types::{ReplicaStatusEvent, ReplicationLagEvent};
 use crate::http::graphql::subscription::subscribe;
-use crate::messages::events::{EventFilter, EventType};
+use crate::messages::events::{EventFilter, EventType, SubjectKind};
 
 #[derive(Default)]
 pub struct ReplicationSubscription;
@@ -29,9 +29,9 @@ impl ReplicationSubscription {
         // checks the interest table before building one).
         let filter = EventFilter {
             event_types: vec![EventType::ReplicationLagSample],
-            replica_ids: replica_id.map(|id| vec![id.0]).unwrap_or_default(),
             ..EventFilter::default()
-        };
+        }
+        .with_ids(SubjectKind::Replica, replica_id.map(|id| id.0));
         let events = subscribe(ctx, "replicationLagUpdates", filter).await?;
         Ok(events.filter_map(move |item| {
             std::future::ready(match item {
@@ -53,9 +53,9 @@ impl ReplicationSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReplicaStatusEvent>>> {
         let filter = EventFilter {
             event_types: vec![EventType::ReplicaStatusChange],
-            replica_ids: replica_id.map(|id| vec![id.0]).unwrap_or_default(),
             ..EventFilter::default()
-        };
+        }
+        .with_ids(SubjectKind::Replica, replica_id.map(|id| id.0));
         let events = subscribe(ctx, "replicaStatusChanges", filter).await?;
         Ok(events.filter_map(|item| {
             std::future::ready(match item {

@@ -12,6 +12,7 @@ use serde_json::Value as JsonValue;
 
 use crate::model::{lsn_text, ConflictStrategy, Op, OpKind, ReplicaMode, ReplicationMode, RowValue};
 use crate::messages::events::{EventPayload, SharedEvent};
+use crate::messages::replication::ReplicationEvent;
 use crate::messages::replication::{
     LagHistory, LagSample, ReplicaHealth, ReplicaThroughput, ReplicaView,
     ReplicateAck, ReplicationSettingsView, ReplicationStatus, RowView, Throughput,
@@ -429,7 +430,7 @@ pub struct ReplicationLagEvent {
 impl ReplicationLagEvent {
     /// The typed view of a `replication_lag_sample` event; `None` for any other event.
     pub fn from_event(e: &SharedEvent) -> Option<Self> {
-        let EventPayload::ReplicationLagSample(p) = &e.payload else {
+        let EventPayload::Replication(ReplicationEvent::ReplicationLagSample(p)) = &e.payload else {
             return None;
         };
         Some(ReplicationLagEvent {
@@ -468,7 +469,7 @@ pub struct ReplicaStatusEvent {
 impl ReplicaStatusEvent {
     /// The typed view of a `replica_status_change` event; `None` for any other event.
     pub fn from_event(e: &SharedEvent) -> Option<Self> {
-        let EventPayload::ReplicaStatusChange(p) = &e.payload else {
+        let EventPayload::Replication(ReplicationEvent::ReplicaStatusChange(p)) = &e.payload else {
             return None;
         };
         Some(ReplicaStatusEvent {
