@@ -40,6 +40,16 @@ use crate::messages::events::*;
 use crate::messages::replication::*;
 use crate::storage::{LogCommit, RecordTable, Store};
 
+// This domain's record tables (each maps an id to the JSON of its durable record).
+/// Replicas: replica id -> mode.
+pub const REPLICAS: RecordTable = RecordTable::named("replicas");
+/// Settings changed at run time: name -> settings.
+pub const SETTINGS: RecordTable = RecordTable::named("settings");
+/// Replication slots: name -> type and positions.
+pub const SLOTS: RecordTable = RecordTable::named("slots");
+/// Snapshots of the primary's tables: id -> lsn and rows.
+pub const SNAPSHOTS: RecordTable = RecordTable::named("snapshots");
+
 /// Most records kept in memory for shipping, in bytes; older ones are read back from the store.
 const RECENT_BYTES: usize = 16 << 20;
 /// Most bytes shipped to one replica and not yet reported durable there: the flow-control
@@ -134,7 +144,7 @@ impl ReplicationSettings {
     }
 }
 
-/// The settings record's name in [`RecordTable::Settings`].
+/// The settings record's name in [`SETTINGS`].
 const SETTINGS_RECORD: &str = "replication";
 
 fn mode_str(m: ReplicaMode) -> &'static str {
@@ -421,7 +431,7 @@ impl PrimaryActor {
             let mut replicas = Vec::new();
             let mut fresh = Vec::new();
             if store.get_meta("replicas_bootstrapped")?.is_some() {
-                for (id, bytes) in store.list_records(RecordTable::Replicas)? {
+                for (id, bytes) in store.list_records(REPLICAS)? {
                     if let Ok(r) = serde_json::from_slice::<ReplicaRecord>(&bytes) {
                         replicas.push((id, r.mode));
                     }
@@ -430,18 +440,18 @@ impl PrimaryActor {
                 for (id, mode) in bootstrap {
                     let bytes = serde_json::to_vec(&ReplicaRecord { mode })
                         .map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-                    store.put_record(RecordTable::Replicas, &id, &bytes)?;
+                    store.put_record(REPLICAS, &id, &bytes)?;
                     fresh.push(id.clone());
                     replicas.push((id, mode));
                 }
                 store.put_meta("replicas_bootstrapped", 1)?;
             }
-            let settings = match store.get_record(RecordTable::Settings, SETTINGS_RECORD)? {
+            let settings = match store.get_record(SETTINGS, SETTINGS_RECORD)? {
                 Some(bytes) => serde_json::from_slice::<ReplicationSettingsView>(&bytes).ok(),
                 None => None,
             };
             let mut slots = BTreeMap::new();
-            for (name, bytes) in store.list_records(RecordTable::Slots)? {
+            for (name, bytes) in store.list_records(SLOTS)? {
                 if let Ok(slot) = serde_json::from_slice::<SlotRecord>(&bytes) {
                     slots.insert(name, slot);
                 }
@@ -1535,7 +1545,7 @@ impl PrimaryActor {
         record: Option<ReplicaRecord>,
         apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<T, ReplicationError> + 'static,
     ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
-        self.persist_record(RecordTable::Replicas, id, record, apply)
+        self.persist_record(REPLICAS, id, record, apply)
     }
 }
 
@@ -1562,7 +1572,7 @@ impl Handler<AddReplica> for PrimaryActor {
             // Seeded from a snapshot: registered like any replica, then restored.
             let target = id.clone();
             let store = self.store.clone();
-            let read = actix_rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+            let read = actix_rt::task::spawn_blocking(move || store.get_record(SNAPSHOTS, &snapshot_id).map(|r| (snapshot_id, r)));
             let store = self.store.clone();
             return AtomicResponse::new(Box::pin(read.into_actor(self).then(move |res, act, _ctx| {
                 let snap = match res {
@@ -1578,7 +1588,7 @@ impl Handler<AddReplica> for PrimaryActor {
                 };
                 let write = actix_rt::task::spawn_blocking(move || {
                     let bytes = serde_json::to_vec(&ReplicaRecord { mode }).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-                    store.put_record(RecordTable::Replicas, &target, &bytes).map(|()| target)
+                    store.put_record(REPLICAS, &target, &bytes).map(|()| target)
                 });
                 Box::pin(write.into_actor(act).map(move |res, act, ctx| {
                     let target = match res {
@@ -1903,7 +1913,7 @@ impl PrimaryActor {
         let bytes = serde_json::to_vec(&next);
         let write = actix_rt::task::spawn_blocking(move || {
             let bytes = bytes.map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-            store.put_record(RecordTable::Settings, SETTINGS_RECORD, &bytes)
+            store.put_record(SETTINGS, SETTINGS_RECORD, &bytes)
         });
         AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(())) => {
@@ -2176,7 +2186,7 @@ impl PrimaryActor {
         record: Option<SlotRecord>,
         apply: impl FnOnce(&mut Self) -> Result<T, ReplicationError> + 'static,
     ) -> AtomicResponse<Self, Result<T, ReplicationError>> {
-        self.persist_record(RecordTable::Slots, name, record, move |act, _| apply(act))
+        self.persist_record(SLOTS, name, record, move |act, _| apply(act))
     }
 }
 
@@ -2467,7 +2477,7 @@ impl Handler<CreateSnapshot> for PrimaryActor {
             let bytes = rows.iter().map(|r| json_len(&r.2) as u64).sum();
             let record = SnapshotRecord { snapshot_id: format!("snap_{n:06}"), lsn, created_at_ms: now_ms(), bytes, rows };
             let encoded = serde_json::to_vec(&record).map_err(|e| crate::storage::StorageError::Backend(e.to_string()))?;
-            store.put_record(RecordTable::Snapshots, &record.snapshot_id, &encoded)?;
+            store.put_record(SNAPSHOTS, &record.snapshot_id, &encoded)?;
             store.put_meta("newest_snapshot_lsn", lsn)?;
             store.put_meta("snapshot_seq", n)?;
             Ok::<_, crate::storage::StorageError>(record)
@@ -2489,7 +2499,7 @@ impl Handler<ListSnapshots> for PrimaryActor {
     fn handle(&mut self, _: ListSnapshots, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move {
-            let rows = actix_rt::task::spawn_blocking(move || store.list_records(RecordTable::Snapshots))
+            let rows = actix_rt::task::spawn_blocking(move || store.list_records(SNAPSHOTS))
                 .await
                 .map_err(|e| ReplicationError::Storage { message: e.to_string() })?
                 .map_err(|e| ReplicationError::Storage { message: e.to_string() })?;
@@ -2521,7 +2531,7 @@ impl Handler<RestoreSnapshot> for PrimaryActor {
         let store = self.store.clone();
         let snapshot_id = msg.snapshot_id;
         let target = msg.target;
-        let read = actix_rt::task::spawn_blocking(move || store.get_record(RecordTable::Snapshots, &snapshot_id).map(|r| (snapshot_id, r)));
+        let read = actix_rt::task::spawn_blocking(move || store.get_record(SNAPSHOTS, &snapshot_id).map(|r| (snapshot_id, r)));
         AtomicResponse::new(Box::pin(read.into_actor(self).map(move |res, act, _| {
             let snap = match res {
                 Ok(Ok((_, Some(bytes)))) => serde_json::from_slice::<SnapshotRecord>(&bytes)
