@@ -38,6 +38,18 @@ pub enum StorageError {
     /// Records from `from` to `until` are needed (for `purpose`) and the log lacks some.
     #[error("{owner}'s WAL from {from} to {until} is needed {purpose}, but {}", next_kept_text(*.next_kept))]
     LogGap { owner: String, from: u64, until: u64, purpose: &'static str, next_kept: Option<u64> },
+    /// Raft entries asked for at `index`, which compaction or a snapshot dropped (raft-rs's
+    /// `StorageError::Compacted`).
+    #[error("{owner}'s raft log starts at index {first_index}; index {index} is compacted")]
+    RaftCompacted { owner: String, index: u64, first_index: u64 },
+    /// Raft entries asked for (or appended) past the end of the log (raft-rs's
+    /// `StorageError::Unavailable`).
+    #[error("{owner}'s raft log ends at index {last_index}; index {index} is not there")]
+    RaftUnavailable { owner: String, index: u64, last_index: u64 },
+    /// A raft snapshot no newer than what the log already starts after (raft-rs's
+    /// `StorageError::SnapshotOutOfDate`).
+    #[error("a raft snapshot at index {index} is out of date: {owner}'s log starts after index {base_index}")]
+    RaftSnapshotOutOfDate { owner: String, index: u64, base_index: u64 },
     #[error("the store is closed (the runtime is shutting down)")]
     Closed,
     /// A domain's own failure on its way to or from the store (a record it cannot encode); the

@@ -1,6 +1,7 @@
 //! Durable state behind small traits, one per kind of state the domains keep: the byte log
 //! replication writes ([`ByteLog`]), an owner's rows ([`RowImageStore`]), records and meta
-//! counters ([`RecordStore`]). Each is implemented by the disk engine (redb, every commit fsynced before it returns) and the memory engine
+//! counters ([`RecordStore`]), and Raft's log and state ([`RaftLogStore`]). Each is implemented
+//! by the disk engine (redb, every commit fsynced before it returns) and the memory engine
 //! (`storage.engine = "memory"`, or an empty `data_dir`).
 //!
 //! Every call blocks (a commit waits for fsync): actors call it off the arbiter (`exec`), never
@@ -12,6 +13,7 @@ mod error;
 mod file;
 mod image;
 mod memory;
+pub mod raft_log;
 mod records;
 mod row_images;
 pub mod rows;
@@ -22,6 +24,7 @@ use std::path::Path;
 
 pub use byte_log::{ByteLog, LogCommit, StoredRecord};
 pub use error::StorageError;
+pub use raft_log::{RaftEntry, RaftHardState, RaftLogStore, RaftSnapshot, RaftState, RaftWrite};
 pub use records::{RecordStore, RecordTable};
 pub use row_images::{RowImageStore, RowImages, ShardImage, ShardRows, StoredRows};
 
@@ -35,10 +38,13 @@ pub const LOG_DIR: &str = "wal";
 /// [`LOG_DIR`]. Apart from the log for the same reason: a checkpoint writes a shard's rows whole
 /// (megabytes once a table is large), and the owner's WAL commits must not wait for it.
 pub const ROWS_DIR: &str = "rows";
+/// The directory inside `data_dir` with each Raft group's log and state, a file per group named
+/// as in [`LOG_DIR`].
+pub const RAFT_DIR: &str = "raft";
 
 /// Everything a store does: what [`Store`] dereferences to, so that callers call the traits'
 /// methods on it directly.
-pub trait Engine: ByteLog + RowImageStore + RecordStore + Send + Sync {
+pub trait Engine: ByteLog + RowImageStore + RecordStore + RaftLogStore + Send + Sync {
     /// Whether what is written survives a restart.
     fn is_durable(&self) -> bool;
 

@@ -1,10 +1,11 @@
 //! The disk engine: redb files under `data_dir`, every commit fsynced before it returns
 //! (redb's default durability). [`DB_FILE`] holds the records and meta counters; each owner has
-//! a file of its own per kind of state ([`LOG_DIR`], [`ROWS_DIR`]), opened on first
+//! a file of its own per kind of state ([`LOG_DIR`], [`ROWS_DIR`], [`RAFT_DIR`]), opened on first
 //! use, so that owners commit in parallel: redb takes one write transaction at a time per file.
 
 mod log;
 mod migrate;
+mod raft;
 mod records;
 mod rows;
 
@@ -16,7 +17,7 @@ use parking_lot::{MappedRwLockReadGuard, Mutex, RwLock, RwLockReadGuard};
 use redb::{ReadableDatabase, TableDefinition};
 
 use super::file;
-use super::{Engine, StorageError, DB_FILE, LOG_DIR, ROWS_DIR};
+use super::{Engine, StorageError, DB_FILE, LOG_DIR, RAFT_DIR, ROWS_DIR};
 
 /// redb's page cache for one owner's file (a tenth of it buffers a transaction's writes). Its
 /// default, 1 GiB per file, would let every owner's file grow a cache that size; an owner's file
@@ -36,6 +37,12 @@ const ROW_IMAGE_LSNS: TableDefinition<u16, u64> = TableDefinition::new("row_imag
 /// In the rows file, the prefix of the meta keys holding the positions the last reseed sets in
 /// the log file's meta (what finishing it after a crash writes there, see [`migrate`]).
 const RESEED_META: &str = "reseed:";
+/// A Raft group's entries (in its [`RAFT_DIR`] file): index -> (term, encoded entry).
+const RAFT_ENTRIES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("raft_entries");
+/// A Raft group's numbers: hard state, applied index, base and snapshot (index, term).
+const RAFT_NUMBERS: TableDefinition<&str, u64> = TableDefinition::new("raft_numbers");
+/// A Raft group's conf state and its snapshot's conf state and data.
+const RAFT_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_blobs");
 
 /// What a step inside a transaction fails with: redb's error (reported with the file and what
 /// was being done, [`DbFile::read`]) or one of the store's own (a corrupt segment).
@@ -139,6 +146,7 @@ struct OwnerFiles {
 #[derive(Default)]
 struct OpenFiles {
     owners: HashMap<String, Shared<OwnerFiles>>,
+    raft: HashMap<String, Shared<DbFile>>,
     closed: bool,
 }
 
@@ -229,6 +237,20 @@ impl DiskEngine {
         let files = open(&handle)?;
         f(&files)
     }
+
+    /// `owner`'s raft file, opened (and created) on first use.
+    fn raft_file(&self, owner: &str) -> Result<Shared<DbFile>, StorageError> {
+        self.opened(owner, |f| &mut f.raft, || {
+            let raft = self.open_owner_file(RAFT_DIR, owner)?;
+            raft.write("create the raft tables", |tx| {
+                tx.open_table(RAFT_ENTRIES)?;
+                tx.open_table(RAFT_NUMBERS)?;
+                tx.open_table(RAFT_BLOBS)?;
+                Ok(())
+            })?;
+            Ok(raft)
+        })
+    }
 }
 
 impl Engine for DiskEngine {
@@ -242,12 +264,15 @@ impl Engine for DiskEngine {
 
     fn close(&self) {
         self.db.write().take();
-        let owners: Vec<_> = {
+        let (owners, raft) = {
             let mut files = self.files.lock();
             files.closed = true;
-            files.owners.drain().map(|(_, f)| f).collect()
+            (files.owners.drain().map(|(_, f)| f).collect::<Vec<_>>(), files.raft.drain().map(|(_, f)| f).collect::<Vec<_>>())
         };
         for f in owners {
+            f.write().take();
+        }
+        for f in raft {
             f.write().take();
         }
     }

@@ -3,6 +3,7 @@
 //! behind a lock of its own, as each has files of its own on disk: a replica's checkpoint holds
 //! up no other owner's commits. No lock is held across an await (every call is synchronous).
 
+mod raft;
 mod rows;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,8 @@ pub struct MemoryEngine {
     records: Mutex<MemoryRecords>,
     /// Held only to look an owner up or add one.
     owners: Mutex<HashMap<String, Arc<Mutex<MemoryOwner>>>>,
+    /// Held only to look a group up or add one.
+    raft: Mutex<HashMap<String, Arc<Mutex<raft::MemoryRaft>>>>,
 }
 
 impl MemoryEngine {
