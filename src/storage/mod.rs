@@ -13,7 +13,7 @@ mod error;
 mod file;
 mod image;
 mod memory;
-pub mod raft_log;
+mod raft_log;
 mod records;
 mod row_images;
 pub mod rows;

@@ -112,7 +112,9 @@ mod tests {
             // What the store with a fixed list of tables left: every table created at open.
             let db = redb::Database::create(dir.path().join(DB_FILE)).expect("create");
             let tx = db.begin_write().expect("tx");
-            tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("replicas")).expect("table").insert("r1", b"{}".as_slice()).expect("insert");
+            let mut replicas = tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("replicas")).expect("table");
+            replicas.insert("r1", b"{}".as_slice()).expect("insert");
+            drop(replicas);
             tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("slots")).expect("table");
             tx.commit().expect("commit");
         }

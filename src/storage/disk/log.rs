@@ -89,7 +89,9 @@ impl ByteLog for DiskEngine {
     }
 
     fn get_log_meta(&self, owner: &str, key: &str) -> Result<Option<u64>, StorageError> {
-        self.with_owner(owner, |files| files.log.read("read the log's positions", |tx| Ok(tx.open_table(META)?.get(key)?.map(|v| v.value()))))
+        self.with_owner(owner, |files| {
+            files.log.read("read the log's positions", |tx| Ok(tx.open_table(META)?.get(key)?.map(|v| v.value())))
+        })
     }
 }
 

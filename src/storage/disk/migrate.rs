@@ -1,7 +1,8 @@
 //! Bringing an owner's files written by an earlier layout up to this one, when they are
 //! opened (at start for the refusal, at the owner's first use for the rest):
 //!
-//! - rows kept in the log's file (before [`crate::storage::ROWS_DIR`] existed) are moved to the rows file;
+//! - rows kept in the log's file (before [`crate::storage::ROWS_DIR`] existed) are moved to the
+//!   rows file;
 //! - a file with the per-row `rows` table (before rows were stored by shard) is refused;
 //! - a reseed a crash cut between its two commits (the rows file's, then the log file's) is
 //!   finished from what the rows file kept of it.
@@ -19,9 +20,9 @@ use crate::storage::StorageError;
 /// refused rather than read without its rows.
 const OLD_ROWS_TABLE: &str = "rows";
 
-/// Moves the rows a log file holds (the layout before [`crate::storage::ROWS_DIR`], rows beside the log) into
-/// the owner's rows file: copied in one transaction there, then dropped from the log file. A
-/// crash in between leaves them in both, and the next open only drops them.
+/// Moves the rows a log file holds (the layout before [`crate::storage::ROWS_DIR`], rows beside
+/// the log) into the owner's rows file: copied in one transaction there, then dropped from the
+/// log file. A crash in between leaves them in both, and the next open only drops them.
 pub(super) fn move_rows_out_of_log(log: &DbFile, rows: &DbFile) -> Result<(), StorageError> {
     let lsns_name = ROW_IMAGE_LSNS.name();
     let has_rows = log.read("list the log file's tables", |tx| Ok(tx.list_tables()?.any(|t| t.name() == lsns_name)))?;

@@ -90,14 +90,22 @@ impl DbFile {
     }
 
     /// Runs `f` in a read transaction.
-    fn read<T>(&self, doing: &'static str, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure>) -> Result<T, StorageError> {
+    fn read<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure>,
+    ) -> Result<T, StorageError> {
         let run = || f(&self.db.begin_read()?);
         run().map_err(|e| self.error(doing, e))
     }
 
     /// Runs `f` in a write transaction and commits it (durable when this returns); an error
     /// aborts it.
-    fn write<T>(&self, doing: &'static str, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, Failure>) -> Result<T, StorageError> {
+    fn write<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, Failure>,
+    ) -> Result<T, StorageError> {
         let run = || {
             let tx = self.db.begin_write()?;
             let out = f(&tx)?;
@@ -108,7 +116,11 @@ impl DbFile {
     }
 
     /// As [`DbFile::write`], except that `f` returning `None` aborts the transaction.
-    fn write_if<T>(&self, doing: &'static str, f: impl FnOnce(&redb::WriteTransaction) -> Result<Option<T>, Failure>) -> Result<Option<T>, StorageError> {
+    fn write_if<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<Option<T>, Failure>,
+    ) -> Result<Option<T>, StorageError> {
         let run = || {
             let tx = self.db.begin_write()?;
             match f(&tx)? {
