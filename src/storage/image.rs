@@ -25,7 +25,7 @@ pub fn encode<'a>(rows: impl IntoIterator<Item = (&'a RowKey, &'a RowValue)>) ->
         let value = v.json().as_bytes();
         for part in [row.table.as_bytes(), row.key.as_bytes(), value] {
             let len = u32::try_from(part.len())
-                .map_err(|_| StorageError::Backend(format!("row {}/{} is too large to store", row.table, row.key)))?;
+                .map_err(|_| StorageError::RowTooLarge { table: row.table.to_string(), key: row.key.to_string() })?;
             chunk.extend_from_slice(&len.to_le_bytes());
         }
         chunk.extend_from_slice(row.table.as_bytes());
@@ -67,7 +67,7 @@ impl<'a> Iterator for Rows<'a> {
 
 impl<'a> Rows<'a> {
     fn row(&mut self) -> Result<(&'a str, &'a str, &'a [u8]), StorageError> {
-        let corrupt = |what: &str| StorageError::Backend(format!("a stored shard of rows is corrupt: {what}"));
+        let corrupt = |what: &'static str| StorageError::CorruptRows { what };
         let mut lens = [0usize; 3];
         for len in &mut lens {
             let (header, rest) = self.rest.split_first_chunk::<4>().ok_or_else(|| corrupt("cut short"))?;

@@ -16,8 +16,7 @@ use super::StorageError;
 /// `out`.
 pub fn encode<'a>(records: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) -> Result<(), StorageError> {
     for bytes in records {
-        let len = u32::try_from(bytes.len())
-            .map_err(|_| StorageError::Backend(format!("a WAL record of {} bytes is too large", bytes.len())))?;
+        let len = u32::try_from(bytes.len()).map_err(|_| StorageError::RecordTooLarge { len: bytes.len() })?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(bytes);
     }
@@ -41,7 +40,7 @@ impl<'a> Iterator for Records<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let corrupt = || StorageError::Backend(format!("the WAL segment holding lsn {} is cut short", self.lsn));
+        let corrupt = || StorageError::SegmentCutShort { lsn: self.lsn };
         let Some((header, rest)) = self.rest.split_first_chunk::<4>() else {
             self.rest = &[];
             return Some(Err(corrupt()));

@@ -310,16 +310,15 @@ pub fn read_contiguous(
     owner: &str,
     from: u64,
     until: u64,
-    purpose: &str,
+    purpose: &'static str,
     mut f: impl FnMut(LogRecord),
 ) -> Result<(), StorageError> {
     let mut cursor = from;
     while cursor < until {
         let records = read_records(store, owner, cursor, until, REPLAY_CHUNK)?;
         if records.first().is_none_or(|r| r.lsn != cursor) {
-            let kept = store.read_log(owner, cursor, 1)?;
-            let kept = kept.first().map_or("nothing after it is kept".to_string(), |r| format!("the next record kept starts at {}", r.0));
-            return Err(StorageError::Backend(format!("{owner}'s WAL from {cursor} to {until} is needed {purpose}, but {kept}")));
+            let next_kept = store.read_log(owner, cursor, 1)?.first().map(|r| r.0);
+            return Err(StorageError::LogGap { owner: owner.to_string(), from: cursor, until, purpose, next_kept });
         }
         for r in records {
             if r.lsn != cursor {
@@ -347,7 +346,7 @@ pub fn read_records(
             break;
         }
         let record: WalRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| StorageError::Backend(format!("{owner}'s WAL record at {lsn} is unreadable: {e}")))?;
+            .map_err(|source| StorageError::UnreadableRecord { owner: owner.to_string(), lsn, source })?;
         decoded.push(LogRecord {
             lsn,
             bytes,

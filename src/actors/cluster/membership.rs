@@ -26,6 +26,9 @@ use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::CounterFamily;
 use crate::storage::{RecordTable, Store};
 
+/// The durable members: node id -> JSON of the node's record (this domain's record table).
+pub const CLUSTER_NODES: RecordTable = RecordTable::named("cluster_nodes");
+
 /// Timing of the failure detector, from `[cluster]`.
 #[derive(Debug, Clone)]
 pub struct MembershipSettings {
@@ -101,7 +104,7 @@ impl MembershipActor {
         events: EventPublisher,
     ) -> Result<Self, ClusterError> {
         let storage = |e: crate::storage::StorageError| ClusterError::Storage { message: e.to_string() };
-        let rows = store.list_records(RecordTable::ClusterNodes).map_err(storage)?;
+        let rows = store.list_records(CLUSTER_NODES).map_err(storage)?;
         let bootstrapped = store.get_meta("membership_bootstrapped").map_err(storage)?.is_some();
         let mut initial = Vec::new();
         if bootstrapped {
@@ -125,7 +128,7 @@ impl MembershipActor {
                 };
                 let bytes = serde_json::to_vec(&record)
                     .map_err(|e| ClusterError::Storage { message: e.to_string() })?;
-                store.put_record(RecordTable::ClusterNodes, id, &bytes).map_err(storage)?;
+                store.put_record(CLUSTER_NODES, id, &bytes).map_err(storage)?;
                 initial.push((record, Some("bootstrap".to_string())));
             }
             store.put_meta("membership_bootstrapped", 1).map_err(storage)?;
@@ -543,7 +546,7 @@ impl Handler<AddNode> for MembershipActor {
         let id = msg.node_id;
         let key = id.clone();
         let store = self.store.clone();
-        let write = exec::blocking(move || store.put_record(RecordTable::ClusterNodes, &key, &bytes));
+        let write = exec::blocking(move || store.put_record(CLUSTER_NODES, &key, &bytes));
         // Durable first, then the node actor starts and answers one heartbeat, then the join is
         // announced with measured health; AtomicResponse keeps other messages out meanwhile.
         AtomicResponse::new(Box::pin(write.into_actor(self).then(move |res, act, ctx| {
@@ -577,7 +580,7 @@ impl Handler<RemoveNode> for MembershipActor {
         let id = msg.node_id;
         let key = id.clone();
         self.persist_then(
-            move |s| s.delete_record(RecordTable::ClusterNodes, &key),
+            move |s| s.delete_record(CLUSTER_NODES, &key),
             move |act, _ctx| {
                 let Some(mut m) = act.members.remove(&id) else {
                     return Err(ClusterError::NodeNotFound { node_id: id });
@@ -614,7 +617,7 @@ impl Handler<UpdateNodeMetadata> for MembershipActor {
         let id = msg.node_id;
         let key = id.clone();
         self.persist_then(
-            move |s| s.put_record(RecordTable::ClusterNodes, &key, &bytes),
+            move |s| s.put_record(CLUSTER_NODES, &key, &bytes),
             move |act, _ctx| {
                 let m = act
                     .members

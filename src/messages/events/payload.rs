@@ -21,7 +21,7 @@ pub trait DomainEvent {
 /// serialized with that type's name in an `event_type` field among the payload's own fields, and
 /// beside each the ids it concerns, as `|payload, subjects| …`.
 ///
-/// ```ignore
+/// ```text
 /// domain_events! {
 ///     pub enum ClusterEvent {
 ///         NodeJoined(NodeMembershipChange) => |p, s| s.add(SubjectKind::Node, &p.node_id),

@@ -13,7 +13,7 @@ use crate::storage::table::{load_table, LoadedTable};
 use crate::storage::{LogCommit, RecordTable, StorageError, Store};
 
 /// Where replicas' membership is kept, by id.
-pub const REPLICAS: RecordTable = RecordTable::Replicas;
+pub const REPLICAS: RecordTable = RecordTable::named("replicas");
 /// The meta key saying the replica list was taken from the config once (a fresh store).
 const REPLICAS_BOOTSTRAPPED: &str = "replicas_bootstrapped";
 

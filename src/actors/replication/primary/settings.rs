@@ -9,7 +9,7 @@ use crate::model::{validate_id, ConflictStrategy, ReplicaMode, ReplicationMode};
 use crate::storage::RecordTable;
 
 /// Where settings changed at run time are kept, by domain.
-pub const SETTINGS: RecordTable = RecordTable::Settings;
+pub const SETTINGS: RecordTable = RecordTable::named("settings");
 /// The settings record's name in [`SETTINGS`].
 pub const SETTINGS_RECORD: &str = "replication";
 

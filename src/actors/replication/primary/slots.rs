@@ -8,7 +8,7 @@ use crate::model::{lsn_text, SlotType, WalRecord};
 use crate::storage::{RecordTable, StorageError, Store};
 
 /// Where slots are kept, by name.
-pub const SLOTS: RecordTable = RecordTable::Slots;
+pub const SLOTS: RecordTable = RecordTable::named("slots");
 /// Most slots: each one holds WAL back.
 pub const MAX_SLOTS: usize = 64;
 

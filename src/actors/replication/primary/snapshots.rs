@@ -7,7 +7,7 @@ use crate::model::{json_len, lsn_text};
 use crate::storage::{RecordTable, StorageError, Store};
 
 /// Where snapshots are kept, by id.
-pub const SNAPSHOTS: RecordTable = RecordTable::Snapshots;
+pub const SNAPSHOTS: RecordTable = RecordTable::named("snapshots");
 /// The meta counter of snapshots taken, which names the next one.
 const SNAPSHOT_SEQ: &str = "snapshot_seq";
 /// The meta key of the newest snapshot's lsn: WAL since it is kept.
