@@ -1,32 +1,16 @@
-//! `BackgroundPool`: threads at the lowest CPU priority for replica storage work that no client
-//! waits for: an async replica's commits, applies and checkpoints, and its catch-up reads of the
-//! primary's WAL. (A replica a write may wait for checkpoints on the normal blocking pool: its
-//! checkpoint holds the table lock its applies need.)
+//! `BackgroundPool`: threads at the lowest CPU priority for storage work no client waits for: an
+//! async replica's commits, applies and checkpoints, and its catch-up reads of the primary's WAL.
 //!
-//! Why: the primary and its in-process replicas share the machine's cores. Each replica does about
-//! as much storage work per row as the primary, and on the shared blocking pool that work took the
-//! CPU from the primary's own commits and actor in turns, so an `async` primary ran at two thirds
-//! of its speed without replicas although no client waited for them. At a lower priority the
-//! scheduler runs the primary's threads first whenever both are runnable and gives the replicas
-//! what is left, as RocksDB runs its compactions (`Env::LowerThreadPoolCPUPriority`). The threads
-//! are `SCHED_IDLE` (and nice [`NICE`], which is what counts where `SCHED_IDLE` cannot be set):
-//! at nice 10 alone a thread waking for the primary still waited out part of a background
-//! job's time slice, and the primary's arbiter was busy 61% of the time in async instead of
-//! 78%. Linux preempts an idle-policy thread at once for a normal one. So under a load that
-//! keeps every core busy the replicas get almost nothing: what they fall behind is measured and
-//! shown as lag (and `replication_lag_alert`), never hidden, and they catch up when the load
-//! eases. Work a write waits for (a sync replica's commit and apply in `sync` mode, every
-//! replica's in `semi_sync`) stays on the normal blocking pool. A lock a background job holds
-//! cannot stall a normal thread for long: the waiting thread sleeps, which frees its core for
-//! the job.
+//! Why: the primary and its in-process replicas share the machine's cores, and the primary is what
+//! clients wait on. The threads are `SCHED_IDLE` (and nice [`NICE`] where that cannot be set), so
+//! the scheduler runs the primary's threads first whenever both are runnable; under a load that
+//! keeps every core busy the replicas fall behind, which shows as lag, never hidden, and catch up
+//! when it eases (docs/decisions.md). Work a write waits for stays on the normal blocking pool.
+//! Linux keeps the policy per thread, so only these threads are lowered; raising it again needs a
+//! privilege, which is why they are threads of their own.
 //!
-//! Linux keeps the policy and the nice value per thread, so only these threads are lowered
-//! (elsewhere the call would lower the whole process, so it is not made). Raising a priority
-//! again needs a privilege, which is why these are threads of their own rather than the shared
-//! blocking pool's.
-//!
-//! The queue is unbounded, and need not be bounded: each replica has at most one store task and
-//! one checkpoint submitted at a time.
+//! The queue is not bounded, and need not be: each replica has at most one store task and one
+//! checkpoint submitted at a time.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

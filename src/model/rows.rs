@@ -16,7 +16,7 @@ use hashbrown::Equivalent;
 
 /// The hash of row (`table`, `key`). Computed once per key and carried with it ([`RowKey`],
 /// [`RowRef`]), so that a map growing rehashes each row from that number instead of reading its
-/// strings again (a cache miss per row: a third of the time spent applying, in perf).
+/// strings again (a cache miss per row).
 fn row_hash(table: &str, key: &str) -> u64 {
     let mut h = hashbrown::hash_map::DefaultHashBuilder::default().build_hasher();
     table.hash(&mut h);
@@ -26,9 +26,8 @@ fn row_hash(table: &str, key: &str) -> u64 {
 
 /// A row's value: the JSON document, and its serialized form, made once when the op is decoded
 /// and shared (one allocation) by everything that holds the value: the WAL record, which embeds
-/// the serialized form as it is, every owner's table state and every checkpoint. A checkpoint
-/// copies the serialized form; serializing the document there instead cost four times as much
-/// (each document is a tree of allocations scattered over the heap: a cache miss per node).
+/// the serialized form as it is, every owner's table state and every checkpoint, which copies the
+/// text rather than walk the document (a tree of allocations: a cache miss per node).
 #[derive(Clone)]
 pub struct RowValue(Arc<(serde_json::Value, Box<RawValue>)>);
 
@@ -94,11 +93,9 @@ impl<'de> Deserialize<'de> for RowValue {
     }
 }
 
-/// How many shards the rows are spread over, in memory and in the store. A hash map grows by
-/// rehashing everything at once; with millions of rows in one map that pause reached hundreds
-/// of milliseconds, on whatever thread was inserting. Spread over 256 maps, each pause is a
-/// 256th of it (the total work is the same), and a checkpoint can write a 256th of the rows at a
-/// time.
+/// How many shards the rows are spread over, in memory and in the store: a hash map grows by
+/// rehashing everything at once, and over 256 maps each such pause is a 256th of one map's; a
+/// checkpoint can write a 256th of the rows at a time.
 pub const SHARDS: usize = 256;
 
 /// The shard of row (`table`, `key`): FNV-1a over `table`, 0xFF, `key`, folded to [`SHARDS`].

@@ -52,10 +52,15 @@ pub enum StorageError {
     RaftSnapshotOutOfDate { owner: String, index: u64, base_index: u64 },
     #[error("the store is closed (the runtime is shutting down)")]
     Closed,
-    /// A domain's own failure on its way to or from the store (a record it cannot encode); the
-    /// store itself never returns it.
-    #[error("storage operation failed: {0}")]
-    Backend(String),
+    /// A record that could not be encoded to be stored.
+    #[error("cannot encode {what} to store it: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
+    /// A checkpoint's rows were replaced (a reseed) while it was writing them: nothing written.
+    #[error("{owner}'s rows were replaced while a checkpoint was writing them")]
+    RowsReplaced { owner: String },
+    /// An owner's stored rows are ahead of its durable log: the store was changed behind its back.
+    #[error("{owner}'s stored rows reflect lsn {rows_lsn}, past its flushed position {flush_lsn}")]
+    RowsAhead { owner: String, rows_lsn: u64, flush_lsn: u64 },
     #[error(transparent)]
     Task(#[from] crate::exec::TaskFailed),
 }

@@ -1,29 +1,18 @@
 //! The file under every redb database of the disk engine: redb's own [`FileBackend`], except that
 //! growing the file writes its new bytes (zeros) and syncs them, instead of extending it sparse.
 //!
-//! Why: redb grows a file with `set_len`, which on ext4 (and most Linux file systems) leaves a
-//! hole. Every later commit that writes a page into the hole makes the file system allocate its
-//! block at writeback, and `fdatasync` then writes and waits for that allocation's metadata too
-//! (on ext4 without a journal, a second, serial round of I/O: `fsync_buffers_list`). A log
-//! appends into fresh pages at every commit, so on a newly grown file most commits paid it. With
-//! the blocks allocated and written once, when the file grows (redb doubles it, then grows a
-//! region at a time, so rarely), a commit's `fdatasync` writes only its own pages. Measured on
-//! the CI machine (virtio disk, ext4): six 4 KiB pages, a header write and an fdatasync took
-//! 190 µs into holes and 120 µs into written blocks (median of 2000).
-//!
-//! A growth writes at most [`FILL_LIMIT`] bytes of zeros (about 40 ms on that machine); beyond,
-//! the file is extended sparse as before. redb doubles a file until it holds a whole region (4
-//! GiB by default), so a large file would otherwise stall one commit for seconds. A file of up to
-//! 128 MiB (a trimmed WAL and a modest table) is thus written whole; a larger one gets the first
-//! 64 MiB of each growth. The cost: a file takes its full length on disk.
+//! Why: a commit that writes into a hole makes the file system allocate the block, and its
+//! `fdatasync` then waits for that allocation too; written once at growth, commits pay only for
+//! their own pages. A growth writes at most [`FILL_LIMIT`] bytes (redb grows toward 4 GiB
+//! regions, and zeroing all of that would stall one commit for seconds); beyond, the file grows
+//! sparse. The cost: a file takes its full length on disk. (Figures in docs/decisions.md.)
 //!
 //! Shrinking is passed through (redb gives back a free tail); the file's length is always the
-//! one redb set, as redb requires at open (a mismatch means recovery).
+//! one redb set, as redb requires at open.
 //!
 //! A new file is created under a temporary name and renamed into place once redb has written and
-//! synced its header ([`open_database`]): redb writes that header after sizing the file, so a
-//! crash in between left a file no later start could open ("invalid data"), and the data dir
-//! refused to start. The window was short with redb's own backend and grew with the zeros.
+//! synced its header ([`open_database`]): a crash between sizing a file and writing its header
+//! would leave a file no later start could open.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -2,8 +2,8 @@
 //! entries on disk, buffers in memory), rather than an entry per row.
 //!
 //! A checkpoint rewrites a shard whole ([`super::RowImages`]): one serialization per row and a
-//! few large inserts, where a B-tree entry per row cost a B-tree insert per row changed. In perf
-//! those inserts were two fifths of all CPU under load, paid again by every replica.
+//! few large inserts, where a B-tree entry per row cost a B-tree insert per row changed, paid
+//! again by every replica (docs/decisions.md).
 //!
 //! Layout of a chunk: for each row, the lengths of its table, key and value JSON as
 //! little-endian `u32`s, then the three. A chunk is closed once it passes [`CHUNK_BYTES`], so a

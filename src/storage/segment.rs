@@ -3,8 +3,7 @@
 //!
 //! A commit appends one segment, whatever it holds (a group commit's records on the primary, the
 //! records a replica gathered before its fsync): one B-tree insert, and later one removal, instead
-//! of one per record. At batch size 1 the per-record inserts and removals were a third of the
-//! commit threads' time in perf.
+//! of one per record, which dominated the commit threads' time (docs/decisions.md).
 //!
 //! Layout: for each record, its length as a little-endian `u32`, then its bytes. A record's lsn is
 //! the segment's key plus the lengths of the records before it (lsns count record bytes, so

@@ -11,11 +11,9 @@
 //! op carries the whole new value (or a delete), never a delta, and the replay ends at the same
 //! state whatever point it starts from.
 //!
-//! Why whole shards and not the rows changed: writing a shard costs one serialization per row
-//! and a few large inserts; a B-tree entry per row cost a B-tree insert per change, which perf
-//! put at two fifths of all CPU under load, paid again by every replica. A checkpoint writes
-//! about as many rows as changed since the last one (oldest shards first), so a row costs about
-//! one serialization, and the WAL kept is about the size of the table.
+//! A checkpoint writes about as many rows as changed since the last one (oldest shards first), so
+//! a row costs about one serialization, and the WAL kept is about the size of the table. Why
+//! whole shards rather than the rows changed: docs/decisions.md.
 
 use crate::model::rows::{LogRecord, Op, OpKind, RowRef, WalRecord, SHARDS};
 use crate::storage::rows::RowMap;

@@ -29,7 +29,7 @@ pub struct ReplicaRecord {
 
 impl ReplicaRecord {
     pub fn encode(mode: ReplicaMode) -> Result<Vec<u8>, StorageError> {
-        serde_json::to_vec(&ReplicaRecord { mode }).map_err(|e| StorageError::Backend(e.to_string()))
+        serde_json::to_vec(&ReplicaRecord { mode }).map_err(|source| StorageError::Encode { what: "a replica record", source })
     }
 }
 

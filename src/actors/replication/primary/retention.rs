@@ -48,7 +48,7 @@ impl MaintenanceJob {
     pub fn run(self, store: &Store, owner: &str) -> Result<Option<(usize, u64)>, StorageError> {
         if let Some(images) = self.images {
             if !store.write_row_images(owner, images)? {
-                return Err(StorageError::Backend(format!("{owner}'s rows were replaced while being written")));
+                return Err(StorageError::RowsReplaced { owner: owner.to_string() });
             }
         }
         let Some(before) = self.truncate else { return Ok(None) };

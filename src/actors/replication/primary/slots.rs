@@ -69,7 +69,7 @@ pub fn decode_changes(store: &Store, owner: &str, from: u64, limit: usize) -> Re
         for (lsn, bytes) in records {
             let end = lsn + bytes.len() as u64;
             let record: WalRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| StorageError::Backend(format!("WAL record at {} unreadable: {e}", lsn_text(lsn))))?;
+                .map_err(|source| StorageError::UnreadableRecord { owner: owner.to_string(), lsn, source })?;
             if !changes.is_empty() && changes.len() + record.ops.len() > limit {
                 break 'records;
             }

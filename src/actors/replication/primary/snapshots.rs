@@ -51,7 +51,7 @@ pub fn write(store: &Store, rows: Vec<(String, String, serde_json::Value)>, lsn:
     let n = store.get_meta(SNAPSHOT_SEQ)?.unwrap_or(0) + 1;
     let bytes = rows.iter().map(|r| json_len(&r.2) as u64).sum();
     let record = SnapshotRecord { snapshot_id: format!("snap_{n:06}"), lsn, created_at_ms: now_ms(), bytes, rows };
-    let encoded = serde_json::to_vec(&record).map_err(|e| StorageError::Backend(e.to_string()))?;
+    let encoded = serde_json::to_vec(&record).map_err(|source| StorageError::Encode { what: "a snapshot", source })?;
     store.put_record(SNAPSHOTS, &record.snapshot_id, &encoded)?;
     store.put_meta(NEWEST_SNAPSHOT_LSN, lsn)?;
     store.put_meta(SNAPSHOT_SEQ, n)?;

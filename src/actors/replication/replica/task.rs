@@ -57,7 +57,7 @@ pub fn load(store: &Store, id: &str) -> Result<LoadedReplica, StorageError> {
     // so confirmed too.
     let confirmed = table.lsn;
     if confirmed > flush {
-        return Err(StorageError::Backend(format!("{id}'s stored rows reflect lsn {confirmed}, past its flushed position {flush}")));
+        return Err(StorageError::RowsAhead { owner: id.to_string(), rows_lsn: confirmed, flush_lsn: flush });
     }
     let mut tail = Vec::new();
     read_contiguous(store, id, confirmed, flush, "as its unconfirmed tail", |r| tail.push(r))?;
