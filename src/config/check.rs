@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::sections::{
-    ClusterConfig, EventsConfig, RacConfig, ReplicationConfig, ServerConfig, ShardingConfig,
+    ClusterConfig, EventsConfig, RacConfig, ReplicationConfig, ServerConfig, ShardingConfig, StorageConfig,
     WsConfig,
 };
-use super::Config;
+use super::{Config, Section};
 use crate::model::ReplicationMode;
 
 /// The origin of an error found in a [`Config`] value with no record of where its keys came from;
@@ -62,19 +62,14 @@ impl ConfigError {
     }
 }
 
+impl Section for StorageConfig {}
+
 impl Config {
     /// Rejects impossible values, naming the key and the rule. The first error found is returned,
     /// with origin "configuration"; [`ConfigSources::locate`](super::ConfigSources::locate) adds
     /// the file and line.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server.validate()?;
-        self.events.validate()?;
-        self.ws.validate()?;
-        self.cluster.validate()?;
-        self.replication.validate()?;
-        self.rac.validate()?;
-        self.sharding.validate()?;
-        Ok(())
+        self.validate_sections()
     }
 
     /// The serve-time rule kept apart from [`Config::validate`]: a non-loopback bind needs a token
@@ -169,7 +164,7 @@ fn check_ids<'a>(
     Ok(())
 }
 
-impl ServerConfig {
+impl Section for ServerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         parse_bind(&self.bind)?;
         at_least("server.max_body_bytes", self.max_body_bytes as u64, 1)?;
@@ -194,7 +189,7 @@ impl ServerConfig {
     }
 }
 
-impl EventsConfig {
+impl Section for EventsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         between("events.retained", self.retained as u64, 1, 10_000_000)?;
         between("events.session_queue", self.session_queue as u64, 1, 1_000_000)?;
@@ -203,7 +198,7 @@ impl EventsConfig {
     }
 }
 
-impl WsConfig {
+impl Section for WsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         // Upper bounds keep durations far from overflow and catch a unit mistake (s for ms).
         between("ws.heartbeat_interval_ms", self.heartbeat_interval_ms, 1, 3_600_000)?;
@@ -220,7 +215,7 @@ impl WsConfig {
     }
 }
 
-impl ClusterConfig {
+impl Section for ClusterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_ids(self.nodes.iter().map(String::as_str), |i| format!("cluster.nodes[{i}]"))?;
         between("cluster.heartbeat_tick", self.heartbeat_tick as u64, 1, 1_000)?;
@@ -236,7 +231,11 @@ impl ClusterConfig {
     }
 }
 
-impl ReplicationConfig {
+impl Section for ReplicationConfig {
+    fn check_keys(_name: &str, section: &toml::Table, errors: &mut Vec<ConfigError>) {
+        super::keys::check_replication(section, errors)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.primary.is_empty() {
             return Err(ConfigError::at("replication.primary", "must not be empty"));
@@ -274,7 +273,7 @@ impl ReplicationConfig {
     }
 }
 
-impl RacConfig {
+impl Section for RacConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_ids(self.instances.iter().map(String::as_str), |i| format!("rac.instances[{i}]"))?;
         if !(512..=65_536).contains(&self.block_size) || !self.block_size.is_power_of_two() {
@@ -296,7 +295,7 @@ impl RacConfig {
     }
 }
 
-impl ShardingConfig {
+impl Section for ShardingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         between("sharding.default_shards", self.default_shards as u64, 1, 4096)
     }

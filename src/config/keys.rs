@@ -4,10 +4,7 @@
 use serde::de::DeserializeOwned;
 
 use super::check::ConfigError;
-use super::sections::{
-    ClusterConfig, EventsConfig, RacConfig, ReplicaConfig, ReplicationConfig, ServerConfig,
-    ShardingConfig, StorageConfig, WsConfig,
-};
+use super::sections::{ReplicaConfig, ReplicationConfig};
 use super::Config;
 
 /// `prefix.key`, or `key` at the top level.
@@ -58,17 +55,7 @@ pub(super) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 
 /// The keys of a section, or `None` for an unknown section.
 pub(super) fn section_fields(section: &str) -> Option<&'static [&'static str]> {
-    Some(match section {
-        "server" => field_names::<ServerConfig>(),
-        "storage" => field_names::<StorageConfig>(),
-        "events" => field_names::<EventsConfig>(),
-        "ws" => field_names::<WsConfig>(),
-        "cluster" => field_names::<ClusterConfig>(),
-        "replication" => field_names::<ReplicationConfig>(),
-        "rac" => field_names::<RacConfig>(),
-        "sharding" => field_names::<ShardingConfig>(),
-        _ => return None,
-    })
+    super::section_fields(section)
 }
 
 pub(super) fn unknown_rule(what: &str, key: &str, expected: &[&str]) -> String {
@@ -81,16 +68,8 @@ pub(super) fn check_document(doc: &toml::Table, errors: &mut Vec<ConfigError>) {
     let mut nested = Vec::new();
     for (name, value) in doc {
         let toml::Value::Table(section) = value else { continue };
-        match name.as_str() {
-            "server" => check_keys::<ServerConfig>(name, section, &[], None, errors),
-            "storage" => check_keys::<StorageConfig>(name, section, &[], None, errors),
-            "events" => check_keys::<EventsConfig>(name, section, &[], None, errors),
-            "ws" => check_keys::<WsConfig>(name, section, &[], None, errors),
-            "cluster" => check_keys::<ClusterConfig>(name, section, &[], None, errors),
-            "replication" => check_replication(section, errors),
-            "rac" => check_keys::<RacConfig>(name, section, &[], None, errors),
-            "sharding" => check_keys::<ShardingConfig>(name, section, &[], None, errors),
-            _ => continue,
+        if !super::check_section(name, section, errors) {
+            continue;
         }
         // Checked key by key above: a bad key must not be reported again as a bad section.
         nested.push(name.as_str());
@@ -98,7 +77,8 @@ pub(super) fn check_document(doc: &toml::Table, errors: &mut Vec<ConfigError>) {
     check_keys::<Config>("", doc, &nested, None, errors);
 }
 
-fn check_replication(section: &toml::Table, errors: &mut Vec<ConfigError>) {
+/// The replication section's keys: its replicas are checked one table at a time.
+pub(super) fn check_replication(section: &toml::Table, errors: &mut Vec<ConfigError>) {
     let mut nested: &[&str] = &[];
     if let Some(toml::Value::Array(items)) = section.get("replicas") {
         if items.iter().all(|item| item.is_table()) {
@@ -120,7 +100,7 @@ fn check_replication(section: &toml::Table, errors: &mut Vec<ConfigError>) {
 
 /// Checks each key of `table` against `T`: known, and deserializable on its own. Keys in `skip`
 /// were checked deeper already. `filler` is a required key added beside each key tried.
-fn check_keys<T: DeserializeOwned>(
+pub(super) fn check_keys<T: DeserializeOwned>(
     prefix: &str,
     table: &toml::Table,
     skip: &[&str],

@@ -19,6 +19,7 @@ pub use sections::{
     ShardingConfig, StorageConfig, StorageEngine, WsConfig,
 };
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ReplicationMode;
@@ -26,18 +27,65 @@ use crate::model::ReplicationMode;
 /// The text of `config/default.toml`, compiled in: `clusterd serve` with no `--config` runs it.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
-/// The whole configuration, one field per TOML section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerConfig,
-    pub storage: StorageConfig,
-    pub events: EventsConfig,
-    pub ws: WsConfig,
-    pub cluster: ClusterConfig,
-    pub replication: ReplicationConfig,
-    pub rac: RacConfig,
-    pub sharding: ShardingConfig,
+/// One TOML section: its rules, and how its keys are checked one by one in a document.
+pub(crate) trait Section: DeserializeOwned {
+    /// The section's rules (beyond types and known keys).
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Checks each key of the section `name` of a document, pushing what is wrong.
+    fn check_keys(name: &str, section: &toml::Table, errors: &mut Vec<ConfigError>) {
+        keys::check_keys::<Self>(name, section, &[], None, errors);
+    }
+}
+
+/// The sections, each a field of [`Config`] named as in TOML: a new domain's section is one line.
+macro_rules! config_sections {
+    ($($name:ident: $section:ty),* $(,)?) => {
+        /// The whole configuration, one field per TOML section.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $(pub $name: $section),*
+        }
+
+        impl Config {
+            /// Every section's rules, in the order of the sections.
+            fn validate_sections(&self) -> Result<(), ConfigError> {
+                $(Section::validate(&self.$name)?;)*
+                Ok(())
+            }
+        }
+
+        /// The keys of section `name`, or `None` for an unknown section.
+        fn section_fields(name: &str) -> Option<&'static [&'static str]> {
+            match name {
+                $(stringify!($name) => Some(keys::field_names::<$section>()),)*
+                _ => None,
+            }
+        }
+
+        /// Checks the keys of section `name` of a document; false for an unknown section.
+        fn check_section(name: &str, section: &toml::Table, errors: &mut Vec<ConfigError>) -> bool {
+            match name {
+                $(stringify!($name) => <$section as Section>::check_keys(name, section, errors),)*
+                _ => return false,
+            }
+            true
+        }
+    };
+}
+
+config_sections! {
+    server: ServerConfig,
+    storage: StorageConfig,
+    events: EventsConfig,
+    ws: WsConfig,
+    cluster: ClusterConfig,
+    replication: ReplicationConfig,
+    rac: RacConfig,
+    sharding: ShardingConfig,
 }
 
 impl Config {
