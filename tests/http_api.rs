@@ -827,3 +827,42 @@ async fn a_cluster_with_no_members_left_has_no_quorum_and_its_health_says_critic
     let status = api.get("/api/v1/cluster/status").await.expect(200);
     assert_eq!(status["health"], "critical", "{status}");
 }
+
+#[actix_web::test]
+async fn partitions_and_faulty_links_are_checked_shown_and_healed() {
+    let mut config = quiet_config();
+    config.replication.replicas = vec![clusterd::config::ReplicaConfig { id: "replica-001".into(), mode: clusterd::model::ReplicaMode::Async }];
+    let (_runtime, api) = start(config).await;
+
+    // Endpoints must be known to some domain; groups must be two or more, each endpoint in one.
+    let d = api.post("/api/v1/cluster/faults/partition", json!({"groups": [["primary"], ["replica-404"]]})).await.expect_error(400, "invalid_request");
+    assert_eq!(d["field"], "groups[1]", "{d}");
+    api.post("/api/v1/cluster/faults/partition", json!({"groups": [["primary", "replica-001"]]})).await.expect_error(400, "invalid_request");
+    api.post("/api/v1/cluster/faults/partition", json!({"groups": [["primary"], ["primary"]]})).await.expect_error(400, "invalid_request");
+    api.post("/api/v1/cluster/faults/link", json!({"from": "primary", "to": "replica-001", "drop_rate": 2.0})).await.expect_error(400, "invalid_request");
+    let faults = api.get("/api/v1/cluster/faults").await.expect(200);
+    assert_eq!(faults["links"]["partition"], json!([]), "nothing refused took effect: {faults}");
+    assert_eq!(faults["links"]["links"], json!([]), "{faults}");
+
+    // Node and replication endpoints can be named together; a link rule goes both ways.
+    let p = api.post("/api/v1/cluster/faults/partition", json!({"groups": [["node-1", "primary"], ["replica-001"]]})).await.expect(200);
+    assert_eq!(p["partition"], json!([["node-1", "primary"], ["replica-001"]]));
+    let l = api.post("/api/v1/cluster/faults/link", json!({"from": "primary", "to": "replica-001", "delay_ms": 20})).await.expect(200);
+    assert_eq!(l["links"].as_array().map(Vec::len), Some(2), "{l}");
+    let faults = api.get("/api/v1/cluster/faults").await.expect(200);
+    assert_eq!(faults["links"]["partition"], p["partition"]);
+    assert_eq!(faults["links"]["links"], l["links"]);
+
+    let healed = api.post("/api/v1/cluster/faults/heal", json!({})).await.expect(200);
+    assert_eq!((healed["partition"].clone(), healed["links"].clone()), (json!([]), json!([])));
+}
+
+#[actix_web::test]
+async fn partitions_are_refused_when_fault_injection_is_off() {
+    let mut config = quiet_config();
+    config.server.allow_fault_injection = false;
+    let (_runtime, api) = start(config).await;
+    api.post("/api/v1/cluster/faults/partition", json!({"groups": [["node-1"], ["node-2"]]})).await.expect_error(403, "fault_injection_disabled");
+    api.post("/api/v1/cluster/faults/heal", json!({})).await.expect_error(403, "fault_injection_disabled");
+    api.post("/api/v1/cluster/faults/link", json!({"from": "node-1", "to": "node-2", "drop_rate": 1.0})).await.expect_error(403, "fault_injection_disabled");
+}

@@ -156,3 +156,6 @@ impl Handler<GetLinks> for NetActor {
         MessageResult(self.view())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,8 @@ mod slots;
 mod snapshots;
 mod state;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
