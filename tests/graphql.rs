@@ -6,7 +6,7 @@
 //! Every wait is on a frame where one tells; a condition only the server can see (the registry,
 //! the session gauge) is polled, always within a timeout. Nothing sleeps to let time pass.
 //! (Lost events and a subscription the registry ends are tested on the subscription stream
-//! itself, in `src/http/graphql/subscription.rs`, where they can be caused deterministically.)
+//! itself, in `src/http/graphql/streams.rs`, where they can be caused deterministically.)
 
 mod common;
 
@@ -226,7 +226,7 @@ async fn queries_and_mutations_over_post() {
     assert_eq!(events.len(), 1, "{r}");
     let e = &events[0];
     assert_eq!(e["eventType"], "node_joined");
-    assert_eq!(e["category"], "clustering");
+    assert_eq!(e["category"], "CLUSTERING");
     assert_eq!(e["subjects"], json!({"node_ids": ["node-4"]}));
     assert_eq!(e["payload"]["node_id"], "node-4");
     assert_eq!(e["payload"]["event_type"], "node_joined");
@@ -357,8 +357,8 @@ async fn transport_ws_node_status_changes_for_one_node() {
             e["seq"].as_u64().is_some() && e["eventId"].as_str().is_some(),
             "{msg}"
         );
-        if e["newStatus"] == "failed" {
-            assert_eq!(e["severity"], "error");
+        if e["newStatus"] == "FAILED" {
+            assert_eq!(e["severity"], "ERROR");
             assert!(e["metrics"].is_object());
             break;
         }
@@ -498,9 +498,9 @@ async fn connection_init_token_is_checked() {
         let msg = ws.json().await;
         assert_eq!(msg["type"], "next", "{msg}");
         let e = &msg["payload"]["data"]["clusterHealthChanges"];
-        if e["nodeId"] == "node-3" && e["newStatus"] == "failed" {
+        if e["nodeId"] == "node-3" && e["newStatus"] == "FAILED" {
             assert_eq!(e["eventType"], "node_health_change");
-            assert_eq!(e["clusterStatus"], "degraded");
+            assert_eq!(e["clusterStatus"], "DEGRADED");
             assert_eq!(e["healthyNodes"], 2);
             assert_eq!(e["totalNodes"], 3);
             assert_eq!(e["hasQuorum"], true);
