@@ -34,6 +34,7 @@ impl ReplicationSubscription {
         .with_ids(SubjectKind::Replica, replica_id.map(|id| id.0));
         let events = subscribe(ctx, "replicationLagUpdates", filter).await?;
         Ok(typed(events, move |e| {
+            // A sample below the threshold is left out; one that cannot be read is told.
             ReplicationLagEvent::from_event(e)
                 .filter(|sample| !matches!(sample, Ok(s) if s.lag_bytes < threshold))
         }))
