@@ -6,7 +6,7 @@
 //! Every wait is on a frame where one tells; a condition only the server can see (the registry,
 //! the session gauge) is polled, always within a timeout. Nothing sleeps to let time pass.
 //! (Lost events and a subscription the registry ends are tested on the subscription stream
-//! itself, in `src/http/graphql/subscription.rs`, where they can be caused deterministically.)
+//! itself, in `src/http/graphql/streams.rs`, where they can be caused deterministically.)
 
 mod common;
 
@@ -226,7 +226,7 @@ async fn queries_and_mutations_over_post() {
     assert_eq!(events.len(), 1, "{r}");
     let e = &events[0];
     assert_eq!(e["eventType"], "node_joined");
-    assert_eq!(e["category"], "clustering");
+    assert_eq!(e["category"], "CLUSTERING");
     assert_eq!(e["subjects"], json!({"node_ids": ["node-4"]}));
     assert_eq!(e["payload"]["node_id"], "node-4");
     assert_eq!(e["payload"]["event_type"], "node_joined");
@@ -357,8 +357,8 @@ async fn transport_ws_node_status_changes_for_one_node() {
             e["seq"].as_u64().is_some() && e["eventId"].as_str().is_some(),
             "{msg}"
         );
-        if e["newStatus"] == "failed" {
-            assert_eq!(e["severity"], "error");
+        if e["newStatus"] == "FAILED" {
+            assert_eq!(e["severity"], "ERROR");
             assert!(e["metrics"].is_object());
             break;
         }
@@ -498,9 +498,9 @@ async fn connection_init_token_is_checked() {
         let msg = ws.json().await;
         assert_eq!(msg["type"], "next", "{msg}");
         let e = &msg["payload"]["data"]["clusterHealthChanges"];
-        if e["nodeId"] == "node-3" && e["newStatus"] == "failed" {
+        if e["nodeId"] == "node-3" && e["newStatus"] == "FAILED" {
             assert_eq!(e["eventType"], "node_health_change");
-            assert_eq!(e["clusterStatus"], "degraded");
+            assert_eq!(e["clusterStatus"], "DEGRADED");
             assert_eq!(e["healthyNodes"], 2);
             assert_eq!(e["totalNodes"], 3);
             assert_eq!(e["hasQuorum"], true);
@@ -748,6 +748,85 @@ async fn a_graphql_client_that_stops_reading_ends_and_frees_its_place() {
     let mut next = server.ws("/graphql/ws", "graphql-transport-ws").await;
     next.init(json!({})).await;
     drop(ws);
+}
+
+/// Statuses, severities, roles, modes and health are GraphQL enums (the contract's
+/// `severity: WARNING`, `newStatus: CATCHING_UP`), in queries and typed events alike.
+#[actix_web::test]
+async fn closed_sets_of_values_are_enums() {
+    let server = Server::start(test_config());
+    let fields = "fields { name type { kind name ofType { kind name } } }";
+    let types = [
+        "Replica",
+        "ReplicationStatus",
+        "Node",
+        "ClusterStatus",
+        "ClusterEvent",
+        "ReplicaStatusEvent",
+        "ClusterHealthEvent",
+    ];
+    let query = types
+        .iter()
+        .map(|t| format!(r#"{t}: __type(name: "{t}") {{ {fields} }}"#))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let r = server
+        .post(
+            &format!(
+                r#"{{ {query} statuses: __type(name: "ReplicaStatus") {{ kind enumValues {{ name }} }} severities: __type(name: "Severity") {{ kind enumValues {{ name }} }} }}"#
+            ),
+            None,
+        )
+        .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    // The named type of a field, non-null or not, as (kind, name).
+    let field_type = |ty: &str, field: &str| -> (String, String) {
+        let fields = r["data"][ty]["fields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("fields of {ty}: {r}"));
+        let f = fields
+            .iter()
+            .find(|f| f["name"] == field)
+            .unwrap_or_else(|| panic!("{ty}.{field}: {r}"));
+        let t = if f["type"]["kind"] == "NON_NULL" { &f["type"]["ofType"] } else { &f["type"] };
+        (t["kind"].as_str().unwrap_or_default().to_string(), t["name"].as_str().unwrap_or_default().to_string())
+    };
+    for (ty, field, enum_name) in [
+        ("Replica", "status", "ReplicaStatus"),
+        ("Replica", "mode", "ReplicaMode"),
+        ("ReplicationStatus", "mode", "ReplicationMode"),
+        ("ReplicationStatus", "health", "ClusterHealthStatus"),
+        ("Node", "status", "NodeHealth"),
+        ("Node", "role", "NodeRole"),
+        ("ClusterStatus", "health", "ClusterHealthStatus"),
+        ("ClusterEvent", "severity", "Severity"),
+        ("ClusterEvent", "category", "Category"),
+        ("ReplicaStatusEvent", "newStatus", "ReplicaStatus"),
+        ("ReplicaStatusEvent", "severity", "Severity"),
+        ("ClusterHealthEvent", "newStatus", "NodeHealth"),
+    ] {
+        assert_eq!(
+            field_type(ty, field),
+            ("ENUM".to_string(), enum_name.to_string()),
+            "{ty}.{field}"
+        );
+    }
+    let names = |ty: &str| -> Vec<String> {
+        assert_eq!(r["data"][ty]["kind"], "ENUM", "{r}");
+        r["data"][ty]["enumValues"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{ty}: {r}"))
+            .iter()
+            .filter_map(|v| v["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(names("statuses").contains(&"CATCHING_UP".to_string()), "{r}");
+    assert_eq!(names("severities"), ["INFO", "WARNING", "ERROR", "CRITICAL"], "{r}");
+
+    // And a value reads as the enum's name.
+    let r = server.post("{ nodes { role status } clusterStatus { health } }", None).await;
+    assert_eq!(r["data"]["nodes"][0]["role"], "VOTER", "{r}");
+    assert_eq!(r["data"]["clusterStatus"]["health"], "HEALTHY", "{r}");
 }
 
 #[actix_web::test]

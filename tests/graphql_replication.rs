@@ -237,7 +237,7 @@ async fn replication_queries_and_mutations_over_post() {
     let r = server
         .query(r#"mutation { pauseReplica(replicaId: "replica-002") { replicaId status statusReason } }"#)
         .await;
-    assert_eq!(r["data"]["pauseReplica"]["status"], "paused", "{r}");
+    assert_eq!(r["data"]["pauseReplica"]["status"], "PAUSED", "{r}");
     let r = server
         .query(r#"mutation { pauseReplica(replicaId: "replica-002") { status } }"#)
         .await;
@@ -252,7 +252,7 @@ async fn replication_queries_and_mutations_over_post() {
         .and_then(|rs| rs.iter().find(|h| h["replicaId"] == "replica-002"))
         .unwrap_or_else(|| panic!("replica-002's health: {r}"));
     assert_eq!(paused["healthy"], false);
-    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["status"], "PAUSED");
     assert!(
         paused["reasons"]
             .as_array()
@@ -266,7 +266,7 @@ async fn replication_queries_and_mutations_over_post() {
         r["data"]["resumeReplica"]["replicaId"], "replica-002",
         "{r}"
     );
-    assert_ne!(r["data"]["resumeReplica"]["status"], "paused", "{r}");
+    assert_ne!(r["data"]["resumeReplica"]["status"], "PAUSED", "{r}");
     let r = server
         .query(r#"mutation { resumeReplica(replicaId: "replica-002") { status } }"#)
         .await;
@@ -289,7 +289,7 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(settings["mode"], "SYNC", "{r}");
     assert_eq!(settings["syncTimeoutMs"], 200);
     assert_eq!(settings["heartbeatIntervalMs"], 50);
-    assert_eq!(settings["conflictStrategy"], "last_writer_wins");
+    assert_eq!(settings["conflictStrategy"], "LAST_WRITER_WINS");
     let r = server
         .query("{ replicationStatus { mode syncTimeoutMs } }")
         .await;
@@ -451,12 +451,12 @@ async fn transport_ws_replica_status_changes_for_one_replica() {
         let seq = e["seq"].as_u64().expect("seq");
         assert!(seq > last_seq, "in seq order: {e}");
         last_seq = seq;
-        if e["newStatus"] == "paused" {
+        if e["newStatus"] == "PAUSED" {
             break e;
         }
     };
     assert_eq!(paused["reason"], "paused by operator", "{paused}");
-    assert_eq!(paused["severity"], "warning");
+    assert_eq!(paused["severity"], "WARNING");
     assert!(paused["metadata"]["wal_position"].is_string(), "{paused}");
     assert!(
         paused["eventId"]
@@ -473,8 +473,8 @@ async fn transport_ws_replica_status_changes_for_one_replica() {
     server.resume("replica-002").await;
     let e = ws.next_of("1", "replicaStatusChanges").await;
     assert_eq!(e["replicaId"], "replica-002", "{e}");
-    assert_eq!(e["oldStatus"], "paused", "{e}");
-    assert_ne!(e["newStatus"], "paused", "{e}");
+    assert_eq!(e["oldStatus"], "PAUSED", "{e}");
+    assert_ne!(e["newStatus"], "PAUSED", "{e}");
     assert!(e["seq"].as_u64().is_some_and(|s| s > last_seq), "{e}");
 
     // Completing the subscription ends it.
@@ -526,8 +526,8 @@ async fn transport_ws_replication_lag_updates_at_or_above_threshold() {
         );
         let lag = e["lagBytes"].as_u64().expect("lagBytes");
         assert!(lag >= 1, "only samples at or above the threshold: {e}");
-        assert_eq!(e["status"], "paused", "{e}");
-        assert_eq!(e["severity"], "info", "{e}");
+        assert_eq!(e["status"], "PAUSED", "{e}");
+        assert_eq!(e["severity"], "INFO", "{e}");
         assert_eq!(
             e["thresholdBytes"], 262_144,
             "the server's alert threshold: {e}"
@@ -599,12 +599,12 @@ async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it(
         .query(r#"{ slots { slotName slotType retainedBytes } slot(name: "cdc") { confirmedFlushLsnU64 } none: slot(name: "nope") { slotName } slotChanges(name: "cdc") { changes { op table key value } nextLsnU64 } }"#)
         .await;
     assert_eq!(r["data"]["slots"][0]["slotName"], "cdc", "{r}");
-    assert_eq!(r["data"]["slots"][0]["slotType"], "logical");
+    assert_eq!(r["data"]["slots"][0]["slotType"], "LOGICAL");
     assert_eq!(r["data"]["slots"][0]["retainedBytes"], written);
     assert_eq!(r["data"]["slot"]["confirmedFlushLsnU64"], 0);
     assert!(r["data"]["none"].is_null());
     let changes = &r["data"]["slotChanges"];
-    assert_eq!(changes["changes"][0]["op"], "insert");
+    assert_eq!(changes["changes"][0]["op"], "INSERT");
     assert_eq!(changes["changes"][0]["key"], "a");
     assert_eq!(changes["changes"][0]["value"]["x"], 1);
     assert_eq!(changes["nextLsnU64"], written);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use actix::prelude::*;
+use async_graphql::SimpleObject;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
@@ -27,17 +28,23 @@ pub struct NodeRecord {
 }
 
 /// What an operator sees of a node.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "Node", complex)]
 pub struct NodeView {
     pub node_id: String,
+    /// Where the node is reached; empty when hosted in this process.
     pub address: String,
     /// `voter` for every member until Raft assigns leader/follower roles.
+    // GraphQL serves it as the `NodeRole` enum, through the face's `ComplexObject`.
+    #[graphql(skip)]
     pub role: String,
     pub status: NodeHealth,
     /// Why the node has its status (e.g. "crashed by fault injection").
     pub status_reason: String,
     /// Free-form JSON object.
+    // GraphQL serves it as its `JSON` scalar, through the face's `ComplexObject`.
     #[schema(value_type = Object)]
+    #[graphql(skip)]
     pub metadata: NodeMetadata,
     pub joined_at_ms: i64,
     /// Milliseconds since the node last answered a heartbeat; `None` before its first answer
@@ -182,7 +189,8 @@ pub struct InjectNodeFault {
 #[rtype(result = "ClusterStatus")]
 pub struct GetClusterStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// Leader, term, members and quorum.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct ClusterStatus {
     /// `None` until Raft elects leaders.
     pub leader: Option<String>,
@@ -199,7 +207,9 @@ pub struct ClusterStatus {
 #[rtype(result = "ClusterHealthReport")]
 pub struct GetClusterHealth;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// Overall health and every node.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "ClusterHealth")]
 pub struct ClusterHealthReport {
     pub status: ClusterHealthStatus,
     pub healthy_nodes: usize,

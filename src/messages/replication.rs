@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use async_graphql::SimpleObject;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
@@ -131,7 +132,8 @@ pub struct ReplicateOps {
     pub ops: Vec<Op>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// The answer to `replicate`: the batch is durable as the mode requires.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct ReplicateAck {
     /// LSN just past the batch's record (what a replica must have flushed to hold it).
     pub lsn: String,
@@ -159,7 +161,9 @@ pub struct ReadRow {
     pub from: ReadFrom,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One row, where it was read.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "Row")]
 pub struct RowView {
     pub table: String,
     pub key: String,
@@ -212,7 +216,8 @@ pub struct GetReplica {
 }
 
 /// What an operator sees of a replica: pg_stat_replication's columns, measured.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "Replica")]
 pub struct ReplicaView {
     pub replica_id: String,
     #[schema(value_type = String)]
@@ -243,7 +248,9 @@ pub struct ReplicaView {
 #[rtype(result = "ReplicationStatus")]
 pub struct GetReplicationStatus;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// Primary, mode, current LSN, replicas and health.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(complex)]
 pub struct ReplicationStatus {
     pub primary: String,
     /// `up`, or `down` while crashed.
@@ -257,6 +264,8 @@ pub struct ReplicationStatus {
     pub replicas: Vec<ReplicaView>,
     /// `healthy` when every replica streams within the lag threshold, `degraded` otherwise,
     /// `critical` while the primary is down.
+    // GraphQL serves it as the `ClusterHealthStatus` enum, through the face's `ComplexObject`.
+    #[graphql(skip)]
     pub health: String,
 }
 
@@ -389,7 +398,8 @@ pub struct SetHeartbeat {
 }
 
 /// The replication settings in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "ReplicationSettings")]
 pub struct ReplicationSettingsView {
     #[schema(value_type = String)]
     pub mode: ReplicationMode,
@@ -409,8 +419,11 @@ pub struct SetReportInterval {
     pub interval: std::time::Duration,
 }
 
-/// One lag measurement of a replica.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One real lag measurement (taken at most once per heartbeat interval).
+// GraphQL adds `timestamp` (epoch seconds) and `replayLsn` (text form), in the face's
+// `ComplexObject`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(complex)]
 pub struct LagSample {
     pub timestamp_ms: i64,
     pub lag_bytes: u64,
@@ -426,7 +439,8 @@ pub struct GetLagHistory {
     pub seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One replica's lag samples, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct LagHistory {
     pub replica_id: String,
     pub samples: Vec<LagSample>,
@@ -437,7 +451,9 @@ pub struct LagHistory {
 #[rtype(result = "Throughput")]
 pub struct GetThroughput;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// Throughput over the sliding window, on the primary and per replica.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "ReplicationThroughput")]
 pub struct Throughput {
     pub window_seconds: f64,
     /// Operations and WAL bytes made durable on the primary per second.
@@ -446,7 +462,8 @@ pub struct Throughput {
     pub replicas: Vec<ReplicaThroughput>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// WAL bytes one replica replayed per second over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct ReplicaThroughput {
     pub replica_id: String,
     /// WAL bytes replayed per second.
@@ -458,7 +475,8 @@ pub struct ReplicaThroughput {
 #[rtype(result = "Vec<ReplicaHealth>")]
 pub struct GetReplicationHealth;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One replica's health, and every reason it is not healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct ReplicaHealth {
     pub replica_id: String,
     pub healthy: bool,
@@ -555,7 +573,9 @@ pub struct PeekSlotChanges {
     pub limit: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A replication slot.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+#[graphql(name = "ReplicationSlot")]
 pub struct SlotView {
     pub slot_name: String,
     pub slot_type: SlotType,
@@ -572,7 +592,8 @@ pub struct SlotView {
     pub wal_status: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A logical slot's pending changes (not consumed) and where to advance to after using them.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct SlotChanges {
     pub slot_name: String,
     pub confirmed_flush_lsn: String,
@@ -582,7 +603,8 @@ pub struct SlotChanges {
     pub next_lsn_u64: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One change decoded from the WAL by a logical slot.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct DecodedChange {
     /// The record holding the change, and where it ends.
     pub lsn: String,

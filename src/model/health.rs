@@ -1,9 +1,12 @@
-//! Health as the cluster domain measures it: one node's, and the cluster's as a whole.
+//! Health as the cluster domain measures it: one node's, and the cluster's as a whole. Each is a
+//! snake_case string in JSON and a GraphQL enum (`UNREACHABLE`, `CRITICAL`).
 
 use serde::{Deserialize, Serialize};
 
 /// Health of one cluster node, as `node_health_change` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeHealth {
     Healthy,
@@ -30,7 +33,9 @@ impl NodeHealth {
 
 /// Overall cluster health: `healthy` when every node is, `degraded` while a quorum is up,
 /// `critical` without one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ClusterHealthStatus {
     Healthy,

@@ -203,7 +203,7 @@ pub fn json_len(v: &serde_json::Value) -> usize {
 }
 
 /// What an operation does to its row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     /// Adds a row; the key must not exist.

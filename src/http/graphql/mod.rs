@@ -2,35 +2,71 @@
 //! page, and subscriptions over WebSocket at `/graphql/ws` (and at `/graphql` for upgrades), in
 //! both the `graphql-transport-ws` and the legacy `graphql-ws` protocols.
 //!
-//! Like every face it only translates: queries and mutations become messages to the membership
-//! actor, the replication primary and the event registry, subscriptions are registry
-//! subscriptions. No domain logic here. Each domain brings its own part of the `Query`,
-//! `Mutation` and `Subscription` roots (the cluster's in `query`, `mutation` and `subscription`,
-//! replication's in [`replication`]), merged into one schema.
+//! Like every face it only translates: queries and mutations become messages to the domains'
+//! actors and the event registry, subscriptions are registry subscriptions. No domain logic here.
+//! Each domain is a folder with its part of the `Query`, `Mutation` and `Subscription` roots and
+//! the types only GraphQL has; the views of `messages` are GraphQL objects themselves. A new
+//! domain is a new folder and one line in each root below.
 
-mod mutation;
-mod query;
+pub mod cluster;
+pub mod events;
 pub mod replication;
 mod schema;
-mod subscription;
+mod streams;
 mod transport;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_graphql::http::GraphiQLSource;
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 use async_graphql_actix_web::GraphQLResponse;
 
-pub use mutation::MutationRoot;
-pub use query::QueryRoot;
-pub use schema::{
-    schema, ClusterEventObject, ClusterHealthEvent, ClusterSchema, ConnectionInfo,
-    EventFilterInput, NodeObject, NodeStatusEvent, MAX_COMPLEXITY, MAX_DEPTH,
-};
-pub use subscription::{SubscriptionRoot, MAX_SUBSCRIPTIONS_PER_CONNECTION};
+pub use schema::{MAX_COMPLEXITY, MAX_DEPTH};
+pub use streams::{ConnectionInfo, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 
 use crate::http::metrics::HttpMetrics;
 use crate::runtime::RuntimeHandle;
+
+/// The `Query` root: every domain's queries side by side.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(
+    cluster::ClusterQuery,
+    replication::ReplicationQuery,
+    events::EventsQuery,
+);
+
+/// The `Mutation` root: every domain's mutations side by side.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(cluster::ClusterMutation, replication::ReplicationMutation);
+
+/// The `Subscription` root: every domain's subscriptions side by side.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(
+    events::EventsSubscription,
+    cluster::ClusterSubscription,
+    replication::ReplicationSubscription,
+);
+
+pub type ClusterSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Builds the schema on a running runtime: every resolver reaches the actors through the
+/// [`RuntimeHandle`] in the schema data; subscriptions count themselves in `metrics`.
+pub fn schema(runtime: RuntimeHandle, metrics: Arc<HttpMetrics>) -> ClusterSchema {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(runtime)
+    .data(metrics)
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .finish()
+}
 
 /// Registers the GraphQL routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

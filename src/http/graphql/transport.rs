@@ -39,11 +39,11 @@ use async_graphql::http::{
 use async_graphql::Data;
 use tokio::sync::mpsc;
 
-use super::schema::{ClusterSchema, ConnectionInfo};
+use super::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
-use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::http::metrics::HttpMetrics;
+use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// Which part of the system an event comes from. WebSocket streams other than `/ws/events` are
 /// restricted to one category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, async_graphql::Enum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Replication,
@@ -60,7 +62,9 @@ impl FromStr for Category {
 }
 
 /// `info` < `warning` < `error` < `critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, async_graphql::Enum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,

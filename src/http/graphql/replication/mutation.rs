@@ -4,14 +4,13 @@
 
 use async_graphql::{Context, Object, ID};
 
-use super::types::{
-    OpInput, ReplicaModeValue, ReplicaObject, ReplicateAckObject, ReplicationModeValue,
-    ReplicationSettingsObject,
-};
+use super::types::OpInput;
 use crate::http::graphql::schema::{runtime, to_gql};
 use crate::messages::replication::{
-    AddReplica, PauseReplica, RemoveReplica, ReplicateOps, ResumeReplica, SetReplicationConfig,
+    AddReplica, PauseReplica, RemoveReplica, ReplicaView, ReplicateAck, ReplicateOps,
+    ReplicationSettingsView, ResumeReplica, SetReplicationConfig,
 };
+use crate::model::{ReplicaMode, ReplicationMode};
 
 #[derive(Default)]
 pub struct ReplicationMutation;
@@ -27,16 +26,15 @@ impl ReplicationMutation {
         &self,
         ctx: &Context<'_>,
         ops: Vec<OpInput>,
-    ) -> async_graphql::Result<ReplicateAckObject> {
-        let ack = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicateAck> {
+        runtime(ctx)?
             .primary()
             .send(ReplicateOps {
                 ops: ops.into_iter().map(Into::into).collect(),
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(ack.into())
+            .map_err(to_gql)
     }
 
     /// Adds a replica; it starts empty (or from the snapshot `fromSnapshot`) and catches up from
@@ -45,20 +43,19 @@ impl ReplicationMutation {
         &self,
         ctx: &Context<'_>,
         replica_id: ID,
-        #[graphql(default_with = "ReplicaModeValue::Async")] mode: ReplicaModeValue,
+        #[graphql(default_with = "ReplicaMode::Async")] mode: ReplicaMode,
         from_snapshot: Option<String>,
-    ) -> async_graphql::Result<ReplicaObject> {
-        let view = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicaView> {
+        runtime(ctx)?
             .primary()
             .send(AddReplica {
                 replica_id: replica_id.0,
-                mode: mode.into(),
+                mode,
                 from_snapshot,
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(view.into())
+            .map_err(to_gql)
     }
 
     /// Removes a replica (its actor stops). True once durable.
@@ -84,16 +81,15 @@ impl ReplicationMutation {
         &self,
         ctx: &Context<'_>,
         replica_id: ID,
-    ) -> async_graphql::Result<ReplicaObject> {
-        let view = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicaView> {
+        runtime(ctx)?
             .primary()
             .send(PauseReplica {
                 replica_id: replica_id.0,
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(view.into())
+            .map_err(to_gql)
     }
 
     /// Ships to a paused replica again, from where it stopped. Resuming a replica that is not
@@ -102,16 +98,15 @@ impl ReplicationMutation {
         &self,
         ctx: &Context<'_>,
         replica_id: ID,
-    ) -> async_graphql::Result<ReplicaObject> {
-        let view = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicaView> {
+        runtime(ctx)?
             .primary()
             .send(ResumeReplica {
                 replica_id: replica_id.0,
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(view.into())
+            .map_err(to_gql)
     }
 
     /// Changes the acknowledgement mode at run time; durable (it survives a restart and wins over
@@ -120,20 +115,19 @@ impl ReplicationMutation {
     async fn set_replication_mode(
         &self,
         ctx: &Context<'_>,
-        mode: ReplicationModeValue,
+        mode: ReplicationMode,
         sync_quorum: Option<usize>,
         sync_timeout_ms: Option<u64>,
-    ) -> async_graphql::Result<ReplicationSettingsObject> {
-        let settings = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicationSettingsView> {
+        runtime(ctx)?
             .primary()
             .send(SetReplicationConfig {
-                mode: mode.into(),
+                mode,
                 sync_quorum,
                 sync_timeout_ms,
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(settings.into())
+            .map_err(to_gql)
     }
 }

@@ -3,14 +3,12 @@
 
 use async_graphql::{Context, Object, ID};
 
-use super::types::{
-    LagHistoryObject, ReplicaLagObject, ReplicaObject, ReplicationHealthObject,
-    ReplicationStatusObject, ReplicationThroughputObject, RowObject, SlotChangesObject, SlotObject,
-};
+use super::types::ReplicationHealth;
 use crate::http::graphql::schema::{runtime, to_gql};
 use crate::messages::replication::{
     GetLagHistory, GetReplica, GetReplicationHealth, GetReplicationStatus, GetSlot, GetThroughput,
-    ListReplicas, ListSlots, PeekSlotChanges, ReadFrom, ReadRow, ReplicationError,
+    LagHistory, ListReplicas, ListSlots, PeekSlotChanges, ReadFrom, ReadRow, ReplicaView,
+    ReplicationError, ReplicationStatus, RowView, SlotChanges, SlotView, Throughput,
 };
 
 /// How far back `lagHistory` looks when no `seconds` is given (as REST).
@@ -25,23 +23,21 @@ impl ReplicationQuery {
     async fn replication_status(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<ReplicationStatusObject> {
-        let status = runtime(ctx)?
+    ) -> async_graphql::Result<ReplicationStatus> {
+        runtime(ctx)?
             .primary()
             .send(GetReplicationStatus)
             .await
-            .map_err(to_gql)?;
-        Ok(status.into())
+            .map_err(to_gql)
     }
 
     /// Every replica.
-    async fn replicas(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ReplicaObject>> {
-        let replicas = runtime(ctx)?
+    async fn replicas(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ReplicaView>> {
+        runtime(ctx)?
             .primary()
             .send(ListReplicas)
             .await
-            .map_err(to_gql)?;
-        Ok(replicas.into_iter().map(ReplicaObject::from).collect())
+            .map_err(to_gql)
     }
 
     /// One replica; null if there is none by that id.
@@ -49,30 +45,23 @@ impl ReplicationQuery {
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> async_graphql::Result<Option<ReplicaObject>> {
+    ) -> async_graphql::Result<Option<ReplicaView>> {
         let answer = runtime(ctx)?
             .primary()
             .send(GetReplica { replica_id: id.0 })
             .await
             .map_err(to_gql)?;
         match answer {
-            Ok(view) => Ok(Some(view.into())),
+            Ok(view) => Ok(Some(view)),
             Err(ReplicationError::ReplicaNotFound { .. }) => Ok(None),
             Err(e) => Err(to_gql(e)),
         }
     }
 
-    /// Per replica: lag in bytes and seconds, and write/flush/replay lag.
-    async fn replication_lag(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<ReplicaLagObject>> {
-        let replicas = runtime(ctx)?
-            .primary()
-            .send(ListReplicas)
-            .await
-            .map_err(to_gql)?;
-        Ok(replicas.into_iter().map(ReplicaLagObject::from).collect())
+    /// Per replica: lag in bytes and seconds, and write/flush/replay lag. The answer is the
+    /// replicas themselves; select their lag fields.
+    async fn replication_lag(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ReplicaView>> {
+        self.replicas(ctx).await
     }
 
     /// Real lag samples of the last `seconds` (default 300, at most 86400), one per heartbeat
@@ -83,8 +72,8 @@ impl ReplicationQuery {
         ctx: &Context<'_>,
         replica_id: Option<ID>,
         seconds: Option<u64>,
-    ) -> async_graphql::Result<Vec<LagHistoryObject>> {
-        let history = runtime(ctx)?
+    ) -> async_graphql::Result<Vec<LagHistory>> {
+        runtime(ctx)?
             .primary()
             .send(GetLagHistory {
                 replica_id: replica_id.map(|id| id.0),
@@ -92,33 +81,40 @@ impl ReplicationQuery {
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(history.into_iter().map(LagHistoryObject::from).collect())
+            .map_err(to_gql)
     }
 
     /// Operations and bytes per second over the sliding window, on the primary and per replica.
-    async fn replication_throughput(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<ReplicationThroughputObject> {
-        let throughput = runtime(ctx)?
+    async fn replication_throughput(&self, ctx: &Context<'_>) -> async_graphql::Result<Throughput> {
+        runtime(ctx)?
             .primary()
             .send(GetThroughput)
             .await
-            .map_err(to_gql)?;
-        Ok(throughput.into())
+            .map_err(to_gql)
     }
 
     /// Every replication slot.
-    async fn slots(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlotObject>> {
-        let slots = runtime(ctx)?.primary().send(ListSlots).await.map_err(to_gql)?;
-        Ok(slots.into_iter().map(SlotObject::from).collect())
+    async fn slots(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SlotView>> {
+        runtime(ctx)?
+            .primary()
+            .send(ListSlots)
+            .await
+            .map_err(to_gql)
     }
 
     /// One slot; null if there is none by that name.
-    async fn slot(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<SlotObject>> {
-        match runtime(ctx)?.primary().send(GetSlot { slot_name: name }).await.map_err(to_gql)? {
-            Ok(view) => Ok(Some(view.into())),
+    async fn slot(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<Option<SlotView>> {
+        let answer = runtime(ctx)?
+            .primary()
+            .send(GetSlot { slot_name: name })
+            .await
+            .map_err(to_gql)?;
+        match answer {
+            Ok(view) => Ok(Some(view)),
             Err(ReplicationError::SlotNotFound { .. }) => Ok(None),
             Err(e) => Err(to_gql(e)),
         }
@@ -131,27 +127,29 @@ impl ReplicationQuery {
         ctx: &Context<'_>,
         name: String,
         #[graphql(default = 100)] limit: usize,
-    ) -> async_graphql::Result<SlotChangesObject> {
+    ) -> async_graphql::Result<SlotChanges> {
         if !(1..=10_000).contains(&limit) {
             return Err(to_gql(ReplicationError::InvalidField {
                 field: "limit".into(),
                 reason: format!("expected 1 to 10000, got {limit}"),
             }));
         }
-        let changes = runtime(ctx)?
+        runtime(ctx)?
             .primary()
-            .send(PeekSlotChanges { slot_name: name, limit })
+            .send(PeekSlotChanges {
+                slot_name: name,
+                limit,
+            })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(changes.into())
+            .map_err(to_gql)
     }
 
     /// Per replica: healthy or not, and every reason it is not.
     async fn replication_health(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<ReplicationHealthObject> {
+    ) -> async_graphql::Result<ReplicationHealth> {
         let replicas = runtime(ctx)?
             .primary()
             .send(GetReplicationHealth)
@@ -169,18 +167,17 @@ impl ReplicationQuery {
         table: String,
         key: String,
         #[graphql(default_with = "String::from(\"primary\")")] from: String,
-    ) -> async_graphql::Result<Option<RowObject>> {
+    ) -> async_graphql::Result<Option<RowView>> {
         let from = if from == "primary" {
             ReadFrom::Primary
         } else {
             ReadFrom::Replica(from)
         };
-        let row = runtime(ctx)?
+        runtime(ctx)?
             .primary()
             .send(ReadRow { table, key, from })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(row.map(Into::into))
+            .map_err(to_gql)
     }
 }

@@ -4,10 +4,10 @@
 //! connection's cap, exactly as for the cluster subscriptions.
 
 use async_graphql::{Context, Subscription, ID};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
 use super::types::{ReplicaStatusEvent, ReplicationLagEvent};
-use crate::http::graphql::subscription::subscribe;
+use crate::http::graphql::streams::{subscribe, typed};
 use crate::messages::events::{EventFilter, EventType, SubjectKind};
 
 #[derive(Default)]
@@ -33,18 +33,15 @@ impl ReplicationSubscription {
         }
         .with_ids(SubjectKind::Replica, replica_id.map(|id| id.0));
         let events = subscribe(ctx, "replicationLagUpdates", filter).await?;
-        Ok(events.filter_map(move |item| {
-            std::future::ready(match item {
-                Ok(e) => ReplicationLagEvent::from_event(&e)
-                    .filter(|sample| sample.lag_bytes >= threshold)
-                    .map(Ok),
-                Err(e) => Some(Err(e)),
-            })
+        Ok(typed(events, move |e| {
+            // A sample below the threshold is left out; one that cannot be read is told.
+            ReplicationLagEvent::from_event(e)
+                .filter(|sample| !matches!(sample, Ok(s) if s.lag_bytes < threshold))
         }))
     }
 
-    /// Status changes of replicas (of `replicaId` only, when given): `starting`, `catching_up`,
-    /// `streaming`, `in_sync`, `paused`, `disconnected`, `failed`, `promoted`. Errors as for
+    /// Status changes of replicas (of `replicaId` only, when given): `STARTING`, `CATCHING_UP`,
+    /// `STREAMING`, `IN_SYNC`, `PAUSED`, `DISCONNECTED`, `FAILED`, `PROMOTED`. Errors as for
     /// `events`.
     async fn replica_status_changes(
         &self,
@@ -57,11 +54,6 @@ impl ReplicationSubscription {
         }
         .with_ids(SubjectKind::Replica, replica_id.map(|id| id.0));
         let events = subscribe(ctx, "replicaStatusChanges", filter).await?;
-        Ok(events.filter_map(|item| {
-            std::future::ready(match item {
-                Ok(e) => ReplicaStatusEvent::from_event(&e).map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-        }))
+        Ok(typed(events, ReplicaStatusEvent::from_event))
     }
 }

@@ -1,21 +1,13 @@
-//! Mutations: add, update and remove cluster members, each one message to the membership actor,
-//! answered once the change is durable; domain errors carry the REST error codes. Merged with the
-//! replication domain's mutations into the `Mutation` root.
+//! Cluster mutations: add, update and remove members, each one message to the membership actor,
+//! answered once the change is durable; domain errors carry the REST error codes.
 
-use async_graphql::{Context, MergedObject, Object, ID};
+use async_graphql::{Context, Object, ID};
 use serde_json::Value as JsonValue;
 
-use super::replication::ReplicationMutation;
-use super::schema::{gql_error, runtime, to_gql, NodeObject};
 use crate::http::error::ApiError;
-use crate::messages::cluster::{AddNode, NodeMetadata, RemoveNode, UpdateNodeMetadata};
+use crate::http::graphql::schema::{gql_error, runtime, to_gql};
+use crate::messages::cluster::{AddNode, NodeMetadata, NodeView, RemoveNode, UpdateNodeMetadata};
 
-/// The `Mutation` root: every domain's mutations side by side.
-#[derive(MergedObject, Default)]
-#[graphql(name = "Mutation")]
-pub struct MutationRoot(ClusterMutation, ReplicationMutation);
-
-/// The cluster's mutations.
 #[derive(Default)]
 pub struct ClusterMutation;
 
@@ -50,12 +42,12 @@ impl ClusterMutation {
         node_id: ID,
         address: Option<String>,
         metadata: Option<JsonValue>,
-    ) -> async_graphql::Result<NodeObject> {
+    ) -> async_graphql::Result<NodeView> {
         let metadata = match metadata {
             None | Some(JsonValue::Null) => NodeMetadata::new(),
             Some(v) => metadata_object(v)?,
         };
-        let view = runtime(ctx)?
+        runtime(ctx)?
             .membership()
             .send(AddNode {
                 node_id: node_id.0,
@@ -64,8 +56,7 @@ impl ClusterMutation {
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(NodeObject(view))
+            .map_err(to_gql)
     }
 
     /// Removes a member (it leaves the cluster and its node actor stops). True once durable.
@@ -85,9 +76,9 @@ impl ClusterMutation {
         ctx: &Context<'_>,
         node_id: ID,
         metadata: JsonValue,
-    ) -> async_graphql::Result<NodeObject> {
+    ) -> async_graphql::Result<NodeView> {
         let patch = metadata_object(metadata)?;
-        let view = runtime(ctx)?
+        runtime(ctx)?
             .membership()
             .send(UpdateNodeMetadata {
                 node_id: node_id.0,
@@ -95,7 +86,6 @@ impl ClusterMutation {
             })
             .await
             .map_err(to_gql)?
-            .map_err(to_gql)?;
-        Ok(NodeObject(view))
+            .map_err(to_gql)
     }
 }

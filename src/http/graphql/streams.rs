@@ -1,10 +1,10 @@
-//! Subscriptions, each one a registry subscription: the registry pushes the events its filter
-//! admits as they are published, so nothing here polls or runs on a timer. Every subscription is
-//! counted in `/metrics` while its stream lives, and against its connection's
-//! [`MAX_SUBSCRIPTIONS_PER_CONNECTION`].
+//! Registry subscriptions as GraphQL streams, for every domain's subscription fields: the
+//! registry pushes the events a filter admits as they are published, so nothing here polls or
+//! runs on a timer. Every stream is counted in `/metrics` while it lives, and against its
+//! connection's [`MAX_SUBSCRIPTIONS_PER_CONNECTION`].
 //!
 //! Losses are never silent: when the registry dropped events because the client fell behind, the
-//! subscription yields an error item (`extensions.code = "lagged"`, with `missed` and
+//! stream yields an error item (`extensions.code = "lagged"`, with `missed` and
 //! `resumeFromSeq`) and goes on; when the registry ends the subscription, it yields a last error
 //! (`"subscription_closed"`, with the reason) and completes.
 
@@ -14,18 +14,14 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use actix_web::http::StatusCode;
-use async_graphql::{Context, ErrorExtensions, MergedSubscription, Subscription, ID};
+use async_graphql::{Context, ErrorExtensions};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
-use super::replication::ReplicationSubscription;
-use super::schema::{
-    filter_of, gql_error, runtime, to_gql, ClusterEventObject, ClusterHealthEvent, ConnectionInfo,
-    EventFilterInput, NodeStatusEvent,
-};
+use super::schema::{gql_error, runtime, to_gql};
 use crate::http::error::ApiError;
 use crate::http::metrics::HttpMetrics;
-use crate::messages::events::{now_ms, EventFilter, EventType, SharedEvent, SubjectKind};
+use crate::messages::events::{now_ms, EventFilter, SharedEvent};
 use crate::messages::registry::{Delivery, SubscriberInfo, Transport};
 use crate::runtime::EventSubscription;
 
@@ -37,77 +33,51 @@ use crate::runtime::EventSubscription;
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 64;
 
 /// What a subscription stream yields: an event, or an error telling of lost events or the end.
-pub(super) type Item = async_graphql::Result<SharedEvent>;
+pub(crate) type Item = async_graphql::Result<SharedEvent>;
 
-/// The `Subscription` root: every domain's subscriptions side by side.
-#[derive(MergedSubscription, Default)]
-#[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(ClusterSubscription, ReplicationSubscription);
+/// Who is on the other end of a subscription connection, put in the connection data by the
+/// transport so that `/api/v1/ws/subscriptions` can show it, and how many subscriptions the
+/// connection runs (bounded by [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]).
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: String,
+    pub connected_at_ms: i64,
+    /// Subscription streams alive on this connection; every clone (one per connection) shares it.
+    pub subscriptions: Arc<AtomicUsize>,
+}
 
-/// The cluster's subscriptions, and the whole-envelope `events`.
-#[derive(Default)]
-pub struct ClusterSubscription;
-
-#[Subscription]
-impl ClusterSubscription {
-    /// Every event the filter admits, as the whole envelope. With `filter.sinceSeq`, retained
-    /// events after it are replayed first, then live ones follow with no gap. Dropped events
-    /// (the client fell behind) come as an error with code `lagged`; the end of the subscription
-    /// by the server as a last error with code `subscription_closed`.
-    async fn events(
-        &self,
-        ctx: &Context<'_>,
-        filter: Option<EventFilterInput>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ClusterEventObject>>> {
-        let filter = filter_of(filter)?;
-        let events = subscribe(ctx, "events", filter).await?;
-        Ok(events.map(|item| item.map(ClusterEventObject)))
-    }
-
-    /// Health changes of nodes (of `nodeId` only, when given). Errors as for `events`.
-    async fn node_status_changes(
-        &self,
-        ctx: &Context<'_>,
-        node_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<NodeStatusEvent>>> {
-        let filter = EventFilter {
-            event_types: vec![EventType::NodeHealthChange],
-            ..EventFilter::default()
+impl ConnectionInfo {
+    /// A connection from `peer`, connected now, with no subscription yet.
+    pub fn new(peer: String) -> Self {
+        ConnectionInfo {
+            peer,
+            connected_at_ms: now_ms(),
+            subscriptions: Arc::new(AtomicUsize::new(0)),
         }
-        .with_ids(SubjectKind::Node, node_id.map(|id| id.0));
-        let events = subscribe(ctx, "nodeStatusChanges", filter).await?;
-        Ok(events.filter_map(|item| {
-            std::future::ready(match item {
-                Ok(e) => NodeStatusEvent::from_event(&e).map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-        }))
     }
+}
 
-    /// Changes of overall cluster health: node health changes, quorum lost and restored. Errors
-    /// as for `events`.
-    async fn cluster_health_changes(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ClusterHealthEvent>>> {
-        let filter = EventFilter {
-            event_types: ClusterHealthEvent::EVENT_TYPES.to_vec(),
-            ..EventFilter::default()
-        };
-        let events = subscribe(ctx, "clusterHealthChanges", filter).await?;
-        Ok(events.filter_map(|item| {
-            std::future::ready(match item {
-                Ok(e) => ClusterHealthEvent::from_event(&e).map(Ok),
-                Err(e) => Some(Err(e)),
-            })
-        }))
-    }
+/// A typed subscription: each event as `view` sees it, events it does not know (`None`) left out,
+/// and the stream's error items passed on as they are.
+pub(crate) fn typed<T>(
+    events: CountedStream,
+    view: impl Fn(&SharedEvent) -> Option<async_graphql::Result<T>> + Send + 'static,
+) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+{
+    events.filter_map(move |item| {
+        std::future::ready(match item {
+            Ok(e) => view(&e),
+            Err(e) => Some(Err(e)),
+        })
+    })
 }
 
 /// Registers with the registry as a GraphQL subscriber named after its field, and returns its
 /// deliveries as a stream that counts itself in the metrics and against its connection's cap
 /// while it lives. Every subscription field of every domain goes through here.
-pub(super) async fn subscribe(
+pub(crate) async fn subscribe(
     ctx: &Context<'_>,
     field: &str,
     filter: EventFilter,
@@ -258,7 +228,7 @@ impl Drop for ConnectionSlot {
 /// A subscription's deliveries, counted as an active GraphQL subscription (and holding its
 /// connection slot) from creation until drop (the client completed it, the connection closed,
 /// or the registry ended it).
-pub(super) struct CountedStream {
+pub(crate) struct CountedStream {
     inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
     metrics: Arc<HttpMetrics>,
     /// `None` for a schema executed without a connection (in-process).
@@ -298,9 +268,9 @@ impl Drop for CountedStream {
 mod tests {
     use super::*;
     use crate::config::StorageEngine;
-    use crate::messages::events::{Event, Severity};
-    use crate::messages::system::{ActorRestart, SystemEvent};
+    use crate::messages::events::{Event, EventType, Severity};
     use crate::messages::registry::Publish;
+    use crate::messages::system::{ActorRestart, SystemEvent};
     use crate::{Config, Runtime, RuntimeHandle};
     use std::time::Duration;
 

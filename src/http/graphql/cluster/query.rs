@@ -1,0 +1,59 @@
+//! Cluster queries: status, health and nodes, each one message to the membership actor.
+
+use async_graphql::{Context, Object, ID};
+
+use crate::http::graphql::schema::{runtime, to_gql};
+use crate::messages::cluster::{
+    ClusterError, ClusterHealthReport, ClusterStatus, GetClusterHealth, GetClusterStatus, GetNode,
+    ListNodes, NodeView,
+};
+
+#[derive(Default)]
+pub struct ClusterQuery;
+
+#[Object]
+impl ClusterQuery {
+    /// Leader, term, members and quorum.
+    async fn cluster_status(&self, ctx: &Context<'_>) -> async_graphql::Result<ClusterStatus> {
+        runtime(ctx)?
+            .membership()
+            .send(GetClusterStatus)
+            .await
+            .map_err(to_gql)
+    }
+
+    /// Overall health (`HEALTHY`, `DEGRADED`, `CRITICAL`) and every node.
+    async fn cluster_health(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ClusterHealthReport> {
+        runtime(ctx)?
+            .membership()
+            .send(GetClusterHealth)
+            .await
+            .map_err(to_gql)
+    }
+
+    /// Every member.
+    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
+        runtime(ctx)?
+            .membership()
+            .send(ListNodes)
+            .await
+            .map_err(to_gql)
+    }
+
+    /// One member; null if there is none by that id.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<NodeView>> {
+        let answer = runtime(ctx)?
+            .membership()
+            .send(GetNode { node_id: id.0 })
+            .await
+            .map_err(to_gql)?;
+        match answer {
+            Ok(view) => Ok(Some(view)),
+            Err(ClusterError::NodeNotFound { .. }) => Ok(None),
+            Err(e) => Err(to_gql(e)),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The cluster domain's GraphQL types beyond its views (`Node`, `ClusterStatus` and
+//! `ClusterHealth` are the views of `messages::cluster` themselves): the node's fields that
+//! GraphQL serves in its own terms, and the typed event objects of its subscriptions.
+
+use async_graphql::{ComplexObject, SimpleObject, ID};
+use serde_json::Value as JsonValue;
+
+use crate::http::graphql::events::EventStamp;
+use crate::http::graphql::schema::closed_value;
+use crate::messages::cluster::{ClusterEvent, NodeView};
+use crate::messages::events::{EventPayload, EventType, SharedEvent};
+use crate::model::{ClusterHealthStatus, NodeHealth, NodeRole};
+
+#[ComplexObject]
+impl NodeView {
+    /// `VOTER` for every member until Raft assigns leader/follower roles.
+    async fn role(&self) -> async_graphql::Result<NodeRole> {
+        closed_value("role", &self.role)
+    }
+
+    /// Free-form metadata, a JSON object.
+    async fn metadata(&self) -> JsonValue {
+        JsonValue::Object(self.metadata.clone().into_iter().collect())
+    }
+}
+
+/// A change of one node's health (`node_health_change`).
+#[derive(SimpleObject)]
+pub struct NodeStatusEvent {
+    pub node_id: ID,
+    pub old_status: NodeHealth,
+    pub new_status: NodeHealth,
+    pub role: NodeRole,
+    pub reason: String,
+    /// Real measurements taken when the change was seen (heartbeat_age_ms, …).
+    pub metrics: JsonValue,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl NodeStatusEvent {
+    /// The typed view of a `node_health_change` event; `None` for any other event.
+    pub fn from_event(e: &SharedEvent) -> Option<async_graphql::Result<Self>> {
+        let EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) = &e.payload else {
+            return None;
+        };
+        Some(closed_value("role", &p.role).map(|role| {
+            NodeStatusEvent {
+                node_id: ID(p.node_id.clone()),
+                old_status: p.old_status,
+                new_status: p.new_status,
+                role,
+                reason: p.reason.clone(),
+                metrics: JsonValue::Object(
+                    p.metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), JsonValue::from(*v)))
+                        .collect(),
+                ),
+                stamp: EventStamp::of(e),
+            }
+        }))
+    }
+}
+
+/// A change of overall cluster health: a node's health changed, or quorum was lost or restored.
+/// `nodeId`, `oldStatus` and `newStatus` are set for `node_health_change` only.
+#[derive(SimpleObject)]
+pub struct ClusterHealthEvent {
+    /// `node_health_change`, `quorum_lost` or `quorum_restored`.
+    pub event_type: String,
+    pub node_id: Option<ID>,
+    pub old_status: Option<NodeHealth>,
+    pub new_status: Option<NodeHealth>,
+    /// Overall health after the change.
+    pub cluster_status: ClusterHealthStatus,
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+    pub has_quorum: bool,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl ClusterHealthEvent {
+    /// The event types this view is built from.
+    pub const EVENT_TYPES: [EventType; 3] = [
+        EventType::NodeHealthChange,
+        EventType::QuorumLost,
+        EventType::QuorumRestored,
+    ];
+
+    /// The typed view of a health or quorum event; `None` for any other event.
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let (node, cluster_status, healthy, total, has_quorum) = match &e.payload {
+            EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) => (
+                Some((p.node_id.clone(), p.old_status, p.new_status)),
+                p.cluster_status,
+                p.healthy_nodes,
+                p.total_nodes,
+                // The payload carries the overall status, which is critical exactly when there
+                // is no quorum.
+                p.cluster_status != ClusterHealthStatus::Critical,
+            ),
+            EventPayload::Cluster(
+                ClusterEvent::QuorumLost(q) | ClusterEvent::QuorumRestored(q),
+            ) => {
+                // Quorum events carry counts only; the overall status follows from them by the
+                // definition of `ClusterHealthStatus`.
+                let status = if !q.has_quorum {
+                    ClusterHealthStatus::Critical
+                } else if q.healthy_nodes == q.total_nodes {
+                    ClusterHealthStatus::Healthy
+                } else {
+                    ClusterHealthStatus::Degraded
+                };
+                (None, status, q.healthy_nodes, q.total_nodes, q.has_quorum)
+            }
+            _ => return None,
+        };
+        let (node_id, old_status, new_status) = match node {
+            Some((id, old, new)) => (Some(ID(id)), Some(old), Some(new)),
+            None => (None, None, None),
+        };
+        Some(ClusterHealthEvent {
+            event_type: e.event_type.as_str().to_string(),
+            node_id,
+            old_status,
+            new_status,
+            cluster_status,
+            healthy_nodes: healthy,
+            total_nodes: total,
+            has_quorum,
+            stamp: EventStamp::of(e),
+        })
+    }
+}
