@@ -227,7 +227,7 @@ fn hot_event() -> Event {
             node_id: HOT.into(),
             old_status: NodeHealth::Healthy,
             new_status: NodeHealth::Degraded,
-            role: "voter".into(),
+            role: clusterd::model::NodeRole::Voter,
             reason: "heartbeat round trip above threshold".into(),
             metrics,
             cluster_status: ClusterHealthStatus::Degraded,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
 use crate::messages::events::{domain_events, SubjectKind};
-use crate::model::{ClusterHealthStatus, NodeHealth};
+use crate::model::{ClusterHealthStatus, NodeHealth, NodeRole};
 
 /// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
 pub type NodeMetadata = BTreeMap<String, serde_json::Value>;
@@ -35,9 +35,7 @@ pub struct NodeView {
     /// Where the node is reached; empty when hosted in this process.
     pub address: String,
     /// `voter` for every member until Raft assigns leader/follower roles.
-    // GraphQL serves it as the `NodeRole` enum, through the face's `ComplexObject`.
-    #[graphql(skip)]
-    pub role: String,
+    pub role: NodeRole,
     pub status: NodeHealth,
     /// Why the node has its status (e.g. "crashed by fault injection").
     pub status_reason: String,
@@ -287,7 +285,7 @@ domain_events! {
 pub struct NodeMembershipChange {
     pub node_id: String,
     pub node_address: String,
-    pub node_role: String,
+    pub node_role: NodeRole,
     pub reason: String,
     pub cluster_size: usize,
     pub has_quorum: bool,
@@ -299,7 +297,7 @@ pub struct NodeHealthChange {
     pub node_id: String,
     pub old_status: NodeHealth,
     pub new_status: NodeHealth,
-    pub role: String,
+    pub role: NodeRole,
     pub reason: String,
     pub metrics: BTreeMap<String, f64>,
     /// Overall health after this change, so a dashboard needs no second request.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
-use crate::model::{lsn_text, ConflictStrategy, LogRecord, Op, OpKind};
+use crate::model::{lsn_text, ClusterHealthStatus, ConflictStrategy, LogRecord, Op, OpKind};
 
 mod events;
 pub use events::*;
@@ -250,7 +250,6 @@ pub struct GetReplicationStatus;
 
 /// Primary, mode, current LSN, replicas and health.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
-#[graphql(complex)]
 pub struct ReplicationStatus {
     pub primary: String,
     /// `up`, or `down` while crashed.
@@ -264,9 +263,7 @@ pub struct ReplicationStatus {
     pub replicas: Vec<ReplicaView>,
     /// `healthy` when every replica streams within the lag threshold, `degraded` otherwise,
     /// `critical` while the primary is down.
-    // GraphQL serves it as the `ClusterHealthStatus` enum, through the face's `ComplexObject`.
-    #[graphql(skip)]
-    pub health: String,
+    pub health: ClusterHealthStatus,
 }
 
 // Between the primary and its replicas.

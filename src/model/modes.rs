@@ -53,6 +53,13 @@ pub enum ReplicaStatus {
     Promoted,
 }
 
+/// A status equals its text form (`"in_sync"`), as events and REST carry it.
+impl PartialEq<&str> for ReplicaStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl ReplicaStatus {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,7 +21,7 @@ use crate::actors::registry::EventPublisher;
 use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
-use crate::model::{validate_id, ClusterHealthStatus, NodeHealth};
+use crate::model::{validate_id, ClusterHealthStatus, NodeHealth, NodeRole};
 use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::CounterFamily;
 use crate::storage::{RecordTable, Store};
@@ -53,7 +53,7 @@ impl MembershipSettings {
 }
 
 /// The role every member has until Raft assigns leader and followers.
-const ROLE: &str = "voter";
+const ROLE: NodeRole = NodeRole::Voter;
 
 pub(super) struct Member {
     pub(super) record: NodeRecord,
@@ -257,7 +257,7 @@ impl MembershipActor {
         NodeView {
             node_id: m.record.node_id.clone(),
             address: m.record.address.clone(),
-            role: ROLE.into(),
+            role: ROLE,
             status: m.health,
             status_reason: m.reason.clone(),
             metadata: m.record.metadata.clone(),
@@ -321,7 +321,7 @@ impl MembershipActor {
                 node_id: node_id.to_string(),
                 old_status: old,
                 new_status: new,
-                role: ROLE.into(),
+                role: ROLE,
                 reason,
                 metrics,
                 cluster_status: self.cluster_health(),
@@ -351,7 +351,7 @@ impl MembershipActor {
         let change = NodeMembershipChange {
             node_id: record.node_id.clone(),
             node_address: record.address.clone(),
-            node_role: ROLE.into(),
+            node_role: ROLE,
             reason: reason.to_string(),
             cluster_size: total,
             has_quorum,

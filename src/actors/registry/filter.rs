@@ -59,6 +59,7 @@ impl CompiledFilter {
 mod tests {
     use super::*;
     use crate::messages::cluster::{ClusterEvent, NodeMembershipChange};
+    use crate::model::NodeRole;
     use crate::messages::events::Event;
 
     fn joined(node: &str) -> PublishedEvent {
@@ -70,7 +71,7 @@ mod tests {
                 ClusterEvent::NodeJoined(NodeMembershipChange {
                     node_id: node.into(),
                     node_address: String::new(),
-                    node_role: "voter".into(),
+                    node_role: NodeRole::Voter,
                     reason: "test".into(),
                     cluster_size: 4,
                     has_quorum: true,

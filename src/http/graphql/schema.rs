@@ -2,8 +2,6 @@
 //! one mapping of errors to GraphQL errors, and the reading of a closed set's text as its enum.
 
 use async_graphql::{Context, ErrorExtensions};
-use serde::de::value::{Error as ValueError, StrDeserializer};
-use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
 use crate::runtime::RuntimeHandle;
@@ -39,33 +37,4 @@ pub(crate) fn gql_error(e: ApiError) -> async_graphql::Error {
 /// `DomainError`, a mailbox error) as a GraphQL error: the one mapping all domains use.
 pub(crate) fn to_gql<E: Into<ApiError>>(e: E) -> async_graphql::Error {
     gql_error(e.into())
-}
-
-/// A closed set's value that a message still carries as its snake_case text (`"in_sync"`), as
-/// the enum GraphQL serves (`IN_SYNC`). Text outside the set is an error naming `field`, never a
-/// made-up value.
-pub(crate) fn closed_value<T: DeserializeOwned>(
-    field: &str,
-    text: &str,
-) -> async_graphql::Result<T> {
-    T::deserialize(StrDeserializer::<ValueError>::new(text))
-        .map_err(|e| async_graphql::Error::new(format!("{field}: unexpected value '{text}': {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::ReplicaStatus;
-
-    #[test]
-    fn a_closed_value_reads_its_text_and_refuses_any_other() {
-        let status: ReplicaStatus = closed_value("status", "catching_up").expect("a status");
-        assert_eq!(status, ReplicaStatus::CatchingUp);
-        let err = closed_value::<ReplicaStatus>("status", "sleepy").expect_err("not a status");
-        assert!(
-            err.message.contains("status") && err.message.contains("sleepy"),
-            "{}",
-            err.message
-        );
-    }
 }

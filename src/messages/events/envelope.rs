@@ -156,6 +156,7 @@ mod tests {
     use super::*;
     use crate::messages::cluster::*;
     use crate::messages::replication::*;
+    use crate::model::{NodeRole, ReplicaStatus};
     use crate::messages::system::*;
     use crate::model::{ClusterHealthStatus, NodeHealth};
 
@@ -164,7 +165,7 @@ mod tests {
         let nm = NodeMembershipChange {
             node_id: "node-4".into(),
             node_address: "10.0.0.4:7000".into(),
-            node_role: "voter".into(),
+            node_role: NodeRole::Voter,
             reason: "added".into(),
             cluster_size: 4,
             has_quorum: true,
@@ -174,7 +175,7 @@ mod tests {
             node_id: "node-2".into(),
             old_status: NodeHealth::Healthy,
             new_status: NodeHealth::Degraded,
-            role: "voter".into(),
+            role: NodeRole::Voter,
             reason: "late".into(),
             metrics,
             cluster_status: ClusterHealthStatus::Degraded,
@@ -186,8 +187,8 @@ mod tests {
         let rm = ReplicaMembershipChange { replica_id: "replica-001".into(), mode: "sync".into(), reason: "bootstrap".into() };
         let rs = ReplicaStatusChange {
             replica_id: "replica-001".into(),
-            old_status: "starting".into(),
-            new_status: "streaming".into(),
+            old_status: ReplicaStatus::Starting,
+            new_status: ReplicaStatus::Streaming,
             reason: "r".into(),
             metadata: BTreeMap::from([("wal_position".to_string(), "0/10".to_string())]),
         };
@@ -219,7 +220,7 @@ mod tests {
             lag_bytes: 10,
             lag_seconds: 0.25,
             threshold_bytes: 0,
-            status: "streaming".into(),
+            status: ReplicaStatus::Streaming,
         };
         let sc = SlotChange {
             slot_name: "cdc".into(),
@@ -310,7 +311,7 @@ mod tests {
         let joined = ClusterEvent::NodeJoined(NodeMembershipChange {
             node_id: "node-4".into(),
             node_address: String::new(),
-            node_role: "voter".into(),
+            node_role: NodeRole::Voter,
             reason: "test".into(),
             cluster_size: 4,
             has_quorum: true,

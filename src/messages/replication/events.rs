@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::events::{domain_events, Severity, SubjectKind};
+use crate::model::ReplicaStatus;
 
 domain_events! {
     /// What the primary publishes about itself, its replicas, slots and snapshots.
@@ -38,8 +39,8 @@ pub struct ReplicaMembershipChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaStatusChange {
     pub replica_id: String,
-    pub old_status: String,
-    pub new_status: String,
+    pub old_status: ReplicaStatus,
+    pub new_status: ReplicaStatus,
     pub reason: String,
     pub metadata: BTreeMap<String, String>,
 }
@@ -95,7 +96,7 @@ pub struct ReplicationLagSample {
     pub lag_bytes: u64,
     pub lag_seconds: f64,
     pub threshold_bytes: u64,
-    pub status: String,
+    pub status: ReplicaStatus,
 }
 
 /// `replication_error`.

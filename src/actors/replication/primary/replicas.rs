@@ -146,8 +146,8 @@ impl ReplicaEntry {
             format!("replica:{id}"),
             ReplicationEvent::ReplicaStatusChange(ReplicaStatusChange {
                 replica_id: id.to_string(),
-                old_status: old.as_str().into(),
-                new_status: new.as_str().into(),
+                old_status: old,
+                new_status: new,
                 reason,
                 metadata,
             }),

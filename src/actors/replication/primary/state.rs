@@ -22,7 +22,7 @@ use super::slots::SlotRecord;
 use crate::actors::registry::InterestTable;
 use crate::messages::events::*;
 use crate::messages::replication::*;
-use crate::model::{lsn_text, ReplicaStatus};
+use crate::model::{lsn_text, ClusterHealthStatus, ReplicaStatus};
 use crate::storage::table::{Checkpoint, TableState};
 
 /// Why the primary refuses writes.
@@ -218,11 +218,11 @@ impl Primary {
     pub fn status(&self) -> ReplicationStatus {
         let replicas = self.replica_views();
         let health = if self.is_down() {
-            "critical"
+            ClusterHealthStatus::Critical
         } else if replicas.iter().all(|r| r.status == ReplicaStatus::InSync) {
-            "healthy"
+            ClusterHealthStatus::Healthy
         } else {
-            "degraded"
+            ClusterHealthStatus::Degraded
         };
         ReplicationStatus {
             primary: self.settings.primary.clone(),
@@ -233,7 +233,7 @@ impl Primary {
             current_lsn: lsn_text(self.log.flush_lsn),
             current_lsn_u64: self.log.flush_lsn,
             replicas,
-            health: health.into(),
+            health,
         }
     }
 

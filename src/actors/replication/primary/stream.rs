@@ -198,7 +198,7 @@ impl Primary {
                         lag_bytes: sample.lag_bytes,
                         lag_seconds: sample.lag_seconds,
                         threshold_bytes: t.lag_alert_bytes,
-                        status: e.health.status.as_str().to_string(),
+                        status: e.health.status,
                     }),
                 );
             }

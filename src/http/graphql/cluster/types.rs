@@ -6,18 +6,12 @@ use async_graphql::{ComplexObject, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
 use crate::http::graphql::events::EventStamp;
-use crate::http::graphql::schema::closed_value;
 use crate::messages::cluster::{ClusterEvent, NodeView};
 use crate::messages::events::{EventPayload, EventType, SharedEvent};
 use crate::model::{ClusterHealthStatus, NodeHealth, NodeRole};
 
 #[ComplexObject]
 impl NodeView {
-    /// `VOTER` for every member until Raft assigns leader/follower roles.
-    async fn role(&self) -> async_graphql::Result<NodeRole> {
-        closed_value("role", &self.role)
-    }
-
     /// Free-form metadata, a JSON object.
     async fn metadata(&self) -> JsonValue {
         JsonValue::Object(self.metadata.clone().into_iter().collect())
@@ -44,12 +38,12 @@ impl NodeStatusEvent {
         let EventPayload::Cluster(ClusterEvent::NodeHealthChange(p)) = &e.payload else {
             return None;
         };
-        Some(closed_value("role", &p.role).map(|role| {
+        Some(Ok({
             NodeStatusEvent {
                 node_id: ID(p.node_id.clone()),
                 old_status: p.old_status,
                 new_status: p.new_status,
-                role,
+                role: p.role,
                 reason: p.reason.clone(),
                 metrics: JsonValue::Object(
                     p.metrics

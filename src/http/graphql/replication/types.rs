@@ -8,10 +8,9 @@ use async_graphql::{ComplexObject, InputObject, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
 use crate::http::graphql::events::EventStamp;
-use crate::http::graphql::schema::closed_value;
 use crate::messages::events::{EventPayload, SharedEvent};
-use crate::messages::replication::{LagSample, ReplicaHealth, ReplicationEvent, ReplicationStatus};
-use crate::model::{lsn_text, ClusterHealthStatus, Op, OpKind, ReplicaStatus, RowValue};
+use crate::messages::replication::{LagSample, ReplicaHealth, ReplicationEvent};
+use crate::model::{lsn_text, Op, OpKind, ReplicaStatus, RowValue};
 
 /// One operation of a `replicate` batch.
 #[derive(InputObject, Debug, Clone)]
@@ -31,15 +30,6 @@ impl From<OpInput> for Op {
             key: o.key.into(),
             value: o.value.map(RowValue::new),
         }
-    }
-}
-
-#[ComplexObject]
-impl ReplicationStatus {
-    /// `HEALTHY` when every replica streams within the lag threshold, `DEGRADED` otherwise,
-    /// `CRITICAL` while the primary is down.
-    async fn health(&self) -> async_graphql::Result<ClusterHealthStatus> {
-        closed_value("health", &self.health)
     }
 }
 
@@ -95,16 +85,14 @@ impl ReplicationLagEvent {
         else {
             return None;
         };
-        Some(
-            closed_value("status", &p.status).map(|status| ReplicationLagEvent {
-                replica_id: ID(p.replica_id.clone()),
-                lag_bytes: p.lag_bytes,
-                lag_seconds: p.lag_seconds,
-                threshold_bytes: p.threshold_bytes,
-                status,
-                stamp: EventStamp::of(e),
-            }),
-        )
+        Some(Ok(ReplicationLagEvent {
+            replica_id: ID(p.replica_id.clone()),
+            lag_bytes: p.lag_bytes,
+            lag_seconds: p.lag_seconds,
+            threshold_bytes: p.threshold_bytes,
+            status: p.status,
+            stamp: EventStamp::of(e),
+        }))
     }
 }
 
@@ -128,13 +116,11 @@ impl ReplicaStatusEvent {
         let EventPayload::Replication(ReplicationEvent::ReplicaStatusChange(p)) = &e.payload else {
             return None;
         };
-        let statuses = closed_value("oldStatus", &p.old_status)
-            .and_then(|old| Ok((old, closed_value("newStatus", &p.new_status)?)));
-        Some(statuses.map(|(old_status, new_status)| {
+        Some(Ok({
             ReplicaStatusEvent {
                 replica_id: ID(p.replica_id.clone()),
-                old_status,
-                new_status,
+                old_status: p.old_status,
+                new_status: p.new_status,
                 reason: p.reason.clone(),
                 metadata: JsonValue::Object(
                     p.metadata
