@@ -1,13 +1,21 @@
 //! The real `clusterd` binary: it serves on the address it logs, answers over HTTP, exits 0 on
 //! SIGTERM, and after a SIGKILL starts again on the same data directory with every acknowledged
 //! change in place.
+//!
+//! The binary is spoken to with nothing but a blocking socket; waits for a state (an exit, a row on
+//! a replica) are `common::poll_until`.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::poll_until;
+
+/// How long the binary may take to log its address, and a request to be answered.
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Server {
@@ -65,15 +73,8 @@ fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+async fn wait_exit(child: &mut Child) -> ExitStatus {
+    poll_until("the server to exit", || std::future::ready(child.try_wait().expect("wait"))).await
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -85,8 +86,8 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill -{sig} failed");
 }
 
-#[test]
-fn serves_answers_and_exits_zero_on_sigterm() {
+#[actix_web::test]
+async fn serves_answers_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = start(dir.path());
     let (status, body) = request(&server.addr, "GET", "/health", "");
@@ -96,12 +97,12 @@ fn serves_answers_and_exits_zero_on_sigterm() {
     assert_eq!(status, 200);
     assert!(body.contains("node-1"), "{body}");
     signal(&server.child, "TERM");
-    let status = wait_exit(&mut server.child);
+    let status = wait_exit(&mut server.child).await;
     assert_eq!(status.code(), Some(0), "clean shutdown exits 0");
 }
 
-#[test]
-fn acknowledged_changes_survive_sigkill() {
+#[actix_web::test]
+async fn acknowledged_changes_survive_sigkill() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = start(dir.path());
     let (status, _) =
@@ -116,7 +117,7 @@ fn acknowledged_changes_survive_sigkill() {
 
     // No chance to flush anything: what was acknowledged must already be on disk.
     signal(&server.child, "KILL");
-    wait_exit(&mut server.child);
+    wait_exit(&mut server.child).await;
 
     let mut server = start(dir.path());
     let (status, node) = request(&server.addr, "GET", "/api/v1/cluster/nodes/node-4", "");
@@ -134,7 +135,7 @@ fn acknowledged_changes_survive_sigkill() {
     assert!(seq > last_seq, "seq {seq} after restart must be above {last_seq}");
 
     signal(&server.child, "TERM");
-    assert_eq!(wait_exit(&mut server.child).code(), Some(0));
+    assert_eq!(wait_exit(&mut server.child).await.code(), Some(0));
     let mut stderr = String::new();
     if let Some(mut e) = server.child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
@@ -142,8 +143,8 @@ fn acknowledged_changes_survive_sigkill() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-#[test]
-fn acknowledged_replicated_writes_survive_sigkill_on_primary_and_replicas() {
+#[actix_web::test]
+async fn acknowledged_replicated_writes_survive_sigkill_on_primary_and_replicas() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = start(dir.path());
     // The embedded default: semi_sync with a quorum of one: each write is acknowledged once the
@@ -164,7 +165,7 @@ fn acknowledged_replicated_writes_survive_sigkill_on_primary_and_replicas() {
         acked.push((format!("o{i}"), by));
     }
     signal(&server.child, "KILL");
-    wait_exit(&mut server.child);
+    wait_exit(&mut server.child).await;
 
     let mut server = start(dir.path());
     for (key, replicas) in &acked {
@@ -172,18 +173,14 @@ fn acknowledged_replicated_writes_survive_sigkill_on_primary_and_replicas() {
         assert_eq!(status, 200, "{key} on the primary: {row}");
         // Every replica that acknowledged it had flushed it: it has it once it has loaded.
         for replica in replicas {
-            let deadline = Instant::now() + WAIT;
-            loop {
+            poll_until(&format!("{key} on {replica} after the restart"), || async {
                 let (status, row) = request(&server.addr, "GET", &format!("/api/v1/data/orders/{key}?from={replica}"), "");
-                if status == 200 {
-                    break;
-                }
-                assert!(status == 503, "{key} on {replica}: {status} {row}");
-                assert!(Instant::now() < deadline, "{key} missing on {replica} after the restart: {row}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+                assert!(status == 200 || status == 503, "{key} on {replica}: {status} {row}");
+                (status == 200).then_some(())
+            })
+            .await;
         }
     }
     signal(&server.child, "TERM");
-    assert_eq!(wait_exit(&mut server.child).code(), Some(0));
+    assert_eq!(wait_exit(&mut server.child).await.code(), Some(0));
 }

@@ -1,6 +1,8 @@
-//! A small client for the in-process app (`actix_web::test`), shared by the HTTP-level tests:
-//! requests by method, the token header, and assertions on the status and the error shape.
-//! Each test file adds its own domain helpers in an `impl Api` block of its own.
+//! The app driven in-process (`actix_web::test`): the one way to start it for REST tests, a small
+//! client (requests by method, the token header, assertions on the status and the error shape),
+//! and readers of what several areas check: the node list, `GET /api/v1/events` and `/metrics`.
+//! Replication's requests are in `common/replication.rs`; a file's own requests stay in its own
+//! `impl Api` block.
 
 use std::rc::Rc;
 
@@ -11,9 +13,18 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::web::Bytes;
 use futures_util::future::LocalBoxFuture;
+use clusterd::{Config, Runtime, RuntimeHandle};
 use serde_json::Value;
 
-use super::within;
+use super::{settle, within};
+
+/// Starts a runtime for `config` and the app on it; returns once bootstrap events are published.
+pub async fn start(config: Config) -> (RuntimeHandle, Api) {
+    let runtime = Runtime::start(config).expect("runtime starts");
+    let app = test::init_service(clusterd::http::app(clusterd::http::AppState::new(runtime.clone()))).await;
+    settle(&runtime).await;
+    (runtime, Api::new(app, TestRequest::to_request))
+}
 
 pub struct Reply {
     pub status: StatusCode,
@@ -138,4 +149,57 @@ impl Api {
     pub async fn raw(&self, req: TestRequest, body: impl Into<Bytes>) -> Reply {
         self.send(req.insert_header((CONTENT_TYPE, "application/json")).set_payload(body.into())).await
     }
+
+    /// The node ids, in order, and the whole list.
+    pub async fn nodes(&self) -> (Vec<String>, Value) {
+        let list = self.get("/api/v1/cluster/nodes").await.expect(200);
+        let ids = list["nodes"]
+            .as_array()
+            .expect("nodes is an array")
+            .iter()
+            .map(|n| n["node_id"].as_str().expect("node_id").to_string())
+            .collect();
+        (ids, list)
+    }
+
+    /// `GET /api/v1/events?<query>`: the events array (and checks the body's other fields).
+    pub async fn events(&self, query: &str) -> Vec<Value> {
+        let body = self.get(&format!("/api/v1/events?{query}")).await.expect(200);
+        let events = body["events"].as_array().expect("events is an array").clone();
+        assert_eq!(body["count"], events.len(), "count matches; body: {body}");
+        assert!(body["current_seq"].is_u64());
+        assert!(body["oldest_retained_seq"].is_u64());
+        assert!(body["replay_truncated"].is_boolean());
+        events
+    }
+
+    /// `GET /metrics`, which must answer 200 with Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.content_type.starts_with("text/plain"), "content-type {}", r.content_type);
+        r.text()
+    }
+}
+
+/// The value of one Prometheus series (`name{labels}` exactly as rendered), if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        if name == series {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// An event envelope's `seq`.
+pub fn seq(e: &Value) -> u64 {
+    e["seq"].as_u64().unwrap_or_else(|| panic!("seq is a u64: {e}"))
+}
+
+/// The `event_type` of each envelope, in order.
+pub fn types(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["event_type"].as_str().expect("event_type").to_string()).collect()
 }

@@ -1,38 +1,32 @@
-//! WAL retention, replication slots and snapshots, driven through the runtime's messages: WAL is
-//! kept while a replica, a slot or the newest snapshot needs it and no longer; a logical slot
-//! decodes what was written after it; snapshots seed replicas; all of it survives a restart. And
-//! the log a replica receives ahead of its primary's fsync: applied only once confirmed, dropped
-//! where a restarted primary never made it durable.
+//! Replication durability, driven through the runtime's messages, REST and GraphQL: WAL is kept
+//! while a replica, a slot or the newest snapshot needs it and no longer; a logical slot decodes
+//! what was written after it; snapshots seed replicas; concurrent writes share fsyncs; rows,
+//! positions, replicas, slots, snapshots and settings survive a restart on disk and rows a crash.
+//! And the log a replica receives ahead of its primary's fsync: applied only once confirmed,
+//! dropped where a restarted primary never made it durable.
+//!
+//! Each test is a scenario told in its comments. Every wait is on an event, an answer, or (for
+//! state that publishes no event of its own) a short poll inside `common::TIMEOUT`.
+//!
+//! Most scenarios run with one sync replica, `replica-001`, in sync mode.
 
 mod common;
 
-use clusterd::config::{ReplicaConfig, StorageEngine};
-use clusterd::model::{ReplicaMode, ReplicationMode};
 use clusterd::messages::events::{EventFilter, EventPayload, EventType};
 use clusterd::messages::replication::*;
 use clusterd::model::*;
-use clusterd::{Config, Runtime, RuntimeHandle};
+use clusterd::{Runtime, RuntimeHandle};
+use serde_json::json;
 
+use common::replication::{acked_by, ids_of, start_in_sync, status_change, wait_in_sync};
+use common::server::Server;
+use common::graphql::error_code;
 use common::*;
 
-fn config() -> Config {
-    let mut c = Config::default();
-    c.storage.engine = StorageEngine::Memory;
-    c.storage.data_dir = String::new();
-    c.replication.mode = ReplicationMode::Sync;
-    c.replication.heartbeat_interval_ms = 50;
-    c.replication.heartbeat_timeout_ms = 2000;
-    c.replication.replicas = vec![ReplicaConfig { id: "replica-001".into(), mode: ReplicaMode::Sync }];
-    c
-}
-
-/// [`config`] on the disk engine, in a fresh directory (kept while the returned guard lives).
-fn disk_config() -> (Config, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = config();
-    c.storage.engine = StorageEngine::Disk;
-    c.storage.data_dir = dir.path().to_string_lossy().into_owned();
-    (c, dir)
+/// The starting point of most scenarios here: one sync replica, `replica-001`, in sync mode, with
+/// replication heartbeats every 50 ms.
+fn one_sync_replica() -> TestConfig {
+    TestConfig::memory().mode(ReplicationMode::Sync).heartbeat_ms(50, 2000).replicas(&[("replica-001", ReplicaMode::Sync)])
 }
 
 async fn write(runtime: &RuntimeHandle, op: OpKind, key: &str, value: Option<serde_json::Value>) -> ReplicateAck {
@@ -61,7 +55,7 @@ async fn replayed(runtime: &RuntimeHandle, replica: &str, lsn: u64) {
 
 #[actix_web::test]
 async fn a_logical_slot_lists_the_changes_written_after_it_and_holds_wal_until_advanced() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     let mut events = runtime
         .subscribe(only_types(&[EventType::SlotCreated, EventType::SlotDropped]))
         .await
@@ -133,7 +127,7 @@ async fn a_logical_slot_lists_the_changes_written_after_it_and_holds_wal_until_a
 
 #[actix_web::test]
 async fn a_physical_slot_decodes_nothing_and_duplicate_names_are_refused() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     runtime
         .primary()
         .send(CreateSlot { slot_name: "standby".into(), slot_type: SlotType::Physical })
@@ -150,7 +144,7 @@ async fn a_physical_slot_decodes_nothing_and_duplicate_names_are_refused() {
 
 #[actix_web::test]
 async fn a_paused_replica_holds_wal_and_resumes_from_where_it_stopped() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     runtime
         .primary()
         .send(SetReplicationConfig { mode: ReplicationMode::Async, sync_quorum: None, sync_timeout_ms: None })
@@ -184,7 +178,7 @@ async fn a_paused_replica_holds_wal_and_resumes_from_where_it_stopped() {
 
 #[actix_web::test]
 async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     let mut events = runtime
         .subscribe(only_types(&[EventType::SnapshotCreated, EventType::SnapshotRestored]))
         .await
@@ -267,7 +261,8 @@ async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone()
 
 #[actix_web::test]
 async fn slots_snapshots_and_settings_survive_a_restart() {
-    let (c, _dir) = disk_config();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = one_sync_replica().disk(dir.path()).build();
 
     let runtime = Runtime::start(c.clone()).expect("runtime starts");
     runtime.primary().send(CreateSlot { slot_name: "cdc".into(), slot_type: SlotType::Logical }).await.expect("answers").expect("slot");
@@ -310,8 +305,8 @@ async fn slots_snapshots_and_settings_survive_a_restart() {
 async fn concurrent_writes_share_fsyncs() {
     // Group commit: while one WAL fsync runs, every batch that arrives waits for the next one,
     // which takes them all. On disk, 64 concurrent writers need far fewer than 64 fsyncs.
-    let (mut c, _dir) = disk_config();
-    c.replication.mode = ReplicationMode::Async;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = one_sync_replica().mode(ReplicationMode::Async).disk(dir.path()).build();
     let runtime = Runtime::start(c).expect("runtime starts");
     let wal_commits = |runtime: &RuntimeHandle| {
         let total = |name| runtime.metrics().total(name).unwrap_or(0);
@@ -360,7 +355,7 @@ async fn crash_and_restart(runtime: &RuntimeHandle, target: &str) {
 
 #[actix_web::test]
 async fn rows_from_checkpoints_and_from_wal_replay_both_survive_a_crash_and_truncation_keeps_what_replay_needs() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     let mut last = write(&runtime, OpKind::Insert, "k0", Some(serde_json::json!(0))).await;
     for i in 1..30 {
         last = write(&runtime, OpKind::Insert, &format!("k{i}"), Some(serde_json::json!(i))).await;
@@ -423,7 +418,8 @@ use clusterd::storage::Store;
 async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_and_follows_the_new_log() {
     use clusterd::actors::replication::replica::flush_key;
     use clusterd::storage::LogCommit;
-    let (c, dir) = disk_config();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = one_sync_replica().disk(dir.path()).build();
 
     let end = {
         let runtime = Runtime::start(c.clone()).expect("runtime starts");
@@ -472,7 +468,7 @@ async fn after_a_restart_a_replica_drops_records_its_primary_never_made_durable_
 /// report does move it back (a restarted replica is shipped from where it says it is).
 #[actix_web::test]
 async fn only_a_restart_report_moves_a_replicas_positions_back() {
-    let runtime = Runtime::start(config()).expect("runtime starts");
+    let runtime = Runtime::start(one_sync_replica().build()).expect("runtime starts");
     let ack = write(&runtime, OpKind::Insert, "a", Some(serde_json::json!(1))).await;
     replayed(&runtime, "replica-001", ack.lsn_u64).await;
     let view = || async { runtime.primary().send(GetReplica { replica_id: "replica-001".into() }).await.expect("answers").expect("known") };
@@ -495,4 +491,114 @@ async fn only_a_restart_report_moves_a_replicas_positions_back() {
     let next = write(&runtime, OpKind::Insert, "b", Some(serde_json::json!(2))).await;
     assert_eq!(next.acknowledged_by, vec!["replica-001".to_string()]);
     runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over REST and GraphQL.
+
+#[actix_web::test]
+async fn rows_positions_and_replicas_survive_a_restart_on_disk() {
+    const N: usize = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = TestConfig::replication().mode(ReplicationMode::Sync).disk(dir.path()).build();
+
+    // First life: a replica added at run time, N rows (one updated, one deleted), every replica
+    // caught up.
+    let old_lsn = {
+        let (runtime, api) = start_in_sync(config.clone()).await;
+        api.post("/api/v1/replication/replicas", json!({"replica_id": "replica-003", "mode": "async"})).await.expect(201);
+        for i in 0..N {
+            let ack = api.insert("kv", &format!("k{i:02}"), json!({"i": i})).await;
+            assert!(acked_by(&ack).contains(&"replica-001".to_string()));
+        }
+        api.write(json!([{"op": "update", "table": "kv", "key": "k00", "value": {"i": "updated"}}])).await.expect(200);
+        api.write(json!([{"op": "delete", "table": "kv", "key": "k01"}])).await.expect(200);
+        let lsn = api.wait_caught_up(&["replica-001", "replica-002", "replica-003"]).await;
+        runtime.shutdown().await;
+        lsn
+    };
+
+    // Second life on the same directory. Heartbeats every millisecond: a replica's restart
+    // announcement waits for its kept tail to be applied (a sync replica always keeps one, the
+    // last commit's, which the primary confirmed only after the replica stored it), and a
+    // heartbeat must not send it early (it did: the first change was then catching_up).
+    config.replication.heartbeat_interval_ms = 1;
+    let (runtime, api) = common::api::start(config.clone()).await;
+    // Every replica comes back in sync straight away: its first status change goes from starting
+    // to in_sync at the old position, so it resumed from its own flushed position (one that
+    // restarted from zero would go through catching_up at 0/0 first).
+    let first = wait_in_sync(&runtime, &["replica-001", "replica-002", "replica-003"]).await;
+    let changes = retained(&runtime, EventFilter { since_seq: Some(0), ..only_types(&[EventType::ReplicaStatusChange]) }).await;
+    for id in ["replica-001", "replica-002", "replica-003"] {
+        let firsts: Vec<&ReplicaStatusChange> =
+            changes.iter().filter_map(|e| status_change(e)).filter(|p| p.replica_id == id).collect();
+        let p = firsts.first().unwrap_or_else(|| panic!("{id} published a status change"));
+        assert_eq!((p.old_status.as_str(), p.new_status.as_str()), ("starting", "in_sync"), "{id}: {p:?}");
+        assert_eq!(p.metadata.get("wal_position"), Some(&lsn_text(old_lsn)), "{id}: {p:?}");
+        assert!(first.contains_key(id));
+    }
+    // Restarting is not adding: no replica_added in the second life.
+    let added = retained(&runtime, EventFilter { since_seq: Some(0), ..only_types(&[EventType::ReplicaAdded]) }).await;
+    assert!(added.is_empty(), "replicas restored from disk are not announced as added: {:?}", added.iter().map(|e| &e.json).collect::<Vec<_>>());
+
+    // The primary's position is where it was, and each replica has flushed exactly that.
+    let s = api.status().await;
+    assert_eq!(s["current_lsn_u64"], old_lsn, "{s}");
+    assert_eq!(ids_of(&s["replicas"]), vec!["replica-001", "replica-002", "replica-003"], "the added replica survived");
+    for r in s["replicas"].as_array().unwrap() {
+        assert_eq!(r["flush_lsn_u64"], old_lsn, "{r}");
+    }
+    assert_eq!(api.replica("replica-003").await["mode"], "async");
+
+    // Every row is where it was, with the update and the delete.
+    for from in ["primary", "replica-001", "replica-002", "replica-003"] {
+        assert_eq!(api.value_at("kv", "k00", from).await, json!({"i": "updated"}), "{from}");
+        api.read("kv", "k01", from).await.expect_error(404, "row_not_found");
+        for i in 2..N {
+            assert_eq!(api.value_at("kv", &format!("k{i:02}"), from).await, json!({"i": i}), "{from}");
+        }
+    }
+
+    // A new write continues the log past the old end, and reaches the sync replica.
+    let ack = api.insert("kv", "new", json!("after restart")).await;
+    assert!(ack["lsn_u64"].as_u64().unwrap() > old_lsn, "{ack} after {old_lsn}");
+    assert!(acked_by(&ack).contains(&"replica-001".to_string()), "{ack}");
+    assert_eq!(api.value_at("kv", "new", "replica-001").await, json!("after restart"));
+    runtime.shutdown().await;
+}
+
+#[actix_web::test]
+async fn slots_are_queryable_and_a_logical_slot_shows_what_was_written_after_it() {
+    let server = Server::start(TestConfig::memory().mode(ReplicationMode::Async).heartbeat_ms(50, 3000).build());
+    let runtime = &server.runtime;
+    runtime
+        .primary()
+        .send(clusterd::messages::replication::CreateSlot {
+            slot_name: "cdc".into(),
+            slot_type: clusterd::model::SlotType::Logical,
+        })
+        .await
+        .expect("answers")
+        .expect("slot created");
+    let r = server
+        .query(r#"mutation { replicate(ops: [{op: INSERT, table: "t", key: "a", value: {x: 1}}]) { lsnU64 } }"#)
+        .await;
+    let written = r["data"]["replicate"]["lsnU64"].as_u64().unwrap_or_else(|| panic!("{r}"));
+
+    let r = server
+        .query(r#"{ slots { slotName slotType retainedBytes } slot(name: "cdc") { confirmedFlushLsnU64 } none: slot(name: "nope") { slotName } slotChanges(name: "cdc") { changes { op table key value } nextLsnU64 } }"#)
+        .await;
+    assert_eq!(r["data"]["slots"][0]["slotName"], "cdc", "{r}");
+    assert_eq!(r["data"]["slots"][0]["slotType"], "LOGICAL");
+    assert_eq!(r["data"]["slots"][0]["retainedBytes"], written);
+    assert_eq!(r["data"]["slot"]["confirmedFlushLsnU64"], 0);
+    assert!(r["data"]["none"].is_null());
+    let changes = &r["data"]["slotChanges"];
+    assert_eq!(changes["changes"][0]["op"], "INSERT");
+    assert_eq!(changes["changes"][0]["key"], "a");
+    assert_eq!(changes["changes"][0]["value"]["x"], 1);
+    assert_eq!(changes["nextLsnU64"], written);
+
+    let r = server.query(r#"{ slotChanges(name: "nope") { nextLsn } }"#).await;
+    assert_eq!(error_code(&r), "slot_not_found", "{r}");
 }
