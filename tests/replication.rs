@@ -24,6 +24,22 @@ use common::replication::*;
 use common::server::Server;
 use common::*;
 
+impl Server {
+    /// Waits until `row(table, key, from)` is there, and returns it.
+    async fn wait_row(&self, table: &str, key: &str, from: &str) -> Value {
+        let query = format!(
+            r#"{{ row(table: "{table}", key: "{key}", from: "{from}") {{ table key value from replayLsn replayLsnU64 }} }}"#
+        );
+        // Polled: replaying publishes no event of its own.
+        poll_until("the row to be replayed", || async {
+            let r = self.query(&query).await;
+            assert!(r.get("errors").is_none(), "{r}");
+            (!r["data"]["row"].is_null()).then(|| r["data"]["row"].clone())
+        })
+        .await
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The modes.
 

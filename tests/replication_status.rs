@@ -11,18 +11,57 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use clusterd::messages::events::{EventType, Severity, SharedEvent, SubjectKind};
-use clusterd::model::{lsn_text, ReplicationMode};
+use clusterd::messages::events::{EventPayload, EventType, PublishedEvent, Severity, SharedEvent, SubjectKind};
+use clusterd::messages::replication::{ReplicateOps, ReplicationEvent, ReplicationLagAlert, WalPositionUpdate};
+use clusterd::model::{lsn_text, Op, OpKind, ReplicationMode};
 use clusterd::RuntimeHandle;
 use serde_json::{json, Value};
 
 use common::replication::*;
-use common::server::Server;
+use common::server::{Server, WsConn};
 use common::*;
 
 /// How many `wal_position_update` events the registry retains.
 async fn count_positions(runtime: &RuntimeHandle) -> usize {
     retained(runtime, only_types(&[EventType::WalPositionUpdate])).await.len()
+}
+
+fn lag_alert(e: &PublishedEvent) -> Option<&ReplicationLagAlert> {
+    match &e.payload {
+        EventPayload::Replication(ReplicationEvent::ReplicationLagAlert(p)) => Some(p),
+        _ => None,
+    }
+}
+
+fn wal_position(e: &PublishedEvent) -> Option<&WalPositionUpdate> {
+    match &e.payload {
+        EventPayload::Replication(ReplicationEvent::WalPositionUpdate(p)) => Some(p),
+        _ => None,
+    }
+}
+
+impl Server {
+    /// Connects a `graphql-transport-ws` client and initialises it.
+    async fn transport_ws(&self) -> WsConn {
+        let mut ws = self.ws("/graphql/ws", "graphql-transport-ws").await;
+        ws.init(json!({})).await;
+        ws
+    }
+
+    /// Inserts one row through the runtime; durable on the primary when this returns.
+    async fn insert(&self, table: &str, key: &str, value: Value) {
+        let ops = vec![Op { op: OpKind::Insert, table: table.into(), key: key.into(), value: Some(value.into()) }];
+        within("ReplicateOps", self.runtime.primary().send(ReplicateOps { ops }))
+            .await
+            .expect("primary answers")
+            .expect("the write is accepted");
+    }
+
+    /// A `POST` to a REST route with no body; its status.
+    async fn rest_post(&self, path: &str) -> u16 {
+        let res = within("a REST POST", awc::Client::new().post(self.url("http", path)).send()).await.expect("REST POST");
+        res.status().as_u16()
+    }
 }
 
 #[actix_web::test]

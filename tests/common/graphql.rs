@@ -27,13 +27,6 @@ impl Server {
         self.post(query, None).await
     }
 
-    /// Connects a `graphql-transport-ws` client and initialises it.
-    pub async fn transport_ws(&self) -> WsConn {
-        let mut ws = self.ws("/graphql/ws", "graphql-transport-ws").await;
-        ws.init(json!({})).await;
-        ws
-    }
-
     /// How many GraphQL subscriptions the registry holds.
     pub async fn graphql_subscriptions(&self) -> usize {
         subscriptions(&self.runtime).await.iter().filter(|r| r.info.transport == Transport::GraphQl).count()

@@ -1,18 +1,16 @@
 //! The replication domain as several test files drive it: its configuration, starting the app
 //! once every replica is in sync, its REST requests (writes, reads where a row lives, replica
-//! views, pause and resume, fault routes), waits on replicas catching up, and readers of what the
-//! primary publishes. The same requests over GraphQL and the runtime are on [`Server`].
+//! views, pause and resume, fault routes), waits on replicas catching up, readers of the status
+//! changes the primary publishes, and pause and resume through the runtime for scenarios on a
+//! real socket ([`Server`]).
 
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use clusterd::config::Config;
 use clusterd::messages::events::{EventFilter, EventPayload, EventType, PublishedEvent, SharedEvent};
-use clusterd::messages::replication::{
-    PauseReplica, ReplicaStatusChange, ReplicateOps, ReplicationEvent, ReplicationLagAlert, ResumeReplica,
-    WalPositionUpdate,
-};
-use clusterd::model::{lsn_text, Op, OpKind, ReplicaMode};
+use clusterd::messages::replication::{PauseReplica, ReplicaStatusChange, ReplicationEvent, ResumeReplica};
+use clusterd::model::{lsn_text, ReplicaMode};
 use clusterd::RuntimeHandle;
 use serde_json::{json, Value};
 
@@ -160,20 +158,6 @@ pub fn status_change(e: &PublishedEvent) -> Option<&ReplicaStatusChange> {
     }
 }
 
-pub fn lag_alert(e: &PublishedEvent) -> Option<&ReplicationLagAlert> {
-    match &e.payload {
-        EventPayload::Replication(ReplicationEvent::ReplicationLagAlert(p)) => Some(p),
-        _ => None,
-    }
-}
-
-pub fn wal_position(e: &PublishedEvent) -> Option<&WalPositionUpdate> {
-    match &e.payload {
-        EventPayload::Replication(ReplicationEvent::WalPositionUpdate(p)) => Some(p),
-        _ => None,
-    }
-}
-
 /// Whether `e` is a `replica_status_change` of `replica` to `new_status`.
 pub fn is_status(e: &PublishedEvent, replica: &str, new_status: &str) -> bool {
     status_change(e).is_some_and(|p| p.replica_id == replica && p.new_status == new_status)
@@ -203,24 +187,9 @@ pub async fn wait_in_sync(runtime: &RuntimeHandle, ids: &[&str]) -> HashMap<Stri
 }
 
 // ---------------------------------------------------------------------------------------------
-// The same domain on a real socket: GraphQL reads, and the runtime's messages for what a scenario
-// does on the side.
+// On a real socket: what a GraphQL scenario does on the side, through the runtime.
 
 impl Server {
-    /// Waits until `row(table, key, from)` is there, and returns it.
-    pub async fn wait_row(&self, table: &str, key: &str, from: &str) -> Value {
-        let query = format!(
-            r#"{{ row(table: "{table}", key: "{key}", from: "{from}") {{ table key value from replayLsn replayLsnU64 }} }}"#
-        );
-        // Polled: replaying publishes no event of its own.
-        poll_until("the row to be replayed", || async {
-            let r = self.query(&query).await;
-            assert!(r.get("errors").is_none(), "{r}");
-            (!r["data"]["row"].is_null()).then(|| r["data"]["row"].clone())
-        })
-        .await
-    }
-
     pub async fn pause(&self, replica: &str) {
         within("PauseReplica", self.runtime.primary().send(PauseReplica { replica_id: replica.into() }))
             .await
@@ -233,20 +202,5 @@ impl Server {
             .await
             .expect("primary answers")
             .expect("replica resumes");
-    }
-
-    /// Inserts one row through the runtime; durable on the primary when this returns.
-    pub async fn insert(&self, table: &str, key: &str, value: Value) {
-        let ops = vec![Op { op: OpKind::Insert, table: table.into(), key: key.into(), value: Some(value.into()) }];
-        within("ReplicateOps", self.runtime.primary().send(ReplicateOps { ops }))
-            .await
-            .expect("primary answers")
-            .expect("the write is accepted");
-    }
-
-    /// A `POST` to a REST route with no body; its status.
-    pub async fn rest_post(&self, path: &str) -> u16 {
-        let res = within("a REST POST", awc::Client::new().post(self.url("http", path)).send()).await.expect("REST POST");
-        res.status().as_u16()
     }
 }
