@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::poll_until;
+use common::{clusterd_command, poll_until};
 
 /// How long the binary may take to log its address, and a request to be answered.
 const WAIT: Duration = Duration::from_secs(20);
@@ -25,15 +25,10 @@ struct Server {
 
 /// Starts `clusterd serve` on an ephemeral port and waits for the line naming the address.
 fn start(data_dir: &std::path::Path) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clusterd"));
-    command.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"]).arg(data_dir).env_remove("RUST_LOG");
-    // The caller's own overrides must not change what is tested.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CLUSTERD_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
+    let mut child = clusterd_command()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,26 +1,18 @@
 //! The config files shipped under `config/` and the `clusterd` binary's config-facing command line
 //! (`check-config`, `serve` refusing bad configs, `--version`), run as a real process.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clusterd::config::{Config, StorageEngine, EMBEDDED_DEFAULT};
 
+use common::clusterd_command;
+
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
-}
-
-/// The binary with no `CLUSTERD_*` variables inherited, so the developer's environment cannot
-/// change what these tests see.
-fn clusterd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CLUSTERD_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
 }
 
 fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
@@ -89,7 +81,7 @@ fn shipped_configs_say_what_they_claim() {
 fn check_config_rejects_an_unknown_key_naming_it_and_its_line() {
     let file = temp_config("[server]\nbind = \"127.0.0.1:8080\"\nbnid = \"127.0.0.1:9090\"\n");
     let (code, stdout, stderr) =
-        run(clusterd().arg("check-config").arg("--config").arg(file.path()));
+        run(clusterd_command().arg("check-config").arg("--config").arg(file.path()));
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stdout.is_empty(), "nothing printed on stdout on error: {stdout}");
     let expected = format!("{}:3: server.bnid: unknown key `bnid`", file.path().display());
@@ -99,7 +91,7 @@ fn check_config_rejects_an_unknown_key_naming_it_and_its_line() {
 #[test]
 fn check_config_rejects_an_impossible_value_naming_the_rule() {
     let file = temp_config("[events]\n\nretained = 0\n");
-    let (code, _, stderr) = run(clusterd().arg("check-config").arg("--config").arg(file.path()));
+    let (code, _, stderr) = run(clusterd_command().arg("check-config").arg("--config").arg(file.path()));
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(":3: events.retained: must be between 1 and 10000000"), "{stderr}");
 }
@@ -107,7 +99,7 @@ fn check_config_rejects_an_impossible_value_naming_the_rule() {
 #[test]
 fn check_config_prints_the_effective_config() {
     let file = temp_config("[server]\nworkers = 3\n");
-    let (code, stdout, stderr) = run(clusterd()
+    let (code, stdout, stderr) = run(clusterd_command()
         .env("CLUSTERD_SHARDING__DEFAULT_SHARDS", "9")
         .arg("check-config")
         .arg("--config")
@@ -124,7 +116,7 @@ fn check_config_prints_the_effective_config() {
 fn check_config_refuses_unauthenticated_non_loopback() {
     let file = temp_config("[server]\nbind = \"0.0.0.0:8080\"\nauth_token = \"\"\n");
     let (code, stdout, stderr) =
-        run(clusterd().arg("check-config").arg("--config").arg(file.path()));
+        run(clusterd_command().arg("check-config").arg("--config").arg(file.path()));
     assert_eq!(code, Some(1), "stdout: {stdout}");
     assert!(
         stderr.contains(
@@ -138,23 +130,23 @@ fn check_config_refuses_unauthenticated_non_loopback() {
 #[test]
 fn serve_refuses_bad_configs_with_exit_code_2() {
     let file = temp_config("[server]\nbnid = 1\n");
-    let (code, _, stderr) = run(clusterd().arg("serve").arg("--config").arg(file.path()));
+    let (code, _, stderr) = run(clusterd_command().arg("serve").arg("--config").arg(file.path()));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(":2: server.bnid: unknown key"), "{stderr}");
 
     // The embedded default is fine; the flag makes it unsafe.
-    let (code, _, stderr) = run(clusterd().arg("serve").arg("--bind").arg("0.0.0.0:0"));
+    let (code, _, stderr) = run(clusterd_command().arg("serve").arg("--bind").arg("0.0.0.0:0"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--bind: server.bind: refusing to serve unauthenticated"), "{stderr}");
 
-    let (code, _, stderr) = run(clusterd().arg("serve").arg("--bind").arg("nowhere"));
+    let (code, _, stderr) = run(clusterd_command().arg("serve").arg("--bind").arg("nowhere"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--bind: server.bind: must be an IP address and port"), "{stderr}");
 }
 
 #[test]
 fn version_prints_the_crate_version() {
-    let (code, stdout, _) = run(clusterd().arg("--version"));
+    let (code, stdout, _) = run(clusterd_command().arg("--version"));
     assert_eq!(code, Some(0));
     assert_eq!(stdout.trim(), format!("clusterd {}", env!("CARGO_PKG_VERSION")));
 }

@@ -15,6 +15,7 @@ pub mod server;
 
 use std::future::Future;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use clusterd::config::{Config, ReplicaConfig, StorageEngine};
@@ -316,4 +317,19 @@ pub async fn restart_node(runtime: &RuntimeHandle, node_id: &str) -> NodeView {
         .await
         .expect("membership answers")
         .unwrap_or_else(|e| panic!("restarting {node_id} failed: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary.
+
+/// The `clusterd` binary with no `CLUSTERD_*` variables inherited, so the developer's environment
+/// cannot change what the tests see.
+pub fn clusterd_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CLUSTERD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
