@@ -1,8 +1,10 @@
 //! The OpenAPI 3 document of every REST route (`/api/v1/openapi.json`) and the Swagger UI that
 //! renders it (`/swagger-ui/`, served from files compiled into the binary: it works offline).
 //!
-//! Built routes are described by their handlers' `#[utoipa::path]` annotations; the routes of
-//! domains not built yet are added from [`crate::http::rest::not_built::ROUTES`] with their 501.
+//! Built routes are described by their handlers' `#[utoipa::path]` annotations, listed with the
+//! schemas they use in each REST file's own `OpenApi` part and merged here (one line per area); the
+//! routes of domains not built yet are added from [`crate::http::rest::not_built::ROUTES`] with
+//! their 501.
 
 use actix_web::web;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
@@ -15,110 +17,8 @@ use crate::http::rest;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "clusterd", description = "The cluster layer of a distributed database: membership, events, and (as they arrive) replication, Raft, RAC and sharding. Errors always have the shape {\"error\": {\"code\", \"message\", \"details\"}}. WebSocket event streams: /api/v1/ws/events, /api/v1/ws/cluster/{replication,nodes,rac,sharding}. GraphQL: POST /graphql, subscriptions at /graphql/ws."),
-    paths(
-        rest::health::health,
-        rest::health::metrics,
-        rest::events::retained_events,
-        rest::ws_admin::ws_status,
-        rest::ws_admin::connections,
-        rest::ws_admin::subscriptions,
-        rest::ws_admin::close_connection,
-        rest::cluster::add_node,
-        rest::cluster::list_nodes,
-        rest::cluster::get_node,
-        rest::cluster::update_node,
-        rest::cluster::remove_node,
-        rest::cluster::cluster_status,
-        rest::cluster::cluster_health,
-        rest::cluster::node_health,
-        rest::faults::list_faults,
-        rest::faults::crash,
-        rest::faults::restart,
-        rest::faults::partition,
-        rest::faults::heal,
-        rest::faults::set_link,
-        rest::replication::add_replica,
-        rest::replication::list_replicas,
-        rest::replication::get_replica,
-        rest::replication::remove_replica,
-        rest::replication::pause_replica,
-        rest::replication::resume_replica,
-        rest::replication::status,
-        rest::replication::lag,
-        rest::replication::lag_history,
-        rest::replication::throughput,
-        rest::replication::replication_health,
-        rest::replication::replicate,
-        rest::replication::set_config,
-        rest::replication::set_conflict_strategy,
-        rest::replication::set_heartbeat,
-        rest::replication::read_row,
-        rest::replication::wal_status,
-        rest::replication::create_snapshot,
-        rest::replication::list_snapshots,
-        rest::replication::restore_snapshot,
-        rest::replication::wal_truncate,
-        rest::replication::create_slot,
-        rest::replication::list_slots,
-        rest::replication::get_slot,
-        rest::replication::drop_slot,
-        rest::replication::slot_changes,
-        rest::replication::advance_slot,
-        rest::replication::health_primary,
-        rest::replication::health_replica,
-    ),
-    components(schemas(
-        rest::cluster::AddNodeBody,
-        rest::cluster::PatchNodeBody,
-        rest::faults::FaultBody,
-        rest::faults::PartitionBody,
-        rest::faults::LinkBody,
-        rest::cluster::NodeList,
-        rest::faults::FaultList,
-        rest::cluster::NodeHealthView,
-        crate::messages::faults::FaultApplied,
-        crate::messages::faults::LinkFaults,
-        crate::messages::faults::LinkFaultView,
-        crate::messages::cluster::NodeView,
-        crate::messages::cluster::ClusterStatus,
-        crate::messages::cluster::ClusterHealthReport,
-        crate::messages::faults::InjectedFault,
-        crate::model::NodeHealth,
-        crate::model::ClusterHealthStatus,
-        rest::replication::AddReplicaBody,
-        rest::replication::OperationsBody,
-        rest::replication::ReplicaList,
-        rest::replication::LagRow,
-        rest::replication::ConfigBody,
-        rest::replication::ConflictStrategyBody,
-        rest::replication::HeartbeatBody,
-        crate::messages::replication::ReplicationSettingsView,
-        crate::messages::replication::LagSample,
-        crate::messages::replication::LagHistory,
-        crate::messages::replication::Throughput,
-        crate::messages::replication::ReplicaThroughput,
-        crate::messages::replication::ReplicaHealth,
-        rest::replication::CreateSlotBody,
-        rest::replication::RestoreBody,
-        crate::messages::replication::SnapshotView,
-        rest::replication::AdvanceSlotBody,
-        crate::messages::replication::WalStatus,
-        crate::messages::replication::WalHolder,
-        crate::messages::replication::WalTruncated,
-        crate::model::SlotType,
-        crate::messages::replication::SlotView,
-        crate::messages::replication::SlotChanges,
-        crate::messages::replication::DecodedChange,
-        crate::model::Op,
-        crate::model::OpKind,
-        crate::messages::replication::ReplicaView,
-        crate::model::ReplicaStatus,
-        crate::messages::replication::ReplicationStatus,
-        crate::messages::replication::ReplicateAck,
-        crate::messages::replication::RowView,
-    )),
-    modifiers(&NotBuiltRoutes, &BearerAuth)
+    info(title = "clusterd", description = "The cluster layer of a distributed database: membership, replication, events, fault injection, and (as they arrive) Raft, RAC and sharding. Errors always have the shape {\"error\": {\"code\", \"message\", \"details\"}}. WebSocket event streams: /api/v1/ws/events, /api/v1/ws/cluster/{replication,nodes,rac,sharding}. GraphQL: POST /graphql, subscriptions at /graphql/ws."),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
@@ -171,8 +71,61 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document: every area's part merged into the common one.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for part in [
+        rest::health::HealthApi::openapi(),
+        rest::events::EventsApi::openapi(),
+        rest::ws_admin::WsAdminApi::openapi(),
+        rest::cluster::ClusterApi::openapi(),
+        rest::faults::FaultsApi::openapi(),
+        rest::replication::ReplicationApi::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    // The 501 routes go in after every built one, so a built method on the same path wins.
+    NotBuiltRoutes.modify(&mut doc);
+    doc
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // SwaggerUi serves the document at /api/v1/openapi.json (behind auth when a token is set, like
     // every /api route) and the UI, which stays open, at /swagger-ui/.
-    cfg.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api/v1/openapi.json", ApiDoc::openapi()));
+    cfg.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api/v1/openapi.json", document()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in `value`, recursively.
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_the_document_refers_to_is_in_it() {
+        let doc = serde_json::to_value(document()).expect("the document serializes");
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("a schema reference: {r}"));
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{r} is referred to but not defined");
+        }
+        assert!(doc["paths"]["/api/v1/replication/operations"]["post"].is_object());
+        assert!(doc["paths"]["/api/v1/cluster/faults/partition"]["post"].is_object());
+    }
 }

@@ -19,6 +19,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health));
 }
 
+/// The OpenAPI description of the cluster membership routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        add_node,
+        list_nodes,
+        get_node,
+        update_node,
+        remove_node,
+        cluster_status,
+        cluster_health,
+        node_health,
+    ),
+    components(schemas(
+        AddNodeBody,
+        PatchNodeBody,
+        NodeList,
+        NodeHealthView,
+        crate::messages::cluster::NodeView,
+        crate::messages::cluster::ClusterStatus,
+        crate::messages::cluster::ClusterHealthReport,
+        crate::model::NodeHealth,
+        crate::model::ClusterHealthStatus,
+    ))
+)]
+pub struct ClusterApi;
+
 /// Answer of `GET /api/v1/cluster/nodes`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeList {

@@ -17,6 +17,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/events", web::get().to(retained_events));
 }
 
+/// The OpenAPI description of the retained events routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        retained_events,
+    )
+)]
+pub struct EventsApi;
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(("since_seq" = Option<u64>, Query, description = "Only events with a greater seq"),
            ("limit" = Option<usize>, Query, description = "At most this many (default 1000, max 10000)"),

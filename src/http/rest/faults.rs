@@ -20,6 +20,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/faults/link", web::post().to(set_link));
 }
 
+/// The OpenAPI description of the fault injection routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_faults,
+        crash,
+        restart,
+        partition,
+        heal,
+        set_link,
+    ),
+    components(schemas(
+        FaultBody,
+        PartitionBody,
+        LinkBody,
+        FaultList,
+        crate::messages::faults::FaultApplied,
+        crate::messages::faults::LinkFaults,
+        crate::messages::faults::LinkFaultView,
+        crate::messages::faults::InjectedFault,
+    ))
+)]
+pub struct FaultsApi;
+
 /// Answer of `GET /api/v1/cluster/faults`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FaultList {

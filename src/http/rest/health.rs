@@ -16,6 +16,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health)).route("/metrics", web::get().to(metrics));
 }
 
+/// The OpenAPI description of the health and metrics routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        health,
+        metrics,
+    )
+)]
+pub struct HealthApi;
+
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "{status: ok, version, uptime_seconds}", body = Object)))]
 pub async fn health(runtime: web::Data<RuntimeHandle>) -> HttpResponse {

@@ -44,6 +44,76 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health/replica", web::get().to(health_replica));
 }
 
+/// The OpenAPI description of the replication routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        add_replica,
+        list_replicas,
+        get_replica,
+        remove_replica,
+        pause_replica,
+        resume_replica,
+        status,
+        lag,
+        lag_history,
+        throughput,
+        replication_health,
+        replicate,
+        set_config,
+        set_conflict_strategy,
+        set_heartbeat,
+        read_row,
+        wal_status,
+        create_snapshot,
+        list_snapshots,
+        restore_snapshot,
+        wal_truncate,
+        create_slot,
+        list_slots,
+        get_slot,
+        drop_slot,
+        slot_changes,
+        advance_slot,
+        health_primary,
+        health_replica,
+    ),
+    components(schemas(
+        AddReplicaBody,
+        OperationsBody,
+        ReplicaList,
+        LagRow,
+        ConfigBody,
+        ConflictStrategyBody,
+        HeartbeatBody,
+        crate::messages::replication::ReplicationSettingsView,
+        crate::messages::replication::LagSample,
+        crate::messages::replication::LagHistory,
+        crate::messages::replication::Throughput,
+        crate::messages::replication::ReplicaThroughput,
+        crate::messages::replication::ReplicaHealth,
+        CreateSlotBody,
+        RestoreBody,
+        crate::messages::replication::SnapshotView,
+        AdvanceSlotBody,
+        crate::messages::replication::WalStatus,
+        crate::messages::replication::WalHolder,
+        crate::messages::replication::WalTruncated,
+        crate::model::SlotType,
+        crate::messages::replication::SlotView,
+        crate::messages::replication::SlotChanges,
+        crate::messages::replication::DecodedChange,
+        crate::model::Op,
+        crate::model::OpKind,
+        crate::messages::replication::ReplicaView,
+        crate::model::ReplicaStatus,
+        crate::messages::replication::ReplicationStatus,
+        crate::messages::replication::ReplicateAck,
+        crate::messages::replication::RowView,
+    ))
+)]
+pub struct ReplicationApi;
+
 /// Body of `POST /api/v1/replication/replicas`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

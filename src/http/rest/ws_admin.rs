@@ -18,6 +18,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/ws/connections/{session_id}", web::delete().to(close_connection));
 }
 
+/// The OpenAPI description of the WebSocket administration routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        ws_status,
+        connections,
+        subscriptions,
+        close_connection,
+    )
+)]
+pub struct WsAdminApi;
+
 #[utoipa::path(get, path = "/api/v1/ws/status", tag = "websocket",
     responses((status = 200, description = "active_sessions, events_published, events_delivered, events_dropped, current_seq", body = Object)))]
 pub async fn ws_status(
