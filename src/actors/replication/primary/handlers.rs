@@ -161,7 +161,7 @@ impl Handler<AddReplica> for PrimaryActor {
                     let reason = format!("added by operator from snapshot {}", snap.snapshot_id);
                     act.state.replica_added(&id, mode, reason, &mut act.out);
                     act.start_replica(&id, ctx);
-                    act.state.restore(&snap, &id, &mut act.out);
+                    act.state.restore(&snap, &id, None, &mut act.out);
                     act.flush(ctx);
                     act.state.replica_view(&id)
                 },
@@ -456,8 +456,7 @@ impl Handler<RestoreSnapshot> for PrimaryActor {
         exec::atomic(move || snapshots::read(&store, snapshot_id), move |res, act: &mut Self, ctx| {
             let snap = res?;
             act.state.check_restorable(&snap, &target)?;
-            act.state.restore(&snap, &target, &mut act.out);
-            act.state.set_status(&target, ReplicaStatus::CatchingUp, format!("reseeded from snapshot {}", snap.snapshot_id), &mut act.out);
+            act.state.restore(&snap, &target, Some(ReplicaStatus::CatchingUp), &mut act.out);
             act.flush(ctx);
             Ok(snap.view())
         })

@@ -61,8 +61,13 @@ impl Primary {
     }
 
     /// Reseeds `target` from `snap` (checked restorable).
-    pub fn restore(&mut self, snap: &SnapshotRecord, target: &str, out: &mut Outbox) {
+    /// `status` names the status `target` takes while it catches up, if it changes (a replica
+    /// already streaming); a new replica keeps `starting`.
+    pub fn restore(&mut self, snap: &SnapshotRecord, target: &str, status: Option<ReplicaStatus>, out: &mut Outbox) {
         self.reseed(target, Arc::new(snap.rows.clone()), snap.lsn, out);
+        if let Some(status) = status {
+            self.set_status(target, status, format!("reseeded from snapshot {}", snap.snapshot_id), out);
+        }
         out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(target)));
     }
 
