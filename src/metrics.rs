@@ -78,6 +78,9 @@ impl CounterArray {
     }
 }
 
+/// One row of a [`CounterFamily`]: its label values and its count.
+type Row = (Vec<String>, u64);
+
 /// Counters labelled by values that only show up as things happen (a route, an actor's id). Each
 /// increment looks its row up, so these are for events at request rate or rarer, not per event.
 #[derive(Debug, Clone)]
@@ -85,7 +88,7 @@ pub struct CounterFamily {
     labels: &'static [&'static str],
     /// Rows by the hash of their label values (a bucket holds the rare collisions), so that
     /// counting a row seen before allocates nothing.
-    rows: Arc<DashMap<u64, Vec<(Vec<String>, u64)>>>,
+    rows: Arc<DashMap<u64, Vec<Row>>>,
 }
 
 impl CounterFamily {

@@ -42,6 +42,9 @@ impl DomainContext {
     }
 }
 
+/// A domain's `start`: its actors built from the shared pieces, as a started [`Domain`].
+pub type StartDomain = fn(&DomainContext) -> Result<Box<dyn Domain>, DomainStartError>;
+
 /// Why a domain could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("the {domain} domain could not start: {reason}")]

@@ -18,7 +18,7 @@ pub use self::faults::Faults;
 pub use self::subscription::EventSubscription;
 
 use crate::actors::cluster::{Cluster, MembershipActor};
-use crate::actors::domain::{Domain, DomainContext, DomainStartError};
+use crate::actors::domain::{Domain, DomainContext, DomainStartError, StartDomain};
 use crate::actors::net::{Link, NetActor};
 use crate::actors::registry::{EventMetrics, EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::actors::replication::{PrimaryActor, Replication};
@@ -31,8 +31,7 @@ use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
 /// The domains, in the order they start; they stop in reverse. A new domain is one line here.
-const DOMAINS: &[fn(&DomainContext) -> Result<Box<dyn Domain>, DomainStartError>] =
-    &[crate::actors::cluster::start, crate::actors::replication::start];
+const DOMAINS: &[StartDomain] = &[crate::actors::cluster::start, crate::actors::replication::start];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -142,7 +142,7 @@ impl Primary {
             let _ = b.reply.send(Err(ReplicationError::Storage { message: message.clone() }));
         }
         self.go_down("WAL commit failed", None);
-        self.publish_error(Severity::Critical, self.source(), "", "wal_commit_failed", message, "replicate_operations", out);
+        out.publish_error(self.source(), replication_error(Severity::Critical, "", "wal_commit_failed", "replicate_operations", message));
     }
 
     /// Tells every connected replica on this timeline that has not heard it yet (no shipment
@@ -174,7 +174,7 @@ impl Primary {
         let timeout_ms = self.settings.sync_timeout.as_millis() as u64;
         for t in self.waiters.expire(&rule, &self.replicas, timeout_ms, Instant::now()) {
             let replica = if t.missing.len() == 1 { t.missing[0].as_str() } else { "" };
-            self.publish_error(Severity::Error, self.source(), replica, "sync_timeout", t.error.to_string(), "replicate_operations", out);
+            out.publish_error(self.source(), replication_error(Severity::Error, replica, "sync_timeout", "replicate_operations", t.error.to_string()));
         }
     }
 
@@ -183,20 +183,17 @@ impl Primary {
         format!("primary:{}", self.settings.primary)
     }
 
-    /// A `replication_error` from `source` about `replica_id` (empty: the primary, or several
-    /// replicas).
-    pub(super) fn publish_error(&self, severity: Severity, source: String, replica_id: &str, code: &str, message: String, operation: &str, out: &mut Outbox) {
-        out.publish(
-            severity,
-            source,
-            ReplicationEvent::ReplicationError(ReplicationErrorEvent {
-                replica_id: replica_id.to_string(),
-                error_code: code.into(),
-                error_message: message,
-                severity,
-                failed_operation: operation.into(),
-                retry_count: 0,
-            }),
-        );
+}
+
+/// A `replication_error` about `replica_id` (empty: the primary, or several replicas), `code`,
+/// met while doing `operation`.
+pub(super) fn replication_error(severity: Severity, replica_id: &str, code: &str, operation: &str, message: String) -> ReplicationErrorEvent {
+    ReplicationErrorEvent {
+        replica_id: replica_id.to_string(),
+        error_code: code.into(),
+        error_message: message,
+        severity,
+        failed_operation: operation.into(),
+        retry_count: 0,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::commit::replication_error;
 use super::outbox::Outbox;
 use super::replicas::ReplicaEntry;
 use super::settings::mode_str;
@@ -141,15 +142,8 @@ impl Primary {
             return Err(ReplicationError::WrongState { replica_id: self.settings.primary.clone(), state: "down".into() });
         }
         self.go_down("crashed by fault injection", Some(now_ms()));
-        self.publish_error(
-            Severity::Critical,
-            self.source(),
-            "",
-            "primary_down",
-            "the primary crashed (fault injection); writes are refused until it is restarted".into(),
-            "crash",
-            out,
-        );
+        let message = "the primary crashed (fault injection); writes are refused until it is restarted";
+        out.publish_error(self.source(), replication_error(Severity::Critical, "", "primary_down", "crash", message.into()));
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! after every step, so the state never does I/O and is tested without actix.
 
 use crate::messages::events::{Event, Severity};
-use crate::messages::replication::{PrimaryDurable, Reconcile, ReplicationEvent, Reseed, ShipWal};
+use crate::messages::replication::{PrimaryDurable, Reconcile, ReplicationErrorEvent, ReplicationEvent, Reseed, ShipWal};
 
 /// A message for one replica, sent through the fault-injecting link.
 #[derive(Debug)]
@@ -43,6 +43,11 @@ impl Outbox {
 
     pub fn publish(&mut self, severity: Severity, source: String, payload: ReplicationEvent) {
         self.events.push(Event::now(severity, source, payload));
+    }
+
+    /// A `replication_error`, at its own severity.
+    pub fn publish_error(&mut self, source: String, error: ReplicationErrorEvent) {
+        self.publish(error.severity, source, ReplicationEvent::ReplicationError(error));
     }
 
     pub fn is_empty(&self) -> bool {

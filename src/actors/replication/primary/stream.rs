@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::commit::replication_error;
 use super::outbox::{Fetch, Outbox, ToReplica};
 use super::settings::flush_awaited;
 use super::state::Primary;
@@ -75,7 +76,7 @@ impl Primary {
                 let oldest = records.first().map(|r| r.lsn).unwrap_or(oldest_retained);
                 let error = ReplicationError::WalGone { lsn: lsn_text(from), oldest: lsn_text(oldest), what: id.to_string() };
                 self.set_status(id, ReplicaStatus::Failed, error.to_string(), out);
-                self.publish_error(Severity::Error, format!("replica:{id}"), id, "wal_gone", error.to_string(), "ship_wal", out);
+                out.publish_error(format!("replica:{id}"), replication_error(Severity::Error, id, "wal_gone", "ship_wal", error.to_string()));
             }
             Ok(_) => {}
             Err(err) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),

@@ -148,7 +148,7 @@ impl ReplicaActor {
                     }));
                 }
             }
-            Next::Store(task) => self.run(task, ctx),
+            Next::Store(task) => self.run(*task, ctx),
         }
     }
 

@@ -89,8 +89,8 @@ pub enum Next {
     Nothing,
     /// Arm the lazy timer (if it does not run).
     Gather,
-    /// Run this store task.
-    Store(StoreTask),
+    /// Run this store task (boxed: it is large, the other answers are empty).
+    Store(Box<StoreTask>),
 }
 
 pub struct ReplicaState {
@@ -288,7 +288,7 @@ impl ReplicaState {
             return Next::Gather;
         }
         if apply && self.pending.is_empty() {
-            return Next::Store(self.store_task(None));
+            return Next::Store(Box::new(self.store_task(None)));
         }
         let records = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -300,7 +300,7 @@ impl ReplicaState {
             ..Default::default()
         };
         self.unapplied.extend(records);
-        Next::Store(self.store_task(Some((commit, end))))
+        Next::Store(Box::new(self.store_task(Some((commit, end)))))
     }
 
     /// The lazy delay passed.

@@ -75,7 +75,7 @@ impl Harness {
             match self.state.next() {
                 Next::Nothing => return,
                 Next::Gather => self.state.gathered(),
-                Next::Store(task) => self.run(task),
+                Next::Store(task) => self.run(*task),
             }
         }
     }
@@ -219,7 +219,7 @@ fn a_replica_nobody_waits_for_gathers_then_commits_and_applies_in_one_task() {
     assert!(replica.state.durable(PrimaryDurable { lsn: end_b, timeline: 1 }));
     replica.state.gathered();
     let Next::Store(task) = replica.state.next() else { panic!("the delay passed: a task") };
-    replica.run(task);
+    replica.run(*task);
     let r = replica.last();
     assert_eq!((r.positions.flush_lsn, r.positions.replay_lsn), (end_b, end_b), "one task made both durable and applied them");
     assert!(matches!(replica.state.next(), Next::Nothing));
