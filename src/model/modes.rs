@@ -53,32 +53,73 @@ pub enum ReplicaStatus {
     Promoted,
 }
 
-/// A status equals its text form (`"in_sync"`), as events and REST carry it.
-impl PartialEq<&str> for ReplicaStatus {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl ReplicaStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplicaStatus::Starting => "starting",
-            ReplicaStatus::CatchingUp => "catching_up",
-            ReplicaStatus::Streaming => "streaming",
-            ReplicaStatus::InSync => "in_sync",
-            ReplicaStatus::Paused => "paused",
-            ReplicaStatus::Disconnected => "disconnected",
-            ReplicaStatus::Failed => "failed",
-            ReplicaStatus::Promoted => "promoted",
-        }
-    }
-}
-
 /// A replication slot's kind: physical (holds WAL) or logical (also decodes changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum SlotType {
     Physical,
     Logical,
+}
+
+/// The text form of a closed set's values (what events and REST carry), and a value equal to its
+/// text, for the sets read as text in events: `ReplicaStatus::InSync == "in_sync"`.
+macro_rules! text_form {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+text_form!(ReplicaMode { Sync => "sync", Async => "async" });
+text_form!(SlotType { Physical => "physical", Logical => "logical" });
+text_form!(ReplicaStatus {
+    Starting => "starting",
+    CatchingUp => "catching_up",
+    Streaming => "streaming",
+    InSync => "in_sync",
+    Paused => "paused",
+    Disconnected => "disconnected",
+    Failed => "failed",
+    Promoted => "promoted",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text form is what serde writes, so events, REST and comparisons agree.
+    #[test]
+    fn the_text_form_is_the_json_form() {
+        let statuses = [
+            ReplicaStatus::Starting,
+            ReplicaStatus::CatchingUp,
+            ReplicaStatus::Streaming,
+            ReplicaStatus::InSync,
+            ReplicaStatus::Paused,
+            ReplicaStatus::Disconnected,
+            ReplicaStatus::Failed,
+            ReplicaStatus::Promoted,
+        ];
+        for s in statuses {
+            assert_eq!(serde_json::to_value(s).expect("serializes"), serde_json::json!(s.as_str()));
+        }
+        for m in [ReplicaMode::Sync, ReplicaMode::Async] {
+            assert_eq!(serde_json::to_value(m).expect("serializes"), serde_json::json!(m.as_str()));
+        }
+        for t in [SlotType::Physical, SlotType::Logical] {
+            assert_eq!(serde_json::to_value(t).expect("serializes"), serde_json::json!(t.as_str()));
+        }
+        assert!(ReplicaStatus::InSync == "in_sync" && ReplicaMode::Async == "async");
+    }
 }

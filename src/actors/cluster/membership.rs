@@ -513,25 +513,21 @@ fn record_bytes(record: &NodeRecord) -> Result<Vec<u8>, ClusterError> {
     Ok(bytes)
 }
 
-pub(super) fn refuse<T: 'static>(e: ClusterError) -> Answer<T> {
-    AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))))
-}
-
 impl Handler<AddNode> for MembershipActor {
     type Result = Answer<NodeView>;
     fn handle(&mut self, msg: AddNode, _ctx: &mut Self::Context) -> Self::Result {
         if let Err(reason) = validate_id(&msg.node_id) {
-            return refuse(ClusterError::InvalidNodeId { node_id: msg.node_id, reason });
+            return exec::atomic_now(Err(ClusterError::InvalidNodeId { node_id: msg.node_id, reason }));
         }
         if self.members.contains_key(&msg.node_id) {
-            return refuse(ClusterError::NodeExists { node_id: msg.node_id });
+            return exec::atomic_now(Err(ClusterError::NodeExists { node_id: msg.node_id }));
         }
         let address = msg.address.unwrap_or_default();
         if address.len() > 256 {
-            return refuse(ClusterError::InvalidField {
+            return exec::atomic_now(Err(ClusterError::InvalidField {
                 field: "address".into(),
                 reason: "at most 256 characters".into(),
-            });
+            }));
         }
         let record = NodeRecord {
             node_id: msg.node_id.clone(),
@@ -541,7 +537,7 @@ impl Handler<AddNode> for MembershipActor {
         };
         let bytes = match record_bytes(&record) {
             Ok(b) => b,
-            Err(e) => return refuse(e),
+            Err(e) => return exec::atomic_now(Err(e)),
         };
         let id = msg.node_id;
         let key = id.clone();
@@ -575,7 +571,7 @@ impl Handler<RemoveNode> for MembershipActor {
     type Result = Answer<()>;
     fn handle(&mut self, msg: RemoveNode, _ctx: &mut Self::Context) -> Self::Result {
         if !self.members.contains_key(&msg.node_id) {
-            return refuse(ClusterError::NodeNotFound { node_id: msg.node_id });
+            return exec::atomic_now(Err(ClusterError::NodeNotFound { node_id: msg.node_id }));
         }
         let id = msg.node_id;
         let key = id.clone();
@@ -600,7 +596,7 @@ impl Handler<UpdateNodeMetadata> for MembershipActor {
     type Result = Answer<NodeView>;
     fn handle(&mut self, msg: UpdateNodeMetadata, _ctx: &mut Self::Context) -> Self::Result {
         let Some(m) = self.members.get(&msg.node_id) else {
-            return refuse(ClusterError::NodeNotFound { node_id: msg.node_id });
+            return exec::atomic_now(Err(ClusterError::NodeNotFound { node_id: msg.node_id }));
         };
         let mut record = m.record.clone();
         for (k, v) in msg.patch {
@@ -612,7 +608,7 @@ impl Handler<UpdateNodeMetadata> for MembershipActor {
         }
         let bytes = match record_bytes(&record) {
             Ok(b) => b,
-            Err(e) => return refuse(e),
+            Err(e) => return exec::atomic_now(Err(e)),
         };
         let id = msg.node_id;
         let key = id.clone();

@@ -156,7 +156,7 @@ mod tests {
     use super::*;
     use crate::messages::cluster::*;
     use crate::messages::replication::*;
-    use crate::model::{NodeRole, ReplicaStatus};
+    use crate::model::{NodeRole, ReplicaMode, ReplicaStatus, SlotType};
     use crate::messages::system::*;
     use crate::model::{ClusterHealthStatus, NodeHealth};
 
@@ -184,7 +184,7 @@ mod tests {
         };
         let q = QuorumChange { healthy_nodes: 1, total_nodes: 3, quorum_size: 2, has_quorum: false };
         let ar = ActorRestart { actor_kind: "node".into(), actor_id: "node-2".into(), reason: "fault".into(), restart_count: 2 };
-        let rm = ReplicaMembershipChange { replica_id: "replica-001".into(), mode: "sync".into(), reason: "bootstrap".into() };
+        let rm = ReplicaMembershipChange { replica_id: "replica-001".into(), mode: ReplicaMode::Sync, reason: "bootstrap".into() };
         let rs = ReplicaStatusChange {
             replica_id: "replica-001".into(),
             old_status: ReplicaStatus::Starting,
@@ -224,7 +224,7 @@ mod tests {
         };
         let sc = SlotChange {
             slot_name: "cdc".into(),
-            slot_type: "logical".into(),
+            slot_type: SlotType::Logical,
             active: false,
             restart_lsn: "0/0".into(),
             confirmed_flush_lsn: "0/0".into(),

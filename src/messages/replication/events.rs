@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::events::{domain_events, Severity, SubjectKind};
-use crate::model::ReplicaStatus;
+use crate::model::{ReplicaMode, ReplicaStatus, SlotType};
 
 domain_events! {
     /// What the primary publishes about itself, its replicas, slots and snapshots.
@@ -30,7 +30,7 @@ domain_events! {
 pub struct ReplicaMembershipChange {
     pub replica_id: String,
     /// `sync` or `async`.
-    pub mode: String,
+    pub mode: ReplicaMode,
     pub reason: String,
 }
 
@@ -70,7 +70,7 @@ pub struct WalPositionUpdate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlotChange {
     pub slot_name: String,
-    pub slot_type: String,
+    pub slot_type: SlotType,
     pub active: bool,
     pub restart_lsn: String,
     pub confirmed_flush_lsn: String,

@@ -101,7 +101,7 @@ impl Handler<ReadRow> for PrimaryActor {
             }
             ReadFrom::Replica(id) => id,
         };
-        if let Err(e) = self.state.replica_view(&id) {
+        if let Err(e) = self.state.replica(&id) {
             return Box::pin(async move { Err(e) });
         }
         let Some((_, addr)) = self.replicas.get(&id).cloned() else {
@@ -173,7 +173,7 @@ impl Handler<AddReplica> for PrimaryActor {
 impl Handler<RemoveReplica> for PrimaryActor {
     type Result = Answer<()>;
     fn handle(&mut self, msg: RemoveReplica, _ctx: &mut Self::Context) -> Self::Result {
-        if let Err(e) = self.state.replica_view(&msg.replica_id) {
+        if let Err(e) = self.state.replica(&msg.replica_id) {
             return exec::atomic_now(Err(e));
         }
         let id = msg.replica_id;
@@ -446,7 +446,7 @@ impl Handler<ListSnapshots> for PrimaryActor {
 impl Handler<RestoreSnapshot> for PrimaryActor {
     type Result = Answer<SnapshotView>;
     fn handle(&mut self, msg: RestoreSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-        if let Err(e) = self.state.replica_view(&msg.target) {
+        if let Err(e) = self.state.replica(&msg.target) {
             return exec::atomic_now(Err(e));
         }
         if !self.replicas.contains_key(&msg.target) {

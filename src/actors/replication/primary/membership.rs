@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::commit::replication_error;
 use super::outbox::Outbox;
 use super::replicas::ReplicaEntry;
-use super::settings::mode_str;
 use super::snapshots::SnapshotRecord;
 use super::state::Primary;
 use crate::messages::events::*;
@@ -35,7 +34,7 @@ impl Primary {
         out.publish(
             Severity::Info,
             format!("replica:{id}"),
-            ReplicationEvent::ReplicaAdded(ReplicaMembershipChange { replica_id: id.to_string(), mode: mode_str(mode).into(), reason }),
+            ReplicationEvent::ReplicaAdded(ReplicaMembershipChange { replica_id: id.to_string(), mode, reason }),
         );
     }
 
@@ -96,7 +95,7 @@ impl Primary {
             format!("replica:{id}"),
             ReplicationEvent::ReplicaRemoved(ReplicaMembershipChange {
                 replica_id: id.to_string(),
-                mode: mode_str(e.mode).into(),
+                mode: e.mode,
                 reason: "removed by operator".into(),
             }),
         );

@@ -80,13 +80,6 @@ pub fn flush_awaited(mode: ReplicationMode, replica_mode: ReplicaMode) -> bool {
     }
 }
 
-pub fn mode_str(m: ReplicaMode) -> &'static str {
-    match m {
-        ReplicaMode::Sync => "sync",
-        ReplicaMode::Async => "async",
-    }
-}
-
 fn invalid(field: &str, reason: String) -> ReplicationError {
     ReplicationError::InvalidField { field: field.into(), reason }
 }

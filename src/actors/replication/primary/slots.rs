@@ -39,10 +39,7 @@ impl SlotRecord {
     pub fn publish(&self, created: bool, name: &str, out: &mut Outbox) {
         let change = SlotChange {
             slot_name: name.to_string(),
-            slot_type: match self.slot_type {
-                SlotType::Physical => "physical".into(),
-                SlotType::Logical => "logical".into(),
-            },
+            slot_type: self.slot_type,
             active: false,
             restart_lsn: lsn_text(self.restart_lsn),
             confirmed_flush_lsn: lsn_text(self.confirmed_flush_lsn),

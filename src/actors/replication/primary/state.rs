@@ -17,7 +17,7 @@ use super::log::LogTail;
 use super::outbox::{Outbox, ToReplica};
 use super::replicas::{ReplicaEntry, Thresholds};
 use super::retention::Maintenance;
-use super::settings::{mode_str, ReplicationSettings};
+use super::settings::ReplicationSettings;
 use super::slots::SlotRecord;
 use crate::actors::registry::InterestTable;
 use crate::messages::events::*;
@@ -152,7 +152,7 @@ impl Primary {
                         format!("replica:{id}"),
                         ReplicationEvent::ReplicaAdded(ReplicaMembershipChange {
                             replica_id: id,
-                            mode: mode_str(mode).into(),
+                            mode,
                             reason: "bootstrap".into(),
                         }),
                     );
