@@ -7,79 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::io::Read;
 
-use common::{clusterd_command, poll_until};
-
-/// How long the binary may take to log its address, and a request to be answered.
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-/// Starts `clusterd serve` on an ephemeral port and waits for the line naming the address.
-fn start(data_dir: &std::path::Path) -> Server {
-    let mut child = clusterd_command()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx.recv_timeout(WAIT).expect("the server logs the address it listens on");
-    Server { child, addr }
-}
-
-/// A minimal HTTP/1.1 client: the binary is tested with nothing but a socket.
-fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write request");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
-
-async fn wait_exit(child: &mut Child) -> ExitStatus {
-    poll_until("the server to exit", || std::future::ready(child.try_wait().expect("wait"))).await
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([format!("-{sig}"), child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill -{sig} failed");
-}
+use common::binary::{request, signal, start, wait_exit};
 
 #[actix_web::test]
 async fn serves_answers_and_exits_zero_on_sigterm() {

@@ -9,7 +9,9 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod binary;
 pub mod graphql;
+pub mod raw_ws;
 pub mod replication;
 pub mod server;
 

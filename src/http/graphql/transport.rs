@@ -9,8 +9,8 @@
 //!   is closed with 4408, the code `graphql-transport-ws` defines for it;
 //! - server pings every `ws.heartbeat_interval_ms`, and closing a client silent past
 //!   `ws.client_timeout_ms`;
-//! - a frame larger than `ws.max_frame_bytes` closes the connection with 1009 instead of being
-//!   buffered (fragmented messages are refused with 1003);
+//! - a message larger than `ws.max_frame_bytes` closes the connection with 1009, refused from its
+//!   header (see [`FrameReader`](crate::http::ws::frames::FrameReader));
 //! - every connection counts against `ws.max_sessions`, like the event-stream sessions (refused
 //!   with 503 `too_many_sessions` past it), and has the same [watchdog] for a client that stops
 //!   reading;
@@ -31,7 +31,7 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws::{
-    CloseCode, CloseReason, Message, ProtocolError, WebsocketContext, WsResponseBuilder,
+    CloseCode, CloseReason, Message, ProtocolError, WebsocketContext,
 };
 use async_graphql::http::{
     WebSocket, WebSocketProtocols as Protocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
@@ -180,10 +180,7 @@ pub async fn subscriptions(
         _watchdog: None,
         _slot: slot,
     };
-    WsResponseBuilder::new(session, &req, payload)
-        .protocols(&ALL_WEBSOCKET_PROTOCOLS)
-        .frame_size(config.ws.max_frame_bytes)
-        .start()
+    Ok(crate::http::ws::upgrade::start(session, &req, payload, config.ws.max_frame_bytes, &ALL_WEBSOCKET_PROTOCOLS)?)
 }
 
 /// One subscription connection.
@@ -343,16 +340,9 @@ impl StreamHandler<Result<Message, ProtocolError>> for GraphQlSession {
         match msg {
             Message::Text(text) => self.forward(text.into_bytes(), ctx),
             Message::Binary(bytes) => self.forward(bytes, ctx),
-            // Fragmented messages cannot be taken apart here: the fragment type lives in
-            // actix-http, which this crate does not depend on. Browsers and graphql-ws clients
-            // send each (small) protocol message in one frame, so refuse fragments plainly.
-            Message::Continuation(_) => self.close(
-                ctx,
-                1003,
-                "fragmented messages are not supported; send each message in one frame",
-            ),
             Message::Ping(bytes) => ctx.pong(&bytes),
-            Message::Pong(_) | Message::Nop => {}
+            // The frame reader reassembles fragments and sends no Nop.
+            Message::Pong(_) | Message::Continuation(_) | Message::Nop => {}
             Message::Close(reason) => {
                 ctx.close(reason);
                 ctx.stop();

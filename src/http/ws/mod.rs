@@ -1,11 +1,12 @@
 //! The five WebSocket event-stream endpoints of `events.md`. The filter comes from the query
 //! string at connect time (`?node_ids=node-4&since_seq=10`) and from text frames afterwards.
 
+pub mod frames;
 pub mod session;
+pub mod upgrade;
 pub mod watchdog;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 use serde_json::json;
 
 use crate::http::error::ApiError;
@@ -34,12 +35,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// Frames past this are refused by the codec and end the session; frames between
-/// `ws.max_frame_bytes` and this get an `error` frame and the session goes on.
-fn codec_frame_limit(max_frame_bytes: usize) -> usize {
-    max_frame_bytes.saturating_mul(16).max(1 << 20)
-}
-
 async fn open_stream(
     req: HttpRequest,
     body: web::Payload,
@@ -66,10 +61,8 @@ async fn open_stream(
     let socket = req.conn_data::<watchdog::ConnectionSocket>().cloned();
     let session =
         WsSession::new(runtime.get_ref().clone(), metrics.clone().into_inner(), kind, peer, filter, socket);
-    let started = ws::WsResponseBuilder::new(session, &req, body)
-        .frame_size(codec_frame_limit(config.ws.max_frame_bytes))
-        .start();
-    match started {
+    // A message over the limit gets an `error` frame and the session goes on.
+    match upgrade::start(session, &req, body, config.ws.max_frame_bytes, &[]) {
         Ok(res) => Ok(res),
         Err(e) => {
             // The session actor never started, so its `stopped` will not uncount it.

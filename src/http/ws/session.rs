@@ -287,13 +287,6 @@ impl WsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        if text.len() > self.limits.max_frame_bytes {
-            return self.error_frame(
-                ctx,
-                "frame_too_large",
-                format!("frame of {} bytes is over the limit of {} bytes", text.len(), self.limits.max_frame_bytes),
-            );
-        }
         match EventFilter::from_json(text) {
             Ok(filter) => self.update_filter(filter, ctx),
             Err(e) => self.error_frame(ctx, "invalid_filter", e.to_string()),
@@ -383,26 +376,23 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 "unsupported_frame",
                 "binary frames are not understood; send a filter as a JSON text frame".into(),
             ),
-            Ok(ws::Message::Continuation(_)) => self.error_frame(
-                ctx,
-                "unsupported_frame",
-                "fragmented frames are not understood; send a filter in one text frame".into(),
-            ),
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Ok(ws::Message::Nop) => {}
+            // The frame reader reassembles fragments and sends no Nop.
+            Ok(ws::Message::Continuation(_) | ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                self.metrics.ws_bad_frame();
+                let limit = self.limits.max_frame_bytes;
+                self.error_frame(ctx, "frame_too_large", format!("a message over the limit of {limit} bytes was refused"));
+            }
             Err(e) => {
-                // The codec could not read a frame (over the hard size bound, or not WebSocket):
-                // the stream cannot be resynchronised, so the session ends.
+                // The framing broke (unmasked, bad opcode, not UTF-8...): the stream cannot be
+                // resynchronised, so the session ends.
                 tracing::info!(peer = %self.peer, error = %e, "WebSocket protocol error; closing");
                 self.metrics.ws_bad_frame();
-                let code = match e {
-                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
-                    _ => ws::CloseCode::Protocol,
-                };
-                ctx.close(Some(ws::CloseReason { code, description: Some(e.to_string()) }));
+                ctx.close(Some(ws::CloseReason { code: ws::CloseCode::Protocol, description: Some(e.to_string()) }));
                 ctx.stop();
             }
         }

@@ -22,6 +22,15 @@ use actix_web::dev::Extensions;
 #[derive(Clone)]
 pub struct ConnectionSocket(Arc<socket2::Socket>);
 
+impl ConnectionSocket {
+    /// Sends our FIN: the client reads what was written, then the end of the stream.
+    pub fn close_write(&self) {
+        if let Err(e) = self.0.shutdown(std::net::Shutdown::Write) {
+            tracing::debug!(error = %e, "closing the write half of a WebSocket connection failed");
+        }
+    }
+}
+
 /// For `HttpServer::on_connect`: keeps a duplicate of the accepted socket in the connection's
 /// data, where WebSocket handlers find it (`req.conn_data::<ConnectionSocket>()`).
 pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
