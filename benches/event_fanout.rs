@@ -296,6 +296,7 @@ impl Bench {
                 stream: "bench".into(),
                 peer: format!("counter-{i}"),
                 connected_at_ms: now_ms(),
+                session_id: None,
             };
             let ack = self
                 .registry

@@ -10,6 +10,7 @@ mod common;
 use std::io::Read;
 
 use common::binary::{request, signal, start, wait_exit};
+use common::poll_until;
 
 #[actix_web::test]
 async fn serves_answers_and_exits_zero_on_sigterm() {

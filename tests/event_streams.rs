@@ -353,6 +353,56 @@ async fn operator_closes_a_session_through_the_admin_api() {
     assert_eq!(close_code(&mut ws).await, Some(1000));
 }
 
+/// `/ws/connections`, `/ws/status` and the session gauge, as one tuple.
+async fn session_counts(server: &Server) -> (usize, i64, i64, Vec<Value>) {
+    let client = awc::Client::new();
+    let mut res = within("the list", client.get(server.url("http", "/api/v1/ws/connections")).send()).await.expect("list");
+    let list: Value = within("the list's body", res.json()).await.expect("json");
+    let mut res = within("the status", client.get(server.url("http", "/api/v1/ws/status")).send()).await.expect("status");
+    let status: Value = within("the status body", res.json()).await.expect("json");
+    let rows = list["connections"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list["total"].as_u64(), Some(rows.len() as u64));
+    let gauge = server.runtime.metrics().total("clusterd_ws_sessions_active").unwrap_or(-1);
+    (rows.len(), status["active_sessions"].as_i64().unwrap_or(-1), gauge, rows)
+}
+
+#[actix_web::test]
+async fn every_face_counts_the_same_sessions_graphql_connections_included() {
+    let server = Server::start(TestConfig::memory().build());
+    let mut events = server.connect("/api/v1/ws/cluster/nodes?node_ids=node-2").await;
+    let (welcome, _) = handshake(&mut events).await;
+    let mut graphql = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    graphql.init(json!({})).await;
+    graphql.subscribe("1", r#"subscription { events(filter: {nodeIds: ["node-9"]}) { seq } }"#).await;
+    server.wait_graphql_subscriptions(1).await;
+
+    let (listed, status, gauge, rows) = session_counts(&server).await;
+    assert_eq!((listed, status, gauge), (2, 2, 2), "{rows:?}");
+    let graphql_row = rows.iter().find(|r| r["transport"] == "graphql").expect("the GraphQL connection is listed");
+    assert_eq!(graphql_row["subscriptions"].as_array().map(Vec::len), Some(1), "{graphql_row}");
+    let events_row = rows.iter().find(|r| r["transport"] == "websocket").expect("the event session is listed");
+    assert_eq!(events_row["session_id"], welcome["session_id"]);
+    assert_eq!(events_row["filter"]["node_ids"][0], "node-2");
+
+    // Either kind closes through the same route.
+    let client = awc::Client::new();
+    let id = graphql_row["session_id"].as_str().expect("id");
+    let res = within("the delete", client.delete(server.url("http", &format!("/api/v1/ws/connections/{id}"))).send())
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    assert_eq!(graphql.closed().await, Some(1000));
+    poll_until("the closed connection to leave every count", || async {
+        let (listed, status, gauge, _) = session_counts(&server).await;
+        ((listed, status, gauge) == (1, 1, 1)).then_some(())
+    })
+    .await;
+    drop(events);
+    server.wait_no_sessions().await;
+    let (listed, status, _, _) = session_counts(&server).await;
+    assert_eq!((listed, status), (0, 0));
+}
+
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_dropped_from_and_closed_with_1008() {
     let server = Server::start(TestConfig::memory().session_queue(16).with(|c| c.ws.client_timeout_ms = 60_000).build());
@@ -364,7 +414,7 @@ async fn a_client_that_stops_reading_is_dropped_from_and_closed_with_1008() {
     // Stop reading. Crash and restart node-1 (two events per round) until the registry reports
     // dropped deliveries for this session: socket buffers fill first, then the session's queue,
     // then the registry drops.
-    let (closed_early, mut published) = flood_until_dropped(runtime, |r| r.subscription_id == session_id).await;
+    let (closed_early, mut published) = flood_until_dropped(runtime, |r| r.info.session_id == Some(session_id)).await;
     assert!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0) > 0);
 
     // Now read. Fewer events arrive than were published (what did not fit was dropped, not
@@ -422,7 +472,7 @@ async fn a_client_that_stops_reading_ends_and_frees_its_slot() {
     // deliveries. Whether the session is merely behind (it closes itself: 1008, or on the
     // heartbeat timeout) or frozen behind a full socket (the watchdog cuts it; see the unit test
     // in src/http/ws/watchdog.rs), it must end.
-    flood_until_dropped(&server.runtime, |r| r.subscription_id == session_id).await;
+    flood_until_dropped(&server.runtime, |r| r.info.session_id == Some(session_id)).await;
 
     // The session ends and its slot is free again: a new client gets in.
     server.wait_no_sessions().await;

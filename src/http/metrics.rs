@@ -22,9 +22,9 @@ impl HttpMetrics {
     /// one runtime counts in the same series).
     pub fn register(metrics: &Metrics) -> Arc<HttpMetrics> {
         Arc::new(HttpMetrics {
-            ws_sessions_active: metrics.gauge("clusterd_ws_sessions_active", "Open WebSocket event-stream sessions."),
+            ws_sessions_active: metrics.gauge("clusterd_ws_sessions_active", "Open WebSocket connections: event-stream sessions and GraphQL connections."),
             ws_sessions_opened: metrics
-                .counter("clusterd_ws_sessions_opened_total", "WebSocket event-stream sessions opened."),
+                .counter("clusterd_ws_sessions_opened_total", "WebSocket connections opened: event-stream sessions and GraphQL connections."),
             ws_sessions_refused: metrics.counter(
                 "clusterd_ws_sessions_refused_total",
                 "WebSocket sessions refused because ws.max_sessions was reached.",
@@ -41,21 +41,16 @@ impl HttpMetrics {
         })
     }
 
-    /// Counts a new session if fewer than `max` are open; false (and counted as refused) if not.
-    pub fn try_open_ws_session(&self, max: usize) -> bool {
-        let opened = self.ws_sessions_active.inc_below(i64::try_from(max).unwrap_or(i64::MAX));
-        if opened {
-            self.ws_sessions_opened.inc();
-        } else {
-            self.ws_sessions_refused.inc();
-        }
-        opened
+    /// A connection was opened; `open` are open now (the session table's count, set under its lock).
+    pub fn ws_session_opened(&self, open: usize) {
+        self.ws_sessions_opened.inc();
+        self.ws_sessions_now(open);
     }
-    pub fn ws_session_closed(&self) {
-        self.ws_sessions_active.dec();
+    pub fn ws_session_refused(&self) {
+        self.ws_sessions_refused.inc();
     }
-    pub fn ws_sessions_active(&self) -> i64 {
-        self.ws_sessions_active.get()
+    pub fn ws_sessions_now(&self, open: usize) {
+        self.ws_sessions_active.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
     pub fn ws_bad_frame(&self) {
         self.ws_bad_frames.inc();

@@ -21,6 +21,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use crate::config::Config;
 use crate::http::error::{json_error, ApiError};
 use crate::http::metrics::HttpMetrics;
+use crate::http::ws::sessions::SessionTable;
 use crate::runtime::{Runtime, RuntimeHandle};
 
 /// What every handler can reach: the runtime, the faces' own series, and the GraphQL schema
@@ -29,6 +30,8 @@ use crate::runtime::{Runtime, RuntimeHandle};
 pub struct AppState {
     pub runtime: RuntimeHandle,
     pub metrics: Arc<HttpMetrics>,
+    /// The open WebSocket connections, shared by every worker.
+    pub sessions: Arc<SessionTable>,
     pub schema: graphql::ClusterSchema,
 }
 
@@ -36,7 +39,8 @@ impl AppState {
     pub fn new(runtime: RuntimeHandle) -> Self {
         let metrics = HttpMetrics::register(runtime.metrics());
         let schema = graphql::schema(runtime.clone(), metrics.clone());
-        AppState { runtime, metrics, schema }
+        let sessions = SessionTable::new(metrics.clone());
+        AppState { runtime, metrics, sessions, schema }
     }
 }
 
@@ -60,6 +64,7 @@ pub fn app(
         .app_data(web::Data::new(state.runtime.clone()))
         .app_data(web::Data::new(state.schema.clone()))
         .app_data(web::Data::from(state.metrics.clone()))
+        .app_data(web::Data::from(state.sessions.clone()))
         .app_data(web::Data::new(state.clone()))
         .app_data(
             web::JsonConfig::default()

@@ -8,4 +8,5 @@ pub mod faults;
 pub mod registry;
 pub mod replication;
 pub mod runtime;
+pub mod sessions;
 pub mod system;

@@ -104,6 +104,8 @@ pub struct SubscriberInfo {
     pub stream: String,
     pub peer: String,
     pub connected_at_ms: i64,
+    /// The WebSocket connection it belongs to (`/api/v1/ws/connections`); `None` in-process.
+    pub session_id: Option<u64>,
 }
 
 /// Registers a subscriber. The registry answers with the events to replay (if the filter has

@@ -207,6 +207,7 @@ impl RuntimeHandle {
             stream: "in_process".into(),
             peer: "in-process".into(),
             connected_at_ms: crate::messages::events::now_ms(),
+            session_id: None,
         };
         self.subscribe_as(filter, Vec::new(), info).await
     }

@@ -25,7 +25,7 @@ fn registry(session_queue: usize) -> (Addr<EventRegistry>, Arc<InterestTable>) {
 }
 
 fn info() -> SubscriberInfo {
-    SubscriberInfo { transport: Transport::InProcess, stream: "test".into(), peer: "test".into(), connected_at_ms: 0 }
+    SubscriberInfo { transport: Transport::InProcess, stream: "test".into(), peer: "test".into(), connected_at_ms: 0, session_id: None }
 }
 
 fn restart_of(kind: &str, id: &str) -> Event {

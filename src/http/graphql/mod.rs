@@ -26,6 +26,7 @@ pub use schema::{MAX_COMPLEXITY, MAX_DEPTH};
 pub use streams::{ConnectionInfo, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 
 use crate::http::metrics::HttpMetrics;
+use crate::http::ws::sessions::SessionTable;
 use crate::runtime::RuntimeHandle;
 
 /// The `Query` root: every domain's queries side by side.
@@ -94,10 +95,10 @@ async fn graphiql_or_subscriptions(
     payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
-    metrics: web::Data<HttpMetrics>,
+    sessions: web::Data<SessionTable>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if transport::is_websocket_upgrade(&req) {
-        return transport::subscriptions(req, payload, schema, runtime, metrics).await;
+        return transport::subscriptions(req, payload, schema, runtime, sessions).await;
     }
     // The page never changes for the life of the process: render it once.
     static PAGE: OnceLock<String> = OnceLock::new();

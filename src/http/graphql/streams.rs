@@ -40,6 +40,8 @@ pub(crate) type Item = async_graphql::Result<SharedEvent>;
 /// connection runs (bounded by [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]).
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
+    /// Its row in the session table.
+    pub session_id: u64,
     pub peer: String,
     pub connected_at_ms: i64,
     /// Subscription streams alive on this connection; every clone (one per connection) shares it.
@@ -47,9 +49,10 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// A connection from `peer`, connected now, with no subscription yet.
-    pub fn new(peer: String) -> Self {
+    /// Connection `session_id` from `peer`, connected now, with no subscription yet.
+    pub fn new(session_id: u64, peer: String) -> Self {
         ConnectionInfo {
+            session_id,
             peer,
             connected_at_ms: now_ms(),
             subscriptions: Arc::new(AtomicUsize::new(0)),
@@ -91,15 +94,16 @@ pub(crate) async fn subscribe(
     let slot = connection
         .map(|c| ConnectionSlot::take(&c.subscriptions))
         .transpose()?;
-    let (peer, connected_at_ms) = match connection {
-        Some(info) => (info.peer.clone(), info.connected_at_ms),
-        None => ("in-process".to_string(), now_ms()),
+    let (peer, connected_at_ms, session_id) = match connection {
+        Some(info) => (info.peer.clone(), info.connected_at_ms, Some(info.session_id)),
+        None => ("in-process".to_string(), now_ms(), None),
     };
     let info = SubscriberInfo {
         transport: Transport::GraphQl,
         stream: field.to_string(),
         peer,
         connected_at_ms,
+        session_id,
     };
     let subscription = runtime
         .subscribe_as(filter, Vec::new(), info)

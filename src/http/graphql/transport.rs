@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, StreamHandler, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -42,7 +42,10 @@ use tokio::sync::mpsc;
 use super::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
-use crate::http::metrics::HttpMetrics;
+use crate::http::ws::sessions::{SessionSlot, SessionTable};
+use crate::http::ws::too_many_sessions;
+use crate::messages::registry::Transport;
+use crate::messages::sessions::CloseSession;
 use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::runtime::RuntimeHandle;
 
@@ -119,7 +122,7 @@ pub async fn subscriptions(
     payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
-    metrics: web::Data<HttpMetrics>,
+    sessions: web::Data<SessionTable>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if !is_websocket_upgrade(&req) {
         return Err(ApiError::invalid(
@@ -142,30 +145,20 @@ pub async fn subscriptions(
     if presented && !upgrade_authorized {
         return Err(ApiError::unauthorized().into());
     }
-    // A subscription connection holds a socket and subscriptions just like an event-stream
-    // session, so both share the one `ws.max_sessions` budget.
-    if !metrics.try_open_ws_session(config.ws.max_sessions) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            format!(
-                "ws.max_sessions ({}) sessions are open already",
-                config.ws.max_sessions
-            ),
-        )
-        .into());
-    }
-    // From here on the slot is the session's: its drop gives it back, whether the actor ran and
-    // stopped or the upgrade failed before it started.
-    let slot = SessionSlot(metrics.into_inner());
     let peer = req
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into());
+    // A subscription connection holds a socket and subscriptions just like an event-stream
+    // session, so both share the one `ws.max_sessions` budget.
+    let slot = sessions
+        .into_inner()
+        .try_open(config.ws.max_sessions, Transport::GraphQl, "graphql", peer.clone())
+        .ok_or_else(|| too_many_sessions(config.ws.max_sessions))?;
     let session = GraphQlSession {
         schema: schema.get_ref().clone(),
         protocol,
-        info: ConnectionInfo::new(peer),
+        info: ConnectionInfo::new(slot.session_id(), peer),
         expected_token: expected,
         upgrade_authorized,
         init: Arc::new(InitState::new()),
@@ -178,7 +171,7 @@ pub async fn subscriptions(
         socket: req.conn_data::<ConnectionSocket>().cloned(),
         liveness: Liveness::new(),
         _watchdog: None,
-        _slot: slot,
+        slot,
     };
     Ok(crate::http::ws::upgrade::start(session, &req, payload, config.ws.max_frame_bytes, &ALL_WEBSOCKET_PROTOCOLS)?)
 }
@@ -207,18 +200,8 @@ struct GraphQlSession {
     liveness: Arc<Liveness>,
     /// Ends the watchdog with the session.
     _watchdog: Option<WatchdogGuard>,
-    /// The session's place in `ws.max_sessions`.
-    _slot: SessionSlot,
-}
-
-/// One of the `ws.max_sessions` places, counted by `try_open_ws_session` and given back when
-/// dropped: with the session once its actor stopped, or at once if the upgrade failed.
-struct SessionSlot(Arc<HttpMetrics>);
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        self.0.ws_session_closed();
-    }
+    /// The connection's row in the session table, and its place in `ws.max_sessions`.
+    slot: SessionSlot,
 }
 
 impl GraphQlSession {
@@ -253,6 +236,7 @@ impl Actor for GraphQlSession {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.slot.attach(ctx.address().recipient());
         // The heartbeat below runs only while actix-web polls this session, which it stops doing
         // when the client stops reading; the watchdog does not depend on that.
         self._watchdog = Some(watchdog::spawn(
@@ -318,6 +302,13 @@ impl Actor for GraphQlSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         tracing::debug!(peer = %self.info.peer, "graphql subscription connection closed");
+    }
+}
+
+impl Handler<CloseSession> for GraphQlSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
+        self.close(ctx, 1000, &msg.reason);
     }
 }
 

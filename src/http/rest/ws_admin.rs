@@ -1,14 +1,12 @@
-//! WebSocket management: counters, the open sessions, every live subscription (WebSocket and
-//! GraphQL), and closing one session.
+//! WebSocket management: counters, the open connections (event-stream sessions and GraphQL
+//! connections, from the one session table), every live subscription, and closing a connection.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::http::error::ApiError;
-use crate::http::metrics::HttpMetrics;
-use crate::messages::registry::{
-    CloseCode, CloseSubscription, GetRegistryStatus, ListSubscriptions, SubscriptionRow, Transport,
-};
+use crate::http::ws::sessions::{SessionRow, SessionTable};
+use crate::messages::registry::{GetRegistryStatus, ListSubscriptions, SubscriptionRow, Transport};
 use crate::runtime::RuntimeHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -34,11 +32,11 @@ pub struct WsAdminApi;
     responses((status = 200, description = "active_sessions, events_published, events_delivered, events_dropped, current_seq", body = Object)))]
 pub async fn ws_status(
     runtime: web::Data<RuntimeHandle>,
-    metrics: web::Data<HttpMetrics>,
+    sessions: web::Data<SessionTable>,
 ) -> Result<HttpResponse, ApiError> {
     let s = runtime.registry().send(GetRegistryStatus).await?;
     Ok(HttpResponse::Ok().json(json!({
-        "active_sessions": metrics.ws_sessions_active(),
+        "active_sessions": sessions.len(),
         "active_subscriptions": s.active_subscriptions,
         "events_published": s.events_published,
         "events_delivered": s.events_delivered,
@@ -50,27 +48,48 @@ pub async fn ws_status(
     })))
 }
 
-fn row_json(r: &SubscriptionRow) -> serde_json::Value {
+/// A connection's row: who and since when from the session table; its filter and counts from its
+/// registry subscriptions (an event session has one, a GraphQL connection one per subscription).
+/// A session the registry has let go of (closed for lagging) is listed until its socket closes,
+/// with `subscribed: false`.
+fn connection_json(session: &SessionRow, subscriptions: &[&SubscriptionRow]) -> serde_json::Value {
+    let filter = match (session.transport, subscriptions) {
+        (Transport::WebSocket, [one]) => json!(one.filter),
+        _ => serde_json::Value::Null,
+    };
     json!({
-        "session_id": r.subscription_id.to_string(),
-        "stream": r.info.stream,
-        "peer": r.info.peer,
-        "connected_at": r.info.connected_at_ms / 1000,
-        "connected_at_ms": r.info.connected_at_ms,
-        "filter": r.filter,
-        "delivered": r.delivered,
-        "dropped": r.dropped,
-        "lagging": r.lagging,
+        "session_id": session.session_id.to_string(),
+        "transport": session.transport.as_str(),
+        "stream": session.stream,
+        "peer": session.peer,
+        "connected_at": session.connected_at_ms / 1000,
+        "connected_at_ms": session.connected_at_ms,
+        "filter": filter,
+        "subscribed": !subscriptions.is_empty(),
+        "subscriptions": subscriptions.iter().map(|r| r.subscription_id.to_string()).collect::<Vec<_>>(),
+        "delivered": subscriptions.iter().map(|r| r.delivered).sum::<u64>(),
+        "dropped": subscriptions.iter().map(|r| r.dropped).sum::<u64>(),
+        "lagging": subscriptions.iter().any(|r| r.lagging),
     })
 }
 
 #[utoipa::path(get, path = "/api/v1/ws/connections", tag = "websocket",
-    responses((status = 200, description = "One row per WebSocket event-stream session", body = Object)))]
-pub async fn connections(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
-    let rows = runtime.registry().send(ListSubscriptions).await?;
-    let sessions: Vec<_> =
-        rows.iter().filter(|r| r.info.transport == Transport::WebSocket).map(row_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "total": sessions.len(), "connections": sessions })))
+    responses((status = 200, description = "One row per open WebSocket connection: event-stream sessions and GraphQL connections", body = Object)))]
+pub async fn connections(
+    runtime: web::Data<RuntimeHandle>,
+    sessions: web::Data<SessionTable>,
+) -> Result<HttpResponse, ApiError> {
+    let subscriptions = runtime.registry().send(ListSubscriptions).await?;
+    let rows: Vec<_> = sessions
+        .rows()
+        .iter()
+        .map(|session| {
+            let own: Vec<&SubscriptionRow> =
+                subscriptions.iter().filter(|r| r.info.session_id == Some(session.session_id)).collect();
+            connection_json(session, &own)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "total": rows.len(), "connections": rows })))
 }
 
 #[utoipa::path(get, path = "/api/v1/ws/subscriptions", tag = "websocket",
@@ -99,7 +118,7 @@ pub async fn subscriptions(runtime: web::Data<RuntimeHandle>) -> Result<HttpResp
     responses((status = 204, description = "Closed (WebSocket close code 1000)"),
               (status = 404, description = "No such session")))]
 pub async fn close_connection(
-    runtime: web::Data<RuntimeHandle>,
+    sessions: web::Data<SessionTable>,
     session_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || {
@@ -107,18 +126,13 @@ pub async fn close_connection(
             .with_details(json!({ "session_id": session_id.as_str() }))
     };
     let id: u64 = session_id.parse().map_err(|_| not_found())?;
-    let rows = runtime.registry().send(ListSubscriptions).await?;
-    if !rows.iter().any(|r| r.subscription_id == id && r.info.transport == Transport::WebSocket) {
-        return Err(not_found());
+    let session = sessions.get(id).ok_or_else(not_found)?;
+    if !session.close("closed by operator") {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "session_not_ready",
+            format!("session '{session_id}' is still opening; try again"),
+        ));
     }
-    runtime
-        .registry()
-        .send(CloseSubscription {
-            subscription_id: id,
-            code: CloseCode::ClosedByOperator,
-            reason: "closed by operator".into(),
-        })
-        .await?
-        .map_err(|_| not_found())?;
     Ok(HttpResponse::NoContent().finish())
 }

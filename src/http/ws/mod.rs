@@ -3,6 +3,7 @@
 
 pub mod frames;
 pub mod session;
+pub mod sessions;
 pub mod upgrade;
 pub mod watchdog;
 
@@ -13,7 +14,9 @@ use crate::http::error::ApiError;
 use crate::http::filter::filter_from_query;
 use crate::http::metrics::HttpMetrics;
 use crate::runtime::RuntimeHandle;
+use crate::messages::registry::Transport;
 use session::{StreamKind, WsSession};
+use sessions::SessionTable;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, kind) in [
@@ -29,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 move |req: HttpRequest,
                       body: web::Payload,
                       runtime: web::Data<RuntimeHandle>,
-                      metrics: web::Data<HttpMetrics>| open_stream(req, body, runtime, metrics, kind),
+                      metrics: web::Data<HttpMetrics>,
+                      sessions: web::Data<SessionTable>| open_stream(req, body, runtime, metrics, sessions, kind),
             ),
         );
     }
@@ -40,6 +44,7 @@ async fn open_stream(
     body: web::Payload,
     runtime: web::Data<RuntimeHandle>,
     metrics: web::Data<HttpMetrics>,
+    sessions: web::Data<SessionTable>,
     kind: StreamKind,
 ) -> Result<HttpResponse, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
@@ -50,28 +55,30 @@ async fn open_stream(
             .with_details(json!({ "field": e.field, "reason": e.reason }))
     })?;
     let config = runtime.config();
-    if !metrics.try_open_ws_session(config.ws.max_sessions) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            format!("ws.max_sessions ({}) sessions are open already", config.ws.max_sessions),
-        ));
-    }
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let slot = sessions
+        .into_inner()
+        .try_open(config.ws.max_sessions, Transport::WebSocket, kind.name(), peer.clone())
+        .ok_or_else(|| too_many_sessions(config.ws.max_sessions))?;
     let socket = req.conn_data::<watchdog::ConnectionSocket>().cloned();
-    let session =
-        WsSession::new(runtime.get_ref().clone(), metrics.clone().into_inner(), kind, peer, filter, socket);
+    let session = WsSession::new(runtime.get_ref().clone(), metrics.into_inner(), kind, peer, filter, socket, slot);
     // A message over the limit gets an `error` frame and the session goes on.
     match upgrade::start(session, &req, body, config.ws.max_frame_bytes, &[]) {
         Ok(res) => Ok(res),
-        Err(e) => {
-            // The session actor never started, so its `stopped` will not uncount it.
-            metrics.ws_session_closed();
-            Err(ApiError::new(
+        // The session was dropped with its slot: nothing is left counted.
+        Err(e) => Err(ApiError::new(
                 actix_web::http::StatusCode::BAD_REQUEST,
                 "not_a_websocket_request",
                 format!("this route speaks WebSocket only: {e}"),
-            ))
-        }
+            )),
     }
+}
+
+/// The answer when `ws.max_sessions` connections are open already.
+pub fn too_many_sessions(max: usize) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_sessions",
+        format!("ws.max_sessions ({max}) sessions are open already"),
+    )
 }

@@ -25,7 +25,9 @@ use std::collections::VecDeque;
 
 use crate::actors::registry::CompiledFilter;
 use crate::http::metrics::HttpMetrics;
+use crate::http::ws::sessions::SessionSlot;
 use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
+use crate::messages::sessions::CloseSession;
 use crate::messages::events::{Category, EventFilter, SharedEvent};
 use crate::messages::registry::{
     CloseCode, Delivery, Subscribe, SubscribeAck, SubscriberInfo, Transport, Unsubscribe, UpdateFilter,
@@ -113,6 +115,8 @@ pub struct WsSession {
     socket: Option<ConnectionSocket>,
     liveness: std::sync::Arc<Liveness>,
     _watchdog: Option<WatchdogGuard>,
+    /// The session's row in the session table, and its place in `ws.max_sessions`.
+    slot: SessionSlot,
 }
 
 impl WsSession {
@@ -123,6 +127,7 @@ impl WsSession {
         peer: String,
         filter: EventFilter,
         socket: Option<ConnectionSocket>,
+        slot: SessionSlot,
     ) -> Self {
         let limits = SessionLimits::from_config(runtime.config());
         WsSession {
@@ -144,6 +149,7 @@ impl WsSession {
             socket,
             liveness: Liveness::new(),
             _watchdog: None,
+            slot,
         }
     }
 
@@ -206,7 +212,7 @@ impl WsSession {
                 ctx,
                 json!({
                     "type": "welcome",
-                    "session_id": ack.subscription_id.to_string(),
+                    "session_id": self.slot.session_id().to_string(),
                     "stream": self.stream.name(),
                     "server_version": crate::VERSION,
                     "current_seq": ack.current_seq,
@@ -217,7 +223,7 @@ impl WsSession {
             ctx,
             json!({
                 "type": "subscribed",
-                "session_id": ack.subscription_id.to_string(),
+                "session_id": self.slot.session_id().to_string(),
                 "stream": self.stream.name(),
                 "filter": filter,
                 "replay_count": ack.replay.len(),
@@ -254,6 +260,7 @@ impl WsSession {
                 stream: self.stream.name().to_string(),
                 peer: self.peer.clone(),
                 connected_at_ms: crate::messages::events::now_ms(),
+                session_id: Some(self.slot.session_id()),
             },
         };
         // ctx.wait: no delivery is handled before the ack, so the replay is written first.
@@ -300,6 +307,7 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The session's mailbox is its event queue: the registry's try_send fails past this.
         ctx.set_mailbox_capacity(self.limits.queue);
+        self.slot.attach(ctx.address().recipient());
         self._watchdog = Some(watchdog::spawn(
             self.socket.take(),
             self.liveness.clone(),
@@ -327,7 +335,14 @@ impl Actor for WsSession {
         if let Some(subscription_id) = self.subscription_id.take() {
             self.runtime.registry().do_send(Unsubscribe { subscription_id });
         }
-        self.metrics.ws_session_closed();
+    }
+}
+
+impl Handler<CloseSession> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason { code: ws::CloseCode::Normal, description: Some(msg.reason) }));
+        ctx.stop();
     }
 }
 
