@@ -40,6 +40,12 @@ impl Server {
     }
 }
 
+impl common::api::Api {
+    async fn put(&self, path: &str, body: Value) -> common::api::Reply {
+        self.send(actix_web::test::TestRequest::put().uri(path).set_json(body)).await
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The modes.
 
@@ -87,43 +93,80 @@ async fn sync_mode_acknowledges_after_the_sync_replica_flushed_and_the_async_one
 }
 
 #[actix_web::test]
-async fn semi_sync_with_a_quorum_of_one_waits_for_any_one_replica_and_times_out_with_none() {
-    let config = TestConfig::replication()
-        .mode(ReplicationMode::SemiSync)
-        .with(|c| c.replication.sync_quorum = 1)
-        .sync_timeout_ms(300)
-        .build();
+async fn semi_sync_counts_only_sync_replicas_toward_its_quorum() {
+    let config = TestConfig::replication().mode(ReplicationMode::SemiSync).with(|c| c.replication.sync_quorum = 1).build();
     let (_runtime, api) = start_in_sync(config).await;
 
-    // Both replicas streaming: a write is acknowledged by at least one of them.
+    // Both replicas streaming: the quorum of one is replica-001, the only sync replica.
     let ack = api.insert("t", "a", json!(1)).await;
     assert_eq!(ack["mode"], "semi_sync");
-    assert!(!acked_by(&ack).is_empty(), "semi_sync with quorum 1 answers after one replica flushed: {ack}");
+    assert!(acked_by(&ack).contains(&"replica-001".to_string()), "the sync replica acknowledged: {ack}");
 
-    // With replica-002 paused, replica-001 alone makes the quorum.
-    api.pause("replica-002").await;
-    let ack = api.insert("t", "b", json!(2)).await;
-    assert_eq!(acked_by(&ack), vec!["replica-001"], "{ack}");
+    // With replica-001 (sync) paused, replica-002 (async) gets the write and replays it, and the
+    // write still waits: an async replica is never counted toward sync_quorum, as PostgreSQL's
+    // `ANY 1 (replica-001)` never counts a standby it does not name.
+    api.pause("replica-001").await;
+    let before = api.current_lsn().await;
+    let write = Box::pin(api.write(json!([{"op": "insert", "table": "t", "key": "b", "value": 2}])));
+    let async_has_it = Box::pin(poll_until("replica-002 to replay the waiting write", || async {
+        let current = api.current_lsn().await;
+        let replayed = api.replica("replica-002").await["replay_lsn_u64"].as_u64()?;
+        (current > before && replayed >= current).then_some(())
+    }));
+    let write = match futures_util::future::select(write, async_has_it).await {
+        futures_util::future::Either::Left((reply, _)) => {
+            panic!("the async replica alone acknowledged a semi_sync write: {}", reply.text())
+        }
+        futures_util::future::Either::Right(((), write)) => write,
+    };
+    assert_eq!(api.value_at("t", "b", "replica-002").await, json!(2), "the async replica has it");
 
-    // With both paused nobody can flush it: after sync_timeout_ms the write answers 504, saying it
-    // is durable on the primary and which replicas are missing.
+    // Once the sync replica resumes and catches up, the waiting write is acknowledged, by it.
+    api.resume("replica-001").await;
+    let ack = within("the write waiting for replica-001", write).await.expect(200);
+    assert!(acked_by(&ack).contains(&"replica-001".to_string()), "{ack}");
+
+    // With the sync replica paused and a short timeout, the write answers 504: durable on the
+    // primary, missing the sync replica only (the async one is never waited for).
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_timeout_ms": 300})).await.expect(200);
     api.pause("replica-001").await;
     let d = api.write(json!([{"op": "insert", "table": "t", "key": "c", "value": 3}])).await.expect_error(504, "replication_timeout");
     assert_eq!(d["durable_on_primary"], true, "{d}");
-    assert_eq!(d["acknowledged_by"], json!([]), "{d}");
-    let mut missing: Vec<String> = serde_json::from_value(d["missing"].clone()).unwrap();
-    missing.sort();
-    assert_eq!(missing, vec!["replica-001", "replica-002"], "{d}");
+    assert_eq!(d["missing"], json!(["replica-001"]), "{d}");
     assert_eq!(d["timeout_ms"], 300);
     // Durable on the primary means readable there.
     assert_eq!(api.value_at("t", "c", "primary").await, json!(3));
+}
 
-    // Any replica counts for the quorum, not only the sync one: resuming replica-002 (async) is
-    // enough for the next write.
-    api.resume("replica-002").await;
-    let ack = api.insert("t", "d", json!(4)).await;
-    assert_eq!(acked_by(&ack), vec!["replica-002"], "{ack}");
-    assert_eq!(api.value_at("t", "c", "replica-002").await, json!(3), "it caught up with the timed-out write too");
+#[actix_web::test]
+async fn a_sync_quorum_the_sync_replicas_cannot_reach_is_refused() {
+    let (_runtime, api) = start_in_sync(TestConfig::replication().build()).await;
+
+    // Two replicas, one of them sync: a semi_sync quorum of two could never be reached.
+    let d = api
+        .put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_quorum": 2}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(d["field"], "sync_quorum", "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("1 sync replica"), "{d}");
+    assert_eq!(api.status().await["sync_quorum"], 1, "nothing changed");
+
+    // Removing the only sync replica would leave semi_sync's quorum of one unreachable: refused,
+    // saying what to change first; the replica stays.
+    let d = api.delete("/api/v1/replication/replicas/replica-001").await.expect_error(409, "sync_quorum_unreachable");
+    assert_eq!(d["replica_id"], "replica-001", "{d}");
+    assert_eq!(d["sync_quorum"], 1, "{d}");
+    assert_eq!(d["sync_replicas"], 1, "{d}");
+    api.replica("replica-001").await;
+
+    // Adding a second sync replica makes room for it; so does a mode that counts no quorum.
+    api.post("/api/v1/replication/replicas", json!({"replica_id": "replica-003", "mode": "sync"})).await.expect(201);
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_quorum": 2})).await.expect(200);
+    api.delete("/api/v1/replication/replicas/replica-001").await.expect_error(409, "sync_quorum_unreachable");
+    api.put("/api/v1/replication/config", json!({"mode": "sync"})).await.expect(200);
+    api.delete("/api/v1/replication/replicas/replica-001").await.expect(204);
+    // Back to semi_sync, a quorum of two is now out of reach again (one sync replica left).
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync"})).await.expect_error(400, "invalid_request");
 }
 
 #[actix_web::test]
@@ -566,8 +609,9 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(r["data"]["row"]["value"], 3, "durable on the primary: {r}");
     server.resume("replica-001").await;
 
+    // A quorum larger than the sync replicas (one here) is refused.
     let r = server
-        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 5) { mode } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode } }")
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     assert_eq!(
@@ -575,20 +619,20 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 1) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
-        json!({"mode": "SEMI_SYNC", "syncQuorum": 2}),
+        json!({"mode": "SEMI_SYNC", "syncQuorum": 1}),
         "{r}"
     );
     let r = server
-        .query("mutation { setReplicationMode(mode: ASYNC) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: ASYNC, syncQuorum: 2) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
         json!({"mode": "ASYNC", "syncQuorum": 2}),
-        "{r}"
+        "a quorum only semi_sync counts: {r}"
     );
 
     // The replica lifecycle.

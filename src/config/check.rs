@@ -9,7 +9,7 @@ use super::sections::{
     WsConfig,
 };
 use super::{Config, Section};
-use crate::model::ReplicationMode;
+use crate::model::{ReplicaMode, ReplicationMode};
 
 /// The origin of an error found in a [`Config`] value with no record of where its keys came from;
 /// [`ConfigSources::locate`] replaces it with the file, variable or flag.
@@ -249,14 +249,14 @@ impl Section for ReplicationConfig {
                 format!("must differ from replication.primary (`{}`)", self.primary),
             ));
         }
-        if self.mode == ReplicationMode::SemiSync
-            && (self.sync_quorum == 0 || self.sync_quorum > self.replicas.len())
-        {
+        // Only sync replicas count toward the quorum (PostgreSQL's `ANY k (...)` counts only the
+        // standbys it names): a larger quorum could never be reached.
+        let sync_replicas = self.replicas.iter().filter(|r| r.mode == ReplicaMode::Sync).count();
+        if self.mode == ReplicationMode::SemiSync && !(1..=sync_replicas).contains(&self.sync_quorum) {
             return Err(ConfigError::at(
                 "replication.sync_quorum",
                 format!(
-                    "must be between 1 and the number of replicas ({}) when mode = \"semi_sync\" (got {})",
-                    self.replicas.len(),
+                    "must be between 1 and the number of replicas with mode = \"sync\" ({sync_replicas}) when mode = \"semi_sync\"; async replicas never count (got {})",
                     self.sync_quorum
                 ),
             ));
@@ -429,14 +429,24 @@ mod tests {
             "[replication]\nprimary = \"p\"\n[[replication.replicas]]\nid = \"p\"\n",
             "test:4: replication.replicas[0].id: must differ from replication.primary (`p`)",
         );
-        check("[replication]\nsync_quorum = 3\n", "replication.sync_quorum: must be between 1 and the number of replicas (2) when mode = \"semi_sync\"");
+        let unreachable = "replication.sync_quorum: must be between 1 and the number of replicas with mode = \"sync\" (1) when mode = \"semi_sync\"";
+        check("[replication]\nsync_quorum = 3\n", unreachable);
+        // Two replicas, one of them sync: a quorum of two would need the async one.
+        check("[replication]\nsync_quorum = 2\n", unreachable);
         check("[replication]\nsync_quorum = 0\n", "replication.sync_quorum: must be between 1");
-        check("[replication]\nsync_quorum = 2\n", "");
+        check(
+            "[replication]\nsync_quorum = 2\n[[replication.replicas]]\nid = \"a\"\nmode = \"sync\"\n[[replication.replicas]]\nid = \"b\"\nmode = \"sync\"\n",
+            "",
+        );
+        check(
+            "[replication]\n[[replication.replicas]]\nid = \"a\"\nmode = \"async\"\n",
+            "with mode = \"sync\" (0) when mode = \"semi_sync\"",
+        );
         check("[replication]\nmode = \"async\"\nsync_quorum = 0\n", "");
         check("[replication]\nmode = \"sync\"\nreplicas = []\n", "");
         check(
             "[replication]\nreplicas = []\n",
-            "replication.sync_quorum: must be between 1 and the number of replicas (0)",
+            "replication.sync_quorum: must be between 1 and the number of replicas with mode = \"sync\" (0)",
         );
         check(
             "[replication]\nsync_timeout_ms = 0\n",

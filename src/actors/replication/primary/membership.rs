@@ -11,7 +11,7 @@ use super::state::Primary;
 use crate::messages::events::*;
 use crate::messages::faults::InjectedFault;
 use crate::messages::replication::*;
-use crate::model::{lsn_text, validate_id, ReplicaMode, ReplicaStatus};
+use crate::model::{lsn_text, validate_id, ReplicaMode, ReplicaStatus, ReplicationMode};
 
 impl Primary {
     /// Whether `id` may be added as a replica.
@@ -85,6 +85,22 @@ impl Primary {
             e.stream.connected = false;
             e.stream.fetch_in_flight = false;
         }
+    }
+
+    /// The replicas configured `sync`: the only ones semi_sync's quorum counts.
+    pub fn sync_replicas(&self) -> usize {
+        self.replicas.values().filter(|e| e.mode == ReplicaMode::Sync).count()
+    }
+
+    /// Whether replica `id` may be removed: not if it is a sync replica semi_sync's quorum needs
+    /// (the quorum would be out of reach, and every write would time out).
+    pub fn check_removal(&self, id: &str) -> Result<(), ReplicationError> {
+        let e = self.replica(id)?;
+        let (quorum, sync_replicas) = (self.settings.sync_quorum, self.sync_replicas());
+        if self.settings.mode == ReplicationMode::SemiSync && e.mode == ReplicaMode::Sync && sync_replicas <= quorum {
+            return Err(ReplicationError::QuorumUnreachable { replica_id: id.to_string(), sync_quorum: quorum, sync_replicas });
+        }
+        Ok(())
     }
 
     /// Replica `id` left (durably); a removed sync replica no longer holds writes back.
