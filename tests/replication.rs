@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use clusterd::messages::events::{EventFilter, EventPayload, EventType, SubjectKind};
-use clusterd::messages::replication::ReplicationEvent;
-use clusterd::model::{lsn_text, ReplicationMode};
+use clusterd::messages::replication::{ReplicateOps, ReplicationError, ReplicationEvent};
+use clusterd::model::{lsn_text, Op, OpKind, ReplicaMode, ReplicationMode};
 use serde_json::{json, Value};
 
 use common::graphql::error_code;
@@ -167,6 +167,42 @@ async fn a_sync_quorum_the_sync_replicas_cannot_reach_is_refused() {
     api.delete("/api/v1/replication/replicas/replica-001").await.expect(204);
     // Back to semi_sync, a quorum of two is now out of reach again (one sync replica left).
     api.put("/api/v1/replication/config", json!({"mode": "semi_sync"})).await.expect_error(400, "invalid_request");
+}
+
+#[actix_web::test]
+async fn a_sync_timeout_reaches_sessions_filtered_to_the_replicas_that_missed_the_write() {
+    // Two sync replicas in sync mode, both paused: a write misses both and times out.
+    let config = TestConfig::replication()
+        .replicas(&[("replica-001", ReplicaMode::Sync), ("replica-002", ReplicaMode::Sync)])
+        .mode(ReplicationMode::Sync)
+        .sync_timeout_ms(200)
+        .build();
+    let server = Server::start(config);
+    wait_in_sync(&server.runtime, &["replica-001", "replica-002"]).await;
+    let filtered = |replica: &str| format!("/api/v1/ws/cluster/replication?replica_ids={replica}&event_types=replication_error");
+    let mut missed = server.upgrade(&filtered("replica-002"), None, None).await.expect("upgrade");
+    let mut other = server.upgrade(&filtered("replica-009"), None, None).await.expect("upgrade");
+    for ws in [&mut missed, &mut other] {
+        assert_eq!(ws.json().await["type"], "welcome");
+        assert_eq!(ws.json().await["type"], "subscribed");
+    }
+    server.pause("replica-001").await;
+    server.pause("replica-002").await;
+    let ops = vec![Op { op: OpKind::Insert, table: "t".into(), key: "k".into(), value: Some(json!(1).into()) }];
+    let answer = within("ReplicateOps", server.runtime.primary().send(ReplicateOps { ops })).await.expect("primary answers");
+    assert!(matches!(answer, Err(ReplicationError::SyncTimeout { .. })), "{answer:?}");
+
+    // The session filtered to a replica that missed the write sees the error; its subjects and
+    // payload name every replica that missed it, and no id is empty.
+    let frame = missed.json().await;
+    assert_eq!(frame["event_type"], "replication_error", "{frame}");
+    assert_eq!(frame["subjects"]["replica_ids"], json!(["replica-001", "replica-002"]), "{frame}");
+    assert_eq!(frame["payload"]["error_code"], "sync_timeout", "{frame}");
+    assert_eq!(frame["payload"]["replica_id"], "replica-001", "{frame}");
+    assert_eq!(frame["payload"]["replica_ids"], json!(["replica-001", "replica-002"]), "{frame}");
+    // A session filtered to another replica does not: its next frame is its own filter's echo.
+    other.send_text(r#"{"replica_ids":["replica-009"]}"#).await;
+    assert_eq!(other.json().await["type"], "subscribed", "the error did not reach replica-009's session");
 }
 
 #[actix_web::test]

@@ -68,13 +68,13 @@ impl Primary {
         if let Some(status) = status {
             self.set_status(target, status, format!("reseeded from snapshot {}", snap.snapshot_id), out);
         }
-        out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(target)));
+        out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(Some(target))));
     }
 
     /// A snapshot was stored.
     pub fn snapshot_created(&mut self, record: &SnapshotRecord, out: &mut Outbox) {
         self.newest_snapshot = Some((record.snapshot_id.clone(), record.lsn));
-        out.publish(Severity::Info, self.source(), ReplicationEvent::SnapshotCreated(record.change("")));
+        out.publish(Severity::Info, self.source(), ReplicationEvent::SnapshotCreated(record.change(None)));
     }
 
     /// Replica `id`'s actor (incarnation `incarnation`) started: nothing is shipped to it until
@@ -158,7 +158,7 @@ impl Primary {
         }
         self.go_down("crashed by fault injection", Some(now_ms()));
         let message = "the primary crashed (fault injection); writes are refused until it is restarted";
-        out.publish_error(self.source(), replication_error(Severity::Critical, "", "primary_down", "crash", message.into()));
+        out.publish_error(self.source(), replication_error(Severity::Critical, vec![self.id().to_string()], "primary_down", "crash", message.into()));
         Ok(())
     }
 
