@@ -48,6 +48,16 @@ impl ConfigSources {
     /// located, in file order (errors with no line last). A rule about a refused key is not
     /// reported: the key was left at its default.
     pub fn report(&self, found: impl IntoIterator<Item = ConfigError>) -> Result<(), ConfigErrors> {
+        let all = self.every_error(found);
+        if all.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(all))
+        }
+    }
+
+    /// What [`ConfigSources::report`] reports, in its order.
+    fn every_error(&self, found: impl IntoIterator<Item = ConfigError>) -> Vec<ConfigError> {
         let mut all = self.refused.clone();
         for e in found {
             let e = self.locate(e);
@@ -55,12 +65,9 @@ impl ConfigSources {
                 all.push(e);
             }
         }
-        if all.is_empty() {
-            return Ok(());
-        }
         // Stable: errors on one line, or with none, stay in the order they were found.
         all.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-        Err(ConfigErrors(all))
+        all
     }
 
     /// Fills in the origin and line of an error from [`Config::validate`] or
@@ -175,7 +182,7 @@ impl Config {
         }
         sources.refused = refused;
         if !separable {
-            return Err(sources.report([]).err().unwrap_or_else(|| ConfigErrors(Vec::new())));
+            return Err(ConfigErrors(sources.every_error([])));
         }
         // Every key was checked above, so this can only fail on something the checks do not know
         // about; report it rather than assume.
@@ -183,7 +190,7 @@ impl Config {
             Ok(config) => Ok((config, sources)),
             Err(e) => {
                 let unknown = ConfigError::at("", e.message().trim());
-                Err(sources.report([unknown]).err().unwrap_or_else(|| ConfigErrors(Vec::new())))
+                Err(ConfigErrors(sources.every_error([unknown])))
             }
         }
     }
