@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// See Cargo.toml: cross-thread frees on the replication path are slow under glibc malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clusterd::config::{Config, ConfigError, ConfigSources};
+use clusterd::config::{Config, ConfigErrors, ConfigSources};
 
 #[derive(Debug, Parser)]
 #[command(name = "clusterd", version = clusterd::VERSION, about, propagate_version = true)]
@@ -69,13 +69,13 @@ fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Loads, validates and security-checks the config, every error located in the file, variable
-/// or flag it came from.
+/// Loads, validates and security-checks the config: every error, each located in the file,
+/// variable or flag it came from.
 fn load_checked(
     path: Option<&Path>,
     bind: Option<String>,
     data_dir: Option<String>,
-) -> Result<Config, ConfigError> {
+) -> Result<Config, ConfigErrors> {
     let (mut config, mut sources): (Config, ConfigSources) =
         Config::load_with_sources(path, process_env())?;
     if let Some(bind) = bind {
@@ -86,9 +86,17 @@ fn load_checked(
         config.storage.data_dir = data_dir;
         sources.record_override("storage.data_dir", "--data-dir");
     }
-    config.validate().map_err(|e| sources.locate(e))?;
-    config.security_check().map_err(|e| sources.locate(e))?;
+    let mut found = config.validate().err().map(|e| e.0).unwrap_or_default();
+    found.extend(config.security_check().err());
+    sources.report(found)?;
     Ok(config)
+}
+
+/// Prints each error on a line of its own.
+fn print_errors(errors: &ConfigErrors) {
+    for err in &errors.0 {
+        eprintln!("error: {err}");
+    }
 }
 
 fn check_config(path: &Path) -> ExitCode {
@@ -97,8 +105,8 @@ fn check_config(path: &Path) -> ExitCode {
             print!("{}", config.to_toml_string());
             ExitCode::SUCCESS
         }
-        Err(err) => {
-            eprintln!("error: {err}");
+        Err(errors) => {
+            print_errors(&errors);
             ExitCode::from(1)
         }
     }
@@ -112,8 +120,8 @@ fn serve(
 ) -> ExitCode {
     let config = match load_checked(path, bind, data_dir) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
+        Err(errors) => {
+            print_errors(&errors);
             eprintln!("clusterd: refusing to start");
             return ExitCode::from(2);
         }

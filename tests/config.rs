@@ -96,6 +96,56 @@ fn check_config_rejects_an_impossible_value_naming_the_rule() {
     assert!(stderr.contains(":3: events.retained: must be between 1 and 10000000"), "{stderr}");
 }
 
+/// A file breaking five rules: an unknown key, a value of the wrong type, and three impossible
+/// values (one of them a quorum the sync replicas cannot reach), each on its own line.
+const FIVE_ERRORS: &str = "\
+[server]
+workers = 5000
+bnid = \"x\"
+[events]
+retained = \"many\"
+[ws]
+max_sessions = 0
+[replication]
+sync_quorum = 2
+";
+
+/// The lines `error: <file>:<line>: <key>: <rule>` a run printed for [`FIVE_ERRORS`], in file
+/// order, or a panic naming the one missing.
+fn assert_every_error_reported(file: &Path, stderr: &str) {
+    let file = file.display();
+    let expected = [
+        format!("error: {file}:2: server.workers: must be between 0 and 1024"),
+        format!("error: {file}:3: server.bnid: unknown key `bnid`"),
+        format!("error: {file}:5: events.retained: invalid type: string \"many\""),
+        format!("error: {file}:7: ws.max_sessions: must be between 1 and 1000000"),
+        format!("error: {file}:9: replication.sync_quorum: must be between 1 and the number of replicas with mode = \"sync\" (1)"),
+    ];
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), expected.len(), "one line per error: {stderr}");
+    for (line, expected) in errors.iter().zip(&expected) {
+        assert!(line.starts_with(expected.as_str()), "{line:?} is not {expected:?}; all: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_reports_every_error_with_its_key_line_and_rule() {
+    let file = temp_config(FIVE_ERRORS);
+    let (code, stdout, stderr) = run(clusterd_command().arg("check-config").arg("--config").arg(file.path()));
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(stdout.is_empty(), "nothing printed on stdout on error: {stdout}");
+    assert_every_error_reported(file.path(), &stderr);
+}
+
+#[test]
+fn serve_reports_every_error_of_a_bad_config_too() {
+    let file = temp_config(FIVE_ERRORS);
+    let (code, _, stderr) = run(clusterd_command().arg("serve").arg("--config").arg(file.path()));
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert_every_error_reported(file.path(), &stderr);
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+}
+
 #[test]
 fn check_config_prints_the_effective_config() {
     let file = temp_config("[server]\nworkers = 3\n");

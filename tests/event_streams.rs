@@ -507,6 +507,60 @@ async fn a_long_replay_arrives_whole_and_in_order_then_live_events_follow() {
     assert_eq!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0), 0, "the client read everything: nothing was dropped");
 }
 
+/// The `event_type` of every event frame up to and including replica-002's change to `paused`,
+/// in order.
+async fn event_types_until_paused(ws: &mut WsConn) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = next_of_type(ws, "event").await;
+        seen.push(frame["event_type"].as_str().expect("event_type").to_string());
+        if frame["event_type"] == "replica_status_change"
+            && frame["payload"]["replica_id"] == "replica-002"
+            && frame["payload"]["new_status"] == "paused"
+        {
+            return seen;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn lag_samples_reach_only_sessions_that_name_them_live_and_in_replay() {
+    // Replication heartbeats every 50 ms: a lag sample per replica each time, while anyone asks.
+    let server = Server::start(TestConfig::replication().build());
+    let mut everything = server.connect("/api/v1/ws/events").await;
+    handshake(&mut everything).await;
+    let mut replication = server.connect("/api/v1/ws/cluster/replication").await;
+    handshake(&mut replication).await;
+    let mut samples = server.connect("/api/v1/ws/events?event_types=replication_lag_sample").await;
+    handshake(&mut samples).await;
+
+    // The session naming the sample kind gets samples, one per replica and heartbeat.
+    let mut sample = Value::Null;
+    for _ in 0..4 {
+        sample = next_of_type(&mut samples, "event").await;
+        assert_eq!(sample["event_type"], "replication_lag_sample", "{sample}");
+        assert!(sample["subjects"]["replica_ids"][0].as_str().is_some_and(|id| id.starts_with("replica-")), "{sample}");
+    }
+    // Those samples were published after the other sessions subscribed and before replica-002
+    // pauses: had those sessions admitted samples, they would get them before the pause.
+    server.pause("replica-002").await;
+    for ws in [&mut everything, &mut replication] {
+        let seen = event_types_until_paused(ws).await;
+        assert!(!seen.iter().any(|t| t == "replication_lag_sample"), "a session that named no sample got samples: {seen:?}");
+    }
+
+    // Replay follows the same rule: from the start, samples only for the session that names them.
+    let mut replay_all = server.connect("/api/v1/ws/events?since_seq=0").await;
+    handshake(&mut replay_all).await;
+    let replayed = event_types_until_paused(&mut replay_all).await;
+    assert!(!replayed.iter().any(|t| t == "replication_lag_sample"), "replay without naming samples: {replayed:?}");
+    let mut replay_samples = server.connect("/api/v1/ws/events?since_seq=0&event_types=replication_lag_sample").await;
+    handshake(&mut replay_samples).await;
+    let first = next_of_type(&mut replay_samples, "event").await;
+    assert_eq!(first["event_type"], "replication_lag_sample", "{first}");
+    assert!(first["seq"].as_u64() < sample["seq"].as_u64(), "replayed from the start: {first} before {sample}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // GraphQL subscriptions.
 

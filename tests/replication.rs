@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use clusterd::messages::events::{EventFilter, EventPayload, EventType, SubjectKind};
-use clusterd::messages::replication::ReplicationEvent;
-use clusterd::model::{lsn_text, ReplicationMode};
+use clusterd::messages::replication::{ReplicateOps, ReplicationError, ReplicationEvent};
+use clusterd::model::{lsn_text, Op, OpKind, ReplicaMode, ReplicationMode};
 use serde_json::{json, Value};
 
 use common::graphql::error_code;
@@ -37,6 +37,12 @@ impl Server {
             (!r["data"]["row"].is_null()).then(|| r["data"]["row"].clone())
         })
         .await
+    }
+}
+
+impl common::api::Api {
+    async fn put(&self, path: &str, body: Value) -> common::api::Reply {
+        self.send(actix_web::test::TestRequest::put().uri(path).set_json(body)).await
     }
 }
 
@@ -87,43 +93,116 @@ async fn sync_mode_acknowledges_after_the_sync_replica_flushed_and_the_async_one
 }
 
 #[actix_web::test]
-async fn semi_sync_with_a_quorum_of_one_waits_for_any_one_replica_and_times_out_with_none() {
-    let config = TestConfig::replication()
-        .mode(ReplicationMode::SemiSync)
-        .with(|c| c.replication.sync_quorum = 1)
-        .sync_timeout_ms(300)
-        .build();
+async fn semi_sync_counts_only_sync_replicas_toward_its_quorum() {
+    let config = TestConfig::replication().mode(ReplicationMode::SemiSync).with(|c| c.replication.sync_quorum = 1).build();
     let (_runtime, api) = start_in_sync(config).await;
 
-    // Both replicas streaming: a write is acknowledged by at least one of them.
+    // Both replicas streaming: the quorum of one is replica-001, the only sync replica.
     let ack = api.insert("t", "a", json!(1)).await;
     assert_eq!(ack["mode"], "semi_sync");
-    assert!(!acked_by(&ack).is_empty(), "semi_sync with quorum 1 answers after one replica flushed: {ack}");
+    assert!(acked_by(&ack).contains(&"replica-001".to_string()), "the sync replica acknowledged: {ack}");
 
-    // With replica-002 paused, replica-001 alone makes the quorum.
-    api.pause("replica-002").await;
-    let ack = api.insert("t", "b", json!(2)).await;
-    assert_eq!(acked_by(&ack), vec!["replica-001"], "{ack}");
+    // With replica-001 (sync) paused, replica-002 (async) gets the write and replays it, and the
+    // write still waits: an async replica is never counted toward sync_quorum, as PostgreSQL's
+    // `ANY 1 (replica-001)` never counts a standby it does not name.
+    api.pause("replica-001").await;
+    let before = api.current_lsn().await;
+    let write = Box::pin(api.write(json!([{"op": "insert", "table": "t", "key": "b", "value": 2}])));
+    let async_has_it = Box::pin(poll_until("replica-002 to replay the waiting write", || async {
+        let current = api.current_lsn().await;
+        let replayed = api.replica("replica-002").await["replay_lsn_u64"].as_u64()?;
+        (current > before && replayed >= current).then_some(())
+    }));
+    let write = match futures_util::future::select(write, async_has_it).await {
+        futures_util::future::Either::Left((reply, _)) => {
+            panic!("the async replica alone acknowledged a semi_sync write: {}", reply.text())
+        }
+        futures_util::future::Either::Right(((), write)) => write,
+    };
+    assert_eq!(api.value_at("t", "b", "replica-002").await, json!(2), "the async replica has it");
 
-    // With both paused nobody can flush it: after sync_timeout_ms the write answers 504, saying it
-    // is durable on the primary and which replicas are missing.
+    // Once the sync replica resumes and catches up, the waiting write is acknowledged, by it.
+    api.resume("replica-001").await;
+    let ack = within("the write waiting for replica-001", write).await.expect(200);
+    assert!(acked_by(&ack).contains(&"replica-001".to_string()), "{ack}");
+
+    // With the sync replica paused and a short timeout, the write answers 504: durable on the
+    // primary, missing the sync replica only (the async one is never waited for).
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_timeout_ms": 300})).await.expect(200);
     api.pause("replica-001").await;
     let d = api.write(json!([{"op": "insert", "table": "t", "key": "c", "value": 3}])).await.expect_error(504, "replication_timeout");
     assert_eq!(d["durable_on_primary"], true, "{d}");
-    assert_eq!(d["acknowledged_by"], json!([]), "{d}");
-    let mut missing: Vec<String> = serde_json::from_value(d["missing"].clone()).unwrap();
-    missing.sort();
-    assert_eq!(missing, vec!["replica-001", "replica-002"], "{d}");
+    assert_eq!(d["missing"], json!(["replica-001"]), "{d}");
     assert_eq!(d["timeout_ms"], 300);
     // Durable on the primary means readable there.
     assert_eq!(api.value_at("t", "c", "primary").await, json!(3));
+}
 
-    // Any replica counts for the quorum, not only the sync one: resuming replica-002 (async) is
-    // enough for the next write.
-    api.resume("replica-002").await;
-    let ack = api.insert("t", "d", json!(4)).await;
-    assert_eq!(acked_by(&ack), vec!["replica-002"], "{ack}");
-    assert_eq!(api.value_at("t", "c", "replica-002").await, json!(3), "it caught up with the timed-out write too");
+#[actix_web::test]
+async fn a_sync_quorum_the_sync_replicas_cannot_reach_is_refused() {
+    let (_runtime, api) = start_in_sync(TestConfig::replication().build()).await;
+
+    // Two replicas, one of them sync: a semi_sync quorum of two could never be reached.
+    let d = api
+        .put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_quorum": 2}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(d["field"], "sync_quorum", "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("1 sync replica"), "{d}");
+    assert_eq!(api.status().await["sync_quorum"], 1, "nothing changed");
+
+    // Removing the only sync replica would leave semi_sync's quorum of one unreachable: refused,
+    // saying what to change first; the replica stays.
+    let d = api.delete("/api/v1/replication/replicas/replica-001").await.expect_error(409, "sync_quorum_unreachable");
+    assert_eq!(d["replica_id"], "replica-001", "{d}");
+    assert_eq!(d["sync_quorum"], 1, "{d}");
+    assert_eq!(d["sync_replicas"], 1, "{d}");
+    api.replica("replica-001").await;
+
+    // Adding a second sync replica makes room for it; so does a mode that counts no quorum.
+    api.post("/api/v1/replication/replicas", json!({"replica_id": "replica-003", "mode": "sync"})).await.expect(201);
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_quorum": 2})).await.expect(200);
+    api.delete("/api/v1/replication/replicas/replica-001").await.expect_error(409, "sync_quorum_unreachable");
+    api.put("/api/v1/replication/config", json!({"mode": "sync"})).await.expect(200);
+    api.delete("/api/v1/replication/replicas/replica-001").await.expect(204);
+    // Back to semi_sync, a quorum of two is now out of reach again (one sync replica left).
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync"})).await.expect_error(400, "invalid_request");
+}
+
+#[actix_web::test]
+async fn a_sync_timeout_reaches_sessions_filtered_to_the_replicas_that_missed_the_write() {
+    // Two sync replicas in sync mode, both paused: a write misses both and times out.
+    let config = TestConfig::replication()
+        .replicas(&[("replica-001", ReplicaMode::Sync), ("replica-002", ReplicaMode::Sync)])
+        .mode(ReplicationMode::Sync)
+        .sync_timeout_ms(200)
+        .build();
+    let server = Server::start(config);
+    wait_in_sync(&server.runtime, &["replica-001", "replica-002"]).await;
+    let filtered = |replica: &str| format!("/api/v1/ws/cluster/replication?replica_ids={replica}&event_types=replication_error");
+    let mut missed = server.upgrade(&filtered("replica-002"), None, None).await.expect("upgrade");
+    let mut other = server.upgrade(&filtered("replica-009"), None, None).await.expect("upgrade");
+    for ws in [&mut missed, &mut other] {
+        assert_eq!(ws.json().await["type"], "welcome");
+        assert_eq!(ws.json().await["type"], "subscribed");
+    }
+    server.pause("replica-001").await;
+    server.pause("replica-002").await;
+    let ops = vec![Op { op: OpKind::Insert, table: "t".into(), key: "k".into(), value: Some(json!(1).into()) }];
+    let answer = within("ReplicateOps", server.runtime.primary().send(ReplicateOps { ops })).await.expect("primary answers");
+    assert!(matches!(answer, Err(ReplicationError::SyncTimeout { .. })), "{answer:?}");
+
+    // The session filtered to a replica that missed the write sees the error; its subjects and
+    // payload name every replica that missed it, and no id is empty.
+    let frame = missed.json().await;
+    assert_eq!(frame["event_type"], "replication_error", "{frame}");
+    assert_eq!(frame["subjects"]["replica_ids"], json!(["replica-001", "replica-002"]), "{frame}");
+    assert_eq!(frame["payload"]["error_code"], "sync_timeout", "{frame}");
+    assert_eq!(frame["payload"]["replica_id"], "replica-001", "{frame}");
+    assert_eq!(frame["payload"]["replica_ids"], json!(["replica-001", "replica-002"]), "{frame}");
+    // A session filtered to another replica does not: its next frame is its own filter's echo.
+    other.send_text(r#"{"replica_ids":["replica-009"]}"#).await;
+    assert_eq!(other.json().await["type"], "subscribed", "the error did not reach replica-009's session");
 }
 
 #[actix_web::test]
@@ -566,8 +645,9 @@ async fn replication_queries_and_mutations_over_post() {
     assert_eq!(r["data"]["row"]["value"], 3, "durable on the primary: {r}");
     server.resume("replica-001").await;
 
+    // A quorum larger than the sync replicas (one here) is refused.
     let r = server
-        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 5) { mode } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode } }")
         .await;
     assert_eq!(error_code(&r), "invalid_request", "{r}");
     assert_eq!(
@@ -575,20 +655,20 @@ async fn replication_queries_and_mutations_over_post() {
         "{r}"
     );
     let r = server
-        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 1) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
-        json!({"mode": "SEMI_SYNC", "syncQuorum": 2}),
+        json!({"mode": "SEMI_SYNC", "syncQuorum": 1}),
         "{r}"
     );
     let r = server
-        .query("mutation { setReplicationMode(mode: ASYNC) { mode syncQuorum } }")
+        .query("mutation { setReplicationMode(mode: ASYNC, syncQuorum: 2) { mode syncQuorum } }")
         .await;
     assert_eq!(
         r["data"]["setReplicationMode"],
         json!({"mode": "ASYNC", "syncQuorum": 2}),
-        "{r}"
+        "a quorum only semi_sync counts: {r}"
     );
 
     // The replica lifecycle.

@@ -208,7 +208,7 @@ async fn snapshots_seed_new_replicas_and_a_base_copy_replaces_wal_that_is_gone()
         assert_eq!(row.map(|r| r.value), Some(serde_json::json!(value)), "{key} on replica-003");
     }
     let restored = within("snapshot_restored", events.next_event()).await.expect("an event");
-    assert!(matches!(&restored.payload, EventPayload::Replication(ReplicationEvent::SnapshotRestored(p)) if p.target == "replica-003"));
+    assert!(matches!(&restored.payload, EventPayload::Replication(ReplicationEvent::SnapshotRestored(p)) if p.target.as_deref() == Some("replica-003")));
 
     // The newest snapshot holds the WAL since it, so restoring it still works after truncation.
     runtime.primary().send(TruncateWal).await.expect("answers").expect("truncated");

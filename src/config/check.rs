@@ -1,5 +1,5 @@
 //! The rules a loaded [`Config`] must keep, and [`ConfigError`], which names the origin, the key,
-//! the line and the rule that was broken.
+//! the line and the rule that was broken ([`ConfigErrors`]: every one of them).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use super::sections::{
     WsConfig,
 };
 use super::{Config, Section};
-use crate::model::ReplicationMode;
+use crate::model::{ReplicaMode, ReplicationMode};
 
 /// The origin of an error found in a [`Config`] value with no record of where its keys came from;
 /// [`ConfigSources::locate`] replaces it with the file, variable or flag.
@@ -62,21 +62,53 @@ impl ConfigError {
     }
 }
 
+/// Every error a configuration has, one per line when displayed, so a reader fixes them all in
+/// one pass rather than one run at a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// Keeps the error of a rule that failed, so that every rule is tried.
+pub(super) trait Keep {
+    fn keep(&mut self, rule: Result<(), ConfigError>);
+}
+
+impl Keep for Vec<ConfigError> {
+    fn keep(&mut self, rule: Result<(), ConfigError>) {
+        if let Err(e) = rule {
+            self.push(e);
+        }
+    }
+}
+
 impl Section for StorageConfig {}
 
 impl Config {
-    /// Rejects impossible values, naming the key and the rule. The first error found is returned,
-    /// with origin "configuration"; [`ConfigSources::locate`](super::ConfigSources::locate) adds
-    /// the file and line.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_sections()
+    /// Rejects impossible values, naming the key and the rule: every error found, in the order
+    /// of the sections, with origin "configuration";
+    /// [`ConfigSources::report`](super::ConfigSources::report) adds the file and line.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        self.validate_sections(&mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The serve-time rule kept apart from [`Config::validate`]: a non-loopback bind needs a token
     /// or an explicit `allow_unauthenticated = true`, since anything that can reach the port could
     /// otherwise drive the cluster (including fault injection).
     pub fn security_check(&self) -> Result<(), ConfigError> {
-        let addr = parse_bind(&self.server.bind)?;
+        // A bind that does not parse is `validate`'s error, reported once.
+        let Ok(addr) = parse_bind(&self.server.bind) else { return Ok(()) };
         // `to_canonical` so that an IPv4-mapped 127.x address counts as the loopback it is.
         let loopback = addr.ip().to_canonical().is_loopback();
         if !loopback && self.server.auth_token.is_empty() && !self.server.allow_unauthenticated {
@@ -150,26 +182,26 @@ fn check_id(path: &str, id: &str) -> Result<(), ConfigError> {
 fn check_ids<'a>(
     ids: impl IntoIterator<Item = &'a str>,
     path_of: impl Fn(usize) -> String,
-) -> Result<(), ConfigError> {
+    errors: &mut Vec<ConfigError>,
+) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, id) in ids.into_iter().enumerate() {
-        check_id(&path_of(i), id)?;
+        errors.keep(check_id(&path_of(i), id));
         if let Some(first) = seen.insert(id, i) {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 path_of(i),
                 format!("duplicate id `{id}` (also at {})", path_of(first)),
             ));
         }
     }
-    Ok(())
 }
 
 impl Section for ServerConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        parse_bind(&self.bind)?;
-        at_least("server.max_body_bytes", self.max_body_bytes as u64, 1)?;
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        errors.keep(parse_bind(&self.bind).map(drop));
+        errors.keep(at_least("server.max_body_bytes", self.max_body_bytes as u64, 1));
         if self.workers > 1024 {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 "server.workers",
                 format!(
                     "must be between 0 and 1024, 0 meaning one per core (got {})",
@@ -179,55 +211,51 @@ impl Section for ServerConfig {
         }
         for (i, origin) in self.cors_allowed_origins.iter().enumerate() {
             if !(origin == "*" || origin.starts_with("http://") || origin.starts_with("https://")) {
-                return Err(ConfigError::at(
+                errors.push(ConfigError::at(
                     format!("server.cors_allowed_origins[{i}]"),
                     format!("must be \"*\" or start with http:// or https:// (got `{origin}`)"),
                 ));
             }
         }
-        Ok(())
     }
 }
 
 impl Section for EventsConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        between("events.retained", self.retained as u64, 1, 10_000_000)?;
-        between("events.session_queue", self.session_queue as u64, 1, 1_000_000)?;
-        at_least("events.wal_position_interval_ms", self.wal_position_interval_ms, 1)?;
-        Ok(())
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        errors.keep(between("events.retained", self.retained as u64, 1, 10_000_000));
+        errors.keep(between("events.session_queue", self.session_queue as u64, 1, 1_000_000));
+        errors.keep(at_least("events.wal_position_interval_ms", self.wal_position_interval_ms, 1));
     }
 }
 
 impl Section for WsConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
         // Upper bounds keep durations far from overflow and catch a unit mistake (s for ms).
-        between("ws.heartbeat_interval_ms", self.heartbeat_interval_ms, 1, 3_600_000)?;
-        between("ws.client_timeout_ms", self.client_timeout_ms, 1, 86_400_000)?;
-        greater_than(
+        errors.keep(between("ws.heartbeat_interval_ms", self.heartbeat_interval_ms, 1, 3_600_000));
+        errors.keep(between("ws.client_timeout_ms", self.client_timeout_ms, 1, 86_400_000));
+        errors.keep(greater_than(
             "ws.client_timeout_ms",
             self.client_timeout_ms,
             "ws.heartbeat_interval_ms",
             self.heartbeat_interval_ms,
-        )?;
-        between("ws.max_frame_bytes", self.max_frame_bytes as u64, 256, 64 << 20)?;
-        between("ws.max_sessions", self.max_sessions as u64, 1, 1_000_000)?;
-        Ok(())
+        ));
+        errors.keep(between("ws.max_frame_bytes", self.max_frame_bytes as u64, 256, 64 << 20));
+        errors.keep(between("ws.max_sessions", self.max_sessions as u64, 1, 1_000_000));
     }
 }
 
 impl Section for ClusterConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_ids(self.nodes.iter().map(String::as_str), |i| format!("cluster.nodes[{i}]"))?;
-        between("cluster.heartbeat_tick", self.heartbeat_tick as u64, 1, 1_000)?;
-        between("cluster.election_tick", self.election_tick as u64, 1, 10_000)?;
-        greater_than(
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        check_ids(self.nodes.iter().map(String::as_str), |i| format!("cluster.nodes[{i}]"), errors);
+        errors.keep(between("cluster.heartbeat_tick", self.heartbeat_tick as u64, 1, 1_000));
+        errors.keep(between("cluster.election_tick", self.election_tick as u64, 1, 10_000));
+        errors.keep(greater_than(
             "cluster.election_tick",
             self.election_tick as u64,
             "cluster.heartbeat_tick",
             self.heartbeat_tick as u64,
-        )?;
-        between("cluster.tick_ms", self.tick_ms, 1, 60_000)?;
-        Ok(())
+        ));
+        errors.keep(between("cluster.tick_ms", self.tick_ms, 1, 60_000));
     }
 }
 
@@ -236,68 +264,64 @@ impl Section for ReplicationConfig {
         super::keys::check_replication(section, errors)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
         if self.primary.is_empty() {
-            return Err(ConfigError::at("replication.primary", "must not be empty"));
+            errors.push(ConfigError::at("replication.primary", "must not be empty"));
         }
-        check_ids(self.replicas.iter().map(|r| r.id.as_str()), |i| {
-            format!("replication.replicas[{i}].id")
-        })?;
+        check_ids(self.replicas.iter().map(|r| r.id.as_str()), |i| format!("replication.replicas[{i}].id"), errors);
         if let Some(i) = self.replicas.iter().position(|r| r.id == self.primary) {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 format!("replication.replicas[{i}].id"),
                 format!("must differ from replication.primary (`{}`)", self.primary),
             ));
         }
-        if self.mode == ReplicationMode::SemiSync
-            && (self.sync_quorum == 0 || self.sync_quorum > self.replicas.len())
-        {
-            return Err(ConfigError::at(
+        // Only sync replicas count toward the quorum (PostgreSQL's `ANY k (...)` counts only the
+        // standbys it names): a larger quorum could never be reached.
+        let sync_replicas = self.replicas.iter().filter(|r| r.mode == ReplicaMode::Sync).count();
+        if self.mode == ReplicationMode::SemiSync && !(1..=sync_replicas).contains(&self.sync_quorum) {
+            errors.push(ConfigError::at(
                 "replication.sync_quorum",
                 format!(
-                    "must be between 1 and the number of replicas ({}) when mode = \"semi_sync\" (got {})",
-                    self.replicas.len(),
+                    "must be between 1 and the number of replicas with mode = \"sync\" ({sync_replicas}) when mode = \"semi_sync\"; async replicas never count (got {})",
                     self.sync_quorum
                 ),
             ));
         }
-        at_least("replication.sync_timeout_ms", self.sync_timeout_ms, 1)?;
-        at_least("replication.heartbeat_interval_ms", self.heartbeat_interval_ms, 1)?;
-        greater_than(
+        errors.keep(at_least("replication.sync_timeout_ms", self.sync_timeout_ms, 1));
+        errors.keep(at_least("replication.heartbeat_interval_ms", self.heartbeat_interval_ms, 1));
+        errors.keep(greater_than(
             "replication.heartbeat_timeout_ms",
             self.heartbeat_timeout_ms,
             "replication.heartbeat_interval_ms",
             self.heartbeat_interval_ms,
-        )?;
-        Ok(())
+        ));
     }
 }
 
 impl Section for RacConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_ids(self.instances.iter().map(String::as_str), |i| format!("rac.instances[{i}]"))?;
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        check_ids(self.instances.iter().map(String::as_str), |i| format!("rac.instances[{i}]"), errors);
         if !(512..=65_536).contains(&self.block_size) || !self.block_size.is_power_of_two() {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 "rac.block_size",
                 format!("must be a power of two between 512 and 65536 (got {})", self.block_size),
             ));
         }
-        at_least("rac.blocks", self.blocks, 1)?;
+        errors.keep(at_least("rac.blocks", self.blocks, 1));
         // Written so that NaN fails too.
         if !(self.remaster_threshold > 0.0 && self.remaster_threshold <= 1.0) {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 "rac.remaster_threshold",
                 format!("must be greater than 0 and at most 1 (got {})", self.remaster_threshold),
             ));
         }
-        at_least("rac.remaster_window_ms", self.remaster_window_ms, 1)?;
-        Ok(())
+        errors.keep(at_least("rac.remaster_window_ms", self.remaster_window_ms, 1));
     }
 }
 
 impl Section for ShardingConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        between("sharding.default_shards", self.default_shards as u64, 1, 4096)
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        errors.keep(between("sharding.default_shards", self.default_shards as u64, 1, 4096));
     }
 }
 
@@ -429,14 +453,24 @@ mod tests {
             "[replication]\nprimary = \"p\"\n[[replication.replicas]]\nid = \"p\"\n",
             "test:4: replication.replicas[0].id: must differ from replication.primary (`p`)",
         );
-        check("[replication]\nsync_quorum = 3\n", "replication.sync_quorum: must be between 1 and the number of replicas (2) when mode = \"semi_sync\"");
+        let unreachable = "replication.sync_quorum: must be between 1 and the number of replicas with mode = \"sync\" (1) when mode = \"semi_sync\"";
+        check("[replication]\nsync_quorum = 3\n", unreachable);
+        // Two replicas, one of them sync: a quorum of two would need the async one.
+        check("[replication]\nsync_quorum = 2\n", unreachable);
         check("[replication]\nsync_quorum = 0\n", "replication.sync_quorum: must be between 1");
-        check("[replication]\nsync_quorum = 2\n", "");
+        check(
+            "[replication]\nsync_quorum = 2\n[[replication.replicas]]\nid = \"a\"\nmode = \"sync\"\n[[replication.replicas]]\nid = \"b\"\nmode = \"sync\"\n",
+            "",
+        );
+        check(
+            "[replication]\n[[replication.replicas]]\nid = \"a\"\nmode = \"async\"\n",
+            "with mode = \"sync\" (0) when mode = \"semi_sync\"",
+        );
         check("[replication]\nmode = \"async\"\nsync_quorum = 0\n", "");
         check("[replication]\nmode = \"sync\"\nreplicas = []\n", "");
         check(
             "[replication]\nreplicas = []\n",
-            "replication.sync_quorum: must be between 1 and the number of replicas (0)",
+            "replication.sync_quorum: must be between 1 and the number of replicas with mode = \"sync\" (0)",
         );
         check(
             "[replication]\nsync_timeout_ms = 0\n",

@@ -12,7 +12,7 @@ mod keys;
 mod load;
 mod sections;
 
-pub use check::ConfigError;
+pub use check::{ConfigError, ConfigErrors};
 pub use load::{ConfigSources, EMBEDDED_ORIGIN, ENV_PREFIX};
 pub use sections::{
     ClusterConfig, EventsConfig, RacConfig, ReplicaConfig, ReplicationConfig, ServerConfig,
@@ -29,10 +29,8 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
 /// One TOML section: its rules, and how its keys are checked one by one in a document.
 pub(crate) trait Section: DeserializeOwned {
-    /// The section's rules (beyond types and known keys).
-    fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
-    }
+    /// The section's rules (beyond types and known keys): pushes every one that is broken.
+    fn validate(&self, _errors: &mut Vec<ConfigError>) {}
 
     /// Checks each key of the section `name` of a document, pushing what is wrong.
     fn check_keys(name: &str, section: &toml::Table, errors: &mut Vec<ConfigError>) {
@@ -52,9 +50,8 @@ macro_rules! config_sections {
 
         impl Config {
             /// Every section's rules, in the order of the sections.
-            fn validate_sections(&self) -> Result<(), ConfigError> {
-                $(Section::validate(&self.$name)?;)*
-                Ok(())
+            fn validate_sections(&self, errors: &mut Vec<ConfigError>) {
+                $(Section::validate(&self.$name, errors);)*
             }
         }
 
@@ -125,8 +122,9 @@ mod check_input {
     pub(super) fn check_env(input: &str, env: &[(&str, &str)], expected: &str) -> Option<Config> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         let result = Config::load_text(input, "test", env).and_then(|(config, sources)| {
-            config.validate().map_err(|e| sources.locate(e))?;
-            config.security_check().map_err(|e| sources.locate(e))?;
+            let mut found = config.validate().err().map(|e| e.0).unwrap_or_default();
+            found.extend(config.security_check().err());
+            sources.report(found)?;
             Ok(config)
         });
         match (result, expected) {

@@ -54,6 +54,10 @@ pub enum ReplicationError {
     SlotNotFound { slot_name: String },
     #[error("a slot named '{slot_name}' exists already")]
     SlotExists { slot_name: String },
+    /// Removing sync replica `replica_id` would leave fewer sync replicas than semi_sync's
+    /// quorum counts, and no write could be acknowledged.
+    #[error("removing sync replica '{replica_id}' would leave {} sync replica(s), fewer than sync_quorum ({sync_quorum}); lower sync_quorum or change the mode first (PUT /api/v1/replication/config)", .sync_replicas - 1)]
+    QuorumUnreachable { replica_id: String, sync_quorum: usize, sync_replicas: usize },
     #[error("storage failed: {message}")]
     Storage { message: String },
 }
@@ -64,7 +68,9 @@ impl DescribedError for ReplicationError {
         match self {
             InvalidField { .. } => ErrorKind::Invalid,
             ReplicaNotFound { .. } | RowNotFound { .. } | SnapshotNotFound { .. } | SlotNotFound { .. } => ErrorKind::NotFound,
-            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } => ErrorKind::Conflict,
+            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } | QuorumUnreachable { .. } => {
+                ErrorKind::Conflict
+            }
             PrimaryDown { .. } | PrimaryDownAfterCommit { .. } | ReplicaDown { .. } | Storage { .. } => ErrorKind::Unavailable,
             SyncTimeout { .. } => ErrorKind::Timeout,
         }
@@ -86,6 +92,7 @@ impl DescribedError for ReplicationError {
             WalGone { .. } => "wal_gone",
             SlotNotFound { .. } => "slot_not_found",
             SlotExists { .. } => "slot_exists",
+            QuorumUnreachable { .. } => "sync_quorum_unreachable",
             Storage { .. } => "storage_unavailable",
         }
     }
@@ -113,6 +120,9 @@ impl DescribedError for ReplicationError {
             SnapshotNotFound { snapshot_id } => json!({ "snapshot_id": snapshot_id }),
             WalGone { lsn, oldest, what } => json!({ "lsn": lsn, "oldest_retained_lsn": oldest, "target": what }),
             SlotNotFound { slot_name } | SlotExists { slot_name } => json!({ "slot_name": slot_name }),
+            QuorumUnreachable { replica_id, sync_quorum, sync_replicas } => {
+                json!({ "replica_id": replica_id, "sync_quorum": sync_quorum, "sync_replicas": sync_replicas })
+            }
             Storage { .. } => json!({}),
         }
     }

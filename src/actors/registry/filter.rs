@@ -15,12 +15,15 @@ pub struct CompiledFilter {
 
 impl CompiledFilter {
     /// Compiles `filter` restricted to `stream` (the categories a WebSocket endpoint carries;
-    /// empty: all).
+    /// empty: all). Sample kinds are admitted only when `event_types` names them.
     pub fn compile(filter: &EventFilter, stream: &[Category]) -> CompiledFilter {
         let mut types = [true; EVENT_TYPE_COUNT];
         for t in EventType::ALL {
             let category = t.category();
-            types[t.index()] = (filter.event_types.is_empty() || filter.event_types.contains(t))
+            let named = filter.event_types.contains(t);
+            // A sample kind reaches only filters that name it (see `EventType::is_sample`).
+            let by_type = named || (filter.event_types.is_empty() && !t.is_sample());
+            types[t.index()] = by_type
                 && (filter.categories.is_empty() || filter.categories.contains(&category))
                 && (stream.is_empty() || stream.contains(&category));
         }
@@ -100,6 +103,21 @@ mod tests {
         check("{}", &[Category::Replication], "node-4", false);
         check(r#"{"include_health_changes":false}"#, &[], "node-4", true);
         check(r#"{"replica_ids":null,"node_ids":["node-4"]}"#, &[], "node-4", true);
+    }
+
+    #[test]
+    fn sample_kinds_reach_only_filters_that_name_them() {
+        let wants = |filter: &str| {
+            let f = EventFilter::from_json(filter).expect("valid filter");
+            CompiledFilter::compile(&f, &[]).wants_type(EventType::ReplicationLagSample)
+        };
+        assert!(!wants("{}"));
+        assert!(!wants(r#"{"categories":["replication"]}"#));
+        assert!(!wants(r#"{"replica_ids":["replica-001"]}"#));
+        assert!(!wants(r#"{"event_types":["replication_lag_alert"]}"#));
+        assert!(wants(r#"{"event_types":["replication_lag_sample"]}"#));
+        assert!(wants(r#"{"event_types":["replication_lag_alert","replication_lag_sample"],"categories":["replication"]}"#));
+        assert!(!wants(r#"{"event_types":["replication_lag_sample"],"categories":["clustering"]}"#));
     }
 
     #[test]

@@ -103,8 +103,18 @@ impl FromStr for Severity {
     }
 }
 
+/// Whether a catalogue line is marked `sample`.
+macro_rules! is_sample {
+    () => {
+        false
+    };
+    (sample) => {
+        true
+    };
+}
+
 macro_rules! event_types {
-    ($($variant:ident => ($name:literal, $category:ident)),* $(,)?) => {
+    ($($variant:ident => ($name:literal, $category:ident $(, $kind:ident)?)),* $(,)?) => {
         /// The whole catalogue of event types, including those whose domains come later: a filter
         /// naming any of them is valid today.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +129,14 @@ macro_rules! event_types {
 
             pub fn category(self) -> Category {
                 match self { $(EventType::$variant => Category::$category),* }
+            }
+
+            /// Whether this is a sample kind (marked `sample` in the catalogue): a measurement
+            /// taken on every heartbeat, whether or not anything changed. It reaches only filters
+            /// that name it in `event_types`; a filter asking for everything would otherwise be
+            /// flooded by it.
+            pub fn is_sample(self) -> bool {
+                match self { $(EventType::$variant => is_sample!($($kind)?)),* }
             }
         }
     };
@@ -165,7 +183,7 @@ event_types! {
     RebalanceProgress => ("rebalance_progress", Sharding),
     RebalanceCompleted => ("rebalance_completed", Sharding),
     ActorRestarted => ("actor_restarted", System),
-    ReplicationLagSample => ("replication_lag_sample", Replication),
+    ReplicationLagSample => ("replication_lag_sample", Replication, sample),
 }
 
 impl EventType {
@@ -217,5 +235,11 @@ mod tests {
         for t in EventType::ALL {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
         }
+    }
+
+    #[test]
+    fn only_the_lag_sample_is_a_sample_kind() {
+        let samples: Vec<EventType> = EventType::ALL.iter().copied().filter(|t| t.is_sample()).collect();
+        assert_eq!(samples, [EventType::ReplicationLagSample]);
     }
 }

@@ -209,6 +209,7 @@ mod tests {
         };
         let re = ReplicationErrorEvent {
             replica_id: "replica-001".into(),
+            replica_ids: vec!["replica-001".into(), "replica-002".into()],
             error_code: "sync_timeout".into(),
             error_message: "m".into(),
             severity: Severity::Error,
@@ -229,7 +230,8 @@ mod tests {
             restart_lsn: "0/0".into(),
             confirmed_flush_lsn: "0/0".into(),
         };
-        let sn = SnapshotChange { snapshot_id: "snap-1".into(), lsn: "0/40".into(), rows: 3, bytes: 100, target: "replica-003".into() };
+        let sn = SnapshotChange { snapshot_id: "snap-1".into(), lsn: "0/40".into(), rows: 3, bytes: 100, target: Some("replica-003".into()) };
+        let created = SnapshotChange { target: None, ..sn.clone() };
         vec![
             ClusterEvent::NodeJoined(nm.clone()).into(),
             ClusterEvent::NodeLeft(nm).into(),
@@ -246,7 +248,7 @@ mod tests {
             ReplicationEvent::ReplicationLagSample(ls).into(),
             ReplicationEvent::SlotCreated(sc.clone()).into(),
             ReplicationEvent::SlotDropped(sc).into(),
-            ReplicationEvent::SnapshotCreated(sn.clone()).into(),
+            ReplicationEvent::SnapshotCreated(created).into(),
             ReplicationEvent::SnapshotRestored(sn).into(),
         ]
     }
@@ -262,7 +264,8 @@ mod tests {
             .collect()
     }
 
-    /// The envelopes as the single-enum payload of earlier versions wrote them, byte for byte.
+    /// The envelopes as the single-enum payload of earlier versions wrote them, byte for byte (but
+    /// for `replication_error`'s `replica_ids` and `snapshot_created` without an empty `target`).
     const ENVELOPES: [&str; 17] = [
         r#"{"event_id":"evt_000000000040","seq":40,"category":"clustering","event_type":"node_joined","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"node_ids":["node-4"]},"payload":{"event_type":"node_joined","node_id":"node-4","node_address":"10.0.0.4:7000","node_role":"voter","reason":"added","cluster_size":4,"has_quorum":true,"timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000041","seq":41,"category":"clustering","event_type":"node_left","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"node_ids":["node-4"]},"payload":{"event_type":"node_left","node_id":"node-4","node_address":"10.0.0.4:7000","node_role":"voter","reason":"added","cluster_size":4,"has_quorum":true,"timestamp":1700000000}}"#,
@@ -275,11 +278,11 @@ mod tests {
         r#"{"event_id":"evt_000000000048","seq":48,"category":"replication","event_type":"replica_status_change","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-001"]},"payload":{"event_type":"replica_status_change","replica_id":"replica-001","old_status":"starting","new_status":"streaming","reason":"r","metadata":{"wal_position":"0/10"},"timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000049","seq":49,"category":"replication","event_type":"replication_lag_alert","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-002"]},"payload":{"event_type":"replication_lag_alert","replica_id":"replica-002","lag_bytes":5000,"lag_seconds":1.5,"threshold_bytes":1000,"severity":"warning","details":"d \"q\" é","timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000050","seq":50,"category":"replication","event_type":"wal_position_update","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-003"]},"payload":{"event_type":"wal_position_update","replica_id":"replica-003","write_lsn":"0/1","flush_lsn":"0/2","replay_lsn":"0/3","bytes_behind":7,"timestamp":1700000000}}"#,
-        r#"{"event_id":"evt_000000000051","seq":51,"category":"replication","event_type":"replication_error","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-001"]},"payload":{"event_type":"replication_error","replica_id":"replica-001","error_code":"sync_timeout","error_message":"m","severity":"error","failed_operation":"op","retry_count":3,"timestamp":1700000000}}"#,
+        r#"{"event_id":"evt_000000000051","seq":51,"category":"replication","event_type":"replication_error","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-001","replica-002"]},"payload":{"event_type":"replication_error","replica_id":"replica-001","replica_ids":["replica-001","replica-002"],"error_code":"sync_timeout","error_message":"m","severity":"error","failed_operation":"op","retry_count":3,"timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000052","seq":52,"category":"replication","event_type":"replication_lag_sample","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-001"]},"payload":{"event_type":"replication_lag_sample","replica_id":"replica-001","lag_bytes":10,"lag_seconds":0.25,"threshold_bytes":0,"status":"streaming","timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000053","seq":53,"category":"replication","event_type":"slot_created","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{},"payload":{"event_type":"slot_created","slot_name":"cdc","slot_type":"logical","active":false,"restart_lsn":"0/0","confirmed_flush_lsn":"0/0","timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000054","seq":54,"category":"replication","event_type":"slot_dropped","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{},"payload":{"event_type":"slot_dropped","slot_name":"cdc","slot_type":"logical","active":false,"restart_lsn":"0/0","confirmed_flush_lsn":"0/0","timestamp":1700000000}}"#,
-        r#"{"event_id":"evt_000000000055","seq":55,"category":"replication","event_type":"snapshot_created","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{},"payload":{"event_type":"snapshot_created","snapshot_id":"snap-1","lsn":"0/40","rows":3,"bytes":100,"target":"replica-003","timestamp":1700000000}}"#,
+        r#"{"event_id":"evt_000000000055","seq":55,"category":"replication","event_type":"snapshot_created","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{},"payload":{"event_type":"snapshot_created","snapshot_id":"snap-1","lsn":"0/40","rows":3,"bytes":100,"timestamp":1700000000}}"#,
         r#"{"event_id":"evt_000000000056","seq":56,"category":"replication","event_type":"snapshot_restored","severity":"info","source":"src:x","timestamp":1700000000,"timestamp_ms":1700000000123,"subjects":{"replica_ids":["replica-003"]},"payload":{"event_type":"snapshot_restored","snapshot_id":"snap-1","lsn":"0/40","rows":3,"bytes":100,"target":"replica-003","timestamp":1700000000}}"#,
     ];
 

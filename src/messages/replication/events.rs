@@ -15,13 +15,22 @@ domain_events! {
         ReplicaStatusChange(ReplicaStatusChange) => |p, s| s.add(SubjectKind::Replica, &p.replica_id),
         ReplicationLagAlert(ReplicationLagAlert) => |p, s| s.add(SubjectKind::Replica, &p.replica_id),
         WalPositionUpdate(WalPositionUpdate) => |p, s| s.add(SubjectKind::Replica, &p.replica_id),
-        ReplicationError(ReplicationErrorEvent) => |p, s| s.add(SubjectKind::Replica, &p.replica_id),
+        ReplicationError(ReplicationErrorEvent) => |p, s| {
+            s.add(SubjectKind::Replica, &p.replica_id);
+            for id in &p.replica_ids {
+                s.add(SubjectKind::Replica, id);
+            }
+        },
         ReplicationLagSample(ReplicationLagSample) => |p, s| s.add(SubjectKind::Replica, &p.replica_id),
         // A slot is no replica, table or shard: slot events are found by type and category.
         SlotCreated(SlotChange) => |_, _| {},
         SlotDropped(SlotChange) => |_, _| {},
         SnapshotCreated(SnapshotChange) => |_, _| {},
-        SnapshotRestored(SnapshotChange) => |p, s| s.add(SubjectKind::Replica, &p.target),
+        SnapshotRestored(SnapshotChange) => |p, s| {
+            if let Some(target) = &p.target {
+                s.add(SubjectKind::Replica, target);
+            }
+        },
     }
 }
 
@@ -83,8 +92,9 @@ pub struct SnapshotChange {
     pub lsn: String,
     pub rows: u64,
     pub bytes: u64,
-    /// The replica restored into (empty for `snapshot_created`).
-    pub target: String,
+    /// The replica restored into (`snapshot_restored`); absent from `snapshot_created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// `replication_lag_sample` (an addition to the catalogue): one real lag measurement of a
@@ -99,11 +109,15 @@ pub struct ReplicationLagSample {
     pub status: ReplicaStatus,
 }
 
-/// `replication_error`.
+/// `replication_error`. It names every member it is about, so a filter on any of them sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationErrorEvent {
-    /// The replica the error is about; empty when it is about the primary or several replicas.
+    /// The member the error is about: a replica, or the primary's own id for an error of the
+    /// primary; for one about several replicas, the first of `replica_ids`. Never empty.
     pub replica_id: String,
+    /// Every member the error is about (for `sync_timeout`, each replica that missed the write),
+    /// `replica_id` first.
+    pub replica_ids: Vec<String>,
     pub error_code: String,
     pub error_message: String,
     pub severity: Severity,

@@ -30,34 +30,32 @@ pub struct Acks {
 
 impl AckRule {
     /// Replicas that have flushed and replayed `lsn` (a replica replays only what is durable on
-    /// both sides), and those the mode still waits for.
+    /// both sides), and the sync replicas the mode still waits for. An async replica is never
+    /// waited for: it is listed when it has the write, but never counts.
     pub fn acks(&self, lsn: u64, replicas: &BTreeMap<String, ReplicaEntry>) -> Acks {
         let has = |e: &ReplicaEntry| e.pos.replay_lsn >= lsn;
         let acknowledged_by: Vec<String> = replicas.iter().filter(|(_, e)| has(e)).map(|(id, _)| id.clone()).collect();
+        let counted = || replicas.iter().filter(|(_, e)| e.mode == ReplicaMode::Sync);
         let missing = match self.mode {
             ReplicationMode::Async => Vec::new(),
-            ReplicationMode::Sync => {
-                replicas.iter().filter(|(_, e)| e.mode == ReplicaMode::Sync && !has(e)).map(|(id, _)| id.clone()).collect()
+            ReplicationMode::SemiSync if counted().filter(|(_, e)| has(e)).count() >= self.sync_quorum => Vec::new(),
+            ReplicationMode::Sync | ReplicationMode::SemiSync => {
+                counted().filter(|(_, e)| !has(e)).map(|(id, _)| id.clone()).collect()
             }
-            ReplicationMode::SemiSync if acknowledged_by.len() >= self.sync_quorum => Vec::new(),
-            ReplicationMode::SemiSync => replicas.iter().filter(|(_, e)| !has(e)).map(|(id, _)| id.clone()).collect(),
         };
         Acks { acknowledged_by, missing }
     }
 
-    /// The highest lsn the mode is satisfied for, from the replicas' replayed positions: every
-    /// waiting batch ending at or below it can be answered.
+    /// The highest lsn the mode is satisfied for, from the sync replicas' replayed positions:
+    /// every waiting batch ending at or below it can be answered. Semi-sync counts sync replicas
+    /// only, as PostgreSQL's `ANY k (...)` counts only the standbys it names.
     pub fn satisfied_lsn(&self, replicas: &BTreeMap<String, ReplicaEntry>) -> u64 {
+        let counted = replicas.values().filter(|e| e.mode == ReplicaMode::Sync).map(|e| e.pos.replay_lsn);
         match self.mode {
             ReplicationMode::Async => u64::MAX,
-            ReplicationMode::Sync => replicas
-                .values()
-                .filter(|e| e.mode == ReplicaMode::Sync)
-                .map(|e| e.pos.replay_lsn)
-                .min()
-                .unwrap_or(u64::MAX),
+            ReplicationMode::Sync => counted.min().unwrap_or(u64::MAX),
             ReplicationMode::SemiSync => {
-                let mut replayed: Vec<u64> = replicas.values().map(|e| e.pos.replay_lsn).collect();
+                let mut replayed: Vec<u64> = counted.collect();
                 replayed.sort_unstable_by(|a, b| b.cmp(a));
                 match self.sync_quorum {
                     0 => u64::MAX,
@@ -177,6 +175,23 @@ mod tests {
         assert_eq!(semi.satisfied_lsn(&r), 70, "the second highest replay");
         assert!(semi.acks(70, &r).missing.is_empty());
         assert_eq!(AckRule { mode: ReplicationMode::Async, sync_quorum: 1 }.satisfied_lsn(&r), u64::MAX);
+    }
+
+    #[test]
+    fn semi_sync_counts_sync_replicas_only() {
+        // The async replica has everything, the sync one nothing: no quorum of one.
+        let mut r = replicas(&[("sync-1", ReplicaMode::Sync, 0), ("async-1", ReplicaMode::Async, 100)]);
+        let semi = AckRule { mode: ReplicationMode::SemiSync, sync_quorum: 1 };
+        assert_eq!(semi.satisfied_lsn(&r), 0, "an async replica never counts");
+        assert_eq!(semi.acks(100, &r).missing, vec!["sync-1"], "only sync replicas are waited for");
+        let mut waiters = Waiters::default();
+        let (tx, mut rx) = oneshot::channel();
+        waiters.settle_or_wait(&semi, &r, 100, Duration::from_secs(60), tx);
+        assert!(rx.try_recv().is_err(), "not acknowledged by the async replica alone");
+        r.get_mut("sync-1").expect("sync-1").pos.replay_lsn = 100;
+        waiters.settle(&semi, &r);
+        let ack = rx.try_recv().expect("answered").expect("acknowledged");
+        assert!(ack.acknowledged_by.contains(&"sync-1".to_string()), "{:?}", ack.acknowledged_by);
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Primary {
             let _ = b.reply.send(Err(ReplicationError::Storage { message: message.clone() }));
         }
         self.go_down("WAL commit failed", None);
-        out.publish_error(self.source(), replication_error(Severity::Critical, "", "wal_commit_failed", "replicate_operations", message));
+        out.publish_error(self.source(), replication_error(Severity::Critical, vec![self.id().to_string()], "wal_commit_failed", "replicate_operations", message));
     }
 
     /// Tells every connected replica on this timeline that has not heard it yet (no shipment
@@ -173,8 +173,9 @@ impl Primary {
         let rule = self.rule();
         let timeout_ms = self.settings.sync_timeout.as_millis() as u64;
         for t in self.waiters.expire(&rule, &self.replicas, timeout_ms, Instant::now()) {
-            let replica = if t.missing.len() == 1 { t.missing[0].as_str() } else { "" };
-            out.publish_error(self.source(), replication_error(Severity::Error, replica, "sync_timeout", "replicate_operations", t.error.to_string()));
+            // The replicas that missed the write; none only if the rule changed meanwhile.
+            let about = if t.missing.is_empty() { vec![self.id().to_string()] } else { t.missing };
+            out.publish_error(self.source(), replication_error(Severity::Error, about, "sync_timeout", "replicate_operations", t.error.to_string()));
         }
     }
 
@@ -185,11 +186,12 @@ impl Primary {
 
 }
 
-/// A `replication_error` about `replica_id` (empty: the primary, or several replicas), `code`,
-/// met while doing `operation`.
-pub(super) fn replication_error(severity: Severity, replica_id: &str, code: &str, operation: &str, message: String) -> ReplicationErrorEvent {
+/// A `replication_error` about `about` (the replicas it concerns, or the primary's id for an
+/// error of the primary; never empty), `code`, met while doing `operation`.
+pub(super) fn replication_error(severity: Severity, about: Vec<String>, code: &str, operation: &str, message: String) -> ReplicationErrorEvent {
     ReplicationErrorEvent {
-        replica_id: replica_id.to_string(),
+        replica_id: about.first().cloned().unwrap_or_default(),
+        replica_ids: about,
         error_code: code.into(),
         error_message: message,
         severity,

@@ -173,7 +173,7 @@ impl Handler<AddReplica> for PrimaryActor {
 impl Handler<RemoveReplica> for PrimaryActor {
     type Result = Answer<()>;
     fn handle(&mut self, msg: RemoveReplica, _ctx: &mut Self::Context) -> Self::Result {
-        if let Err(e) = self.state.replica(&msg.replica_id) {
+        if let Err(e) = self.state.check_removal(&msg.replica_id) {
             return exec::atomic_now(Err(e));
         }
         let id = msg.replica_id;
@@ -250,8 +250,8 @@ impl Handler<GetReplicationHealth> for PrimaryActor {
 impl Handler<SetReplicationConfig> for PrimaryActor {
     type Result = Answer<ReplicationSettingsView>;
     fn handle(&mut self, msg: SetReplicationConfig, _ctx: &mut Self::Context) -> Self::Result {
-        let replicas = self.state.replica_views().len();
-        self.save_settings(settings::with_mode(self.state.settings.view(), msg, replicas))
+        let sync_replicas = self.state.sync_replicas();
+        self.save_settings(settings::with_mode(self.state.settings.view(), msg, sync_replicas))
     }
 }
 

@@ -11,7 +11,7 @@ use super::state::Primary;
 use crate::messages::events::*;
 use crate::messages::faults::InjectedFault;
 use crate::messages::replication::*;
-use crate::model::{lsn_text, validate_id, ReplicaMode, ReplicaStatus};
+use crate::model::{lsn_text, validate_id, ReplicaMode, ReplicaStatus, ReplicationMode};
 
 impl Primary {
     /// Whether `id` may be added as a replica.
@@ -68,13 +68,13 @@ impl Primary {
         if let Some(status) = status {
             self.set_status(target, status, format!("reseeded from snapshot {}", snap.snapshot_id), out);
         }
-        out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(target)));
+        out.publish(Severity::Info, format!("replica:{target}"), ReplicationEvent::SnapshotRestored(snap.change(Some(target))));
     }
 
     /// A snapshot was stored.
     pub fn snapshot_created(&mut self, record: &SnapshotRecord, out: &mut Outbox) {
         self.newest_snapshot = Some((record.snapshot_id.clone(), record.lsn));
-        out.publish(Severity::Info, self.source(), ReplicationEvent::SnapshotCreated(record.change("")));
+        out.publish(Severity::Info, self.source(), ReplicationEvent::SnapshotCreated(record.change(None)));
     }
 
     /// Replica `id`'s actor (incarnation `incarnation`) started: nothing is shipped to it until
@@ -85,6 +85,22 @@ impl Primary {
             e.stream.connected = false;
             e.stream.fetch_in_flight = false;
         }
+    }
+
+    /// The replicas configured `sync`: the only ones semi_sync's quorum counts.
+    pub fn sync_replicas(&self) -> usize {
+        self.replicas.values().filter(|e| e.mode == ReplicaMode::Sync).count()
+    }
+
+    /// Whether replica `id` may be removed: not if it is a sync replica semi_sync's quorum needs
+    /// (the quorum would be out of reach, and every write would time out).
+    pub fn check_removal(&self, id: &str) -> Result<(), ReplicationError> {
+        let e = self.replica(id)?;
+        let (quorum, sync_replicas) = (self.settings.sync_quorum, self.sync_replicas());
+        if self.settings.mode == ReplicationMode::SemiSync && e.mode == ReplicaMode::Sync && sync_replicas <= quorum {
+            return Err(ReplicationError::QuorumUnreachable { replica_id: id.to_string(), sync_quorum: quorum, sync_replicas });
+        }
+        Ok(())
     }
 
     /// Replica `id` left (durably); a removed sync replica no longer holds writes back.
@@ -142,7 +158,7 @@ impl Primary {
         }
         self.go_down("crashed by fault injection", Some(now_ms()));
         let message = "the primary crashed (fault injection); writes are refused until it is restarted";
-        out.publish_error(self.source(), replication_error(Severity::Critical, "", "primary_down", "crash", message.into()));
+        out.publish_error(self.source(), replication_error(Severity::Critical, vec![self.id().to_string()], "primary_down", "crash", message.into()));
         Ok(())
     }
 

@@ -70,22 +70,19 @@ impl ReplicationSettings {
 }
 
 /// Whether a write in `mode` may wait for the flush of a replica in `replica_mode`: the replicas
-/// the acknowledgement rule counts ([`super::acks`]). Such a replica makes what it receives
-/// durable at once; the others may gather it for a moment.
+/// the acknowledgement rule counts ([`super::acks`]), sync replicas in `sync` and `semi_sync`.
+/// Such a replica makes what it receives durable at once; the others may gather it for a moment.
 pub fn flush_awaited(mode: ReplicationMode, replica_mode: ReplicaMode) -> bool {
-    match mode {
-        ReplicationMode::Async => false,
-        ReplicationMode::Sync => replica_mode == ReplicaMode::Sync,
-        ReplicationMode::SemiSync => true,
-    }
+    mode != ReplicationMode::Async && replica_mode == ReplicaMode::Sync
 }
 
 fn invalid(field: &str, reason: String) -> ReplicationError {
     ReplicationError::InvalidField { field: field.into(), reason }
 }
 
-/// `current` with the acknowledgement mode `msg` asks for, checked against `replicas` replicas.
-pub fn with_mode(mut next: ReplicationSettingsView, msg: SetReplicationConfig, replicas: usize) -> Result<ReplicationSettingsView, ReplicationError> {
+/// `current` with the acknowledgement mode `msg` asks for, checked against the `sync_replicas`
+/// replicas configured `sync`: the only ones semi_sync's quorum counts.
+pub fn with_mode(mut next: ReplicationSettingsView, msg: SetReplicationConfig, sync_replicas: usize) -> Result<ReplicationSettingsView, ReplicationError> {
     next.mode = msg.mode;
     if let Some(q) = msg.sync_quorum {
         next.sync_quorum = q;
@@ -96,13 +93,22 @@ pub fn with_mode(mut next: ReplicationSettingsView, msg: SetReplicationConfig, r
         }
         next.sync_timeout_ms = t;
     }
-    if next.mode == ReplicationMode::SemiSync && !(1..=replicas).contains(&next.sync_quorum) {
+    if next.mode == ReplicationMode::SemiSync && !(1..=sync_replicas).contains(&next.sync_quorum) {
         return Err(invalid(
             "sync_quorum",
-            format!("semi_sync needs a quorum between 1 and the {replicas} replicas (got {})", next.sync_quorum),
+            format!(
+                "semi_sync needs a quorum between 1 and the number of sync replicas ({}; async replicas never count) (got {})",
+                sync_replicas_text(sync_replicas),
+                next.sync_quorum
+            ),
         ));
     }
     Ok(next)
+}
+
+/// "1 sync replica", "2 sync replicas".
+fn sync_replicas_text(n: usize) -> String {
+    format!("{n} sync replica{}", if n == 1 { "" } else { "s" })
 }
 
 /// `current` with the conflict strategy `msg` asks for.

@@ -35,13 +35,14 @@ impl SnapshotRecord {
         }
     }
 
-    pub fn change(&self, target: &str) -> SnapshotChange {
+    /// The event payload of this snapshot, restored into `target` if given.
+    pub fn change(&self, target: Option<&str>) -> SnapshotChange {
         SnapshotChange {
             snapshot_id: self.snapshot_id.clone(),
             lsn: lsn_text(self.lsn),
             rows: self.rows.len() as u64,
             bytes: self.bytes,
-            target: target.to_string(),
+            target: target.map(str::to_string),
         }
     }
 }

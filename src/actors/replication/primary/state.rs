@@ -22,7 +22,7 @@ use super::slots::SlotRecord;
 use crate::actors::registry::InterestTable;
 use crate::messages::events::*;
 use crate::messages::replication::*;
-use crate::model::{lsn_text, ClusterHealthStatus, ReplicaStatus};
+use crate::model::{lsn_text, ClusterHealthStatus, ReplicaStatus, ReplicationMode};
 use crate::storage::table::{Checkpoint, TableState};
 
 /// Why the primary refuses writes.
@@ -160,6 +160,16 @@ impl Primary {
             }
         }
         tracing::info!(primary = %self.settings.primary, flush_lsn = self.log.flush_lsn, rows = self.rows.len(), replicas = self.replicas.len(), "replication primary loaded");
+        let sync_replicas = self.sync_replicas();
+        if self.settings.mode == ReplicationMode::SemiSync && self.settings.sync_quorum > sync_replicas {
+            // Possible only when the config file and the durable replica list disagree (the
+            // run-time paths refuse it): say so, since no write can be acknowledged like this.
+            tracing::warn!(
+                sync_quorum = self.settings.sync_quorum,
+                sync_replicas,
+                "semi_sync quorum is out of reach: every write will answer 504 until a sync replica is added or sync_quorum lowered"
+            );
+        }
         Loaded { start, settings_restored }
     }
 

@@ -76,7 +76,7 @@ impl Primary {
                 let oldest = records.first().map(|r| r.lsn).unwrap_or(oldest_retained);
                 let error = ReplicationError::WalGone { lsn: lsn_text(from), oldest: lsn_text(oldest), what: id.to_string() };
                 self.set_status(id, ReplicaStatus::Failed, error.to_string(), out);
-                out.publish_error(format!("replica:{id}"), replication_error(Severity::Error, id, "wal_gone", "ship_wal", error.to_string()));
+                out.publish_error(format!("replica:{id}"), replication_error(Severity::Error, vec![id.to_string()], "wal_gone", "ship_wal", error.to_string()));
             }
             Ok(_) => {}
             Err(err) => tracing::error!(replica_id = %id, error = %err, "cannot read WAL to ship"),
