@@ -229,11 +229,23 @@ impl HistogramFamily {
 /// A gauge computed when scraped, from atomics its owner keeps.
 type ComputedGauge = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// A value read when scraped from outside the process's own state (the kernel); `None` when it
+/// cannot be read, and then the series shows no sample.
+type Reading = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// Whether a read series only goes up or may go both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Counter,
+    Gauge,
+}
+
 #[derive(Clone)]
 enum Samples {
     Counter(Counter),
     Gauge(Gauge),
     Computed(ComputedGauge),
+    Read(ReadKind, Reading),
     Array(CounterArray),
     Family(CounterFamily),
     Histograms(HistogramFamily),
@@ -243,7 +255,8 @@ impl Samples {
     fn kind(&self) -> &'static str {
         match self {
             Samples::Counter(_) | Samples::Array(_) | Samples::Family(_) => "counter",
-            Samples::Gauge(_) | Samples::Computed(_) => "gauge",
+            Samples::Read(ReadKind::Counter, _) => "counter",
+            Samples::Gauge(_) | Samples::Computed(_) | Samples::Read(ReadKind::Gauge, _) => "gauge",
             Samples::Histograms(_) => "histogram",
         }
     }
@@ -253,6 +266,7 @@ impl Samples {
             (Samples::Counter(_), Samples::Counter(_))
             | (Samples::Gauge(_), Samples::Gauge(_))
             | (Samples::Computed(_), Samples::Computed(_)) => true,
+            (Samples::Read(a, _), Samples::Read(b, _)) => a == b,
             (Samples::Array(a), Samples::Array(b)) => {
                 a.label == b.label && a.values.iter().map(|v| &v.0).eq(b.values.iter().map(|v| &v.0))
             }
@@ -267,6 +281,7 @@ impl Samples {
             Samples::Counter(c) => c.get() as i64,
             Samples::Gauge(g) => g.get(),
             Samples::Computed(read) => read(),
+            Samples::Read(_, read) => read().map_or(0, |v| v as i64),
             Samples::Array(a) => a.total() as i64,
             Samples::Family(f) => f.total() as i64,
             Samples::Histograms(h) => h.total() as i64,
@@ -337,6 +352,18 @@ impl Metrics {
         self.register(name, help, Samples::Computed(Arc::new(read)));
     }
 
+    /// A series whose value `read` takes at scrape time from outside the process's own state
+    /// (the kernel's accounting of it); no sample while it answers `None`.
+    pub fn read(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: ReadKind,
+        read: impl Fn() -> Option<f64> + Send + Sync + 'static,
+    ) {
+        self.register(name, help, Samples::Read(kind, Arc::new(read)));
+    }
+
     /// Counters of `label`, one per value of `values`, all rendered (zeros too).
     pub fn counter_array(
         &self,
@@ -405,6 +432,11 @@ impl Metrics {
                 }
                 Samples::Computed(read) => {
                     let _ = writeln!(out, "{name} {}", read());
+                }
+                Samples::Read(_, read) => {
+                    if let Some(v) = read() {
+                        let _ = writeln!(out, "{name} {v}");
+                    }
                 }
                 Samples::Array(a) => {
                     for (value, n) in a.values.iter() {
