@@ -84,7 +84,10 @@ impl CounterArray {
 /// moving a row seen before allocates nothing. Each update looks its row up: for events at
 /// request rate or rarer, not per event.
 #[derive(Debug)]
-struct Rows<T>(Arc<DashMap<u64, Vec<(Vec<String>, T)>>>);
+struct Rows<T>(Arc<DashMap<u64, Vec<Row<T>>>>);
+
+/// One row: its label values, in the order the labels were registered, and its value.
+type Row<T> = (Vec<String>, T);
 
 impl<T> Clone for Rows<T> {
     fn clone(&self) -> Self {
@@ -102,7 +105,7 @@ impl<T: Clone> Rows<T> {
         let mut hasher = DefaultHasher::new();
         values.hash(&mut hasher);
         let mut bucket = self.0.entry(hasher.finish()).or_default();
-        let same = |row: &&mut (Vec<String>, T)| row.0.iter().map(String::as_str).eq(values.iter().copied());
+        let same = |row: &&mut Row<T>| row.0.iter().map(String::as_str).eq(values.iter().copied());
         match bucket.iter_mut().find(same) {
             Some(row) => update(&mut row.1),
             None => {
@@ -115,8 +118,8 @@ impl<T: Clone> Rows<T> {
     }
 
     /// Every row, sorted by label values.
-    fn sorted(&self) -> Vec<(Vec<String>, T)> {
-        let mut rows: Vec<(Vec<String>, T)> = self.0.iter().flat_map(|b| b.value().clone()).collect();
+    fn sorted(&self) -> Vec<Row<T>> {
+        let mut rows: Vec<Row<T>> = self.0.iter().flat_map(|b| b.value().clone()).collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows
     }

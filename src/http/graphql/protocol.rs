@@ -117,10 +117,8 @@ impl Operations {
                     self.running.insert(id);
                 }
             }
-            ClientMessage::Stop { id } => {
-                if self.running.remove(&id) {
-                    *self.echoes.entry(id).or_default() += 1;
-                }
+            ClientMessage::Stop { id } if self.running.remove(&id) => {
+                *self.echoes.entry(id).or_default() += 1;
             }
             _ => {}
         }
