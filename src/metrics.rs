@@ -1,6 +1,6 @@
-//! The process's series for `/metrics`: counters, gauges and labelled counter families that each
-//! owner registers when it starts and then moves through the handle it keeps, rendered in the
-//! Prometheus text format by one loop. Which series exist is the owners' business; none is named
+//! The process's series for `/metrics`: counters, gauges, labelled counter families and
+//! fixed-bucket duration histograms that each owner registers when it starts and then moves
+//! through the handle it keeps, rendered in the Prometheus text format by one loop. Which series exist is the owners' business; none is named
 //! here.
 //!
 //! This is the one piece of state shared outside actors. A handle is an `Arc` of atomics, so an
@@ -13,6 +13,7 @@ use std::fmt::{self, Write};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use dashmap::DashMap;
 
@@ -74,60 +75,188 @@ impl CounterArray {
     }
 }
 
-/// One row of a [`CounterFamily`]: its label values and its count.
-type Row = (Vec<String>, u64);
+/// Rows of a labelled series by label values that only show up as things happen (a route, an
+/// actor's id), keyed by the hash of the values (a bucket holds the rare collisions), so that
+/// moving a row seen before allocates nothing. Each update looks its row up: for events at
+/// request rate or rarer, not per event.
+#[derive(Debug)]
+struct Rows<T>(Arc<DashMap<u64, Vec<Row<T>>>>);
 
-/// Counters labelled by values that only show up as things happen (a route, an actor's id). Each
-/// increment looks its row up, so these are for events at request rate or rarer, not per event.
+/// One row: its label values, in the order the labels were registered, and its value.
+type Row<T> = (Vec<String>, T);
+
+impl<T> Clone for Rows<T> {
+    fn clone(&self) -> Self {
+        Rows(self.0.clone())
+    }
+}
+
+impl<T: Clone> Rows<T> {
+    fn new() -> Self {
+        Rows(Arc::new(DashMap::new()))
+    }
+
+    /// Applies `update` to the row of `values`, made by `fresh` the first time.
+    fn update<R>(&self, values: &[&str], fresh: impl FnOnce() -> T, update: impl FnOnce(&mut T) -> R) -> R {
+        let mut hasher = DefaultHasher::new();
+        values.hash(&mut hasher);
+        let mut bucket = self.0.entry(hasher.finish()).or_default();
+        let same = |row: &&mut Row<T>| row.0.iter().map(String::as_str).eq(values.iter().copied());
+        match bucket.iter_mut().find(same) {
+            Some(row) => update(&mut row.1),
+            None => {
+                let mut row = fresh();
+                let r = update(&mut row);
+                bucket.push((values.iter().map(|v| v.to_string()).collect(), row));
+                r
+            }
+        }
+    }
+
+    /// Every row, sorted by label values.
+    fn sorted(&self) -> Vec<Row<T>> {
+        let mut rows: Vec<Row<T>> = self.0.iter().flat_map(|b| b.value().clone()).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+}
+
+/// Counters labelled by values that only show up as things happen.
 #[derive(Debug, Clone)]
 pub struct CounterFamily {
     labels: &'static [&'static str],
-    /// Rows by the hash of their label values (a bucket holds the rare collisions), so that
-    /// counting a row seen before allocates nothing.
-    rows: Arc<DashMap<u64, Vec<Row>>>,
+    rows: Rows<u64>,
 }
 
 impl CounterFamily {
     /// Counts one under `values`, one per label, in the order the labels were registered.
     pub fn inc(&self, values: &[&str]) {
-        let mut hasher = DefaultHasher::new();
-        values.hash(&mut hasher);
-        let mut bucket = self.rows.entry(hasher.finish()).or_default();
-        let same = |row: &&mut (Vec<String>, u64)| row.0.iter().map(String::as_str).eq(values.iter().copied());
-        match bucket.iter_mut().find(same) {
-            Some(row) => row.1 += 1,
-            None => bucket.push((values.iter().map(|v| v.to_string()).collect(), 1)),
-        }
+        self.rows.update(values, || 0, |n| *n += 1);
     }
     pub fn total(&self) -> u64 {
-        self.rows.iter().map(|b| b.value().iter().map(|row| row.1).sum::<u64>()).sum()
+        self.rows.0.iter().map(|b| b.value().iter().map(|row| row.1).sum::<u64>()).sum()
+    }
+}
+
+/// A histogram of durations over fixed bucket bounds (seconds): a count per bucket, the sum and
+/// the count, all atomics, so an observation takes no lock and allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Histogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds in seconds, ascending; `+Inf` is implied.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more than `bounds` for `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram(Arc::new(HistogramCells {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }))
     }
 
-    /// Every row, sorted by label values.
-    fn rows(&self) -> Vec<(Vec<String>, u64)> {
-        let mut rows: Vec<(Vec<String>, u64)> = self.rows.iter().flat_map(|b| b.value().clone()).collect();
-        rows.sort();
-        rows
+    pub fn observe(&self, d: Duration) {
+        let cells = &self.0;
+        let seconds = d.as_secs_f64();
+        let bucket = cells.bounds.iter().position(|b| seconds <= *b).unwrap_or(cells.bounds.len());
+        if let Some(n) = cells.buckets.get(bucket) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        cells.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        cells.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Ordering::Relaxed)
+    }
+
+    /// `_bucket` (cumulative, as Prometheus wants them), `_sum` and `_count` lines, each with
+    /// `labels` (already rendered, without braces) in front of `le`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let cells = &self.0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, n) in cells.buckets.iter().enumerate() {
+            cumulative += n.load(Ordering::Relaxed);
+            let le = cells.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+        }
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        // The count read after the buckets may be ahead of them by an observation in flight;
+        // `+Inf` is what a consistent reader compares it to, so give the larger of the two.
+        let count = cells.count.load(Ordering::Relaxed).max(cumulative);
+        let _ = writeln!(out, "{name}_sum{braces} {sum}\n{name}_count{braces} {count}");
+    }
+}
+
+/// Duration histograms labelled by values that show up as things happen (a route), or fixed at
+/// registration (a mode: take each row's handle once with [`HistogramFamily::row`]).
+#[derive(Debug, Clone)]
+pub struct HistogramFamily {
+    labels: &'static [&'static str],
+    bounds: &'static [f64],
+    rows: Rows<Histogram>,
+}
+
+impl HistogramFamily {
+    /// The histogram of `values` (one per label), made on first use; a handle to keep.
+    pub fn row(&self, values: &[&str]) -> Histogram {
+        let bounds = self.bounds;
+        self.rows.update(values, || Histogram::new(bounds), |h| h.clone())
+    }
+
+    /// Observes `d` under `values`: a lookup, for rows not known in advance.
+    pub fn observe(&self, values: &[&str], d: Duration) {
+        let bounds = self.bounds;
+        self.rows.update(values, || Histogram::new(bounds), |h| h.observe(d));
+    }
+
+    fn total(&self) -> u64 {
+        self.rows.0.iter().map(|b| b.value().iter().map(|row| row.1.count()).sum::<u64>()).sum()
     }
 }
 
 /// A gauge computed when scraped, from atomics its owner keeps.
 type ComputedGauge = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// A value read when scraped from outside the process's own state (the kernel); `None` when it
+/// cannot be read, and then the series shows no sample.
+type Reading = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// Whether a read series only goes up or may go both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Counter,
+    Gauge,
+}
+
 #[derive(Clone)]
 enum Samples {
     Counter(Counter),
     Gauge(Gauge),
     Computed(ComputedGauge),
+    Read(ReadKind, Reading),
     Array(CounterArray),
     Family(CounterFamily),
+    Histograms(HistogramFamily),
 }
 
 impl Samples {
     fn kind(&self) -> &'static str {
         match self {
             Samples::Counter(_) | Samples::Array(_) | Samples::Family(_) => "counter",
-            Samples::Gauge(_) | Samples::Computed(_) => "gauge",
+            Samples::Read(ReadKind::Counter, _) => "counter",
+            Samples::Gauge(_) | Samples::Computed(_) | Samples::Read(ReadKind::Gauge, _) => "gauge",
+            Samples::Histograms(_) => "histogram",
         }
     }
 
@@ -136,10 +265,12 @@ impl Samples {
             (Samples::Counter(_), Samples::Counter(_))
             | (Samples::Gauge(_), Samples::Gauge(_))
             | (Samples::Computed(_), Samples::Computed(_)) => true,
+            (Samples::Read(a, _), Samples::Read(b, _)) => a == b,
             (Samples::Array(a), Samples::Array(b)) => {
                 a.label == b.label && a.values.iter().map(|v| &v.0).eq(b.values.iter().map(|v| &v.0))
             }
             (Samples::Family(a), Samples::Family(b)) => a.labels == b.labels,
+            (Samples::Histograms(a), Samples::Histograms(b)) => a.labels == b.labels && a.bounds == b.bounds,
             _ => false,
         }
     }
@@ -149,8 +280,10 @@ impl Samples {
             Samples::Counter(c) => c.get() as i64,
             Samples::Gauge(g) => g.get(),
             Samples::Computed(read) => read(),
+            Samples::Read(_, read) => read().map_or(0, |v| v as i64),
             Samples::Array(a) => a.total() as i64,
             Samples::Family(f) => f.total() as i64,
+            Samples::Histograms(h) => h.total() as i64,
         }
     }
 }
@@ -218,6 +351,18 @@ impl Metrics {
         self.register(name, help, Samples::Computed(Arc::new(read)));
     }
 
+    /// A series whose value `read` takes at scrape time from outside the process's own state
+    /// (the kernel's accounting of it); no sample while it answers `None`.
+    pub fn read(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: ReadKind,
+        read: impl Fn() -> Option<f64> + Send + Sync + 'static,
+    ) {
+        self.register(name, help, Samples::Read(kind, Arc::new(read)));
+    }
+
     /// Counters of `label`, one per value of `values`, all rendered (zeros too).
     pub fn counter_array(
         &self,
@@ -241,9 +386,25 @@ impl Metrics {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> CounterFamily {
-        let fresh = CounterFamily { labels, rows: Arc::default() };
+        let fresh = CounterFamily { labels, rows: Rows::new() };
         match self.register(name, help, Samples::Family(fresh.clone())) {
             Samples::Family(f) => f,
+            _ => fresh,
+        }
+    }
+
+    /// Duration histograms over `bounds` (seconds, ascending) labelled with `labels`, a row per
+    /// set of values seen (or taken in advance with [`HistogramFamily::row`]).
+    pub fn histogram_family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        bounds: &'static [f64],
+    ) -> HistogramFamily {
+        let fresh = HistogramFamily { labels, bounds, rows: Rows::new() };
+        match self.register(name, help, Samples::Histograms(fresh.clone())) {
+            Samples::Histograms(h) => h,
             _ => fresh,
         }
     }
@@ -271,6 +432,11 @@ impl Metrics {
                 Samples::Computed(read) => {
                     let _ = writeln!(out, "{name} {}", read());
                 }
+                Samples::Read(_, read) => {
+                    if let Some(v) = read() {
+                        let _ = writeln!(out, "{name} {v}");
+                    }
+                }
                 Samples::Array(a) => {
                     for (value, n) in a.values.iter() {
                         let _ = writeln!(
@@ -283,19 +449,28 @@ impl Metrics {
                     }
                 }
                 Samples::Family(f) => {
-                    for (values, n) in f.rows() {
-                        let labels: Vec<String> = f
-                            .labels
-                            .iter()
-                            .zip(values.iter())
-                            .map(|(label, value)| format!("{label}=\"{}\"", escape_label(value)))
-                            .collect();
-                        let _ = writeln!(out, "{name}{{{}}} {n}", labels.join(","));
+                    for (values, n) in f.rows.sorted() {
+                        let _ = writeln!(out, "{name}{{{}}} {n}", label_pairs(f.labels, &values));
+                    }
+                }
+                Samples::Histograms(h) => {
+                    for (values, histogram) in h.rows.sorted() {
+                        histogram.render(out, name, &label_pairs(h.labels, &values));
                     }
                 }
             }
         }
     }
+}
+
+/// `label="value",…` for a row.
+fn label_pairs(labels: &[&str], values: &[String]) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .zip(values.iter())
+        .map(|(label, value)| format!("{label}=\"{}\"", escape_label(value)))
+        .collect();
+    pairs.join(",")
 }
 
 /// Escapes a Prometheus label value.
@@ -340,5 +515,31 @@ mod tests {
         // The same name with another shape is refused: the first stays the one scraped.
         m.gauge("t_requests_total", "Not a gauge.").inc();
         assert_eq!(m.total("t_requests_total"), Some(3));
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count_per_row() {
+        let m = Metrics::default();
+        let latency = m.histogram_family("t_seconds", "Durations.", &["mode"], &[0.001, 0.01]);
+        let sync = latency.row(&["sync"]);
+        sync.observe(Duration::from_micros(500));
+        sync.observe(Duration::from_millis(5));
+        latency.observe(&["sync"], Duration::from_secs(2));
+        latency.row(&["async"]);
+        let plain = m.histogram_family("t_plain_seconds", "Unlabelled.", &[], &[1.0]);
+        plain.row(&[]).observe(Duration::from_millis(250));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_seconds Durations.\n# TYPE t_seconds histogram\n\
+             t_seconds_bucket{mode=\"async\",le=\"0.001\"} 0\nt_seconds_bucket{mode=\"async\",le=\"0.01\"} 0\n\
+             t_seconds_bucket{mode=\"async\",le=\"+Inf\"} 0\nt_seconds_sum{mode=\"async\"} 0\nt_seconds_count{mode=\"async\"} 0\n\
+             t_seconds_bucket{mode=\"sync\",le=\"0.001\"} 1\nt_seconds_bucket{mode=\"sync\",le=\"0.01\"} 2\n\
+             t_seconds_bucket{mode=\"sync\",le=\"+Inf\"} 3\nt_seconds_sum{mode=\"sync\"} 2.0055\nt_seconds_count{mode=\"sync\"} 3\n\
+             # HELP t_plain_seconds Unlabelled.\n# TYPE t_plain_seconds histogram\n\
+             t_plain_seconds_bucket{le=\"1\"} 1\nt_plain_seconds_bucket{le=\"+Inf\"} 1\nt_plain_seconds_sum 0.25\nt_plain_seconds_count 1\n"
+        );
+        assert_eq!(m.total("t_seconds"), Some(3));
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Condition, Next};
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::config::Config;
@@ -86,7 +86,7 @@ pub fn app(
         .default_service(web::to(unknown_route))
         .wrap(from_fn(auth::require_token))
         .wrap(Condition::new(cors_enabled, auth::cors(&config.server.cors_allowed_origins)))
-        .wrap(from_fn(count_request))
+        .wrap(from_fn(metrics::observe_request))
 }
 
 async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -98,32 +98,6 @@ async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiE
         ));
     }
     Err(ApiError::not_found("route_not_found", format!("no route for {} {}", req.method(), req.path())))
-}
-
-/// Counts every request by route pattern (not raw path, so ids do not explode the label set),
-/// method and status.
-async fn count_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    // A fixed label set: a client inventing methods must not grow /metrics.
-    let method: &'static str = match req.method().as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
-    };
-    let res = next.call(req).await?;
-    if let Some(metrics) = metrics {
-        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        metrics.http_request(&route, method, res.status());
-    }
-    Ok(res)
 }
 
 /// Binds the whole app on `bind` (`127.0.0.1:0` for an ephemeral port) with `workers` workers,

@@ -16,6 +16,9 @@ pub enum NodeHealth {
 }
 
 impl NodeHealth {
+    pub const ALL: [NodeHealth; 4] =
+        [NodeHealth::Healthy, NodeHealth::Degraded, NodeHealth::Unreachable, NodeHealth::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeHealth::Healthy => "healthy",

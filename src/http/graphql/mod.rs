@@ -10,6 +10,8 @@
 
 pub mod cluster;
 pub mod events;
+pub mod not_built;
+mod protocol;
 pub mod replication;
 mod schema;
 mod streams;
@@ -50,6 +52,7 @@ pub struct SubscriptionRoot(
     events::EventsSubscription,
     cluster::ClusterSubscription,
     replication::ReplicationSubscription,
+    not_built::NotBuiltSubscription,
 );
 
 pub type ClusterSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -66,6 +69,7 @@ pub fn schema(runtime: RuntimeHandle, metrics: Arc<HttpMetrics>) -> ClusterSchem
     .data(metrics)
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .extension(protocol::CheckOnly)
     .finish()
 }
 

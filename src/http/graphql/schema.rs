@@ -38,3 +38,10 @@ pub(crate) fn gql_error(e: ApiError) -> async_graphql::Error {
 pub(crate) fn to_gql<E: Into<ApiError>>(e: E) -> async_graphql::Error {
     gql_error(e.into())
 }
+
+/// The answer of a field whose domain is not built yet: the REST 501 error (`not_implemented`,
+/// `details.domain`), with the domain also directly under `extensions` for clients that look
+/// there first.
+pub(crate) fn not_built(domain: &'static str) -> async_graphql::Error {
+    gql_error(ApiError::not_implemented(domain)).extend_with(move |_, ext| ext.set("domain", domain))
+}

@@ -14,7 +14,9 @@
 //! - every connection counts against `ws.max_sessions`, like the event-stream sessions (refused
 //!   with 503 `too_many_sessions` past it), and has the same [watchdog] for a client that stops
 //!   reading;
-//! - at most [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] subscriptions per connection.
+//! - at most [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] subscriptions per connection;
+//! - the protocol rules the state machine does not keep (an `error` message for an operation that
+//!   fails validation, 4409 for an id in use, 4401 before the ack), in [`super::protocol`].
 //!
 //! [watchdog]: crate::http::ws::watchdog
 //! [`MAX_SUBSCRIPTIONS_PER_CONNECTION`]: super::MAX_SUBSCRIPTIONS_PER_CONNECTION
@@ -26,7 +28,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, ActorState, AsyncContext, Handler, StreamHandler, WrapFuture,
+};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -39,6 +43,7 @@ use async_graphql::http::{
 use async_graphql::Data;
 use tokio::sync::mpsc;
 
+use super::protocol::{Inbound, Operations};
 use super::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
@@ -158,6 +163,7 @@ pub async fn subscriptions(
     let session = GraphQlSession {
         schema: schema.get_ref().clone(),
         protocol,
+        operations: Operations::new(schema.get_ref().clone(), protocol, INBOUND_QUEUE),
         info: ConnectionInfo::new(slot.session_id(), peer),
         expected_token: expected,
         upgrade_authorized,
@@ -180,6 +186,8 @@ pub async fn subscriptions(
 struct GraphQlSession {
     schema: ClusterSchema,
     protocol: Protocols,
+    /// The protocol rules kept on top of the state machine.
+    operations: Operations,
     info: ConnectionInfo,
     /// Empty: no auth.
     expected_token: String,
@@ -218,7 +226,18 @@ impl GraphQlSession {
         ctx.stop();
     }
 
+    /// A client message: checked against the protocol rules, then (if it goes on) to the state
+    /// machine.
     fn forward(&mut self, message: Bytes, ctx: &mut WebsocketContext<Self>) {
+        match self.operations.inbound(message) {
+            Inbound::Forward(message) => self.pass(message, ctx),
+            Inbound::Answer(text) => ctx.text(text),
+            Inbound::Close(code, reason) => self.close(ctx, code, &reason),
+            Inbound::Held => {}
+        }
+    }
+
+    fn pass(&mut self, message: Bytes, ctx: &mut WebsocketContext<Self>) {
         let Some(inbound) = &self.inbound else { return };
         match inbound.try_send(message) {
             Ok(()) => {}
@@ -346,7 +365,16 @@ impl StreamHandler<Result<Message, ProtocolError>> for GraphQlSession {
 impl StreamHandler<WsMessage> for GraphQlSession {
     fn handle(&mut self, msg: WsMessage, ctx: &mut Self::Context) {
         match msg {
-            WsMessage::Text(text) => ctx.text(text),
+            WsMessage::Text(text) => {
+                let held = self.operations.outbound(&text);
+                ctx.text(text);
+                for message in held {
+                    if ctx.state() != ActorState::Running {
+                        break;
+                    }
+                    self.forward(message, ctx);
+                }
+            }
             WsMessage::Close(code, reason) => {
                 // The state machine closes with 1002 both for a refused connection_init and for
                 // a message it cannot parse; graphql-transport-ws has its own codes for both.

@@ -56,16 +56,7 @@ pub async fn metrics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, 
     );
     gauge(&mut out, "clusterd_cluster_nodes", "Cluster members.", health.total_nodes as f64);
     gauge(&mut out, "clusterd_cluster_has_quorum", "1 while a quorum of members is up.", f64::from(u8::from(health.has_quorum)));
-    let _ = writeln!(out, "# HELP clusterd_cluster_node_up 1 while the node answers heartbeats.\n# TYPE clusterd_cluster_node_up gauge");
-    for n in &health.nodes {
-        let _ = writeln!(
-            out,
-            "clusterd_cluster_node_up{{node_id=\"{}\",status=\"{}\"}} {}",
-            crate::metrics::escape_label(&n.node_id),
-            n.status.as_str(),
-            u8::from(n.status.is_up())
-        );
-    }
+    crate::http::metrics::render_nodes(&mut out, &health.nodes);
     let _ = writeln!(
         out,
         "# HELP clusterd_cluster_node_heartbeat_age_seconds Time since the node last answered a heartbeat.\n# TYPE clusterd_cluster_node_heartbeat_age_seconds gauge"

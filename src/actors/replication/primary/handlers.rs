@@ -72,6 +72,7 @@ fn encode<R: serde::Serialize>(record: &R) -> Result<Vec<u8>, ReplicationError> 
 impl Handler<ReplicateOps> for PrimaryActor {
     type Result = ResponseFuture<Result<ReplicateAck, ReplicationError>>;
     fn handle(&mut self, msg: ReplicateOps, ctx: &mut Self::Context) -> Self::Result {
+        let arrived = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         if let Err((e, _)) = self.state.accept(msg.ops, reply) {
             return Box::pin(async move { Err(e) });
@@ -79,7 +80,14 @@ impl Handler<ReplicateOps> for PrimaryActor {
         self.start_group(ctx);
         self.flush(ctx);
         let down = self.state.primary_down();
-        Box::pin(async move { answer.await.unwrap_or(Err(down)) })
+        let latency = self.metrics.commit_latency();
+        Box::pin(async move {
+            let answer = answer.await.unwrap_or(Err(down));
+            if let Ok(ack) = &answer {
+                latency.observe(ack.mode, arrived.elapsed());
+            }
+            answer
+        })
     }
 }
 

@@ -1,0 +1,188 @@
+//! The result types of the not-built subscriptions, field for field the payloads `events.md`
+//! gives their event types (camelCase), plus the stamp every typed event object carries; closed
+//! sets the contract names are enums. Nothing builds them yet: they fix the schema clients
+//! write against. With its domain, each moves to that domain's folder (its enums to `model`).
+
+use async_graphql::{Enum, SimpleObject, ID};
+use serde_json::Value as JsonValue;
+
+use crate::http::graphql::events::EventStamp;
+use crate::model::ConflictStrategy;
+
+/// How two sites' writes to one row collided.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictType {
+    UpdateUpdate,
+    UpdateDelete,
+    InsertInsert,
+    DeleteUpdate,
+}
+
+/// What a failover moves: Raft leadership or the replication primary.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverScope {
+    Raft,
+    Replication,
+}
+
+/// Whether a failover was started by the failure detector or by an operator.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverType {
+    Automatic,
+    Manual,
+}
+
+/// The mode a block is requested in.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    Shared,
+    Exclusive,
+}
+
+/// How a block reached its requester: from the master (`2-way`), through a third instance
+/// (`3-way`), or read from disk.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    TwoWay,
+    ThreeWay,
+    Disk,
+}
+
+/// A global lock's mode.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Null,
+    Shared,
+    Exclusive,
+}
+
+/// `conflict_detected` / `conflict_resolved`.
+#[derive(SimpleObject)]
+pub struct ConflictEvent {
+    pub event_type: String,
+    pub conflict_id: ID,
+    pub group_id: ID,
+    pub table_name: String,
+    pub key: String,
+    pub conflict_type: ConflictType,
+    pub local_value: JsonValue,
+    pub remote_value: JsonValue,
+    pub resolution_strategy: ConflictStrategy,
+    /// Set once resolved.
+    pub resolved_value: Option<JsonValue>,
+    /// The site whose write collided with the local one.
+    pub source_replica: ID,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `rebalance_started` / `rebalance_progress` / `rebalance_completed`.
+#[derive(SimpleObject)]
+pub struct RebalanceProgressEvent {
+    pub event_type: String,
+    pub plan_id: ID,
+    pub table_name: String,
+    pub source_shard: ID,
+    pub target_shard: ID,
+    pub progress_percent: f64,
+    pub rows_migrated: u64,
+    pub total_rows: u64,
+    pub eta_seconds: Option<f64>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `failover_initiated` / `failover_completed`.
+#[derive(SimpleObject)]
+pub struct FailoverEvent {
+    pub event_type: String,
+    pub failover_id: ID,
+    pub scope: FailoverScope,
+    pub failed_node: Option<ID>,
+    pub replacement_node: Option<ID>,
+    pub failover_type: FailoverType,
+    /// Set once completed.
+    pub duration_seconds: Option<f64>,
+    pub success: Option<bool>,
+    pub error_message: Option<String>,
+    /// Acknowledged writes lost by the failover (0 expected).
+    pub lost_writes: Option<u64>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `leader_elected`.
+#[derive(SimpleObject)]
+pub struct LeaderElectionEvent {
+    pub leader_id: ID,
+    pub previous_leader: Option<ID>,
+    pub term: u64,
+    pub votes_received: u32,
+    pub total_voters: u32,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `block_transfer`.
+#[derive(SimpleObject)]
+pub struct CacheFusionEvent {
+    pub block_id: ID,
+    pub source_instance: ID,
+    pub target_instance: ID,
+    pub block_mode: BlockMode,
+    pub transfer_kind: TransferKind,
+    /// Bytes.
+    pub transfer_size: u64,
+    pub duration_micros: u64,
+    pub success: bool,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `lock_granted` / `lock_released` / `lock_converted`.
+#[derive(SimpleObject)]
+pub struct LockEvent {
+    pub event_type: String,
+    pub resource_id: String,
+    pub lock_type: LockMode,
+    pub previous_lock_type: Option<LockMode>,
+    pub instance_id: ID,
+    pub granted: bool,
+    pub wait_time_ms: u64,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `recovery_started` / `recovery_progress` / `recovery_completed`.
+#[derive(SimpleObject)]
+pub struct RecoveryEvent {
+    pub event_type: String,
+    pub failed_instance: ID,
+    pub recovering_instance: ID,
+    pub recovery_phase: String,
+    pub progress_percent: f64,
+    pub redo_logs_applied: u64,
+    pub total_redo_logs: u64,
+    pub eta_seconds: Option<f64>,
+    pub blocks_recovered: u64,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `parallel_query_started` / `parallel_query_completed`.
+#[derive(SimpleObject)]
+pub struct ParallelQueryEvent {
+    pub event_type: String,
+    pub query_id: ID,
+    /// The SQL text, or the plan's text.
+    pub sql_text: String,
+    /// Degree of parallelism.
+    pub dop: u32,
+    pub instances: Vec<ID>,
+    /// Set once completed.
+    pub rows_processed: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub success: Option<bool>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
