@@ -28,6 +28,10 @@ pub enum ReplicationError {
     ReplicaExists { replica_id: String },
     #[error("invalid field '{field}': {reason}")]
     InvalidField { field: String, reason: String },
+    /// A well-formed value that the current state does not allow (a quorum larger than the
+    /// replicas, an lsn past the WAL, changes of a physical slot): 409, as the contract says.
+    #[error("{field}: {reason}")]
+    ConflictsWithState { field: String, reason: String },
     #[error("row {table}/{key} exists already")]
     DuplicateKey { table: String, key: String },
     #[error("no row {table}/{key}")]
@@ -64,7 +68,9 @@ impl DescribedError for ReplicationError {
         match self {
             InvalidField { .. } => ErrorKind::Invalid,
             ReplicaNotFound { .. } | RowNotFound { .. } | SnapshotNotFound { .. } | SlotNotFound { .. } => ErrorKind::NotFound,
-            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } => ErrorKind::Conflict,
+            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } | ConflictsWithState { .. } => {
+                ErrorKind::Conflict
+            }
             PrimaryDown { .. } | PrimaryDownAfterCommit { .. } | ReplicaDown { .. } | Storage { .. } => ErrorKind::Unavailable,
             SyncTimeout { .. } => ErrorKind::Timeout,
         }
@@ -76,6 +82,7 @@ impl DescribedError for ReplicationError {
             ReplicaNotFound { .. } => "replica_not_found",
             ReplicaExists { .. } => "replica_exists",
             InvalidField { .. } => "invalid_request",
+            ConflictsWithState { .. } => "conflicts_with_state",
             DuplicateKey { .. } => "duplicate_key",
             RowNotFound { .. } => "row_not_found",
             PrimaryDown { .. } | PrimaryDownAfterCommit { .. } => "primary_down",
@@ -95,7 +102,7 @@ impl DescribedError for ReplicationError {
         use ReplicationError::*;
         match self {
             ReplicaNotFound { replica_id } | ReplicaExists { replica_id } | ReplicaDown { replica_id } => json!({ "replica_id": replica_id }),
-            InvalidField { field, reason } => invalid_field_details(field, reason),
+            InvalidField { field, reason } | ConflictsWithState { field, reason } => invalid_field_details(field, reason),
             DuplicateKey { table, key } | RowNotFound { table, key } => json!({ "table": table, "key": key }),
             PrimaryDown { primary } => json!({ "primary": primary }),
             PrimaryDownAfterCommit { primary, lsn } => {
@@ -119,7 +126,9 @@ impl DescribedError for ReplicationError {
 
     fn message(&self) -> String {
         match self {
-            ReplicationError::InvalidField { field, reason } => format!("{field}: {reason}"),
+            ReplicationError::InvalidField { field, reason } | ReplicationError::ConflictsWithState { field, reason } => {
+                format!("{field}: {reason}")
+            }
             other => other.to_string(),
         }
     }

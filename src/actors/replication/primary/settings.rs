@@ -96,11 +96,14 @@ pub fn with_mode(mut next: ReplicationSettingsView, msg: SetReplicationConfig, r
         }
         next.sync_timeout_ms = t;
     }
+    // A quorum of none is never valid (400); one larger than the replicas there are conflicts
+    // with the cluster as it is (409).
     if next.mode == ReplicationMode::SemiSync && !(1..=replicas).contains(&next.sync_quorum) {
-        return Err(invalid(
-            "sync_quorum",
-            format!("semi_sync needs a quorum between 1 and the {replicas} replicas (got {})", next.sync_quorum),
-        ));
+        let reason = format!("semi_sync needs a quorum between 1 and the {replicas} replicas (got {})", next.sync_quorum);
+        return Err(match next.sync_quorum {
+            0 => invalid("sync_quorum", reason),
+            _ => ReplicationError::ConflictsWithState { field: "sync_quorum".into(), reason },
+        });
     }
     Ok(next)
 }
