@@ -47,7 +47,7 @@ pub struct ErrorDetail {
 }
 
 /// The parameters of a path template: `/a/{id}/b/{key}` -> `id`, `key`.
-pub fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
 }
 
