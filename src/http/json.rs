@@ -59,7 +59,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 }
 
 /// `bytes` as a `T`; integers written with a zero fraction are taken when nothing else is wrong.
+/// Every REST body is a JSON object: serde would also read a struct from an array of its
+/// fields in order (`["node-9", null, null]`), which no client means and the document forbids.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "invalid_json", "request body: expected a JSON object")
+            .with_details(serde_json::json!({ "field": "body", "reason": "expected a JSON object" })));
+    }
     let strict = match serde_json::from_slice::<T>(bytes) {
         Ok(value) => return Ok(value),
         Err(e) => e,
@@ -117,6 +123,8 @@ mod tests {
         let e = parse::<Link>(br#"{"delay_ms": -1.0, "drop_rate": 0}"#).err().expect("negative");
         assert_eq!(e.code, "invalid_json");
         let e = parse::<Link>(b"{").err().expect("not JSON");
+        assert_eq!(e.code, "invalid_json");
+        let e = parse::<Link>(b"[1, 0.5]").err().expect("fields in order are not an object");
         assert_eq!(e.code, "invalid_json");
     }
 }

@@ -176,7 +176,8 @@ pub struct ReadRow {
 pub struct RowView {
     pub table: String,
     pub key: String,
-    #[schema(value_type = Object)]
+    /// The row's value: any JSON.
+    #[schema(value_type = serde_json::Value)]
     pub value: serde_json::Value,
     /// Where it was read: `primary` or a replica id.
     pub from: String,
@@ -620,7 +621,8 @@ pub struct DecodedChange {
     pub op: OpKind,
     pub table: String,
     pub key: String,
-    #[schema(value_type = Option<Object>)]
+    /// The value an insert or update wrote (any JSON); null for a delete.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<serde_json::Value>,
 }
 

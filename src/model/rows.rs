@@ -234,7 +234,7 @@ pub struct Op {
     pub key: Arc<str>,
     /// Required for insert and update, absent for delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<RowValue>,
 }
 
