@@ -96,8 +96,9 @@ fn integral_floats_to_integers(v: &mut Value) -> bool {
                 None => false,
             }
         }
-        Value::Array(items) => items.iter_mut().fold(false, |any, v| integral_floats_to_integers(v) || any),
-        Value::Object(map) => map.values_mut().fold(false, |any, v| integral_floats_to_integers(v) || any),
+        // Every one is rewritten, so no short circuit.
+        Value::Array(items) => items.iter_mut().map(integral_floats_to_integers).fold(false, |any, one| any | one),
+        Value::Object(map) => map.values_mut().map(integral_floats_to_integers).fold(false, |any, one| any | one),
         _ => false,
     }
 }
@@ -118,13 +119,13 @@ mod tests {
         assert_eq!(l, Link { delay_ms: 6481, drop_rate: 0.5 });
         let l: Link = parse(br#"{"delay_ms": 1, "drop_rate": 1.0}"#).expect("as it is");
         assert_eq!(l, Link { delay_ms: 1, drop_rate: 1.0 });
-        let e = parse::<Link>(br#"{"delay_ms": 6481.5, "drop_rate": 0}"#).err().expect("a fraction is refused");
+        let e = parse::<Link>(br#"{"delay_ms": 6481.5, "drop_rate": 0}"#).expect_err("a fraction is refused");
         assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "invalid_json"));
-        let e = parse::<Link>(br#"{"delay_ms": -1.0, "drop_rate": 0}"#).err().expect("negative");
+        let e = parse::<Link>(br#"{"delay_ms": -1.0, "drop_rate": 0}"#).expect_err("negative");
         assert_eq!(e.code, "invalid_json");
-        let e = parse::<Link>(b"{").err().expect("not JSON");
+        let e = parse::<Link>(b"{").expect_err("not JSON");
         assert_eq!(e.code, "invalid_json");
-        let e = parse::<Link>(b"[1, 0.5]").err().expect("fields in order are not an object");
+        let e = parse::<Link>(b"[1, 0.5]").expect_err("fields in order are not an object");
         assert_eq!(e.code, "invalid_json");
     }
 }
