@@ -120,6 +120,7 @@ pub struct PartitionBody {
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
     pub from: String,
+    /// Another endpoint than `from`.
     pub to: String,
     /// Share of messages lost, 0 to 1.
     #[serde(default)]
