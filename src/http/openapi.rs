@@ -4,7 +4,8 @@
 //! Built routes are described by their handlers' `#[utoipa::path]` annotations, listed with the
 //! schemas they use in each REST file's own `OpenApi` part and merged here (one line per area); the
 //! routes of domains not built yet are added from [`crate::http::rest::not_built::ROUTES`] with
-//! their 501.
+//! their 501, then the errors the app answers with and the security only the routes that need
+//! the token require (`AppErrors`). The same document gives a 405 its `Allow` header.
 
 use actix_web::web;
 use serde::Serialize;
@@ -101,7 +102,7 @@ fn error_response(description: &str) -> Response {
         .build()
 }
 
-/// Every operation of a path item, with its method's name.
+/// Every operation of a path item.
 fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
         &mut item.get,
@@ -118,7 +119,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// The errors the app itself answers with, documented on every operation that can get them:
-/// 400 (a body, path or query that does not parse or breaks a rule), 401 (auth on, a route
+/// 400 (a body or query that does not parse or breaks a rule), 401 (auth on, a route
 /// [`auth::is_open`] does not let through), 404 (an id in the path nobody has), 413 (a body over
 /// `server.max_body_bytes`), 503 (an actor that did not answer). Errors a handler names itself
 /// keep their own description; every error response gets the error shape. With auth on, the

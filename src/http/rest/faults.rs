@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
@@ -79,29 +80,22 @@ pub struct RestartBody {
     pub mode: Option<String>,
 }
 
-fn partition_groups() -> utoipa::openapi::Array {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+/// Two groups or more, each naming one endpoint or more, none twice.
+fn partition_groups() -> Array {
     let group = ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)).min_items(Some(1)).unique_items(true);
     ArrayBuilder::new().items(group).min_items(Some(2)).build()
 }
 
-const CRASH_MODES: [&str; 2] = ["crash", "internal_fault"];
-
-fn crash_mode() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
-            utoipa::openapi::Type::String,
-            utoipa::openapi::Type::Null,
-        ]))
-        .enum_values(Some(CRASH_MODES.iter().map(|m| serde_json::json!(m)).chain([serde_json::Value::Null])))
+/// The modes [`crash`] takes, or null (for `crash`).
+fn crash_mode() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .enum_values(Some(["crash", "internal_fault"].map(serde_json::Value::from).into_iter().chain([serde_json::Value::Null])))
         .build()
 }
 
-fn no_mode() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::Null)
-        .description(Some("Restart takes no mode"))
-        .build()
+fn no_mode() -> Object {
+    ObjectBuilder::new().schema_type(Type::Null).description(Some("Restart takes no mode")).build()
 }
 
 /// Body of `POST /api/v1/cluster/faults/partition`.
@@ -167,7 +161,7 @@ pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpRespon
 pub async fn crash(runtime: web::Data<RuntimeHandle>, body: Json<FaultBody>) -> Result<HttpResponse, ApiError> {
     check_enabled(&runtime)?;
     let body = body.into_inner();
-    let mode = match body.mode.as_deref().unwrap_or(CRASH_MODES[0]) {
+    let mode = match body.mode.as_deref().unwrap_or("crash") {
         "crash" => CrashMode::Crash,
         "internal_fault" => CrashMode::InternalFault,
         other => return Err(ApiError::invalid("mode", format!("expected crash or internal_fault, got '{other}'"))),
