@@ -140,7 +140,6 @@ async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metric
     anonymous.get("/api/v1/cluster/nodes?token=s3cret").await.expect_error(401, "unauthorized");
     anonymous.get("/api/v1/events").await.expect_error(401, "unauthorized");
     anonymous.get("/api/v1/ws/status").await.expect_error(401, "unauthorized");
-    anonymous.get("/api/v1/openapi.json").await.expect_error(401, "unauthorized");
     anonymous.get("/api/v1/nope").await.expect_error(401, "unauthorized");
     anonymous
         .post("/graphql", json!({"query": "{ __typename }"}))
@@ -173,6 +172,9 @@ async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metric
     assert!(health["uptime_seconds"].is_u64());
     anonymous.metrics().await;
     assert_eq!(anonymous.get("/swagger-ui/").await.status, StatusCode::OK);
+    // The OpenAPI document describes the API and holds no data: it is open like the page that
+    // renders it (issue 15).
+    anonymous.get("/api/v1/openapi.json").await.expect(200);
 
     // The right token opens everything.
     let authed = anonymous.with_token("s3cret");
@@ -359,6 +361,64 @@ async fn routes_of_domains_not_built_yet_answer_501_naming_the_domain() {
     }
     // And none of them changed the cluster.
     assert_eq!(api.nodes().await.0, vec!["node-1", "node-2", "node-3"]);
+}
+
+/// With a token set, the browser pages (GraphiQL, Swagger UI) and everything they load before
+/// they can ask for the token are served without it, from the binary; what they call stays
+/// behind the token.
+#[actix_web::test]
+async fn with_a_token_the_pages_load_without_it_from_the_binary_and_the_api_stays_closed() {
+    let (_runtime, anonymous) = start(TestConfig::memory().without_replicas().quiet().token("s3cret").build()).await;
+    let html = actix_web::http::header::ACCEPT;
+
+    // GraphiQL, as a browser asks for it.
+    let page = anonymous.send(TestRequest::get().uri("/graphql").insert_header((html.clone(), "text/html,application/xhtml+xml"))).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    let text = page.text();
+    for cdn in ["http://", "https://", "//unpkg", "//cdn", "jsdelivr"] {
+        assert!(!text.contains(cdn), "the page loads nothing from elsewhere ({cdn}):\n{text}");
+    }
+    assert!(text.contains("localStorage") && text.contains("Authorization") && text.contains("authorization"), "it sends the token");
+    // Every script and stylesheet it names is served, without a token.
+    let assets: Vec<&str> = text
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/graphiql/") && (s.ends_with(".js") || s.ends_with(".css")))
+        .collect();
+    assert_eq!(assets.len(), 4, "{assets:?}");
+    for asset in assets {
+        let reply = anonymous.get(asset).await;
+        assert_eq!(reply.status, StatusCode::OK, "{asset}");
+        assert!(reply.body.len() > 1000, "{asset} is the real file");
+        let kind = if asset.ends_with(".css") { "text/css" } else { "text/javascript" };
+        assert!(reply.content_type.starts_with(kind), "{asset}: {}", reply.content_type);
+    }
+    anonymous.get("/graphiql/nope.js").await.expect_error(404, "route_not_found");
+
+    // Swagger UI and the document it renders.
+    let ui = anonymous.get("/swagger-ui/").await;
+    assert_eq!(ui.status, StatusCode::OK);
+    let init = anonymous.get("/swagger-ui/swagger-initializer.js").await;
+    assert_eq!(init.status, StatusCode::OK);
+    let init = init.text();
+    assert!(init.contains("\"persistAuthorization\": true"), "Authorize keeps the token:\n{init}");
+    assert!(init.contains("/api/v1/openapi.json"), "{init}");
+    let doc = anonymous.get("/api/v1/openapi.json").await.expect(200);
+    assert_eq!(doc["paths"]["/api/v1/cluster/nodes"]["get"]["security"], json!([{"bearer": []}]));
+
+    // What the pages call needs the token: queries, mutations, the API, GET /graphql asked for
+    // anything but HTML.
+    anonymous.post("/graphql", json!({"query": "{ __typename }"})).await.expect_error(401, "unauthorized");
+    anonymous.get("/graphql").await.expect_error(401, "unauthorized");
+    anonymous
+        .send(TestRequest::post().uri("/graphql").insert_header((html.clone(), "text/html")).set_json(json!({"query": "{ __typename }"})))
+        .await
+        .expect_error(401, "unauthorized");
+    anonymous.get("/api/v1/cluster/nodes").await.expect_error(401, "unauthorized");
+    anonymous.get("/api/v1/events").await.expect_error(401, "unauthorized");
+    let authed = anonymous.with_token("s3cret");
+    let gql = authed.post("/graphql", json!({"query": "{ clusterStatus { members } }"})).await.expect(200);
+    assert_eq!(gql["data"]["clusterStatus"]["members"], json!(["node-1", "node-2", "node-3"]), "{gql}");
 }
 
 // ---------------------------------------------------------------------------------------------

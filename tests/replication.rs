@@ -146,7 +146,7 @@ async fn a_sync_quorum_the_sync_replicas_cannot_reach_is_refused() {
     let d = api
         .put("/api/v1/replication/config", json!({"mode": "semi_sync", "sync_quorum": 2}))
         .await
-        .expect_error(400, "invalid_request");
+        .expect_error(409, "conflicts_with_state");
     assert_eq!(d["field"], "sync_quorum", "{d}");
     assert!(d["reason"].as_str().unwrap().contains("1 sync replica"), "{d}");
     assert_eq!(api.status().await["sync_quorum"], 1, "nothing changed");
@@ -166,7 +166,7 @@ async fn a_sync_quorum_the_sync_replicas_cannot_reach_is_refused() {
     api.put("/api/v1/replication/config", json!({"mode": "sync"})).await.expect(200);
     api.delete("/api/v1/replication/replicas/replica-001").await.expect(204);
     // Back to semi_sync, a quorum of two is now out of reach again (one sync replica left).
-    api.put("/api/v1/replication/config", json!({"mode": "semi_sync"})).await.expect_error(400, "invalid_request");
+    api.put("/api/v1/replication/config", json!({"mode": "semi_sync"})).await.expect_error(409, "conflicts_with_state");
 }
 
 #[actix_web::test]
@@ -649,7 +649,9 @@ async fn replication_queries_and_mutations_over_post() {
     let r = server
         .query("mutation { setReplicationMode(mode: SEMI_SYNC, syncQuorum: 2) { mode } }")
         .await;
-    assert_eq!(error_code(&r), "invalid_request", "{r}");
+    // More replicas than there are: a conflict with the cluster as it is (409 over REST), as on
+    // every face (issue 15).
+    assert_eq!(error_code(&r), "conflicts_with_state", "{r}");
     assert_eq!(
         r["errors"][0]["extensions"]["details"]["field"], "sync_quorum",
         "{r}"

@@ -2,8 +2,11 @@
 //!
 //! When `server.auth_token` is set, every `/api`, `/graphql` and WebSocket route needs
 //! `Authorization: Bearer <token>`; WebSocket upgrades may pass `?token=` instead (browsers cannot
-//! set headers on them). `/health*`, `/metrics` and the static Swagger UI stay open. GraphQL
-//! subscriptions (WebSocket upgrades on `/graphql/ws` and `/graphql`) may also authenticate in
+//! set headers on them). `/health*` and `/metrics` stay open, and so do the browser pages and
+//! what they load before they can ask for the token: Swagger UI, the OpenAPI document it renders
+//! (a description of the API, no data), the GraphiQL page (`GET /graphql` asking for HTML) and
+//! its scripts. The pages send the token on every request they make. GraphQL subscriptions
+//! (WebSocket upgrades on `/graphql/ws` and `/graphql`) may also authenticate in
 //! `connection_init`, so those upgrades check their token themselves.
 
 use actix_cors::Cors;
@@ -15,12 +18,28 @@ use actix_web::web;
 use crate::http::error::ApiError;
 use crate::runtime::RuntimeHandle;
 
-/// Paths that never need a token.
-fn is_open(path: &str) -> bool {
+/// Paths that never need a token, whatever the method.
+pub fn is_open(path: &str) -> bool {
     path == "/health"
         || path.starts_with("/health/")
         || path == "/metrics"
-        || path.starts_with("/swagger-ui")
+        || path == "/swagger-ui"
+        || path.starts_with("/swagger-ui/")
+        || path == crate::http::openapi::DOCUMENT_PATH
+        || path.starts_with(crate::http::graphql::GRAPHIQL_ASSETS)
+}
+
+/// A browser asking for the GraphiQL page: a plain `GET /graphql` that accepts HTML. Any other
+/// request on `/graphql` (a query, a mutation, a subscription) needs the token.
+fn is_graphiql_page(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET
+        && req.path() == "/graphql"
+        && !is_websocket_upgrade(req)
+        && req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 fn is_websocket_upgrade(req: &ServiceRequest) -> bool {
@@ -87,7 +106,7 @@ pub async fn require_token(
     let graphql_upgrade = websocket
         && req.method() == actix_web::http::Method::GET
         && matches!(req.path(), "/graphql" | "/graphql/ws");
-    if expected.is_empty() || preflight || graphql_upgrade || is_open(req.path()) {
+    if expected.is_empty() || preflight || graphql_upgrade || is_open(req.path()) || is_graphiql_page(&req) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     if request_authorized(&expected, req.headers(), req.query_string(), websocket) {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod filter;
 pub mod graphql;
+pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod rest;
@@ -60,6 +61,7 @@ pub fn app(
     let config = state.runtime.config().clone();
     let max_body = config.server.max_body_bytes;
     let cors_enabled = !config.server.cors_allowed_origins.is_empty();
+    let auth_on = !config.server.auth_token.is_empty();
     App::new()
         .app_data(web::Data::new(state.runtime.clone()))
         .app_data(web::Data::new(state.schema.clone()))
@@ -82,22 +84,73 @@ pub fn app(
         .configure(rest::configure)
         .configure(ws::configure)
         .configure(graphql::configure)
-        .configure(openapi::configure)
+        .configure(|cfg| openapi::configure(cfg, auth_on))
         .default_service(web::to(unknown_route))
         .wrap(from_fn(auth::require_token))
         .wrap(Condition::new(cors_enabled, auth::cors(&config.server.cors_allowed_origins)))
         .wrap(from_fn(metrics::observe_request))
 }
 
-async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+/// The routes the OpenAPI document does not describe (pages, GraphQL, WebSocket streams), with
+/// their methods, for the `Allow` header of a 405.
+const ROUTES_OUTSIDE_THE_DOCUMENT: &[(&str, &str)] = &[
+    ("/graphql", "GET, POST"),
+    ("/graphql/ws", "GET"),
+    ("/api/v1/ws/events", "GET"),
+    ("/api/v1/ws/cluster/{stream}", "GET"),
+    ("/swagger-ui", "GET"),
+    ("/swagger-ui/{_:.*}", "GET"),
+    (openapi::DOCUMENT_PATH, "GET"),
+    ("/graphiql/{asset}", "GET"),
+];
+
+/// The methods each route pattern takes: the OpenAPI document's paths and the routes outside it.
+fn allowed_methods() -> &'static [(actix_web::dev::ResourceDef, String)] {
+    static TABLE: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, String)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let documented = openapi::methods_by_path().into_iter().map(|(path, methods)| (path, methods.join(", ")));
+        let outside = ROUTES_OUTSIDE_THE_DOCUMENT.iter().map(|(path, methods)| (path.to_string(), methods.to_string()));
+        documented.chain(outside).map(|(path, methods)| (actix_web::dev::ResourceDef::new(path), methods)).collect()
+    })
+}
+
+/// What `Allow` says for `path`: the methods of the route patterns it matches with the fewest
+/// parameters (`/rebalance/plan` is its own resource, not a `/rebalance/{plan_id}`), as the
+/// document lists them for that path.
+pub fn allow_header(path: &str) -> String {
+    let matching: Vec<(usize, &str)> = allowed_methods()
+        .iter()
+        .filter(|(pattern, _)| pattern.is_match(path))
+        .map(|(pattern, methods)| (pattern.pattern().map_or(0, |p| p.matches('{').count()), methods.as_str()))
+        .collect();
+    let fewest = matching.iter().map(|(params, _)| *params).min().unwrap_or(0);
+    let mut methods: Vec<&str> = Vec::new();
+    for m in matching.iter().filter(|(params, _)| *params == fewest).flat_map(|(_, allowed)| allowed.split(", ")) {
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    methods.join(", ")
+}
+
+/// Every request no route took: 405 with `Allow` (RFC 9110) when the path exists with other
+/// methods, else 404.
+async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
     if req.resource_map().has_resource(req.path()) {
-        return Err(ApiError::new(
+        let mut res = actix_web::ResponseError::error_response(&ApiError::new(
             actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not a method of {}", req.method(), req.path()),
         ));
+        if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(&allow_header(req.path())) {
+            res.headers_mut().insert(actix_web::http::header::ALLOW, allow);
+        }
+        return res;
     }
-    Err(ApiError::not_found("route_not_found", format!("no route for {} {}", req.method(), req.path())))
+    actix_web::ResponseError::error_response(&ApiError::not_found(
+        "route_not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }
 
 /// Binds the whole app on `bind` (`127.0.0.1:0` for an ephemeral port) with `workers` workers,

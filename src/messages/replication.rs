@@ -28,6 +28,10 @@ pub enum ReplicationError {
     ReplicaExists { replica_id: String },
     #[error("invalid field '{field}': {reason}")]
     InvalidField { field: String, reason: String },
+    /// A well-formed value that the current state does not allow (a quorum larger than the
+    /// replicas, an lsn past the WAL, changes of a physical slot): 409, as the contract says.
+    #[error("{field}: {reason}")]
+    ConflictsWithState { field: String, reason: String },
     #[error("row {table}/{key} exists already")]
     DuplicateKey { table: String, key: String },
     #[error("no row {table}/{key}")]
@@ -68,7 +72,7 @@ impl DescribedError for ReplicationError {
         match self {
             InvalidField { .. } => ErrorKind::Invalid,
             ReplicaNotFound { .. } | RowNotFound { .. } | SnapshotNotFound { .. } | SlotNotFound { .. } => ErrorKind::NotFound,
-            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } | QuorumUnreachable { .. } => {
+            ReplicaExists { .. } | DuplicateKey { .. } | WrongState { .. } | WalGone { .. } | SlotExists { .. } | QuorumUnreachable { .. } | ConflictsWithState { .. } => {
                 ErrorKind::Conflict
             }
             PrimaryDown { .. } | PrimaryDownAfterCommit { .. } | ReplicaDown { .. } | Storage { .. } => ErrorKind::Unavailable,
@@ -82,6 +86,7 @@ impl DescribedError for ReplicationError {
             ReplicaNotFound { .. } => "replica_not_found",
             ReplicaExists { .. } => "replica_exists",
             InvalidField { .. } => "invalid_request",
+            ConflictsWithState { .. } => "conflicts_with_state",
             DuplicateKey { .. } => "duplicate_key",
             RowNotFound { .. } => "row_not_found",
             PrimaryDown { .. } | PrimaryDownAfterCommit { .. } => "primary_down",
@@ -102,7 +107,7 @@ impl DescribedError for ReplicationError {
         use ReplicationError::*;
         match self {
             ReplicaNotFound { replica_id } | ReplicaExists { replica_id } | ReplicaDown { replica_id } => json!({ "replica_id": replica_id }),
-            InvalidField { field, reason } => invalid_field_details(field, reason),
+            InvalidField { field, reason } | ConflictsWithState { field, reason } => invalid_field_details(field, reason),
             DuplicateKey { table, key } | RowNotFound { table, key } => json!({ "table": table, "key": key }),
             PrimaryDown { primary } => json!({ "primary": primary }),
             PrimaryDownAfterCommit { primary, lsn } => {
@@ -129,7 +134,9 @@ impl DescribedError for ReplicationError {
 
     fn message(&self) -> String {
         match self {
-            ReplicationError::InvalidField { field, reason } => format!("{field}: {reason}"),
+            ReplicationError::InvalidField { field, reason } | ReplicationError::ConflictsWithState { field, reason } => {
+                format!("{field}: {reason}")
+            }
             other => other.to_string(),
         }
     }
@@ -177,7 +184,8 @@ pub struct ReadRow {
 pub struct RowView {
     pub table: String,
     pub key: String,
-    #[schema(value_type = Object)]
+    /// The row's value: any JSON.
+    #[schema(value_type = serde_json::Value)]
     pub value: serde_json::Value,
     /// Where it was read: `primary` or a replica id.
     pub from: String,
@@ -621,7 +629,8 @@ pub struct DecodedChange {
     pub op: OpKind,
     pub table: String,
     pub key: String,
-    #[schema(value_type = Option<Object>)]
+    /// The value an insert or update wrote (any JSON); null for a delete.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<serde_json::Value>,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How the primary acknowledges a write: once durable on every sync replica (`sync`), on
 /// `sync_quorum` replicas (`semi_sync`), or on itself alone (`async`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicationMode {
     /// Every sync replica has flushed the write.
@@ -18,7 +18,7 @@ pub enum ReplicationMode {
 }
 
 /// Whether a write in `sync` mode waits for the replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicaMode {
     /// Waited for in `sync` mode.
@@ -28,7 +28,7 @@ pub enum ReplicaMode {
 }
 
 /// How multi-master resolves a conflict between two sites' writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictStrategy {
     LastWriterWins,

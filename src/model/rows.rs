@@ -214,6 +214,14 @@ pub enum OpKind {
     Delete,
 }
 
+/// Most operations in one batch.
+pub const MAX_OPS: usize = 10_000;
+/// Most bytes of one value, serialized.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+/// Most characters of a table name or a key (counted as characters, as JSON Schema's
+/// `maxLength` counts them); neither may be empty or hold a NUL.
+pub const MAX_NAME_CHARS: usize = 256;
+
 /// One operation of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -226,7 +234,7 @@ pub struct Op {
     pub key: Arc<str>,
     /// Required for insert and update, absent for delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<RowValue>,
 }
 

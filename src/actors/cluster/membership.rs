@@ -523,7 +523,7 @@ impl Handler<AddNode> for MembershipActor {
             return exec::atomic_now(Err(ClusterError::NodeExists { node_id: msg.node_id }));
         }
         let address = msg.address.unwrap_or_default();
-        if address.len() > 256 {
+        if address.chars().count() > 256 {
             return exec::atomic_now(Err(ClusterError::InvalidField {
                 field: "address".into(),
                 reason: "at most 256 characters".into(),

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod events;
+mod graphiql;
 pub mod not_built;
 mod protocol;
 pub mod replication;
@@ -17,13 +18,13 @@ mod schema;
 mod streams;
 mod transport;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 use async_graphql_actix_web::GraphQLResponse;
 
+pub use graphiql::GRAPHIQL_ASSETS;
 pub use schema::{MAX_COMPLEXITY, MAX_DEPTH};
 pub use streams::{ConnectionInfo, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 
@@ -81,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(graphiql_or_subscriptions)),
     )
     .service(web::resource("/graphql/ws").route(web::get().to(transport::subscriptions)));
+    graphiql::configure(cfg);
 }
 
 /// `POST /graphql`: one query or mutation. The body goes through the app's JSON extractor so that
@@ -104,16 +106,5 @@ async fn graphiql_or_subscriptions(
     if transport::is_websocket_upgrade(&req) {
         return transport::subscriptions(req, payload, schema, runtime, sessions).await;
     }
-    // The page never changes for the life of the process: render it once.
-    static PAGE: OnceLock<String> = OnceLock::new();
-    let page = PAGE.get_or_init(|| {
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("clusterd GraphQL")
-            .finish()
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page.clone()))
+    Ok(graphiql::page())
 }

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
+use crate::http::json::Json;
+use crate::http::rest::schemas;
 use crate::messages::cluster::*;
 use crate::runtime::RuntimeHandle;
 
@@ -70,8 +72,10 @@ pub struct NodeHealthView {
 #[serde(deny_unknown_fields)]
 pub struct AddNodeBody {
     /// 1 to 64 characters of `[A-Za-z0-9._-]`, chosen by the caller.
+    #[schema(schema_with = schemas::caller_id)]
     pub node_id: String,
-    /// Where the node is reached; omitted: hosted in this process.
+    /// Where the node is reached (at most 256 characters); omitted: hosted in this process.
+    #[schema(max_length = 256)]
     pub address: Option<String>,
     /// Free-form JSON object.
     #[schema(value_type = Option<Object>)]
@@ -92,7 +96,7 @@ pub struct PatchNodeBody {
               (status = 409, description = "A node with that id exists")))]
 pub async fn add_node(
     runtime: web::Data<RuntimeHandle>,
-    body: web::Json<AddNodeBody>,
+    body: Json<AddNodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let view = runtime
@@ -125,7 +129,7 @@ pub async fn get_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) 
 pub async fn update_node(
     runtime: web::Data<RuntimeHandle>,
     id: web::Path<String>,
-    body: web::Json<PatchNodeBody>,
+    body: Json<PatchNodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let view = runtime
         .membership()

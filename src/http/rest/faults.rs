@@ -5,9 +5,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
+use crate::http::json::Json;
 use crate::messages::faults::{CrashMode, FaultApplied, InjectedFault, LinkFaults, SetLinkFault};
 use crate::runtime::RuntimeHandle;
 
@@ -33,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ),
     components(schemas(
         FaultBody,
+        RestartBody,
         PartitionBody,
         LinkBody,
         FaultList,
@@ -54,7 +57,7 @@ pub struct FaultList {
     pub links: LinkFaults,
 }
 
-/// Body of `POST /api/v1/cluster/faults/crash` and `/restart`.
+/// Body of `POST /api/v1/cluster/faults/crash`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultBody {
@@ -62,8 +65,37 @@ pub struct FaultBody {
     pub target: String,
     /// `crash` (default): the target stops and stays down until restarted.
     /// `internal_fault` (nodes): the actor fails and its supervisor restarts it at once
-    /// (published as `actor_restarted`, counted in `/metrics`). Only for `/crash`.
+    /// (published as `actor_restarted`, counted in `/metrics`).
+    #[schema(schema_with = crash_mode)]
     pub mode: Option<String>,
+}
+
+/// Body of `POST /api/v1/cluster/faults/restart`: a target, and no mode (null is taken as none).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartBody {
+    /// The node, replica (or the primary) to start again.
+    pub target: String,
+    #[schema(schema_with = no_mode)]
+    pub mode: Option<String>,
+}
+
+/// Two groups or more, each naming one endpoint or more, none twice.
+fn partition_groups() -> Array {
+    let group = ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)).min_items(Some(1)).unique_items(true);
+    ArrayBuilder::new().items(group).min_items(Some(2)).build()
+}
+
+/// The modes [`crash`] takes, or null (for `crash`).
+fn crash_mode() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .enum_values(Some(["crash", "internal_fault"].map(serde_json::Value::from).into_iter().chain([serde_json::Value::Null])))
+        .build()
+}
+
+fn no_mode() -> Object {
+    ObjectBuilder::new().schema_type(Type::Null).description(Some("Restart takes no mode")).build()
 }
 
 /// Body of `POST /api/v1/cluster/faults/partition`.
@@ -71,7 +103,9 @@ pub struct FaultBody {
 #[serde(deny_unknown_fields)]
 pub struct PartitionBody {
     /// Endpoints in different groups cannot reach each other; endpoints not named keep every
-    /// link (`[["primary","replica-001"],["replica-002"]]`).
+    /// link (`[["primary","replica-001"],["replica-002"]]`). At least two groups, each naming at
+    /// least one endpoint; an endpoint in one group only; at most 1024 endpoints in all.
+    #[schema(schema_with = partition_groups)]
     pub groups: Vec<Vec<String>>,
 }
 
@@ -80,12 +114,15 @@ pub struct PartitionBody {
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
     pub from: String,
+    /// Another endpoint than `from`.
     pub to: String,
     /// Share of messages lost, 0 to 1.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub drop_rate: f64,
     /// Delay added to every message, in order, up to 60000.
     #[serde(default)]
+    #[schema(maximum = 60000)]
     pub delay_ms: u64,
     /// Also the link from `to` to `from` (default true).
     pub both_ways: Option<bool>,
@@ -119,8 +156,9 @@ pub async fn list_faults(runtime: web::Data<RuntimeHandle>) -> Result<HttpRespon
               (status = 400, description = "A mode the target does not take"),
               (status = 403, description = "Fault injection is turned off"),
               (status = 404, description = "No such target"),
-              (status = 409, description = "Already crashed")))]
-pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+              (status = 409, description = "Already crashed"),
+              (status = 501, description = "A target of a domain not built yet")))]
+pub async fn crash(runtime: web::Data<RuntimeHandle>, body: Json<FaultBody>) -> Result<HttpResponse, ApiError> {
     check_enabled(&runtime)?;
     let body = body.into_inner();
     let mode = match body.mode.as_deref().unwrap_or("crash") {
@@ -131,11 +169,14 @@ pub async fn crash(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>
     Ok(HttpResponse::Ok().json(runtime.faults().crash(body.target, mode).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = FaultBody,
+#[utoipa::path(post, path = "/api/v1/cluster/faults/restart", tag = "faults", request_body = RestartBody,
     responses((status = 200, description = "The target runs again (a node: once it answered a heartbeat)", body = FaultApplied),
+              (status = 400, description = "A mode (restart takes none)"),
+              (status = 403, description = "Fault injection is turned off"),
               (status = 404, description = "No such target"),
-              (status = 409, description = "The target is not crashed")))]
-pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBody>) -> Result<HttpResponse, ApiError> {
+              (status = 409, description = "The target is not crashed"),
+              (status = 501, description = "A target of a domain not built yet")))]
+pub async fn restart(runtime: web::Data<RuntimeHandle>, body: Json<RestartBody>) -> Result<HttpResponse, ApiError> {
     check_enabled(&runtime)?;
     let body = body.into_inner();
     if body.mode.is_some() {
@@ -146,9 +187,11 @@ pub async fn restart(runtime: web::Data<RuntimeHandle>, body: web::Json<FaultBod
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/partition", tag = "faults", request_body = PartitionBody,
     responses((status = 200, description = "The partition in force (it replaces any earlier one)", body = LinkFaults),
-              (status = 400, description = "Fewer than two groups, an endpoint named twice, or an unknown endpoint"),
-              (status = 403, description = "Fault injection is turned off")))]
-pub async fn partition(runtime: web::Data<RuntimeHandle>, body: web::Json<PartitionBody>) -> Result<HttpResponse, ApiError> {
+              (status = 400, description = "Fewer than two groups, an empty group, or an endpoint named twice"),
+              (status = 403, description = "Fault injection is turned off"),
+              (status = 404, description = "An endpoint nobody owns"),
+              (status = 501, description = "An endpoint of a domain not built yet")))]
+pub async fn partition(runtime: web::Data<RuntimeHandle>, body: Json<PartitionBody>) -> Result<HttpResponse, ApiError> {
     check_enabled(&runtime)?;
     Ok(HttpResponse::Ok().json(runtime.faults().partition(body.into_inner().groups).await?))
 }
@@ -163,9 +206,11 @@ pub async fn heal(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, Api
 
 #[utoipa::path(post, path = "/api/v1/cluster/faults/link", tag = "faults", request_body = LinkBody,
     responses((status = 200, description = "The links' faults in force (drop_rate 0 and delay_ms 0 heal the link)", body = LinkFaults),
-              (status = 400, description = "A rate outside 0..1, a delay over 60000, or an unknown endpoint"),
-              (status = 403, description = "Fault injection is turned off")))]
-pub async fn set_link(runtime: web::Data<RuntimeHandle>, body: web::Json<LinkBody>) -> Result<HttpResponse, ApiError> {
+              (status = 400, description = "A rate outside 0..1, a delay over 60000, or a link from an endpoint to itself"),
+              (status = 403, description = "Fault injection is turned off"),
+              (status = 404, description = "An endpoint nobody owns"),
+              (status = 501, description = "An endpoint of a domain not built yet")))]
+pub async fn set_link(runtime: web::Data<RuntimeHandle>, body: Json<LinkBody>) -> Result<HttpResponse, ApiError> {
     check_enabled(&runtime)?;
     let b = body.into_inner();
     let fault = SetLinkFault { from: b.from, to: b.to, drop_rate: b.drop_rate, delay_ms: b.delay_ms, both_ways: b.both_ways.unwrap_or(true) };

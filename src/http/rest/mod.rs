@@ -7,6 +7,7 @@ pub mod faults;
 pub mod health;
 pub mod not_built;
 pub mod replication;
+pub mod schemas;
 pub mod ws_admin;
 
 use actix_web::web;

@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 
 use crate::model::{ConflictStrategy, Op, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 use crate::http::error::ApiError;
+use crate::http::json::Json;
+use crate::http::rest::schemas;
 use crate::messages::replication::*;
 use crate::runtime::RuntimeHandle;
 
@@ -118,9 +120,9 @@ pub struct ReplicationApi;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddReplicaBody {
+    #[schema(schema_with = schemas::caller_id)]
     pub replica_id: String,
     /// `sync` or `async` (default async).
-    #[schema(value_type = Option<String>)]
     pub mode: Option<ReplicaMode>,
     pub from_snapshot: Option<String>,
 }
@@ -129,6 +131,7 @@ pub struct AddReplicaBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationsBody {
+    #[schema(schema_with = schemas::ops)]
     pub ops: Vec<Op>,
 }
 
@@ -153,8 +156,9 @@ pub struct LagRow {
 
 #[utoipa::path(post, path = "/api/v1/replication/replicas", tag = "replication", request_body = AddReplicaBody,
     responses((status = 201, description = "Added; it catches up from the WAL", body = ReplicaView),
+              (status = 404, description = "No such snapshot (from_snapshot)"),
               (status = 409, description = "A replica with that id exists")))]
-pub async fn add_replica(runtime: web::Data<RuntimeHandle>, body: web::Json<AddReplicaBody>) -> Result<HttpResponse, ApiError> {
+pub async fn add_replica(runtime: web::Data<RuntimeHandle>, body: Json<AddReplicaBody>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let view = runtime
         .primary()
@@ -227,16 +231,24 @@ pub async fn lag(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(json!({ "replicas": rows })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// One replica (default: all).
     replica_id: Option<String>,
+    /// How far back, in seconds (default 300; samples are kept for 86400 at most).
+    #[param(schema_with = any_u64)]
     seconds: Option<u64>,
 }
 
+/// Any u64 (the document's default for one says int64, which stops at 2^63 - 1).
+fn any_u64() -> utoipa::openapi::Object {
+    schemas::integer(0, usize::MAX).build()
+}
+
 #[utoipa::path(get, path = "/api/v1/replication/lag/history", tag = "replication",
-    params(("replica_id" = Option<String>, Query, description = "One replica (default: all)"),
-           ("seconds" = Option<u64>, Query, description = "How far back (default 300, at most 86400)")),
+    params(HistoryQuery),
     responses((status = 200, description = "Real samples, one per heartbeat interval at most, oldest first", body = Object),
               (status = 404, description = "No such replica")))]
 pub async fn lag_history(runtime: web::Data<RuntimeHandle>, query: web::Query<HistoryQuery>) -> Result<HttpResponse, ApiError> {
@@ -269,45 +281,118 @@ pub async fn replication_health(runtime: web::Data<RuntimeHandle>) -> Result<Htt
               (status = 409, description = "Insert of a row that exists"),
               (status = 503, description = "The primary is down"),
               (status = 504, description = "Durable on the primary; replicas the mode waits for did not confirm in time")))]
-pub async fn replicate(runtime: web::Data<RuntimeHandle>, body: web::Json<OperationsBody>) -> Result<HttpResponse, ApiError> {
+pub async fn replicate(runtime: web::Data<RuntimeHandle>, body: Json<OperationsBody>) -> Result<HttpResponse, ApiError> {
     let ack = runtime.primary().send(ReplicateOps { ops: body.into_inner().ops }).await??;
     Ok(HttpResponse::Ok().json(ack))
 }
 
 /// Body of `PUT /api/v1/replication/config`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigBody {
-    /// `sync`, `semi_sync` or `async`.
-    #[schema(value_type = String)]
     pub mode: ReplicationMode,
     pub sync_quorum: Option<usize>,
     pub sync_timeout_ms: Option<u64>,
 }
 
-/// Body of `PUT /api/v1/replication/conflict-strategy`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `semi_sync` takes a quorum of at least one (more replicas than there are: 409); the other
+/// modes keep whatever quorum they are given for a later `semi_sync`.
+impl utoipa::PartialSchema for ConfigBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+        let body = |modes: &[ReplicationMode], least_quorum: usize| {
+            ObjectBuilder::new()
+                .property("mode", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(modes.iter().map(|m| serde_json::json!(m)))))
+                .required("mode")
+                .property(
+                    "sync_quorum",
+                    schemas::optional_integer(least_quorum, usize::MAX)
+                        .description(Some("How many replicas semi_sync waits for (default: as it is)")),
+                )
+                .property("sync_timeout_ms", schemas::optional_integer(1, MAX_SYNC_TIMEOUT_MS))
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let one_of = OneOfBuilder::new()
+            .item(body(&[ReplicationMode::SemiSync], 1))
+            .item(body(&[ReplicationMode::Sync, ReplicationMode::Async], 0))
+            .build();
+        Schema::OneOf(one_of).into()
+    }
+}
+
+impl utoipa::ToSchema for ConfigBody {}
+
+/// The limits the primary's settings check (`actors::replication::primary::settings`) puts on
+/// timings, in milliseconds.
+const MAX_SYNC_TIMEOUT_MS: usize = 3_600_000;
+const MAX_HEARTBEAT_INTERVAL_MS: usize = 3_600_000;
+const MAX_HEARTBEAT_TIMEOUT_MS: usize = 86_400_000;
+
+fn heartbeat_interval_ms() -> utoipa::openapi::Object {
+    schemas::integer(1, MAX_HEARTBEAT_INTERVAL_MS).build()
+}
+
+fn heartbeat_timeout_ms() -> utoipa::openapi::Object {
+    schemas::integer(2, MAX_HEARTBEAT_TIMEOUT_MS).description(Some("Greater than interval_ms")).build()
+}
+
+/// Body of `PUT /api/v1/replication/conflict-strategy`: `site_priority` with its list of
+/// sites, or another strategy without one.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConflictStrategyBody {
-    /// `last_writer_wins`, `first_writer_wins`, `primary_wins` or `site_priority`.
-    #[schema(value_type = String)]
     pub strategy: ConflictStrategy,
     /// Sites, highest priority first; only with `site_priority`.
     pub site_priority: Option<Vec<String>>,
 }
 
+impl utoipa::PartialSchema for ConflictStrategyBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+        let strategy = |names: &[ConflictStrategy]| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names.iter().map(|s| serde_json::json!(s))))
+        };
+        let others = [ConflictStrategy::LastWriterWins, ConflictStrategy::FirstWriterWins, ConflictStrategy::PrimaryWins];
+        let one_of = OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .property("strategy", strategy(&[ConflictStrategy::SitePriority]))
+                    .required("strategy")
+                    .property("site_priority", schemas::site_list(false))
+                    .required("site_priority")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("strategy", strategy(&others))
+                    .required("strategy")
+                    .property("site_priority", ObjectBuilder::new().schema_type(Type::Null))
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .build();
+        Schema::OneOf(one_of).into()
+    }
+}
+
+impl utoipa::ToSchema for ConflictStrategyBody {}
+
 /// Body of `PUT /api/v1/replication/heartbeat`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
+    #[schema(schema_with = heartbeat_interval_ms)]
     pub interval_ms: u64,
+    #[schema(schema_with = heartbeat_timeout_ms)]
     pub timeout_ms: u64,
 }
 
 #[utoipa::path(put, path = "/api/v1/replication/config", tag = "replication", request_body = ConfigBody,
     responses((status = 200, description = "The settings in force (durable: they survive a restart and win over the config file)", body = ReplicationSettingsView),
-              (status = 400, description = "Invalid mode, quorum or timeout")))]
-pub async fn set_config(runtime: web::Data<RuntimeHandle>, body: web::Json<ConfigBody>) -> Result<HttpResponse, ApiError> {
+              (status = 400, description = "Invalid mode, quorum or timeout"),
+              (status = 409, description = "A semi_sync quorum larger than the replicas there are")))]
+pub async fn set_config(runtime: web::Data<RuntimeHandle>, body: Json<ConfigBody>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let view = runtime
         .primary()
@@ -321,7 +406,7 @@ pub async fn set_config(runtime: web::Data<RuntimeHandle>, body: web::Json<Confi
               (status = 400, description = "Invalid strategy or site list")))]
 pub async fn set_conflict_strategy(
     runtime: web::Data<RuntimeHandle>,
-    body: web::Json<ConflictStrategyBody>,
+    body: Json<ConflictStrategyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let view = runtime.primary().send(SetConflictStrategy { strategy: b.strategy, site_priority: b.site_priority }).await??;
@@ -331,21 +416,23 @@ pub async fn set_conflict_strategy(
 #[utoipa::path(put, path = "/api/v1/replication/heartbeat", tag = "replication", request_body = HeartbeatBody,
     responses((status = 200, description = "In force at once, durable", body = ReplicationSettingsView),
               (status = 400, description = "timeout_ms must exceed interval_ms")))]
-pub async fn set_heartbeat(runtime: web::Data<RuntimeHandle>, body: web::Json<HeartbeatBody>) -> Result<HttpResponse, ApiError> {
+pub async fn set_heartbeat(runtime: web::Data<RuntimeHandle>, body: Json<HeartbeatBody>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let view = runtime.primary().send(SetHeartbeat { interval_ms: b.interval_ms, timeout_ms: b.timeout_ms }).await??;
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
+    /// `primary` (default) or a replica id.
+    #[param(min_length = 1)]
     from: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/data/{table}/{key}", tag = "replication",
-    params(("table" = String, Path), ("key" = String, Path),
-           ("from" = Option<String>, Query, description = "`primary` (default) or a replica id")),
+    params(("table" = String, Path), ("key" = String, Path), ReadQuery),
     responses((status = 200, description = "The row where it lives now", body = RowView),
               (status = 404, description = "No such row there, or no such replica")))]
 pub async fn read_row(
@@ -411,7 +498,7 @@ pub struct RestoreBody {
 pub async fn restore_snapshot(
     runtime: web::Data<RuntimeHandle>,
     id: web::Path<String>,
-    body: web::Json<RestoreBody>,
+    body: Json<RestoreBody>,
 ) -> Result<HttpResponse, ApiError> {
     let view = runtime.primary().send(RestoreSnapshot { snapshot_id: id.into_inner(), target: body.into_inner().target }).await??;
     Ok(HttpResponse::Ok().json(view))
@@ -421,6 +508,7 @@ pub async fn restore_snapshot(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSlotBody {
+    #[schema(schema_with = schemas::caller_id)]
     pub slot_name: String,
     pub slot_type: SlotType,
 }
@@ -429,15 +517,35 @@ pub struct CreateSlotBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceSlotBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = lsn)]
     pub lsn: serde_json::Value,
+}
+
+/// An lsn as [`parse_lsn`] reads it: `X/Y` text, each half at most 32 bits of hex, or a number.
+const LSN_PATTERN: &str = "^0*[0-9A-Fa-f]{1,8}/0*[0-9A-Fa-f]{1,8}$";
+
+fn lsn() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(LSN_PATTERN)))
+        .item(schemas::integer(0, usize::MAX))
+        .description(Some("An lsn like \"0/16B3748\", or the same position as a number"))
+        .build()
+        .into()
 }
 
 /// Parses an lsn given as PostgreSQL text (`0/16B3748`) or as a number.
 pub fn parse_lsn(v: &serde_json::Value) -> Option<u64> {
     match v {
-        serde_json::Value::Number(n) => n.as_u64(),
+        // 5.0 is the integer 5 to JSON Schema, so to the document.
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64).map(|f| f as u64)
+        }),
         serde_json::Value::String(s) => {
+            // Hex digits only (from_str_radix would also take a sign).
+            if !s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'/') {
+                return None;
+            }
             let (hi, lo) = s.split_once('/')?;
             let hi = u64::from_str_radix(hi, 16).ok()?;
             let lo = u64::from_str_radix(lo, 16).ok()?;
@@ -450,7 +558,7 @@ pub fn parse_lsn(v: &serde_json::Value) -> Option<u64> {
 #[utoipa::path(post, path = "/api/v1/replication/slots", tag = "replication", request_body = CreateSlotBody,
     responses((status = 201, description = "Created at the current flushed lsn; it holds WAL from there", body = SlotView),
               (status = 409, description = "A slot with that name exists")))]
-pub async fn create_slot(runtime: web::Data<RuntimeHandle>, body: web::Json<CreateSlotBody>) -> Result<HttpResponse, ApiError> {
+pub async fn create_slot(runtime: web::Data<RuntimeHandle>, body: Json<CreateSlotBody>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let view = runtime.primary().send(CreateSlot { slot_name: b.slot_name, slot_type: b.slot_type }).await??;
     Ok(HttpResponse::Created().json(view))
@@ -479,24 +587,34 @@ pub async fn drop_slot(runtime: web::Data<RuntimeHandle>, name: web::Path<String
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+/// Most changes one peek returns.
+pub const MAX_CHANGES: usize = 10_000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
+    /// Most changes (default 100); whole records only.
+    #[param(schema_with = changes_limit)]
     limit: Option<usize>,
 }
 
+fn changes_limit() -> utoipa::openapi::Object {
+    schemas::integer(1, MAX_CHANGES).build()
+}
+
 #[utoipa::path(get, path = "/api/v1/replication/slots/{name}/changes", tag = "replication",
-    params(("name" = String, Path), ("limit" = Option<usize>, Query, description = "Most changes (default 100, max 10000); whole records only")),
+    params(("name" = String, Path), ChangesQuery),
     responses((status = 200, description = "Changes decoded from the WAL after confirmed_flush_lsn, not consumed; advance to next_lsn after using them", body = SlotChanges),
-              (status = 400, description = "A physical slot"), (status = 404, description = "No such slot")))]
+              (status = 404, description = "No such slot"), (status = 409, description = "A physical slot: only logical slots decode changes")))]
 pub async fn slot_changes(
     runtime: web::Data<RuntimeHandle>,
     name: web::Path<String>,
     query: web::Query<ChangesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("expected 1 to 10000, got {limit}")));
+    if !(1..=MAX_CHANGES).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("expected 1 to {MAX_CHANGES}, got {limit}")));
     }
     Ok(HttpResponse::Ok().json(runtime.primary().send(PeekSlotChanges { slot_name: name.into_inner(), limit }).await??))
 }
@@ -504,12 +622,13 @@ pub async fn slot_changes(
 #[utoipa::path(post, path = "/api/v1/replication/slots/{name}/advance", tag = "replication", request_body = AdvanceSlotBody,
     params(("name" = String, Path)),
     responses((status = 200, description = "Consumption confirmed up to lsn", body = SlotView),
-              (status = 400, description = "lsn unreadable, past the flushed WAL, or before the slot's position"),
-              (status = 404, description = "No such slot")))]
+              (status = 400, description = "An lsn that does not read as one"),
+              (status = 404, description = "No such slot"),
+              (status = 409, description = "An lsn past the flushed WAL, or before the slot's position")))]
 pub async fn advance_slot(
     runtime: web::Data<RuntimeHandle>,
     name: web::Path<String>,
-    body: web::Json<AdvanceSlotBody>,
+    body: Json<AdvanceSlotBody>,
 ) -> Result<HttpResponse, ApiError> {
     let lsn = parse_lsn(&body.lsn).ok_or_else(|| ApiError::invalid("lsn", "expected an lsn like \"0/16B3748\" or a number"))?;
     Ok(HttpResponse::Ok().json(runtime.primary().send(AdvanceSlot { slot_name: name.into_inner(), lsn }).await??))
@@ -527,29 +646,37 @@ pub async fn health_primary(runtime: web::Data<RuntimeHandle>) -> Result<HttpRes
 }
 
 /// Parses a size like `16kB`, `1MB`, `512` (bytes); units are powers of 1024, as PostgreSQL's.
+/// Exactly what the document's pattern for `lag` admits; a size past u64 is no bound at all, so
+/// it saturates rather than fails.
 pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
+    let t = text.trim_matches(' ');
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n = digits.bytes().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')));
+    let factor: u64 = match unit.trim_start_matches(' ').to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" | "k" => 1 << 10,
         "mb" | "m" => 1 << 20,
         "gb" | "g" => 1 << 30,
         _ => return None,
     };
-    n.checked_mul(factor)
+    Some(n.saturating_mul(factor))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaHealthQuery {
+    /// Most lag allowed, e.g. 16kB, 1MB, 4096 (units are powers of 1024): what [`parse_size`] reads.
+    #[param(pattern = "^ *[0-9]+ *([kKmMgG][bB]?|[bB])? *$")]
     lag: Option<String>,
 }
 
 #[utoipa::path(get, path = "/health/replica", tag = "health",
-    params(("lag" = Option<String>, Query, description = "Most lag allowed, e.g. 16kB, 1MB, 4096")),
+    params(ReplicaHealthQuery),
     responses((status = 200, description = "At least one replica streams within the lag"), (status = 503, description = "None does")))]
 pub async fn health_replica(
     runtime: web::Data<RuntimeHandle>,

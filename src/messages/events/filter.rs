@@ -65,7 +65,7 @@ const FLAG_COUNT: usize = INCLUDE_FLAGS.len();
 
 /// The most ids one list may hold: a filter is a query, not a data set.
 pub const MAX_FILTER_IDS: usize = 1024;
-/// The longest id a filter may name.
+/// The longest id a filter may name, in characters (as JSON Schema counts them).
 pub const MAX_ID_LEN: usize = 256;
 
 /// A subscriber's filter. Every field is optional; an absent or empty id list admits everything.
@@ -124,7 +124,7 @@ impl EventFilter {
                     reason: format!("at most {MAX_FILTER_IDS} ids, got {}", ids.len()),
                 });
             }
-            if ids.iter().any(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+            if ids.iter().any(|id| id.is_empty() || id.chars().count() > MAX_ID_LEN) {
                 return Err(FilterError {
                     field: kind.field().into(),
                     reason: format!("ids must be 1 to {MAX_ID_LEN} characters"),

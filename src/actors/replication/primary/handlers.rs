@@ -370,13 +370,13 @@ impl Handler<AdvanceSlot> for PrimaryActor {
         };
         let flush = self.state.flush_lsn();
         if msg.lsn > flush {
-            return exec::atomic_now(Err(ReplicationError::InvalidField {
+            return exec::atomic_now(Err(ReplicationError::ConflictsWithState {
                 field: "lsn".into(),
                 reason: format!("{} is past the flushed WAL ({})", lsn_text(msg.lsn), lsn_text(flush)),
             }));
         }
         if msg.lsn < current.confirmed_flush_lsn {
-            return exec::atomic_now(Err(ReplicationError::InvalidField {
+            return exec::atomic_now(Err(ReplicationError::ConflictsWithState {
                 field: "lsn".into(),
                 reason: format!(
                     "{} is before the slot's confirmed position {}: a slot only moves forward",
@@ -407,7 +407,7 @@ impl Handler<PeekSlotChanges> for PrimaryActor {
         };
         if slot.slot_type != SlotType::Logical {
             return Box::pin(async move {
-                Err(ReplicationError::InvalidField {
+                Err(ReplicationError::ConflictsWithState {
                     field: "slot_name".into(),
                     reason: format!("'{}' is a physical slot: only logical slots decode changes", msg.slot_name),
                 })

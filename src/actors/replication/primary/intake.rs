@@ -8,13 +8,8 @@ use hashbrown::HashMap;
 use tokio::sync::oneshot;
 
 use crate::messages::replication::{ReplicateAck, ReplicationError};
-use crate::model::{json_len, Op, OpKind, RowKey, RowRef, WalRecord};
+use crate::model::{json_len, Op, OpKind, RowKey, RowRef, WalRecord, MAX_NAME_CHARS, MAX_OPS, MAX_VALUE_BYTES};
 use crate::storage::table::TableState;
-
-/// Most operations in one batch.
-pub const MAX_OPS: usize = 10_000;
-/// Most bytes of one value, serialized.
-pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 
 /// Where the answer to a batch goes.
 pub type Reply = oneshot::Sender<Result<ReplicateAck, ReplicationError>>;
@@ -131,8 +126,8 @@ impl Intake {
         let mut batch: HashMap<RowRef<'_>, bool> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
             for (name, v) in [("table", &op.table), ("key", &op.key)] {
-                if v.is_empty() || v.len() > 256 || v.contains('\0') {
-                    return Err(invalid(format!("ops[{i}].{name}"), "1 to 256 characters, no NUL"));
+                if v.is_empty() || v.contains('\0') || v.chars().count() > MAX_NAME_CHARS {
+                    return Err(invalid(format!("ops[{i}].{name}"), &format!("1 to {MAX_NAME_CHARS} characters, no NUL")));
                 }
             }
             match (op.op, &op.value) {

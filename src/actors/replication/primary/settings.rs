@@ -93,15 +93,18 @@ pub fn with_mode(mut next: ReplicationSettingsView, msg: SetReplicationConfig, s
         }
         next.sync_timeout_ms = t;
     }
+    // A quorum of none is never valid (400); one larger than the sync replicas there are
+    // conflicts with the cluster as it is (409).
     if next.mode == ReplicationMode::SemiSync && !(1..=sync_replicas).contains(&next.sync_quorum) {
-        return Err(invalid(
-            "sync_quorum",
-            format!(
-                "semi_sync needs a quorum between 1 and the number of sync replicas ({}; async replicas never count) (got {})",
-                sync_replicas_text(sync_replicas),
-                next.sync_quorum
-            ),
-        ));
+        let reason = format!(
+            "semi_sync needs a quorum between 1 and the number of sync replicas ({}; async replicas never count) (got {})",
+            sync_replicas_text(sync_replicas),
+            next.sync_quorum
+        );
+        return Err(match next.sync_quorum {
+            0 => invalid("sync_quorum", reason),
+            _ => ReplicationError::ConflictsWithState { field: "sync_quorum".into(), reason },
+        });
     }
     Ok(next)
 }
