@@ -172,9 +172,7 @@ async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metric
     assert!(health["uptime_seconds"].is_u64());
     anonymous.metrics().await;
     assert_eq!(anonymous.get("/swagger-ui/").await.status, StatusCode::OK);
-    // The OpenAPI document describes the API and holds no data: it is open like the page that
-    // renders it (issue 15).
-    anonymous.get("/api/v1/openapi.json").await.expect(200);
+    anonymous.get("/api/v1/openapi.json").await.expect_error(401, "unauthorized");
 
     // The right token opens everything.
     let authed = anonymous.with_token("s3cret");
@@ -401,9 +399,12 @@ async fn with_a_token_the_pages_load_without_it_from_the_binary_and_the_api_stay
     let init = anonymous.get("/swagger-ui/swagger-initializer.js").await;
     assert_eq!(init.status, StatusCode::OK);
     let init = init.text();
-    assert!(init.contains("\"persistAuthorization\": true"), "Authorize keeps the token:\n{init}");
+    assert!(init.contains("persistAuthorization: true"), "Authorize keeps the token:\n{init}");
     assert!(init.contains("/api/v1/openapi.json"), "{init}");
-    let doc = anonymous.get("/api/v1/openapi.json").await.expect(200);
+    assert!(init.contains("requestInterceptor"), "the page sends the token with its requests:\n{init}");
+    // The document is an /api route like the others: the page fetches it with the token.
+    anonymous.get("/api/v1/openapi.json").await.expect_error(401, "unauthorized");
+    let doc = anonymous.with_token("s3cret").get("/api/v1/openapi.json").await.expect(200);
     assert_eq!(doc["paths"]["/api/v1/cluster/nodes"]["get"]["security"], json!([{"bearer": []}]));
 
     // What the pages call needs the token: queries, mutations, the API, GET /graphql asked for

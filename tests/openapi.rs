@@ -31,7 +31,7 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     all
 }
 
-/// The document as a server with (or without) a token serves it, fetched without a token.
+/// The document as a server with (or without) a token serves it, fetched with that token.
 async fn served(token: Option<&str>) -> Value {
     let config = TestConfig::memory().without_replicas().quiet();
     let config = match token {
@@ -39,7 +39,10 @@ async fn served(token: Option<&str>) -> Value {
         None => config,
     };
     let (_runtime, api) = start(config.build()).await;
-    api.get("/api/v1/openapi.json").await.expect(200)
+    match token {
+        Some(t) => api.with_token(t).get("/api/v1/openapi.json").await.expect(200),
+        None => api.get("/api/v1/openapi.json").await.expect(200),
+    }
 }
 
 fn is_open(path: &str) -> bool {

@@ -25,7 +25,6 @@ pub fn is_open(path: &str) -> bool {
         || path == "/metrics"
         || path == "/swagger-ui"
         || path.starts_with("/swagger-ui/")
-        || path == crate::http::openapi::DOCUMENT_PATH
         || path.starts_with(crate::http::graphql::GRAPHIQL_ASSETS)
 }
 

@@ -242,14 +242,24 @@ pub fn methods_by_path() -> Vec<(String, Vec<&'static str>)> {
         .collect()
 }
 
-/// Serves the document at [`DOCUMENT_PATH`] and Swagger UI at `/swagger-ui/`; both stay open
-/// when a token is set (the page asks for the token and sends it; see `auth.rs`).
+/// Swagger UI's start-up script, ours: a token field whose token goes with every request the page
+/// makes, the fetch of the document included.
+const SWAGGER_INITIALIZER: &str = include_str!("../../assets/swagger-ui/swagger-initializer.js");
+
+/// Serves the document at [`DOCUMENT_PATH`] (an `/api` route: with a token set, it needs it) and
+/// Swagger UI at `/swagger-ui/`, open (see `auth.rs`): the page asks for the token and sends it.
 pub fn configure(cfg: &mut web::ServiceConfig, auth: bool) {
-    // "Authorize" takes the bearer token; persisted, it is kept in the browser's localStorage.
+    // Registered before Swagger UI's own files, so this script replaces theirs.
+    cfg.route(
+        "/swagger-ui/swagger-initializer.js",
+        web::get().to(|| async {
+            actix_web::HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(SWAGGER_INITIALIZER)
+        }),
+    );
     cfg.service(
         SwaggerUi::new("/swagger-ui/{_:.*}")
             .url(DOCUMENT_PATH, document(auth))
-            .config(Config::new([DOCUMENT_PATH]).persist_authorization(true)),
+            .config(Config::new([DOCUMENT_PATH])),
     );
 }
 
