@@ -110,3 +110,19 @@ async fn acknowledged_replicated_writes_survive_sigkill_on_primary_and_replicas(
     signal(&server.child, "TERM");
     assert_eq!(wait_exit(&mut server.child).await.code(), Some(0));
 }
+
+#[test]
+fn a_port_in_use_is_an_error_exit_not_a_panic() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = common::clusterd_command()
+        .args(["serve", "--bind", &addr, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -181,8 +181,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         n => n,
     };
     let runtime = Runtime::start(config)?;
-    let (server, addrs) = start_server(AppState::new(runtime.clone()), workers, &bind)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let (server, addrs) = match start_server(AppState::new(runtime.clone()), workers, &bind) {
+        Ok(started) => started,
+        Err(e) => {
+            // The actors run already: they stop here, inside the system, not as it is dropped.
+            runtime.shutdown().await;
+            return Err(anyhow::anyhow!("cannot listen on {bind}: {e}"));
+        }
+    };
     for addr in addrs {
         tracing::info!(%addr, "clusterd listening on http://{addr}");
     }
