@@ -44,9 +44,9 @@ use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
 use crate::http::ws::sessions::{SessionSlot, SessionTable};
 use crate::http::ws::too_many_sessions;
+use crate::http::ws::upgrade::ConnectionLimits;
 use crate::messages::registry::Transport;
 use crate::messages::sessions::CloseSession;
-use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,
@@ -119,7 +119,6 @@ fn init_payload_authorized(payload: &serde_json::Value, expected: &str) -> bool 
 /// the right one (401 otherwise); one that presents none must authenticate in `connection_init`.
 pub async fn subscriptions(
     req: HttpRequest,
-    payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
     sessions: web::Data<SessionTable>,
@@ -168,12 +167,10 @@ pub async fn subscriptions(
         inbound: None,
         last_heard: Instant::now(),
         shutdown: runtime.shutdown_signal(),
-        socket: req.conn_data::<ConnectionSocket>().cloned(),
-        liveness: Liveness::new(),
-        _watchdog: None,
         slot,
     };
-    Ok(crate::http::ws::upgrade::start(session, &req, payload, config.ws.max_frame_bytes, &ALL_WEBSOCKET_PROTOCOLS)?)
+    let limits = ConnectionLimits::from_config(config);
+    Ok(crate::http::ws::upgrade::start(session, &req, limits, &ALL_WEBSOCKET_PROTOCOLS)?)
 }
 
 /// One subscription connection.
@@ -194,12 +191,6 @@ struct GraphQlSession {
     last_heard: Instant,
     /// True once the server shuts down: the connection then closes with 1001.
     shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The connection's socket, for the watchdog (taken when it starts).
-    socket: Option<ConnectionSocket>,
-    /// When the client was last heard from, shared with the watchdog.
-    liveness: Arc<Liveness>,
-    /// Ends the watchdog with the session.
-    _watchdog: Option<WatchdogGuard>,
     /// The connection's row in the session table, and its place in `ws.max_sessions`.
     slot: SessionSlot,
 }
@@ -237,15 +228,6 @@ impl Actor for GraphQlSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.slot.attach(ctx.address().recipient());
-        // The heartbeat below runs only while actix-web polls this session, which it stops doing
-        // when the client stops reading; the watchdog does not depend on that.
-        self._watchdog = Some(watchdog::spawn(
-            self.socket.take(),
-            self.liveness.clone(),
-            self.heartbeat_interval,
-            self.client_timeout,
-            self.info.peer.clone(),
-        ));
         let (tx, mut rx) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
         self.inbound = Some(tx);
         let messages = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -316,7 +298,6 @@ impl Handler<CloseSession> for GraphQlSession {
 impl StreamHandler<Result<Message, ProtocolError>> for GraphQlSession {
     fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        self.liveness.heard();
         let msg = match msg {
             Ok(msg) => msg,
             Err(ProtocolError::Overflow) => {
