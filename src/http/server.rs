@@ -20,6 +20,7 @@ use actix_http::body::{to_bytes, MessageBody};
 use actix_http::{h1, ConnectionType, HttpMessage, HttpService, KeepAlive, Request, Response, StatusCode};
 use actix_server::Server;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory};
+use futures_util::{FutureExt, TryFutureExt};
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
@@ -51,7 +52,13 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
         let state = state.clone();
         let stopping = stopping.clone();
         builder = builder.listen(format!("clusterd-http-{addr}"), listener, move || {
-            let upgrades = state.clone();
+            // One instance of the app per worker, for plain requests and upgrades alike.
+            let app = map_config(app(state.clone()), |_| AppConfig::default())
+                .into_factory()
+                .new_service(())
+                .map_ok(Rc::new)
+                .shared();
+            let upgrades = app.clone();
             let stopping = stopping.clone();
             HttpService::build()
                 // Idle keep-alive connections close at once on a graceful stop.
@@ -64,8 +71,14 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .h1_allow_half_closed(true)
                 .local_addr(addr)
-                .upgrade(fn_factory(move || upgrade_service(upgrades.clone())))
-                .finish(map_config(app(state.clone()), |_| AppConfig::default()))
+                .upgrade(fn_factory(move || {
+                    let app = upgrades.clone();
+                    async move {
+                        let app = app.await?;
+                        Ok::<_, ()>(fn_service(move |(req, framed)| answer_upgrade(app.clone(), req, framed)))
+                    }
+                }))
+                .finish(fn_factory(move || app.clone()))
                 .tcp()
         })?;
     }
@@ -97,14 +110,6 @@ fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
-}
-
-/// One worker's upgrade service: its own instance of the app, which answers upgrade requests.
-async fn upgrade_service(
-    state: AppState,
-) -> Result<impl Service<(Request, Framed<TcpStream, h1::Codec>), Response = (), Error = Infallible>, ()> {
-    let app = Rc::new(map_config(app(state), |_| AppConfig::default()).into_factory().new_service(()).await?);
-    Ok(fn_service(move |(req, framed)| answer_upgrade(app.clone(), req, framed)))
 }
 
 /// Answers an upgrade request through the app. A WebSocket handshake hands the connection to the

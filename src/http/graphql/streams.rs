@@ -85,6 +85,12 @@ pub(crate) async fn subscribe(
     field: &str,
     filter: EventFilter,
 ) -> async_graphql::Result<CountedStream> {
+    // async-graphql keeps a field's future in the allocation of the stream it yields, for the
+    // life of the subscription: boxed, the registration's state is freed once it is done.
+    Box::pin(register(ctx, field, filter)).await
+}
+
+async fn register(ctx: &Context<'_>, field: &str, filter: EventFilter) -> async_graphql::Result<CountedStream> {
     let runtime = runtime(ctx)?;
     let metrics = ctx.data::<Arc<HttpMetrics>>()?;
     // Over WebSocket the transport puts the peer in the connection data; a schema executed some
