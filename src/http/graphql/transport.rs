@@ -37,7 +37,7 @@ use async_graphql::http::{
     WebSocket, WebSocketProtocols as Protocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
 };
 use async_graphql::Data;
-use tokio::sync::mpsc;
+use futures_channel::mpsc;
 
 use super::{ClusterSchema, ConnectionInfo};
 use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
@@ -51,6 +51,8 @@ use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,
 /// so this only fills when a client floods; then the connection is closed rather than buffered.
+/// (futures' channel allocates per message, not a block of slots up front as tokio's does: an
+/// idle connection keeps no room for messages it is not sent.)
 const INBOUND_QUEUE: usize = 256;
 
 /// Longest close reason we send: a close frame's payload is at most 125 bytes, two of them the code.
@@ -210,15 +212,15 @@ impl GraphQlSession {
     }
 
     fn forward(&mut self, message: Bytes, ctx: &mut WebsocketContext<Self>) {
-        let Some(inbound) = &self.inbound else { return };
+        let Some(inbound) = &mut self.inbound else { return };
         match inbound.try_send(message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(e) if e.is_full() => {
                 tracing::warn!(peer = %self.info.peer, "graphql client floods the connection; closing");
                 self.close(ctx, 1008, "too many messages in flight");
             }
             // The protocol state machine has ended; its end closes the connection.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(_) => {}
         }
     }
 }
@@ -228,9 +230,8 @@ impl Actor for GraphQlSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.slot.attach(ctx.address().recipient());
-        let (tx, mut rx) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
+        let (tx, messages) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
         self.inbound = Some(tx);
-        let messages = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
 
         let expected = self.expected_token.clone();
         let pre_authorized = self.upgrade_authorized || expected.is_empty();

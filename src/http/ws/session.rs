@@ -95,7 +95,8 @@ pub struct WsSession {
     peer: String,
     limits: SessionLimits,
     /// The filter given at connect time, until the first subscription takes it.
-    initial_filter: Option<EventFilter>,
+    /// (Boxed: the session keeps its room for life, and a filter is a few hundred bytes.)
+    initial_filter: Option<Box<EventFilter>>,
     /// The filter in force, compiled: deliveries queued under a previous filter are checked
     /// against it, so a filter change takes effect at once.
     compiled: CompiledFilter,
@@ -132,7 +133,7 @@ impl WsSession {
             peer,
             limits,
             compiled: CompiledFilter::compile(&filter, &stream.categories()),
-            initial_filter: Some(filter),
+            initial_filter: Some(Box::new(filter)),
             subscription_id: None,
             last_seq: 0,
             last_heard: Instant::now(),
@@ -312,7 +313,7 @@ impl Actor for WsSession {
             }
             ctx.ping(b"");
         });
-        let filter = self.initial_filter.take().unwrap_or_default();
+        let filter = self.initial_filter.take().map(|f| *f).unwrap_or_default();
         self.subscribe(filter, ctx);
     }
 

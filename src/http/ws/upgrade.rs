@@ -107,11 +107,12 @@ where
 
 /// The connection's task: each frame the session writes goes to the socket before the session is
 /// polled again; after the last one, our half of the connection is closed.
-async fn write_frames<S>(frames: S, mut socket: OwnedWriteHalf, liveness: Rc<Liveness>, silence_limit: Duration)
+async fn write_frames<S>(mut frames: S, mut socket: OwnedWriteHalf, liveness: Rc<Liveness>, silence_limit: Duration)
 where
-    S: Stream<Item = Result<Bytes, actix_web::Error>>,
+    // Unpin, so it is polled where it lies: pinning it in here would keep a second copy of the
+    // session (the argument's) in the task for its life.
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + Unpin,
 {
-    let mut frames = std::pin::pin!(frames);
     while let Some(frame) = frames.next().await {
         let written = match frame {
             Ok(bytes) => watchdog::write_all(&mut socket, &bytes, &liveness, silence_limit).await,
