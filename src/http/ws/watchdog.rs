@@ -44,7 +44,8 @@ impl Default for Liveness {
 }
 
 /// Writes all of `bytes`, or fails with `TimedOut` if the socket does not take them before the
-/// client has been silent for `limit`. A write the socket takes at once costs no timer.
+/// client has been silent for `limit`. A write the socket takes at once costs no timer; the timer
+/// of one it does not is boxed, so an idle connection's task keeps no room for it.
 pub async fn write_all<W: AsyncWrite + Unpin>(
     socket: &mut W,
     bytes: &[u8],
@@ -55,18 +56,20 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
     if let std::task::Poll::Ready(done) = futures_util::poll!(write.as_mut()) {
         return done;
     }
+    let mut timer = Box::pin(tokio::time::sleep_until(liveness.silent_past(limit).into()));
     loop {
-        let deadline = liveness.silent_past(limit);
-        match tokio::time::timeout_at(deadline.into(), write.as_mut()).await {
-            Ok(done) => return done,
-            Err(_) if liveness.silent_for() >= limit => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the client neither reads nor writes (silent for {:?})", liveness.silent_for()),
-                ))
+        tokio::select! {
+            done = write.as_mut() => return done,
+            () = &mut timer => {
+                if liveness.silent_for() >= limit {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client neither reads nor writes (silent for {:?})", liveness.silent_for()),
+                    ));
+                }
+                // Heard from meanwhile: the deadline moved.
+                timer.as_mut().reset(liveness.silent_past(limit).into());
             }
-            // Heard from meanwhile: the deadline moved.
-            Err(_) => {}
         }
     }
 }
