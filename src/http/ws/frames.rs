@@ -244,8 +244,9 @@ where
             }
             // More bytes are needed; the body is read only now, so a client that sends faster
             // than its messages are handled is held back by TCP, not by our memory.
-            if this.buf.is_empty() && this.buf.capacity() > 0 {
-                // Between messages an idle connection keeps no buffer.
+            if this.buf.is_empty() {
+                // Between messages an idle connection keeps no buffer (an empty one may still
+                // hold the allocation its last message was split from).
                 this.buf = BytesMut::new();
             }
             match Pin::new(&mut this.body).poll_next(cx) {
