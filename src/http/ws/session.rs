@@ -357,7 +357,7 @@ impl Handler<Delivery> for WsSession {
                     CloseCode::ClosedByOperator => ws::CloseCode::Normal,
                     CloseCode::Shutdown => ws::CloseCode::Away,
                 };
-                ctx.close(Some(ws::CloseReason { code, description: Some(reason) }));
+                ctx.close(Some(ws::CloseReason { code, description: Some(reason.into()) }));
                 ctx.stop();
             }
         }

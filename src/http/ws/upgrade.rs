@@ -10,6 +10,7 @@
 //! between reads, so an idle connection costs the session and the task, little more. When the
 //! session has written its last frame the server closes its side at once, as RFC 6455 §7.1.1 asks.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -107,25 +108,34 @@ where
 
 /// The connection's task: each frame the session writes goes to the socket before the session is
 /// polled again; after the last one, our half of the connection is closed.
-async fn write_frames<S>(mut frames: S, mut socket: OwnedWriteHalf, liveness: Rc<Liveness>, silence_limit: Duration)
+///
+/// Not an `async fn`: its arguments would be stored in the task twice (as arguments, and as the
+/// locals they are moved into), the session among them; an `async` block uses them in place.
+/// `Unpin`, so the session is polled where it lies rather than pinned into another copy.
+fn write_frames<S>(
+    mut frames: S,
+    mut socket: OwnedWriteHalf,
+    liveness: Rc<Liveness>,
+    silence_limit: Duration,
+) -> impl Future<Output = ()>
 where
-    // Unpin, so it is polled where it lies: pinning it in here would keep a second copy of the
-    // session (the argument's) in the task for its life.
     S: Stream<Item = Result<Bytes, actix_web::Error>> + Unpin,
 {
-    while let Some(frame) = frames.next().await {
-        let written = match frame {
-            Ok(bytes) => watchdog::write_all(&mut socket, &bytes, &liveness, silence_limit).await,
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
-        if let Err(e) = written {
-            // Dropping the session's stream stops the session.
-            tracing::info!(error = %e, "WebSocket connection cut");
-            return;
+    async move {
+        while let Some(frame) = frames.next().await {
+            let written = match frame {
+                Ok(bytes) => watchdog::write_all(&mut socket, &bytes, &liveness, silence_limit).await,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            if let Err(e) = written {
+                // Dropping the session's stream stops the session.
+                tracing::info!(error = %e, "WebSocket connection cut");
+                return;
+            }
         }
-    }
-    if let Err(e) = socket.shutdown().await {
-        tracing::debug!(error = %e, "closing the write half of a WebSocket connection failed");
+        if let Err(e) = socket.shutdown().await {
+            tracing::debug!(error = %e, "closing the write half of a WebSocket connection failed");
+        }
     }
 }
 
