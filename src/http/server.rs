@@ -20,10 +20,10 @@ use actix_http::body::{to_bytes, MessageBody};
 use actix_http::{h1, ConnectionType, HttpMessage, HttpService, KeepAlive, Request, Response, StatusCode};
 use actix_server::Server;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory};
-use futures_util::{FutureExt, TryFutureExt};
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
+use futures_util::{FutureExt, TryFutureExt};
 
 use super::ws::upgrade::{Handoff, UpgradeRequest};
 use super::{app, AppState};

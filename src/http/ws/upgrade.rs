@@ -112,6 +112,7 @@ where
 /// Not an `async fn`: its arguments would be stored in the task twice (as arguments, and as the
 /// locals they are moved into), the session among them; an `async` block uses them in place.
 /// `Unpin`, so the session is polled where it lies rather than pinned into another copy.
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
 fn write_frames<S>(
     mut frames: S,
     mut socket: OwnedWriteHalf,
