@@ -10,14 +10,17 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod rest;
+pub mod server;
 pub mod ws;
+
+pub use server::start_server;
 
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
 use crate::http::error::{json_error, ApiError};
@@ -153,23 +156,8 @@ async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
     ))
 }
 
-/// Binds the whole app on `bind` (`127.0.0.1:0` for an ephemeral port) with `workers` workers,
-/// wired as the binary runs it (WebSocket watchdogs included, signals left to the caller), and
-/// starts it. Returns the running server (await it, or spawn it) and the addresses it listens on.
-pub fn start_server(
-    state: AppState,
-    workers: usize,
-    bind: &str,
-) -> std::io::Result<(actix_web::dev::Server, Vec<std::net::SocketAddr>)> {
-    let server = HttpServer::new(move || app(state.clone()))
-        .on_connect(ws::watchdog::on_connect)
-        .workers(workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(bind)?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs))
-}
+/// How long sessions get to close on shutdown, as long as requests get to finish.
+const SESSIONS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the server for `config` until SIGINT or SIGTERM, then shuts down cleanly: event sessions
 /// are closed (WebSocket 1001), in-flight requests finish, actors stop. Every acknowledged change
@@ -181,7 +169,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         n => n,
     };
     let runtime = Runtime::start(config)?;
-    let (server, addrs) = match start_server(AppState::new(runtime.clone()), workers, &bind) {
+    let state = AppState::new(runtime.clone());
+    let sessions = state.sessions.clone();
+    let (server, addrs) = match start_server(state, workers, &bind) {
         Ok(started) => started,
         Err(e) => {
             // The actors run already: they stop here, inside the system, not as it is dropped.
@@ -200,6 +190,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Sessions first (they would hold the drain up), then in-flight requests finish while
         // the actors still answer them; the actors stop after the server has.
         stopping.close_sessions().await;
+        // A WebSocket connection runs on its own task, which the server does not wait for: let
+        // the sessions write their close frames first.
+        if actix_web::rt::time::timeout(SESSIONS_CLOSE_TIMEOUT, sessions.closed()).await.is_err() {
+            tracing::warn!(open = sessions.len(), "sessions still open after the close timeout; cutting them");
+        }
         handle.stop(true).await;
     });
     let served = server.await;

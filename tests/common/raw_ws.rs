@@ -58,15 +58,22 @@ pub struct RawWs {
 impl RawWs {
     /// Upgrades `path` on `addr`, offering `protocol` if given.
     pub fn connect(addr: &str, path: &str, protocol: Option<&str>) -> RawWs {
+        Self::connect_with(addr, path, protocol, &[])
+    }
+
+    /// Upgrades `path` on `addr`, sending `first_frames` in the same write as the request, before
+    /// any answer: a client may, and the server must read them once it has answered.
+    pub fn connect_with(addr: &str, path: &str, protocol: Option<&str>, first_frames: &[u8]) -> RawWs {
         let mut socket = TcpStream::connect(addr).expect("connect");
         socket.set_read_timeout(Some(WAIT)).expect("read timeout");
         let protocol = protocol.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
-        write!(
-            socket,
+        let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n"
         )
-        .expect("write upgrade");
+        .into_bytes();
+        request.extend_from_slice(first_frames);
+        socket.write_all(&request).expect("write upgrade");
         let mut ws = RawWs { socket, buf: Vec::new() };
         let head_end = loop {
             if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -47,7 +47,9 @@ struct Hot {
 /// What only listings, filter changes and the id check need.
 struct Cold {
     subscription_id: u64,
-    filter: EventFilter,
+    /// Boxed: read only by listings, and a filter is a few hundred bytes that the slot table
+    /// (which grows by doubling) would otherwise hold for every slot, used or not.
+    filter: Box<EventFilter>,
     compiled: CompiledFilter,
     stream: Vec<Category>,
     anchor: Anchor,
@@ -142,7 +144,7 @@ impl Subscribers {
         info: SubscriberInfo,
     ) {
         let (anchor, check_ids) = anchor_for(&compiled);
-        let cold = Cold { subscription_id, filter, compiled, stream, anchor, info };
+        let cold = Cold { subscription_id, filter: Box::new(filter), compiled, stream, anchor, info };
         self.insert(sink, cold, check_ids);
     }
 
@@ -164,7 +166,7 @@ impl Subscribers {
             .remove(subscription_id)
             .ok_or(RegistryError::SubscriptionNotFound { subscription_id })?;
         let (anchor, check_ids) = anchor_for(&compiled);
-        let new_cold = Cold { filter, compiled, anchor, ..cold };
+        let new_cold = Cold { filter: Box::new(filter), compiled, anchor, ..cold };
         let new_slot = self.insert(hot.sink, new_cold, check_ids);
         if let Some(Some(new_hot)) = self.hot.get_mut(new_slot as usize) {
             new_hot.delivered = hot.delivered;
@@ -209,7 +211,7 @@ impl Subscribers {
             .map(|(h, c)| SubscriptionRow {
                 subscription_id: c.subscription_id,
                 info: c.info.clone(),
-                filter: c.filter.clone(),
+                filter: EventFilter::clone(&c.filter),
                 delivered: h.delivered,
                 dropped: h.dropped,
                 lagging: h.missed_run > 0,

@@ -98,13 +98,12 @@ async fn execute(
 /// WebSocket upgrade (the contract serves subscriptions at `/graphql` for upgrades too).
 async fn graphiql_or_subscriptions(
     req: HttpRequest,
-    payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
     sessions: web::Data<SessionTable>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if transport::is_websocket_upgrade(&req) {
-        return transport::subscriptions(req, payload, schema, runtime, sessions).await;
+        return transport::subscriptions(req, schema, runtime, sessions).await;
     }
     Ok(graphiql::page())
 }

@@ -8,6 +8,7 @@
 //! `resumeFromSeq`) and goes on; when the registry ends the subscription, it yields a last error
 //! (`"subscription_closed"`, with the reason) and completes.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,11 +81,17 @@ where
 /// Registers with the registry as a GraphQL subscriber named after its field, and returns its
 /// deliveries as a stream that counts itself in the metrics and against its connection's cap
 /// while it lives. Every subscription field of every domain goes through here.
-pub(crate) async fn subscribe(
-    ctx: &Context<'_>,
-    field: &str,
+pub(crate) fn subscribe<'a>(
+    ctx: &'a Context<'_>,
+    field: &'a str,
     filter: EventFilter,
-) -> async_graphql::Result<CountedStream> {
+) -> Pin<Box<dyn Future<Output = async_graphql::Result<CountedStream>> + Send + 'a>> {
+    // async-graphql keeps a field's future in the allocation of the stream it yields, for the
+    // life of the subscription: boxed, the registration's state is freed once it is done.
+    Box::pin(register(ctx, field, filter))
+}
+
+async fn register(ctx: &Context<'_>, field: &str, filter: EventFilter) -> async_graphql::Result<CountedStream> {
     let runtime = runtime(ctx)?;
     let metrics = ctx.data::<Arc<HttpMetrics>>()?;
     // Over WebSocket the transport puts the peer in the connection data; a schema executed some

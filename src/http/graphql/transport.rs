@@ -41,7 +41,7 @@ use async_graphql::http::{
     WebSocket, WebSocketProtocols as Protocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
 };
 use async_graphql::Data;
-use tokio::sync::mpsc;
+use futures_channel::mpsc;
 
 use super::protocol::{Inbound, Operations};
 use super::{ClusterSchema, ConnectionInfo};
@@ -49,13 +49,15 @@ use crate::http::auth::{bearer, query_token, request_authorized, token_matches};
 use crate::http::error::ApiError;
 use crate::http::ws::sessions::{SessionSlot, SessionTable};
 use crate::http::ws::too_many_sessions;
+use crate::http::ws::upgrade::ConnectionLimits;
 use crate::messages::registry::Transport;
 use crate::messages::sessions::CloseSession;
-use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::runtime::RuntimeHandle;
 
 /// Client messages waiting for the protocol state machine. It reads every ready message at once,
 /// so this only fills when a client floods; then the connection is closed rather than buffered.
+/// (futures' channel allocates per message, not a block of slots up front as tokio's does: an
+/// idle connection keeps no room for messages it is not sent.)
 const INBOUND_QUEUE: usize = 256;
 
 /// Longest close reason we send: a close frame's payload is at most 125 bytes, two of them the code.
@@ -124,7 +126,6 @@ fn init_payload_authorized(payload: &serde_json::Value, expected: &str) -> bool 
 /// the right one (401 otherwise); one that presents none must authenticate in `connection_init`.
 pub async fn subscriptions(
     req: HttpRequest,
-    payload: web::Payload,
     schema: web::Data<ClusterSchema>,
     runtime: web::Data<RuntimeHandle>,
     sessions: web::Data<SessionTable>,
@@ -174,12 +175,10 @@ pub async fn subscriptions(
         inbound: None,
         last_heard: Instant::now(),
         shutdown: runtime.shutdown_signal(),
-        socket: req.conn_data::<ConnectionSocket>().cloned(),
-        liveness: Liveness::new(),
-        _watchdog: None,
         slot,
     };
-    Ok(crate::http::ws::upgrade::start(session, &req, payload, config.ws.max_frame_bytes, &ALL_WEBSOCKET_PROTOCOLS)?)
+    let limits = ConnectionLimits::from_config(config);
+    Ok(crate::http::ws::upgrade::start(session, &req, limits, &ALL_WEBSOCKET_PROTOCOLS)?)
 }
 
 /// One subscription connection.
@@ -202,12 +201,6 @@ struct GraphQlSession {
     last_heard: Instant,
     /// True once the server shuts down: the connection then closes with 1001.
     shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The connection's socket, for the watchdog (taken when it starts).
-    socket: Option<ConnectionSocket>,
-    /// When the client was last heard from, shared with the watchdog.
-    liveness: Arc<Liveness>,
-    /// Ends the watchdog with the session.
-    _watchdog: Option<WatchdogGuard>,
     /// The connection's row in the session table, and its place in `ws.max_sessions`.
     slot: SessionSlot,
 }
@@ -238,15 +231,15 @@ impl GraphQlSession {
     }
 
     fn pass(&mut self, message: Bytes, ctx: &mut WebsocketContext<Self>) {
-        let Some(inbound) = &self.inbound else { return };
+        let Some(inbound) = &mut self.inbound else { return };
         match inbound.try_send(message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(e) if e.is_full() => {
                 tracing::warn!(peer = %self.info.peer, "graphql client floods the connection; closing");
                 self.close(ctx, 1008, "too many messages in flight");
             }
             // The protocol state machine has ended; its end closes the connection.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(_) => {}
         }
     }
 }
@@ -256,18 +249,8 @@ impl Actor for GraphQlSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.slot.attach(ctx.address().recipient());
-        // The heartbeat below runs only while actix-web polls this session, which it stops doing
-        // when the client stops reading; the watchdog does not depend on that.
-        self._watchdog = Some(watchdog::spawn(
-            self.socket.take(),
-            self.liveness.clone(),
-            self.heartbeat_interval,
-            self.client_timeout,
-            self.info.peer.clone(),
-        ));
-        let (tx, mut rx) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
+        let (tx, messages) = mpsc::channel::<Bytes>(INBOUND_QUEUE);
         self.inbound = Some(tx);
-        let messages = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
 
         let expected = self.expected_token.clone();
         let pre_authorized = self.upgrade_authorized || expected.is_empty();
@@ -335,7 +318,6 @@ impl Handler<CloseSession> for GraphQlSession {
 impl StreamHandler<Result<Message, ProtocolError>> for GraphQlSession {
     fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        self.liveness.heard();
         let msg = match msg {
             Ok(msg) => msg,
             Err(ProtocolError::Overflow) => {

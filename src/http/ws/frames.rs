@@ -1,4 +1,4 @@
-//! Reads a client's WebSocket messages off the request body with memory bounded by the message
+//! Reads a client's WebSocket messages off its connection with memory bounded by the message
 //! limit (RFC 6455 framing, server side).
 //!
 //! A frame is judged by its header: one that would take its message past the limit is refused
@@ -93,7 +93,7 @@ enum Partial {
     Refused,
 }
 
-/// The client's messages, read from a request body of raw bytes.
+/// The client's messages, read from a stream of the connection's raw bytes.
 pub struct FrameReader<S> {
     body: S,
     buf: BytesMut,
@@ -244,6 +244,11 @@ where
             }
             // More bytes are needed; the body is read only now, so a client that sends faster
             // than its messages are handled is held back by TCP, not by our memory.
+            if this.buf.is_empty() {
+                // Between messages an idle connection keeps no buffer (an empty one may still
+                // hold the allocation its last message was split from).
+                this.buf = BytesMut::new();
+            }
             match Pin::new(&mut this.body).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) if this.skipping >= chunk.len() as u64 && this.buf.is_empty() => {
                     this.skipping -= chunk.len() as u64;

@@ -30,10 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             path,
             web::get().to(
                 move |req: HttpRequest,
-                      body: web::Payload,
                       runtime: web::Data<RuntimeHandle>,
                       metrics: web::Data<HttpMetrics>,
-                      sessions: web::Data<SessionTable>| open_stream(req, body, runtime, metrics, sessions, kind),
+                      sessions: web::Data<SessionTable>| open_stream(req, runtime, metrics, sessions, kind),
             ),
         );
     }
@@ -41,7 +40,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn open_stream(
     req: HttpRequest,
-    body: web::Payload,
     runtime: web::Data<RuntimeHandle>,
     metrics: web::Data<HttpMetrics>,
     sessions: web::Data<SessionTable>,
@@ -60,10 +58,9 @@ async fn open_stream(
         .into_inner()
         .try_open(config.ws.max_sessions, Transport::WebSocket, kind.name(), peer.clone())
         .ok_or_else(|| too_many_sessions(config.ws.max_sessions))?;
-    let socket = req.conn_data::<watchdog::ConnectionSocket>().cloned();
-    let session = WsSession::new(runtime.get_ref().clone(), metrics.into_inner(), kind, peer, filter, socket, slot);
+    let session = WsSession::new(runtime.get_ref().clone(), metrics.into_inner(), kind, peer, filter, slot);
     // A message over the limit gets an `error` frame and the session goes on.
-    match upgrade::start(session, &req, body, config.ws.max_frame_bytes, &[]) {
+    match upgrade::start(session, &req, upgrade::ConnectionLimits::from_config(config), &[]) {
         Ok(res) => Ok(res),
         // The session was dropped with its slot: nothing is left counted.
         Err(e) => Err(ApiError::new(

@@ -6,10 +6,10 @@
 //! pings the client and closes it when it falls silent past the timeout.
 //!
 //! Memory stays bounded for a slow client: the session's mailbox is the registry's per-subscriber
-//! queue (`events.session_queue`); when the client stops reading, actix-web stops polling the
-//! session, its mailbox fills, and the registry drops (and counts) what does not fit, then closes
+//! queue (`events.session_queue`); when the client stops reading, its connection stops polling
+//! the session, its mailbox fills, and the registry drops (and counts) what does not fit, then closes
 //! the session with 1008 if it stays behind. A client that neither reads nor answers pings is cut
-//! off by the [`watchdog`](super::watchdog), which does not depend on the session being polled.
+//! off by the [`watchdog`](super::watchdog), which watches the connection, not the session.
 //!
 //! A replay is written a page at a time, each page only after the socket took the previous one,
 //! so replaying the whole retained window never piles frames up in memory; live events that
@@ -26,7 +26,6 @@ use std::collections::VecDeque;
 use crate::actors::registry::CompiledFilter;
 use crate::http::metrics::HttpMetrics;
 use crate::http::ws::sessions::SessionSlot;
-use crate::http::ws::watchdog::{self, ConnectionSocket, Liveness, WatchdogGuard};
 use crate::messages::sessions::CloseSession;
 use crate::messages::events::{Category, EventFilter, SharedEvent};
 use crate::messages::registry::{
@@ -96,7 +95,8 @@ pub struct WsSession {
     peer: String,
     limits: SessionLimits,
     /// The filter given at connect time, until the first subscription takes it.
-    initial_filter: Option<EventFilter>,
+    /// (Boxed: the session keeps its room for life, and a filter is a few hundred bytes.)
+    initial_filter: Option<Box<EventFilter>>,
     /// The filter in force, compiled: deliveries queued under a previous filter are checked
     /// against it, so a filter change takes effect at once.
     compiled: CompiledFilter,
@@ -112,9 +112,6 @@ pub struct WsSession {
     /// Live events dropped because `held_live` was full, and the first of their seqs.
     held_missed: u64,
     held_first_missed: Option<u64>,
-    socket: Option<ConnectionSocket>,
-    liveness: std::sync::Arc<Liveness>,
-    _watchdog: Option<WatchdogGuard>,
     /// The session's row in the session table, and its place in `ws.max_sessions`.
     slot: SessionSlot,
 }
@@ -126,7 +123,6 @@ impl WsSession {
         stream: StreamKind,
         peer: String,
         filter: EventFilter,
-        socket: Option<ConnectionSocket>,
         slot: SessionSlot,
     ) -> Self {
         let limits = SessionLimits::from_config(runtime.config());
@@ -137,7 +133,7 @@ impl WsSession {
             peer,
             limits,
             compiled: CompiledFilter::compile(&filter, &stream.categories()),
-            initial_filter: Some(filter),
+            initial_filter: Some(Box::new(filter)),
             subscription_id: None,
             last_seq: 0,
             last_heard: Instant::now(),
@@ -146,15 +142,12 @@ impl WsSession {
             held_live: VecDeque::new(),
             held_missed: 0,
             held_first_missed: None,
-            socket,
-            liveness: Liveness::new(),
-            _watchdog: None,
             slot,
         }
     }
 
     /// Writes the next page of the replay; schedules the one after on a timer, which fires only
-    /// once actix-web polls the session again, i.e. after the socket took this page.
+    /// once the connection polls the session again, i.e. after the socket took this page.
     fn write_replay_page(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         for _ in 0..REPLAY_PAGE {
             let Some(e) = self.replay.pop_front() else { break };
@@ -308,13 +301,6 @@ impl Actor for WsSession {
         // The session's mailbox is its event queue: the registry's try_send fails past this.
         ctx.set_mailbox_capacity(self.limits.queue);
         self.slot.attach(ctx.address().recipient());
-        self._watchdog = Some(watchdog::spawn(
-            self.socket.take(),
-            self.liveness.clone(),
-            self.limits.heartbeat_interval,
-            self.limits.client_timeout,
-            self.peer.clone(),
-        ));
         ctx.run_interval(self.limits.heartbeat_interval, |act, ctx| {
             if act.last_heard.elapsed() > act.limits.client_timeout {
                 tracing::info!(peer = %act.peer, "WebSocket client silent past the timeout; closing");
@@ -327,7 +313,7 @@ impl Actor for WsSession {
             }
             ctx.ping(b"");
         });
-        let filter = self.initial_filter.take().unwrap_or_default();
+        let filter = self.initial_filter.take().map(|f| *f).unwrap_or_default();
         self.subscribe(filter, ctx);
     }
 
@@ -371,7 +357,7 @@ impl Handler<Delivery> for WsSession {
                     CloseCode::ClosedByOperator => ws::CloseCode::Normal,
                     CloseCode::Shutdown => ws::CloseCode::Away,
                 };
-                ctx.close(Some(ws::CloseReason { code, description: Some(reason) }));
+                ctx.close(Some(ws::CloseReason { code, description: Some(reason.into()) }));
                 ctx.stop();
             }
         }
@@ -381,7 +367,6 @@ impl Handler<Delivery> for WsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        self.liveness.heard();
         match msg {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) => {}

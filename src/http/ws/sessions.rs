@@ -44,11 +44,18 @@ pub struct SessionTable {
     rows: Mutex<BTreeMap<u64, SessionRow>>,
     next_id: AtomicU64,
     metrics: Arc<HttpMetrics>,
+    /// Told when the last row goes, for a shutdown waiting on the sessions it closed.
+    emptied: tokio::sync::Notify,
 }
 
 impl SessionTable {
     pub fn new(metrics: Arc<HttpMetrics>) -> Arc<Self> {
-        Arc::new(SessionTable { rows: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(1), metrics })
+        Arc::new(SessionTable {
+            rows: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            metrics,
+            emptied: tokio::sync::Notify::new(),
+        })
     }
 
     /// Takes a place for a new connection, unless `max` are open already.
@@ -94,6 +101,17 @@ impl SessionTable {
     pub fn get(&self, session_id: u64) -> Option<SessionRow> {
         self.rows.lock().get(&session_id).cloned()
     }
+
+    /// Returns once no connection is open.
+    pub async fn closed(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            if self.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
 }
 
 /// A connection's row, removed when this is dropped: with the actor that holds it, or at once if
@@ -121,5 +139,8 @@ impl Drop for SessionSlot {
         let mut rows = self.table.rows.lock();
         rows.remove(&self.session_id);
         self.table.metrics.ws_sessions_now(rows.len());
+        if rows.is_empty() {
+            self.table.emptied.notify_waiters();
+        }
     }
 }

@@ -1,111 +1,77 @@
 //! A backstop for WebSocket connections whose session cannot run.
 //!
-//! A session actor (event stream or GraphQL) runs only while actix-web polls the response body,
-//! and actix-web stops polling it while the socket's send buffer is full: a client that stops
-//! reading freezes its session, heartbeat timer and close logic included. Memory stays bounded
-//! (the session's mailbox is its queue), but the connection and its `ws.max_sessions` slot would
-//! stay forever. The watchdog runs beside the session, outside the body stream: when the client
-//! has sent nothing (not even a pong) for the client timeout plus one heartbeat interval, it shuts
-//! the TCP connection down, which ends the frozen session.
-//!
-//! The socket comes from [`on_connect`], which keeps a duplicate of every accepted socket in the
-//! connection's data; the duplicate is closed with the connection (or when the watchdog ends).
+//! A session actor (event stream or GraphQL) runs on its connection's task, which writes each
+//! frame to the socket before it polls the session again: a client that stops reading freezes its
+//! session, heartbeat timer and close logic included. Memory stays bounded (the session's mailbox
+//! is its queue), but the connection and its `ws.max_sessions` slot would stay forever. So a write
+//! the socket does not take is watched: when the client has sent nothing (not even a pong) for the
+//! client timeout plus one heartbeat interval, the connection is cut, which ends the frozen session.
 
-use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Extensions;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-/// A duplicate of a connection's TCP socket.
-#[derive(Clone)]
-pub struct ConnectionSocket(Arc<socket2::Socket>);
-
-impl ConnectionSocket {
-    /// Sends our FIN: the client reads what was written, then the end of the stream.
-    pub fn close_write(&self) {
-        if let Err(e) = self.0.shutdown(std::net::Shutdown::Write) {
-            tracing::debug!(error = %e, "closing the write half of a WebSocket connection failed");
-        }
-    }
-}
-
-/// For `HttpServer::on_connect`: keeps a duplicate of the accepted socket in the connection's
-/// data, where WebSocket handlers find it (`req.conn_data::<ConnectionSocket>()`).
-pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
-    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        match socket2::SockRef::from(tcp).try_clone() {
-            Ok(socket) => {
-                data.insert(ConnectionSocket(Arc::new(socket)));
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot duplicate an accepted socket; its WebSocket has no watchdog"),
-        }
-    }
-}
-
-/// When the client was last heard from, shared between a session and its watchdog.
+/// When the client was last heard from: any bytes it sent. Shared by the connection's reader and
+/// writer, which run on the same task.
 pub struct Liveness {
-    origin: Instant,
-    last_heard_ms: AtomicU64,
+    last_heard: Cell<Instant>,
 }
 
 impl Liveness {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Liveness { origin: Instant::now(), last_heard_ms: AtomicU64::new(0) })
+    pub fn new() -> Self {
+        Liveness { last_heard: Cell::new(Instant::now()) }
     }
 
-    /// The session heard something from the client.
+    /// The client sent something.
     pub fn heard(&self) {
-        self.last_heard_ms.store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_heard.set(Instant::now());
     }
 
     pub fn silent_for(&self) -> Duration {
-        let now = self.origin.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)))
+        self.last_heard.get().elapsed()
+    }
+
+    fn silent_past(&self, limit: Duration) -> Instant {
+        self.last_heard.get() + limit
     }
 }
 
-/// Ends the watchdog when dropped: the session holds it, so however the session ends, the
-/// watchdog (and its duplicate of the socket) goes with it at once.
-pub struct WatchdogGuard {
-    _stop: tokio::sync::oneshot::Sender<()>,
+impl Default for Liveness {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-/// Starts the watchdog of one WebSocket connection. Without a socket (not TCP) there is nothing
-/// to cut and no watchdog runs.
-pub fn spawn(
-    socket: Option<ConnectionSocket>,
-    liveness: Arc<Liveness>,
-    heartbeat_interval: Duration,
-    client_timeout: Duration,
-    peer: String,
-) -> WatchdogGuard {
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    if socket.is_none() {
-        tracing::debug!(%peer, "no socket captured at accept for this connection; it has no watchdog");
+/// Writes all of `bytes`, or fails with `TimedOut` if the socket does not take them before the
+/// client has been silent for `limit`. A write the socket takes at once costs no timer; the timer
+/// of one it does not is boxed, so an idle connection's task keeps no room for it.
+pub async fn write_all<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    bytes: &[u8],
+    liveness: &Liveness,
+    limit: Duration,
+) -> std::io::Result<()> {
+    let mut write = std::pin::pin!(socket.write_all(bytes));
+    if let std::task::Poll::Ready(done) = futures_util::poll!(write.as_mut()) {
+        return done;
     }
-    if let Some(ConnectionSocket(socket)) = socket {
-        tracing::debug!(%peer, "watchdog started");
-        actix_web::rt::spawn(async move {
-            let limit = client_timeout + heartbeat_interval;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = actix_web::rt::time::sleep(heartbeat_interval) => {}
+    let mut timer = Box::pin(tokio::time::sleep_until(liveness.silent_past(limit).into()));
+    loop {
+        tokio::select! {
+            done = write.as_mut() => return done,
+            () = &mut timer => {
+                if liveness.silent_for() >= limit {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client neither reads nor writes (silent for {:?})", liveness.silent_for()),
+                    ));
                 }
-                if liveness.silent_for() > limit {
-                    tracing::info!(%peer, silent_ms = liveness.silent_for().as_millis() as u64,
-                        "WebSocket client neither reads nor answers; cutting the connection");
-                    if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
-                        tracing::debug!(%peer, error = %e, "shutdown of a stalled connection failed");
-                    }
-                    return;
-                }
+                // Heard from meanwhile: the deadline moved.
+                timer.as_mut().reset(liveness.silent_past(limit).into());
             }
-        });
+        }
     }
-    WatchdogGuard { _stop: stop }
 }
 
 #[cfg(test)]
@@ -113,52 +79,68 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// A loopback connection: the client end, and the server end as the watchdog would hold it.
-    async fn connection() -> (tokio::net::TcpStream, ConnectionSocket) {
+    /// A loopback connection whose client end never reads, with small socket buffers.
+    async fn connection() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        let server = server.into_std().expect("std socket");
-        (client, ConnectionSocket(Arc::new(socket2::Socket::from(server))))
+        (client, server)
     }
 
     #[actix_rt::test]
-    async fn a_connection_silent_past_the_timeout_is_shut_down() {
-        let (mut client, socket) = connection().await;
-        let _guard = spawn(
-            Some(socket),
-            Liveness::new(),
-            Duration::from_millis(20),
-            Duration::from_millis(60),
-            "test".into(),
-        );
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
-            .await
-            .expect("the watchdog acts within the timeout");
-        // End of stream (or a reset): the server side is gone.
-        assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
-    }
-
-    #[actix_rt::test]
-    async fn a_connection_that_keeps_being_heard_is_left_alone() {
-        let (mut client, socket) = connection().await;
+    async fn a_write_the_silent_client_never_takes_is_cut() {
+        let (_client, mut server) = connection().await;
         let liveness = Liveness::new();
-        let _guard = spawn(
-            Some(socket),
-            liveness.clone(),
-            Duration::from_millis(20),
-            Duration::from_millis(60),
-            "test".into(),
-        );
-        // Heard every 10 ms for 300 ms (five times the limit): the connection stays up.
+        // More than both socket buffers hold: the write can only finish if the client reads.
+        let bytes = vec![0u8; 64 << 20];
         let started = Instant::now();
-        let mut buf = [0u8; 1];
-        while started.elapsed() < Duration::from_millis(300) {
-            liveness.heard();
-            let read = tokio::time::timeout(Duration::from_millis(10), client.read(&mut buf)).await;
-            assert!(read.is_err(), "the connection was cut while the client was heard: {read:?}");
-        }
+        let written = tokio::time::timeout(
+            Duration::from_secs(5),
+            write_all(&mut server, &bytes, &liveness, Duration::from_millis(100)),
+        )
+        .await
+        .expect("the watchdog acts within the limit");
+        assert_eq!(written.expect_err("a cut write").kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[actix_rt::test]
+    async fn a_write_the_client_takes_finishes() {
+        let (mut client, mut server) = connection().await;
+        let liveness = Liveness::new();
+        let bytes = vec![7u8; 4 << 20];
+        let reader = async {
+            let mut got = vec![0u8; bytes.len()];
+            client.read_exact(&mut got).await.expect("read all");
+            got
+        };
+        let (written, got) = tokio::join!(write_all(&mut server, &bytes, &liveness, Duration::from_secs(5)), reader);
+        written.expect("the write finishes");
+        assert_eq!(got, bytes);
+    }
+
+    #[actix_rt::test]
+    async fn a_client_heard_while_the_write_waits_moves_the_deadline() {
+        let (mut client, mut server) = connection().await;
+        let liveness = Liveness::new();
+        let bytes = vec![0u8; 64 << 20];
+        let limit = Duration::from_millis(100);
+        let started = Instant::now();
+        let write = write_all(&mut server, &bytes, &liveness, limit);
+        let keep_hearing = async {
+            // Heard every 20 ms for 300 ms (three times the limit), then it reads everything.
+            while started.elapsed() < Duration::from_millis(300) {
+                liveness.heard();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut sink = vec![0u8; 1 << 20];
+            let mut left = bytes.len();
+            while left > 0 {
+                left -= client.read(&mut sink).await.expect("read");
+            }
+        };
+        let (written, ()) = tokio::join!(write, keep_hearing);
+        written.expect("not cut while the client was heard");
     }
 }
