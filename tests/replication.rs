@@ -93,6 +93,23 @@ async fn sync_mode_acknowledges_after_the_sync_replica_flushed_and_the_async_one
 }
 
 #[actix_web::test]
+async fn an_upsert_inserts_or_replaces_and_replicates_like_any_write() {
+    let (_runtime, api) = start_in_sync(TestConfig::replication().mode(ReplicationMode::Sync).build()).await;
+    let upsert = |value: Value| json!([{"op": "upsert", "table": "kv", "key": "k1", "value": value}]);
+
+    // No row yet: the upsert inserts it; the sync replica has it once acknowledged.
+    api.write(upsert(json!({"v": 1}))).await.expect(200);
+    assert_eq!(api.read("kv", "k1", "replica-001").await.expect(200)["value"], json!({"v": 1}));
+    // The row exists: the upsert replaces its value where an insert is refused.
+    api.write(json!([{"op": "insert", "table": "kv", "key": "k1", "value": 0}])).await.expect_error(409, "duplicate_key");
+    api.write(upsert(json!({"v": 2}))).await.expect(200);
+    assert_eq!(api.read("kv", "k1", "primary").await.expect(200)["value"], json!({"v": 2}));
+    assert_eq!(api.read("kv", "k1", "replica-001").await.expect(200)["value"], json!({"v": 2}));
+    // Like insert and update, it needs a value.
+    api.write(json!([{"op": "upsert", "table": "kv", "key": "k2"}])).await.expect_error(400, "invalid_request");
+}
+
+#[actix_web::test]
 async fn semi_sync_counts_only_sync_replicas_toward_its_quorum() {
     let config = TestConfig::replication().mode(ReplicationMode::SemiSync).with(|c| c.replication.sync_quorum = 1).build();
     let (_runtime, api) = start_in_sync(config).await;
@@ -295,7 +312,7 @@ async fn invalid_batches_are_refused_whole_and_change_nothing() {
         .await
         .expect_error(400, "invalid_json");
     assert_eq!(d["field"], "sync", "{d}");
-    api.write(json!([{"op": "upsert", "table": "users", "key": "u2", "value": 1}])).await.expect_error(400, "invalid_json");
+    api.write(json!([{"op": "merge", "table": "users", "key": "u2", "value": 1}])).await.expect_error(400, "invalid_json");
     api.post("/api/v1/replication/operations", json!({})).await.expect_error(400, "invalid_json");
 
     // A batch is atomic: its first op is fine, its second is not; nothing of the first is written.

@@ -212,6 +212,9 @@ pub enum OpKind {
     Update,
     /// Removes a row; the key must exist.
     Delete,
+    /// Adds a row, or replaces its value when the key exists (PostgreSQL's
+    /// `INSERT ... ON CONFLICT DO UPDATE`).
+    Upsert,
 }
 
 /// Most operations in one batch.

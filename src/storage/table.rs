@@ -59,9 +59,9 @@ impl TableState {
             self.dirty.insert(row.shard());
             match (op.op, &op.value) {
                 (OpKind::Delete, _) => self.rows.remove(row.as_ref()),
-                (OpKind::Insert | OpKind::Update, Some(v)) => self.rows.insert(row, v.clone()),
-                // Checked when the batch was accepted: an insert or update always has a value.
-                (OpKind::Insert | OpKind::Update, None) => {}
+                (OpKind::Insert | OpKind::Update | OpKind::Upsert, Some(v)) => self.rows.insert(row, v.clone()),
+                // Checked when the batch was accepted: an insert, update or upsert has a value.
+                (OpKind::Insert | OpKind::Update | OpKind::Upsert, None) => {}
             }
         }
     }

@@ -75,7 +75,7 @@ pub fn ops() -> Schema {
     ArrayBuilder::new()
         .items(
             OneOfBuilder::new()
-                .item(op(&["insert", "update"], Some(any_but_null)))
+                .item(op(&["insert", "update", "upsert"], Some(any_but_null)))
                 .item(op(&["delete"], None)),
         )
         .min_items(Some(1))

@@ -132,8 +132,8 @@ impl Intake {
             }
             match (op.op, &op.value) {
                 (OpKind::Delete, Some(_)) => return Err(invalid(format!("ops[{i}].value"), "a delete takes no value")),
-                (OpKind::Insert | OpKind::Update, None) => {
-                    return Err(invalid(format!("ops[{i}].value"), "insert and update need a value"))
+                (OpKind::Insert | OpKind::Update | OpKind::Upsert, None) => {
+                    return Err(invalid(format!("ops[{i}].value"), "insert, update and upsert need a value"))
                 }
                 (_, Some(v)) if json_len(v) > MAX_VALUE_BYTES => {
                     return Err(invalid(format!("ops[{i}].value"), &format!("at most {MAX_VALUE_BYTES} bytes")))
@@ -190,6 +190,18 @@ mod tests {
         assert_eq!(group[0].lsn, 0);
         assert_eq!(group[1].lsn, group[0].end_lsn());
         assert_eq!(intake.next_lsn, group[1].end_lsn());
+    }
+
+    #[test]
+    fn an_upsert_takes_a_row_whether_or_not_it_exists_and_needs_a_value() {
+        let rows = TableState::default();
+        let mut intake = Intake::default();
+        accept(&mut intake, &rows, vec![op(OpKind::Upsert, "a", Some(1))]).expect("a new row");
+        accept(&mut intake, &rows, vec![op(OpKind::Upsert, "a", Some(2))]).expect("an existing row");
+        assert!(matches!(accept(&mut intake, &rows, vec![op(OpKind::Insert, "a", Some(3))]), Err(ReplicationError::DuplicateKey { .. })));
+        accept(&mut intake, &rows, vec![op(OpKind::Upsert, "b", Some(1)), op(OpKind::Update, "b", Some(2))])
+            .expect("an upsert's row exists for the ops after it");
+        assert!(matches!(accept(&mut intake, &rows, vec![op(OpKind::Upsert, "c", None)]), Err(ReplicationError::InvalidField { .. })));
     }
 
     #[test]
