@@ -1,6 +1,8 @@
 //! WebSocket management: counters, the open connections (event-stream sessions and GraphQL
 //! connections, from the one session table), every live subscription, and closing a connection.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
@@ -80,14 +82,17 @@ pub async fn connections(
     sessions: web::Data<SessionTable>,
 ) -> Result<HttpResponse, ApiError> {
     let subscriptions = runtime.registry().send(ListSubscriptions).await?;
+    // Grouped once: a listing of many sessions must not scan every subscription per session.
+    let mut by_session: HashMap<u64, Vec<&SubscriptionRow>> = HashMap::new();
+    for row in &subscriptions {
+        if let Some(session_id) = row.info.session_id {
+            by_session.entry(session_id).or_default().push(row);
+        }
+    }
     let rows: Vec<_> = sessions
         .rows()
         .iter()
-        .map(|session| {
-            let own: Vec<&SubscriptionRow> =
-                subscriptions.iter().filter(|r| r.info.session_id == Some(session.session_id)).collect();
-            connection_json(session, &own)
-        })
+        .map(|session| connection_json(session, by_session.get(&session.session_id).map_or(&[], Vec::as_slice)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "total": rows.len(), "connections": rows })))
 }
