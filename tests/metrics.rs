@@ -196,3 +196,22 @@ async fn commit_latency_counts_acknowledged_writes_by_mode() {
         assert_eq!(metric(&after, &other), Some(0.0), "every mode has its series: {after}");
     }
 }
+
+#[actix_web::test]
+async fn each_write_is_timed_stage_by_stage() {
+    let (_runtime, api) = start_in_sync(TestConfig::replication().build()).await;
+    let series = |stage: &str, suffix: &str| format!(r#"clusterd_replication_write_stage_seconds_{suffix}{{stage="{stage}"}}"#);
+    let before = scrape(&api).await;
+    for key in ["a", "b", "c"] {
+        api.insert("t", key, json!({ "v": key })).await;
+    }
+    let after = scrape(&api).await;
+    for stage in ["queued", "primary_commit", "replicas"] {
+        let count = |text: &str| metric(text, &series(stage, "count")).unwrap_or_else(|| panic!("no {stage} stage:\n{text}"));
+        assert_eq!(count(&after), count(&before) + 3.0, "one observation per write in {stage}:\n{after}");
+    }
+    // Every write waited for a replica's commit, and the primary's commit took time.
+    let replica_commits = |text: &str| metric(text, &series("replica_commit", "count")).unwrap_or(0.0);
+    assert!(replica_commits(&after) > replica_commits(&before), "{after}");
+    assert!(metric(&after, &series("primary_commit", "sum")) > metric(&before, &series("primary_commit", "sum")), "{after}");
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::intake::Reply;
 use super::replicas::ReplicaEntry;
 use crate::messages::replication::{ReplicateAck, ReplicationError};
+use crate::metrics::Histogram;
 use crate::model::{lsn_text, ReplicaMode, ReplicationMode};
 
 /// The rule a write is acknowledged by.
@@ -75,6 +76,8 @@ struct Waiter {
     end_lsn: u64,
     /// When it is answered 504 if the mode is still not satisfied.
     deadline: Instant,
+    /// When it became durable on the primary.
+    durable_at: Instant,
     reply: Reply,
 }
 
@@ -88,19 +91,33 @@ pub struct TimedOut {
 #[derive(Default)]
 pub struct Waiters {
     waiting: VecDeque<Waiter>,
+    /// Where the time from durable to acknowledged is observed, if anywhere.
+    waited: Option<Histogram>,
 }
 
 impl Waiters {
-    /// Answers a batch durable up to `end_lsn` now if the rule is satisfied and nothing older
-    /// waits, or queues it until `timeout` from now.
-    pub fn settle_or_wait(&mut self, rule: &AckRule, replicas: &BTreeMap<String, ReplicaEntry>, end_lsn: u64, timeout: Duration, reply: Reply) {
+    /// Waiters observing in `waited` how long each acknowledged batch waited for its replicas.
+    pub fn observing(waited: Histogram) -> Self {
+        Waiters { waiting: VecDeque::new(), waited: Some(waited) }
+    }
+
+    /// Answers a batch durable up to `end_lsn` (since `durable_at`) now if the rule is satisfied
+    /// and nothing older waits, or queues it until `timeout` from now.
+    pub fn settle_or_wait(&mut self, rule: &AckRule, replicas: &BTreeMap<String, ReplicaEntry>, end_lsn: u64, timeout: Duration, durable_at: Instant, reply: Reply) {
         if self.waiting.is_empty() && end_lsn <= rule.satisfied_lsn(replicas) {
             let acks = rule.acks(end_lsn, replicas);
+            self.observe(durable_at);
             let _ = reply.send(Ok(rule.ack(end_lsn, acks.acknowledged_by)));
             return;
         }
-        self.waiting.push_back(Waiter { end_lsn, deadline: Instant::now() + timeout, reply });
+        self.waiting.push_back(Waiter { end_lsn, deadline: durable_at + timeout, durable_at, reply });
         self.settle(rule, replicas);
+    }
+
+    fn observe(&self, durable_at: Instant) {
+        if let Some(h) = &self.waited {
+            h.observe(durable_at.elapsed());
+        }
     }
 
     /// Answers waiting batches from the oldest while the rule is satisfied for them.
@@ -112,6 +129,7 @@ impl Waiters {
         while self.waiting.front().is_some_and(|w| w.end_lsn <= satisfied) {
             let Some(w) = self.waiting.pop_front() else { break };
             let acks = rule.acks(w.end_lsn, replicas);
+            self.observe(w.durable_at);
             let _ = w.reply.send(Ok(rule.ack(w.end_lsn, acks.acknowledged_by)));
         }
     }
@@ -186,7 +204,7 @@ mod tests {
         assert_eq!(semi.acks(100, &r).missing, vec!["sync-1"], "only sync replicas are waited for");
         let mut waiters = Waiters::default();
         let (tx, mut rx) = oneshot::channel();
-        waiters.settle_or_wait(&semi, &r, 100, Duration::from_secs(60), tx);
+        waiters.settle_or_wait(&semi, &r, 100, Duration::from_secs(60), Instant::now(), tx);
         assert!(rx.try_recv().is_err(), "not acknowledged by the async replica alone");
         r.get_mut("sync-1").expect("sync-1").pos.replay_lsn = 100;
         waiters.settle(&semi, &r);
@@ -201,8 +219,8 @@ mod tests {
         let mut waiters = Waiters::default();
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        waiters.settle_or_wait(&rule, &r, 10, Duration::from_secs(60), tx1);
-        waiters.settle_or_wait(&rule, &r, 20, Duration::ZERO, tx2);
+        waiters.settle_or_wait(&rule, &r, 10, Duration::from_secs(60), Instant::now(), tx1);
+        waiters.settle_or_wait(&rule, &r, 20, Duration::ZERO, Instant::now(), tx2);
         assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err(), "nothing replayed yet");
         r.get_mut("a").expect("a").pos.replay_lsn = 10;
         waiters.settle(&rule, &r);

@@ -24,6 +24,7 @@ use crate::storage::LogCommit;
 pub struct Group {
     batches: Vec<Accepted>,
     end: u64,
+    started: Instant,
 }
 
 impl Group {
@@ -81,7 +82,7 @@ impl Primary {
                 s.shipped_lsn = end;
             }
         }
-        Some((Group { batches, end }, commit))
+        Some((Group { batches, end, started: Instant::now() }, commit))
     }
 
     /// The group commit in flight ended. Durable: applied, answered or left waiting; failed: the
@@ -107,7 +108,10 @@ impl Primary {
         self.log.durable(group.end, ops, now);
         let first_committed_ms = group.batches.first().map(|b| b.committed_at_ms);
         let mut replies = Vec::with_capacity(group.batches.len());
+        let stages = &self.stages;
         for b in group.batches {
+            stages.queued.observe(group.started.saturating_duration_since(b.arrived));
+            stages.primary_commit.observe(now.saturating_duration_since(group.started));
             self.rows.apply(&b.ops);
             self.intake.committed(b.lsn, &b.ops);
             self.checkpoint.applied(b.ops.len());
@@ -132,7 +136,7 @@ impl Primary {
         }
         let rule = self.rule();
         for (end_lsn, reply) in replies {
-            self.waiters.settle_or_wait(&rule, &self.replicas, end_lsn, self.settings.sync_timeout, reply);
+            self.waiters.settle_or_wait(&rule, &self.replicas, end_lsn, self.settings.sync_timeout, now, reply);
         }
     }
 

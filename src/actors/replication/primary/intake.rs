@@ -3,6 +3,7 @@
 //! takes it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hashbrown::HashMap;
 use tokio::sync::oneshot;
@@ -21,6 +22,8 @@ pub struct Accepted {
     pub committed_at_ms: i64,
     pub ops: Arc<Vec<Op>>,
     pub reply: Reply,
+    /// When it reached the primary (for the write's stage timings).
+    pub arrived: Instant,
 }
 
 impl Accepted {
@@ -73,7 +76,7 @@ impl Intake {
                 }
             }
         }
-        self.pending.push(Accepted { lsn, bytes, committed_at_ms, ops: Arc::new(record.ops), reply });
+        self.pending.push(Accepted { lsn, bytes, committed_at_ms, ops: Arc::new(record.ops), reply, arrived: Instant::now() });
         Ok(())
     }
 

@@ -85,11 +85,12 @@ impl PrimaryActor {
         background: Arc<BackgroundPool>,
         link: Link,
     ) -> Self {
+        let metrics = ReplicationMetrics::register(events.metrics());
         PrimaryActor {
-            state: Primary::new(settings, interest),
+            state: Primary::new(settings, interest, metrics.stages()),
             store,
             background,
-            metrics: ReplicationMetrics::register(events.metrics()),
+            metrics,
             events,
             link,
             replicas: HashMap::new(),
@@ -210,6 +211,7 @@ impl PrimaryActor {
             self.state.id().to_string(),
             ctx.address().recipient(),
             self.state.settings.heartbeat_interval,
+            self.metrics.stages().replica_commit,
         );
         self.replicas.insert(id.to_string(), (incarnation, actor.start_supervised()));
         self.state.replica_started(id, incarnation);

@@ -20,6 +20,7 @@ use super::retention::Maintenance;
 use super::settings::ReplicationSettings;
 use super::slots::SlotRecord;
 use crate::actors::registry::InterestTable;
+use crate::actors::replication::metrics::WriteStages;
 use crate::messages::events::*;
 use crate::messages::replication::*;
 use crate::model::{lsn_text, ClusterHealthStatus, ReplicaStatus, ReplicationMode};
@@ -43,6 +44,8 @@ pub struct Primary {
     /// Durable batches whose rows are not in the store yet.
     pub(super) checkpoint: Checkpoint,
     pub(super) waiters: Waiters,
+    /// Where each write's stage timings go.
+    pub(super) stages: WriteStages,
     pub(super) replicas: BTreeMap<String, ReplicaEntry>,
     pub(super) slots: BTreeMap<String, SlotRecord>,
     pub(super) maintenance: Maintenance,
@@ -64,7 +67,7 @@ pub struct Loaded {
 }
 
 impl Primary {
-    pub fn new(settings: ReplicationSettings, interest: Arc<InterestTable>) -> Self {
+    pub fn new(settings: ReplicationSettings, interest: Arc<InterestTable>, stages: WriteStages) -> Self {
         Primary {
             settings,
             interest,
@@ -72,7 +75,8 @@ impl Primary {
             log: LogTail::default(),
             rows: TableState::default(),
             checkpoint: Checkpoint::default(),
-            waiters: Waiters::default(),
+            waiters: Waiters::observing(stages.replicas.clone()),
+            stages,
             replicas: BTreeMap::new(),
             slots: BTreeMap::new(),
             maintenance: Maintenance::default(),

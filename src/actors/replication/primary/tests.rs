@@ -11,8 +11,10 @@ use super::outbox::{Outbox, ToReplica};
 use super::settings::ReplicationSettings;
 use super::state::Primary;
 use crate::actors::registry::InterestTable;
+use crate::actors::replication::metrics::ReplicationMetrics;
 use crate::config::ReplicationConfig;
 use crate::messages::replication::*;
+use crate::metrics::Metrics;
 use crate::model::{Op, OpKind, ReplicaMode, ReplicationMode};
 use crate::storage::table::{LoadedTable, TableState};
 
@@ -20,7 +22,8 @@ use crate::storage::table::{LoadedTable, TableState};
 /// both replicas' actors started (incarnations 1 and 2).
 fn primary(mode: ReplicationMode) -> (Primary, Outbox) {
     let config = ReplicationConfig { mode, sync_quorum: 1, ..ReplicationConfig::default() };
-    let mut p = Primary::new(ReplicationSettings::from_config(&config, 1000), Arc::new(InterestTable::default()));
+    let stages = ReplicationMetrics::register(&Metrics::default()).stages();
+    let mut p = Primary::new(ReplicationSettings::from_config(&config, 1000), Arc::new(InterestTable::default()), stages);
     let mut out = Outbox::default();
     let loaded = p.loaded(
         LoadedPrimary {

@@ -32,6 +32,7 @@ use self::task::{CheckpointFailed, StoreTask};
 use crate::actors::net::Link;
 use crate::exec::{self, BackgroundPool, Priority};
 use crate::messages::replication::*;
+use crate::metrics::Histogram;
 use crate::model::rows::SHARDS;
 use crate::storage::table::TableState;
 use crate::storage::{StorageError, Store};
@@ -73,6 +74,8 @@ pub struct ReplicaActor {
     heartbeat_interval: Duration,
     heartbeat: Option<SpawnHandle>,
     lazy_timer: Option<SpawnHandle>,
+    /// Where its log commits' durations go.
+    commit_timer: Histogram,
 }
 
 impl ReplicaActor {
@@ -86,6 +89,7 @@ impl ReplicaActor {
         primary_id: String,
         primary: Recipient<ReplicaReport>,
         heartbeat_interval: Duration,
+        commit_timer: Histogram,
     ) -> Self {
         let reporter = Arc::new(Reporter { link, replica_id: replica_id.clone(), primary_id, primary });
         ReplicaActor {
@@ -96,6 +100,7 @@ impl ReplicaActor {
             heartbeat_interval,
             heartbeat: None,
             lazy_timer: None,
+            commit_timer,
         }
     }
 
@@ -172,6 +177,9 @@ impl ReplicaActor {
                     return ctx.stop();
                 }
             };
+            if let Some(took) = done.commit_took {
+                act.commit_timer.observe(took);
+            }
             let report = act.state.task_done(done);
             act.reporter.send(report);
             if act.run_deferred(ctx) {

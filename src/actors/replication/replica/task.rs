@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::state::ReplicaRows;
 use crate::exec::TaskFailed;
@@ -86,6 +87,8 @@ pub struct StoreTask {
 #[derive(Debug)]
 pub struct TaskDone {
     pub committed: Option<u64>,
+    /// How long the commit took.
+    pub commit_took: Option<Duration>,
     pub applied_ops: usize,
     pub applied_to: Option<u64>,
     pub rest: Vec<LogRecord>,
@@ -106,14 +109,17 @@ impl StoreTask {
             send_early(early);
         }
         let committed = self.commit.as_ref().map(|(_, end)| *end);
+        let mut commit_took = None;
         if let Some((commit, _)) = self.commit.take() {
+            let started = Instant::now();
             store.commit_log(&self.owner, commit)?;
+            commit_took = Some(started.elapsed());
         }
         let confirmed = self.durable_there.load(Ordering::Acquire).min(committed.unwrap_or(self.flushed));
         let later = rest.split_off(rest.partition_point(|r| r.end_lsn() <= confirmed));
         applied_ops += apply(&rest);
         applied_to = rest.last().map(LogRecord::end_lsn).or(applied_to);
-        Ok(TaskDone { committed, applied_ops, applied_to, rest: later })
+        Ok(TaskDone { committed, commit_took, applied_ops, applied_to, rest: later })
     }
 }
 
