@@ -45,7 +45,8 @@
 //! builder and header map, its pool, a response header map and body stream) made the client
 //! cost about half as much again per request at 64 in flight and twice to three times as much
 //! at 1, so that more of what was measured was the client. The client's CPU per request (its
-//! thread's CPU time) is printed so that this stays checked.
+//! thread's CPU time) is printed so that this stays checked; it includes the loopback's delivery
+//! of each request to the server's socket, which the kernel does in the sender's call.
 //!
 //! After criterion, a summary per in-flight count over the measured samples: requests/s (2xx
 //! answers ÷ time), p50, p99 and p99.9 (when there are at least [`P999_MIN_REQUESTS`]) over
@@ -55,7 +56,7 @@
 //! included, and the count), scraped after its last sample; nothing when the server has no such
 //! series.
 //!
-//! `cargo bench --bench http_write` (about 70 s); `-- --quick` for a short run (about 25 s:
+//! `cargo bench --bench http_write` (about 75 s); `-- --quick` for a short run (25 to 40 s:
 //! criterion's quick mode, whose figures rest on the last two calls of each case only); a filter
 //! such as `-- baseline` runs only the cases it names (the others start no server).
 
