@@ -73,9 +73,10 @@
 //!
 //! `cargo bench --bench replication` (criterion options after `--`).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -88,9 +89,10 @@ use tokio::sync::oneshot;
 use clusterd::config::{Config, ReplicaConfig, StorageEngine};
 use clusterd::messages::events::now_ms;
 use clusterd::messages::replication::{GetReplicationStatus, ReplicateOps};
-use clusterd::model::{Op, OpKind, ReplicaMode, ReplicaStatus, ReplicationMode, WalRecord};
+use clusterd::model::{Op, OpKind, ReplicaMode, ReplicationMode, WalRecord};
 use clusterd::storage::{LogCommit, Store};
 use clusterd::{Runtime, RuntimeHandle};
+use support::{fmt_time, quantile, Client};
 
 /// The server binary's allocator (src/main.rs), so that both sides of every ratio run on it.
 #[global_allocator]
@@ -101,8 +103,6 @@ const IN_FLIGHT: usize = 64;
 /// Operations per batch.
 const BATCHES: [usize; 2] = [1, 100];
 const SAMPLE_SIZE: usize = 20;
-/// How long replicas may take to catch up between cases.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
 const TABLE: &str = "bench";
 /// The suffix of a replicated case's paired baseline samples.
 const PAIRED: &str = "paired_wal_only";
@@ -226,53 +226,6 @@ where
     run
 }
 
-type ClientJob = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
-/// The client: a thread of its own (named, so its CPU time can be told apart) with an actix
-/// system of its own, as an HTTP worker has; it runs one job at a time.
-struct Client {
-    jobs: mpsc::Sender<ClientJob>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Client {
-    fn start() -> Client {
-        let (jobs, rx) = mpsc::channel::<ClientJob>();
-        let thread = std::thread::Builder::new()
-            .name("bench-client".into())
-            .spawn(move || {
-                let system = System::new();
-                while let Ok(job) = rx.recv() {
-                    system.block_on(job());
-                }
-            })
-            .expect("client thread starts");
-        Client { jobs, thread }
-    }
-
-    /// Runs the future `make` builds on the client; blocks the bench thread (which runs the
-    /// runtime's actors meanwhile) until it is done.
-    fn run<T, Fut>(&self, system: &SystemRunner, make: impl FnOnce() -> Fut + Send + 'static) -> T
-    where
-        Fut: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: ClientJob = Box::new(move || {
-            Box::pin(async move {
-                let _ = tx.send(make().await);
-            })
-        });
-        self.jobs.send(job).expect("the client is running");
-        system.block_on(rx).expect("the client answers")
-    }
-
-    fn stop(self) {
-        drop(self.jobs);
-        self.thread.join().expect("client thread");
-    }
-}
-
 // ---- the replicated cases -----------------------------------------------------------------
 
 struct Replicated {
@@ -336,29 +289,7 @@ impl Replicated {
 
     /// Waits until every replica has replayed everything the primary flushed and is in sync.
     fn catch_up(&self, system: &SystemRunner) {
-        let primary = self.runtime.primary().clone();
-        system.block_on(async move {
-            let deadline = Instant::now() + CATCH_UP_LIMIT;
-            loop {
-                let status = primary.send(GetReplicationStatus).await.expect("primary is running");
-                let done = status.replicas.iter().all(|r| {
-                    r.status == ReplicaStatus::InSync && r.replay_lsn_u64 == status.current_lsn_u64
-                });
-                if done {
-                    return;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replicas did not catch up in {CATCH_UP_LIMIT:?}: {:?}",
-                    status
-                        .replicas
-                        .iter()
-                        .map(|r| (&r.replica_id, r.status, status.current_lsn_u64 - r.replay_lsn_u64))
-                        .collect::<Vec<_>>()
-                );
-                actix_rt::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
+        support::catch_up(system, &self.runtime);
     }
 
     fn run(&self, system: &SystemRunner, client: &Client, iters: u64, batch: usize) -> Run {
@@ -629,27 +560,11 @@ fn pair_ratios(samples: &Samples, id: &str, batch: usize) -> Vec<f64> {
     ratios
 }
 
-/// The value at quantile `q` of sorted `v` (interpolated between neighbours).
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let at = (v.len() - 1) as f64 * q;
-    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
-}
-
 fn fmt_rate(per_s: f64) -> String {
     if per_s >= 1e6 {
         format!("{:.2} M/s", per_s / 1e6)
     } else {
         format!("{:.1} k/s", per_s / 1e3)
-    }
-}
-
-fn fmt_time(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1e3 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{us:.0} µs")
     }
 }
 

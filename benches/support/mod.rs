@@ -1,0 +1,109 @@
+//! What the replication and HTTP write benches share: the client's thread, the wait for replicas
+//! to catch up between cases, and how figures are computed and printed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use actix_rt::{System, SystemRunner};
+use tokio::sync::oneshot;
+
+use clusterd::messages::replication::GetReplicationStatus;
+use clusterd::model::ReplicaStatus;
+use clusterd::RuntimeHandle;
+
+/// How long replicas may take to catch up between cases.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
+
+type ClientJob = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The client: a thread of its own (named `bench-client`, so its CPU time can be told apart)
+/// with an actix system of its own, as an HTTP worker has; it runs one job at a time.
+pub struct Client {
+    jobs: mpsc::Sender<ClientJob>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Client {
+    pub fn start() -> Client {
+        let (jobs, rx) = mpsc::channel::<ClientJob>();
+        let thread = std::thread::Builder::new()
+            .name("bench-client".into())
+            .spawn(move || {
+                let system = System::new();
+                while let Ok(job) = rx.recv() {
+                    system.block_on(job());
+                }
+            })
+            .expect("client thread starts");
+        Client { jobs, thread }
+    }
+
+    /// Runs the future `make` builds on the client; blocks the bench thread (which runs the
+    /// runtime's actors meanwhile) until it is done.
+    pub fn run<T, Fut>(&self, system: &SystemRunner, make: impl FnOnce() -> Fut + Send + 'static) -> T
+    where
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ClientJob = Box::new(move || {
+            Box::pin(async move {
+                let _ = tx.send(make().await);
+            })
+        });
+        self.jobs.send(job).expect("the client is running");
+        system.block_on(rx).expect("the client answers")
+    }
+
+    pub fn stop(self) {
+        drop(self.jobs);
+        self.thread.join().expect("client thread");
+    }
+}
+
+/// Waits until every replica of `runtime` has replayed everything the primary flushed and is in
+/// sync; panics after [`CATCH_UP_LIMIT`].
+pub fn catch_up(system: &SystemRunner, runtime: &RuntimeHandle) {
+    let primary = runtime.primary().clone();
+    system.block_on(async move {
+        let deadline = Instant::now() + CATCH_UP_LIMIT;
+        loop {
+            let status = primary.send(GetReplicationStatus).await.expect("primary is running");
+            let done = status
+                .replicas
+                .iter()
+                .all(|r| r.status == ReplicaStatus::InSync && r.replay_lsn_u64 == status.current_lsn_u64);
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not catch up in {CATCH_UP_LIMIT:?}: {:?}",
+                status
+                    .replicas
+                    .iter()
+                    .map(|r| (&r.replica_id, r.status, status.current_lsn_u64 - r.replay_lsn_u64))
+                    .collect::<Vec<_>>()
+            );
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+}
+
+/// The value at quantile `q` of sorted `v` (interpolated between neighbours).
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let at = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
+pub fn fmt_time(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
