@@ -116,9 +116,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let disk = Store::open_dir(dir.path()).expect("open");
         check_logs(&disk);
-        // Each owner has a file of its own, and they survive a reopen.
-        assert!(dir.path().join(LOG_DIR).join("primary.redb").is_file());
-        assert!(dir.path().join(LOG_DIR).join("replica-001.redb").is_file());
+        // Each owner has a log directory of its own, and they survive a reopen.
+        assert!(dir.path().join(LOG_DIR).join("primary").is_dir());
+        assert!(dir.path().join(LOG_DIR).join("replica-001").is_dir());
         assert!(dir.path().join(ROWS_DIR).join("primary.redb").is_file(), "and its rows another");
         disk.close();
         assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));
