@@ -455,3 +455,6 @@ impl Drop for OwnerWal {
         drop(self.writer.get_mut().next.take());
     }
 }
+
+#[cfg(test)]
+mod tests;
