@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
 use super::super::DiskEngine;
+use super::frame;
 use crate::storage::memory::MemoryEngine;
 use crate::storage::rows::RowMap;
 use crate::storage::{ByteLog, Engine, LogCommit, RowImageStore, StorageError, StoredRecord, LOG_DIR};
@@ -95,6 +96,25 @@ fn a_corrupt_frame_in_the_middle_of_the_log_is_refused() {
     assert!(err.to_string().contains(&seg.display().to_string()), "names the file: {err}");
 }
 
+#[test]
+fn a_segment_ending_before_where_the_next_one_says_it_did_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    many_commits(dir.path()).1.close();
+    // The last frame of the first segment: nothing valid follows it there, but the second
+    // segment's head says where the first one's frames ended.
+    let first = &segment_files(dir.path(), "p")[0];
+    let mut bytes = std::fs::read(first).expect("read");
+    let (mut at, mut crc, mut last) = (0, frame::seed(1), 0);
+    while let frame::Found::Frame { crc: c, next, .. } = frame::find(&bytes, at, crc) {
+        (last, at, crc) = (at, next, c);
+    }
+    bytes[last + frame::HEADER + 2] ^= 1;
+    std::fs::write(first, &bytes).expect("write");
+    let e = DiskEngine::open_with_segments(dir.path(), SMALL).expect("the store opens");
+    let err = e.log_bounds("p").expect_err("the owner's log is refused");
+    assert!(err.to_string().contains(&first.display().to_string()), "names the file: {err}");
+}
+
 /// Commits of records of 1 to 1,500 bytes (and one larger than a segment) over segments of
 /// [`SMALL`] bytes: (what was committed, the engine).
 fn many_commits(dir: &Path) -> (Vec<(u64, Vec<u8>)>, DiskEngine) {
@@ -157,6 +177,12 @@ fn truncating_the_start_removes_the_segments_before_it_and_keeps_reads_right() {
     let e = DiskEngine::open_with_segments(dir.path(), SMALL).expect("reopen");
     assert_eq!(all(&e, "p"), kept, "the truncation was written when the log closed");
     assert_eq!(e.log_bounds("p").expect("bounds").map(|b| b.0), Some(kept[0].0));
+    // A commit's own truncation of the start removes segments too.
+    let at = kept[kept.len() - 3].0;
+    let end = written.last().map_or(0, |r| r.0 + r.1.len() as u64);
+    e.commit_log("p", LogCommit { records: vec![rec(end, b"z")], truncate_before: Some(at), ..Default::default() }).expect("commit");
+    assert!(segment_files(dir.path(), "p").len() < after);
+    assert_eq!(e.log_bounds("p").expect("bounds"), Some((at, end, 1)));
 }
 
 #[test]
