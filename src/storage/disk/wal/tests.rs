@@ -181,7 +181,8 @@ fn truncating_the_start_removes_the_segments_before_it_and_keeps_reads_right() {
     let at = kept[kept.len() - 3].0;
     let end = written.last().map_or(0, |r| r.0 + r.1.len() as u64);
     e.commit_log("p", LogCommit { records: vec![rec(end, b"z")], truncate_before: Some(at), ..Default::default() }).expect("commit");
-    assert!(segment_files(dir.path(), "p").len() < after);
+    let left = segment_files(dir.path(), "p").len();
+    assert!(left <= 3, "{after} segments -> {left}");
     assert_eq!(e.log_bounds("p").expect("bounds"), Some((at, end, 1)));
 }
 
