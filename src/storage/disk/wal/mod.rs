@@ -19,6 +19,7 @@ mod recover;
 mod segments;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -376,33 +377,28 @@ impl OwnerWal {
     /// Records with start lsn >= `from`, in order, until `max_bytes` of record bytes are
     /// gathered (at least one record if there is one).
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredRecord>, StorageError> {
-        let (entries, files) = {
+        // Runs of commits of one segment, each read in one call.
+        let (entries, runs) = {
             let s = self.shared.lock();
             let entries = s.index.reading(from, max_bytes);
-            let mut files: Vec<Arc<SegmentFile>> = Vec::new();
-            for e in &entries {
-                if files.last().is_none_or(|f| f.seq != e.seg) {
-                    files.push(s.segment(e.seg)?.clone());
+            let mut runs: Vec<(Arc<SegmentFile>, Range<usize>)> = Vec::new();
+            for (i, e) in entries.iter().enumerate() {
+                match runs.last_mut() {
+                    Some((f, run)) if f.seq == e.seg && e.at + u64::from(e.len) - entries[run.start].at <= READ_SPAN => run.end = i + 1,
+                    _ => runs.push((s.segment(e.seg)?.clone(), i..i + 1)),
                 }
             }
-            (entries, files)
+            (entries, runs)
         };
         let mut out = Vec::new();
         let mut size = 0usize;
-        let mut i = 0;
-        while i < entries.len() {
-            // A run of commits of one segment, read in one call.
-            let base = entries[i].at;
-            let seg = entries[i].seg;
-            let mut j = i + 1;
-            while j < entries.len() && entries[j].seg == seg && entries[j].at + u64::from(entries[j].len) - base <= READ_SPAN {
-                j += 1;
-            }
-            // Read at most READ_SPAN, or one commit's section (a u32): it fits a usize.
-            let mut buf = vec![0; (entries[j - 1].at + u64::from(entries[j - 1].len) - base) as usize];
-            let Some(file) = files.iter().find(|f| f.seq == seg) else { break };
+        for (file, run) in runs {
+            let run = &entries[run];
+            let base = run[0].at;
+            // At most READ_SPAN, or one commit's section (a u32): it fits a usize.
+            let mut buf = vec![0; (run[run.len() - 1].at + u64::from(run[run.len() - 1].len) - base) as usize];
             file.read_at(&mut buf, base)?;
-            for e in &entries[i..j] {
+            for e in run {
                 let start = (e.at - base) as usize;
                 for r in frame::records(&buf[start..start + e.len as usize]) {
                     let (lsn, bytes) = r?;
@@ -415,7 +411,6 @@ impl OwnerWal {
                     }
                 }
             }
-            i = j;
         }
         Ok(out)
     }
