@@ -94,6 +94,11 @@ pub fn list(dir: &Path) -> Result<Vec<u64>, StorageError> {
 
 /// Makes segment `seq` of `size` bytes: written whole with zeros and synced under a temporary
 /// name, renamed, and the directory synced.
+///
+/// The zeros are synced a chunk at a time: a commit's `fdatasync` flushes the device's cache, so
+/// it waits for whatever was written before it, the zeros too. Synced whole, 8 MiB of them made
+/// one commit in about twenty wait 5 ms (commits of 384 KB); a chunk at a time, a commit waits for
+/// one chunk at most.
 pub fn prepare(dir: &Path, seq: u64, size: u64) -> Result<SegmentFile, StorageError> {
     let path = segment_path(dir, seq);
     let tmp = dir.join(format!("{seq:020}{PREPARING_SUFFIX}"));
@@ -110,6 +115,7 @@ pub fn prepare(dir: &Path, seq: u64, size: u64) -> Result<SegmentFile, StorageEr
         // Bounded by ZERO_CHUNK: the cast cannot truncate.
         let n = (size - at).min(ZERO_CHUNK as u64) as usize;
         file.write_all_at(&zeros[..n], at).map_err(io_error(&tmp, "fill the WAL segment"))?;
+        file.sync_data().map_err(io_error(&tmp, "fsync the WAL segment"))?;
         at += n as u64;
     }
     // The size too, not only the data: sync_all.
