@@ -13,7 +13,8 @@ pub type StoredRecord = (u64, Arc<[u8]>);
 /// transaction (one fsync). Rows reach the store apart, in [`super::RowImages`].
 #[derive(Debug, Clone, Default)]
 pub struct LogCommit {
-    /// (start lsn, record bytes), in lsn order.
+    /// (start lsn, record bytes), in lsn order, each starting at or after the end of the record
+    /// before it and of the log (once `truncate_from` is applied): the disk engine refuses others.
     pub records: Vec<StoredRecord>,
     /// Meta keys to set in the same transaction (positions).
     pub meta: Vec<(String, u64)>,

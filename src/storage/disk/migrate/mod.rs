@@ -79,7 +79,7 @@ pub(super) fn open_log(wal_dir: &Path, owner: &str, rows: &DbFile, segment_bytes
             copy_log(&old, wal_dir, owner, segment_bytes)?;
         }
         drop(old);
-        std::fs::remove_file(&old_path).map_err(|source| StorageError::Wal { path: old_path.clone(), doing: "remove the copied", source })?;
+        std::fs::remove_file(&old_path).map_err(|source| StorageError::Wal { path: old_path.clone(), doing: "remove the redb log already copied,", source })?;
         sync_dir(wal_dir)?;
     }
     OwnerWal::open(&dir, owner, segment_bytes)
