@@ -28,11 +28,9 @@ use parking_lot::Mutex;
 use self::frame::{CommitFrame, HEADER};
 use self::index::{Entry, Index, Span};
 use self::segments::{Preparing, SegmentFile};
-
-pub use self::segments::SEGMENT_BYTES;
 use crate::storage::{LogCommit, StorageError, StoredRecord};
 
-pub use self::segments::sync_dir;
+pub use self::segments::{sync_dir, SEGMENT_BYTES};
 
 /// Most bytes one `pread` of [`OwnerWal::read`] covers (several commits of one segment at once).
 const READ_SPAN: u64 = 1 << 20;
