@@ -13,7 +13,8 @@ pub type StoredRecord = (u64, Arc<[u8]>);
 /// transaction (one fsync). Rows reach the store apart, in [`super::RowImages`].
 #[derive(Debug, Clone, Default)]
 pub struct LogCommit {
-    /// (start lsn, record bytes), in lsn order.
+    /// (start lsn, record bytes), in lsn order, each starting at or after the end of the record
+    /// before it and of the log (once `truncate_from` is applied): the disk engine refuses others.
     pub records: Vec<StoredRecord>,
     /// Meta keys to set in the same transaction (positions).
     pub meta: Vec<(String, u64)>,
@@ -116,9 +117,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let disk = Store::open_dir(dir.path()).expect("open");
         check_logs(&disk);
-        // Each owner has a file of its own, and they survive a reopen.
-        assert!(dir.path().join(LOG_DIR).join("primary.redb").is_file());
-        assert!(dir.path().join(LOG_DIR).join("replica-001.redb").is_file());
+        // Each owner has a log directory of its own, and they survive a reopen.
+        assert!(dir.path().join(LOG_DIR).join("primary").is_dir());
+        assert!(dir.path().join(LOG_DIR).join("replica-001").is_dir());
         assert!(dir.path().join(ROWS_DIR).join("primary.redb").is_file(), "and its rows another");
         disk.close();
         assert!(matches!(disk.log_bounds("primary"), Err(StorageError::Closed)));

@@ -50,6 +50,28 @@ pub enum StorageError {
     /// `StorageError::SnapshotOutOfDate`).
     #[error("a raft snapshot at index {index} is out of date: {owner}'s log starts after index {base_index}")]
     RaftSnapshotOutOfDate { owner: String, index: u64, base_index: u64 },
+    /// A file operation on an owner's write-ahead log failed: `doing` names it (a verb that takes
+    /// the path as its object).
+    #[error("cannot {doing} {path}: {source}")]
+    Wal { path: PathBuf, doing: &'static str, source: std::io::Error },
+    /// A WAL segment that cannot be read as written: a frame that does not validate while one after
+    /// it does, a payload that does not decode, a segment without its head or ending before where
+    /// the next one says it ended.
+    #[error("the WAL segment {path} is corrupt at offset {offset}: {what}")]
+    CorruptWal { path: PathBuf, offset: u64, what: &'static str },
+    /// A write or fsync of an owner's WAL failed earlier: what the file holds past its last commit
+    /// is unknown, so it takes no more until the process starts again (as redb does).
+    #[error("an earlier write to the WAL in {path} failed; it takes no more commits until clusterd restarts")]
+    WalFailed { path: PathBuf },
+    /// A commit whose records do not follow the log's end (or each other) in lsn order.
+    #[error("{owner}'s WAL ends at lsn {end}; a record at {lsn} cannot follow it")]
+    LogOutOfOrder { owner: String, lsn: u64, end: u64 },
+    /// A WAL commit longer than a frame's `u32` length header can say.
+    #[error("a WAL commit of {len} bytes is too large to store")]
+    CommitTooLarge { len: usize },
+    /// A meta key longer than its `u16` length header can say.
+    #[error("the WAL meta key {key:?} is too long to store")]
+    MetaKeyTooLong { key: String },
     #[error("the store is closed (the runtime is shutting down)")]
     Closed,
     /// A record that could not be encoded to be stored.

@@ -1,7 +1,8 @@
 //! Durable state behind small traits, one per kind of state the domains keep: the byte log
 //! replication writes ([`ByteLog`]), an owner's rows ([`RowImageStore`]), records and meta
 //! counters ([`RecordStore`]), and Raft's log and state ([`RaftLogStore`]). Each is implemented
-//! by the disk engine (redb, every commit fsynced before it returns) and the memory engine
+//! by the disk engine (redb files, and append-only segment files for the owners' logs; every
+//! commit fsynced before it returns) and the memory engine
 //! (`storage.engine = "memory"`, or an empty `data_dir`).
 //!
 //! Every call blocks (a commit waits for fsync): actors call it off the arbiter (`exec`), never
@@ -30,13 +31,14 @@ pub use row_images::{RowImageStore, RowImages, ShardImage, ShardRows, StoredRows
 
 /// The file inside `data_dir` that holds the record tables and the meta counters.
 pub const DB_FILE: &str = "clusterd.redb";
-/// The directory inside `data_dir` with one file per log owner (the primary, each replica): its
-/// write-ahead log and its positions. Owners commit in parallel: redb takes one write
-/// transaction at a time per file, and a replica's fsync should not queue behind the primary's.
+/// The directory inside `data_dir` with one directory per log owner (the primary, each replica):
+/// its write-ahead log and its positions, in segment files. Owners commit in parallel: a
+/// replica's fsync does not queue behind the primary's.
 pub const LOG_DIR: &str = "wal";
-/// The directory inside `data_dir` with each log owner's rows, a file per owner named as in
-/// [`LOG_DIR`]. Apart from the log for the same reason: a checkpoint writes a shard's rows whole
-/// (megabytes once a table is large), and the owner's WAL commits must not wait for it.
+/// The directory inside `data_dir` with each log owner's rows, a redb file per owner named as
+/// in [`LOG_DIR`] (with `.redb`). Apart from the log for the same reason: a checkpoint writes a
+/// shard's rows whole (megabytes once a table is large), and the owner's WAL commits must not
+/// wait for it.
 pub const ROWS_DIR: &str = "rows";
 /// The directory inside `data_dir` with each Raft group's log and state, a file per group named
 /// as in [`LOG_DIR`].
@@ -63,7 +65,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `dir` (the redb files, created if missing), or in memory (`None`).
+    /// Opens the store in `dir` (its files, created if missing), or in memory (`None`).
     pub fn open(dir: Option<&Path>) -> Result<Store, StorageError> {
         match dir {
             None => Ok(Store::memory()),

@@ -1,9 +1,6 @@
-//! How the disk engine stores a log: consecutive records in one redb entry (a segment), keyed by
-//! the first record's lsn, rather than an entry per record.
-//!
-//! A commit appends one segment, whatever it holds (a group commit's records on the primary, the
-//! records a replica gathered before its fsync): one B-tree insert, and later one removal, instead
-//! of one per record, which dominated the commit threads' time (docs/decisions.md).
+//! How the disk engine encodes a run of consecutive records (a segment of records): in each
+//! commit frame of an owner's WAL (`disk/wal/frame.rs`), and in the redb log of the layout before,
+//! one entry per commit keyed by its first lsn (read when it is copied, `disk/migrate`).
 //!
 //! Layout: for each record, its length as a little-endian `u32`, then its bytes. A record's lsn is
 //! the segment's key plus the lengths of the records before it (lsns count record bytes, so

@@ -1,13 +1,15 @@
-//! The disk engine: redb files under `data_dir`, every commit fsynced before it returns
-//! (redb's default durability). [`DB_FILE`] holds the records and meta counters; each owner has
-//! a file of its own per kind of state ([`LOG_DIR`], [`ROWS_DIR`], [`RAFT_DIR`]), opened on first
-//! use, so that owners commit in parallel: redb takes one write transaction at a time per file.
+//! The disk engine, under `data_dir`: [`DB_FILE`] (redb) holds the records and meta counters;
+//! each owner has its own write-ahead log, a directory of append-only segment files in
+//! [`LOG_DIR`] ([`wal`]), and its own redb file per other kind of state ([`ROWS_DIR`],
+//! [`RAFT_DIR`]), opened on first use, so that owners commit in parallel: redb takes one write
+//! transaction at a time per file. Every commit is fsynced before it returns.
 
 mod log;
 mod migrate;
 mod raft;
 mod records;
 mod rows;
+mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,9 +28,6 @@ const OWNER_CACHE_BYTES: usize = 64 << 20;
 
 /// The meta counters (a table in every file).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// An owner's write-ahead log (in its [`LOG_DIR`] file): first lsn -> a
-/// [`super::segment`] of records.
-const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal_segments");
 /// An owner's rows (in its [`ROWS_DIR`] file), a shard at a time ([`super::image`]):
 /// `shard << 32 | chunk` -> chunk. A shard's chunks are replaced together.
 const ROW_IMAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("row_images");
@@ -147,10 +146,10 @@ fn open<T>(db: &RwLock<Option<T>>) -> Result<MappedRwLockReadGuard<'_, T>, Stora
     RwLockReadGuard::try_map(db.read(), Option::as_ref).map_err(|_| StorageError::Closed)
 }
 
-/// A log owner's two databases.
+/// A log owner's files.
 struct OwnerFiles {
     /// Its write-ahead log and positions ([`LOG_DIR`]).
-    log: DbFile,
+    log: wal::OwnerWal,
     /// Its rows by shard, their lsns and its reseed count ([`ROWS_DIR`]).
     rows: DbFile,
 }
@@ -170,11 +169,18 @@ pub struct DiskEngine {
     /// Each owner's files, opened on first use. Held only to look an owner up or add one, never
     /// across an operation.
     files: Mutex<OpenFiles>,
+    /// The size of the owners' WAL segments ([`wal::SEGMENT_BYTES`]; smaller in tests).
+    segment_bytes: u64,
 }
 
 impl DiskEngine {
     /// Opens the store in `dir`, creating it if missing; refuses an owner's file it cannot read.
     pub fn open(dir: &Path) -> Result<DiskEngine, StorageError> {
+        DiskEngine::open_with_segments(dir, wal::SEGMENT_BYTES)
+    }
+
+    /// As [`DiskEngine::open`], with owners' WAL segments of `segment_bytes`.
+    fn open_with_segments(dir: &Path, segment_bytes: u64) -> Result<DiskEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
         let location = dir.join(DB_FILE);
         let db = DbFile::open(location.clone(), &redb::Builder::new())?;
@@ -186,7 +192,7 @@ impl DiskEngine {
         // Owners' files are opened on first use; one of an older layout is refused now, at
         // start, not when its owner first loads (the primary would stay down).
         migrate::refuse_old_layouts(&dir.join(LOG_DIR))?;
-        Ok(DiskEngine { db: RwLock::new(Some(db)), data_dir: dir.to_path_buf(), location, files: Mutex::default() })
+        Ok(DiskEngine { db: RwLock::new(Some(db)), data_dir: dir.to_path_buf(), location, files: Mutex::default(), segment_bytes })
     }
 
     /// `owner`'s file in the directory `sub` of the data dir, created if missing.
@@ -221,13 +227,6 @@ impl DiskEngine {
     fn owner_files(&self, owner: &str) -> Result<Shared<OwnerFiles>, StorageError> {
         self.opened(owner, |f| &mut f.owners, || {
             // Tables created once, so that reads never meet a missing one.
-            let log = self.open_owner_file(LOG_DIR, owner)?;
-            migrate::refuse_old_layout(&log)?;
-            log.write("create the log's tables", |tx| {
-                tx.open_table(META)?;
-                tx.open_table(WAL)?;
-                Ok(())
-            })?;
             let rows = self.open_owner_file(ROWS_DIR, owner)?;
             migrate::refuse_old_layout(&rows)?;
             rows.write("create the rows' tables", |tx| {
@@ -236,7 +235,7 @@ impl DiskEngine {
                 tx.open_table(ROW_IMAGE_LSNS)?;
                 Ok(())
             })?;
-            migrate::move_rows_out_of_log(&log, &rows)?;
+            let log = migrate::open_log(&self.data_dir.join(LOG_DIR), owner, &rows, self.segment_bytes)?;
             migrate::finish_reseed(&log, &rows)?;
             Ok(OwnerFiles { log, rows })
         })
@@ -290,9 +289,9 @@ impl Engine for DiskEngine {
     }
 }
 
-/// An owner's file name: its id with anything but ASCII letters, digits, `-` and `_` escaped
-/// as `%XX`, so no id can reach outside the directory.
-fn owner_file_name(owner: &str) -> String {
+/// An owner's name in a directory: its id with anything but ASCII letters, digits, `-` and `_`
+/// escaped as `%XX`, so no id can reach outside the directory (nor hold a `.`).
+fn owner_name(owner: &str) -> String {
     let mut name = String::with_capacity(owner.len() + 5);
     for b in owner.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
@@ -301,8 +300,12 @@ fn owner_file_name(owner: &str) -> String {
             name.push_str(&format!("%{b:02X}"));
         }
     }
-    name.push_str(".redb");
     name
+}
+
+/// An owner's redb file name: [`owner_name`] and `.redb`.
+fn owner_file_name(owner: &str) -> String {
+    owner_name(owner) + ".redb"
 }
 
 #[cfg(test)]
@@ -313,5 +316,6 @@ mod tests {
     fn owner_file_names_cannot_leave_the_log_directory() {
         assert_eq!(owner_file_name("replica_001-a"), "replica_001-a.redb");
         assert_eq!(owner_file_name("../x y"), "%2E%2E%2Fx%20y.redb");
+        assert_eq!(owner_name("../x y"), "%2E%2E%2Fx%20y");
     }
 }

@@ -3,8 +3,8 @@
 
 use redb::ReadableTable;
 
-use super::log::remove_log_before;
-use super::{DbFile, DiskEngine, Failure, META, RESEED_META, ROW_IMAGES, ROW_IMAGE_LSNS, WAL};
+use super::wal::OwnerWal;
+use super::{DiskEngine, Failure, META, RESEED_META, ROW_IMAGES, ROW_IMAGE_LSNS};
 use crate::model::rows::SHARDS;
 use crate::storage::row_images::ROWS_EPOCH;
 use crate::storage::rows::RowMap;
@@ -41,18 +41,13 @@ fn put_shard(images: &mut redb::Table<'_, u64, &[u8]>, shard: usize, chunks: &[V
     Ok(())
 }
 
-/// A reseed's second commit, in the log file: drops the whole log and sets `meta` and the
-/// reseed count `epoch` (see [`ROWS_EPOCH`]).
-pub(super) fn reseed_log(log: &DbFile, epoch: u64, meta: &[(String, u64)]) -> Result<(), StorageError> {
-    log.write("replace the log after a reseed", |tx| {
-        tx.open_table(WAL)?.retain(|_, _| false)?;
-        let mut m = tx.open_table(META)?;
-        m.insert(ROWS_EPOCH, epoch)?;
-        for (k, v) in meta {
-            m.insert(k.as_str(), *v)?;
-        }
-        Ok(())
-    })
+/// A reseed's second commit, in the log: drops the whole log and sets `meta` and the reseed
+/// count `epoch` (see [`ROWS_EPOCH`]).
+pub(super) fn reseed_log(log: &OwnerWal, epoch: u64, meta: &[(String, u64)]) -> Result<(), StorageError> {
+    let mut all = Vec::with_capacity(meta.len() + 1);
+    all.push((ROWS_EPOCH.to_string(), epoch));
+    all.extend_from_slice(meta);
+    log.reset(&all)
 }
 
 impl RowImageStore for DiskEngine {
@@ -96,12 +91,7 @@ impl RowImageStore for DiskEngine {
                 // replays over rows that have it already (ops are idempotent per row and shard
                 // lsns tell what is in). Not if a reseed came since: the log it left starts at
                 // its own lsn, which may be older.
-                files.log.write("trim the log to the stored rows", |tx| {
-                    if meta_value(&tx.open_table(META)?, ROWS_EPOCH)? == epoch {
-                        remove_log_before(&mut tx.open_table(WAL)?, oldest)?;
-                    }
-                    Ok(())
-                })?;
+                files.log.truncate_before(oldest, |meta| meta.get(ROWS_EPOCH).copied().unwrap_or(0) == epoch)?;
             }
             Ok(true)
         })
