@@ -13,17 +13,15 @@
 //! checkpoint submitted at a time.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc};
 
 use parking_lot::Mutex;
 
+use super::lane::{serve, Job};
 use super::{blocking, Priority, TaskFailed, Work};
 
 /// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
 pub const NICE: i32 = 10;
-
-type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of low-priority threads taking jobs from one queue. The threads end once the pool
 /// is dropped and the queue is drained.
@@ -40,16 +38,8 @@ impl BackgroundPool {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
                 lower_priority();
-                loop {
-                    // The lock is held only to take one job, never while running it.
-                    let job = rx.lock().recv();
-                    match job {
-                        // A panic is the job's failure (its caller sees the result dropped),
-                        // not the thread's.
-                        Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(job))),
-                        Err(_) => return,
-                    }
-                }
+                // The lock is held only to take one job, never while running it.
+                serve(|| rx.lock().recv().ok())
             })?;
         }
         Ok(Arc::new(BackgroundPool { jobs: tx }))

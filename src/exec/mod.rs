@@ -1,10 +1,12 @@
-//! Running work off the arbiter threads and bringing its result back to the actor: the blocking
-//! pool for work a client waits for, the [`BackgroundPool`] for work nobody waits for.
+//! Running work off the arbiter threads and bringing its result back to the actor: a [`Lane`]
+//! (an owner's thread) for the commits a client waits for, the blocking pool for other work a
+//! client waits for, the [`BackgroundPool`] for work nobody waits for.
 //!
 //! Every result comes back flat, `Result<T, E>`: a task that panicked or whose pool is gone is an
 //! `E` too ([`TaskFailed`]), so the code that continues on the actor has one error arm.
 
 pub mod background;
+pub mod lane;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +14,7 @@ use std::pin::Pin;
 use actix::prelude::*;
 
 pub use background::BackgroundPool;
+pub use lane::Lane;
 
 /// A task off the arbiter did not finish: it panicked, or its pool is gone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

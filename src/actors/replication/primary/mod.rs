@@ -38,7 +38,7 @@ use crate::actors::net::{Link, Sent};
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::actors::replication::metrics::ReplicationMetrics;
 use crate::actors::replication::replica::ReplicaActor;
-use crate::exec::{self, BackgroundPool, Priority};
+use crate::exec::{self, BackgroundPool, Lane, Priority};
 use crate::messages::replication::*;
 use crate::model::ReplicaMode;
 use crate::storage::table::read_records;
@@ -73,6 +73,8 @@ pub struct PrimaryActor {
     heartbeat_check: Option<SpawnHandle>,
     /// What the state asked for in the step being handled; emptied after every step.
     out: Outbox,
+    /// Where its group commits run.
+    lane: Lane,
 }
 
 impl PrimaryActor {
@@ -98,6 +100,7 @@ impl PrimaryActor {
             bootstrap_replicas,
             heartbeat_check: None,
             out: Outbox::default(),
+            lane: Lane::start("wal-primary"),
         }
     }
 
@@ -145,7 +148,8 @@ impl PrimaryActor {
     fn start_group(&mut self, ctx: &mut Context<Self>) {
         let Some((group, commit)) = self.state.start_group(&mut self.out) else { return };
         let (store, primary) = (self.store.clone(), self.state.id().to_string());
-        ctx.spawn(exec::then_on_actor(move || store.commit_log(&primary, commit), move |res, act: &mut Self, ctx| {
+        let commit = self.lane.run(move || store.commit_log(&primary, commit));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(move |res, act, ctx| {
             if res.is_ok() {
                 act.metrics.wal_committed(group.batches() as u64);
             }

@@ -30,7 +30,7 @@ use actix::prelude::*;
 use self::state::{Next, Phase, Reconciled, ReplicaState, Resync};
 use self::task::{CheckpointFailed, StoreTask};
 use crate::actors::net::Link;
-use crate::exec::{self, BackgroundPool, Priority};
+use crate::exec::{self, BackgroundPool, Lane, Priority};
 use crate::messages::replication::*;
 use crate::metrics::Histogram;
 use crate::model::rows::SHARDS;
@@ -76,6 +76,9 @@ pub struct ReplicaActor {
     lazy_timer: Option<SpawnHandle>,
     /// Where its log commits' durations go.
     commit_timer: Histogram,
+    /// Where its store tasks run while a write waits for them; started on first use (a replica
+    /// nobody waits for never needs it).
+    lane: Option<Lane>,
 }
 
 impl ReplicaActor {
@@ -101,6 +104,7 @@ impl ReplicaActor {
             heartbeat: None,
             lazy_timer: None,
             commit_timer,
+            lane: None,
         }
     }
 
@@ -164,9 +168,12 @@ impl ReplicaActor {
         if let Some(timer) = self.lazy_timer.take() {
             ctx.cancel_future(timer);
         }
-        let priority = Priority::waited_for(self.state.awaited || self.state.announce);
         let (store, reporter) = (self.store.clone(), self.reporter.clone());
-        let work = self.background.run_at(priority, move || task.run(&store, |early| reporter.send(early)));
+        let run = move || task.run(&store, |early| reporter.send(early));
+        let work = match Priority::waited_for(self.state.awaited || self.state.announce) {
+            Priority::Normal => self.lane.get_or_insert_with(|| Lane::start(&format!("wal-{}", self.state.id))).run(run),
+            Priority::Background => self.background.run_at(Priority::Background, run),
+        };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(|res, act, ctx| {
             let done = match res {
                 Ok(done) => done,
