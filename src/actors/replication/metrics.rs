@@ -42,7 +42,7 @@ pub struct WriteStages {
     /// commit in flight.
     pub queued: Histogram,
     /// That group commit, from its start to its result back on the primary's actor: the fsync
-    /// and the blocking pool's round trip.
+    /// and the round trip to the primary's commit thread.
     pub primary_commit: Histogram,
     /// Durable on the primary to answered: the wait for the replicas the mode counts.
     pub replicas: Histogram,
@@ -82,7 +82,7 @@ impl ReplicationMetrics {
         let row = |mode: &str| latency.row(&[mode]);
         let stages = metrics.histogram_family(
             "clusterd_replication_write_stage_seconds",
-            "Where a write's time goes: queued (for the group commit in flight), primary_commit (its fsync, back on the primary), replicas (durable to acknowledged: the replicas the mode waits for), replica_commit (a replica's log commit, per commit).",
+            "Where a write's time goes: queued (for the group commit in flight), primary_commit (its fsync, until back on the primary), replicas (durable to acknowledged: the replicas the mode waits for), replica_commit (a replica's log commit, per commit).",
             &["stage"],
             STAGE_SECONDS,
         );
