@@ -34,7 +34,7 @@ pub struct ReplicationMetrics {
 
 /// Where a write's time goes on its way from the primary's mailbox to its acknowledgement
 /// (`clusterd_replication_write_stage_seconds{stage}`); what the request took over HTTP is
-/// `clusterd_http_request_duration_seconds`, and the difference is HTTP, JSON and the hops
+/// `http_request_duration_seconds`, and the difference is HTTP, JSON and the hops
 /// between threads. Per write unless said otherwise.
 #[derive(Debug, Clone)]
 pub struct WriteStages {
