@@ -13,9 +13,7 @@
 //! checkpoint submitted at a time.
 
 use std::future::Future;
-use std::sync::{mpsc, Arc};
-
-use parking_lot::Mutex;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use super::lane::{serve, Job};
 use super::{blocking, Priority, TaskFailed, Work};
@@ -38,8 +36,10 @@ impl BackgroundPool {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
                 lower_priority();
-                // The lock is held only to take one job, never while running it.
-                serve(|| rx.lock().recv().ok())
+                // The lock is held only to take one job, never while running it; an idle thread
+                // holds it while it waits in `recv`, so the others sleep on it (std's mutex, as
+                // parking_lot's spins in `sched_yield` before it sleeps).
+                serve(|| rx.lock().unwrap_or_else(PoisonError::into_inner).recv().ok())
             })?;
         }
         Ok(Arc::new(BackgroundPool { jobs: tx }))
