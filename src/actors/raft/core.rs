@@ -1,0 +1,260 @@
+//! One Raft node's state, apart from its actor shell: the `RawNode` (raft-rs) over the group's
+//! durable log, and the metadata it applies. Its methods return what to do next, and the shell
+//! does it: [`RaftCore::next_ready`] hands out the messages that may go at once and the write
+//! to make durable; once that write is committed, [`RaftCore::persisted`] hands out the
+//! messages that had to wait for it and what was applied. One write is outstanding at a time.
+
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message};
+use raft::{RawNode, Ready, StateRole};
+
+use super::machine::{Applied, MetaMachine};
+use super::storage::{decode, encode, stored_entry, stored_snapshot, GroupStorage, GroupStorageError};
+use crate::model::MetaCommand;
+use crate::storage::{RaftHardState, RaftWrite, Store};
+
+/// How often a node ticks and how many ticks make its timeouts (`[cluster]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTiming {
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+}
+
+/// Why a node could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftCoreError {
+    #[error(transparent)]
+    Storage(#[from] GroupStorageError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("a command could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What changed that the world should hear of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RaftEvent {
+    /// This node became leader of `term`; `votes` of the `voters` granted it.
+    BecameLeader { term: u64, previous_leader: u64, votes: usize, voters: usize },
+}
+
+/// The start of handling one `Ready`.
+#[derive(Debug)]
+pub struct ReadyWork {
+    /// Messages that may leave before the write is durable (a leader's appends and heartbeats).
+    pub send_now: Vec<Message>,
+    /// What must be durable before [`RaftCore::persisted`]; empty if nothing is.
+    pub write: RaftWrite,
+    pub events: Vec<RaftEvent>,
+}
+
+/// The end of handling one `Ready`, its write being durable.
+#[derive(Debug, Default)]
+pub struct AfterWrite {
+    pub send: Vec<Message>,
+    pub applied: Vec<Applied>,
+}
+
+/// A node's state as its views show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreStatus {
+    pub id: u64,
+    pub role: StateRole,
+    pub leader: u64,
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub voters: Vec<u64>,
+    /// Per peer, the highest index known replicated there (leader only).
+    pub matched: Vec<(u64, u64)>,
+}
+
+pub struct RaftCore {
+    id: u64,
+    raw: RawNode<GroupStorage>,
+    machine: MetaMachine,
+    /// The `Ready` whose write is being made durable; no other is taken until it is.
+    pending: Option<Ready>,
+    /// A conf state to store with the next write: the bootstrap's, or one a conf change made.
+    conf_to_store: Option<ConfState>,
+    stored_hard_state: HardState,
+    leader: u64,
+    /// Votes granted to this node in the election it is running (itself included).
+    votes: usize,
+}
+
+/// Whether `write` asks nothing of the store.
+pub fn is_empty(write: &RaftWrite) -> bool {
+    write.snapshot.is_none()
+        && write.entries.is_empty()
+        && write.hard_state.is_none()
+        && write.conf_state.is_none()
+        && write.applied.is_none()
+        && write.compact_to.is_none()
+}
+
+impl RaftCore {
+    /// Opens node `id` of the group stored as `owner`, whose bootstrap voters are `voters` (used
+    /// only if the store holds nothing for it). Every committed entry is applied again from the
+    /// log: the metadata lives in memory and the log is not compacted yet.
+    pub fn open(id: u64, owner: &str, voters: Vec<u64>, store: Arc<Store>, timing: RaftTiming) -> Result<RaftCore, RaftCoreError> {
+        let storage = GroupStorage::new(store, owner, voters);
+        let conf_to_store = if storage.is_fresh()? { Some(storage.conf_state()?) } else { None };
+        let config = raft::Config {
+            id,
+            election_tick: timing.election_tick,
+            heartbeat_tick: timing.heartbeat_tick,
+            applied: 0,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        let raw = RawNode::new(&config, storage, &super::logger(owner))?;
+        let stored_hard_state = raw.raft.hard_state();
+        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, votes: 0 })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn machine(&self) -> &MetaMachine {
+        &self.machine
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Steps a message from a peer.
+    pub fn step(&mut self, msg: Message) -> Result<(), RaftCoreError> {
+        let candidate = self.raw.raft.state == StateRole::Candidate;
+        let granted = candidate && msg.get_msg_type() == raft::eraftpb::MessageType::MsgRequestVoteResponse && !msg.reject;
+        let before = if candidate { self.raw.raft.prs().tally_votes().0 } else { 0 };
+        self.raw.step(msg)?;
+        if candidate && self.raw.raft.state == StateRole::Leader {
+            self.votes = before + usize::from(granted);
+        }
+        Ok(())
+    }
+
+    /// Proposes `command` (leader only; raft-rs refuses it elsewhere).
+    pub fn propose(&mut self, command: &MetaCommand) -> Result<(), RaftCoreError> {
+        let data = serde_json::to_vec(command)?;
+        self.raw.propose(Vec::new(), data)?;
+        Ok(())
+    }
+
+    /// Starts handling a `Ready`, if one is due and the last one's write is durable.
+    pub fn next_ready(&mut self) -> Result<Option<ReadyWork>, RaftCoreError> {
+        if self.pending.is_some() || !self.raw.has_ready() {
+            return Ok(None);
+        }
+        let mut rd = self.raw.ready();
+        let owner = self.raw.store().owner().to_string();
+        let mut events = Vec::new();
+        if let Some(ss) = rd.ss() {
+            if ss.leader_id != self.leader {
+                if ss.leader_id == self.id && ss.raft_state == StateRole::Leader {
+                    let voters = self.raw.raft.prs().conf().voters().ids().len();
+                    // A single voter elects itself without a message.
+                    let votes = if voters == 1 { 1 } else { self.votes };
+                    events.push(RaftEvent::BecameLeader { term: self.raw.raft.term, previous_leader: self.leader, votes, voters });
+                }
+                self.leader = ss.leader_id;
+            }
+        }
+        let send_now = rd.take_messages();
+        let snapshot = if rd.snapshot().get_metadata().index > 0 { Some(stored_snapshot(rd.snapshot(), &owner)?) } else { None };
+        let entries = rd.entries().iter().map(|e| stored_entry(e, &owner)).collect::<Result<Vec<_>, _>>()?;
+        let hs = self.raw.raft.hard_state();
+        let hard_state = (hs != self.stored_hard_state).then_some(RaftHardState { term: hs.term, vote: hs.vote, commit: hs.commit });
+        self.stored_hard_state = hs;
+        let conf_state = match self.conf_to_store.take() {
+            Some(cs) => Some(encode(&cs, &owner)?),
+            None => None,
+        };
+        let write = RaftWrite { snapshot, entries, hard_state, conf_state, applied: None, compact_to: None };
+        self.pending = Some(rd);
+        Ok(Some(ReadyWork { send_now, write, events }))
+    }
+
+    /// The write of the last [`RaftCore::next_ready`] is durable: what may go now, and what was
+    /// applied. Nothing if no `Ready` was pending.
+    pub fn persisted(&mut self) -> Result<AfterWrite, RaftCoreError> {
+        let Some(mut rd) = self.pending.take() else {
+            return Ok(AfterWrite::default());
+        };
+        let owner = self.raw.store().owner().to_string();
+        if rd.snapshot().get_metadata().index > 0 {
+            self.machine = MetaMachine::restore(&rd.snapshot().data, rd.snapshot().get_metadata().index)
+                .map_err(|reason| GroupStorageError::Unrestorable { owner: owner.clone(), reason })?;
+        }
+        let mut send = rd.take_persisted_messages();
+        let mut applied = self.apply(rd.take_committed_entries(), &owner)?;
+        let mut light = self.raw.advance(rd);
+        send.extend(light.take_messages());
+        applied.extend(self.apply(light.take_committed_entries(), &owner)?);
+        self.raw.advance_apply();
+        Ok(AfterWrite { send, applied })
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, owner: &str) -> Result<Vec<Applied>, RaftCoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let applied = match e.get_entry_type() {
+                EntryType::EntryNormal => self.machine.apply(e.index, e.term, &e.data),
+                EntryType::EntryConfChange => {
+                    let cc: ConfChange = decode(&e.data, owner)?;
+                    self.conf_to_store = Some(self.raw.apply_conf_change(&cc)?);
+                    self.machine.skip(e.index)
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc: ConfChangeV2 = decode(&e.data, owner)?;
+                    self.conf_to_store = Some(self.raw.apply_conf_change(&cc)?);
+                    self.machine.skip(e.index)
+                }
+            };
+            out.push(applied);
+        }
+        Ok(out)
+    }
+
+    pub fn status(&self) -> CoreStatus {
+        let raft = &self.raw.raft;
+        let hs = raft.hard_state();
+        let voters: Vec<u64> = {
+            let mut v: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+            v.sort_unstable();
+            v
+        };
+        let matched = if raft.state == StateRole::Leader {
+            let mut m: Vec<(u64, u64)> = raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect();
+            m.sort_unstable();
+            m
+        } else {
+            Vec::new()
+        };
+        CoreStatus {
+            id: self.id,
+            role: raft.state,
+            leader: raft.leader_id,
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            applied: self.machine.applied(),
+            last_index: raft.raft_log.last_index(),
+            voters,
+            matched,
+        }
+    }
+}
