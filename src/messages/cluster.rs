@@ -201,6 +201,67 @@ pub struct ClusterStatus {
     pub health: ClusterHealthStatus,
 }
 
+/// A Raft message from one node's actor to another's, carried by the link.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RaftPeerMessage(pub raft::eraftpb::Message);
+
+/// Every node's Raft state, as `GET /api/v1/cluster/raft` shows it.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<RaftNodeView>")]
+pub struct GetRaftNodes;
+
+/// One node's Raft state.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<RaftNodeView>")]
+pub struct GetRaftNode;
+
+/// A node's Raft state: its role and term, its log's ends, and (on the leader) each peer's.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RaftNodeView {
+    pub node_id: String,
+    /// raft-rs's id of the node (derived from its name).
+    pub raft_id: u64,
+    /// `leader`, `candidate`, `pre_candidate`, `follower`, or `down` while crashed.
+    pub role: String,
+    pub leader_id: Option<String>,
+    pub term: u64,
+    /// The node it voted for in `term`.
+    pub vote: Option<String>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<String>,
+    /// On the leader: each peer's highest index known replicated there.
+    pub progress: Vec<RaftPeerProgress>,
+}
+
+impl RaftNodeView {
+    /// A node that is down (crashed) or whose Raft did not open: nothing known but its name.
+    pub fn down(node_id: String, voters: Vec<String>) -> RaftNodeView {
+        RaftNodeView {
+            raft_id: crate::model::raft_node_id(&node_id),
+            node_id,
+            role: "down".into(),
+            leader_id: None,
+            term: 0,
+            vote: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_index: 0,
+            voters,
+            progress: Vec::new(),
+        }
+    }
+}
+
+/// How far a peer's log matches the leader's.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RaftPeerProgress {
+    pub node_id: String,
+    pub matched_index: u64,
+}
+
 #[derive(Debug, Message)]
 #[rtype(result = "ClusterHealthReport")]
 pub struct GetClusterHealth;
@@ -277,7 +338,20 @@ domain_events! {
         NodeHealthChange(NodeHealthChange) => |p, s| s.add(SubjectKind::Node, &p.node_id),
         QuorumLost(QuorumChange) => |_, _| {},
         QuorumRestored(QuorumChange) => |_, _| {},
+        LeaderElected(LeaderElection) => |p, s| s.add(SubjectKind::Node, &p.leader_id),
     }
+}
+
+/// `leader_elected`: published by the node that won, when it takes office.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderElection {
+    pub leader_id: String,
+    /// The leader this node knew before, if any.
+    pub previous_leader: Option<String>,
+    pub term: u64,
+    /// Votes granted to the winner, its own included.
+    pub votes_received: usize,
+    pub total_voters: usize,
 }
 
 /// `node_joined` / `node_left`.

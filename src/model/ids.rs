@@ -16,3 +16,15 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// raft-rs's numeric id for the node named `node_id`: the same in every process, whatever order
+/// its config lists nodes in (FNV-1a of the name, kept to 53 bits so JSON clients read it
+/// exactly; never 0, which raft-rs reserves).
+pub fn raft_node_id(node_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h & ((1 << 53) - 1)).max(1)
+}

@@ -11,7 +11,7 @@ pub mod roles;
 pub mod rows;
 
 pub use health::{ClusterHealthStatus, NodeHealth};
-pub use ids::{validate_id, ID_MAX_LEN, ID_PATTERN};
+pub use ids::{raft_node_id, validate_id, ID_MAX_LEN, ID_PATTERN};
 pub use lsn::{lsn_text, parse_lsn_text};
 pub use meta::MetaCommand;
 pub use modes::{ConflictStrategy, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::cluster::node::NodeActor;
+use crate::actors::cluster::node::{NodeActor, RaftSetup};
 use crate::actors::registry::EventPublisher;
 use crate::exec;
 use crate::messages::cluster::*;
@@ -92,6 +92,8 @@ pub struct MembershipActor {
     pub(super) last_probe_at: Option<Instant>,
     /// Records to start with, loaded at startup.
     pub(super) initial: Vec<(NodeRecord, Option<String>)>,
+    /// What each node's Raft is started with.
+    pub(super) raft: RaftSetup,
 }
 
 impl MembershipActor {
@@ -102,6 +104,7 @@ impl MembershipActor {
         bootstrap_nodes: &[String],
         store: Arc<Store>,
         events: EventPublisher,
+        raft: RaftSetup,
     ) -> Result<Self, ClusterError> {
         let storage = |e: crate::storage::StorageError| ClusterError::Storage { message: e.to_string() };
         let rows = store.list_records(CLUSTER_NODES).map_err(storage)?;
@@ -143,6 +146,7 @@ impl MembershipActor {
             next_incarnation: 0,
             last_probe_at: None,
             initial,
+            raft,
         })
     }
 
@@ -157,6 +161,7 @@ impl MembershipActor {
             self.events.clone(),
             ctx.address().recipient(),
             self.restart_counts.clone(),
+            self.raft.clone(),
         )
         .start_supervised()
     }
@@ -687,5 +692,28 @@ impl Handler<StopRuntimeActor> for MembershipActor {
     type Result = ();
     fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<GetRaftNodes> for MembershipActor {
+    type Result = ResponseFuture<Vec<RaftNodeView>>;
+    fn handle(&mut self, _: GetRaftNodes, _ctx: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self
+            .members
+            .values()
+            .map(|m| {
+                let id = m.record.node_id.clone();
+                let addr = m.addr.clone();
+                let voters = self.raft.bootstrap.iter().filter_map(|v| self.raft.peers.name(*v)).collect::<Vec<_>>();
+                async move {
+                    let answer = match addr {
+                        Some(addr) => addr.send(GetRaftNode).await.ok().flatten(),
+                        None => None,
+                    };
+                    answer.unwrap_or_else(|| RaftNodeView::down(id, voters))
+                }
+            })
+            .collect();
+        Box::pin(futures_util::future::join_all(asks))
     }
 }

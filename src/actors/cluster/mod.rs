@@ -4,6 +4,7 @@
 mod faults;
 pub mod membership;
 pub mod node;
+pub mod peers;
 
 use std::any::Any;
 use std::future::Future;
@@ -12,9 +13,12 @@ use std::pin::Pin;
 use actix::prelude::*;
 
 pub use membership::{MembershipActor, MembershipSettings};
-pub use node::NodeActor;
+pub use node::{NodeActor, RaftSetup};
+pub use peers::RaftPeers;
 
 use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
+use crate::actors::raft::core::RaftTiming;
+use crate::model::raft_node_id;
 
 /// The cluster domain, started.
 pub struct Cluster {
@@ -22,13 +26,28 @@ pub struct Cluster {
     faults: FaultTargets,
 }
 
-/// Loads the durable membership (seeded from `cluster.nodes` on a fresh store) and starts it.
+/// Loads the durable membership (seeded from `cluster.nodes` on a fresh store) and starts it;
+/// `cluster.nodes` are also the Raft group's voters at bootstrap.
 pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
+    let c = &ctx.config.cluster;
+    let peers = RaftPeers::default();
+    for name in &c.nodes {
+        peers.known(raft_node_id(name), name);
+    }
+    let raft = RaftSetup {
+        store: ctx.store.clone(),
+        link: ctx.link.clone(),
+        peers,
+        timing: RaftTiming { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick },
+        tick: std::time::Duration::from_millis(c.tick_ms),
+        bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),
+    };
     let membership = MembershipActor::load(
         MembershipSettings::from_config(&ctx.config.cluster),
         &ctx.config.cluster.nodes,
         ctx.store.clone(),
         ctx.publisher(),
+        raft,
     )
     .map_err(|e| DomainStartError { domain: "cluster", reason: e.to_string() })?
     .start();

@@ -1,22 +1,47 @@
-//! One cluster node hosted by this process, as a supervised actor. Today it answers heartbeats
-//! (so the membership actor measures its responsiveness) and models faults; Raft will give it a
-//! `RawNode` to tick and step.
+//! One cluster node hosted by this process, as a supervised actor: it answers heartbeats (so the
+//! membership actor measures its responsiveness), models faults, and runs the node's Raft
+//! ([`RaftCore`]): it ticks it, steps what peers send, and handles each `Ready` (messages that
+//! may go at once go; the write is committed on the node's own lane; then the messages that
+//! waited for it go and committed entries are applied).
 //!
 //! Two ways down: an internal fault stops it and `actix::Supervisor` starts it again at once from
 //! durable state (published as `actor_restarted`); an injected crash stops it for good: the
 //! membership actor, the only holder of its address, lets go of it, so the supervisor has nobody
-//! to restart it for, until an operator restarts the node as a new actor.
+//! to restart it for, until an operator restarts the node as a new actor. Either way its Raft
+//! comes back from what its store holds, as after a power cut.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::actors::cluster::peers::RaftPeers;
+use crate::actors::net::{Link, Sent};
+use crate::actors::raft::core::{is_empty, RaftCore, RaftEvent, RaftTiming};
 use crate::actors::registry::EventPublisher;
+use crate::exec::Lane;
 use crate::messages::cluster::*;
 use crate::messages::events::{Event, Severity};
 use crate::messages::system::{ActorRestart, SystemEvent};
 use crate::metrics::CounterFamily;
+use crate::model::raft_node_id;
+use crate::storage::Store;
+
+/// What every node's Raft needs, shared by the membership actor with the nodes it starts.
+#[derive(Clone)]
+pub struct RaftSetup {
+    pub store: Arc<Store>,
+    pub link: Link,
+    pub peers: RaftPeers,
+    pub timing: RaftTiming,
+    pub tick: Duration,
+    /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).
+    pub bootstrap: Vec<u64>,
+}
 
 pub struct NodeActor {
     node_id: String,
+    raft_id: u64,
     incarnation: u64,
     events: EventPublisher,
     membership: Recipient<NodeRestarted>,
@@ -29,6 +54,13 @@ pub struct NodeActor {
     /// Set by an injected crash: if the supervisor restarts the actor anyway (somebody still held
     /// an address), it stays down and answers nothing.
     crashed: bool,
+    setup: RaftSetup,
+    /// `None` until opened from the store (and if that failed).
+    raft: Option<RaftCore>,
+    /// Where the node's Raft writes are committed, in order, off the arbiter.
+    lane: Lane,
+    /// A `Ready`'s write is being committed; the next waits for it.
+    writing: bool,
 }
 
 impl NodeActor {
@@ -38,9 +70,13 @@ impl NodeActor {
         events: EventPublisher,
         membership: Recipient<NodeRestarted>,
         restart_counts: CounterFamily,
+        setup: RaftSetup,
     ) -> Self {
+        let raft_id = raft_node_id(&node_id);
+        let lane = Lane::start(&format!("raft-{node_id}"));
         NodeActor {
             node_id,
+            raft_id,
             incarnation,
             events,
             membership,
@@ -48,6 +84,10 @@ impl NodeActor {
             restarts: 0,
             pending_fault: None,
             crashed: false,
+            setup,
+            raft: None,
+            lane,
+            writing: false,
         }
     }
 
@@ -55,13 +95,164 @@ impl NodeActor {
     pub fn start_supervised(self) -> Addr<NodeActor> {
         actix::Supervisor::start(|_| self)
     }
+
+    /// Opens the node's Raft from its store, on its lane (after any write still in flight from
+    /// before a restart), then starts ticking it.
+    fn open_raft(&mut self, ctx: &mut Context<Self>) {
+        let setup = self.setup.clone();
+        let (id, owner) = (self.raft_id, self.node_id.clone());
+        let voters = if setup.bootstrap.contains(&id) { setup.bootstrap.clone() } else { Vec::new() };
+        let open = self.lane.run(move || RaftCore::open(id, &owner, voters, setup.store, setup.timing));
+        ctx.wait(actix::fut::wrap_future::<_, Self>(open).map(|res, act, ctx| match res {
+            Ok(core) => {
+                act.raft = Some(core);
+                act.setup.peers.running(act.raft_id, &act.node_id, ctx.address().downgrade().recipient());
+                ctx.run_interval(act.setup.tick, |act, ctx| {
+                    act.guarded("tick", ctx, |raft| raft.tick());
+                    act.drive(ctx);
+                });
+            }
+            Err(error) => {
+                tracing::error!(node_id = %act.node_id, %error, "the node's raft did not open; it takes no part in consensus");
+            }
+        }));
+    }
+
+    /// Runs `f` on the node's Raft. raft-rs panics on what it takes for a broken invariant; a
+    /// panic here would take the whole process down (actix does not supervise it), so the node
+    /// fails instead and its supervisor reopens it from its store.
+    fn guarded<T>(&mut self, what: &str, ctx: &mut Context<Self>, f: impl FnOnce(&mut RaftCore) -> T) -> Option<T> {
+        let raft = self.raft.as_mut()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(raft))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.raft = None;
+                self.fail(format!("raft-rs panicked in {what}"), ctx);
+                None
+            }
+        }
+    }
+
+    /// Handles every `Ready` that is due, one write in flight at a time.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        while !self.writing {
+            let work = match self.guarded("ready", ctx, |raft| raft.next_ready()) {
+                None | Some(Ok(None)) => return,
+                Some(Ok(Some(work))) => work,
+                Some(Err(error)) => return self.fail(format!("raft ready: {error}"), ctx),
+            };
+            self.publish(work.events);
+            self.send(work.send_now);
+            if is_empty(&work.write) {
+                self.after_write(ctx);
+                continue;
+            }
+            self.writing = true;
+            let (store, owner, write) = (self.setup.store.clone(), self.node_id.clone(), work.write);
+            let commit = self.lane.run(move || store.commit_raft(&owner, write).map_err(crate::actors::raft::core::RaftCoreError::from));
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|res, act, ctx| {
+                act.writing = false;
+                match res {
+                    Ok(()) => {
+                        act.after_write(ctx);
+                        act.drive(ctx);
+                    }
+                    Err(error) => act.fail(format!("raft write: {error}"), ctx),
+                }
+            }));
+        }
+    }
+
+    fn after_write(&mut self, ctx: &mut Context<Self>) {
+        match self.guarded("advance", ctx, |raft| raft.persisted()) {
+            None => {}
+            Some(Ok(after)) => self.send(after.send),
+            Some(Err(error)) => self.fail(format!("raft apply: {error}"), ctx),
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
+        for msg in msgs {
+            let to = msg.to;
+            let sent = match self.setup.peers.route(to) {
+                Some((name, recipient)) => self.setup.link.deliver(&self.node_id, &name, &recipient, RaftPeerMessage(msg)),
+                None => Sent::Dropped,
+            };
+            if sent == Sent::Dropped {
+                if let Some(raft) = self.raft.as_mut() {
+                    raft.report_unreachable(to);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, events: Vec<RaftEvent>) {
+        for event in events {
+            let RaftEvent::BecameLeader { term, previous_leader, votes, voters } = event;
+            let previous_leader = (previous_leader != 0).then(|| self.setup.peers.name(previous_leader).unwrap_or_else(|| previous_leader.to_string()));
+            tracing::info!(node_id = %self.node_id, term, votes, voters, "elected leader");
+            self.events.publish(Event::now(
+                Severity::Info,
+                format!("node:{}", self.node_id),
+                ClusterEvent::LeaderElected(LeaderElection {
+                    leader_id: self.node_id.clone(),
+                    previous_leader,
+                    term,
+                    votes_received: votes,
+                    total_voters: voters,
+                }),
+            ));
+        }
+    }
+
+    /// The node's durable state could not be written or read back: it stops, and its
+    /// supervisor starts it again from what the store holds.
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::error!(node_id = %self.node_id, %reason, "node failed");
+        self.pending_fault = Some(reason);
+        ctx.stop();
+    }
+
+    fn view(&self) -> Option<RaftNodeView> {
+        let s = self.raft.as_ref()?.status();
+        let name = |id: u64| self.setup.peers.name(id).unwrap_or_else(|| id.to_string());
+        let role = match s.role {
+            raft::StateRole::Leader => "leader",
+            raft::StateRole::Candidate => "candidate",
+            raft::StateRole::PreCandidate => "pre_candidate",
+            raft::StateRole::Follower => "follower",
+        };
+        Some(RaftNodeView {
+            node_id: self.node_id.clone(),
+            raft_id: self.raft_id,
+            role: role.to_string(),
+            leader_id: (s.leader != 0).then(|| name(s.leader)),
+            term: s.term,
+            vote: (s.vote != 0).then(|| name(s.vote)),
+            commit_index: s.commit,
+            applied_index: s.applied,
+            last_index: s.last_index,
+            voters: s.voters.iter().map(|id| name(*id)).collect(),
+            progress: s.matched.iter().map(|(id, m)| RaftPeerProgress { node_id: name(*id), matched_index: *m }).collect(),
+        })
+    }
 }
 
 impl Actor for NodeActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(node_id = %self.node_id, restarts = self.restarts, "node actor started");
+        if !self.crashed {
+            self.open_raft(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // What was not durable is gone, as on a host that lost power; it reopens from the store.
+        self.raft = None;
+        self.writing = false;
+        self.setup.peers.stopped(self.raft_id);
     }
 }
 
@@ -90,6 +281,24 @@ impl actix::Supervised for NodeActor {
                 restart_count: self.restarts,
             }),
         ));
+    }
+}
+
+impl Handler<RaftPeerMessage> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, msg: RaftPeerMessage, ctx: &mut Self::Context) {
+        if let Some(Err(error)) = self.guarded("step", ctx, |raft| raft.step(msg.0)) {
+            // A message raft-rs refuses (from a removed peer, say) changes nothing.
+            tracing::debug!(node_id = %self.node_id, %error, "raft message refused");
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<GetRaftNode> for NodeActor {
+    type Result = Option<RaftNodeView>;
+    fn handle(&mut self, _: GetRaftNode, _ctx: &mut Self::Context) -> Self::Result {
+        self.view()
     }
 }
 

@@ -2,8 +2,11 @@
 //! durable log, and the metadata it applies. Its methods return what to do next, and the shell
 //! does it: [`RaftCore::next_ready`] hands out the messages that may go at once and the write
 //! to make durable; once that write is committed, [`RaftCore::persisted`] hands out the
-//! messages that had to wait for it and what was applied. One write is outstanding at a time.
+//! messages that had to wait for it and what was applied. One write is outstanding at a time,
+//! and raft-rs must not move while it is (its `advance` requires it): what arrives meanwhile
+//! (messages, ticks) is held and stepped once the write is durable.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message};
@@ -30,6 +33,10 @@ pub enum RaftCoreError {
     Raft(#[from] raft::Error),
     #[error("a command could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Task(#[from] crate::exec::TaskFailed),
+    #[error(transparent)]
+    Store(#[from] crate::storage::StorageError),
 }
 
 /// What changed that the world should hear of.
@@ -81,9 +88,16 @@ pub struct RaftCore {
     /// A conf state to store with the next write: the bootstrap's, or one a conf change made.
     conf_to_store: Option<ConfState>,
     stored_hard_state: HardState,
+    /// The last leader this node knew of (0 before any).
     leader: u64,
+    /// The term this node last took office in, so that each term's election is told once.
+    led_term: u64,
     /// Votes granted to this node in the election it is running (itself included).
     votes: usize,
+    /// Messages and ticks that came while a write was outstanding. Bounded by raft's own flow
+    /// control: a peer has at most `max_inflight_msgs` appends unanswered, plus its heartbeats.
+    held: VecDeque<Message>,
+    held_ticks: usize,
 }
 
 /// Whether `write` asks nothing of the store.
@@ -116,7 +130,7 @@ impl RaftCore {
         };
         let raw = RawNode::new(&config, storage, &super::logger(owner))?;
         let stored_hard_state = raw.raft.hard_state();
-        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, votes: 0 })
+        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, led_term: 0, votes: 0, held: VecDeque::new(), held_ticks: 0 })
     }
 
     pub fn id(&self) -> u64 {
@@ -132,11 +146,28 @@ impl RaftCore {
     }
 
     pub fn tick(&mut self) {
-        self.raw.tick();
+        if self.pending.is_some() {
+            self.held_ticks += 1;
+        } else {
+            self.raw.tick();
+        }
     }
 
-    /// Steps a message from a peer.
+    /// A message to `peer` was lost on the way: raft-rs probes it again instead of streaming.
+    pub fn report_unreachable(&mut self, peer: u64) {
+        self.raw.report_unreachable(peer);
+    }
+
+    /// Steps a message from a peer (once the outstanding write is durable, if one is).
     pub fn step(&mut self, msg: Message) -> Result<(), RaftCoreError> {
+        if self.pending.is_some() {
+            self.held.push_back(msg);
+            return Ok(());
+        }
+        self.step_now(msg)
+    }
+
+    fn step_now(&mut self, msg: Message) -> Result<(), RaftCoreError> {
         let candidate = self.raw.raft.state == StateRole::Candidate;
         let granted = candidate && msg.get_msg_type() == raft::eraftpb::MessageType::MsgRequestVoteResponse && !msg.reject;
         let before = if candidate { self.raw.raft.prs().tally_votes().0 } else { 0 };
@@ -147,7 +178,8 @@ impl RaftCore {
         Ok(())
     }
 
-    /// Proposes `command` (leader only; raft-rs refuses it elsewhere).
+    /// Proposes `command` (leader only; raft-rs refuses it elsewhere). A leader may append while
+    /// its last write is outstanding: the entries go in the next one.
     pub fn propose(&mut self, command: &MetaCommand) -> Result<(), RaftCoreError> {
         let data = serde_json::to_vec(command)?;
         self.raw.propose(Vec::new(), data)?;
@@ -163,13 +195,15 @@ impl RaftCore {
         let owner = self.raw.store().owner().to_string();
         let mut events = Vec::new();
         if let Some(ss) = rd.ss() {
-            if ss.leader_id != self.leader {
-                if ss.leader_id == self.id && ss.raft_state == StateRole::Leader {
-                    let voters = self.raw.raft.prs().conf().voters().ids().len();
-                    // A single voter elects itself without a message.
-                    let votes = if voters == 1 { 1 } else { self.votes };
-                    events.push(RaftEvent::BecameLeader { term: self.raw.raft.term, previous_leader: self.leader, votes, voters });
-                }
+            let term = self.raw.raft.term;
+            if ss.raft_state == StateRole::Leader && ss.leader_id == self.id && term != self.led_term {
+                let voters = self.raw.raft.prs().conf().voters().ids().len();
+                // A single voter elects itself without a message.
+                let votes = if voters == 1 { 1 } else { self.votes };
+                events.push(RaftEvent::BecameLeader { term, previous_leader: self.leader, votes, voters });
+                self.led_term = term;
+            }
+            if ss.leader_id != 0 {
                 self.leader = ss.leader_id;
             }
         }
@@ -205,6 +239,15 @@ impl RaftCore {
         send.extend(light.take_messages());
         applied.extend(self.apply(light.take_committed_entries(), &owner)?);
         self.raw.advance_apply();
+        for _ in 0..std::mem::take(&mut self.held_ticks) {
+            self.raw.tick();
+        }
+        while let Some(msg) = self.held.pop_front() {
+            if let Err(error) = self.step_now(msg) {
+                // raft-rs refuses some messages (from a peer no longer in the group, say); they change nothing.
+                tracing::debug!(node = self.id, %error, "raft message refused");
+            }
+        }
         Ok(AfterWrite { send, applied })
     }
 

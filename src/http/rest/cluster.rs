@@ -18,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/nodes/{id}", web::delete().to(remove_node))
         .route("/api/v1/cluster/status", web::get().to(cluster_status))
         .route("/api/v1/cluster/health", web::get().to(cluster_health))
-        .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health));
+        .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health))
+        .route("/api/v1/cluster/raft", web::get().to(raft_nodes));
 }
 
 /// The OpenAPI description of the cluster membership routes.
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cluster_status,
         cluster_health,
         node_health,
+        raft_nodes,
     ),
     components(schemas(
         AddNodeBody,
@@ -42,11 +44,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::messages::cluster::NodeView,
         crate::messages::cluster::ClusterStatus,
         crate::messages::cluster::ClusterHealthReport,
+        RaftNodeList,
+        crate::messages::cluster::RaftNodeView,
+        crate::messages::cluster::RaftPeerProgress,
         crate::model::NodeHealth,
         crate::model::ClusterHealthStatus,
     ))
 )]
 pub struct ClusterApi;
+
+/// Answer of `GET /api/v1/cluster/raft`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RaftNodeList {
+    pub nodes: Vec<RaftNodeView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/raft", tag = "cluster",
+    responses((status = 200, description = "Each node's Raft state: role, term, vote, commit, applied, last index, and on the leader each peer's progress", body = RaftNodeList)))]
+pub async fn raft_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let nodes = runtime.membership().send(GetRaftNodes).await?;
+    Ok(HttpResponse::Ok().json(RaftNodeList { nodes }))
+}
 
 /// Answer of `GET /api/v1/cluster/nodes`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,7 +8,6 @@ use actix_web::web;
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/cluster/nodes/{id}/demote", "raft"),
     ("POST", "/api/v1/cluster/nodes/{id}/promote", "raft"),
-    ("GET", "/api/v1/cluster/raft", "raft"),
     ("GET", "/api/v1/cluster/raft/log", "raft"),
     ("POST", "/api/v1/cluster/failover", "raft"),
     ("GET", "/api/v1/cluster/failover/history", "raft"),

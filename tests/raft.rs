@@ -1,0 +1,103 @@
+//! Raft over the cluster's nodes, through the runtime, REST and the event stream: the nodes elect
+//! a leader; crashing it through the fault API elects another at a higher term, published as
+//! `leader_elected`; the crashed node, restarted, follows with every committed entry; and a
+//! whole runtime restarted on the same data directory comes back with its log and term.
+//!
+//! Every wait is on an event or on state polled within `common::TIMEOUT`.
+
+mod common;
+
+use clusterd::messages::cluster::*;
+use clusterd::messages::events::*;
+use serde_json::{json, Value};
+
+use common::api::{start, Api};
+use common::*;
+
+/// The node `GET /api/v1/cluster/raft` shows as leader, with the whole answer.
+async fn leader(api: &Api) -> Option<(String, Value)> {
+    let raft = api.get("/api/v1/cluster/raft").await.expect(200);
+    let nodes = raft["nodes"].as_array().expect("nodes").clone();
+    let leaders: Vec<&Value> = nodes.iter().filter(|n| n["role"] == "leader").collect();
+    assert!(leaders.len() <= 1, "two leaders at once: {raft}");
+    leaders.first().map(|n| (n["node_id"].as_str().expect("node_id").to_string(), raft.clone()))
+}
+
+fn node<'a>(raft: &'a Value, id: &str) -> &'a Value {
+    raft["nodes"].as_array().expect("nodes").iter().find(|n| n["node_id"] == id).expect("the node is listed")
+}
+
+#[actix_web::test]
+async fn a_crashed_leader_is_replaced_at_a_higher_term_and_rejoins_as_a_follower() {
+    let (runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    let mut elections = subscribe(&runtime, only_types(&[EventType::LeaderElected])).await;
+
+    // The three bootstrap nodes elect one leader; its view lists every voter and their progress.
+    let (first, raft) = poll_until("a leader", || leader(&api)).await;
+    let first_term = node(&raft, &first)["term"].as_u64().expect("term");
+    assert!(first_term >= 1);
+    assert_eq!(node(&raft, &first)["voters"], json!(["node-1", "node-2", "node-3"]));
+
+    // Crash it through the fault API: the others elect a new leader at a higher term, and the
+    // winner publishes it.
+    api.post("/api/v1/cluster/faults/crash", json!({"target": first})).await.expect(200);
+    let e = next_event_matching(
+        &mut elections,
+        |e| matches!(&e.payload, EventPayload::Cluster(ClusterEvent::LeaderElected(p)) if p.term > first_term),
+        TIMEOUT,
+    )
+    .await;
+    let EventPayload::Cluster(ClusterEvent::LeaderElected(won)) = &e.payload else { unreachable!() };
+    assert_ne!(won.leader_id, first);
+    assert_eq!(won.total_voters, 3);
+    assert!((2..=3).contains(&won.votes_received), "a majority voted: {won:?}");
+    assert_eq!(e.subjects.of(SubjectKind::Node), std::slice::from_ref(&won.leader_id));
+    let (second, raft) = poll_until("the new leader in the view", || async {
+        leader(&api).await.filter(|(id, _)| *id == won.leader_id)
+    })
+    .await;
+    assert_eq!(node(&raft, &first)["role"], "down");
+
+    // Restarted, the old leader follows the new one and holds every committed entry.
+    api.post("/api/v1/cluster/faults/restart", json!({"target": first})).await.expect(200);
+    poll_until("the old leader to catch up as a follower", || async {
+        let (_, raft) = leader(&api).await?;
+        let (old, new) = (node(&raft, &first), node(&raft, &second));
+        let caught_up = old["role"] == "follower"
+            && old["leader_id"] == second.as_str()
+            && old["term"] == new["term"]
+            && old["commit_index"] == new["commit_index"]
+            && old["last_index"] == new["last_index"];
+        caught_up.then_some(())
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_runtime_restarted_on_its_data_directory_keeps_its_raft_log_and_term() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestConfig::memory().without_replicas().disk(dir.path()).build();
+    let (term, last_index) = {
+        let (runtime, api) = start(config.clone()).await;
+        let (id, raft) = poll_until("a leader", || leader(&api)).await;
+        let n = node(&raft, &id);
+        let seen = (n["term"].as_u64().expect("term"), n["last_index"].as_u64().expect("last_index"));
+        within("the runtime to shut down", runtime.shutdown()).await;
+        seen
+    };
+
+    let (_runtime, api) = start(config).await;
+    // Before any new election: every node reopened its log and hard state from disk.
+    let raft = api.get("/api/v1/cluster/raft").await.expect(200);
+    for n in raft["nodes"].as_array().expect("nodes") {
+        if n["role"] == "down" {
+            continue; // still opening
+        }
+        assert!(n["term"].as_u64().expect("term") >= term, "term went back: {n}");
+        assert!(n["last_index"].as_u64().expect("last_index") >= last_index, "log lost entries: {n}");
+    }
+    let (_, raft) = poll_until("a leader after the restart", || leader(&api)).await;
+    for id in ["node-1", "node-2", "node-3"] {
+        assert!(node(&raft, id)["last_index"].as_u64().expect("last_index") >= last_index, "{id} lost entries");
+    }
+}
