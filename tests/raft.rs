@@ -31,12 +31,23 @@ fn node<'a>(raft: &'a Value, id: &str) -> &'a Value {
 async fn a_crashed_leader_is_replaced_at_a_higher_term_and_rejoins_as_a_follower() {
     let (runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
     let mut elections = subscribe(&runtime, only_types(&[EventType::LeaderElected])).await;
+    let mut failovers = subscribe(
+        &runtime,
+        only_types(&[EventType::FailoverInitiated, EventType::LeaderElected, EventType::FailoverCompleted]),
+    )
+    .await;
 
-    // The three bootstrap nodes elect one leader; its view lists every voter and their progress.
+    // The three bootstrap nodes elect one leader; its view lists every voter and their progress,
+    // and the cluster's status names it.
     let (first, raft) = poll_until("a leader", || leader(&api)).await;
     let first_term = node(&raft, &first)["term"].as_u64().expect("term");
     assert!(first_term >= 1);
     assert_eq!(node(&raft, &first)["voters"], json!(["node-1", "node-2", "node-3"]));
+    poll_until("the status to name the leader", || async {
+        let status = api.get("/api/v1/cluster/status").await.expect(200);
+        (status["leader"] == first.as_str() && status["term"] == first_term).then_some(())
+    })
+    .await;
 
     // Crash it through the fault API: the others elect a new leader at a higher term, and the
     // winner publishes it.
@@ -57,6 +68,27 @@ async fn a_crashed_leader_is_replaced_at_a_higher_term_and_rejoins_as_a_follower
     })
     .await;
     assert_eq!(node(&raft, &first)["role"], "down");
+
+    // The failover, told in order: initiated (the old leader lost), elected, completed (with the
+    // measured time from the first election started to the new leader).
+    let mut told = Vec::new();
+    while told.len() < 3 {
+        let e = next_event_matching(&mut failovers, |_| true, TIMEOUT).await;
+        match &e.payload {
+            EventPayload::Cluster(ClusterEvent::LeaderElected(p)) if p.term <= first_term => continue,
+            EventPayload::Cluster(c) => told.push(c.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let [ClusterEvent::FailoverInitiated(i), ClusterEvent::LeaderElected(l), ClusterEvent::FailoverCompleted(c)] = &told[..] else {
+        panic!("out of order: {told:?}")
+    };
+    assert_eq!((i.failed_node.as_str(), i.scope.as_str()), (first.as_str(), "raft"));
+    assert_eq!(l.leader_id, second);
+    assert_eq!(c.failover_id, i.failover_id);
+    assert_eq!(c.replacement_node.as_deref(), Some(second.as_str()));
+    assert!(c.success && c.lost_writes == 0);
+    assert!(c.duration_seconds > 0.0 && c.duration_seconds < 2.0, "took {} s", c.duration_seconds);
 
     // Restarted, the old leader follows the new one and holds every committed entry.
     api.post("/api/v1/cluster/faults/restart", json!({"target": first})).await.expect(200);

@@ -339,7 +339,49 @@ domain_events! {
         QuorumLost(QuorumChange) => |_, _| {},
         QuorumRestored(QuorumChange) => |_, _| {},
         LeaderElected(LeaderElection) => |p, s| s.add(SubjectKind::Node, &p.leader_id),
+        FailoverInitiated(FailoverChange) => |p, s| {
+            s.add(SubjectKind::Node, &p.failed_node);
+        },
+        FailoverCompleted(FailoverChange) => |p, s| {
+            s.add(SubjectKind::Node, &p.failed_node);
+            if let Some(r) = &p.replacement_node {
+                s.add(SubjectKind::Node, r);
+            }
+        },
     }
+}
+
+/// `failover_initiated` / `failover_completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverChange {
+    pub failover_id: String,
+    /// `raft` (the Raft leader) or `replication` (the replication primary).
+    pub scope: String,
+    pub failed_node: String,
+    /// The new leader or primary, once there is one.
+    pub replacement_node: Option<String>,
+    /// `automatic` or `manual`.
+    pub failover_type: String,
+    /// From the first election started after the leader was lost to the new leader (0 when
+    /// initiated).
+    pub duration_seconds: f64,
+    pub success: bool,
+    pub error_message: Option<String>,
+    /// Acknowledged writes the replacement lacks: 0 in the raft scope, where an acknowledged
+    /// write is a committed entry, which every later leader holds.
+    pub lost_writes: u64,
+}
+
+/// What a node's Raft saw that the membership tells the world (leadership and failover).
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub enum RaftObserved {
+    /// `node_id` lost its leader `last_leader` and started an election.
+    ElectionStarted { node_id: String, last_leader: String },
+    /// `election.leader_id` won `election.term`.
+    Elected(LeaderElection),
+    /// `node_id` follows `leader_id` in `term`.
+    Following { node_id: String, leader_id: String, term: u64 },
 }
 
 /// `leader_elected`: published by the node that won, when it takes office.

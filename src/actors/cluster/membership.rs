@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::actors::cluster::leadership::Leadership;
 use crate::actors::cluster::node::{NodeActor, RaftSetup};
 use crate::actors::registry::EventPublisher;
 use crate::exec;
@@ -94,6 +95,7 @@ pub struct MembershipActor {
     pub(super) initial: Vec<(NodeRecord, Option<String>)>,
     /// What each node's Raft is started with.
     pub(super) raft: RaftSetup,
+    pub(super) leadership: Leadership,
 }
 
 impl MembershipActor {
@@ -147,6 +149,7 @@ impl MembershipActor {
             last_probe_at: None,
             initial,
             raft,
+            leadership: Leadership::default(),
         })
     }
 
@@ -159,6 +162,7 @@ impl MembershipActor {
             node_id.to_string(),
             incarnation,
             self.events.clone(),
+            ctx.address().recipient(),
             ctx.address().recipient(),
             self.restart_counts.clone(),
             self.raft.clone(),
@@ -649,9 +653,10 @@ impl Handler<GetClusterStatus> for MembershipActor {
     type Result = MessageResult<GetClusterStatus>;
     fn handle(&mut self, _: GetClusterStatus, _ctx: &mut Self::Context) -> Self::Result {
         let (up, total, quorum_size, has_quorum) = self.quorum();
+        let leader = self.leadership.leader();
         MessageResult(ClusterStatus {
-            leader: None,
-            term: None,
+            leader: leader.map(|(l, _)| l.to_string()),
+            term: leader.map(|(_, t)| t),
             members: self.members.keys().cloned().collect(),
             healthy_nodes: up,
             total_nodes: total,
@@ -715,5 +720,19 @@ impl Handler<GetRaftNodes> for MembershipActor {
             })
             .collect();
         Box::pin(futures_util::future::join_all(asks))
+    }
+}
+
+impl Handler<RaftObserved> for MembershipActor {
+    type Result = ();
+    fn handle(&mut self, seen: RaftObserved, _ctx: &mut Self::Context) {
+        for event in self.leadership.observe(seen, Instant::now()) {
+            let (severity, source) = match &event {
+                ClusterEvent::LeaderElected(e) => (Severity::Info, format!("node:{}", e.leader_id)),
+                ClusterEvent::FailoverInitiated(f) => (Severity::Warning, format!("node:{}", f.failed_node)),
+                _ => (Severity::Info, "cluster".to_string()),
+            };
+            self.publish(severity, source, event);
+        }
     }
 }

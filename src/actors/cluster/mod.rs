@@ -2,6 +2,7 @@
 //! actor per member, and the faults injected into nodes.
 
 mod faults;
+pub mod leadership;
 pub mod membership;
 pub mod node;
 pub mod peers;

@@ -45,6 +45,8 @@ pub struct NodeActor {
     incarnation: u64,
     events: EventPublisher,
     membership: Recipient<NodeRestarted>,
+    /// Where leadership changes go: the membership tells them once, in order, for all nodes.
+    raft_reports: Recipient<RaftObserved>,
     /// `/metrics`' count of actor restarts.
     restart_counts: CounterFamily,
     /// Supervised restarts after internal faults.
@@ -69,6 +71,7 @@ impl NodeActor {
         incarnation: u64,
         events: EventPublisher,
         membership: Recipient<NodeRestarted>,
+        raft_reports: Recipient<RaftObserved>,
         restart_counts: CounterFamily,
         setup: RaftSetup,
     ) -> Self {
@@ -80,6 +83,7 @@ impl NodeActor {
             incarnation,
             events,
             membership,
+            raft_reports,
             restart_counts,
             restarts: 0,
             pending_fault: None,
@@ -186,22 +190,29 @@ impl NodeActor {
         }
     }
 
+    /// Tells the membership what changed in leadership. `do_send`: at most a few per election.
     fn publish(&self, events: Vec<RaftEvent>) {
+        let name = |id: u64| self.setup.peers.name(id).unwrap_or_else(|| id.to_string());
         for event in events {
-            let RaftEvent::BecameLeader { term, previous_leader, votes, voters } = event;
-            let previous_leader = (previous_leader != 0).then(|| self.setup.peers.name(previous_leader).unwrap_or_else(|| previous_leader.to_string()));
-            tracing::info!(node_id = %self.node_id, term, votes, voters, "elected leader");
-            self.events.publish(Event::now(
-                Severity::Info,
-                format!("node:{}", self.node_id),
-                ClusterEvent::LeaderElected(LeaderElection {
-                    leader_id: self.node_id.clone(),
-                    previous_leader,
-                    term,
-                    votes_received: votes,
-                    total_voters: voters,
-                }),
-            ));
+            let seen = match event {
+                RaftEvent::BecameLeader { term, previous_leader, votes, voters } => {
+                    tracing::info!(node_id = %self.node_id, term, votes, voters, "elected leader");
+                    RaftObserved::Elected(LeaderElection {
+                        leader_id: self.node_id.clone(),
+                        previous_leader: (previous_leader != 0).then(|| name(previous_leader)),
+                        term,
+                        votes_received: votes,
+                        total_voters: voters,
+                    })
+                }
+                RaftEvent::ElectionStarted { last_leader } => {
+                    RaftObserved::ElectionStarted { node_id: self.node_id.clone(), last_leader: name(last_leader) }
+                }
+                RaftEvent::Following { leader, term } => {
+                    RaftObserved::Following { node_id: self.node_id.clone(), leader_id: name(leader), term }
+                }
+            };
+            self.raft_reports.do_send(seen);
         }
     }
 

@@ -44,6 +44,10 @@ pub enum RaftCoreError {
 pub enum RaftEvent {
     /// This node became leader of `term`; `votes` of the `voters` granted it.
     BecameLeader { term: u64, previous_leader: u64, votes: usize, voters: usize },
+    /// This node stopped hearing from `last_leader` and started an election.
+    ElectionStarted { last_leader: u64 },
+    /// This node follows `leader` in `term`.
+    Following { leader: u64, term: u64 },
 }
 
 /// The start of handling one `Ready`.
@@ -92,6 +96,11 @@ pub struct RaftCore {
     leader: u64,
     /// The term this node last took office in, so that each term's election is told once.
     led_term: u64,
+    role: StateRole,
+    /// The leader whose loss this node last reported, so that a loss is told once.
+    lost_leader: u64,
+    /// The (leader, term) this node last reported following.
+    followed: (u64, u64),
     /// Votes granted to this node in the election it is running (itself included).
     votes: usize,
     /// Messages and ticks that came while a write was outstanding. Bounded by raft's own flow
@@ -130,7 +139,7 @@ impl RaftCore {
         };
         let raw = RawNode::new(&config, storage, &super::logger(owner))?;
         let stored_hard_state = raw.raft.hard_state();
-        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, led_term: 0, votes: 0, held: VecDeque::new(), held_ticks: 0 })
+        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, led_term: 0, role: StateRole::Follower, lost_leader: 0, followed: (0, 0), votes: 0, held: VecDeque::new(), held_ticks: 0 })
     }
 
     pub fn id(&self) -> u64 {
@@ -196,13 +205,27 @@ impl RaftCore {
         let mut events = Vec::new();
         if let Some(ss) = rd.ss() {
             let term = self.raw.raft.term;
-            if ss.raft_state == StateRole::Leader && ss.leader_id == self.id && term != self.led_term {
-                let voters = self.raw.raft.prs().conf().voters().ids().len();
-                // A single voter elects itself without a message.
-                let votes = if voters == 1 { 1 } else { self.votes };
-                events.push(RaftEvent::BecameLeader { term, previous_leader: self.leader, votes, voters });
-                self.led_term = term;
+            match ss.raft_state {
+                StateRole::Leader if ss.leader_id == self.id && term != self.led_term => {
+                    let voters = self.raw.raft.prs().conf().voters().ids().len();
+                    // A single voter elects itself without a message.
+                    let votes = if voters == 1 { 1 } else { self.votes };
+                    events.push(RaftEvent::BecameLeader { term, previous_leader: self.leader, votes, voters });
+                    self.led_term = term;
+                }
+                StateRole::PreCandidate | StateRole::Candidate
+                    if self.role == StateRole::Follower && self.leader != 0 && self.leader != self.lost_leader =>
+                {
+                    events.push(RaftEvent::ElectionStarted { last_leader: self.leader });
+                    self.lost_leader = self.leader;
+                }
+                StateRole::Follower if ss.leader_id != 0 && (ss.leader_id, term) != self.followed => {
+                    events.push(RaftEvent::Following { leader: ss.leader_id, term });
+                    self.followed = (ss.leader_id, term);
+                }
+                _ => {}
             }
+            self.role = ss.raft_state;
             if ss.leader_id != 0 {
                 self.leader = ss.leader_id;
             }

@@ -1,0 +1,141 @@
+//! Who leads the Raft group, as the nodes hosted here report it, and the failovers of its
+//! leader: a plain state the membership actor feeds with [`RaftObserved`] and publishes what it
+//! returns. One place sees every report, so each election and failover is told once and in
+//! order: `failover_initiated`, `leader_elected`, `failover_completed`.
+
+use std::time::Instant;
+
+use crate::messages::cluster::{ClusterEvent, FailoverChange, RaftObserved};
+
+#[derive(Debug)]
+struct OpenFailover {
+    id: String,
+    failed_node: String,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Leadership {
+    leader: Option<String>,
+    term: u64,
+    /// The highest term whose election was published.
+    announced_term: u64,
+    failover: Option<OpenFailover>,
+    failovers: u64,
+}
+
+impl Leadership {
+    /// The leader and its term, once one is known.
+    pub fn leader(&self) -> Option<(&str, u64)> {
+        self.leader.as_deref().map(|l| (l, self.term))
+    }
+
+    pub fn observe(&mut self, seen: RaftObserved, now: Instant) -> Vec<ClusterEvent> {
+        let mut out = Vec::new();
+        match seen {
+            RaftObserved::ElectionStarted { last_leader, .. } => {
+                if self.failover.is_none() && self.leader.as_deref() == Some(last_leader.as_str()) {
+                    self.failovers += 1;
+                    let id = format!("failover-{}", self.failovers);
+                    out.push(ClusterEvent::FailoverInitiated(change(&id, &last_leader, None, 0.0, false)));
+                    self.failover = Some(OpenFailover { id, failed_node: last_leader, started: now });
+                }
+            }
+            RaftObserved::Elected(election) => {
+                if election.term > self.announced_term {
+                    self.announced_term = election.term;
+                    self.follow(&election.leader_id, election.term);
+                    let winner = election.leader_id.clone();
+                    out.push(ClusterEvent::LeaderElected(election));
+                    if let Some(f) = self.failover.take() {
+                        let took = now.duration_since(f.started).as_secs_f64();
+                        out.push(ClusterEvent::FailoverCompleted(change(&f.id, &f.failed_node, Some(winner), took, true)));
+                    }
+                }
+            }
+            RaftObserved::Following { leader_id, term, .. } => self.follow(&leader_id, term),
+        }
+        out
+    }
+
+    fn follow(&mut self, leader: &str, term: u64) {
+        if term >= self.term {
+            self.term = term;
+            self.leader = Some(leader.to_string());
+        }
+    }
+}
+
+fn change(id: &str, failed: &str, replacement: Option<String>, took: f64, success: bool) -> FailoverChange {
+    FailoverChange {
+        failover_id: id.to_string(),
+        scope: "raft".into(),
+        failed_node: failed.to_string(),
+        replacement_node: replacement,
+        failover_type: "automatic".into(),
+        duration_seconds: took,
+        success,
+        error_message: None,
+        lost_writes: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::messages::cluster::LeaderElection;
+
+    fn elected(leader: &str, term: u64, previous: Option<&str>) -> RaftObserved {
+        RaftObserved::Elected(LeaderElection {
+            leader_id: leader.into(),
+            previous_leader: previous.map(Into::into),
+            term,
+            votes_received: 2,
+            total_voters: 3,
+        })
+    }
+
+    fn types(events: &[ClusterEvent]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match e {
+                ClusterEvent::LeaderElected(_) => "leader_elected",
+                ClusterEvent::FailoverInitiated(_) => "failover_initiated",
+                ClusterEvent::FailoverCompleted(_) => "failover_completed",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_leader_is_a_failover_told_once_and_in_order_with_its_duration() {
+        let t0 = Instant::now();
+        let mut l = Leadership::default();
+        assert_eq!(types(&l.observe(elected("node-1", 1, None), t0)), ["leader_elected"], "the first election is no failover");
+        assert_eq!(l.leader(), Some(("node-1", 1)));
+
+        let start = |n: &str| RaftObserved::ElectionStarted { node_id: n.into(), last_leader: "node-1".into() };
+        assert_eq!(types(&l.observe(start("node-2"), t0)), ["failover_initiated"]);
+        assert!(l.observe(start("node-3"), t0).is_empty(), "a second candidate opens no second failover");
+
+        let done = l.observe(elected("node-3", 3, Some("node-1")), t0 + Duration::from_millis(700));
+        assert_eq!(types(&done), ["leader_elected", "failover_completed"]);
+        let ClusterEvent::FailoverCompleted(c) = &done[1] else { unreachable!() };
+        assert_eq!((c.failed_node.as_str(), c.replacement_node.as_deref()), ("node-1", Some("node-3")));
+        assert!((c.duration_seconds - 0.7).abs() < 1e-9 && c.success && c.lost_writes == 0);
+        assert_eq!(l.leader(), Some(("node-3", 3)));
+
+        assert!(l.observe(elected("node-3", 3, None), t0).is_empty(), "a term is announced once");
+        assert!(l.observe(start("node-2"), t0).is_empty(), "node-1 is no longer the leader to lose");
+    }
+
+    #[test]
+    fn a_follower_report_moves_the_leader_only_forward() {
+        let mut l = Leadership::default();
+        l.observe(RaftObserved::Following { node_id: "node-2".into(), leader_id: "node-1".into(), term: 4 }, Instant::now());
+        l.observe(RaftObserved::Following { node_id: "node-3".into(), leader_id: "node-2".into(), term: 3 }, Instant::now());
+        assert_eq!(l.leader(), Some(("node-1", 4)));
+    }
+}
