@@ -133,3 +133,80 @@ async fn a_runtime_restarted_on_its_data_directory_keeps_its_raft_log_and_term()
         assert!(node(&raft, id)["last_index"].as_u64().expect("last_index") >= last_index, "{id} lost entries");
     }
 }
+
+/// `PUT /api/v1/cluster/kv/{key}` until it is acknowledged: 503 (no leader yet, or it changed)
+/// and 504 (outcome unknown) are retried, as a client would.
+async fn put_acknowledged(api: &Api, key: &str, value: Value) -> Value {
+    poll_until(&format!("PUT {key} to be acknowledged"), || async {
+        let r = api.send(actix_web::test::TestRequest::put().uri(&format!("/api/v1/cluster/kv/{key}")).set_json(json!({"value": value.clone()}))).await;
+        match r.status.as_u16() {
+            200 => Some(r.json()),
+            503 | 504 => None,
+            other => panic!("PUT {key}: {other} {}", r.text()),
+        }
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn metadata_writes_go_through_the_log_and_survive_the_leader_crashing() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    let (first, _) = poll_until("a leader", || leader(&api)).await;
+    let mut last = 0;
+    for i in 0..10 {
+        let w = put_acknowledged(&api, &format!("k{i}"), json!({"n": i})).await;
+        let index = w["index"].as_u64().expect("index");
+        assert!(index > last, "each write is a later entry");
+        last = index;
+    }
+    let got = api.get("/api/v1/cluster/kv/k3").await.expect(200);
+    assert_eq!(got["value"], json!({"n": 3}));
+    api.get("/api/v1/cluster/kv/nothing-here").await.expect_error(404, "key_not_found");
+
+    // The leader crashes: writes are refused while no leader is known, then go to the new one;
+    // every acknowledged write reads back.
+    api.post("/api/v1/cluster/faults/crash", json!({"target": first})).await.expect(200);
+    let w = put_acknowledged(&api, "after", json!("crash")).await;
+    assert!(w["term"].as_u64().expect("term") > 1);
+    for i in 0..10 {
+        let got = api.get(&format!("/api/v1/cluster/kv/k{i}")).await.expect(200);
+        assert_eq!(got["value"], json!({"n": i}), "k{i} after the failover");
+    }
+
+    // The old leader, restarted, catches up with every entry.
+    api.post("/api/v1/cluster/faults/restart", json!({"target": first})).await.expect(200);
+    poll_until("the old leader to catch up", || async {
+        let (now, raft) = leader(&api).await?;
+        (node(&raft, &first)["applied_index"] == node(&raft, &now)["applied_index"]
+            && node(&raft, &first)["last_index"] == node(&raft, &now)["last_index"])
+            .then_some(())
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn acknowledged_metadata_writes_survive_a_restart_of_the_whole_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestConfig::memory().without_replicas().disk(dir.path()).build();
+    {
+        let (runtime, api) = start(config.clone()).await;
+        poll_until("a leader", || leader(&api)).await;
+        for i in 0..5 {
+            put_acknowledged(&api, &format!("durable-{i}"), json!(i)).await;
+        }
+        within("the runtime to shut down", runtime.shutdown()).await;
+    }
+    let (_runtime, api) = start(config).await;
+    for i in 0..5 {
+        let got = poll_until("a read once a leader is back", || async {
+            let r = api.get(&format!("/api/v1/cluster/kv/durable-{i}")).await;
+            match r.status.as_u16() {
+                200 => Some(r.json()),
+                503 | 504 => None,
+                other => panic!("GET durable-{i}: {other} {}", r.text()),
+            }
+        })
+        .await;
+        assert_eq!(got["value"], json!(i));
+    }
+}

@@ -78,6 +78,14 @@ pub enum ClusterError {
     NodeDown { node_id: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
+    #[error("no Raft leader is known to this process; retry once one is elected")]
+    NoLeader,
+    #[error("node '{node_id}' is not the Raft leader (it follows {leader:?}); retry")]
+    NotLeader { node_id: String, leader: Option<String> },
+    #[error("the write's outcome is unknown: {reason}; it may or may not have been applied")]
+    OutcomeUnknown { reason: String },
+    #[error("no key '{key}' in the metadata")]
+    KeyNotFound { key: String },
 }
 
 impl DescribedError for ClusterError {
@@ -87,7 +95,9 @@ impl DescribedError for ClusterError {
             InvalidNodeId { .. } | InvalidField { .. } => ErrorKind::Invalid,
             NodeNotFound { .. } => ErrorKind::NotFound,
             NodeExists { .. } | AlreadyCrashed { .. } | NotCrashed { .. } | NodeDown { .. } => ErrorKind::Conflict,
-            Storage { .. } => ErrorKind::Unavailable,
+            Storage { .. } | NoLeader | NotLeader { .. } => ErrorKind::Unavailable,
+            OutcomeUnknown { .. } => ErrorKind::Timeout,
+            KeyNotFound { .. } => ErrorKind::NotFound,
         }
     }
 
@@ -101,6 +111,10 @@ impl DescribedError for ClusterError {
             NotCrashed { .. } => "not_crashed",
             NodeDown { .. } => "node_down",
             Storage { .. } => "storage_unavailable",
+            NoLeader => "no_leader",
+            NotLeader { .. } => "not_leader",
+            OutcomeUnknown { .. } => "outcome_unknown",
+            KeyNotFound { .. } => "key_not_found",
         }
     }
 
@@ -113,7 +127,9 @@ impl DescribedError for ClusterError {
             }
             InvalidNodeId { node_id, reason } => json!({ "field": "node_id", "node_id": node_id, "reason": reason }),
             InvalidField { field, reason } => invalid_field_details(field, reason),
-            Storage { .. } => json!({}),
+            Storage { .. } | NoLeader | OutcomeUnknown { .. } => json!({}),
+            NotLeader { node_id, leader } => json!({ "node_id": node_id, "leader": leader }),
+            KeyNotFound { key } => json!({ "key": key }),
         }
     }
 
@@ -199,6 +215,39 @@ pub struct ClusterStatus {
     pub quorum_size: usize,
     pub has_quorum: bool,
     pub health: ClusterHealthStatus,
+}
+
+/// Writes `key` through the Raft log; answered once the entry is applied.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<KvWritten, ClusterError>")]
+pub struct PutKv {
+    pub key: String,
+    pub value: serde_json::Value,
+}
+
+/// Reads `key` linearizably (read index on the leader).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<KvEntry, ClusterError>")]
+pub struct GetKv {
+    pub key: String,
+}
+
+/// Where a write landed in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct KvWritten {
+    pub key: String,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// A key's value and the entry that wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct KvEntry {
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    pub index: u64,
+    pub term: u64,
 }
 
 /// A Raft message from one node's actor to another's, carried by the link.

@@ -736,3 +736,33 @@ impl Handler<RaftObserved> for MembershipActor {
         }
     }
 }
+
+impl MembershipActor {
+    /// The actor of the node this process knows to lead, if it runs here.
+    fn leader_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
+        let (leader, _) = self.leadership.leader().ok_or(ClusterError::NoLeader)?;
+        self.members.get(leader).and_then(|m| m.addr.clone()).ok_or(ClusterError::NoLeader)
+    }
+}
+
+impl Handler<PutKv> for MembershipActor {
+    type Result = ResponseFuture<Result<KvWritten, ClusterError>>;
+    fn handle(&mut self, msg: PutKv, _ctx: &mut Self::Context) -> Self::Result {
+        let leader = self.leader_node();
+        Box::pin(async move {
+            let leader = leader?;
+            leader.send(msg).await.map_err(|_| ClusterError::NoLeader)?
+        })
+    }
+}
+
+impl Handler<GetKv> for MembershipActor {
+    type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
+    fn handle(&mut self, msg: GetKv, _ctx: &mut Self::Context) -> Self::Result {
+        let leader = self.leader_node();
+        Box::pin(async move {
+            let leader = leader?;
+            leader.send(msg).await.map_err(|_| ClusterError::NoLeader)?
+        })
+    }
+}

@@ -10,6 +10,7 @@
 //! to restart it for, until an operator restarts the node as a new actor. Either way its Raft
 //! comes back from what its store holds, as after a power cut.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +19,14 @@ use actix::prelude::*;
 use crate::actors::cluster::peers::RaftPeers;
 use crate::actors::net::{Link, Sent};
 use crate::actors::raft::core::{is_empty, RaftCore, RaftEvent, RaftTiming};
+use crate::actors::raft::machine::Applied;
 use crate::actors::registry::EventPublisher;
 use crate::exec::Lane;
 use crate::messages::cluster::*;
 use crate::messages::events::{Event, Severity};
 use crate::messages::system::{ActorRestart, SystemEvent};
 use crate::metrics::CounterFamily;
-use crate::model::raft_node_id;
+use crate::model::{raft_node_id, MetaCommand};
 use crate::storage::Store;
 
 /// What every node's Raft needs, shared by the membership actor with the nodes it starts.
@@ -63,7 +65,20 @@ pub struct NodeActor {
     lane: Lane,
     /// A `Ready`'s write is being committed; the next waits for it.
     writing: bool,
+    /// Metadata writes waiting for their entry (by index, with the term it was proposed in).
+    /// These three hold one entry per request in flight, each bounded by `KV_TIMEOUT`.
+    waiting_writes: BTreeMap<u64, (u64, String, Reply<KvWritten>)>,
+    /// Reads waiting for the leader to confirm its read index, by request id.
+    waiting_reads: HashMap<u64, (String, Reply<KvEntry>)>,
+    /// Reads whose index is known, waiting for the machine to apply up to it.
+    readable: Vec<(u64, String, Reply<KvEntry>)>,
+    next_read: u64,
 }
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, ClusterError>>;
+
+/// How long a metadata write or read waits before answering that its outcome is unknown.
+const KV_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl NodeActor {
     pub fn new(
@@ -92,6 +107,10 @@ impl NodeActor {
             raft: None,
             lane,
             writing: false,
+            waiting_writes: BTreeMap::new(),
+            waiting_reads: HashMap::new(),
+            readable: Vec::new(),
+            next_read: 0,
         }
     }
 
@@ -147,6 +166,12 @@ impl NodeActor {
             };
             self.publish(work.events);
             self.send(work.send_now);
+            for (id, index) in work.read_states {
+                if let Some((key, reply)) = self.waiting_reads.remove(&id) {
+                    self.readable.push((index, key, reply));
+                }
+            }
+            self.answer_reads();
             if is_empty(&work.write) {
                 self.after_write(ctx);
                 continue;
@@ -170,9 +195,51 @@ impl NodeActor {
     fn after_write(&mut self, ctx: &mut Context<Self>) {
         match self.guarded("advance", ctx, |raft| raft.persisted()) {
             None => {}
-            Some(Ok(after)) => self.send(after.send),
+            Some(Ok(after)) => {
+                self.send(after.send);
+                self.answer_writes(&after.applied);
+                self.answer_reads();
+            }
             Some(Err(error)) => self.fail(format!("raft apply: {error}"), ctx),
         }
+    }
+
+    /// Answers the writes whose entries were applied: as written if the entry at their index is
+    /// theirs (same term), otherwise as lost to a change of leader.
+    fn answer_writes(&mut self, applied: &[Applied]) {
+        for a in applied {
+            let (index, term) = match a {
+                Applied::Put { index, term, .. } => (*index, Some(*term)),
+                Applied::Nothing { index } | Applied::Unreadable { index, .. } => (*index, None),
+            };
+            let Some((proposed_in, key, reply)) = self.waiting_writes.remove(&index) else { continue };
+            let answer = if term == Some(proposed_in) {
+                Ok(KvWritten { key, index, term: proposed_in })
+            } else {
+                Err(ClusterError::OutcomeUnknown { reason: format!("entry {index} was replaced by another leader's") })
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Answers the reads whose index the machine has reached.
+    fn answer_reads(&mut self) {
+        let Some(raft) = self.raft.as_ref() else { return };
+        let applied = raft.machine().applied();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.readable).into_iter().partition(|(i, _, _)| *i <= applied);
+        self.readable = later;
+        for (_, key, reply) in due {
+            let answer = match raft.machine().get(&key) {
+                Some(v) => Ok(KvEntry { key, value: v.value.clone(), index: v.index, term: v.term }),
+                None => Err(ClusterError::KeyNotFound { key }),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn not_leader(&self) -> ClusterError {
+        let leader = self.raft.as_ref().map(|r| r.status().leader).filter(|l| *l != 0);
+        ClusterError::NotLeader { node_id: self.node_id.clone(), leader: leader.and_then(|l| self.setup.peers.name(l)) }
     }
 
     fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
@@ -263,6 +330,10 @@ impl Actor for NodeActor {
         // What was not durable is gone, as on a host that lost power; it reopens from the store.
         self.raft = None;
         self.writing = false;
+        // Their senders dropped, the waiting requests answer that the outcome is unknown.
+        self.waiting_writes.clear();
+        self.waiting_reads.clear();
+        self.readable.clear();
         self.setup.peers.stopped(self.raft_id);
     }
 }
@@ -303,6 +374,53 @@ impl Handler<RaftPeerMessage> for NodeActor {
             tracing::debug!(node_id = %self.node_id, %error, "raft message refused");
         }
         self.drive(ctx);
+    }
+}
+
+/// Waits for a reply from the node's own bookkeeping, at most [`KV_TIMEOUT`].
+fn awaited<T: Send + 'static>(rx: tokio::sync::oneshot::Receiver<Result<T, ClusterError>>) -> ResponseFuture<Result<T, ClusterError>> {
+    Box::pin(async move {
+        match tokio::time::timeout(KV_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ClusterError::OutcomeUnknown { reason: "the node stopped before it was applied".into() }),
+            Err(_) => Err(ClusterError::OutcomeUnknown { reason: format!("no answer within {} s", KV_TIMEOUT.as_secs()) }),
+        }
+    })
+}
+
+impl Handler<PutKv> for NodeActor {
+    type Result = ResponseFuture<Result<KvWritten, ClusterError>>;
+    fn handle(&mut self, msg: PutKv, ctx: &mut Self::Context) -> Self::Result {
+        let command = MetaCommand::Put { key: msg.key.clone(), value: msg.value };
+        let proposed = self.guarded("propose", ctx, |raft| raft.propose(&command));
+        let (index, term) = match proposed {
+            Some(Ok(Some(at))) => at,
+            Some(Ok(None)) => return Box::pin(std::future::ready(Err(self.not_leader()))),
+            Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+            None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting_writes.insert(index, (term, msg.key, tx));
+        self.drive(ctx);
+        awaited(rx)
+    }
+}
+
+impl Handler<GetKv> for NodeActor {
+    type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
+    fn handle(&mut self, msg: GetKv, ctx: &mut Self::Context) -> Self::Result {
+        self.next_read += 1;
+        let id = self.next_read;
+        match self.guarded("read index", ctx, |raft| raft.read_index(id)) {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => return Box::pin(std::future::ready(Err(self.not_leader()))),
+            Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+            None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting_reads.insert(id, (msg.key, tx));
+        self.drive(ctx);
+        awaited(rx)
     }
 }
 

@@ -58,6 +58,8 @@ pub struct ReadyWork {
     /// What must be durable before [`RaftCore::persisted`]; empty if nothing is.
     pub write: RaftWrite,
     pub events: Vec<RaftEvent>,
+    /// Read requests (by id) and the index the state machine must reach to answer them.
+    pub read_states: Vec<(u64, u64)>,
 }
 
 /// The end of handling one `Ready`, its write being durable.
@@ -187,12 +189,30 @@ impl RaftCore {
         Ok(())
     }
 
-    /// Proposes `command` (leader only; raft-rs refuses it elsewhere). A leader may append while
-    /// its last write is outstanding: the entries go in the next one.
-    pub fn propose(&mut self, command: &MetaCommand) -> Result<(), RaftCoreError> {
+    /// Proposes `command`; `None` unless this node leads (a follower would forward it, which
+    /// raft-rs must not do while a write is outstanding). A leader may append while its last
+    /// write is outstanding: the entry goes in the next one. Returns the entry's index and term.
+    pub fn propose(&mut self, command: &MetaCommand) -> Result<Option<(u64, u64)>, RaftCoreError> {
+        if !self.is_leader() {
+            return Ok(None);
+        }
         let data = serde_json::to_vec(command)?;
         self.raw.propose(Vec::new(), data)?;
-        Ok(())
+        Ok(Some((self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
+    }
+
+    /// Asks for a read index for request `id` (leader only, as [`RaftCore::propose`]); it comes
+    /// back in a later [`ReadyWork::read_states`] once the leader confirmed it still leads.
+    pub fn read_index(&mut self, id: u64) -> Result<bool, RaftCoreError> {
+        if !self.is_leader() {
+            return Ok(false);
+        }
+        let mut msg = Message::default();
+        msg.set_msg_type(raft::eraftpb::MessageType::MsgReadIndex);
+        msg.from = self.id;
+        msg.set_entries(vec![Entry { data: id.to_be_bytes().to_vec().into(), ..Entry::default() }].into());
+        self.step(msg)?;
+        Ok(true)
     }
 
     /// Starts handling a `Ready`, if one is due and the last one's write is durable.
@@ -230,6 +250,11 @@ impl RaftCore {
                 self.leader = ss.leader_id;
             }
         }
+        let read_states = rd
+            .read_states()
+            .iter()
+            .filter_map(|r| Some((u64::from_be_bytes(r.request_ctx.as_slice().try_into().ok()?), r.index)))
+            .collect();
         let send_now = rd.take_messages();
         let snapshot = if rd.snapshot().get_metadata().index > 0 { Some(stored_snapshot(rd.snapshot(), &owner)?) } else { None };
         let entries = rd.entries().iter().map(|e| stored_entry(e, &owner)).collect::<Result<Vec<_>, _>>()?;
@@ -242,7 +267,7 @@ impl RaftCore {
         };
         let write = RaftWrite { snapshot, entries, hard_state, conf_state, applied: None, compact_to: None };
         self.pending = Some(rd);
-        Ok(Some(ReadyWork { send_now, write, events }))
+        Ok(Some(ReadyWork { send_now, write, events, read_states }))
     }
 
     /// The write of the last [`RaftCore::next_ready`] is durable: what may go now, and what was

@@ -1,4 +1,5 @@
-//! Cluster membership over REST: `/api/v1/cluster/nodes…`, `/status`, `/health`.
+//! Cluster membership and Raft over REST: `/api/v1/cluster/nodes…`, `/status`, `/health`,
+//! `/raft` and the metadata key-value space `/kv/{key}`.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/status", web::get().to(cluster_status))
         .route("/api/v1/cluster/health", web::get().to(cluster_health))
         .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health))
-        .route("/api/v1/cluster/raft", web::get().to(raft_nodes));
+        .route("/api/v1/cluster/raft", web::get().to(raft_nodes))
+        .route("/api/v1/cluster/kv/{key}", web::put().to(put_kv))
+        .route("/api/v1/cluster/kv/{key}", web::get().to(get_kv));
 }
 
 /// The OpenAPI description of the cluster membership routes.
@@ -35,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cluster_health,
         node_health,
         raft_nodes,
+        put_kv,
+        get_kv,
     ),
     components(schemas(
         AddNodeBody,
@@ -45,6 +50,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::messages::cluster::ClusterStatus,
         crate::messages::cluster::ClusterHealthReport,
         RaftNodeList,
+        PutKvBody,
+        crate::messages::cluster::KvWritten,
+        crate::messages::cluster::KvEntry,
         crate::messages::cluster::RaftNodeView,
         crate::messages::cluster::RaftPeerProgress,
         crate::model::NodeHealth,
@@ -64,6 +72,42 @@ pub struct RaftNodeList {
 pub async fn raft_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let nodes = runtime.membership().send(GetRaftNodes).await?;
     Ok(HttpResponse::Ok().json(RaftNodeList { nodes }))
+}
+
+/// Body of `PUT /api/v1/cluster/kv/{key}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutKvBody {
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+#[utoipa::path(put, path = "/api/v1/cluster/kv/{key}", tag = "cluster", request_body = PutKvBody,
+    params(("key" = String, Path, description = "Key (an id: letters, digits, '.', '_', '-')")),
+    responses((status = 200, description = "Committed through the Raft log and applied: its index and term", body = KvWritten),
+        (status = 400, description = "Invalid key or body"),
+        (status = 503, description = "No leader yet, or the leader changed: retry"),
+        (status = 504, description = "No answer in time: the write may or may not have been applied")))]
+pub async fn put_kv(runtime: web::Data<RuntimeHandle>, key: web::Path<String>, body: Json<PutKvBody>) -> Result<HttpResponse, ApiError> {
+    let key = valid_key(key.into_inner())?;
+    let written = runtime.membership().send(PutKv { key, value: body.into_inner().value }).await??;
+    Ok(HttpResponse::Ok().json(written))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/kv/{key}", tag = "cluster",
+    params(("key" = String, Path, description = "Key")),
+    responses((status = 200, description = "The value, read at the leader's confirmed read index", body = KvEntry),
+        (status = 404, description = "No such key"),
+        (status = 503, description = "No leader yet, or the leader changed: retry")))]
+pub async fn get_kv(runtime: web::Data<RuntimeHandle>, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let key = valid_key(key.into_inner())?;
+    Ok(HttpResponse::Ok().json(runtime.membership().send(GetKv { key }).await??))
+}
+
+fn valid_key(key: String) -> Result<String, ClusterError> {
+    crate::model::validate_id(&key).map_err(|reason| ClusterError::InvalidField { field: "key".into(), reason })?;
+    Ok(key)
 }
 
 /// Answer of `GET /api/v1/cluster/nodes`.

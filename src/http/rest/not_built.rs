@@ -11,8 +11,6 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/cluster/raft/log", "raft"),
     ("POST", "/api/v1/cluster/failover", "raft"),
     ("GET", "/api/v1/cluster/failover/history", "raft"),
-    ("PUT", "/api/v1/cluster/kv/{key}", "raft"),
-    ("GET", "/api/v1/cluster/kv/{key}", "raft"),
     ("POST", "/api/v1/cluster/migration", "sharding"),
     ("GET", "/api/v1/cluster/migration/{id}", "sharding"),
     ("POST", "/api/v1/cluster/query", "sharding"),
