@@ -210,3 +210,28 @@ async fn acknowledged_metadata_writes_survive_a_restart_of_the_whole_runtime() {
         assert_eq!(got["value"], json!(i));
     }
 }
+
+#[actix_web::test]
+async fn leadership_moves_on_promote_and_demote_and_refuses_what_cannot_lead() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    let (first, _) = poll_until("a leader", || leader(&api)).await;
+    let other = ["node-1", "node-2", "node-3"].into_iter().find(|n| *n != first).expect("a follower");
+
+    // Promote a follower: it leads when the answer comes, at a higher term.
+    let status = api.post(&format!("/api/v1/cluster/nodes/{other}/promote"), json!({})).await.expect(200);
+    assert_eq!(status["leader"], other);
+    let (now, raft) = leader(&api).await.expect("a leader");
+    assert_eq!(now, other);
+    assert_eq!(node(&raft, other)["term"], status["term"]);
+
+    // Demote: only the leader can be, and leadership goes to another voter that is up.
+    api.post(&format!("/api/v1/cluster/nodes/{first}/demote"), json!({})).await.expect_error(409, "not_the_leader");
+    let status = api.post(&format!("/api/v1/cluster/nodes/{other}/demote"), json!({})).await.expect(200);
+    assert_ne!(status["leader"], other);
+
+    // A crashed node cannot be promoted; an unknown one is not found.
+    let down = ["node-1", "node-2", "node-3"].into_iter().find(|n| status["leader"] != *n).expect("a follower");
+    api.post("/api/v1/cluster/faults/crash", json!({"target": down})).await.expect(200);
+    api.post(&format!("/api/v1/cluster/nodes/{down}/promote"), json!({})).await.expect_error(409, "node_down");
+    api.post("/api/v1/cluster/nodes/node-9/promote", json!({})).await.expect_error(404, "node_not_found");
+}

@@ -86,6 +86,14 @@ pub enum ClusterError {
     OutcomeUnknown { reason: String },
     #[error("no key '{key}' in the metadata")]
     KeyNotFound { key: String },
+    #[error("node '{node_id}' is not a Raft voter")]
+    NotVoter { node_id: String },
+    #[error("node '{node_id}' does not lead; only the leader can be demoted")]
+    NotTheLeader { node_id: String },
+    #[error("no other voter is up to take over from '{node_id}'")]
+    NoSuccessor { node_id: String },
+    #[error("leadership did not move to '{node_id}' within {seconds} s")]
+    TransferTimedOut { node_id: String, seconds: u64 },
 }
 
 impl DescribedError for ClusterError {
@@ -96,8 +104,9 @@ impl DescribedError for ClusterError {
             NodeNotFound { .. } => ErrorKind::NotFound,
             NodeExists { .. } | AlreadyCrashed { .. } | NotCrashed { .. } | NodeDown { .. } => ErrorKind::Conflict,
             Storage { .. } | NoLeader | NotLeader { .. } => ErrorKind::Unavailable,
-            OutcomeUnknown { .. } => ErrorKind::Timeout,
+            OutcomeUnknown { .. } | TransferTimedOut { .. } => ErrorKind::Timeout,
             KeyNotFound { .. } => ErrorKind::NotFound,
+            NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -115,6 +124,10 @@ impl DescribedError for ClusterError {
             NotLeader { .. } => "not_leader",
             OutcomeUnknown { .. } => "outcome_unknown",
             KeyNotFound { .. } => "key_not_found",
+            NotVoter { .. } => "not_voter",
+            NotTheLeader { .. } => "not_the_leader",
+            NoSuccessor { .. } => "no_successor",
+            TransferTimedOut { .. } => "transfer_timed_out",
         }
     }
 
@@ -130,6 +143,8 @@ impl DescribedError for ClusterError {
             Storage { .. } | NoLeader | OutcomeUnknown { .. } => json!({}),
             NotLeader { node_id, leader } => json!({ "node_id": node_id, "leader": leader }),
             KeyNotFound { key } => json!({ "key": key }),
+            NotVoter { node_id } | NotTheLeader { node_id } | NoSuccessor { node_id } => json!({ "node_id": node_id }),
+            TransferTimedOut { node_id, seconds } => json!({ "node_id": node_id, "seconds": seconds }),
         }
     }
 
@@ -215,6 +230,28 @@ pub struct ClusterStatus {
     pub quorum_size: usize,
     pub has_quorum: bool,
     pub health: ClusterHealthStatus,
+}
+
+/// Makes `node_id` the Raft leader (leadership transfer); answered once it leads.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClusterStatus, ClusterError>")]
+pub struct PromoteNode {
+    pub node_id: String,
+}
+
+/// Moves leadership away from `node_id`, the leader, to the most up-to-date other voter;
+/// answered once that one leads.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClusterStatus, ClusterError>")]
+pub struct DemoteNode {
+    pub node_id: String,
+}
+
+/// To the leader's node actor: hand leadership to `to`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct TransferLeadership {
+    pub to: String,
 }
 
 /// Writes `key` through the Raft log; answered once the entry is applied.

@@ -96,6 +96,8 @@ pub struct MembershipActor {
     /// What each node's Raft is started with.
     pub(super) raft: RaftSetup,
     pub(super) leadership: Leadership,
+    /// Leadership transfers waiting for their target to take office.
+    pub(super) transfers: Vec<(String, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl MembershipActor {
@@ -150,6 +152,7 @@ impl MembershipActor {
             initial,
             raft,
             leadership: Leadership::default(),
+            transfers: Vec::new(),
         })
     }
 
@@ -652,18 +655,7 @@ impl Handler<GetNode> for MembershipActor {
 impl Handler<GetClusterStatus> for MembershipActor {
     type Result = MessageResult<GetClusterStatus>;
     fn handle(&mut self, _: GetClusterStatus, _ctx: &mut Self::Context) -> Self::Result {
-        let (up, total, quorum_size, has_quorum) = self.quorum();
-        let leader = self.leadership.leader();
-        MessageResult(ClusterStatus {
-            leader: leader.map(|(l, _)| l.to_string()),
-            term: leader.map(|(_, t)| t),
-            members: self.members.keys().cloned().collect(),
-            healthy_nodes: up,
-            total_nodes: total,
-            quorum_size,
-            has_quorum,
-            health: self.cluster_health(),
-        })
+        MessageResult(self.status())
     }
 }
 
@@ -723,10 +715,63 @@ impl Handler<GetRaftNodes> for MembershipActor {
     }
 }
 
+/// How long a promote or demote waits for the new leader.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Handler<PromoteNode> for MembershipActor {
+    type Result = ResponseActFuture<Self, Result<ClusterStatus, ClusterError>>;
+    fn handle(&mut self, msg: PromoteNode, _ctx: &mut Self::Context) -> Self::Result {
+        self.transfer_to(msg.node_id)
+    }
+}
+
+impl Handler<DemoteNode> for MembershipActor {
+    type Result = ResponseActFuture<Self, Result<ClusterStatus, ClusterError>>;
+    fn handle(&mut self, msg: DemoteNode, _ctx: &mut Self::Context) -> Self::Result {
+        let node_id = msg.node_id;
+        if !self.members.contains_key(&node_id) {
+            return Box::pin(actix::fut::ready(Err(ClusterError::NodeNotFound { node_id })));
+        }
+        if self.leadership.leader().map(|(l, _)| l) != Some(node_id.as_str()) {
+            return Box::pin(actix::fut::ready(Err(ClusterError::NotTheLeader { node_id })));
+        }
+        let leader = match self.leader_node() {
+            Ok(leader) => leader,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        // The successor: the running voter whose log the leader knows to be the longest.
+        let pick = async move { leader.send(GetRaftNode).await.ok().flatten() };
+        Box::pin(pick.into_actor(self).then(move |view, act, _| {
+            let successor = view.and_then(|v| {
+                v.progress
+                    .iter()
+                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.addr.is_some()))
+                    .max_by_key(|p| p.matched_index)
+                    .map(|p| p.node_id.clone())
+            });
+            match successor {
+                Some(s) => act.transfer_to(s),
+                None => Box::pin(actix::fut::ready(Err(ClusterError::NoSuccessor { node_id }))),
+            }
+        }))
+    }
+}
+
 impl Handler<RaftObserved> for MembershipActor {
     type Result = ();
     fn handle(&mut self, seen: RaftObserved, _ctx: &mut Self::Context) {
-        for event in self.leadership.observe(seen, Instant::now()) {
+        let events = self.leadership.observe(seen, Instant::now());
+        if let Some((leader, _)) = self.leadership.leader() {
+            let leader = leader.to_string();
+            for (target, tx) in std::mem::take(&mut self.transfers) {
+                if target == leader {
+                    let _ = tx.send(());
+                } else if !tx.is_closed() {
+                    self.transfers.push((target, tx));
+                }
+            }
+        }
+        for event in events {
             let (severity, source) = match &event {
                 ClusterEvent::LeaderElected(e) => (Severity::Info, format!("node:{}", e.leader_id)),
                 ClusterEvent::FailoverInitiated(f) => (Severity::Warning, format!("node:{}", f.failed_node)),
@@ -738,6 +783,52 @@ impl Handler<RaftObserved> for MembershipActor {
 }
 
 impl MembershipActor {
+    fn status(&self) -> ClusterStatus {
+        let (up, total, quorum_size, has_quorum) = self.quorum();
+        let leader = self.leadership.leader();
+        ClusterStatus {
+            leader: leader.map(|(l, _)| l.to_string()),
+            term: leader.map(|(_, t)| t),
+            members: self.members.keys().cloned().collect(),
+            healthy_nodes: up,
+            total_nodes: total,
+            quorum_size,
+            has_quorum,
+            health: self.cluster_health(),
+        }
+    }
+
+    /// Hands leadership to `target` and answers once it leads (at most `TRANSFER_TIMEOUT`).
+    fn transfer_to(&mut self, target: String) -> ResponseActFuture<Self, Result<ClusterStatus, ClusterError>> {
+        let checked = (|| {
+            let m = self.members.get(&target).ok_or_else(|| ClusterError::NodeNotFound { node_id: target.clone() })?;
+            if m.addr.is_none() {
+                return Err(ClusterError::NodeDown { node_id: target.clone() });
+            }
+            if !self.raft.bootstrap.contains(&crate::model::raft_node_id(&target)) {
+                return Err(ClusterError::NotVoter { node_id: target.clone() });
+            }
+            self.leader_node()
+        })();
+        let leader = match checked {
+            Ok(leader) => leader,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if self.leadership.leader().map(|(l, _)| l) == Some(target.as_str()) {
+            return Box::pin(actix::fut::ready(Ok(self.status())));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.transfers.push((target.clone(), tx));
+        let wait = async move {
+            leader.send(TransferLeadership { to: target.clone() }).await.map_err(|_| ClusterError::NoLeader)??;
+            tokio::time::timeout(TRANSFER_TIMEOUT, rx)
+                .await
+                .map_err(|_| ClusterError::TransferTimedOut { node_id: target, seconds: TRANSFER_TIMEOUT.as_secs() })?
+                .map_err(|_| ClusterError::NoLeader)
+        };
+        Box::pin(wait.into_actor(self).map(|res, act, _| res.map(|()| act.status())))
+    }
+
     /// The actor of the node this process knows to lead, if it runs here.
     fn leader_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
         let (leader, _) = self.leadership.leader().ok_or(ClusterError::NoLeader)?;

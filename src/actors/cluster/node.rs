@@ -424,6 +424,22 @@ impl Handler<GetKv> for NodeActor {
     }
 }
 
+impl Handler<TransferLeadership> for NodeActor {
+    type Result = Result<(), ClusterError>;
+    fn handle(&mut self, msg: TransferLeadership, ctx: &mut Self::Context) -> Self::Result {
+        let to = raft_node_id(&msg.to);
+        match self.guarded("transfer", ctx, |raft| raft.transfer_leader(to)) {
+            Some(Ok(true)) => {
+                self.drive(ctx);
+                Ok(())
+            }
+            Some(Ok(false)) => Err(self.not_leader()),
+            Some(Err(e)) => Err(ClusterError::Storage { message: e.to_string() }),
+            None => Err(ClusterError::NodeDown { node_id: self.node_id.clone() }),
+        }
+    }
+}
+
 impl Handler<GetRaftNode> for NodeActor {
     type Result = Option<RaftNodeView>;
     fn handle(&mut self, _: GetRaftNode, _ctx: &mut Self::Context) -> Self::Result {

@@ -201,6 +201,19 @@ impl RaftCore {
         Ok(Some((self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
     }
 
+    /// Hands leadership to `to` (leader only): the leader brings it up to date, then tells it to
+    /// campaign at once. Whether it took office shows in later `Ready`s.
+    pub fn transfer_leader(&mut self, to: u64) -> Result<bool, RaftCoreError> {
+        if !self.is_leader() {
+            return Ok(false);
+        }
+        let mut msg = Message::default();
+        msg.set_msg_type(raft::eraftpb::MessageType::MsgTransferLeader);
+        msg.from = to;
+        self.step(msg)?;
+        Ok(true)
+    }
+
     /// Asks for a read index for request `id` (leader only, as [`RaftCore::propose`]); it comes
     /// back in a later [`ReadyWork::read_states`] once the leader confirmed it still leads.
     pub fn read_index(&mut self, id: u64) -> Result<bool, RaftCoreError> {

@@ -20,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/status", web::get().to(cluster_status))
         .route("/api/v1/cluster/health", web::get().to(cluster_health))
         .route("/api/v1/cluster/health/{node_id}", web::get().to(node_health))
+        .route("/api/v1/cluster/nodes/{id}/promote", web::post().to(promote_node))
+        .route("/api/v1/cluster/nodes/{id}/demote", web::post().to(demote_node))
         .route("/api/v1/cluster/raft", web::get().to(raft_nodes))
         .route("/api/v1/cluster/kv/{key}", web::put().to(put_kv))
         .route("/api/v1/cluster/kv/{key}", web::get().to(get_kv));
@@ -38,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cluster_health,
         node_health,
         raft_nodes,
+        promote_node,
+        demote_node,
         put_kv,
         get_kv,
     ),
@@ -72,6 +76,27 @@ pub struct RaftNodeList {
 pub async fn raft_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let nodes = runtime.membership().send(GetRaftNodes).await?;
     Ok(HttpResponse::Ok().json(RaftNodeList { nodes }))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/nodes/{id}/promote", tag = "cluster",
+    params(("id" = String, Path, description = "The voter to make leader")),
+    responses((status = 200, description = "It leads: the cluster's status", body = ClusterStatus),
+        (status = 404, description = "No such node"),
+        (status = 409, description = "The node is down or not a voter"),
+        (status = 503, description = "No leader to hand over from"),
+        (status = 504, description = "It did not take office in time")))]
+pub async fn promote_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.membership().send(PromoteNode { node_id: id.into_inner() }).await??))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/nodes/{id}/demote", tag = "cluster",
+    params(("id" = String, Path, description = "The leader to step down")),
+    responses((status = 200, description = "Another voter leads: the cluster's status", body = ClusterStatus),
+        (status = 404, description = "No such node"),
+        (status = 409, description = "The node does not lead, or no other voter is up"),
+        (status = 504, description = "No successor took office in time")))]
+pub async fn demote_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(runtime.membership().send(DemoteNode { node_id: id.into_inner() }).await??))
 }
 
 /// Body of `PUT /api/v1/cluster/kv/{key}`.

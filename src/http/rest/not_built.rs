@@ -6,8 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("POST", "/api/v1/cluster/nodes/{id}/demote", "raft"),
-    ("POST", "/api/v1/cluster/nodes/{id}/promote", "raft"),
     ("GET", "/api/v1/cluster/raft/log", "raft"),
     ("POST", "/api/v1/cluster/failover", "raft"),
     ("GET", "/api/v1/cluster/failover/history", "raft"),
