@@ -235,3 +235,54 @@ async fn leadership_moves_on_promote_and_demote_and_refuses_what_cannot_lead() {
     api.post(&format!("/api/v1/cluster/nodes/{down}/promote"), json!({})).await.expect_error(409, "node_down");
     api.post("/api/v1/cluster/nodes/node-9/promote", json!({})).await.expect_error(404, "node_not_found");
 }
+
+#[actix_web::test]
+async fn graphql_streams_elections_and_failovers_and_serves_raft_and_the_metadata() {
+    use common::server::Server;
+
+    let server = Server::start(TestConfig::memory().without_replicas().build());
+    let status = poll_until("a leader", || async {
+        let s = server.runtime.membership().send(GetClusterStatus).await.expect("answers");
+        s.leader.clone().map(|l| (l, s.term.unwrap_or(0)))
+    })
+    .await;
+    let (first, term) = status;
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { leaderElections { leaderId previousLeader term votesReceived totalVoters seq } }"}})).await;
+    server.wait_subscribed("leaderElections").await;
+    ws.send(json!({"id": "2", "type": "subscribe", "payload": {"query": "subscription { failoverEvents { eventType failoverId scope failedNode replacementNode failoverType durationSeconds success lostWrites } }"}})).await;
+    server.wait_subscribed("failoverEvents").await;
+
+    crash_node(&server.runtime, &first).await;
+    let (mut elected, mut failover) = (None, Vec::new());
+    while elected.is_none() || failover.len() < 2 {
+        let msg = ws.json().await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        match msg["id"].as_str() {
+            Some("1") => elected = Some(msg["payload"]["data"]["leaderElections"].clone()),
+            Some("2") => failover.push(msg["payload"]["data"]["failoverEvents"].clone()),
+            _ => panic!("{msg}"),
+        }
+    }
+    let elected = elected.expect("an election");
+    assert!(elected["term"].as_u64().expect("term") > term);
+    assert_ne!(elected["leaderId"], first.as_str());
+    assert_eq!(elected["totalVoters"], 3);
+    assert_eq!(failover[0]["eventType"], "failover_initiated");
+    assert_eq!(failover[0]["failedNode"], first.as_str());
+    assert_eq!((failover[0]["scope"].as_str(), failover[0]["failoverType"].as_str()), (Some("RAFT"), Some("AUTOMATIC")));
+    assert_eq!(failover[1]["eventType"], "failover_completed");
+    assert_eq!(failover[1]["replacementNode"], elected["leaderId"]);
+    assert_eq!((failover[1]["success"].as_bool(), failover[1]["lostWrites"].as_u64()), (Some(true), Some(0)));
+
+    // Queries and mutations over POST.
+    let put = server.query(r#"mutation { putKv(key: "owner", value: {team: "db"}) { key index term } }"#).await;
+    assert_eq!(put["data"]["putKv"]["key"], "owner", "{put}");
+    let read = server.query(r#"{ kv(key: "owner") { value } missing: kv(key: "nope") { key } raftNodes { nodeId role } }"#).await;
+    assert_eq!(read["data"]["kv"]["value"], json!({"team": "db"}), "{read}");
+    assert_eq!(read["data"]["missing"], Value::Null);
+    let roles: Vec<&str> = read["data"]["raftNodes"].as_array().expect("nodes").iter().map(|n| n["role"].as_str().expect("role")).collect();
+    assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{read}");
+    assert!(roles.contains(&"down"), "the crashed node shows as down: {read}");
+}

@@ -6,7 +6,10 @@ use serde_json::Value as JsonValue;
 
 use crate::http::error::ApiError;
 use crate::http::graphql::schema::{gql_error, runtime, to_gql};
-use crate::messages::cluster::{AddNode, NodeMetadata, NodeView, RemoveNode, UpdateNodeMetadata};
+use crate::messages::cluster::{
+    AddNode, ClusterError, ClusterStatus, DemoteNode, KvWritten, NodeMetadata, NodeView, PromoteNode, PutKv, RemoveNode,
+    UpdateNodeMetadata,
+};
 
 #[derive(Default)]
 pub struct ClusterMutation;
@@ -87,5 +90,21 @@ impl ClusterMutation {
             .await
             .map_err(to_gql)?
             .map_err(to_gql)
+    }
+
+    /// Makes the voter `nodeId` the Raft leader; the status once it leads.
+    async fn promote_node(&self, ctx: &Context<'_>, node_id: ID) -> async_graphql::Result<ClusterStatus> {
+        runtime(ctx)?.membership().send(PromoteNode { node_id: node_id.0 }).await.map_err(to_gql)?.map_err(to_gql)
+    }
+
+    /// Moves leadership away from the leader `nodeId`; the status once another voter leads.
+    async fn demote_node(&self, ctx: &Context<'_>, node_id: ID) -> async_graphql::Result<ClusterStatus> {
+        runtime(ctx)?.membership().send(DemoteNode { node_id: node_id.0 }).await.map_err(to_gql)?.map_err(to_gql)
+    }
+
+    /// Writes a key of the metadata through the Raft log; where it landed once applied.
+    async fn put_kv(&self, ctx: &Context<'_>, key: String, value: JsonValue) -> async_graphql::Result<KvWritten> {
+        crate::model::validate_id(&key).map_err(|reason| to_gql(ClusterError::InvalidField { field: "key".into(), reason }))?;
+        runtime(ctx)?.membership().send(PutKv { key, value }).await.map_err(to_gql)?.map_err(to_gql)
     }
 }

@@ -1,11 +1,12 @@
-//! Cluster queries: status, health and nodes, each one message to the membership actor.
+//! Cluster queries: status, health, nodes, Raft state and the metadata key-value space, each one
+//! message to the membership actor.
 
 use async_graphql::{Context, Object, ID};
 
 use crate::http::graphql::schema::{runtime, to_gql};
 use crate::messages::cluster::{
-    ClusterError, ClusterHealthReport, ClusterStatus, GetClusterHealth, GetClusterStatus, GetNode,
-    ListNodes, NodeView,
+    ClusterError, ClusterHealthReport, ClusterStatus, GetClusterHealth, GetClusterStatus, GetKv,
+    GetNode, GetRaftNodes, KvEntry, ListNodes, NodeView, RaftNodeView,
 };
 
 #[derive(Default)]
@@ -53,6 +54,21 @@ impl ClusterQuery {
         match answer {
             Ok(view) => Ok(Some(view)),
             Err(ClusterError::NodeNotFound { .. }) => Ok(None),
+            Err(e) => Err(to_gql(e)),
+        }
+    }
+
+    /// Each node's Raft state: role, term, vote, commit, applied and last index, and on the
+    /// leader each peer's progress.
+    async fn raft_nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RaftNodeView>> {
+        runtime(ctx)?.membership().send(GetRaftNodes).await.map_err(to_gql)
+    }
+
+    /// A key of the metadata, read at the leader's confirmed read index; null if absent.
+    async fn kv(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<KvEntry>> {
+        match runtime(ctx)?.membership().send(GetKv { key }).await.map_err(to_gql)? {
+            Ok(entry) => Ok(Some(entry)),
+            Err(ClusterError::KeyNotFound { .. }) => Ok(None),
             Err(e) => Err(to_gql(e)),
         }
     }

@@ -1,11 +1,11 @@
-//! Cluster subscriptions, registry subscriptions like every other: node health changes, and
-//! changes of overall cluster health. Lost events and the end of a subscription come as error
+//! Cluster subscriptions, registry subscriptions like every other: node health changes,
+//! changes of overall cluster health, Raft leader elections and failovers. Lost events and the end of a subscription come as error
 //! items (`lagged`, `subscription_closed`), as for `events`.
 
 use async_graphql::{Context, Subscription, ID};
 use futures_util::Stream;
 
-use super::types::{ClusterHealthEvent, NodeStatusEvent};
+use super::types::{ClusterHealthEvent, FailoverEvent, LeaderElectionEvent, NodeStatusEvent};
 use crate::http::graphql::streams::{subscribe, typed};
 use crate::messages::events::{EventFilter, EventType, SubjectKind};
 
@@ -41,5 +41,26 @@ impl ClusterSubscription {
         };
         let events = subscribe(ctx, "clusterHealthChanges", filter).await?;
         Ok(typed(events, |e| ClusterHealthEvent::from_event(e).map(Ok)))
+    }
+
+    /// Raft leader elections: `leader_elected`. Errors as for `events`.
+    async fn leader_elections(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LeaderElectionEvent>>> {
+        let filter = EventFilter { event_types: vec![EventType::LeaderElected], ..EventFilter::default() };
+        let events = subscribe(ctx, "leaderElections", filter).await?;
+        Ok(typed(events, |e| LeaderElectionEvent::from_event(e).map(Ok)))
+    }
+
+    /// Failovers, Raft or replication: `failover_initiated`, `failover_completed`. Errors as for
+    /// `events`.
+    async fn failover_events(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<FailoverEvent>>> {
+        let filter = EventFilter { event_types: FailoverEvent::EVENT_TYPES.to_vec(), ..EventFilter::default() };
+        let events = subscribe(ctx, "failoverEvents", filter).await?;
+        Ok(typed(events, |e| FailoverEvent::from_event(e).map(Ok)))
     }
 }

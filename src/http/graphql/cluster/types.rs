@@ -2,11 +2,11 @@
 //! `ClusterHealth` are the views of `messages::cluster` themselves): the node's fields that
 //! GraphQL serves in its own terms, and the typed event objects of its subscriptions.
 
-use async_graphql::{ComplexObject, SimpleObject, ID};
+use async_graphql::{ComplexObject, Enum, SimpleObject, ID};
 use serde_json::Value as JsonValue;
 
 use crate::http::graphql::events::EventStamp;
-use crate::messages::cluster::{ClusterEvent, NodeView};
+use crate::messages::cluster::{ClusterEvent, FailoverChange, NodeView};
 use crate::messages::events::{EventPayload, EventType, SharedEvent};
 use crate::model::{ClusterHealthStatus, NodeHealth, NodeRole};
 
@@ -124,6 +124,95 @@ impl ClusterHealthEvent {
             healthy_nodes: healthy,
             total_nodes: total,
             has_quorum,
+            stamp: EventStamp::of(e),
+        })
+    }
+}
+
+/// What a failover moves: Raft leadership or the replication primary.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverScope {
+    Raft,
+    Replication,
+}
+
+/// Whether a failover was started by the failure detector or by an operator.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverType {
+    Automatic,
+    Manual,
+}
+
+/// `failover_initiated` / `failover_completed`.
+#[derive(SimpleObject)]
+pub struct FailoverEvent {
+    pub event_type: String,
+    pub failover_id: ID,
+    pub scope: FailoverScope,
+    pub failed_node: Option<ID>,
+    pub replacement_node: Option<ID>,
+    pub failover_type: FailoverType,
+    /// Set once completed.
+    pub duration_seconds: Option<f64>,
+    pub success: Option<bool>,
+    pub error_message: Option<String>,
+    /// Acknowledged writes lost by the failover (0 expected).
+    pub lost_writes: Option<u64>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+/// `leader_elected`.
+#[derive(SimpleObject)]
+pub struct LeaderElectionEvent {
+    pub leader_id: ID,
+    pub previous_leader: Option<ID>,
+    pub term: u64,
+    pub votes_received: u32,
+    pub total_voters: u32,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl FailoverEvent {
+    /// The event types this view is built from.
+    pub const EVENT_TYPES: [EventType; 2] = [EventType::FailoverInitiated, EventType::FailoverCompleted];
+
+    /// The typed view of a failover event; `None` for any other event.
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let (p, completed): (&FailoverChange, bool) = match &e.payload {
+            EventPayload::Cluster(ClusterEvent::FailoverInitiated(p)) => (p, false),
+            EventPayload::Cluster(ClusterEvent::FailoverCompleted(p)) => (p, true),
+            _ => return None,
+        };
+        Some(FailoverEvent {
+            event_type: e.event_type.as_str().to_string(),
+            failover_id: ID(p.failover_id.clone()),
+            scope: if p.scope == "replication" { FailoverScope::Replication } else { FailoverScope::Raft },
+            failed_node: Some(ID(p.failed_node.clone())),
+            replacement_node: p.replacement_node.clone().map(ID),
+            failover_type: if p.failover_type == "manual" { FailoverType::Manual } else { FailoverType::Automatic },
+            duration_seconds: completed.then_some(p.duration_seconds),
+            success: completed.then_some(p.success),
+            error_message: p.error_message.clone(),
+            lost_writes: completed.then_some(p.lost_writes),
+            stamp: EventStamp::of(e),
+        })
+    }
+}
+
+impl LeaderElectionEvent {
+    /// The typed view of a `leader_elected` event; `None` for any other event.
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let EventPayload::Cluster(ClusterEvent::LeaderElected(p)) = &e.payload else {
+            return None;
+        };
+        Some(LeaderElectionEvent {
+            leader_id: ID(p.leader_id.clone()),
+            previous_leader: p.previous_leader.clone().map(ID),
+            term: p.term,
+            votes_received: u32::try_from(p.votes_received).unwrap_or(u32::MAX),
+            total_voters: u32::try_from(p.total_voters).unwrap_or(u32::MAX),
             stamp: EventStamp::of(e),
         })
     }

@@ -9,7 +9,6 @@ mod types;
 
 pub use subscription::NotBuiltSubscription;
 pub use types::{
-    BlockMode, CacheFusionEvent, ConflictEvent, ConflictType, FailoverEvent, FailoverScope,
-    FailoverType, LeaderElectionEvent, LockEvent, LockMode, ParallelQueryEvent,
+    BlockMode, CacheFusionEvent, ConflictEvent, ConflictType, LockEvent, LockMode, ParallelQueryEvent,
     RebalanceProgressEvent, RecoveryEvent, TransferKind,
 };

@@ -6,7 +6,7 @@ use async_graphql::{Subscription, ID};
 use futures_util::stream::Empty;
 
 use super::types::{
-    CacheFusionEvent, ConflictEvent, FailoverEvent, LeaderElectionEvent, LockEvent,
+    CacheFusionEvent, ConflictEvent, LockEvent,
     ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent,
 };
 use crate::http::graphql::schema::not_built;
@@ -32,16 +32,6 @@ impl NotBuiltSubscription {
         #[graphql(name = "tableId")] _table_id: Option<ID>,
     ) -> async_graphql::Result<Empty<RebalanceProgressEvent>> {
         Err(not_built("sharding"))
-    }
-
-    /// Failovers, Raft or replication: `failover_initiated`, `failover_completed`.
-    async fn failover_events(&self) -> async_graphql::Result<Empty<FailoverEvent>> {
-        Err(not_built("raft"))
-    }
-
-    /// Raft leader elections: `leader_elected`.
-    async fn leader_elections(&self) -> async_graphql::Result<Empty<LeaderElectionEvent>> {
-        Err(not_built("raft"))
     }
 
     /// RAC Cache Fusion block transfers (to or from `instanceId` only, when given):

@@ -18,20 +18,6 @@ pub enum ConflictType {
     DeleteUpdate,
 }
 
-/// What a failover moves: Raft leadership or the replication primary.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailoverScope {
-    Raft,
-    Replication,
-}
-
-/// Whether a failover was started by the failure detector or by an operator.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailoverType {
-    Automatic,
-    Manual,
-}
-
 /// The mode a block is requested in.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockMode {
@@ -88,37 +74,6 @@ pub struct RebalanceProgressEvent {
     pub rows_migrated: u64,
     pub total_rows: u64,
     pub eta_seconds: Option<f64>,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}
-
-/// `failover_initiated` / `failover_completed`.
-#[derive(SimpleObject)]
-pub struct FailoverEvent {
-    pub event_type: String,
-    pub failover_id: ID,
-    pub scope: FailoverScope,
-    pub failed_node: Option<ID>,
-    pub replacement_node: Option<ID>,
-    pub failover_type: FailoverType,
-    /// Set once completed.
-    pub duration_seconds: Option<f64>,
-    pub success: Option<bool>,
-    pub error_message: Option<String>,
-    /// Acknowledged writes lost by the failover (0 expected).
-    pub lost_writes: Option<u64>,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}
-
-/// `leader_elected`.
-#[derive(SimpleObject)]
-pub struct LeaderElectionEvent {
-    pub leader_id: ID,
-    pub previous_leader: Option<ID>,
-    pub term: u64,
-    pub votes_received: u32,
-    pub total_voters: u32,
     #[graphql(flatten)]
     pub stamp: EventStamp,
 }
