@@ -18,7 +18,7 @@ pub use node::{NodeActor, RaftSetup};
 pub use peers::RaftPeers;
 
 use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
-use crate::actors::raft::core::RaftTiming;
+use crate::actors::raft::core::{RaftSettings, SNAPSHOT_EVERY};
 use crate::model::raft_node_id;
 
 /// The cluster domain, started.
@@ -39,7 +39,7 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         store: ctx.store.clone(),
         link: ctx.link.clone(),
         peers,
-        timing: RaftTiming { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick },
+        timing: RaftSettings { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick, snapshot_every: SNAPSHOT_EVERY },
         tick: std::time::Duration::from_millis(c.tick_ms),
         bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),
     };

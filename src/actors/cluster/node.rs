@@ -18,7 +18,7 @@ use actix::prelude::*;
 
 use crate::actors::cluster::peers::RaftPeers;
 use crate::actors::net::{Link, Sent};
-use crate::actors::raft::core::{is_empty, RaftCore, RaftEvent, RaftTiming};
+use crate::actors::raft::core::{is_empty, RaftCore, RaftEvent, RaftSettings};
 use crate::actors::raft::machine::Applied;
 use crate::actors::registry::EventPublisher;
 use crate::exec::Lane;
@@ -35,7 +35,7 @@ pub struct RaftSetup {
     pub store: Arc<Store>,
     pub link: Link,
     pub peers: RaftPeers,
-    pub timing: RaftTiming,
+    pub timing: RaftSettings,
     pub tick: Duration,
     /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).
     pub bootstrap: Vec<u64>,
@@ -199,9 +199,24 @@ impl NodeActor {
                 self.send(after.send);
                 self.answer_writes(&after.applied);
                 self.answer_reads();
+                if let Some(compaction) = self.raft.as_mut().and_then(|r| r.take_compaction()) {
+                    self.compact(compaction, ctx);
+                }
             }
             Some(Err(error)) => self.fail(format!("raft apply: {error}"), ctx),
         }
+    }
+
+    /// Stores a snapshot and drops the log up to it, on the lane after the writes before it. A
+    /// failure costs only log length: the next snapshot compacts further.
+    fn compact(&mut self, write: crate::storage::RaftWrite, ctx: &mut Context<Self>) {
+        let (store, owner) = (self.setup.store.clone(), self.node_id.clone());
+        let commit = self.lane.run(move || store.commit_raft(&owner, write).map_err(crate::actors::raft::core::RaftCoreError::from));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|res, act, _| {
+            if let Err(error) = res {
+                tracing::warn!(node_id = %act.node_id, %error, "raft log compaction failed");
+            }
+        }));
     }
 
     /// Answers the writes whose entries were applied: as written if the entry at their index is

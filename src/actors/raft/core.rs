@@ -15,14 +15,20 @@ use raft::{RawNode, Ready, StateRole};
 use super::machine::{Applied, MetaMachine};
 use super::storage::{decode, encode, stored_entry, stored_snapshot, GroupStorage, GroupStorageError};
 use crate::model::MetaCommand;
-use crate::storage::{RaftHardState, RaftWrite, Store};
+use crate::storage::{RaftHardState, RaftSnapshot, RaftWrite, Store};
 
-/// How often a node ticks and how many ticks make its timeouts (`[cluster]`).
+/// How many ticks make a node's timeouts (`[cluster]`), and how often it compacts its log.
 #[derive(Debug, Clone, Copy)]
-pub struct RaftTiming {
+pub struct RaftSettings {
     pub election_tick: usize,
     pub heartbeat_tick: usize,
+    /// Applied entries between snapshots: each snapshot drops the log up to it, so the log stays
+    /// about this long, and a follower further behind is sent the snapshot.
+    pub snapshot_every: u64,
 }
+
+/// The default of [`RaftSettings::snapshot_every`].
+pub const SNAPSHOT_EVERY: u64 = 10_000;
 
 /// Why a node could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +115,11 @@ pub struct RaftCore {
     /// control: a peer has at most `max_inflight_msgs` appends unanswered, plus its heartbeats.
     held: VecDeque<Message>,
     held_ticks: usize,
+    snapshot_every: u64,
+    /// The index of the last snapshot taken or installed.
+    snapshot_index: u64,
+    /// A snapshot of the machine and the compaction it allows, for the shell to commit.
+    compaction: Option<RaftWrite>,
 }
 
 /// Whether `write` asks nothing of the store.
@@ -125,7 +136,8 @@ impl RaftCore {
     /// Opens node `id` of the group stored as `owner`, whose bootstrap voters are `voters` (used
     /// only if the store holds nothing for it). Every committed entry is applied again from the
     /// log: the metadata lives in memory and the log is not compacted yet.
-    pub fn open(id: u64, owner: &str, voters: Vec<u64>, store: Arc<Store>, timing: RaftTiming) -> Result<RaftCore, RaftCoreError> {
+    pub fn open(id: u64, owner: &str, voters: Vec<u64>, store: Arc<Store>, timing: RaftSettings) -> Result<RaftCore, RaftCoreError> {
+        let snapshot = store.raft_snapshot(owner)?;
         let storage = GroupStorage::new(store, owner, voters);
         let conf_to_store = if storage.is_fresh()? { Some(storage.conf_state()?) } else { None };
         let config = raft::Config {
@@ -141,7 +153,33 @@ impl RaftCore {
         };
         let raw = RawNode::new(&config, storage, &super::logger(owner))?;
         let stored_hard_state = raw.raft.hard_state();
-        Ok(RaftCore { id, raw, machine: MetaMachine::default(), pending: None, conf_to_store, stored_hard_state, leader: 0, led_term: 0, role: StateRole::Follower, lost_leader: 0, followed: (0, 0), votes: 0, held: VecDeque::new(), held_ticks: 0 })
+        // raft-rs starts applying after the snapshot the log begins with; the machine starts there.
+        let (machine, snapshot_index) = match snapshot {
+            Some(s) => (
+                MetaMachine::restore(&s.data, s.index).map_err(|reason| GroupStorageError::Unrestorable { owner: owner.to_string(), reason })?,
+                s.index,
+            ),
+            None => (MetaMachine::default(), 0),
+        };
+        Ok(RaftCore {
+            id,
+            raw,
+            machine,
+            pending: None,
+            conf_to_store,
+            stored_hard_state,
+            leader: 0,
+            led_term: 0,
+            role: StateRole::Follower,
+            lost_leader: 0,
+            followed: (0, 0),
+            votes: 0,
+            held: VecDeque::new(),
+            held_ticks: 0,
+            snapshot_every: timing.snapshot_every.max(1),
+            snapshot_index,
+            compaction: None,
+        })
     }
 
     pub fn id(&self) -> u64 {
@@ -290,9 +328,11 @@ impl RaftCore {
             return Ok(AfterWrite::default());
         };
         let owner = self.raw.store().owner().to_string();
-        if rd.snapshot().get_metadata().index > 0 {
-            self.machine = MetaMachine::restore(&rd.snapshot().data, rd.snapshot().get_metadata().index)
+        let installed = rd.snapshot().get_metadata().index;
+        if installed > 0 {
+            self.machine = MetaMachine::restore(&rd.snapshot().data, installed)
                 .map_err(|reason| GroupStorageError::Unrestorable { owner: owner.clone(), reason })?;
+            self.snapshot_index = installed;
         }
         let mut send = rd.take_persisted_messages();
         let mut applied = self.apply(rd.take_committed_entries(), &owner)?;
@@ -309,7 +349,29 @@ impl RaftCore {
                 tracing::debug!(node = self.id, %error, "raft message refused");
             }
         }
+        self.plan_snapshot(&owner)?;
         Ok(AfterWrite { send, applied })
+    }
+
+    /// Once `snapshot_every` entries were applied since the last snapshot, takes one of the
+    /// machine at the applied index: stored, it replaces the log up to there.
+    fn plan_snapshot(&mut self, owner: &str) -> Result<(), RaftCoreError> {
+        let applied = self.machine.applied();
+        if self.compaction.is_some() || applied < self.snapshot_index + self.snapshot_every {
+            return Ok(());
+        }
+        let term = self.raw.raft.raft_log.term(applied)?;
+        let conf_state = encode(&self.raw.raft.prs().conf().to_conf_state(), owner)?;
+        let data = self.machine.snapshot_bytes()?;
+        let snapshot = RaftSnapshot { index: applied, term, conf_state, data };
+        self.compaction = Some(RaftWrite { snapshot: Some(snapshot), ..RaftWrite::default() });
+        self.snapshot_index = applied;
+        Ok(())
+    }
+
+    /// A snapshot to store and the log it compacts, if one was taken.
+    pub fn take_compaction(&mut self) -> Option<RaftWrite> {
+        self.compaction.take()
     }
 
     fn apply(&mut self, entries: Vec<Entry>, owner: &str) -> Result<Vec<Applied>, RaftCoreError> {

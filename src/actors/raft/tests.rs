@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use raft::eraftpb::Message;
 
-use super::core::{is_empty, RaftCore, RaftEvent, RaftTiming};
+use super::core::{is_empty, RaftCore, RaftEvent, RaftSettings, SNAPSHOT_EVERY};
 use super::machine::Applied;
 use crate::model::MetaCommand;
 use crate::storage::Store;
 
-const TIMING: RaftTiming = RaftTiming { election_tick: 10, heartbeat_tick: 2 };
+const TIMING: RaftSettings = RaftSettings { election_tick: 10, heartbeat_tick: 2, snapshot_every: SNAPSHOT_EVERY };
 
 struct Group {
     store: Arc<Store>,
+    settings: RaftSettings,
     nodes: BTreeMap<u64, RaftCore>,
     voters: Vec<u64>,
     in_flight: VecDeque<Message>,
@@ -30,8 +31,12 @@ fn owner(id: u64) -> String {
 
 impl Group {
     fn new(store: Arc<Store>, n: u64) -> Group {
+        Group::with(store, n, TIMING)
+    }
+
+    fn with(store: Arc<Store>, n: u64, settings: RaftSettings) -> Group {
         let voters: Vec<u64> = (1..=n).collect();
-        let mut g = Group { store, nodes: BTreeMap::new(), voters, in_flight: VecDeque::new(), cut: Vec::new(), events: Vec::new(), applied: Vec::new() };
+        let mut g = Group { store, settings, nodes: BTreeMap::new(), voters, in_flight: VecDeque::new(), cut: Vec::new(), events: Vec::new(), applied: Vec::new() };
         for id in 1..=n {
             g.start(id);
         }
@@ -39,7 +44,7 @@ impl Group {
     }
 
     fn start(&mut self, id: u64) {
-        let core = RaftCore::open(id, &owner(id), self.voters.clone(), self.store.clone(), TIMING).expect("open");
+        let core = RaftCore::open(id, &owner(id), self.voters.clone(), self.store.clone(), self.settings).expect("open");
         self.nodes.insert(id, core);
     }
 
@@ -68,7 +73,11 @@ impl Group {
                 if !is_empty(&work.write) {
                     self.store.commit_raft(&owner(id), work.write).expect("commit");
                 }
-                let after = self.nodes.get_mut(&id).expect("node").persisted().expect("persisted");
+                let node = self.nodes.get_mut(&id).expect("node");
+                let after = node.persisted().expect("persisted");
+                if let Some(compaction) = node.take_compaction() {
+                    self.store.commit_raft(&owner(id), compaction).expect("compaction");
+                }
                 self.applied.extend(after.applied.into_iter().map(|a| (id, a)));
                 self.send(work.send_now);
                 self.send(after.send);
@@ -208,4 +217,39 @@ fn a_whole_group_on_disk_comes_back_with_every_committed_entry() {
             assert_eq!(g.value_on(id, &format!("k{i}")), Some(i), "node {id} key k{i}");
         }
     }
+}
+
+#[test]
+fn snapshots_bound_the_log_and_bring_a_follower_back_from_behind_it() {
+    let store = Arc::new(Store::memory());
+    let mut g = Group::with(store.clone(), 3, RaftSettings { snapshot_every: 5, ..TIMING });
+    let leader = g.elect(100);
+    let behind = (1..=3).find(|id| *id != leader).expect("a follower");
+    g.crash(behind);
+    for i in 0..23 {
+        g.put(&format!("k{i}"), i);
+    }
+    let first = store.raft_first_index(&owner(leader)).expect("first index");
+    let last = store.raft_last_index(&owner(leader)).expect("last index");
+    assert!(first > 15, "the leader's log was compacted: it starts at {first}");
+    assert!(last - first < 10, "and stays short: {first}..{last}");
+
+    // Its log ends before the leader's begins: the leader sends the snapshot, then the rest.
+    g.start(behind);
+    for _ in 0..20 {
+        g.tick_all();
+    }
+    for i in 0..23 {
+        assert_eq!(g.value_on(behind, &format!("k{i}")), Some(i), "k{i} on the node that was behind");
+    }
+
+    // A compacted node reopened starts from its snapshot and replays the entries after it.
+    let other = (1..=3).find(|id| *id != leader && *id != behind).expect("the other follower");
+    g.crash(other);
+    g.start(other);
+    assert!(g.nodes[&other].machine().len() >= 15, "restored from its own snapshot before any message");
+    for _ in 0..10 {
+        g.tick_all();
+    }
+    assert_eq!(g.value_on(other, "k22"), Some(22));
 }
