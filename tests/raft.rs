@@ -286,3 +286,19 @@ async fn graphql_streams_elections_and_failovers_and_serves_raft_and_the_metadat
     assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{read}");
     assert!(roles.contains(&"down"), "the crashed node shows as down: {read}");
 }
+
+#[actix_web::test]
+async fn the_raft_log_of_a_node_reads_back_what_was_written() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    let (l, _) = poll_until("a leader", || leader(&api)).await;
+    let w = put_acknowledged(&api, "region", json!("eu-west")).await;
+    let index = w["index"].as_u64().expect("index");
+    let log = api.get(&format!("/api/v1/cluster/raft/log?node={l}&from={index}&limit=1")).await.expect(200);
+    assert_eq!(log["entries"], json!([{"index": index, "term": w["term"], "kind": "command", "summary": "put region", "bytes": log["entries"][0]["bytes"]}]), "{log}");
+    assert!(log["first_index"].as_u64().expect("first") <= index && log["last_index"].as_u64().expect("last") >= index);
+    let all = api.get(&format!("/api/v1/cluster/raft/log?node={l}")).await.expect(200);
+    assert_eq!(all["entries"][0]["kind"], "empty", "a leader's first entry: {all}");
+    api.get("/api/v1/cluster/raft/log?node=node-9").await.expect_error(404, "node_not_found");
+    api.get(&format!("/api/v1/cluster/raft/log?node={l}&limit=0")).await.expect_error(400, "invalid_request");
+    api.get("/api/v1/cluster/raft/log").await.expect_error(400, "invalid_request");
+}

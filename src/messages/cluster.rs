@@ -232,6 +232,41 @@ pub struct ClusterStatus {
     pub health: ClusterHealthStatus,
 }
 
+/// A stretch of one node's Raft log, as `GET /api/v1/cluster/raft/log` shows it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RaftLogView, ClusterError>")]
+pub struct ReadRaftLog {
+    pub node_id: String,
+    /// The first index wanted; the log's first if it is earlier (compacted) or absent.
+    pub from: Option<u64>,
+    pub limit: usize,
+}
+
+/// Entries of one node's log, and the ends of what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RaftLogView {
+    pub node_id: String,
+    /// The first index held (entries before it were compacted into a snapshot).
+    pub first_index: u64,
+    pub last_index: u64,
+    pub entries: Vec<RaftLogEntryView>,
+}
+
+/// One log entry: where it is, what kind, and what it does.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RaftLogEntryView {
+    pub index: u64,
+    pub term: u64,
+    /// `empty` (a new leader's), `command`, `conf_change`.
+    pub kind: String,
+    /// What a command does (`put region`), or the conf change's encoded size.
+    pub summary: String,
+    pub bytes: usize,
+}
+
+/// Most entries one read of the log answers.
+pub const RAFT_LOG_MAX_LIMIT: usize = 1000;
+
 /// Makes `node_id` the Raft leader (leadership transfer); answered once it leads.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ClusterStatus, ClusterError>")]

@@ -857,3 +857,14 @@ impl Handler<GetKv> for MembershipActor {
         })
     }
 }
+
+impl Handler<ReadRaftLog> for MembershipActor {
+    type Result = ResponseFuture<Result<RaftLogView, ClusterError>>;
+    fn handle(&mut self, msg: ReadRaftLog, _ctx: &mut Self::Context) -> Self::Result {
+        let addr = match self.members.get(&msg.node_id) {
+            None => Err(ClusterError::NodeNotFound { node_id: msg.node_id.clone() }),
+            Some(m) => m.addr.clone().ok_or_else(|| ClusterError::NodeDown { node_id: msg.node_id.clone() }),
+        };
+        Box::pin(async move { addr?.send(msg).await.map_err(|_| ClusterError::Storage { message: "the node stopped".into() })? })
+    }
+}

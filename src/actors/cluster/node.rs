@@ -455,6 +455,38 @@ impl Handler<TransferLeadership> for NodeActor {
     }
 }
 
+impl Handler<ReadRaftLog> for NodeActor {
+    type Result = ResponseFuture<Result<RaftLogView, ClusterError>>;
+    fn handle(&mut self, msg: ReadRaftLog, _ctx: &mut Self::Context) -> Self::Result {
+        let (store, owner) = (self.setup.store.clone(), self.node_id.clone());
+        let read = self.lane.run(move || {
+            crate::actors::raft::storage::read_log(&store, &owner, msg.from, msg.limit).map_err(crate::actors::raft::core::RaftCoreError::from)
+        });
+        let node_id = self.node_id.clone();
+        Box::pin(async move {
+            let s = read.await.map_err(|e| ClusterError::Storage { message: e.to_string() })?;
+            Ok(RaftLogView {
+                node_id,
+                first_index: s.first_index,
+                last_index: s.last_index,
+                entries: s.entries.iter().map(|(e, bytes)| entry_view(e, *bytes)).collect(),
+            })
+        })
+    }
+}
+
+fn entry_view(e: &raft::eraftpb::Entry, bytes: usize) -> RaftLogEntryView {
+    let (kind, summary) = match e.get_entry_type() {
+        raft::eraftpb::EntryType::EntryNormal if e.data.is_empty() => ("empty", "a new leader's first entry".to_string()),
+        raft::eraftpb::EntryType::EntryNormal => match serde_json::from_slice::<MetaCommand>(&e.data) {
+            Ok(MetaCommand::Put { key, .. }) => ("command", format!("put {key}")),
+            Err(_) => ("command", "unreadable".to_string()),
+        },
+        _ => ("conf_change", format!("{} bytes", e.data.len())),
+    };
+    RaftLogEntryView { index: e.index, term: e.term, kind: kind.into(), summary, bytes }
+}
+
 impl Handler<GetRaftNode> for NodeActor {
     type Result = Option<RaftNodeView>;
     fn handle(&mut self, _: GetRaftNode, _ctx: &mut Self::Context) -> Self::Result {

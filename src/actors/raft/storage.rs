@@ -127,3 +127,25 @@ impl raft::Storage for GroupStorage {
         }
     }
 }
+
+/// A stretch of a log: the first and last index held, and the entries read with their stored size.
+pub struct LogStretch {
+    pub first_index: u64,
+    pub last_index: u64,
+    pub entries: Vec<(Entry, usize)>,
+}
+
+/// Reads `limit` entries of `owner`'s log from `from` (or from its first), for operators: what
+/// each entry is, decoded. Blocking.
+pub fn read_log(store: &Store, owner: &str, from: Option<u64>, limit: usize) -> Result<LogStretch, GroupStorageError> {
+    let first = store.raft_first_index(owner)?;
+    let last = store.raft_last_index(owner)?;
+    let low = from.unwrap_or(first).max(first);
+    let high = low.saturating_add(limit as u64).min(last + 1);
+    if low >= high {
+        return Ok(LogStretch { first_index: first, last_index: last, entries: Vec::new() });
+    }
+    let stored = store.raft_entries(owner, low, high, u64::MAX)?;
+    let entries = stored.iter().map(|e| Ok((decode::<Entry>(&e.bytes, owner)?, e.bytes.len()))).collect::<Result<_, GroupStorageError>>()?;
+    Ok(LogStretch { first_index: first, last_index: last, entries })
+}

@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/nodes/{id}/promote", web::post().to(promote_node))
         .route("/api/v1/cluster/nodes/{id}/demote", web::post().to(demote_node))
         .route("/api/v1/cluster/raft", web::get().to(raft_nodes))
+        .route("/api/v1/cluster/raft/log", web::get().to(raft_log))
         .route("/api/v1/cluster/kv/{key}", web::put().to(put_kv))
         .route("/api/v1/cluster/kv/{key}", web::get().to(get_kv));
 }
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cluster_health,
         node_health,
         raft_nodes,
+        raft_log,
         promote_node,
         demote_node,
         put_kv,
@@ -54,6 +56,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::messages::cluster::ClusterStatus,
         crate::messages::cluster::ClusterHealthReport,
         RaftNodeList,
+        crate::messages::cluster::RaftLogView,
+        crate::messages::cluster::RaftLogEntryView,
         PutKvBody,
         crate::messages::cluster::KvWritten,
         crate::messages::cluster::KvEntry,
@@ -76,6 +80,33 @@ pub struct RaftNodeList {
 pub async fn raft_nodes(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let nodes = runtime.membership().send(GetRaftNodes).await?;
     Ok(HttpResponse::Ok().json(RaftNodeList { nodes }))
+}
+
+/// Query of `GET /api/v1/cluster/raft/log`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RaftLogQuery {
+    /// The node whose log to read.
+    pub node: String,
+    /// The first index wanted (default: the log's first).
+    pub from: Option<u64>,
+    /// At most this many entries (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/raft/log", tag = "cluster", params(RaftLogQuery),
+    responses((status = 200, description = "Entries of the node's log: index, term, kind, what it does", body = RaftLogView),
+        (status = 400, description = "Bad query"),
+        (status = 404, description = "No such node"),
+        (status = 409, description = "The node is down")))]
+pub async fn raft_log(runtime: web::Data<RuntimeHandle>, q: web::Query<RaftLogQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > RAFT_LOG_MAX_LIMIT {
+        return Err(ClusterError::InvalidField { field: "limit".into(), reason: format!("must be 1 to {RAFT_LOG_MAX_LIMIT}") }.into());
+    }
+    let view = runtime.membership().send(ReadRaftLog { node_id: q.node, from: q.from, limit }).await??;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/nodes/{id}/promote", tag = "cluster",

@@ -6,7 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/api/v1/cluster/raft/log", "raft"),
     ("POST", "/api/v1/cluster/failover", "raft"),
     ("GET", "/api/v1/cluster/failover/history", "raft"),
     ("POST", "/api/v1/cluster/migration", "sharding"),
