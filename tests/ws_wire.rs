@@ -20,6 +20,7 @@ const MIB: u64 = 1 << 20;
 fn server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start(dir.path());
+    server.wait_for_leader();
     (dir, server)
 }
 

@@ -77,6 +77,20 @@ pub fn signal(child: &Child, sig: &str) {
 }
 
 impl Server {
+    /// Waits (at most [`WAIT`]) until the cluster's status names a Raft leader: start-up's
+    /// elections and first writes are done, so what a test measures next is its own doing.
+    pub fn wait_for_leader(&self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, body) = request(&self.addr, "GET", "/api/v1/cluster/status", "");
+            if status == 200 && !body.contains("\"leader\":null") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no Raft leader within {WAIT:?}: {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's resident memory, from /proc (Linux).
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");

@@ -12,6 +12,7 @@ struct OpenFailover {
     id: String,
     failed_node: String,
     started: Instant,
+    manual: bool,
 }
 
 #[derive(Debug, Default)]
@@ -22,12 +23,19 @@ pub struct Leadership {
     announced_term: u64,
     failover: Option<OpenFailover>,
     failovers: u64,
+    /// An operator asked for leadership to move (promote, demote): the next change is manual.
+    transferring: bool,
 }
 
 impl Leadership {
     /// The leader and its term, once one is known.
     pub fn leader(&self) -> Option<(&str, u64)> {
         self.leader.as_deref().map(|l| (l, self.term))
+    }
+
+    /// An operator asked for leadership to move; the election it causes is a manual failover.
+    pub fn transferring(&mut self) {
+        self.transferring = true;
     }
 
     pub fn observe(&mut self, seen: RaftObserved, now: Instant) -> Vec<ClusterEvent> {
@@ -37,19 +45,21 @@ impl Leadership {
                 if self.failover.is_none() && self.leader.as_deref() == Some(last_leader.as_str()) {
                     self.failovers += 1;
                     let id = format!("failover-{}", self.failovers);
-                    out.push(ClusterEvent::FailoverInitiated(change(&id, &last_leader, None, 0.0, false)));
-                    self.failover = Some(OpenFailover { id, failed_node: last_leader, started: now });
+                    let manual = self.transferring;
+                    out.push(ClusterEvent::FailoverInitiated(change(&id, &last_leader, None, 0.0, false, manual)));
+                    self.failover = Some(OpenFailover { id, failed_node: last_leader, started: now, manual });
                 }
             }
             RaftObserved::Elected(election) => {
                 if election.term > self.announced_term {
                     self.announced_term = election.term;
+                    self.transferring = false;
                     self.follow(&election.leader_id, election.term);
                     let winner = election.leader_id.clone();
                     out.push(ClusterEvent::LeaderElected(election));
                     if let Some(f) = self.failover.take() {
                         let took = now.duration_since(f.started).as_secs_f64();
-                        out.push(ClusterEvent::FailoverCompleted(change(&f.id, &f.failed_node, Some(winner), took, true)));
+                        out.push(ClusterEvent::FailoverCompleted(change(&f.id, &f.failed_node, Some(winner), took, true, f.manual)));
                     }
                 }
             }
@@ -66,13 +76,13 @@ impl Leadership {
     }
 }
 
-fn change(id: &str, failed: &str, replacement: Option<String>, took: f64, success: bool) -> FailoverChange {
+fn change(id: &str, failed: &str, replacement: Option<String>, took: f64, success: bool, manual: bool) -> FailoverChange {
     FailoverChange {
         failover_id: id.to_string(),
         scope: "raft".into(),
         failed_node: failed.to_string(),
         replacement_node: replacement,
-        failover_type: "automatic".into(),
+        failover_type: if manual { "manual" } else { "automatic" }.into(),
         duration_seconds: took,
         success,
         error_message: None,

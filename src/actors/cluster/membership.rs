@@ -819,6 +819,7 @@ impl MembershipActor {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.transfers.push((target.clone(), tx));
+        self.leadership.transferring();
         let wait = async move {
             leader.send(TransferLeadership { to: target.clone() }).await.map_err(|_| ClusterError::NoLeader)??;
             tokio::time::timeout(TRANSFER_TIMEOUT, rx)

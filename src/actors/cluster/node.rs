@@ -126,7 +126,9 @@ impl NodeActor {
         let (id, owner) = (self.raft_id, self.node_id.clone());
         let voters = if setup.bootstrap.contains(&id) { setup.bootstrap.clone() } else { Vec::new() };
         let open = self.lane.run(move || RaftCore::open(id, &owner, voters, setup.store, setup.timing));
-        ctx.wait(actix::fut::wrap_future::<_, Self>(open).map(|res, act, ctx| match res {
+        // Spawned, not waited for: the node answers heartbeats meanwhile; Raft messages that come
+        // before it opens are lost, as on a host still booting, and their senders retry.
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(open).map(|res, act, ctx| match res {
             Ok(core) => {
                 act.raft = Some(core);
                 act.setup.peers.running(act.raft_id, &act.node_id, ctx.address().downgrade().recipient());

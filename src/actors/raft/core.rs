@@ -151,6 +151,10 @@ impl RaftCore {
             max_inflight_msgs: 256,
             ..raft::Config::default()
         };
+        // raft-rs unwraps these reads while it builds the node; a store that cannot answer them
+        // (closed at shutdown, say) is an error here rather than a panic there.
+        raft::Storage::first_index(&storage)?;
+        raft::Storage::last_index(&storage)?;
         let raw = RawNode::new(&config, storage, &super::logger(owner))?;
         let stored_hard_state = raw.raft.hard_state();
         // raft-rs starts applying after the snapshot the log begins with; the machine starts there.
@@ -276,6 +280,13 @@ impl RaftCore {
         let mut events = Vec::new();
         if let Some(ss) = rd.ss() {
             let term = self.raw.raft.term;
+            // Several steps between two `Ready`s can take a follower straight to leader: a lost
+            // leader is told whichever state shows first.
+            let lost = self.role == StateRole::Follower && ss.raft_state != StateRole::Follower;
+            if lost && self.leader != 0 && self.leader != self.id && self.leader != self.lost_leader {
+                events.push(RaftEvent::ElectionStarted { last_leader: self.leader });
+                self.lost_leader = self.leader;
+            }
             match ss.raft_state {
                 StateRole::Leader if ss.leader_id == self.id && term != self.led_term => {
                     let voters = self.raw.raft.prs().conf().voters().ids().len();
@@ -283,12 +294,6 @@ impl RaftCore {
                     let votes = if voters == 1 { 1 } else { self.votes };
                     events.push(RaftEvent::BecameLeader { term, previous_leader: self.leader, votes, voters });
                     self.led_term = term;
-                }
-                StateRole::PreCandidate | StateRole::Candidate
-                    if self.role == StateRole::Follower && self.leader != 0 && self.leader != self.lost_leader =>
-                {
-                    events.push(RaftEvent::ElectionStarted { last_leader: self.leader });
-                    self.lost_leader = self.leader;
                 }
                 StateRole::Follower if ss.leader_id != 0 && (ss.leader_id, term) != self.followed => {
                     events.push(RaftEvent::Following { leader: ss.leader_id, term });
