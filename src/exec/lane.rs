@@ -1,6 +1,7 @@
 //! `Lane`: a thread of its own running one owner's blocking work in order, at normal priority:
 //! the commits a client waits for (the primary's group commits, a replica's store tasks while a
-//! write waits for them), as PostgreSQL gives its WAL a writer process of its own.
+//! write waits for them, a Raft node's writes), as PostgreSQL gives its WAL a writer process of
+//! its own.
 //!
 //! Why not tokio's blocking pool: handing it a task takes a lock its threads take too, and
 //! whoever lost that race spun with `sched_yield`; on a busy core the actor's thread then gave
@@ -9,7 +10,8 @@
 //! wake-up, and nobody spins.
 //!
 //! The queue is not bounded, and need not be: its owner submits its next commit only once the
-//! last one ended (one group commit in flight; one store task at a time per replica).
+//! last one ended (one group commit in flight; one store task at a time per replica; one Ready's
+//! write per Raft node, beside at most one compaction and the log reads operators have open).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
