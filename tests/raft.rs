@@ -302,3 +302,21 @@ async fn the_raft_log_of_a_node_reads_back_what_was_written() {
     api.get(&format!("/api/v1/cluster/raft/log?node={l}&limit=0")).await.expect_error(400, "invalid_request");
     api.get("/api/v1/cluster/raft/log").await.expect_error(400, "invalid_request");
 }
+
+#[actix_web::test]
+async fn many_writes_in_flight_all_commit() {
+    let (runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    poll_until("a leader", || leader(&api)).await;
+    let lanes = (0..64).map(|lane| {
+        let membership = runtime.membership().clone();
+        async move {
+            for i in 0..20 {
+                let put = PutKv { key: format!("k{lane}-{i}"), value: json!(i) };
+                membership.send(put).await.expect("membership answers").unwrap_or_else(|e| panic!("k{lane}-{i}: {e}"));
+            }
+        }
+    });
+    within("1,280 writes", futures_util::future::join_all(lanes)).await;
+    let got = api.get("/api/v1/cluster/kv/k63-19").await.expect(200);
+    assert_eq!(got["value"], 19);
+}

@@ -18,7 +18,7 @@ use actix::prelude::*;
 
 use crate::actors::cluster::peers::RaftPeers;
 use crate::actors::net::{Link, Sent};
-use crate::actors::raft::core::{is_empty, RaftCore, RaftEvent, RaftSettings};
+use crate::actors::raft::core::{is_empty, Proposal, RaftCore, RaftEvent, RaftSettings};
 use crate::actors::raft::machine::Applied;
 use crate::actors::registry::EventPublisher;
 use crate::exec::Lane;
@@ -66,8 +66,10 @@ pub struct NodeActor {
     /// A `Ready`'s write is being committed; the next waits for it.
     writing: bool,
     /// Metadata writes waiting for their entry (by index, with the term it was proposed in).
-    /// These three hold one entry per request in flight, each bounded by `KV_TIMEOUT`.
+    /// These hold one entry per request in flight, each bounded by `KV_TIMEOUT`.
     waiting_writes: BTreeMap<u64, (u64, String, Reply<KvWritten>)>,
+    /// Metadata writes held by the Raft core until its outstanding write is durable, by ticket.
+    held_writes: HashMap<u64, (String, Reply<KvWritten>)>,
     /// Reads waiting for the leader to confirm its read index, by request id.
     waiting_reads: HashMap<u64, (String, Reply<KvEntry>)>,
     /// Reads whose index is known, waiting for the machine to apply up to it.
@@ -108,6 +110,7 @@ impl NodeActor {
             lane,
             writing: false,
             waiting_writes: BTreeMap::new(),
+            held_writes: HashMap::new(),
             waiting_reads: HashMap::new(),
             readable: Vec::new(),
             next_read: 0,
@@ -199,6 +202,17 @@ impl NodeActor {
             None => {}
             Some(Ok(after)) => {
                 self.send(after.send);
+                for (ticket, at) in after.proposed {
+                    let Some((key, reply)) = self.held_writes.remove(&ticket) else { continue };
+                    match at {
+                        Some((index, term)) => {
+                            self.waiting_writes.insert(index, (term, key, reply));
+                        }
+                        None => {
+                            let _ = reply.send(Err(self.not_leader()));
+                        }
+                    }
+                }
                 self.answer_writes(&after.applied);
                 self.answer_reads();
                 if let Some(compaction) = self.raft.as_mut().and_then(|r| r.take_compaction()) {
@@ -349,6 +363,7 @@ impl Actor for NodeActor {
         self.writing = false;
         // Their senders dropped, the waiting requests answer that the outcome is unknown.
         self.waiting_writes.clear();
+        self.held_writes.clear();
         self.waiting_reads.clear();
         self.readable.clear();
         self.setup.peers.stopped(self.raft_id);
@@ -410,14 +425,18 @@ impl Handler<PutKv> for NodeActor {
     fn handle(&mut self, msg: PutKv, ctx: &mut Self::Context) -> Self::Result {
         let command = MetaCommand::Put { key: msg.key.clone(), value: msg.value };
         let proposed = self.guarded("propose", ctx, |raft| raft.propose(&command));
-        let (index, term) = match proposed {
-            Some(Ok(Some(at))) => at,
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match proposed {
+            Some(Ok(Some(Proposal::At { index, term }))) => {
+                self.waiting_writes.insert(index, (term, msg.key, tx));
+            }
+            Some(Ok(Some(Proposal::Held { ticket }))) => {
+                self.held_writes.insert(ticket, (msg.key, tx));
+            }
             Some(Ok(None)) => return Box::pin(std::future::ready(Err(self.not_leader()))),
             Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
             None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.waiting_writes.insert(index, (term, msg.key, tx));
+        }
         self.drive(ctx);
         awaited(rx)
     }

@@ -73,6 +73,18 @@ pub struct ReadyWork {
 pub struct AfterWrite {
     pub send: Vec<Message>,
     pub applied: Vec<Applied>,
+    /// Proposals held while the write was out, now in the log at (index, term), or `None` if
+    /// this node no longer leads: by the ticket [`RaftCore::propose`] gave them.
+    pub proposed: Vec<(u64, Option<(u64, u64)>)>,
+}
+
+/// Where a proposal went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proposal {
+    /// In the log at this index and term.
+    At { index: u64, term: u64 },
+    /// Held until the outstanding write is durable; [`AfterWrite::proposed`] tells where it went.
+    Held { ticket: u64 },
 }
 
 /// A node's state as its views show it.
@@ -115,6 +127,10 @@ pub struct RaftCore {
     /// control: a peer has at most `max_inflight_msgs` appends unanswered, plus its heartbeats.
     held: VecDeque<Message>,
     held_ticks: usize,
+    /// Commands proposed while a write was out, by ticket: appending them then would break
+    /// raft-rs's `advance` as stepping would.
+    held_proposals: VecDeque<(u64, Vec<u8>)>,
+    next_ticket: u64,
     snapshot_every: u64,
     /// The index of the last snapshot taken or installed.
     snapshot_index: u64,
@@ -180,6 +196,8 @@ impl RaftCore {
             votes: 0,
             held: VecDeque::new(),
             held_ticks: 0,
+            held_proposals: VecDeque::new(),
+            next_ticket: 0,
             snapshot_every: timing.snapshot_every.max(1),
             snapshot_index,
             compaction: None,
@@ -231,16 +249,24 @@ impl RaftCore {
         Ok(())
     }
 
-    /// Proposes `command`; `None` unless this node leads (a follower would forward it, which
-    /// raft-rs must not do while a write is outstanding). A leader may append while its last
-    /// write is outstanding: the entry goes in the next one. Returns the entry's index and term.
-    pub fn propose(&mut self, command: &MetaCommand) -> Result<Option<(u64, u64)>, RaftCoreError> {
+    /// Proposes `command`; `None` unless this node leads (a follower would forward it). While a
+    /// write is outstanding it is held, and appended once the write is durable.
+    pub fn propose(&mut self, command: &MetaCommand) -> Result<Option<Proposal>, RaftCoreError> {
         if !self.is_leader() {
             return Ok(None);
         }
         let data = serde_json::to_vec(command)?;
+        if self.pending.is_some() {
+            self.next_ticket += 1;
+            self.held_proposals.push_back((self.next_ticket, data));
+            return Ok(Some(Proposal::Held { ticket: self.next_ticket }));
+        }
+        Ok(Some(self.append(data)?))
+    }
+
+    fn append(&mut self, data: Vec<u8>) -> Result<Proposal, RaftCoreError> {
         self.raw.propose(Vec::new(), data)?;
-        Ok(Some((self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
+        Ok(Proposal::At { index: self.raw.raft.raft_log.last_index(), term: self.raw.raft.term })
     }
 
     /// Hands leadership to `to` (leader only): the leader brings it up to date, then tells it to
@@ -354,8 +380,19 @@ impl RaftCore {
                 tracing::debug!(node = self.id, %error, "raft message refused");
             }
         }
+        let mut proposed = Vec::with_capacity(self.held_proposals.len());
+        while let Some((ticket, data)) = self.held_proposals.pop_front() {
+            let at = match self.is_leader() {
+                true => match self.append(data)? {
+                    Proposal::At { index, term } => Some((index, term)),
+                    Proposal::Held { .. } => None,
+                },
+                false => None,
+            };
+            proposed.push((ticket, at));
+        }
         self.plan_snapshot(&owner)?;
-        Ok(AfterWrite { send, applied })
+        Ok(AfterWrite { send, applied, proposed })
     }
 
     /// Once `snapshot_every` entries were applied since the last snapshot, takes one of the
