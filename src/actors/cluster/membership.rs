@@ -1,7 +1,9 @@
 //! The membership actor: who is in the cluster, how each member is doing, and whether there is a
 //! quorum. It owns the durable member records (id, address, metadata), starts one supervised
 //! [`NodeActor`] per member, probes each with heartbeats, and publishes `node_joined`, `node_left`,
-//! `node_health_change`, `quorum_lost` and `quorum_restored` when those facts change.
+//! `node_health_change`, `quorum_lost` and `quorum_restored` when those facts change. Its nodes
+//! report their Raft leadership to it ([`Leadership`]: `leader_elected`, the failover events);
+//! it routes metadata reads and writes and leadership transfers to the leader.
 //!
 //! `cluster.nodes` bootstraps the membership of a fresh data directory; after that the durable
 //! membership wins (like etcd's `initial-cluster`), so nodes added or removed at run time stay so
