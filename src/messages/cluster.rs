@@ -444,7 +444,8 @@ pub struct NodeRestarted {
     pub restart_count: u64,
 }
 
-/// Stops a node actor for good (the node left the cluster, or the runtime shuts down).
+/// Stops a node actor for good (the node left the cluster, or the runtime shuts down); answered
+/// once the work its lane holds is done.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopNode;

@@ -688,9 +688,11 @@ impl Handler<NodeRestarted> for MembershipActor {
 }
 
 impl Handler<StopRuntimeActor> for MembershipActor {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopRuntimeActor, _ctx: &mut Self::Context) -> Self::Result {
+        // The nodes stop first, their lanes drained, so the runtime closes the store under nobody.
+        let stops: Vec<_> = self.members.values().filter_map(|m| m.addr.clone()).map(|a| a.send(StopNode)).collect();
+        Box::pin(futures_util::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }
 

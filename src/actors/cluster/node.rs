@@ -544,10 +544,12 @@ impl Handler<InternalFault> for NodeActor {
 }
 
 impl Handler<StopNode> for NodeActor {
-    type Result = ();
-    fn handle(&mut self, _: StopNode, ctx: &mut Self::Context) {
-        // Like a crash for the supervisor: it must not come back.
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopNode, _ctx: &mut Self::Context) -> Self::Result {
+        // Like a crash for the supervisor: it must not come back. It answers once what its lane
+        // holds (a Raft write, an open) is done, so a store closed after it is closed under nobody.
         self.crashed = true;
-        ctx.stop();
+        let drained = self.lane.run(|| Ok::<(), crate::exec::TaskFailed>(()));
+        Box::pin(actix::fut::wrap_future::<_, Self>(drained).map(|_, _, ctx: &mut Context<Self>| ctx.stop()))
     }
 }

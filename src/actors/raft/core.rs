@@ -168,8 +168,7 @@ impl RaftCore {
             ..raft::Config::default()
         };
         // raft-rs unwraps these reads while it builds the node; a store that cannot answer them
-        // is an error here rather than a panic there (and they are remembered, for a store that
-        // closes in between at shutdown).
+        // is an error here rather than a panic there.
         raft::Storage::first_index(&storage)?;
         raft::Storage::last_index(&storage)?;
         let raw = RawNode::new(&config, storage, &super::logger(owner))?;

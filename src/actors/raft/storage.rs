@@ -29,15 +29,12 @@ pub struct GroupStorage {
     owner: String,
     /// The voters a group with no stored conf state starts with (its bootstrap).
     bootstrap: ConfState,
-    /// The log's ends as last read. raft-rs unwraps `first_index` while it builds a node, and at
-    /// shutdown the store may close under a node being opened: a closed store answers these.
-    ends: std::cell::Cell<(u64, u64)>,
 }
 
 impl GroupStorage {
     pub fn new(store: Arc<Store>, owner: impl Into<String>, bootstrap_voters: Vec<u64>) -> GroupStorage {
         let bootstrap = ConfState { voters: bootstrap_voters, ..ConfState::default() };
-        GroupStorage { store, owner: owner.into(), bootstrap, ends: std::cell::Cell::new((1, 0)) }
+        GroupStorage { store, owner: owner.into(), bootstrap }
     }
 
     /// The conf state the group starts from: the stored one, or the bootstrap voters.
@@ -107,25 +104,11 @@ impl raft::Storage for GroupStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        match self.store.raft_first_index(&self.owner) {
-            Ok(first) => {
-                self.ends.set((first, self.ends.get().1));
-                Ok(first)
-            }
-            Err(StorageError::Closed) => Ok(self.ends.get().0),
-            Err(e) => Err(to_raft(e)),
-        }
+        self.store.raft_first_index(&self.owner).map_err(to_raft)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        match self.store.raft_last_index(&self.owner) {
-            Ok(last) => {
-                self.ends.set((self.ends.get().0, last));
-                Ok(last)
-            }
-            Err(StorageError::Closed) => Ok(self.ends.get().1),
-            Err(e) => Err(to_raft(e)),
-        }
+        self.store.raft_last_index(&self.owner).map_err(to_raft)
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
