@@ -6,6 +6,7 @@ pub mod leadership;
 pub mod membership;
 pub mod node;
 pub mod peers;
+mod routing;
 
 use std::any::Any;
 use std::future::Future;

@@ -1,0 +1,178 @@
+//! The membership actor's side of Raft: it tells what its nodes report of leadership
+//! ([`super::leadership::Leadership`]: `leader_elected`, the failover events), and routes to the
+//! leader what only the leader answers (metadata writes and reads, leadership transfers) and to
+//! each node what it holds (its Raft state, its log).
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::membership::MembershipActor;
+use super::node::NodeActor;
+use crate::messages::cluster::*;
+use crate::messages::events::Severity;
+
+impl Handler<GetRaftNodes> for MembershipActor {
+    type Result = ResponseFuture<Vec<RaftNodeView>>;
+    fn handle(&mut self, _: GetRaftNodes, _ctx: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self
+            .members
+            .values()
+            .map(|m| {
+                let id = m.record.node_id.clone();
+                let addr = m.addr.clone();
+                let voters = self.raft.bootstrap.iter().filter_map(|v| self.raft.peers.name(*v)).collect::<Vec<_>>();
+                async move {
+                    let answer = match addr {
+                        Some(addr) => addr.send(GetRaftNode).await.ok().flatten(),
+                        None => None,
+                    };
+                    answer.unwrap_or_else(|| RaftNodeView::down(id, voters))
+                }
+            })
+            .collect();
+        Box::pin(futures_util::future::join_all(asks))
+    }
+}
+
+/// How long a promote or demote waits for the new leader.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Handler<PromoteNode> for MembershipActor {
+    type Result = ResponseActFuture<Self, Result<ClusterStatus, ClusterError>>;
+    fn handle(&mut self, msg: PromoteNode, _ctx: &mut Self::Context) -> Self::Result {
+        self.transfer_to(msg.node_id)
+    }
+}
+
+impl Handler<DemoteNode> for MembershipActor {
+    type Result = ResponseActFuture<Self, Result<ClusterStatus, ClusterError>>;
+    fn handle(&mut self, msg: DemoteNode, _ctx: &mut Self::Context) -> Self::Result {
+        let node_id = msg.node_id;
+        if !self.members.contains_key(&node_id) {
+            return Box::pin(actix::fut::ready(Err(ClusterError::NodeNotFound { node_id })));
+        }
+        if self.leadership.leader().map(|(l, _)| l) != Some(node_id.as_str()) {
+            return Box::pin(actix::fut::ready(Err(ClusterError::NotTheLeader { node_id })));
+        }
+        let leader = match self.leader_node() {
+            Ok(leader) => leader,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        // The successor: the running voter whose log the leader knows to be the longest.
+        let pick = async move { leader.send(GetRaftNode).await.ok().flatten() };
+        Box::pin(pick.into_actor(self).then(move |view, act, _| {
+            let successor = view.and_then(|v| {
+                v.progress
+                    .iter()
+                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.addr.is_some()))
+                    .max_by_key(|p| p.matched_index)
+                    .map(|p| p.node_id.clone())
+            });
+            match successor {
+                Some(s) => act.transfer_to(s),
+                None => Box::pin(actix::fut::ready(Err(ClusterError::NoSuccessor { node_id }))),
+            }
+        }))
+    }
+}
+
+impl Handler<RaftObserved> for MembershipActor {
+    type Result = ();
+    fn handle(&mut self, seen: RaftObserved, _ctx: &mut Self::Context) {
+        let events = self.leadership.observe(seen, Instant::now());
+        if let Some((leader, _)) = self.leadership.leader() {
+            let leader = leader.to_string();
+            for (target, tx) in std::mem::take(&mut self.transfers) {
+                if target == leader {
+                    let _ = tx.send(());
+                } else if !tx.is_closed() {
+                    self.transfers.push((target, tx));
+                }
+            }
+        }
+        for event in events {
+            let (severity, source) = match &event {
+                ClusterEvent::LeaderElected(e) => (Severity::Info, format!("node:{}", e.leader_id)),
+                ClusterEvent::FailoverInitiated(f) => (Severity::Warning, format!("node:{}", f.failed_node)),
+                _ => (Severity::Info, "cluster".to_string()),
+            };
+            self.publish(severity, source, event);
+        }
+    }
+}
+
+impl MembershipActor {
+    /// Hands leadership to `target` and answers once it leads (at most `TRANSFER_TIMEOUT`).
+    fn transfer_to(&mut self, target: String) -> ResponseActFuture<Self, Result<ClusterStatus, ClusterError>> {
+        let checked = (|| {
+            let m = self.members.get(&target).ok_or_else(|| ClusterError::NodeNotFound { node_id: target.clone() })?;
+            if m.addr.is_none() {
+                return Err(ClusterError::NodeDown { node_id: target.clone() });
+            }
+            if !self.raft.bootstrap.contains(&crate::model::raft_node_id(&target)) {
+                return Err(ClusterError::NotVoter { node_id: target.clone() });
+            }
+            self.leader_node()
+        })();
+        let leader = match checked {
+            Ok(leader) => leader,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if self.leadership.leader().map(|(l, _)| l) == Some(target.as_str()) {
+            return Box::pin(actix::fut::ready(Ok(self.status())));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.transfers.push((target.clone(), tx));
+        self.leadership.transferring();
+        let wait = async move {
+            leader.send(TransferLeadership { to: target.clone() }).await.map_err(|_| ClusterError::NoLeader)??;
+            tokio::time::timeout(TRANSFER_TIMEOUT, rx)
+                .await
+                .map_err(|_| ClusterError::TransferTimedOut { node_id: target, seconds: TRANSFER_TIMEOUT.as_secs() })?
+                .map_err(|_| ClusterError::NoLeader)
+        };
+        Box::pin(wait.into_actor(self).map(|res, act, _| res.map(|()| act.status())))
+    }
+
+    /// The actor of the node this process knows to lead, if it runs here.
+    fn leader_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
+        let (leader, _) = self.leadership.leader().ok_or(ClusterError::NoLeader)?;
+        self.members.get(leader).and_then(|m| m.addr.clone()).ok_or(ClusterError::NoLeader)
+    }
+}
+
+/// Hands `msg` to the leader's node actor and passes its answer on.
+fn to_leader<M, R>(leader: Result<Addr<NodeActor>, ClusterError>, msg: M) -> ResponseFuture<Result<R, ClusterError>>
+where
+    M: Message<Result = Result<R, ClusterError>> + Send + 'static,
+    R: Send + 'static,
+    NodeActor: Handler<M>,
+{
+    Box::pin(async move { leader?.send(msg).await.map_err(|_| ClusterError::NoLeader)? })
+}
+
+impl Handler<PutKv> for MembershipActor {
+    type Result = ResponseFuture<Result<KvWritten, ClusterError>>;
+    fn handle(&mut self, msg: PutKv, _ctx: &mut Self::Context) -> Self::Result {
+        to_leader(self.leader_node(), msg)
+    }
+}
+
+impl Handler<GetKv> for MembershipActor {
+    type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
+    fn handle(&mut self, msg: GetKv, _ctx: &mut Self::Context) -> Self::Result {
+        to_leader(self.leader_node(), msg)
+    }
+}
+
+impl Handler<ReadRaftLog> for MembershipActor {
+    type Result = ResponseFuture<Result<RaftLogView, ClusterError>>;
+    fn handle(&mut self, msg: ReadRaftLog, _ctx: &mut Self::Context) -> Self::Result {
+        let addr = match self.members.get(&msg.node_id) {
+            None => Err(ClusterError::NodeNotFound { node_id: msg.node_id.clone() }),
+            Some(m) => m.addr.clone().ok_or_else(|| ClusterError::NodeDown { node_id: msg.node_id.clone() }),
+        };
+        Box::pin(async move { addr?.send(msg).await.map_err(|_| ClusterError::Storage { message: "the node stopped".into() })? })
+    }
+}
