@@ -60,6 +60,8 @@
 //! criterion's quick mode, whose figures rest on the last two calls of each case only); a filter
 //! such as `-- baseline` runs only the cases it names (the others start no server).
 
+// Shared by the benches; each takes what it needs.
+#[allow(dead_code)]
 mod support;
 
 use std::cell::Cell;

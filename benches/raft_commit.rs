@@ -20,9 +20,8 @@
 //! case's rate to the baseline's at the same number in flight. About a minute; `-- --quick` is
 //! shorter.
 
-// Shared with the replication benches; this one takes the client and the figures only.
+// Shared by the benches; each takes what it needs.
 #[allow(dead_code)]
-#[path = "support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -109,36 +108,51 @@ impl Cluster {
     /// Commits `n` proposals with `in_flight` outstanding; their latencies.
     fn run(&self, system: &SystemRunner, client: &Client, n: u64, in_flight: usize, first: u64) -> Vec<Duration> {
         let membership = self.runtime.membership().clone();
-        client.run(system, move || async move {
-            let lanes = (0..in_flight as u64).map(|lane| {
+        client.run(system, move || {
+            timed_lanes(n, in_flight, move |i| {
                 let membership = membership.clone();
                 async move {
-                    let mut out = Vec::new();
-                    let mut i = lane;
-                    while i < n {
-                        let t0 = Instant::now();
-                        // As a client would: a write refused for want of a leader (an election under
-                        // load) is sent again; the wait counts in its latency.
-                        loop {
-                            let put = PutKv { key: format!("k{}", first + i), value: value(i) };
-                            match membership.send(put).await.expect("membership answers") {
-                                Ok(_) => break,
-                                Err(ClusterError::NoLeader | ClusterError::NotLeader { .. } | ClusterError::OutcomeUnknown { .. }) => {
-                                    RETRIES.fetch_add(1, Ordering::Relaxed);
-                                    actix_rt::time::sleep(Duration::from_millis(5)).await;
-                                }
-                                Err(e) => panic!("write refused: {e}"),
+                    // As a client would: a write refused for want of a leader (an election under
+                    // load) is sent again; the wait counts in its latency.
+                    loop {
+                        let put = PutKv { key: format!("k{}", first + i), value: value(i) };
+                        match membership.send(put).await.expect("membership answers") {
+                            Ok(_) => return,
+                            Err(ClusterError::NoLeader | ClusterError::NotLeader { .. } | ClusterError::OutcomeUnknown { .. }) => {
+                                RETRIES.fetch_add(1, Ordering::Relaxed);
+                                actix_rt::time::sleep(Duration::from_millis(5)).await;
                             }
+                            Err(e) => panic!("write refused: {e}"),
                         }
-                        out.push(t0.elapsed());
-                        i += in_flight as u64;
                     }
-                    out
                 }
-            });
-            futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
+            })
         })
     }
+}
+
+/// `n` requests, `in_flight` at a time (request `i` sent by lane `i % in_flight`, one after
+/// another), each timed from its send to its answer.
+async fn timed_lanes<F, Fut>(n: u64, in_flight: usize, request: F) -> Vec<Duration>
+where
+    F: Fn(u64) -> Fut + Clone,
+    Fut: std::future::Future<Output = ()>,
+{
+    let lanes = (0..in_flight as u64).map(|lane| {
+        let request = request.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut i = lane;
+            while i < n {
+                let t0 = Instant::now();
+                request(i).await;
+                out.push(t0.elapsed());
+                i += in_flight as u64;
+            }
+            out
+        }
+    });
+    futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
 }
 
 type Job = (RaftEntry, oneshot::Sender<()>);
@@ -159,13 +173,7 @@ impl Appender {
             .spawn(move || {
                 let mut next = 1u64;
                 while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < in_flight {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
+                    let batch = support::gather(&rx, first, in_flight);
                     let mut write = RaftWrite::default();
                     let mut replies = Vec::with_capacity(batch.len());
                     for (mut entry, reply) in batch {
@@ -187,27 +195,18 @@ impl Appender {
 
     fn run(&self, system: &SystemRunner, client: &Client, n: u64, in_flight: usize, first: u64) -> Vec<Duration> {
         let jobs = self.jobs.clone();
-        client.run(system, move || async move {
-            let lanes = (0..in_flight as u64).map(|lane| {
+        client.run(system, move || {
+            timed_lanes(n, in_flight, move |i| {
                 let jobs = jobs.clone();
                 async move {
-                    let mut out = Vec::new();
-                    let mut i = lane;
-                    while i < n {
-                        let t0 = Instant::now();
-                        let cmd = clusterd::model::MetaCommand::Put { key: format!("k{}", first + i), value: value(i) };
-                        let entry = raft::eraftpb::Entry { term: 1, data: serde_json::to_vec(&cmd).expect("json").into(), ..Default::default() };
-                        let bytes = entry.write_to_bytes().expect("protobuf");
-                        let (tx, rx) = oneshot::channel();
-                        jobs.send((RaftEntry { index: 0, term: 1, bytes }, tx)).expect("baseline runs");
-                        rx.await.expect("appended");
-                        out.push(t0.elapsed());
-                        i += in_flight as u64;
-                    }
-                    out
+                    let cmd = clusterd::model::MetaCommand::Put { key: format!("k{}", first + i), value: value(i) };
+                    let entry = raft::eraftpb::Entry { term: 1, data: serde_json::to_vec(&cmd).expect("json").into(), ..Default::default() };
+                    let bytes = entry.write_to_bytes().expect("protobuf");
+                    let (tx, rx) = oneshot::channel();
+                    jobs.send((RaftEntry { index: 0, term: 1, bytes }, tx)).expect("baseline runs");
+                    rx.await.expect("appended");
                 }
-            });
-            futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
+            })
         })
     }
 

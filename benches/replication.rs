@@ -345,13 +345,7 @@ impl WalWriter {
                 let mut next_lsn = 0u64;
                 // Blocks for the first batch, then takes every other one already queued.
                 while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < IN_FLIGHT {
-                        match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
-                        }
-                    }
+                    let jobs = support::gather(&rx, first, IN_FLIGHT);
                     let mut commit = LogCommit::default();
                     let mut replies = Vec::with_capacity(jobs.len());
                     for job in jobs {

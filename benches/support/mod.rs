@@ -92,6 +92,19 @@ pub fn catch_up(system: &SystemRunner, runtime: &RuntimeHandle) {
     });
 }
 
+/// `first` and every job already queued behind it, at most `max` in all: what a writer thread
+/// gathers into one commit.
+pub fn gather<T>(rx: &mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
+    let mut jobs = vec![first];
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
 /// The value at quantile `q` of sorted `v` (interpolated between neighbours).
 pub fn quantile(v: &[f64], q: f64) -> f64 {
     let at = (v.len() - 1) as f64 * q;
