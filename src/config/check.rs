@@ -256,6 +256,40 @@ impl Section for ClusterConfig {
             self.heartbeat_tick as u64,
         ));
         errors.keep(between("cluster.tick_ms", self.tick_ms, 1, 60_000));
+        check_ids(self.host.iter().map(String::as_str), |i| format!("cluster.host[{i}]"), errors);
+        for (i, id) in self.host.iter().enumerate() {
+            if !self.nodes.contains(id) {
+                errors.push(ConfigError::at(format!("cluster.host[{i}]"), format!("`{id}` is not one of cluster.nodes")));
+            }
+        }
+        let hosted = self.hosted();
+        for (id, address) in &self.peers {
+            let path = format!("cluster.peers.{id}");
+            if !self.nodes.contains(id) {
+                errors.push(ConfigError::at(path, format!("`{id}` is not one of cluster.nodes")));
+            } else if hosted.contains(id) {
+                errors.push(ConfigError::at(path, format!("`{id}` is hosted by this process (cluster.host); only other processes' nodes have a peer address")));
+            } else if let Err(reason) = check_peer_address(address) {
+                errors.push(ConfigError::at(path, reason));
+            }
+        }
+        for id in self.nodes.iter().filter(|n| !hosted.contains(n) && !self.peers.contains_key(*n)) {
+            errors.push(ConfigError::at("cluster.peers", format!("`{id}` is not hosted here (cluster.host) and has no address in cluster.peers")));
+        }
+    }
+}
+
+/// A peer process's address: `host:port`, the host a name or an IP (IPv6 in brackets).
+fn check_peer_address(address: &str) -> Result<(), String> {
+    let bad = || format!("`{address}` is not host:port");
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && (host.parse::<std::net::Ipv4Addr>().is_ok()
+            || host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+            || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && host_ok => Ok(()),
+        _ => Err(bad()),
     }
 }
 
@@ -432,6 +466,14 @@ mod tests {
         check("[cluster]\ntick_ms = 0\n", "cluster.tick_ms: must be between 1 and 60000");
         check("[cluster]\ntick_ms = 600000\n", "cluster.tick_ms: must be between 1 and 60000");
         check("[cluster]\nelection_tick = 100000\n", "cluster.election_tick: must be between 1 and 10000");
+        let three = "[cluster]\nnodes = [\"n1\", \"n2\", \"n3\"]\n";
+        check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"127.0.0.1:8082\", n3 = \"db-3.example:8083\" }}\n"), "");
+        check(&format!("{three}host = [\"n4\"]\npeers = {{ n1 = \"a:1\", n2 = \"a:2\", n3 = \"a:3\" }}\n"), "cluster.host[0]: `n4` is not one of cluster.nodes");
+        check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"a:2\" }}\n"), "cluster.peers: `n3` is not hosted here (cluster.host) and has no address in cluster.peers");
+        check(&format!("{three}host = [\"n1\"]\npeers = {{ n1 = \"a:1\", n2 = \"a:2\", n3 = \"a:3\" }}\n"), "cluster.peers.n1: `n1` is hosted by this process");
+        check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"a:2\", n3 = \"a\" }}\n"), "cluster.peers.n3: `a` is not host:port");
+        check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"a:2\", n3 = \"a:0\" }}\n"), "cluster.peers.n3: `a:0` is not host:port");
+        check(&format!("{three}peers = {{ n2 = \"a:2\" }}\n"), "cluster.peers.n2: `n2` is hosted by this process");
     }
 
     #[test]

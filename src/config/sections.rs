@@ -1,6 +1,7 @@
 //! One struct per TOML section of the configuration, with the default of every field (the same
 //! values `config/default.toml` writes out).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -109,17 +110,34 @@ impl Default for WsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Nodes hosted by this process (Raft voters once Raft arrives).
+    /// The Raft group's voters at bootstrap.
     pub nodes: Vec<String>,
+    /// The nodes this process hosts; empty: all of `nodes` (the one-process form).
+    pub host: Vec<String>,
+    /// Node id -> `host:port` of the process hosting it, for the nodes not hosted here.
+    pub peers: BTreeMap<String, String>,
     pub election_tick: usize,
     pub heartbeat_tick: usize,
     pub tick_ms: u64,
+}
+
+impl ClusterConfig {
+    /// The nodes this process runs.
+    pub fn hosted(&self) -> &[String] {
+        if self.host.is_empty() {
+            &self.nodes
+        } else {
+            &self.host
+        }
+    }
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             nodes: vec!["node-1".into(), "node-2".into(), "node-3".into()],
+            host: Vec::new(),
+            peers: BTreeMap::new(),
             election_tick: 10,
             heartbeat_tick: 2,
             tick_ms: 50,

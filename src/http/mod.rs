@@ -86,6 +86,7 @@ pub fn app(
         }))
         .configure(rest::configure)
         .configure(ws::configure)
+        .configure(ws::peer::configure)
         .configure(graphql::configure)
         .configure(|cfg| openapi::configure(cfg, auth_on))
         .default_service(web::to(unknown_route))

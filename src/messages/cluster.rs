@@ -88,6 +88,8 @@ pub enum ClusterError {
     KeyNotFound { key: String },
     #[error("node '{node_id}' is not a Raft voter")]
     NotVoter { node_id: String },
+    #[error("node '{node_id}' is hosted by the process at {address}; send this to that process")]
+    HostedElsewhere { node_id: String, address: String },
     #[error("node '{node_id}' does not lead; only the leader can be demoted")]
     NotTheLeader { node_id: String },
     #[error("no other voter is up to take over from '{node_id}'")]
@@ -106,7 +108,7 @@ impl DescribedError for ClusterError {
             Storage { .. } | NoLeader | NotLeader { .. } => ErrorKind::Unavailable,
             OutcomeUnknown { .. } | TransferTimedOut { .. } => ErrorKind::Timeout,
             KeyNotFound { .. } => ErrorKind::NotFound,
-            NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } => ErrorKind::Conflict,
+            NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } | HostedElsewhere { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -126,6 +128,7 @@ impl DescribedError for ClusterError {
             KeyNotFound { .. } => "key_not_found",
             NotVoter { .. } => "not_voter",
             NotTheLeader { .. } => "not_the_leader",
+            HostedElsewhere { .. } => "hosted_elsewhere",
             NoSuccessor { .. } => "no_successor",
             TransferTimedOut { .. } => "transfer_timed_out",
         }
@@ -145,6 +148,7 @@ impl DescribedError for ClusterError {
             KeyNotFound { key } => json!({ "key": key }),
             NotVoter { node_id } | NotTheLeader { node_id } | NoSuccessor { node_id } => json!({ "node_id": node_id }),
             TransferTimedOut { node_id, seconds } => json!({ "node_id": node_id, "seconds": seconds }),
+            HostedElsewhere { node_id, address } => json!({ "node_id": node_id, "address": address }),
         }
     }
 
@@ -374,6 +378,11 @@ impl RaftNodeView {
             progress: Vec::new(),
         }
     }
+
+    /// A node another process hosts: its state is that process's to show.
+    pub fn remote(node_id: String, voters: Vec<String>) -> RaftNodeView {
+        RaftNodeView { role: "remote".into(), ..RaftNodeView::down(node_id, voters) }
+    }
 }
 
 /// How far a peer's log matches the leader's.
@@ -503,7 +512,7 @@ pub enum RaftObserved {
     /// `election.leader_id` won `election.term`.
     Elected(LeaderElection),
     /// `node_id` follows `leader_id` in `term`.
-    Following { node_id: String, leader_id: String, term: u64 },
+    Following { node_id: String, leader_id: String, term: u64, voters: usize },
 }
 
 /// `leader_elected`: published by the node that won, when it takes office.
@@ -513,8 +522,9 @@ pub struct LeaderElection {
     /// The leader this node knew before, if any.
     pub previous_leader: Option<String>,
     pub term: u64,
-    /// Votes granted to the winner, its own included.
-    pub votes_received: usize,
+    /// Votes granted to the winner, its own included; `None` when this process learnt of the
+    /// election from a node that follows the winner (the votes are counted by the winner only).
+    pub votes_received: Option<usize>,
     pub total_voters: usize,
 }
 

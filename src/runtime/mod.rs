@@ -165,6 +165,12 @@ impl RuntimeHandle {
         &self.domain::<Cluster>().expect("the cluster domain always runs").membership
     }
 
+    /// Where each Raft node is reached: peer processes' messages are delivered through it.
+    pub fn raft_peers(&self) -> &crate::actors::cluster::RaftPeers {
+        // As for `membership`: the cluster domain always runs.
+        &self.domain::<Cluster>().expect("the cluster domain always runs").peers
+    }
+
     /// The replication primary: the data path, replicas, lag.
     pub fn primary(&self) -> &Addr<PrimaryActor> {
         // `Runtime::start` starts every domain of `DOMAINS` or fails, and replication is one.

@@ -20,9 +20,14 @@ pub struct Server {
 
 /// Starts `clusterd serve` on an ephemeral port and waits for the line naming the address.
 pub fn start(data_dir: &std::path::Path) -> Server {
+    let dir = data_dir.to_string_lossy();
+    start_with(&["serve", "--bind", "127.0.0.1:0", "--data-dir", &dir])
+}
+
+/// Starts `clusterd` with `args` and waits for the line naming the address it serves on.
+pub fn start_with(args: &[&str]) -> Server {
     let mut child = clusterd_command()
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .args(args)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,11 +49,17 @@ pub fn start(data_dir: &std::path::Path) -> Server {
 
 /// A minimal HTTP/1.1 client: the binary is tested with nothing but a socket.
 pub fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    request_as(addr, None, method, path, body)
+}
+
+/// [`request`] with a bearer token, if given.
+pub fn request_as(addr: &str, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("write request");

@@ -19,7 +19,16 @@ use crate::model::NodeHealth;
 type NodeFuture = Pin<Box<dyn ActorFuture<MembershipActor, Output = Result<NodeView, ClusterError>>>>;
 
 impl MembershipActor {
+    /// A node hosted by another process is crashed and restarted there, not here.
+    fn hosted_here(&self, id: &str) -> Result<(), ClusterError> {
+        match self.members.get(id).and_then(|m| m.hosted_at.clone()) {
+            Some(address) => Err(ClusterError::HostedElsewhere { node_id: id.to_string(), address }),
+            None => Ok(()),
+        }
+    }
+
     fn crash_node(&mut self, id: String) -> Result<(), ClusterError> {
+        self.hosted_here(&id)?;
         let m = self.members.get_mut(&id).ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
         let addr = m.addr.take().ok_or_else(|| ClusterError::AlreadyCrashed { node_id: id.clone() })?;
         addr.do_send(Crash);
@@ -33,6 +42,7 @@ impl MembershipActor {
     }
 
     fn fault_node(&mut self, id: String, reason: String) -> Result<(), ClusterError> {
+        self.hosted_here(&id)?;
         let m = self.members.get(&id).ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
         let addr = m.addr.as_ref().ok_or_else(|| ClusterError::NodeDown { node_id: id.clone() })?;
         addr.do_send(InternalFault { reason });
@@ -41,6 +51,9 @@ impl MembershipActor {
 
     /// Starts a crashed node again; it is healthy once it has answered a heartbeat, not before.
     fn restart_node(&mut self, id: String, ctx: &mut Context<Self>) -> NodeFuture {
+        if let Err(e) = self.hosted_here(&id) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
         let crashed = match self.members.get(&id) {
             None => return Box::pin(actix::fut::ready(Err(ClusterError::NodeNotFound { node_id: id }))),
             Some(m) => m.addr.is_none(),

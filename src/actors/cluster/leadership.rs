@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::messages::cluster::{ClusterEvent, FailoverChange, RaftObserved};
+use crate::messages::cluster::{ClusterEvent, FailoverChange, LeaderElection, RaftObserved};
 
 #[derive(Debug)]
 struct OpenFailover {
@@ -63,7 +63,16 @@ impl Leadership {
                     }
                 }
             }
-            RaftObserved::Following { leader_id, term, .. } => self.follow(&leader_id, term),
+            RaftObserved::Following { leader_id, term, voters, .. } => {
+                // A leader elected in another process is learnt from a node that follows it.
+                if term > self.announced_term {
+                    let previous_leader = self.leader.clone().filter(|l| *l != leader_id);
+                    let election = LeaderElection { leader_id, previous_leader, term, votes_received: None, total_voters: voters };
+                    out.extend(self.observe(RaftObserved::Elected(election), now));
+                } else {
+                    self.follow(&leader_id, term);
+                }
+            }
         }
         out
     }
@@ -95,14 +104,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::messages::cluster::LeaderElection;
 
     fn elected(leader: &str, term: u64, previous: Option<&str>) -> RaftObserved {
         RaftObserved::Elected(LeaderElection {
             leader_id: leader.into(),
             previous_leader: previous.map(Into::into),
             term,
-            votes_received: 2,
+            votes_received: Some(2),
             total_voters: 3,
         })
     }
@@ -142,10 +150,28 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_elected_in_another_process_is_told_from_a_follower_here() {
+        let t0 = Instant::now();
+        let mut l = Leadership::default();
+        let follow = |leader: &str, term| RaftObserved::Following { node_id: "node-2".into(), leader_id: leader.into(), term, voters: 3 };
+        let first = l.observe(follow("node-1", 1), t0);
+        assert_eq!(types(&first), ["leader_elected"]);
+        let ClusterEvent::LeaderElected(e) = &first[0] else { unreachable!() };
+        assert_eq!((e.leader_id.as_str(), e.term, e.votes_received, e.total_voters), ("node-1", 1, None, 3));
+        assert!(l.observe(follow("node-1", 1), t0).is_empty(), "told once");
+
+        l.observe(RaftObserved::ElectionStarted { node_id: "node-2".into(), last_leader: "node-1".into() }, t0);
+        let done = l.observe(follow("node-3", 2), t0 + Duration::from_millis(600));
+        assert_eq!(types(&done), ["leader_elected", "failover_completed"]);
+        let ClusterEvent::LeaderElected(e) = &done[0] else { unreachable!() };
+        assert_eq!(e.previous_leader.as_deref(), Some("node-1"));
+    }
+
+    #[test]
     fn a_follower_report_moves_the_leader_only_forward() {
         let mut l = Leadership::default();
-        l.observe(RaftObserved::Following { node_id: "node-2".into(), leader_id: "node-1".into(), term: 4 }, Instant::now());
-        l.observe(RaftObserved::Following { node_id: "node-3".into(), leader_id: "node-2".into(), term: 3 }, Instant::now());
+        l.observe(RaftObserved::Following { node_id: "node-2".into(), leader_id: "node-1".into(), term: 4, voters: 3 }, Instant::now());
+        l.observe(RaftObserved::Following { node_id: "node-3".into(), leader_id: "node-2".into(), term: 3, voters: 3 }, Instant::now());
         assert_eq!(l.leader(), Some(("node-1", 4)));
     }
 }

@@ -62,6 +62,9 @@ pub(super) struct Member {
     /// `None` while crashed: the membership actor is the only holder of a node's address, and
     /// letting go of it is what keeps the supervisor from bringing a crashed node back.
     pub(super) addr: Option<Addr<NodeActor>>,
+    /// The address of the process hosting the node, if another process does: its health is
+    /// that process's answers to this one's pings, and no actor of it runs here.
+    pub(super) hosted_at: Option<String>,
     pub(super) health: NodeHealth,
     pub(super) reason: String,
     /// When the current actor started: silence is counted from here until the first answer.
@@ -99,6 +102,14 @@ pub struct MembershipActor {
     pub(super) leadership: Leadership,
     /// Leadership transfers waiting for their target to take office.
     pub(super) transfers: Vec<(String, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Member {
+    /// Whether the node runs (here, or in the process hosting it, as far as this one knows):
+    /// false only for a node of this process that is crashed.
+    pub(super) fn is_up_or_remote(&self) -> bool {
+        self.addr.is_some() || self.hosted_at.is_some()
+    }
 }
 
 impl MembershipActor {
@@ -179,10 +190,15 @@ impl MembershipActor {
     /// then, so nobody sees the provisional value).
     fn new_member(&mut self, record: NodeRecord, ctx: &mut Context<Self>) -> Member {
         let incarnation = self.take_incarnation();
-        let addr = self.start_node(&record.node_id, incarnation, ctx);
+        let hosted_at = self.raft.elsewhere.get(&record.node_id).cloned();
+        let addr = match hosted_at {
+            None => Some(self.start_node(&record.node_id, incarnation, ctx)),
+            Some(_) => None,
+        };
         Member {
             record,
-            addr: Some(addr),
+            addr,
+            hosted_at,
             health: NodeHealth::Unreachable,
             reason: "starting: no heartbeat answer yet".into(),
             started_at: Instant::now(),
@@ -235,7 +251,9 @@ impl MembershipActor {
     /// starts, not a change.
     fn settle_new_member(&mut self, id: &str, answered: bool) {
         if let Some(m) = self.members.get_mut(id) {
-            if answered {
+            if let Some(at) = &m.hosted_at {
+                m.reason = format!("hosted by the process at {at}: not heard from yet");
+            } else if answered {
                 m.health = NodeHealth::Healthy;
                 m.reason = "answering heartbeats".into();
             } else {
@@ -267,21 +285,25 @@ impl MembershipActor {
 
     fn view(&self, m: &Member) -> NodeView {
         let now = Instant::now();
+        let address = match (&m.hosted_at, m.record.address.is_empty()) {
+            (Some(at), true) => at.clone(),
+            _ => m.record.address.clone(),
+        };
         NodeView {
             node_id: m.record.node_id.clone(),
-            address: m.record.address.clone(),
+            address,
             role: ROLE,
             status: m.health,
             status_reason: m.reason.clone(),
             metadata: m.record.metadata.clone(),
             joined_at_ms: m.record.joined_at_ms,
-            heartbeat_age_ms: match (&m.addr, m.last_answer) {
-                (Some(_), Some(t)) => Some(now.duration_since(t).as_millis() as u64),
+            heartbeat_age_ms: match (m.is_up_or_remote(), m.last_answer) {
+                (true, Some(t)) => Some(now.duration_since(t).as_millis() as u64),
                 _ => None,
             },
             heartbeat_rtt_micros: m.last_rtt.map(|d| d.as_micros() as u64),
             restarts: m.restarts,
-            crashed: m.addr.is_none(),
+            crashed: !m.is_up_or_remote(),
             term: None,
             commit_index: None,
             applied_index: None,
@@ -299,7 +321,7 @@ impl MembershipActor {
     fn measurements(m: &Member, now: Instant) -> BTreeMap<String, f64> {
         let mut metrics = BTreeMap::new();
         let silent_since = m.last_answer.unwrap_or(m.started_at);
-        if m.addr.is_some() {
+        if m.is_up_or_remote() {
             metrics.insert("heartbeat_age_ms".into(), now.duration_since(silent_since).as_millis() as f64);
         }
         if let Some(rtt) = m.last_rtt {
@@ -387,6 +409,14 @@ impl MembershipActor {
         let timeout = self.settings.unreachable_after;
         let mut targets = Vec::new();
         for (id, m) in self.members.iter_mut() {
+            if let (Some(at), Some(links)) = (&m.hosted_at, &self.raft.links) {
+                // Another process's node: what this process last heard from that process.
+                if let Some(h) = links.health(at) {
+                    m.last_answer = h.last_heard;
+                    m.last_rtt = h.rtt;
+                }
+                continue;
+            }
             let Some(addr) = m.addr.clone() else { continue };
             if m.heartbeat_in_flight {
                 continue;
@@ -425,7 +455,7 @@ impl MembershipActor {
         let now = Instant::now();
         let mut changes = Vec::new();
         for (id, m) in &self.members {
-            if m.addr.is_none() {
+            if !m.is_up_or_remote() {
                 continue;
             }
             let silent = now.duration_since(m.last_answer.unwrap_or(m.started_at));

@@ -18,6 +18,7 @@ pub use membership::{MembershipActor, MembershipSettings};
 pub use node::{NodeActor, RaftSetup};
 pub use peers::RaftPeers;
 
+use crate::actors::net::peer::PeerLinks;
 use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
 use crate::actors::raft::core::{RaftSettings, SNAPSHOT_EVERY};
 use crate::model::raft_node_id;
@@ -25,27 +26,41 @@ use crate::model::raft_node_id;
 /// The cluster domain, started.
 pub struct Cluster {
     pub membership: Addr<MembershipActor>,
+    /// Where each Raft node is reached: what peer processes' connections deliver through.
+    pub peers: RaftPeers,
+    /// The lines to the processes hosting the nodes not hosted here (none in one process).
+    links: Option<PeerLinks>,
     faults: FaultTargets,
 }
 
 /// Loads the durable membership (seeded from `cluster.nodes` on a fresh store) and starts it;
-/// `cluster.nodes` are also the Raft group's voters at bootstrap.
+/// `cluster.nodes` are also the Raft group's voters at bootstrap. The nodes of `cluster.host`
+/// run here; the others are reached through the processes `cluster.peers` names.
 pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let c = &ctx.config.cluster;
     let peers = RaftPeers::default();
     for name in &c.nodes {
         peers.known(raft_node_id(name), name);
     }
+    let settings = MembershipSettings::from_config(c);
+    let links = (!c.peers.is_empty()).then(|| PeerLinks::new(ctx.config.server.auth_token.clone(), settings.heartbeat_interval));
+    if let Some(links) = &links {
+        for (name, address) in &c.peers {
+            peers.hosted_elsewhere(raft_node_id(name), name, links.line(address));
+        }
+    }
     let raft = RaftSetup {
         store: ctx.store.clone(),
         link: ctx.link.clone(),
-        peers,
+        peers: peers.clone(),
+        elsewhere: c.peers.clone(),
+        links: links.clone(),
         timing: RaftSettings { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick, snapshot_every: SNAPSHOT_EVERY },
         tick: std::time::Duration::from_millis(c.tick_ms),
         bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),
     };
     let membership = MembershipActor::load(
-        MembershipSettings::from_config(&ctx.config.cluster),
+        settings,
         &ctx.config.cluster.nodes,
         ctx.store.clone(),
         ctx.publisher(),
@@ -54,7 +69,7 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     .map_err(|e| DomainStartError { domain: "cluster", reason: e.to_string() })?
     .start();
     let faults = FaultTargets::of(&membership);
-    Ok(Box::new(Cluster { membership, faults }))
+    Ok(Box::new(Cluster { membership, peers, links, faults }))
 }
 
 impl Domain for Cluster {
@@ -65,7 +80,14 @@ impl Domain for Cluster {
         &self.faults
     }
     fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        domain::stop(&self.membership)
+        let stopped = domain::stop(&self.membership);
+        let links = self.links.clone();
+        Box::pin(async move {
+            stopped.await;
+            if let Some(links) = links {
+                links.stop();
+            }
+        })
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -35,6 +35,10 @@ pub struct RaftSetup {
     pub store: Arc<Store>,
     pub link: Link,
     pub peers: RaftPeers,
+    /// Node id -> address of the process hosting it, for the nodes not hosted here.
+    pub elsewhere: std::collections::BTreeMap<String, String>,
+    /// The lines to those processes, whose health stands for their nodes'.
+    pub links: Option<crate::actors::net::peer::PeerLinks>,
     pub timing: RaftSettings,
     pub tick: Duration,
     /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).
@@ -65,11 +69,12 @@ pub struct NodeActor {
     lane: Lane,
     /// A `Ready`'s write is being committed; the next waits for it.
     writing: bool,
-    /// Metadata writes waiting for their entry (by index, with the term it was proposed in).
-    /// These hold one entry per request in flight, each bounded by `KV_TIMEOUT`.
-    waiting_writes: BTreeMap<u64, (u64, String, Reply<KvWritten>)>,
-    /// Metadata writes held by the Raft core until its outstanding write is durable, by ticket.
-    held_writes: HashMap<u64, (String, Reply<KvWritten>)>,
+    /// Metadata writes waiting for their entry to be applied, by the tag the Raft core gave
+    /// them. One per request in flight; those whose caller gave up (`KV_TIMEOUT`) are swept.
+    waiting_writes: HashMap<u64, (String, Reply<KvWritten>)>,
+    /// The writes this node appended as leader, by index -> tag: if another entry is applied at
+    /// that index, theirs was lost to a change of leader.
+    placed: BTreeMap<u64, u64>,
     /// Reads waiting for the leader to confirm its read index, by request id.
     waiting_reads: HashMap<u64, (String, Reply<KvEntry>)>,
     /// Reads whose index is known, waiting for the machine to apply up to it.
@@ -109,8 +114,8 @@ impl NodeActor {
             raft: None,
             lane,
             writing: false,
-            waiting_writes: BTreeMap::new(),
-            held_writes: HashMap::new(),
+            waiting_writes: HashMap::new(),
+            placed: BTreeMap::new(),
             waiting_reads: HashMap::new(),
             readable: Vec::new(),
             next_read: 0,
@@ -136,6 +141,7 @@ impl NodeActor {
                 act.raft = Some(core);
                 act.setup.peers.running(act.raft_id, &act.node_id, ctx.address().downgrade().recipient());
                 ctx.run_interval(act.setup.tick, |act, ctx| {
+                    act.sweep();
                     act.guarded("tick", ctx, |raft| raft.tick());
                     act.drive(ctx);
                 });
@@ -202,18 +208,13 @@ impl NodeActor {
             None => {}
             Some(Ok(after)) => {
                 self.send(after.send);
-                for (ticket, at) in after.proposed {
-                    let Some((key, reply)) = self.held_writes.remove(&ticket) else { continue };
-                    match at {
-                        Some((index, term)) => {
-                            self.waiting_writes.insert(index, (term, key, reply));
-                        }
-                        None => {
-                            let _ = reply.send(Err(self.not_leader()));
-                        }
+                self.placed.extend(after.placed.iter().map(|&(tag, index, _)| (index, tag)));
+                for tag in after.unplaced {
+                    if let Some((_, reply)) = self.waiting_writes.remove(&tag) {
+                        let _ = reply.send(Err(ClusterError::NoLeader));
                     }
                 }
-                self.answer_writes(&after.applied);
+                self.answer_writes(&after.mine, &after.applied);
                 self.answer_reads();
                 if let Some(compaction) = self.raft.as_mut().and_then(|r| r.take_compaction()) {
                     self.compact(compaction, ctx);
@@ -235,21 +236,39 @@ impl NodeActor {
         }));
     }
 
-    /// Answers the writes whose entries were applied: as written if the entry at their index is
-    /// theirs (same term), otherwise as lost to a change of leader.
-    fn answer_writes(&mut self, applied: &[Applied]) {
-        for a in applied {
-            let (index, term) = match a {
-                Applied::Put { index, term, .. } => (*index, Some(*term)),
-                Applied::Nothing { index } | Applied::Unreadable { index, .. } => (*index, None),
-            };
-            let Some((proposed_in, key, reply)) = self.waiting_writes.remove(&index) else { continue };
-            let answer = if term == Some(proposed_in) {
-                Ok(KvWritten { key, index, term: proposed_in })
-            } else {
-                Err(ClusterError::OutcomeUnknown { reason: format!("entry {index} was replaced by another leader's") })
+    /// Answers the writes whose entries were applied (`mine`, by tag), and as lost those this
+    /// node appended at an index where another entry was applied.
+    fn answer_writes(&mut self, mine: &[(u64, Applied)], applied: &[Applied]) {
+        for (tag, a) in mine {
+            let Some((key, reply)) = self.waiting_writes.remove(tag) else { continue };
+            let answer = match a {
+                Applied::Put { index, term, .. } => Ok(KvWritten { key, index: *index, term: *term }),
+                Applied::Nothing { index } | Applied::Unreadable { index, .. } => {
+                    Err(ClusterError::OutcomeUnknown { reason: format!("entry {index} did not apply as a write") })
+                }
             };
             let _ = reply.send(answer);
+        }
+        for a in applied {
+            let index = match a {
+                Applied::Put { index, .. } | Applied::Nothing { index } | Applied::Unreadable { index, .. } => *index,
+            };
+            let Some(tag) = self.placed.remove(&index) else { continue };
+            if let Some((_, reply)) = self.waiting_writes.remove(&tag) {
+                let reason = format!("entry {index} was replaced by another leader's");
+                let _ = reply.send(Err(ClusterError::OutcomeUnknown { reason }));
+            }
+        }
+    }
+
+    /// Forgets the requests whose callers stopped waiting (`KV_TIMEOUT`): a write forwarded to
+    /// a leader that lost it, a read the leader never confirmed.
+    fn sweep(&mut self) {
+        self.waiting_writes.retain(|_, (_, reply)| !reply.is_closed());
+        self.waiting_reads.retain(|_, (_, reply)| !reply.is_closed());
+        self.readable.retain(|(_, _, reply)| !reply.is_closed());
+        if self.waiting_writes.is_empty() {
+            self.placed.clear();
         }
     }
 
@@ -299,15 +318,15 @@ impl NodeActor {
                         leader_id: self.node_id.clone(),
                         previous_leader: (previous_leader != 0).then(|| name(previous_leader)),
                         term,
-                        votes_received: votes,
+                        votes_received: Some(votes),
                         total_voters: voters,
                     })
                 }
                 RaftEvent::ElectionStarted { last_leader } => {
                     RaftObserved::ElectionStarted { node_id: self.node_id.clone(), last_leader: name(last_leader) }
                 }
-                RaftEvent::Following { leader, term } => {
-                    RaftObserved::Following { node_id: self.node_id.clone(), leader_id: name(leader), term }
+                RaftEvent::Following { leader, term, voters } => {
+                    RaftObserved::Following { node_id: self.node_id.clone(), leader_id: name(leader), term, voters }
                 }
             };
             self.raft_reports.do_send(seen);
@@ -363,7 +382,7 @@ impl Actor for NodeActor {
         self.writing = false;
         // Their senders dropped, the waiting requests answer that the outcome is unknown.
         self.waiting_writes.clear();
-        self.held_writes.clear();
+        self.placed.clear();
         self.waiting_reads.clear();
         self.readable.clear();
         self.setup.peers.stopped(self.raft_id);
@@ -427,13 +446,13 @@ impl Handler<PutKv> for NodeActor {
         let proposed = self.guarded("propose", ctx, |raft| raft.propose(&command));
         let (tx, rx) = tokio::sync::oneshot::channel();
         match proposed {
-            Some(Ok(Some(Proposal::At { index, term }))) => {
-                self.waiting_writes.insert(index, (term, msg.key, tx));
+            Some(Ok(Some(Proposal { tag, at }))) => {
+                if let Some((index, _)) = at {
+                    self.placed.insert(index, tag);
+                }
+                self.waiting_writes.insert(tag, (msg.key, tx));
             }
-            Some(Ok(Some(Proposal::Held { ticket }))) => {
-                self.held_writes.insert(ticket, (msg.key, tx));
-            }
-            Some(Ok(None)) => return Box::pin(std::future::ready(Err(self.not_leader()))),
+            Some(Ok(None)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
             Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
             None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
         }
@@ -449,7 +468,7 @@ impl Handler<GetKv> for NodeActor {
         let id = self.next_read;
         match self.guarded("read index", ctx, |raft| raft.read_index(id)) {
             Some(Ok(true)) => {}
-            Some(Ok(false)) => return Box::pin(std::future::ready(Err(self.not_leader()))),
+            Some(Ok(false)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
             Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
             None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
         }

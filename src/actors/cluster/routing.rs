@@ -1,7 +1,8 @@
 //! The membership actor's side of Raft: it tells what its nodes report of leadership
 //! ([`super::leadership::Leadership`]: `leader_elected`, the failover events), and routes to the
-//! leader what only the leader answers (metadata writes and reads, leadership transfers) and to
-//! each node what it holds (its Raft state, its log).
+//! leader what only the leader answers (leadership transfers), metadata writes and reads to the
+//! leader or, when another process hosts it, to a node here that forwards them to it through
+//! Raft, and to each node what it holds (its Raft state, its log).
 
 use std::time::{Duration, Instant};
 
@@ -21,13 +22,18 @@ impl Handler<GetRaftNodes> for MembershipActor {
             .map(|m| {
                 let id = m.record.node_id.clone();
                 let addr = m.addr.clone();
+                let remote = m.hosted_at.is_some();
                 let voters = self.raft.bootstrap.iter().filter_map(|v| self.raft.peers.name(*v)).collect::<Vec<_>>();
                 async move {
                     let answer = match addr {
                         Some(addr) => addr.send(GetRaftNode).await.ok().flatten(),
                         None => None,
                     };
-                    answer.unwrap_or_else(|| RaftNodeView::down(id, voters))
+                    match answer {
+                        Some(view) => view,
+                        None if remote => RaftNodeView::remote(id, voters),
+                        None => RaftNodeView::down(id, voters),
+                    }
                 }
             })
             .collect();
@@ -65,7 +71,7 @@ impl Handler<DemoteNode> for MembershipActor {
             let successor = view.and_then(|v| {
                 v.progress
                     .iter()
-                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.addr.is_some()))
+                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.is_up_or_remote()))
                     .max_by_key(|p| p.matched_index)
                     .map(|p| p.node_id.clone())
             });
@@ -107,7 +113,7 @@ impl MembershipActor {
     fn transfer_to(&mut self, target: String) -> ResponseActFuture<Self, Result<ClusterStatus, ClusterError>> {
         let checked = (|| {
             let m = self.members.get(&target).ok_or_else(|| ClusterError::NodeNotFound { node_id: target.clone() })?;
-            if m.addr.is_none() {
+            if !m.is_up_or_remote() {
                 return Err(ClusterError::NodeDown { node_id: target.clone() });
             }
             if !self.raft.bootstrap.contains(&crate::model::raft_node_id(&target)) {
@@ -138,7 +144,27 @@ impl MembershipActor {
     /// The actor of the node this process knows to lead, if it runs here.
     fn leader_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
         let (leader, _) = self.leadership.leader().ok_or(ClusterError::NoLeader)?;
-        self.members.get(leader).and_then(|m| m.addr.clone()).ok_or(ClusterError::NoLeader)
+        match self.members.get(leader) {
+            Some(m) if m.hosted_at.is_some() => Err(ClusterError::HostedElsewhere {
+                node_id: leader.to_string(),
+                address: m.hosted_at.clone().unwrap_or_default(),
+            }),
+            Some(m) => m.addr.clone().ok_or(ClusterError::NoLeader),
+            None => Err(ClusterError::NoLeader),
+        }
+    }
+
+    /// Where a metadata write or read goes: the leader if it runs here; a node of this process
+    /// if another process hosts the leader (the node forwards it through Raft), or if no leader
+    /// is known yet (the node answers that, or forwards once it knows). A leader of this process
+    /// that crashed is no leader: nothing is forwarded to it while the others elect one.
+    fn metadata_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
+        match self.leader_node() {
+            Err(ClusterError::HostedElsewhere { .. }) => {
+                self.members.values().find_map(|m| m.addr.clone()).ok_or(ClusterError::NoLeader)
+            }
+            other => other,
+        }
     }
 }
 
@@ -155,14 +181,14 @@ where
 impl Handler<PutKv> for MembershipActor {
     type Result = ResponseFuture<Result<KvWritten, ClusterError>>;
     fn handle(&mut self, msg: PutKv, _ctx: &mut Self::Context) -> Self::Result {
-        to_leader(self.leader_node(), msg)
+        to_leader(self.metadata_node(), msg)
     }
 }
 
 impl Handler<GetKv> for MembershipActor {
     type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
     fn handle(&mut self, msg: GetKv, _ctx: &mut Self::Context) -> Self::Result {
-        to_leader(self.leader_node(), msg)
+        to_leader(self.metadata_node(), msg)
     }
 }
 

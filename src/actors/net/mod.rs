@@ -4,6 +4,7 @@
 //! publishes them to the senders' shared table.
 
 mod link;
+pub mod peer;
 
 pub use link::{Destination, Link, LinkFault, Sent};
 

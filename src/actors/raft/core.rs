@@ -53,7 +53,7 @@ pub enum RaftEvent {
     /// This node stopped hearing from `last_leader` and started an election.
     ElectionStarted { last_leader: u64 },
     /// This node follows `leader` in `term`.
-    Following { leader: u64, term: u64 },
+    Following { leader: u64, term: u64, voters: usize },
 }
 
 /// The start of handling one `Ready`.
@@ -73,18 +73,22 @@ pub struct ReadyWork {
 pub struct AfterWrite {
     pub send: Vec<Message>,
     pub applied: Vec<Applied>,
-    /// Proposals held while the write was out, now in the log at (index, term), or `None` if
-    /// this node no longer leads: by the ticket [`RaftCore::propose`] gave them.
-    pub proposed: Vec<(u64, Option<(u64, u64)>)>,
+    /// This node's proposals among `applied`, by the tag [`RaftCore::propose`] gave them.
+    pub mine: Vec<(u64, Applied)>,
+    /// Proposals held while the write was out, now in this leader's log at (index, term), by tag.
+    pub placed: Vec<(u64, u64, u64)>,
+    /// Proposals held while the write was out that no leader took (none is known): by tag.
+    pub unplaced: Vec<u64>,
 }
 
-/// Where a proposal went.
+/// A proposal, by the tag its entry carries (in the entry's context, with this node's id): the
+/// node knows its own entry by it when it applies it, wherever the leader was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proposal {
-    /// In the log at this index and term.
-    At { index: u64, term: u64 },
-    /// Held until the outstanding write is durable; [`AfterWrite::proposed`] tells where it went.
-    Held { ticket: u64 },
+pub struct Proposal {
+    pub tag: u64,
+    /// Where this node, leading, appended it; `None` if it went to the leader elsewhere, or is
+    /// held until the outstanding write is durable ([`AfterWrite::placed`] tells then).
+    pub at: Option<(u64, u64)>,
 }
 
 /// A node's state as its views show it.
@@ -127,10 +131,10 @@ pub struct RaftCore {
     /// control: a peer has at most `max_inflight_msgs` appends unanswered, plus its heartbeats.
     held: VecDeque<Message>,
     held_ticks: usize,
-    /// Commands proposed while a write was out, by ticket: appending them then would break
+    /// Commands proposed while a write was out, by tag: appending them then would break
     /// raft-rs's `advance` as stepping would.
     held_proposals: VecDeque<(u64, Vec<u8>)>,
-    next_ticket: u64,
+    next_tag: u64,
     snapshot_every: u64,
     /// The index of the last snapshot taken or installed.
     snapshot_index: u64,
@@ -197,7 +201,9 @@ impl RaftCore {
             held: VecDeque::new(),
             held_ticks: 0,
             held_proposals: VecDeque::new(),
-            next_ticket: 0,
+            // Tags must not repeat across restarts: an entry proposed before one may still be
+            // applied after it. Starting from the clock, in nanoseconds, they do not.
+            next_tag: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
             snapshot_every: timing.snapshot_every.max(1),
             snapshot_index,
             compaction: None,
@@ -249,24 +255,42 @@ impl RaftCore {
         Ok(())
     }
 
-    /// Proposes `command`; `None` unless this node leads (a follower would forward it). While a
-    /// write is outstanding it is held, and appended once the write is durable.
+    /// Whether a leader is known: one that this node is, or would forward proposals and reads to.
+    pub fn knows_leader(&self) -> bool {
+        self.raw.raft.leader_id != raft::INVALID_ID
+    }
+
+    /// Proposes `command`: appended if this node leads, forwarded to the leader if it follows one
+    /// (raft-rs sends it); `None` if no leader is known. While a write is outstanding it is held,
+    /// and proposed once the write is durable.
     pub fn propose(&mut self, command: &MetaCommand) -> Result<Option<Proposal>, RaftCoreError> {
-        if !self.is_leader() {
+        if !self.knows_leader() {
             return Ok(None);
         }
         let data = serde_json::to_vec(command)?;
+        self.next_tag += 1;
+        let tag = self.next_tag;
         if self.pending.is_some() {
-            self.next_ticket += 1;
-            self.held_proposals.push_back((self.next_ticket, data));
-            return Ok(Some(Proposal::Held { ticket: self.next_ticket }));
+            self.held_proposals.push_back((tag, data));
+            return Ok(Some(Proposal { tag, at: None }));
         }
-        Ok(Some(self.append(data)?))
+        let at = self.append(tag, data)?;
+        Ok(Some(Proposal { tag, at }))
     }
 
-    fn append(&mut self, data: Vec<u8>) -> Result<Proposal, RaftCoreError> {
-        self.raw.propose(Vec::new(), data)?;
-        Ok(Proposal::At { index: self.raw.raft.raft_log.last_index(), term: self.raw.raft.term })
+    /// Proposes now: where it went if this node leads.
+    fn append(&mut self, tag: u64, data: Vec<u8>) -> Result<Option<(u64, u64)>, RaftCoreError> {
+        let mut context = self.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&tag.to_be_bytes());
+        self.raw.propose(context, data)?;
+        Ok(self.is_leader().then(|| (self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
+    }
+
+    /// The tag of an entry this node proposed.
+    fn tag_of(&self, e: &Entry) -> Option<u64> {
+        let context: &[u8] = e.context.as_ref();
+        let (node, tag) = context.split_at_checked(8)?;
+        (u64::from_be_bytes(node.try_into().ok()?) == self.id).then_some(u64::from_be_bytes(tag.try_into().ok()?))
     }
 
     /// Hands leadership to `to` (leader only): the leader brings it up to date, then tells it to
@@ -282,10 +306,11 @@ impl RaftCore {
         Ok(true)
     }
 
-    /// Asks for a read index for request `id` (leader only, as [`RaftCore::propose`]); it comes
-    /// back in a later [`ReadyWork::read_states`] once the leader confirmed it still leads.
+    /// Asks for a read index for request `id` (of the leader, which may be elsewhere: raft-rs
+    /// forwards it); it comes back in a later [`ReadyWork::read_states`] once the leader
+    /// confirmed it still leads. False if no leader is known.
     pub fn read_index(&mut self, id: u64) -> Result<bool, RaftCoreError> {
-        if !self.is_leader() {
+        if !self.knows_leader() {
             return Ok(false);
         }
         let mut msg = Message::default();
@@ -322,7 +347,7 @@ impl RaftCore {
                     self.led_term = term;
                 }
                 StateRole::Follower if ss.leader_id != 0 && (ss.leader_id, term) != self.followed => {
-                    events.push(RaftEvent::Following { leader: ss.leader_id, term });
+                    events.push(RaftEvent::Following { leader: ss.leader_id, term, voters: self.raw.raft.prs().conf().voters().ids().len() });
                     self.followed = (ss.leader_id, term);
                 }
                 _ => {}
@@ -366,10 +391,11 @@ impl RaftCore {
             self.snapshot_index = installed;
         }
         let mut send = rd.take_persisted_messages();
-        let mut applied = self.apply(rd.take_committed_entries(), &owner)?;
+        let mut mine = Vec::new();
+        let mut applied = self.apply(rd.take_committed_entries(), &owner, &mut mine)?;
         let mut light = self.raw.advance(rd);
         send.extend(light.take_messages());
-        applied.extend(self.apply(light.take_committed_entries(), &owner)?);
+        applied.extend(self.apply(light.take_committed_entries(), &owner, &mut mine)?);
         self.raw.advance_apply();
         for _ in 0..std::mem::take(&mut self.held_ticks) {
             self.raw.tick();
@@ -380,19 +406,16 @@ impl RaftCore {
                 tracing::debug!(node = self.id, %error, "raft message refused");
             }
         }
-        let mut proposed = Vec::with_capacity(self.held_proposals.len());
-        while let Some((ticket, data)) = self.held_proposals.pop_front() {
-            let at = match self.is_leader() {
-                true => match self.append(data)? {
-                    Proposal::At { index, term } => Some((index, term)),
-                    Proposal::Held { .. } => None,
-                },
-                false => None,
-            };
-            proposed.push((ticket, at));
+        let (mut placed, mut unplaced) = (Vec::new(), Vec::new());
+        while let Some((tag, data)) = self.held_proposals.pop_front() {
+            if !self.knows_leader() {
+                unplaced.push(tag);
+            } else if let Some((index, term)) = self.append(tag, data)? {
+                placed.push((tag, index, term));
+            }
         }
         self.plan_snapshot(&owner)?;
-        Ok(AfterWrite { send, applied, proposed })
+        Ok(AfterWrite { send, applied, mine, placed, unplaced })
     }
 
     /// Once `snapshot_every` entries were applied since the last snapshot, takes one of the
@@ -416,9 +439,10 @@ impl RaftCore {
         self.compaction.take()
     }
 
-    fn apply(&mut self, entries: Vec<Entry>, owner: &str) -> Result<Vec<Applied>, RaftCoreError> {
+    fn apply(&mut self, entries: Vec<Entry>, owner: &str, mine: &mut Vec<(u64, Applied)>) -> Result<Vec<Applied>, RaftCoreError> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
+            let tag = self.tag_of(&e);
             let applied = match e.get_entry_type() {
                 EntryType::EntryNormal => self.machine.apply(e.index, e.term, &e.data),
                 EntryType::EntryConfChange => {
@@ -432,6 +456,9 @@ impl RaftCore {
                     self.machine.skip(e.index)
                 }
             };
+            if let Some(tag) = tag {
+                mine.push((tag, applied.clone()));
+            }
             out.push(applied);
         }
         Ok(out)

@@ -2,6 +2,7 @@
 //! string at connect time (`?node_ids=node-4&since_seq=10`) and from text frames afterwards.
 
 pub mod frames;
+pub mod peer;
 pub mod session;
 pub mod sessions;
 pub mod upgrade;

@@ -168,7 +168,7 @@ pub struct LeaderElectionEvent {
     pub leader_id: ID,
     pub previous_leader: Option<ID>,
     pub term: u64,
-    pub votes_received: u32,
+    pub votes_received: Option<u32>,
     pub total_voters: u32,
     #[graphql(flatten)]
     pub stamp: EventStamp,
@@ -211,7 +211,7 @@ impl LeaderElectionEvent {
             leader_id: ID(p.leader_id.clone()),
             previous_leader: p.previous_leader.clone().map(ID),
             term: p.term,
-            votes_received: u32::try_from(p.votes_received).unwrap_or(u32::MAX),
+            votes_received: p.votes_received.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             total_voters: u32::try_from(p.total_voters).unwrap_or(u32::MAX),
             stamp: EventStamp::of(e),
         })

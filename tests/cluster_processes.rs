@@ -1,0 +1,174 @@
+//! Three `clusterd` processes, one Raft node each, over the real transport between processes
+//! (WebSocket, with the servers' token): they elect one leader; metadata written through any
+//! process reads back through any other; SIGKILL of the leader's process leaves the other two to
+//! elect a leader and take writes through either; the killed process, started again, catches up
+//! with every committed entry; and SIGKILL of all three loses no acknowledged write.
+//!
+//! Waits are on state, polled within `common::binary::WAIT`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::binary::{request_as, signal, start_with, wait_exit, Server, WAIT};
+
+const TOKEN: &str = "three-process-secret";
+
+/// Three free loopback ports (bound, read, released: a race with other programs is unlikely).
+fn free_ports() -> [u16; 3] {
+    let socks: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    let ports: Vec<u16> = socks.iter().map(|s| s.local_addr().expect("addr").port()).collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// Writes process `i`'s config (it hosts `node-{i+1}`) under `dir` and returns its path.
+fn config(dir: &Path, ports: [u16; 3], i: usize) -> String {
+    let peers: Vec<String> =
+        (0..3).filter(|j| *j != i).map(|j| format!("node-{} = \"127.0.0.1:{}\"", j + 1, ports[j])).collect();
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\n\n[storage]\ndata_dir = \"{data}\"\n\n\
+         [cluster]\nnodes = [\"node-1\", \"node-2\", \"node-3\"]\nhost = [\"node-{n}\"]\npeers = {{ {peers} }}\n",
+        port = ports[i],
+        data = dir.join(format!("node-{}", i + 1)).display(),
+        n = i + 1,
+        peers = peers.join(", "),
+    );
+    let path = dir.join(format!("node-{}.toml", i + 1));
+    std::fs::write(&path, text).expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+fn call(server: &Server, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, body) = request_as(&server.addr, Some(TOKEN), method, path, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Polls `probe` every 20 ms until it gives a value, at most [`WAIT`].
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The leader and term every given process names, once they all name the same one, of a term
+/// after `after`.
+fn agreed_leader(servers: &[&Server], after: u64) -> (String, u64) {
+    wait_for("the processes to agree on a leader", || {
+        let seen: Vec<(Value, Value)> = servers
+            .iter()
+            .map(|s| {
+                let (_, st) = call(s, "GET", "/api/v1/cluster/status", "");
+                (st["leader"].clone(), st["term"].clone())
+            })
+            .collect();
+        let (leader, term) = seen[0].clone();
+        (leader.is_string() && term.as_u64() > Some(after) && seen.iter().all(|s| *s == (leader.clone(), term.clone())))
+            .then(|| (leader.as_str().unwrap_or_default().to_string(), term.as_u64().unwrap_or_default()))
+    })
+}
+
+fn put(server: &Server, key: &str, value: Value) {
+    let (status, body) = call(server, "PUT", &format!("/api/v1/cluster/kv/{key}"), &json!({ "value": value }).to_string());
+    assert_eq!(status, 200, "PUT {key} through {}: {body}", server.addr);
+}
+
+fn get(server: &Server, key: &str) -> Value {
+    let (status, body) = call(server, "GET", &format!("/api/v1/cluster/kv/{key}"), "");
+    assert_eq!(status, 200, "GET {key} through {}: {body}", server.addr);
+    body["value"].clone()
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches("node-").parse::<usize>().expect("node-N") - 1
+}
+
+#[actix_web::test]
+async fn three_processes_elect_fail_over_on_sigkill_and_lose_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = free_ports();
+    let configs: Vec<String> = (0..3).map(|i| config(dir.path(), ports, i)).collect();
+    let serve = |i: usize| start_with(&["serve", "--config", &configs[i]]);
+    let mut servers: Vec<Option<Server>> = (0..3).map(|i| Some(serve(i))).collect();
+
+    // One leader, the same for all three; each process hosts one node and shows the other two
+    // as hosted elsewhere, healthy from its pings.
+    let all: Vec<&Server> = servers.iter().flatten().collect();
+    let (first, term) = agreed_leader(&all, 0);
+    let (_, raft) = call(all[0], "GET", "/api/v1/cluster/raft", "");
+    let roles: Vec<&str> = raft["nodes"].as_array().expect("nodes").iter().map(|n| n["role"].as_str().unwrap_or("")).collect();
+    assert_eq!(roles.iter().filter(|r| **r == "remote").count(), 2, "{raft}");
+    wait_for("every member healthy", || {
+        let (_, st) = call(all[1], "GET", "/api/v1/cluster/status", "");
+        (st["healthy_nodes"] == 3).then_some(())
+    });
+
+    // The transport is behind the token like the rest of the API.
+    let (status, _) = request_as(&all[0].addr, None, "GET", "/api/v1/cluster/peer", "");
+    assert_eq!(status, 401, "a peer connection without the token is refused");
+
+    // Writes through every process (followers forward through Raft), reads through the others.
+    for (i, server) in all.iter().enumerate() {
+        put(server, &format!("k{i}"), json!(i));
+    }
+    for (i, server) in all.iter().enumerate() {
+        assert_eq!(get(server, &format!("k{}", (i + 1) % 3)), json!((i + 1) % 3));
+    }
+    drop(all);
+
+    // SIGKILL the leader's process: the other two elect a leader of a higher term and take writes
+    // through either.
+    let dead = index_of(&first);
+    let mut killed = servers[dead].take().expect("running");
+    signal(&killed.child, "KILL");
+    wait_exit(&mut killed.child).await;
+    drop(killed);
+    let survivors: Vec<&Server> = servers.iter().flatten().collect();
+    let (second, second_term) = agreed_leader(&survivors, term);
+    assert_ne!(second, first);
+    assert!(second_term > term);
+    for (i, server) in survivors.iter().enumerate() {
+        put(server, &format!("after-{i}"), json!({ "by": server.addr }));
+    }
+    drop(survivors);
+
+    // Started again on its data directory, the killed process follows with every entry.
+    servers[dead] = Some(serve(dead));
+    let back = servers[dead].as_ref().expect("running");
+    let commit = {
+        let leader = servers[index_of(&second)].as_ref().expect("the leader runs");
+        let (_, raft) = call(leader, "GET", "/api/v1/cluster/raft", "");
+        raft["nodes"].as_array().expect("nodes").iter().find(|n| n["node_id"] == second).expect("leader")["commit_index"]
+            .as_u64()
+            .expect("commit")
+    };
+    wait_for("the restarted node to apply every committed entry", || {
+        let (_, raft) = call(back, "GET", "/api/v1/cluster/raft", "");
+        let me = raft["nodes"].as_array()?.iter().find(|n| n["node_id"] == first)?.clone();
+        (me["role"] == "follower" && me["applied_index"].as_u64()? >= commit).then_some(())
+    });
+    assert!(get(back, "after-1")["by"].is_string());
+
+    // SIGKILL all three, start all three: every acknowledged write reads back.
+    for server in servers.iter_mut() {
+        let mut server = server.take().expect("running");
+        signal(&server.child, "KILL");
+        wait_exit(&mut server.child).await;
+    }
+    let servers: Vec<Server> = (0..3).map(serve).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    agreed_leader(&all, 0);
+    for i in 0..3 {
+        assert_eq!(get(all[(i + 2) % 3], &format!("k{i}")), json!(i));
+    }
+    for (i, server) in all.iter().take(2).enumerate() {
+        assert!(get(server, &format!("after-{i}"))["by"].is_string());
+    }
+}
