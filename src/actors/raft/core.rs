@@ -349,6 +349,8 @@ impl RaftCore {
                 StateRole::Follower if ss.leader_id != 0 && (ss.leader_id, term) != self.followed => {
                     events.push(RaftEvent::Following { leader: ss.leader_id, term, voters: self.raw.raft.prs().conf().voters().ids().len() });
                     self.followed = (ss.leader_id, term);
+                    // A leader lost before and followed again in a new term can be lost again.
+                    self.lost_leader = 0;
                 }
                 _ => {}
             }

@@ -253,3 +253,38 @@ fn snapshots_bound_the_log_and_bring_a_follower_back_from_behind_it() {
     }
     assert_eq!(g.value_on(other, "k22"), Some(22));
 }
+
+#[test]
+fn a_leader_lost_a_second_time_is_reported_a_second_time() {
+    let lost_reports = |g: &Group, leader: u64| {
+        g.events.iter().filter(|(_, e)| matches!(e, RaftEvent::ElectionStarted { last_leader } if *last_leader == leader)).count()
+    };
+    let mut g = Group::new(Arc::new(Store::memory()), 3);
+    let first = g.elect(100);
+    g.crash(first);
+    let second = g.elect(100);
+    assert!(lost_reports(&g, first) >= 1, "{:?}", g.events);
+
+    // The first leader comes back and leads again, by transfer, then is lost again: the nodes
+    // that lost it before follow it in its new term, and report losing it anew.
+    g.start(first);
+    for _ in 0..30 {
+        g.tick_all();
+    }
+    assert!(g.nodes.get_mut(&second).expect("leader").transfer_leader(first).expect("transfer"));
+    g.settle();
+    for _ in 0..30 {
+        if g.leader() == Some(first) {
+            break;
+        }
+        g.tick_all();
+    }
+    assert_eq!(g.leader(), Some(first), "the transfer took");
+    for _ in 0..5 {
+        g.tick_all();
+    }
+    let before = lost_reports(&g, first);
+    g.crash(first);
+    g.elect(100);
+    assert!(lost_reports(&g, first) > before, "the second loss was reported: {:?}", g.events);
+}
