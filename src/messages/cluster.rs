@@ -511,8 +511,9 @@ pub enum RaftObserved {
     ElectionStarted { node_id: String, last_leader: String },
     /// `election.leader_id` won `election.term`.
     Elected(LeaderElection),
-    /// `node_id` follows `leader_id` in `term`.
-    Following { node_id: String, leader_id: String, term: u64, voters: usize },
+    /// `node_id` follows `leader_id` in `term`; it last heard from the leader it followed
+    /// before at `previous_heard` (if it ever did).
+    Following { node_id: String, leader_id: String, term: u64, voters: usize, previous_heard: Option<std::time::Instant> },
 }
 
 /// `leader_elected`: published by the node that won, when it takes office.

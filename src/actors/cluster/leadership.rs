@@ -1,7 +1,8 @@
 //! Who leads the Raft group, as the nodes hosted here report it, and the failovers of its
 //! leader: a plain state the membership actor feeds with [`RaftObserved`] and publishes what it
-//! returns. One place sees every report, so each election and failover is told once and in
-//! order: `failover_initiated`, `leader_elected`, `failover_completed`.
+//! returns. One place sees every report of this process's nodes, so each election and failover
+//! is told once per process and in order: `failover_initiated`, `leader_elected`,
+//! `failover_completed`, whether a node here ran the election or learnt its winner.
 
 use std::time::Instant;
 
@@ -43,11 +44,7 @@ impl Leadership {
         match seen {
             RaftObserved::ElectionStarted { last_leader, .. } => {
                 if self.failover.is_none() && self.leader.as_deref() == Some(last_leader.as_str()) {
-                    self.failovers += 1;
-                    let id = format!("failover-{}", self.failovers);
-                    let manual = self.transferring;
-                    out.push(ClusterEvent::FailoverInitiated(change(&id, &last_leader, None, 0.0, false, manual)));
-                    self.failover = Some(OpenFailover { id, failed_node: last_leader, started: now, manual });
+                    out.extend(self.open_failover(last_leader, now));
                 }
             }
             RaftObserved::Elected(election) => {
@@ -63,10 +60,15 @@ impl Leadership {
                     }
                 }
             }
-            RaftObserved::Following { leader_id, term, voters, .. } => {
-                // A leader elected in another process is learnt from a node that follows it.
+            RaftObserved::Following { leader_id, term, voters, previous_heard, .. } => {
+                // A leader elected in another process is learnt from a node that follows it. If
+                // it replaced a leader known here and no node here started an election, the
+                // failover is told all at once, timed from the last word of the lost leader.
                 if term > self.announced_term {
                     let previous_leader = self.leader.clone().filter(|l| *l != leader_id);
+                    if let (None, Some(lost)) = (&self.failover, &previous_leader) {
+                        out.extend(self.open_failover(lost.clone(), previous_heard.unwrap_or(now)));
+                    }
                     let election = LeaderElection { leader_id, previous_leader, term, votes_received: None, total_voters: voters };
                     out.extend(self.observe(RaftObserved::Elected(election), now));
                 } else {
@@ -75,6 +77,15 @@ impl Leadership {
             }
         }
         out
+    }
+
+    fn open_failover(&mut self, failed_node: String, started: Instant) -> Option<ClusterEvent> {
+        self.failovers += 1;
+        let id = format!("failover-{}", self.failovers);
+        let manual = self.transferring;
+        let initiated = ClusterEvent::FailoverInitiated(change(&id, &failed_node, None, 0.0, false, manual));
+        self.failover = Some(OpenFailover { id, failed_node, started, manual });
+        Some(initiated)
     }
 
     fn follow(&mut self, leader: &str, term: u64) {
@@ -153,7 +164,7 @@ mod tests {
     fn a_leader_elected_in_another_process_is_told_from_a_follower_here() {
         let t0 = Instant::now();
         let mut l = Leadership::default();
-        let follow = |leader: &str, term| RaftObserved::Following { node_id: "node-2".into(), leader_id: leader.into(), term, voters: 3 };
+        let follow = |leader: &str, term| RaftObserved::Following { node_id: "node-2".into(), leader_id: leader.into(), term, voters: 3, previous_heard: None };
         let first = l.observe(follow("node-1", 1), t0);
         assert_eq!(types(&first), ["leader_elected"]);
         let ClusterEvent::LeaderElected(e) = &first[0] else { unreachable!() };
@@ -165,13 +176,29 @@ mod tests {
         assert_eq!(types(&done), ["leader_elected", "failover_completed"]);
         let ClusterEvent::LeaderElected(e) = &done[0] else { unreachable!() };
         assert_eq!(e.previous_leader.as_deref(), Some("node-1"));
+
+        // No node here started an election (another process's won first): the failover is told
+        // when the new leader is learnt, timed from the lost leader's last message here.
+        let heard = t0 + Duration::from_secs(5);
+        let learnt = RaftObserved::Following {
+            node_id: "node-2".into(),
+            leader_id: "node-1".into(),
+            term: 3,
+            voters: 3,
+            previous_heard: Some(heard),
+        };
+        let told = l.observe(learnt, heard + Duration::from_millis(900));
+        assert_eq!(types(&told), ["failover_initiated", "leader_elected", "failover_completed"]);
+        let ClusterEvent::FailoverCompleted(c) = &told[2] else { unreachable!() };
+        assert_eq!((c.failed_node.as_str(), c.replacement_node.as_deref()), ("node-3", Some("node-1")));
+        assert!((c.duration_seconds - 0.9).abs() < 1e-9);
     }
 
     #[test]
     fn a_follower_report_moves_the_leader_only_forward() {
         let mut l = Leadership::default();
-        l.observe(RaftObserved::Following { node_id: "node-2".into(), leader_id: "node-1".into(), term: 4, voters: 3 }, Instant::now());
-        l.observe(RaftObserved::Following { node_id: "node-3".into(), leader_id: "node-2".into(), term: 3, voters: 3 }, Instant::now());
+        l.observe(RaftObserved::Following { node_id: "node-2".into(), leader_id: "node-1".into(), term: 4, voters: 3, previous_heard: None }, Instant::now());
+        l.observe(RaftObserved::Following { node_id: "node-3".into(), leader_id: "node-2".into(), term: 3, voters: 3, previous_heard: None }, Instant::now());
         assert_eq!(l.leader(), Some(("node-1", 4)));
     }
 }

@@ -80,6 +80,8 @@ pub struct NodeActor {
     /// Reads whose index is known, waiting for the machine to apply up to it.
     readable: Vec<(u64, String, Reply<KvEntry>)>,
     next_read: u64,
+    /// When each peer last sent this node a message: how long a lost leader was silent.
+    last_heard: HashMap<u64, std::time::Instant>,
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, ClusterError>>;
@@ -119,6 +121,7 @@ impl NodeActor {
             waiting_reads: HashMap::new(),
             readable: Vec::new(),
             next_read: 0,
+            last_heard: HashMap::new(),
         }
     }
 
@@ -325,8 +328,12 @@ impl NodeActor {
                 RaftEvent::ElectionStarted { last_leader } => {
                     RaftObserved::ElectionStarted { node_id: self.node_id.clone(), last_leader: name(last_leader) }
                 }
-                RaftEvent::Following { leader, term, voters } => {
-                    RaftObserved::Following { node_id: self.node_id.clone(), leader_id: name(leader), term, voters }
+                RaftEvent::Following { leader, term, voters, previous } => RaftObserved::Following {
+                    node_id: self.node_id.clone(),
+                    leader_id: name(leader),
+                    term,
+                    voters,
+                    previous_heard: self.last_heard.get(&previous).copied(),
                 }
             };
             self.raft_reports.do_send(seen);
@@ -420,6 +427,7 @@ impl actix::Supervised for NodeActor {
 impl Handler<RaftPeerMessage> for NodeActor {
     type Result = ();
     fn handle(&mut self, msg: RaftPeerMessage, ctx: &mut Self::Context) {
+        self.last_heard.insert(msg.0.from, std::time::Instant::now());
         if let Some(Err(error)) = self.guarded("step", ctx, |raft| raft.step(msg.0)) {
             // A message raft-rs refuses (from a removed peer, say) changes nothing.
             tracing::debug!(node_id = %self.node_id, %error, "raft message refused");

@@ -53,7 +53,8 @@ pub enum RaftEvent {
     /// This node stopped hearing from `last_leader` and started an election.
     ElectionStarted { last_leader: u64 },
     /// This node follows `leader` in `term`.
-    Following { leader: u64, term: u64, voters: usize },
+    /// `previous` is the leader it followed before (0 if none).
+    Following { leader: u64, term: u64, voters: usize, previous: u64 },
 }
 
 /// The start of handling one `Ready`.
@@ -347,7 +348,8 @@ impl RaftCore {
                     self.led_term = term;
                 }
                 StateRole::Follower if ss.leader_id != 0 && (ss.leader_id, term) != self.followed => {
-                    events.push(RaftEvent::Following { leader: ss.leader_id, term, voters: self.raw.raft.prs().conf().voters().ids().len() });
+                    let voters = self.raw.raft.prs().conf().voters().ids().len();
+                    events.push(RaftEvent::Following { leader: ss.leader_id, term, voters, previous: self.leader });
                     self.followed = (ss.leader_id, term);
                     // A leader lost before and followed again in a new term can be lost again.
                     self.lost_leader = 0;
