@@ -222,7 +222,20 @@ impl LineTask {
     }
 
     async fn connect(&self) -> Result<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, String> {
-        let client = awc::Client::builder().timeout(LAST_RETRY).finish();
+        use actix_service::Service as _;
+        use actix_tls::connect::{ConnectError, ConnectInfo, Connector, Resolver};
+        // Raft sends many small messages unasked: Nagle's algorithm would hold each behind the
+        // ACK of the last, which the peer may delay 40 ms.
+        let tcp = Connector::new(Resolver::default()).service();
+        let nodelay = actix_service::fn_service(move |req: ConnectInfo<awc::http::Uri>| {
+            let connecting = tcp.call(req);
+            async move {
+                let conn = connecting.await?;
+                conn.io_ref().set_nodelay(true).map_err(ConnectError::Io)?;
+                Ok::<_, ConnectError>(conn)
+            }
+        });
+        let client = awc::Client::builder().connector(awc::Connector::new().connector(nodelay)).timeout(LAST_RETRY).finish();
         let mut req = client.ws(&self.url).max_frame_size(MAX_FRAME_BYTES);
         if !self.inner.token.is_empty() {
             req = req.bearer_auth(&self.inner.token);

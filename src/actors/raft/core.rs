@@ -108,6 +108,13 @@ pub struct CoreStatus {
     pub matched: Vec<(u64, u64)>,
 }
 
+/// What came while a write was outstanding.
+#[derive(Debug)]
+enum Held {
+    Tick,
+    Message(Message),
+}
+
 pub struct RaftCore {
     id: u64,
     raw: RawNode<GroupStorage>,
@@ -128,10 +135,12 @@ pub struct RaftCore {
     followed: (u64, u64),
     /// Votes granted to this node in the election it is running (itself included).
     votes: usize,
-    /// Messages and ticks that came while a write was outstanding. Bounded by raft's own flow
-    /// control: a peer has at most `max_inflight_msgs` appends unanswered, plus its heartbeats.
-    held: VecDeque<Message>,
-    held_ticks: usize,
+    /// Messages and ticks that came while a write was outstanding, in the order they came, so
+    /// that a long write does not look to raft-rs like time passing with no word from anyone
+    /// (a leader replaying ticks first would step down for want of a quorum it had). Bounded
+    /// by raft's own flow control: a peer has at most `max_inflight_msgs` appends unanswered,
+    /// plus its heartbeats; ticks come one per `tick_ms`.
+    held: VecDeque<Held>,
     /// Commands proposed while a write was out, by tag: appending them then would break
     /// raft-rs's `advance` as stepping would.
     held_proposals: VecDeque<(u64, Vec<u8>)>,
@@ -200,7 +209,6 @@ impl RaftCore {
             followed: (0, 0),
             votes: 0,
             held: VecDeque::new(),
-            held_ticks: 0,
             held_proposals: VecDeque::new(),
             // Tags must not repeat across restarts: an entry proposed before one may still be
             // applied after it. Starting from the clock, in nanoseconds, they do not.
@@ -225,7 +233,7 @@ impl RaftCore {
 
     pub fn tick(&mut self) {
         if self.pending.is_some() {
-            self.held_ticks += 1;
+            self.held.push_back(Held::Tick);
         } else {
             self.raw.tick();
         }
@@ -239,7 +247,7 @@ impl RaftCore {
     /// Steps a message from a peer (once the outstanding write is durable, if one is).
     pub fn step(&mut self, msg: Message) -> Result<(), RaftCoreError> {
         if self.pending.is_some() {
-            self.held.push_back(msg);
+            self.held.push_back(Held::Message(msg));
             return Ok(());
         }
         self.step_now(msg)
@@ -401,13 +409,17 @@ impl RaftCore {
         send.extend(light.take_messages());
         applied.extend(self.apply(light.take_committed_entries(), &owner, &mut mine)?);
         self.raw.advance_apply();
-        for _ in 0..std::mem::take(&mut self.held_ticks) {
-            self.raw.tick();
-        }
-        while let Some(msg) = self.held.pop_front() {
-            if let Err(error) = self.step_now(msg) {
-                // raft-rs refuses some messages (from a peer no longer in the group, say); they change nothing.
-                tracing::debug!(node = self.id, %error, "raft message refused");
+        while let Some(held) = self.held.pop_front() {
+            match held {
+                Held::Tick => {
+                    self.raw.tick();
+                }
+                Held::Message(msg) => {
+                    if let Err(error) = self.step_now(msg) {
+                        // raft-rs refuses some messages (from a peer no longer in the group, say); they change nothing.
+                        tracing::debug!(node = self.id, %error, "raft message refused");
+                    }
+                }
             }
         }
         let (mut placed, mut unplaced) = (Vec::new(), Vec::new());

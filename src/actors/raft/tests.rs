@@ -288,3 +288,29 @@ fn a_leader_lost_a_second_time_is_reported_a_second_time() {
     g.elect(100);
     assert!(lost_reports(&g, first) > before, "the second loss was reported: {:?}", g.events);
 }
+
+#[test]
+fn a_leader_busy_writing_for_longer_than_an_election_timeout_keeps_its_quorum() {
+    let mut g = Group::new(Arc::new(Store::memory()), 3);
+    let leader = g.elect(100);
+    let term = g.nodes[&leader].status().term;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    // A write that takes 30 ticks (three election timeouts): the followers keep answering
+    // meanwhile, and their answers come between the ticks.
+    let node = g.nodes.get_mut(&leader).expect("leader");
+    node.propose(&MetaCommand::Put { key: "k".into(), value: 1.into() }).expect("propose");
+    let work = node.next_ready().expect("ready").expect("a write");
+    for _ in 0..30 {
+        node.tick();
+        for f in &followers {
+            let mut answer = Message { from: *f, to: leader, term, ..Default::default() };
+            answer.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeatResponse);
+            node.step(answer).expect("step");
+        }
+    }
+    g.store.commit_raft(&owner(leader), work.write).expect("commit");
+    let node = g.nodes.get_mut(&leader).expect("leader");
+    node.persisted().expect("persisted");
+    assert!(node.is_leader(), "the leader heard from a quorum all along and still leads");
+}

@@ -94,6 +94,11 @@ fn run<A>(actor: A, io: TcpStream, first_bytes: Bytes, limits: ConnectionLimits)
 where
     A: Actor<Context = WebsocketContext<A>> + StreamHandler<Result<Message, ProtocolError>>,
 {
+    // A session writes many small frames unasked (events, a peer's Raft messages): Nagle's
+    // algorithm would hold each behind the ACK of the last, which the client may delay 40 ms.
+    if let Err(e) = io.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set on a WebSocket connection");
+    }
     let (read, write) = io.into_split();
     let liveness = Rc::new(Liveness::new());
     let reader = SocketReader { first_bytes: Some(first_bytes), read, liveness: liveness.clone() };

@@ -111,7 +111,13 @@ impl RaftEdit for RaftTables<Entries<'_>, Numbers<'_>, Blobs<'_>> {
     }
 
     fn remove_through(&mut self, index: u64) -> Result<(), Failure> {
-        self.entries.retain_in(..=index, |_, _| false)?;
+        // One entry at a time from the front: redb's `retain_in` copies the tree's pages for
+        // every entry it removes (it leaves the tree it iterates untouched), which took about
+        // 30 µs an entry, a third of a second for a compaction of 10,000, holding up every
+        // write behind it; removing in place is cheap.
+        while self.entries.first()?.is_some_and(|(k, _)| k.value() <= index) {
+            self.entries.pop_first()?;
+        }
         Ok(())
     }
 
