@@ -3,8 +3,8 @@
 //!
 //! Each seed starts three nodes (memory engine, short Raft ticks), runs a few concurrent clients
 //! doing random puts (unique values `c{client}-{n}`) and linearizable reads on three keys while a
-//! fault task crashes and restarts nodes, partitions them, drops messages on links, moves
-//! leadership and heals, all from a seeded generator. Every invocation and answer is recorded in
+//! fault task crashes and restarts nodes (or fails their actors), partitions them, drops messages
+//! on links, moves leadership and heals, all from a seeded generator. Every invocation and answer is recorded in
 //! real-time order; each key's history must then be linearizable. A write answered 504 (outcome
 //! unknown), or given up by its client, is an operation that never returns: it may have taken
 //! effect at any point after it was invoked, or never. A write answered 503 or 409 is taken at its
@@ -29,7 +29,7 @@
 mod common;
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -131,15 +131,19 @@ impl Recorder {
 /// returned), and any linearization that places it stays one without it, since no read took its
 /// value. It spares the tester's search, which tries every place for each write in flight.
 fn check_key(entries: &[Entry], key: &str) -> Result<Vec<(Op, Ret)>, String> {
+    let mut ours = HashSet::new();
     let mut failed = HashSet::new();
     let mut returned = HashSet::new();
     let mut read = HashSet::new();
     for e in entries {
         match e {
+            Entry::Invoke { id, key: k, .. } if *k == key => {
+                ours.insert(*id);
+            }
             Entry::Failed { id, .. } => {
                 failed.insert(*id);
             }
-            Entry::Return { id, ret } => {
+            Entry::Return { id, ret } if ours.contains(id) => {
                 returned.insert(*id);
                 if let RegisterRet::ReadOk(Some(v)) = ret {
                     read.insert(v.clone());
@@ -149,7 +153,7 @@ fn check_key(entries: &[Entry], key: &str) -> Result<Vec<(Op, Ret)>, String> {
         }
     }
     let mut tester = LinearizabilityTester::<Thread, Register<Val>>::new(Register(None));
-    let mut included: std::collections::HashMap<usize, Thread> = Default::default();
+    let mut included: HashMap<usize, Thread> = Default::default();
     for e in entries {
         let result = match e {
             Entry::Invoke { id, thread, key: k, op } if *k == key && !failed.contains(id) => {
@@ -347,11 +351,14 @@ async fn nemesis(api: &Api, rec: &Recorder, done: &Cell<bool>, mut rng: Rng) {
                         Some(l) if rng.below(2) == 0 => NODES.into_iter().find(|n| *n == l).expect("a known node"),
                         _ => rng.pick(&NODES),
                     };
-                    let s = fault(api, "faults/crash", json!({"target": node})).await;
-                    if s == 200 {
+                    // One crash in three is an internal fault: the supervisor restarts the node
+                    // at once, from what its store holds.
+                    let mode = if rng.below(3) == 0 { "internal_fault" } else { "crash" };
+                    let s = fault(api, "faults/crash", json!({"target": node, "mode": mode})).await;
+                    if s == 200 && mode == "crash" {
                         crashed = Some(node);
                     }
-                    format!("crash {node}: {s}")
+                    format!("{mode} {node}: {s}")
                 }
             },
             2 | 3 => {
@@ -496,7 +503,7 @@ async fn the_metadata_kv_is_linearizable_under_crashes_partitions_and_lossy_link
 /// A history from (thread, invoke or return) steps, in order.
 fn history(steps: &[(u32, &str, Option<&str>)]) -> Vec<Entry> {
     let rec = Recorder::default();
-    let mut open: std::collections::HashMap<u32, usize> = Default::default();
+    let mut open: HashMap<u32, usize> = Default::default();
     for (thread, step, v) in steps {
         let v = v.map(str::to_string);
         match *step {
