@@ -180,6 +180,7 @@ impl NodeActor {
             };
             self.publish(work.events);
             self.send(work.send_now);
+            self.answer_writes(&work.mine, &work.applied);
             for (id, index) in work.read_states {
                 if let Some((key, reply)) = self.waiting_reads.remove(&id) {
                     self.readable.push((index, key, reply));

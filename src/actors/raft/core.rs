@@ -1,8 +1,8 @@
 //! One Raft node's state, apart from its actor shell: the `RawNode` (raft-rs) over the group's
 //! durable log, and the metadata it applies. Its methods return what to do next, and the shell
-//! does it: [`RaftCore::next_ready`] hands out the messages that may go at once and the write
-//! to make durable; once that write is committed, [`RaftCore::persisted`] hands out the
-//! messages that had to wait for it and what was applied. One write is outstanding at a time,
+//! does it: [`RaftCore::next_ready`] hands out the messages that may go at once, what it
+//! applied (entries a quorum has), and the write to make durable; once that write is committed,
+//! [`RaftCore::persisted`] hands out the messages that had to wait for it and what it let apply. One write is outstanding at a time,
 //! and raft-rs must not move while it is (its `advance` requires it): what arrives meanwhile
 //! (messages, ticks) is held and stepped once the write is durable.
 
@@ -67,6 +67,11 @@ pub struct ReadyWork {
     pub events: Vec<RaftEvent>,
     /// Read requests (by id) and the index the state machine must reach to answer them.
     pub read_states: Vec<(u64, u64)>,
+    /// Entries committed (durable on a quorum, this node included) and applied at once: their
+    /// writers need not wait for this `Ready`'s own write.
+    pub applied: Vec<Applied>,
+    /// This node's proposals among `applied`, by tag.
+    pub mine: Vec<(u64, Applied)>,
 }
 
 /// The end of handling one `Ready`, its write being durable.
@@ -375,18 +380,34 @@ impl RaftCore {
             .filter_map(|r| Some((u64::from_be_bytes(r.request_ctx.as_slice().try_into().ok()?), r.index)))
             .collect();
         let send_now = rd.take_messages();
+        // Committed entries are applied before the write (as raft-rs's examples do), unless a
+        // snapshot comes first: the machine is restored from it once it is durable.
+        let mut mine = Vec::new();
+        let applied = match rd.snapshot().get_metadata().index {
+            0 => self.apply(rd.take_committed_entries(), &owner, &mut mine)?,
+            _ => Vec::new(),
+        };
         let snapshot = if rd.snapshot().get_metadata().index > 0 { Some(stored_snapshot(rd.snapshot(), &owner)?) } else { None };
         let entries = rd.entries().iter().map(|e| stored_entry(e, &owner)).collect::<Result<Vec<_>, _>>()?;
-        let hs = self.raw.raft.hard_state();
-        let hard_state = (hs != self.stored_hard_state).then_some(RaftHardState { term: hs.term, vote: hs.vote, commit: hs.commit });
-        self.stored_hard_state = hs;
         let conf_state = match self.conf_to_store.take() {
             Some(cs) => Some(encode(&cs, &owner)?),
             None => None,
         };
+        // A new commit index alone is not worth an fsync (etcd's MustSync): a node that loses it
+        // learns it again from the leader. It is stored with the next write that must be.
+        let hs = self.raw.raft.hard_state();
+        let must_sync = snapshot.is_some()
+            || !entries.is_empty()
+            || conf_state.is_some()
+            || hs.term != self.stored_hard_state.term
+            || hs.vote != self.stored_hard_state.vote;
+        let hard_state = (must_sync && hs != self.stored_hard_state).then_some(RaftHardState { term: hs.term, vote: hs.vote, commit: hs.commit });
+        if hard_state.is_some() {
+            self.stored_hard_state = hs;
+        }
         let write = RaftWrite { snapshot, entries, hard_state, conf_state, applied: None, compact_to: None };
         self.pending = Some(rd);
-        Ok(Some(ReadyWork { send_now, write, events, read_states }))
+        Ok(Some(ReadyWork { send_now, write, events, read_states, applied, mine }))
     }
 
     /// The write of the last [`RaftCore::next_ready`] is durable: what may go now, and what was

@@ -70,6 +70,7 @@ impl Group {
                 let Some(work) = node.next_ready().expect("ready") else { continue };
                 progressed = true;
                 self.events.extend(work.events.into_iter().map(|e| (id, e)));
+                self.applied.extend(work.applied.into_iter().map(|a| (id, a)));
                 if !is_empty(&work.write) {
                     self.store.commit_raft(&owner(id), work.write).expect("commit");
                 }
