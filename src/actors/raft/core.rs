@@ -173,7 +173,7 @@ impl RaftCore {
     /// log: the metadata lives in memory and the log is not compacted yet.
     pub fn open(id: u64, owner: &str, voters: Vec<u64>, store: Arc<Store>, timing: RaftSettings) -> Result<RaftCore, RaftCoreError> {
         let snapshot = store.raft_snapshot(owner)?;
-        let storage = GroupStorage::new(store, owner, voters);
+        let storage = GroupStorage::open(store, owner, voters)?;
         let conf_to_store = if storage.is_fresh()? { Some(storage.conf_state()?) } else { None };
         let config = raft::Config {
             id,
@@ -419,6 +419,10 @@ impl RaftCore {
         let owner = self.raw.store().owner().to_string();
         let installed = rd.snapshot().get_metadata().index;
         if installed > 0 {
+            self.raw.store().reload()?;
+        }
+        self.raw.store().appended(rd.entries());
+        if installed > 0 {
             self.machine = MetaMachine::restore(&rd.snapshot().data, installed)
                 .map_err(|reason| GroupStorageError::Unrestorable { owner: owner.clone(), reason })?;
             self.snapshot_index = installed;
@@ -467,6 +471,7 @@ impl RaftCore {
         let data = self.machine.snapshot_bytes()?;
         let snapshot = RaftSnapshot { index: applied, term, conf_state, data };
         self.compaction = Some(RaftWrite { snapshot: Some(snapshot), ..RaftWrite::default() });
+        self.raw.store().compacted(applied, term);
         self.snapshot_index = applied;
         Ok(())
     }

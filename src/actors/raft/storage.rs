@@ -1,11 +1,17 @@
 //! raft-rs's `Storage` over one group's durable log in the [`Store`]: what a `RawNode` reads.
-//! Writes go the other way, as a [`RaftWrite`] the node's shell commits off the arbiter; what is
-//! committed is visible here at once, since both read the same store.
+//! Writes go the other way, as a [`RaftWrite`] the node's shell commits off the arbiter; the
+//! node tells this storage what became durable ([`GroupStorage::appended`] and the others), and
+//! it keeps the log's ends and its latest entries in memory, so that raft-rs's many reads of
+//! terms, ends and recent entries (to send to followers, to apply) do not each open a read
+//! transaction on the store. Older entries are read from the store.
 //!
 //! Entries are stored as raft-rs encodes them (protobuf), so what the store holds is what was
 //! appended, byte for byte.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
@@ -23,18 +29,86 @@ pub enum GroupStorageError {
     Unrestorable { owner: String, reason: String },
 }
 
+/// Entries kept in memory at most: about as many as a busy leader's followers lag by.
+const TAIL_ENTRIES: usize = 4096;
+
+/// The durable log as raft-rs reads it most: its ends and its latest entries.
+struct Tail {
+    /// The index and term the log starts after (a snapshot's, or the last entry compacted).
+    base: (u64, u64),
+    last: u64,
+    /// The latest durable entries, contiguous, ending at `last`.
+    entries: VecDeque<Entry>,
+}
+
+impl Tail {
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        let first = self.entries.front()?.index;
+        self.entries.get(usize::try_from(index.checked_sub(first)?).ok()?)
+    }
+}
+
 /// One group's log, as its node reads it.
 pub struct GroupStorage {
     store: Arc<Store>,
     owner: String,
     /// The voters a group with no stored conf state starts with (its bootstrap).
     bootstrap: ConfState,
+    /// A `Mutex` because raft-rs reads through `&self`; only the node's actor touches it.
+    tail: Mutex<Tail>,
 }
 
 impl GroupStorage {
-    pub fn new(store: Arc<Store>, owner: impl Into<String>, bootstrap_voters: Vec<u64>) -> GroupStorage {
+    /// The group's storage, its log's ends read from the store.
+    pub fn open(store: Arc<Store>, owner: impl Into<String>, bootstrap_voters: Vec<u64>) -> Result<GroupStorage, GroupStorageError> {
+        let owner = owner.into();
+        let tail = Mutex::new(Self::ends(&store, &owner)?);
         let bootstrap = ConfState { voters: bootstrap_voters, ..ConfState::default() };
-        GroupStorage { store, owner: owner.into(), bootstrap }
+        Ok(GroupStorage { store, owner, bootstrap, tail })
+    }
+
+    fn ends(store: &Store, owner: &str) -> Result<Tail, GroupStorageError> {
+        let first = store.raft_first_index(owner)?;
+        let base_index = first - 1;
+        let base = (base_index, store.raft_term(owner, base_index)?);
+        Ok(Tail { base, last: store.raft_last_index(owner)?, entries: VecDeque::new() })
+    }
+
+    /// `entries` are durable (a write of this group committed them): they replace whatever the
+    /// log held from the first one's index on.
+    pub fn appended(&self, entries: &[Entry]) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return };
+        let mut t = self.tail.lock();
+        while t.entries.back().is_some_and(|e| e.index >= first.index) {
+            t.entries.pop_back();
+        }
+        if t.entries.back().is_some_and(|e| e.index + 1 != first.index) {
+            t.entries.clear();
+        }
+        t.entries.extend(entries.iter().cloned());
+        while t.entries.len() > TAIL_ENTRIES {
+            t.entries.pop_front();
+        }
+        t.last = last.index;
+    }
+
+    /// The log was compacted through `index`, whose entry had `term` (the write that stores it
+    /// may still be on its way: raft-rs reads nothing before the new start meanwhile).
+    pub fn compacted(&self, index: u64, term: u64) {
+        let mut t = self.tail.lock();
+        if index > t.base.0 {
+            t.base = (index, term);
+            t.last = t.last.max(index);
+            while t.entries.front().is_some_and(|e| e.index <= index) {
+                t.entries.pop_front();
+            }
+        }
+    }
+
+    /// A snapshot was installed (durable): the log's ends are read again from the store.
+    pub fn reload(&self) -> Result<(), GroupStorageError> {
+        *self.tail.lock() = Self::ends(&self.store, &self.owner)?;
+        Ok(())
     }
 
     /// The conf state the group starts from: the stored one, or the bootstrap voters.
@@ -94,21 +168,50 @@ impl raft::Storage for GroupStorage {
     }
 
     fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
-        let max = max_size.into().unwrap_or(u64::MAX);
-        let stored = self.store.raft_entries(&self.owner, low, high, max).map_err(to_raft)?;
+        let max = max_size.into();
+        {
+            let t = self.tail.lock();
+            if low <= t.base.0 {
+                return Err(raft::Error::Store(raft::StorageError::Compacted));
+            }
+            if high > t.last + 1 {
+                return Err(raft::Error::Store(raft::StorageError::Unavailable));
+            }
+            if t.cached(low).is_some() {
+                let mut out: Vec<Entry> = (low..high).filter_map(|i| t.cached(i).cloned()).collect();
+                raft::util::limit_size(&mut out, max);
+                return Ok(out);
+            }
+        }
+        let stored = self.store.raft_entries(&self.owner, low, high, max.unwrap_or(u64::MAX)).map_err(to_raft)?;
         stored.iter().map(|e| decode::<Entry>(&e.bytes, &self.owner).map_err(to_raft)).collect()
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
+        {
+            let t = self.tail.lock();
+            if idx == t.base.0 {
+                return Ok(t.base.1);
+            }
+            if idx < t.base.0 {
+                return Err(raft::Error::Store(raft::StorageError::Compacted));
+            }
+            if idx > t.last {
+                return Err(raft::Error::Store(raft::StorageError::Unavailable));
+            }
+            if let Some(e) = t.cached(idx) {
+                return Ok(e.term);
+            }
+        }
         self.store.raft_term(&self.owner, idx).map_err(to_raft)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        self.store.raft_first_index(&self.owner).map_err(to_raft)
+        Ok(self.tail.lock().base.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        self.store.raft_last_index(&self.owner).map_err(to_raft)
+        Ok(self.tail.lock().last)
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
@@ -148,4 +251,53 @@ pub fn read_log(store: &Store, owner: &str, from: Option<u64>, limit: usize) -> 
     let stored = store.raft_entries(owner, low, high, u64::MAX)?;
     let entries = stored.iter().map(|e| Ok((decode::<Entry>(&e.bytes, owner)?, e.bytes.len()))).collect::<Result<_, GroupStorageError>>()?;
     Ok(LogStretch { first_index: first, last_index: last, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+    use crate::storage::{RaftSnapshot, RaftWrite};
+
+    fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        range.map(|index| Entry { index, term, data: vec![index as u8; 10].into(), ..Entry::default() }).collect()
+    }
+
+    /// Commits `es` to the store and tells the storage, as the node does.
+    fn append(store: &Store, gs: &GroupStorage, es: &[Entry]) {
+        let stored = es.iter().map(|e| stored_entry(e, "g")).collect::<Result<Vec<_>, _>>().expect("encode");
+        store.commit_raft("g", RaftWrite { entries: stored, ..RaftWrite::default() }).expect("commit");
+        gs.appended(es);
+    }
+
+    /// What the storage answers, over every index around the log.
+    fn answers(gs: &GroupStorage) -> Vec<String> {
+        let (first, last) = (gs.first_index().expect("first"), gs.last_index().expect("last"));
+        let mut out = vec![format!("{first}..={last}")];
+        for i in first.saturating_sub(2)..last + 3 {
+            out.push(format!("term {i}: {:?}", gs.term(i).ok()));
+            let got = gs.entries(i, (i + 3).min(last + 1), 25, GetEntriesContext::empty(false));
+            out.push(format!("entries {i}: {:?}", got.ok().map(|es| es.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>())));
+        }
+        out
+    }
+
+    #[test]
+    fn what_is_kept_in_memory_answers_as_the_store_does() {
+        let store = Arc::new(Store::memory());
+        let gs = GroupStorage::open(store.clone(), "g", vec![1]).expect("open");
+        append(&store, &gs, &entries(1..=10, 1));
+        // A conflicting suffix from a new leader replaces entries 8 on.
+        append(&store, &gs, &entries(8..=12, 2));
+        let fresh = || GroupStorage::open(store.clone(), "g", vec![1]).expect("open");
+        assert_eq!(answers(&gs), answers(&fresh()));
+
+        // Compaction through 5: told at once, stored later, as the node does.
+        gs.compacted(5, 1);
+        let snapshot = RaftSnapshot { index: 5, term: 1, conf_state: Vec::new(), data: Vec::new() };
+        store.commit_raft("g", RaftWrite { snapshot: Some(snapshot), ..RaftWrite::default() }).expect("compact");
+        assert_eq!(answers(&gs), answers(&fresh()));
+        assert!(matches!(gs.term(4), Err(raft::Error::Store(raft::StorageError::Compacted))));
+    }
 }
