@@ -104,6 +104,7 @@ async fn fault_injection_crashes_restarts_and_faults_a_node() {
     assert_eq!(restarted[0]["payload"]["restart_count"], 1);
     let text = api.metrics().await;
     assert_eq!(metric(&text, r#"clusterd_actor_restarts_total{kind="node",id="node-2"}"#), Some(1.0), "{text}");
+    assert!(metric(&text, r#"clusterd_cluster_node_phi{node_id="node-1"}"#).is_some_and(|phi| phi >= 0.0), "{text}");
     // The node stays a running member through an internal fault.
     assert_eq!(api.get("/api/v1/cluster/nodes/node-2").await.expect(200)["crashed"], false);
 
@@ -205,6 +206,10 @@ async fn crash_restart_and_internal_fault_are_published_with_real_measurements()
             assert_eq!(p.new_status, NodeHealth::Healthy);
             assert!(p.metrics.contains_key("restarts"), "metrics: {:?}", p.metrics);
             assert!(p.metrics.values().all(|v| v.is_finite()));
+            // The failure detector's view: phi low again once the node answers (silence counts
+            // from its restart), and the intervals it judges by.
+            assert!(p.metrics["phi"] < 3.0, "metrics: {:?}", p.metrics);
+            assert!(p.metrics["heartbeat_interval_mean_ms"] > 0.0 && p.metrics.contains_key("heartbeat_interval_std_ms"));
             assert_eq!(p.healthy_nodes, 3);
         }
         other => panic!("expected node_health_change, got {other:?}"),

@@ -50,6 +50,9 @@ pub struct NodeView {
     pub heartbeat_age_ms: Option<u64>,
     /// Round trip of the last answered heartbeat through the node's mailbox, in microseconds.
     pub heartbeat_rtt_micros: Option<u64>,
+    /// The failure detector's phi for the node now (phi accrual: -log10 of the chance that its
+    /// next answer is only late); `None` while it is down.
+    pub phi: Option<f64>,
     /// Supervised restarts after internal faults, in this process's life.
     pub restarts: u64,
     /// Whether a crash was injected and the node waits for a restart.

@@ -69,6 +69,7 @@ impl MembershipActor {
             m.last_answer = None;
             m.last_rtt = None;
             m.restarts_of_earlier_actors = m.restarts;
+            m.phi.restart(m.started_at);
             m.incarnation = incarnation;
             m.heartbeat_in_flight = false;
             m.crashed_at_ms = None;

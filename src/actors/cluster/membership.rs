@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::actors::cluster::leadership::Leadership;
+use crate::actors::cluster::phi::PhiDetector;
 use crate::actors::cluster::node::{NodeActor, RaftSetup};
 use crate::actors::registry::EventPublisher;
 use crate::exec;
@@ -36,10 +37,9 @@ pub const CLUSTER_NODES: RecordTable = RecordTable::named("cluster_nodes");
 pub struct MembershipSettings {
     /// How often every node is probed.
     pub heartbeat_interval: Duration,
-    /// A node silent longer than this is `unreachable` (an election timeout, so Raft will agree).
+    /// Silence after which a node whose answers came on time is `unreachable` (an election
+    /// timeout, so Raft will agree); answers that wander make the detector more patient.
     pub unreachable_after: Duration,
-    /// A node silent longer than this (but not yet unreachable) is `degraded`.
-    pub degraded_after: Duration,
 }
 
 impl MembershipSettings {
@@ -49,10 +49,17 @@ impl MembershipSettings {
         MembershipSettings {
             heartbeat_interval,
             unreachable_after: tick * c.election_tick.max(1) as u32,
-            degraded_after: heartbeat_interval * 3,
         }
     }
 }
+
+/// phi at which a member is `unreachable`: one chance in 10^8 that its answer is only late
+/// (Akka's and Cassandra's default). With answers on time it is reached after
+/// `unreachable_after` of silence, an election timeout.
+const PHI_UNREACHABLE: f64 = 8.0;
+/// phi at which a member is `degraded` (one chance in 1,000 that it is fine): with answers on
+/// time, after about three heartbeat intervals of silence.
+const PHI_DEGRADED: f64 = 3.0;
 
 /// The role every member has until Raft assigns leader and followers.
 const ROLE: NodeRole = NodeRole::Voter;
@@ -67,6 +74,8 @@ pub(super) struct Member {
     pub(super) hosted_at: Option<String>,
     pub(super) health: NodeHealth,
     pub(super) reason: String,
+    /// How unlikely the member's silence is, from the intervals between its answers.
+    pub(super) phi: PhiDetector,
     /// When the current actor started: silence is counted from here until the first answer.
     pub(super) started_at: Instant,
     pub(super) last_answer: Option<Instant>,
@@ -195,13 +204,17 @@ impl MembershipActor {
             None => Some(self.start_node(&record.node_id, incarnation, ctx)),
             Some(_) => None,
         };
+        let started_at = Instant::now();
+        let mut phi = PhiDetector::new(self.settings.heartbeat_interval, self.settings.unreachable_after);
+        phi.restart(started_at);
         Member {
             record,
             addr,
             hosted_at,
             health: NodeHealth::Unreachable,
             reason: "starting: no heartbeat answer yet".into(),
-            started_at: Instant::now(),
+            phi,
+            started_at,
             last_answer: None,
             last_rtt: None,
             heartbeat_in_flight: false,
@@ -239,6 +252,7 @@ impl MembershipActor {
                             let now = Instant::now();
                             m.last_answer = Some(now);
                             m.last_rtt = Some(now.duration_since(ack.sent_at));
+                            m.phi.heartbeat(now);
                             true
                         }
                         _ => false,
@@ -302,6 +316,7 @@ impl MembershipActor {
                 _ => None,
             },
             heartbeat_rtt_micros: m.last_rtt.map(|d| d.as_micros() as u64),
+            phi: m.is_up_or_remote().then(|| m.phi.phi(now)),
             restarts: m.restarts,
             crashed: !m.is_up_or_remote(),
             term: None,
@@ -327,6 +342,9 @@ impl MembershipActor {
         if let Some(rtt) = m.last_rtt {
             metrics.insert("heartbeat_rtt_micros".into(), rtt.as_micros() as f64);
         }
+        metrics.insert("phi".into(), m.phi.phi(now));
+        metrics.insert("heartbeat_interval_mean_ms".into(), m.phi.mean_ms());
+        metrics.insert("heartbeat_interval_std_ms".into(), m.phi.std_ms());
         metrics.insert("restarts".into(), m.restarts as f64);
         metrics
     }
@@ -412,6 +430,9 @@ impl MembershipActor {
             if let (Some(at), Some(links)) = (&m.hosted_at, &self.raft.links) {
                 // Another process's node: what this process last heard from that process.
                 if let Some(h) = links.health(at) {
+                    if let Some(heard) = h.last_heard.filter(|t| Some(*t) != m.last_answer) {
+                        m.phi.heartbeat(heard);
+                    }
                     m.last_answer = h.last_heard;
                     m.last_rtt = h.rtt;
                 }
@@ -436,6 +457,7 @@ impl MembershipActor {
                         let now = Instant::now();
                         m.last_answer = Some(now);
                         m.last_rtt = Some(now.duration_since(ack.sent_at));
+                        m.phi.heartbeat(now);
                         m.restarts = m.restarts.max(m.restarts_of_earlier_actors + ack.restarts);
                     }
                 },
@@ -450,7 +472,8 @@ impl MembershipActor {
         self.evaluate();
     }
 
-    /// Classifies every member from how long it has been silent.
+    /// Classifies every member by its phi: how unlikely its silence is, given the intervals
+    /// between its answers so far.
     fn evaluate(&mut self) {
         let now = Instant::now();
         let mut changes = Vec::new();
@@ -459,10 +482,11 @@ impl MembershipActor {
                 continue;
             }
             let silent = now.duration_since(m.last_answer.unwrap_or(m.started_at));
-            let (health, reason) = if silent > self.settings.unreachable_after {
-                (NodeHealth::Unreachable, format!("no heartbeat answer for {} ms", silent.as_millis()))
-            } else if silent > self.settings.degraded_after {
-                (NodeHealth::Degraded, format!("heartbeat answer late by {} ms", silent.as_millis()))
+            let phi = m.phi.phi(now);
+            let (health, reason) = if phi >= PHI_UNREACHABLE {
+                (NodeHealth::Unreachable, format!("no heartbeat answer for {} ms (phi {phi:.1})", silent.as_millis()))
+            } else if phi >= PHI_DEGRADED {
+                (NodeHealth::Degraded, format!("heartbeat answer late by {} ms (phi {phi:.1})", silent.as_millis()))
             } else {
                 (NodeHealth::Healthy, "answering heartbeats".to_string())
             };

@@ -6,6 +6,7 @@ pub mod leadership;
 pub mod membership;
 pub mod node;
 pub mod peers;
+pub mod phi;
 mod routing;
 
 use std::any::Any;

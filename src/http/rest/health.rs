@@ -71,6 +71,15 @@ pub async fn metrics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, 
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP clusterd_cluster_node_phi The failure detector's phi for the node (phi accrual; unreachable from 8).\n# TYPE clusterd_cluster_node_phi gauge"
+    );
+    for n in &health.nodes {
+        if let Some(phi) = n.phi {
+            let _ = writeln!(out, "clusterd_cluster_node_phi{{node_id=\"{}\"}} {phi}", crate::metrics::escape_label(&n.node_id));
+        }
+    }
     let replication = runtime.primary().send(crate::messages::replication::GetReplicationStatus).await?;
     gauge(
         &mut out,
