@@ -93,6 +93,17 @@ async fn a_crashed_leader_is_replaced_at_a_higher_term_and_rejoins_as_a_follower
     assert_eq!(c.replacement_node.as_deref(), Some(second.as_str()));
     assert!(c.success && c.lost_writes == 0);
     assert!(c.duration_seconds > 0.0 && c.duration_seconds < 2.0, "took {} s", c.duration_seconds);
+    assert_eq!(c.failover_id, format!("failover-t{first_term}"), "named by the term lost");
+
+    // The history, read from the replicated state machine, records it.
+    let history = poll_until("the failover in the history", || async {
+        let h = api.get("/api/v1/cluster/failover/history").await.expect(200);
+        (h["total"] == 1).then_some(h)
+    })
+    .await;
+    let f = &history["failovers"][0];
+    assert_eq!((f["failover_id"].as_str(), f["failed_node"].as_str()), (Some(c.failover_id.as_str()), Some(first.as_str())));
+    assert_eq!((f["replacement_node"].as_str(), f["failover_type"].as_str()), (Some(second.as_str()), Some("automatic")));
 
     // Restarted, the old leader follows the new one and holds every committed entry.
     api.post("/api/v1/cluster/faults/restart", json!({"target": first})).await.expect(200);
@@ -238,6 +249,34 @@ async fn leadership_moves_on_promote_and_demote_and_refuses_what_cannot_lead() {
     api.post("/api/v1/cluster/faults/crash", json!({"target": down})).await.expect(200);
     api.post(&format!("/api/v1/cluster/nodes/{down}/promote"), json!({})).await.expect_error(409, "node_down");
     api.post("/api/v1/cluster/nodes/node-9/promote", json!({})).await.expect_error(404, "node_not_found");
+}
+
+#[actix_web::test]
+async fn a_manual_failover_moves_leadership_and_is_recorded_as_manual() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().build()).await;
+    let (first, raft) = poll_until("a leader", || leader(&api)).await;
+    let term = node(&raft, &first)["term"].as_u64().expect("term");
+
+    let done = api.post("/api/v1/cluster/failover", json!({"scope": "raft"})).await.expect(202);
+    assert_eq!(done["failover_id"], format!("failover-t{term}"));
+    assert_eq!(done["failed_node"], first.as_str());
+    let second = done["replacement_node"].as_str().expect("a new leader").to_string();
+    assert_ne!(second, first);
+    let history = poll_until("the manual failover in the history", || async {
+        let h = api.get("/api/v1/cluster/failover/history").await.expect(200);
+        (h["total"] == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(history["failovers"][0]["failover_type"], "manual");
+    assert_eq!(history["failovers"][0]["replacement_node"], second.as_str());
+
+    // To a named voter; not to the leader itself; other scopes are refused or not built.
+    let target = ["node-1", "node-2", "node-3"].into_iter().find(|n| *n != second).expect("a follower");
+    let done = api.post("/api/v1/cluster/failover", json!({"scope": "raft", "target_node": target})).await.expect(202);
+    assert_eq!(done["replacement_node"], target);
+    api.post("/api/v1/cluster/failover", json!({"scope": "raft", "target_node": target})).await.expect_error(409, "already_leader");
+    api.post("/api/v1/cluster/failover", json!({"scope": "replication"})).await.expect_error(501, "not_implemented");
+    api.post("/api/v1/cluster/failover", json!({"scope": "both"})).await.expect_error(400, "invalid_request");
 }
 
 #[actix_web::test]

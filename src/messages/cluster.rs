@@ -485,6 +485,18 @@ domain_events! {
     }
 }
 
+/// Records a completed failover in the replicated history (to a node, which proposes it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct RecordFailover {
+    pub record: crate::model::FailoverRecord,
+}
+
+/// The failover history as the state machine holds it, read linearizably.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<crate::model::FailoverRecord>, ClusterError>")]
+pub struct GetFailoverHistory;
+
 /// `failover_initiated` / `failover_completed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailoverChange {

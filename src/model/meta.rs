@@ -8,4 +8,24 @@ use serde::{Deserialize, Serialize};
 pub enum MetaCommand {
     /// Sets a key of the metadata key-value space.
     Put { key: String, value: serde_json::Value },
+    /// Records a completed failover in the history (once per id: a second record replaces it).
+    RecordFailover { record: FailoverRecord },
+}
+
+/// A completed failover, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FailoverRecord {
+    /// `failover-t{term}`: the term of the leader that was lost, one failover per term.
+    pub failover_id: String,
+    /// `raft` or `replication`.
+    pub scope: String,
+    pub failed_node: String,
+    pub replacement_node: Option<String>,
+    /// `automatic` or `manual`.
+    pub failover_type: String,
+    pub duration_seconds: f64,
+    pub success: bool,
+    pub lost_writes: u64,
+    /// When the new leader's process saw it complete, in ms since the Unix epoch.
+    pub completed_at_ms: i64,
 }

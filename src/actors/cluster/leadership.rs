@@ -23,7 +23,6 @@ pub struct Leadership {
     /// The highest term whose election was published.
     announced_term: u64,
     failover: Option<OpenFailover>,
-    failovers: u64,
     /// An operator asked for leadership to move (promote, demote): the next change is manual.
     transferring: bool,
 }
@@ -80,8 +79,8 @@ impl Leadership {
     }
 
     fn open_failover(&mut self, failed_node: String, started: Instant) -> Option<ClusterEvent> {
-        self.failovers += 1;
-        let id = format!("failover-{}", self.failovers);
+        // Named by the lost leader's term: one failover per term, the same id in every process.
+        let id = format!("failover-t{}", self.term);
         let manual = self.transferring;
         let initiated = ClusterEvent::FailoverInitiated(change(&id, &failed_node, None, 0.0, false, manual));
         self.failover = Some(OpenFailover { id, failed_node, started, manual });

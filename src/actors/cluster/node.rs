@@ -26,7 +26,7 @@ use crate::messages::cluster::*;
 use crate::messages::events::{Event, Severity};
 use crate::messages::system::{ActorRestart, SystemEvent};
 use crate::metrics::CounterFamily;
-use crate::model::{raft_node_id, MetaCommand};
+use crate::model::{raft_node_id, FailoverRecord, MetaCommand};
 use crate::storage::Store;
 
 /// What every node's Raft needs, shared by the membership actor with the nodes it starts.
@@ -76,9 +76,9 @@ pub struct NodeActor {
     /// that index, theirs was lost to a change of leader.
     placed: BTreeMap<u64, u64>,
     /// Reads waiting for the leader to confirm its read index, by request id.
-    waiting_reads: HashMap<u64, (String, Reply<KvEntry>)>,
+    waiting_reads: HashMap<u64, Read>,
     /// Reads whose index is known, waiting for the machine to apply up to it.
-    readable: Vec<(u64, String, Reply<KvEntry>)>,
+    readable: Vec<(u64, Read)>,
     next_read: u64,
     /// When each peer last sent this node a message: how long a lost leader was silent.
     last_heard: HashMap<u64, std::time::Instant>,
@@ -182,8 +182,8 @@ impl NodeActor {
             self.send(work.send_now);
             self.answer_writes(&work.mine, &work.applied);
             for (id, index) in work.read_states {
-                if let Some((key, reply)) = self.waiting_reads.remove(&id) {
-                    self.readable.push((index, key, reply));
+                if let Some(read) = self.waiting_reads.remove(&id) {
+                    self.readable.push((index, read));
                 }
             }
             self.answer_reads();
@@ -269,8 +269,8 @@ impl NodeActor {
     /// a leader that lost it, a read the leader never confirmed.
     fn sweep(&mut self) {
         self.waiting_writes.retain(|_, (_, reply)| !reply.is_closed());
-        self.waiting_reads.retain(|_, (_, reply)| !reply.is_closed());
-        self.readable.retain(|(_, _, reply)| !reply.is_closed());
+        self.waiting_reads.retain(|_, read| !read.is_closed());
+        self.readable.retain(|(_, read)| !read.is_closed());
         if self.waiting_writes.is_empty() {
             self.placed.clear();
         }
@@ -280,15 +280,27 @@ impl NodeActor {
     fn answer_reads(&mut self) {
         let Some(raft) = self.raft.as_ref() else { return };
         let applied = raft.machine().applied();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.readable).into_iter().partition(|(i, _, _)| *i <= applied);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.readable).into_iter().partition(|(i, _)| *i <= applied);
         self.readable = later;
-        for (_, key, reply) in due {
-            let answer = match raft.machine().get(&key) {
-                Some(v) => Ok(KvEntry { key, value: v.value.clone(), index: v.index, term: v.term }),
-                None => Err(ClusterError::KeyNotFound { key }),
-            };
-            let _ = reply.send(answer);
+        for (_, read) in due {
+            read.answer(raft.machine());
         }
+    }
+
+    /// Asks the leader for a read index; `read` is answered once the machine reaches it.
+    fn read<T: Send + 'static>(&mut self, read: impl FnOnce(Reply<T>) -> Read, ctx: &mut Context<Self>) -> ResponseFuture<Result<T, ClusterError>> {
+        self.next_read += 1;
+        let id = self.next_read;
+        match self.guarded("read index", ctx, |raft| raft.read_index(id)) {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
+            Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+            None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting_reads.insert(id, read(tx));
+        self.drive(ctx);
+        awaited(rx)
     }
 
     fn not_leader(&self) -> ClusterError {
@@ -473,18 +485,62 @@ impl Handler<PutKv> for NodeActor {
 impl Handler<GetKv> for NodeActor {
     type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
     fn handle(&mut self, msg: GetKv, ctx: &mut Self::Context) -> Self::Result {
-        self.next_read += 1;
-        let id = self.next_read;
-        match self.guarded("read index", ctx, |raft| raft.read_index(id)) {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
-            Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
-            None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
+        self.read(|reply| Read::Key(msg.key, reply), ctx)
+    }
+}
+
+impl Handler<GetFailoverHistory> for NodeActor {
+    type Result = ResponseFuture<Result<Vec<FailoverRecord>, ClusterError>>;
+    fn handle(&mut self, _: GetFailoverHistory, ctx: &mut Self::Context) -> Self::Result {
+        self.read(Read::Failovers, ctx)
+    }
+}
+
+impl Handler<RecordFailover> for NodeActor {
+    type Result = Result<(), ClusterError>;
+    fn handle(&mut self, msg: RecordFailover, ctx: &mut Self::Context) -> Self::Result {
+        // Not waited for: the history is told, and a record lost with its leader is a failover
+        // the next leader's history misses, not a wrong one.
+        let command = MetaCommand::RecordFailover { record: msg.record };
+        match self.guarded("propose", ctx, |raft| raft.propose(&command)) {
+            Some(Ok(Some(_))) => {
+                self.drive(ctx);
+                Ok(())
+            }
+            Some(Ok(None)) => Err(ClusterError::NoLeader),
+            Some(Err(e)) => Err(ClusterError::Storage { message: e.to_string() }),
+            None => Err(ClusterError::NodeDown { node_id: self.node_id.clone() }),
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.waiting_reads.insert(id, (msg.key, tx));
-        self.drive(ctx);
-        awaited(rx)
+    }
+}
+
+/// A linearizable read waiting for its index: what it reads, and where the answer goes.
+enum Read {
+    Key(String, Reply<KvEntry>),
+    Failovers(Reply<Vec<FailoverRecord>>),
+}
+
+impl Read {
+    fn is_closed(&self) -> bool {
+        match self {
+            Read::Key(_, reply) => reply.is_closed(),
+            Read::Failovers(reply) => reply.is_closed(),
+        }
+    }
+
+    fn answer(self, machine: &crate::actors::raft::machine::MetaMachine) {
+        match self {
+            Read::Key(key, reply) => {
+                let answer = match machine.get(&key) {
+                    Some(v) => Ok(KvEntry { key, value: v.value.clone(), index: v.index, term: v.term }),
+                    None => Err(ClusterError::KeyNotFound { key }),
+                };
+                let _ = reply.send(answer);
+            }
+            Read::Failovers(reply) => {
+                let _ = reply.send(Ok(machine.failovers().to_vec()));
+            }
+        }
     }
 }
 
@@ -529,6 +585,7 @@ fn entry_view(e: &raft::eraftpb::Entry, bytes: usize) -> RaftLogEntryView {
         raft::eraftpb::EntryType::EntryNormal if e.data.is_empty() => ("empty", "a new leader's first entry".to_string()),
         raft::eraftpb::EntryType::EntryNormal => match serde_json::from_slice::<MetaCommand>(&e.data) {
             Ok(MetaCommand::Put { key, .. }) => ("command", format!("put {key}")),
+            Ok(MetaCommand::RecordFailover { record }) => ("command", format!("record {}", record.failover_id)),
             Err(_) => ("command", "unreadable".to_string()),
         },
         _ => ("conf_change", format!("{} bytes", e.data.len())),

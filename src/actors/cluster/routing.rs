@@ -98,6 +98,9 @@ impl Handler<RaftObserved> for MembershipActor {
             }
         }
         for event in events {
+            if let ClusterEvent::FailoverCompleted(c) = &event {
+                self.record_failover(c);
+            }
             let (severity, source) = match &event {
                 ClusterEvent::LeaderElected(e) => (Severity::Info, format!("node:{}", e.leader_id)),
                 ClusterEvent::FailoverInitiated(f) => (Severity::Warning, format!("node:{}", f.failed_node)),
@@ -139,6 +142,29 @@ impl MembershipActor {
                 .map_err(|_| ClusterError::NoLeader)
         };
         Box::pin(wait.into_actor(self).map(|res, act, _| res.map(|()| act.status())))
+    }
+
+    /// Writes a completed failover to the replicated history, through its new leader if that
+    /// runs here (so that each failover is recorded once, by the process of the new leader).
+    fn record_failover(&self, c: &FailoverChange) {
+        let Some(leader) = c.replacement_node.as_ref().and_then(|r| self.members.get(r)).and_then(|m| m.addr.clone()) else { return };
+        let record = crate::model::FailoverRecord {
+            failover_id: c.failover_id.clone(),
+            scope: c.scope.clone(),
+            failed_node: c.failed_node.clone(),
+            replacement_node: c.replacement_node.clone(),
+            failover_type: c.failover_type.clone(),
+            duration_seconds: c.duration_seconds,
+            success: c.success,
+            lost_writes: c.lost_writes,
+            completed_at_ms: crate::messages::events::now_ms(),
+        };
+        let id = c.failover_id.clone();
+        actix::spawn(async move {
+            if let Ok(Err(error)) | Err(error) = leader.send(RecordFailover { record }).await.map_err(|_| ClusterError::NoLeader) {
+                tracing::warn!(failover_id = %id, %error, "failover not recorded in the history");
+            }
+        });
     }
 
     /// The actor of the node this process knows to lead, if it runs here.
@@ -188,6 +214,13 @@ impl Handler<PutKv> for MembershipActor {
 impl Handler<GetKv> for MembershipActor {
     type Result = ResponseFuture<Result<KvEntry, ClusterError>>;
     fn handle(&mut self, msg: GetKv, _ctx: &mut Self::Context) -> Self::Result {
+        to_leader(self.metadata_node(), msg)
+    }
+}
+
+impl Handler<GetFailoverHistory> for MembershipActor {
+    type Result = ResponseFuture<Result<Vec<crate::model::FailoverRecord>, ClusterError>>;
+    fn handle(&mut self, msg: GetFailoverHistory, _ctx: &mut Self::Context) -> Self::Result {
         to_leader(self.metadata_node(), msg)
     }
 }

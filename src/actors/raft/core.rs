@@ -146,6 +146,10 @@ pub struct RaftCore {
     /// by raft's own flow control: a peer has at most `max_inflight_msgs` appends unanswered,
     /// plus its heartbeats; ticks come one per `tick_ms`.
     held: VecDeque<Held>,
+    /// Read-index requests that came to this node as leader before it committed an entry of its
+    /// term, which raft-rs drops (it cannot know the commit index yet): stepped again once it
+    /// has, or once it no longer leads (a follower forwards them). One per read in flight.
+    early_reads: Vec<Message>,
     /// Commands proposed while a write was out, by tag: appending them then would break
     /// raft-rs's `advance` as stepping would.
     held_proposals: VecDeque<(u64, Vec<u8>)>,
@@ -214,6 +218,7 @@ impl RaftCore {
             followed: (0, 0),
             votes: 0,
             held: VecDeque::new(),
+            early_reads: Vec::new(),
             held_proposals: VecDeque::new(),
             // Tags must not repeat across restarts: an entry proposed before one may still be
             // applied after it. Starting from the clock, in nanoseconds, they do not.
@@ -259,6 +264,10 @@ impl RaftCore {
     }
 
     fn step_now(&mut self, msg: Message) -> Result<(), RaftCoreError> {
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgReadIndex && self.is_leader() && !self.raw.raft.commit_to_current_term() {
+            self.early_reads.push(msg);
+            return Ok(());
+        }
         let candidate = self.raw.raft.state == StateRole::Candidate;
         let granted = candidate && msg.get_msg_type() == raft::eraftpb::MessageType::MsgRequestVoteResponse && !msg.reject;
         let before = if candidate { self.raw.raft.prs().tally_votes().0 } else { 0 };
@@ -444,6 +453,13 @@ impl RaftCore {
                         // raft-rs refuses some messages (from a peer no longer in the group, say); they change nothing.
                         tracing::debug!(node = self.id, %error, "raft message refused");
                     }
+                }
+            }
+        }
+        if !self.early_reads.is_empty() && (!self.is_leader() || self.raw.raft.commit_to_current_term()) {
+            for msg in std::mem::take(&mut self.early_reads) {
+                if let Err(error) = self.step_now(msg) {
+                    tracing::debug!(node = self.id, %error, "read index refused");
                 }
             }
         }

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::MetaCommand;
+use crate::model::{FailoverRecord, MetaCommand};
+
+/// Failovers the history keeps, the oldest dropped first.
+const HISTORY: usize = 1000;
 
 /// A key's value and the entry that wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,7 +23,23 @@ pub struct KvValue {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MetaMachine {
     kv: BTreeMap<String, KvValue>,
+    /// Completed failovers, oldest first.
+    failovers: Vec<FailoverRecord>,
     applied: u64,
+}
+
+/// What a snapshot holds. Snapshots of builds before the history held the key-value map alone.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    kv: BTreeMap<String, KvValue>,
+    failovers: Vec<FailoverRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredImage {
+    Image(Image),
+    KvOnly(BTreeMap<String, KvValue>),
 }
 
 /// What applying one entry did.
@@ -42,6 +61,10 @@ impl MetaMachine {
         self.kv.get(key)
     }
 
+    pub fn failovers(&self) -> &[FailoverRecord] {
+        &self.failovers
+    }
+
     pub fn len(&self) -> usize {
         self.kv.len()
     }
@@ -61,19 +84,30 @@ impl MetaMachine {
                 self.kv.insert(key.clone(), KvValue { value, index, term });
                 Applied::Put { index, term, key }
             }
+            Ok(MetaCommand::RecordFailover { record }) => {
+                self.failovers.retain(|f| f.failover_id != record.failover_id);
+                self.failovers.push(record);
+                if self.failovers.len() > HISTORY {
+                    self.failovers.remove(0);
+                }
+                Applied::Nothing { index }
+            }
             Err(e) => Applied::Unreadable { index, reason: e.to_string() },
         }
     }
 
     /// The state as a snapshot carries it.
     pub fn snapshot_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&self.kv)
+        serde_json::to_vec(&Image { kv: self.kv.clone(), failovers: self.failovers.clone() })
     }
 
     /// The state a snapshot taken at `index` carried.
     pub fn restore(bytes: &[u8], index: u64) -> Result<MetaMachine, String> {
-        let kv = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        Ok(MetaMachine { kv, applied: index })
+        let (kv, failovers) = match serde_json::from_slice(bytes).map_err(|e| e.to_string())? {
+            StoredImage::Image(i) => (i.kv, i.failovers),
+            StoredImage::KvOnly(kv) => (kv, Vec::new()),
+        };
+        Ok(MetaMachine { kv, failovers, applied: index })
     }
 
     /// An entry that changes no state (a conf change) was applied.

@@ -25,7 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/cluster/raft", web::get().to(raft_nodes))
         .route("/api/v1/cluster/raft/log", web::get().to(raft_log))
         .route("/api/v1/cluster/kv/{key}", web::put().to(put_kv))
-        .route("/api/v1/cluster/kv/{key}", web::get().to(get_kv));
+        .route("/api/v1/cluster/kv/{key}", web::get().to(get_kv))
+        .route("/api/v1/cluster/failover", web::post().to(failover))
+        .route("/api/v1/cluster/failover/history", web::get().to(failover_history));
 }
 
 /// The OpenAPI description of the cluster membership routes.
@@ -46,8 +48,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         demote_node,
         put_kv,
         get_kv,
+        failover,
+        failover_history,
     ),
     components(schemas(
+        FailoverBody,
+        crate::model::FailoverRecord,
         AddNodeBody,
         PatchNodeBody,
         NodeList,
@@ -159,6 +165,64 @@ pub async fn put_kv(runtime: web::Data<RuntimeHandle>, key: web::Path<String>, b
 pub async fn get_kv(runtime: web::Data<RuntimeHandle>, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key = valid_key(key.into_inner())?;
     Ok(HttpResponse::Ok().json(runtime.membership().send(GetKv { key }).await??))
+}
+
+/// Body of `POST /api/v1/cluster/failover`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverBody {
+    /// The voter to take over; absent: the running voter the leader knows to be most up to date.
+    pub target_node: Option<String>,
+    /// `raft` (the Raft leader) or `replication` (the replication primary: not built yet, 501).
+    pub scope: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/failover", tag = "cluster", request_body = FailoverBody,
+    responses((status = 202, description = "Done: {failover_id, scope, failed_node, replacement_node, term}; the history records it", body = Object),
+        (status = 400, description = "Unknown scope"),
+        (status = 404, description = "No such node"),
+        (status = 409, description = "The target leads already, is down or not a voter; or no other voter is up"),
+        (status = 501, description = "scope replication: not built yet"),
+        (status = 503, description = "No leader to hand over from"),
+        (status = 504, description = "No successor took office in time")))]
+pub async fn failover(runtime: web::Data<RuntimeHandle>, body: web::Json<FailoverBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    match body.scope.as_str() {
+        "raft" => {}
+        "replication" => {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "replication-scope failover (promoting a replica) is not built yet".to_string(),
+            ))
+        }
+        other => return Err(ClusterError::InvalidField { field: "scope".into(), reason: format!("`{other}` is not raft or replication") }.into()),
+    }
+    let before = runtime.membership().send(GetClusterStatus).await?;
+    let (Some(old), Some(term)) = (before.leader.clone(), before.term) else { return Err(ClusterError::NoLeader.into()) };
+    if body.target_node.as_deref() == Some(old.as_str()) {
+        return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, "already_leader", format!("'{old}' leads already")));
+    }
+    // A manual failover is a leadership transfer; the failover it makes is named by the term lost.
+    let after = match body.target_node {
+        Some(target) => runtime.membership().send(PromoteNode { node_id: target }).await??,
+        None => runtime.membership().send(DemoteNode { node_id: old.clone() }).await??,
+    };
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "failover_id": format!("failover-t{term}"),
+        "scope": "raft",
+        "failed_node": old,
+        "replacement_node": after.leader,
+        "term": after.term,
+    })))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/failover/history", tag = "cluster",
+    responses((status = 200, description = "Completed failovers, oldest first, read linearizably from the replicated state machine", body = Object),
+        (status = 503, description = "No leader yet: retry")))]
+pub async fn failover_history(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let failovers = runtime.membership().send(GetFailoverHistory).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "total": failovers.len(), "failovers": failovers })))
 }
 
 fn valid_key(key: String) -> Result<String, ClusterError> {

@@ -6,8 +6,6 @@ use actix_web::web;
 
 /// (method, path pattern, domain).
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("POST", "/api/v1/cluster/failover", "raft"),
-    ("GET", "/api/v1/cluster/failover/history", "raft"),
     ("POST", "/api/v1/cluster/migration", "sharding"),
     ("GET", "/api/v1/cluster/migration/{id}", "sharding"),
     ("POST", "/api/v1/cluster/query", "sharding"),
