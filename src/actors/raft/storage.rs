@@ -69,7 +69,7 @@ impl GroupStorage {
 
     fn ends(store: &Store, owner: &str) -> Result<Tail, GroupStorageError> {
         let first = store.raft_first_index(owner)?;
-        let base_index = first - 1;
+        let base_index = first.saturating_sub(1);
         let base = (base_index, store.raft_term(owner, base_index)?);
         Ok(Tail { base, last: store.raft_last_index(owner)?, entries: VecDeque::new() })
     }
