@@ -328,6 +328,14 @@ async fn graphql_streams_elections_and_failovers_and_serves_raft_and_the_metadat
     let roles: Vec<&str> = read["data"]["raftNodes"].as_array().expect("nodes").iter().map(|n| n["role"].as_str().expect("role")).collect();
     assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{read}");
     assert!(roles.contains(&"down"), "the crashed node shows as down: {read}");
+    let history = poll_until("the failover in the history", || async {
+        let h = server.query("{ failoverHistory { failoverId failedNode replacementNode failoverType completedAtMs } }").await;
+        (h["data"]["failoverHistory"].as_array().is_some_and(|a| a.len() == 1)).then_some(h)
+    })
+    .await;
+    let f = &history["data"]["failoverHistory"][0];
+    assert_eq!((f["failedNode"].as_str(), f["replacementNode"].clone()), (Some(first.as_str()), elected["leaderId"].clone()));
+    assert_eq!(f["failoverType"], "automatic");
 }
 
 #[actix_web::test]

@@ -13,7 +13,7 @@ pub enum MetaCommand {
 }
 
 /// A completed failover, as the history keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
 pub struct FailoverRecord {
     /// `failover-t{term}`: the term of the leader that was lost, one failover per term.
     pub failover_id: String,

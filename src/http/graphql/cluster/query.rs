@@ -64,6 +64,11 @@ impl ClusterQuery {
         runtime(ctx)?.membership().send(GetRaftNodes).await.map_err(to_gql)
     }
 
+    /// Completed failovers, oldest first, read linearizably from the Raft state machine.
+    async fn failover_history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<crate::model::FailoverRecord>> {
+        runtime(ctx)?.membership().send(crate::messages::cluster::GetFailoverHistory).await.map_err(to_gql)?.map_err(to_gql)
+    }
+
     /// A key of the metadata, read at the leader's confirmed read index; null if absent.
     async fn kv(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<KvEntry>> {
         match runtime(ctx)?.membership().send(GetKv { key }).await.map_err(to_gql)? {
