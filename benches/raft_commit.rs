@@ -35,9 +35,9 @@ use protobuf::Message as _;
 use tokio::sync::oneshot;
 
 use clusterd::messages::cluster::{ClusterError, GetClusterStatus, PutKv};
-use clusterd::storage::{RaftEntry, RaftHardState, RaftWrite, Store};
+use clusterd::storage::{RaftEntry, RaftHardState, RaftWrite};
 use clusterd::{Config, Runtime, RuntimeHandle};
-use support::{fmt_time, quantile, Client};
+use support::{fmt_time, quantile, Client, Engine};
 
 const IN_FLIGHT: [usize; 2] = [1, 64];
 
@@ -45,30 +45,6 @@ const IN_FLIGHT: [usize; 2] = [1, 64];
 static RETRIES: AtomicU64 = AtomicU64::new(0);
 const NODES: [usize; 2] = [3, 5];
 
-#[derive(Clone, Copy)]
-enum Engine {
-    Memory,
-    Disk,
-}
-
-impl Engine {
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Memory => "memory",
-            Engine::Disk => "disk",
-        }
-    }
-
-    fn store(self) -> (Store, Option<tempfile::TempDir>) {
-        match self {
-            Engine::Memory => (Store::memory(), None),
-            Engine::Disk => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (Store::open_dir(dir.path()).expect("store opens"), Some(dir))
-            }
-        }
-    }
-}
 
 fn value(i: u64) -> serde_json::Value {
     serde_json::json!({"n": i, "owner": "bench", "zone": "eu-west-1a"})

@@ -90,9 +90,9 @@ use clusterd::config::{Config, ReplicaConfig, StorageEngine};
 use clusterd::messages::events::now_ms;
 use clusterd::messages::replication::{GetReplicationStatus, ReplicateOps};
 use clusterd::model::{Op, OpKind, ReplicaMode, ReplicationMode, WalRecord};
-use clusterd::storage::{LogCommit, Store};
+use clusterd::storage::LogCommit;
 use clusterd::{Runtime, RuntimeHandle};
-use support::{fmt_time, quantile, Client};
+use support::{fmt_time, quantile, Client, Engine};
 
 /// The server binary's allocator (src/main.rs), so that both sides of every ratio run on it.
 #[global_allocator]
@@ -107,20 +107,6 @@ const TABLE: &str = "bench";
 /// The suffix of a replicated case's paired baseline samples.
 const PAIRED: &str = "paired_wal_only";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Engine {
-    Memory,
-    Disk,
-}
-
-impl Engine {
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Memory => "memory",
-            Engine::Disk => "disk",
-        }
-    }
-}
 
 /// What serves the batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,13 +317,7 @@ struct WalWriter {
 
 impl WalWriter {
     fn start(engine: Engine) -> WalWriter {
-        let (store, dir) = match engine {
-            Engine::Memory => (Store::memory(), None),
-            Engine::Disk => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (Store::open_dir(dir.path()).expect("store opens"), Some(dir))
-            }
-        };
+        let (store, dir) = engine.store();
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("wal-baseline".into())

@@ -1,5 +1,6 @@
-//! What the replication and HTTP write benches share: the client's thread, the wait for replicas
-//! to catch up between cases, and how figures are computed and printed.
+//! What the replication, Raft and HTTP write benches share: the engine a case runs on, the
+//! client's thread, the wait for replicas to catch up between cases, and how figures are
+//! computed and printed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +13,33 @@ use tokio::sync::oneshot;
 use clusterd::messages::replication::GetReplicationStatus;
 use clusterd::model::ReplicaStatus;
 use clusterd::RuntimeHandle;
+
+/// Which storage engine a case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Memory,
+    Disk,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Memory => "memory",
+            Engine::Disk => "disk",
+        }
+    }
+
+    /// A store on this engine, and the directory a disk store lives in (removed when dropped).
+    pub fn store(self) -> (clusterd::storage::Store, Option<tempfile::TempDir>) {
+        match self {
+            Engine::Memory => (clusterd::storage::Store::memory(), None),
+            Engine::Disk => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                (clusterd::storage::Store::open_dir(dir.path()).expect("store opens"), Some(dir))
+            }
+        }
+    }
+}
 
 /// How long replicas may take to catch up between cases.
 pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
