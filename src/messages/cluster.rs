@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
 use crate::messages::events::{domain_events, SubjectKind};
+pub use crate::model::FailoverChange;
 use crate::model::{ClusterHealthStatus, NodeHealth, NodeRole};
 
 /// Node metadata: free-form JSON values by key, as operators attach them (`rack`, `zone`, …).
@@ -497,26 +498,6 @@ pub struct RecordFailover {
 #[rtype(result = "Result<Vec<crate::model::FailoverRecord>, ClusterError>")]
 pub struct GetFailoverHistory;
 
-/// `failover_initiated` / `failover_completed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailoverChange {
-    pub failover_id: String,
-    /// `raft` (the Raft leader) or `replication` (the replication primary).
-    pub scope: String,
-    pub failed_node: String,
-    /// The new leader or primary, once there is one.
-    pub replacement_node: Option<String>,
-    /// `automatic` or `manual`.
-    pub failover_type: String,
-    /// From the first election started after the leader was lost to the new leader (0 when
-    /// initiated).
-    pub duration_seconds: f64,
-    pub success: bool,
-    pub error_message: Option<String>,
-    /// Acknowledged writes the replacement lacks: 0 in the raft scope, where an acknowledged
-    /// write is a committed entry, which every later leader holds.
-    pub lost_writes: u64,
-}
 
 /// What a node's Raft saw that the membership tells the world (leadership and failover).
 #[derive(Debug, Clone, PartialEq, Message)]

@@ -12,20 +12,34 @@ pub enum MetaCommand {
     RecordFailover { record: FailoverRecord },
 }
 
-/// A completed failover, as the history keeps it.
+/// `failover_initiated` / `failover_completed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
-pub struct FailoverRecord {
+pub struct FailoverChange {
     /// `failover-t{term}`: the term of the leader that was lost, one failover per term.
     pub failover_id: String,
-    /// `raft` or `replication`.
+    /// `raft` (the Raft leader) or `replication` (the replication primary).
     pub scope: String,
     pub failed_node: String,
+    /// The new leader or primary, once there is one.
     pub replacement_node: Option<String>,
     /// `automatic` or `manual`.
     pub failover_type: String,
+    /// From the first election started after the leader was lost to the new leader (0 when
+    /// initiated).
     pub duration_seconds: f64,
     pub success: bool,
+    pub error_message: Option<String>,
+    /// Acknowledged writes the replacement lacks: 0 in the raft scope, where an acknowledged
+    /// write is a committed entry, which every later leader holds.
     pub lost_writes: u64,
+}
+
+/// A completed failover, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+pub struct FailoverRecord {
+    #[serde(flatten)]
+    #[graphql(flatten)]
+    pub failover: FailoverChange,
     /// When the new leader's process saw it complete, in ms since the Unix epoch.
     pub completed_at_ms: i64,
 }

@@ -13,7 +13,7 @@ pub mod rows;
 pub use health::{ClusterHealthStatus, NodeHealth};
 pub use ids::{raft_node_id, validate_id, ID_MAX_LEN, ID_PATTERN};
 pub use lsn::{lsn_text, parse_lsn_text};
-pub use meta::{FailoverRecord, MetaCommand};
+pub use meta::{FailoverChange, FailoverRecord, MetaCommand};
 pub use modes::{ConflictStrategy, ReplicaMode, ReplicaStatus, ReplicationMode, SlotType};
 pub use roles::NodeRole;
 pub use rows::{json_len, LogRecord, Op, OpKind, RowKey, RowRef, RowValue, WalRecord, MAX_NAME_CHARS, MAX_OPS, MAX_VALUE_BYTES};

@@ -585,7 +585,7 @@ fn entry_view(e: &raft::eraftpb::Entry, bytes: usize) -> RaftLogEntryView {
         raft::eraftpb::EntryType::EntryNormal if e.data.is_empty() => ("empty", "a new leader's first entry".to_string()),
         raft::eraftpb::EntryType::EntryNormal => match serde_json::from_slice::<MetaCommand>(&e.data) {
             Ok(MetaCommand::Put { key, .. }) => ("command", format!("put {key}")),
-            Ok(MetaCommand::RecordFailover { record }) => ("command", format!("record {}", record.failover_id)),
+            Ok(MetaCommand::RecordFailover { record }) => ("command", format!("record {}", record.failover.failover_id)),
             Err(_) => ("command", "unreadable".to_string()),
         },
         _ => ("conf_change", format!("{} bytes", e.data.len())),

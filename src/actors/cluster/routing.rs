@@ -148,17 +148,7 @@ impl MembershipActor {
     /// runs here (so that each failover is recorded once, by the process of the new leader).
     fn record_failover(&self, c: &FailoverChange) {
         let Some(leader) = c.replacement_node.as_ref().and_then(|r| self.members.get(r)).and_then(|m| m.addr.clone()) else { return };
-        let record = crate::model::FailoverRecord {
-            failover_id: c.failover_id.clone(),
-            scope: c.scope.clone(),
-            failed_node: c.failed_node.clone(),
-            replacement_node: c.replacement_node.clone(),
-            failover_type: c.failover_type.clone(),
-            duration_seconds: c.duration_seconds,
-            success: c.success,
-            lost_writes: c.lost_writes,
-            completed_at_ms: crate::messages::events::now_ms(),
-        };
+        let record = crate::model::FailoverRecord { failover: c.clone(), completed_at_ms: crate::messages::events::now_ms() };
         let id = c.failover_id.clone();
         actix::spawn(async move {
             if let Ok(Err(error)) | Err(error) = leader.send(RecordFailover { record }).await.map_err(|_| ClusterError::NoLeader) {

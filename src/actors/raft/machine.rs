@@ -85,7 +85,7 @@ impl MetaMachine {
                 Applied::Put { index, term, key }
             }
             Ok(MetaCommand::RecordFailover { record }) => {
-                self.failovers.retain(|f| f.failover_id != record.failover_id);
+                self.failovers.retain(|f| f.failover.failover_id != record.failover.failover_id);
                 self.failovers.push(record);
                 if self.failovers.len() > HISTORY {
                     self.failovers.remove(0);
