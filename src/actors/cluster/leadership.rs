@@ -43,7 +43,7 @@ impl Leadership {
         match seen {
             RaftObserved::ElectionStarted { last_leader, .. } => {
                 if self.failover.is_none() && self.leader.as_deref() == Some(last_leader.as_str()) {
-                    out.extend(self.open_failover(last_leader, now));
+                    out.push(self.open_failover(last_leader, now));
                 }
             }
             RaftObserved::Elected(election) => {
@@ -66,7 +66,7 @@ impl Leadership {
                 if term > self.announced_term {
                     let previous_leader = self.leader.clone().filter(|l| *l != leader_id);
                     if let (None, Some(lost)) = (&self.failover, &previous_leader) {
-                        out.extend(self.open_failover(lost.clone(), previous_heard.unwrap_or(now)));
+                        out.push(self.open_failover(lost.clone(), previous_heard.unwrap_or(now)));
                     }
                     let election = LeaderElection { leader_id, previous_leader, term, votes_received: None, total_voters: voters };
                     out.extend(self.observe(RaftObserved::Elected(election), now));
@@ -78,13 +78,13 @@ impl Leadership {
         out
     }
 
-    fn open_failover(&mut self, failed_node: String, started: Instant) -> Option<ClusterEvent> {
+    fn open_failover(&mut self, failed_node: String, started: Instant) -> ClusterEvent {
         // Named by the lost leader's term: one failover per term, the same id in every process.
         let id = format!("failover-t{}", self.term);
         let manual = self.transferring;
         let initiated = ClusterEvent::FailoverInitiated(change(&id, &failed_node, None, 0.0, false, manual));
         self.failover = Some(OpenFailover { id, failed_node, started, manual });
-        Some(initiated)
+        initiated
     }
 
     fn follow(&mut self, leader: &str, term: u64) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::membership::MembershipActor;
+use super::membership::{Member, MembershipActor};
 use super::node::NodeActor;
 use crate::messages::cluster::*;
 use crate::messages::events::Severity;
@@ -161,10 +161,9 @@ impl MembershipActor {
     fn leader_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
         let (leader, _) = self.leadership.leader().ok_or(ClusterError::NoLeader)?;
         match self.members.get(leader) {
-            Some(m) if m.hosted_at.is_some() => Err(ClusterError::HostedElsewhere {
-                node_id: leader.to_string(),
-                address: m.hosted_at.clone().unwrap_or_default(),
-            }),
+            Some(Member { hosted_at: Some(address), .. }) => {
+                Err(ClusterError::HostedElsewhere { node_id: leader.to_string(), address: address.clone() })
+            }
             Some(m) => m.addr.clone().ok_or(ClusterError::NoLeader),
             None => Err(ClusterError::NoLeader),
         }
