@@ -270,12 +270,13 @@ async fn a_manual_failover_moves_leadership_and_is_recorded_as_manual() {
     assert_eq!(history["failovers"][0]["failover_type"], "manual");
     assert_eq!(history["failovers"][0]["replacement_node"], second.as_str());
 
-    // To a named voter; not to the leader itself; other scopes are refused or not built.
+    // To a named voter; not to the leader itself; a replication switchover with no replica to
+    // promote is refused, and an unknown scope.
     let target = ["node-1", "node-2", "node-3"].into_iter().find(|n| *n != second).expect("a follower");
     let done = api.post("/api/v1/cluster/failover", json!({"scope": "raft", "target_node": target})).await.expect(202);
     assert_eq!(done["replacement_node"], target);
     api.post("/api/v1/cluster/failover", json!({"scope": "raft", "target_node": target})).await.expect_error(409, "already_leader");
-    api.post("/api/v1/cluster/failover", json!({"scope": "replication"})).await.expect_error(501, "not_implemented");
+    api.post("/api/v1/cluster/failover", json!({"scope": "replication"})).await.expect_error(409, "conflicts_with_state");
     api.post("/api/v1/cluster/failover", json!({"scope": "both"})).await.expect_error(400, "invalid_request");
 }
 

@@ -15,6 +15,7 @@ use crate::actors::net::Link;
 use crate::actors::registry::{EventPublisher, InterestTable};
 use crate::config::Config;
 use crate::exec::BackgroundPool;
+use crate::messages::cluster::{PutKv, RecordFailover};
 use crate::messages::faults::*;
 use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::Metrics;
@@ -33,6 +34,17 @@ pub struct DomainContext {
     pub link: Link,
     /// Low-priority threads for storage work nobody waits for.
     pub background: Arc<BackgroundPool>,
+    /// The cluster's replicated metadata, once the domain that keeps it has started.
+    pub metadata: Option<ClusterMetadata>,
+}
+
+/// The cluster's replicated metadata, for the domains that record their decisions in it (the
+/// replication primary chosen by a failover, the failover history): answered once applied
+/// through the Raft log, wherever its leader runs.
+#[derive(Clone)]
+pub struct ClusterMetadata {
+    pub put: Recipient<PutKv>,
+    pub record_failover: Recipient<RecordFailover>,
 }
 
 impl DomainContext {
@@ -62,6 +74,10 @@ pub trait Domain: Send + Sync + 'static {
     fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Itself, for [`crate::runtime::RuntimeHandle::domain`].
     fn as_any(&self) -> &dyn Any;
+    /// The replicated metadata it keeps for the domains started after it, if it keeps it.
+    fn metadata(&self) -> Option<ClusterMetadata> {
+        None
+    }
 }
 
 /// The recipients of the fault-injection messages of one actor that answers them all.

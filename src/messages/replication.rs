@@ -381,6 +381,27 @@ pub struct ReadLocalRow {
 #[rtype(result = "()")]
 pub struct StopReplica;
 
+/// An operator's switchover: the primary stops taking writes and `target` (or the replica with
+/// the highest flushed position) is promoted once it holds all the primary made durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::model::FailoverChange, ReplicationError>")]
+pub struct Switchover {
+    pub target: Option<String>,
+}
+
+/// Stops a replica to promote it: once none of its storage work runs (nothing writes its log or
+/// rows after the answer), it answers where its durable log ends and stops.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Relinquished, ReplicationError>")]
+pub struct Relinquish;
+
+/// A relinquished replica's durable log: its end and the primary timeline it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relinquished {
+    pub flush_lsn: u64,
+    pub timeline: u64,
+}
+
 /// Fault injection: the replica stops as a crash would (what it received and did not flush is
 /// lost) and stays down until the primary starts it again.
 #[derive(Debug, Message)]

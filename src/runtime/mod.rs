@@ -82,7 +82,7 @@ impl Runtime {
         let link = Link::new(Arbiter::current());
         let net = NetActor::new(link.clone()).start();
 
-        let context = DomainContext {
+        let mut context = DomainContext {
             config: config.clone(),
             store: store.clone(),
             events: EventPublisher::new(registry.clone(), event_metrics, metrics.clone()),
@@ -90,10 +90,13 @@ impl Runtime {
             interest: interest.clone(),
             link,
             background,
+            metadata: None,
         };
         let mut domains: Vec<Box<dyn Domain>> = Vec::with_capacity(DOMAINS.len());
         for start in DOMAINS {
-            domains.push(start(&context)?);
+            let domain = start(&context)?;
+            context.metadata = domain.metadata().or(context.metadata.take());
+            domains.push(domain);
         }
 
         tracing::info!(

@@ -93,6 +93,9 @@ impl Domain for Cluster {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn metadata(&self) -> Option<domain::ClusterMetadata> {
+        Some(domain::ClusterMetadata { put: self.membership.clone().recipient(), record_failover: self.membership.clone().recipient() })
+    }
 }
 
 impl From<crate::storage::StorageError> for crate::messages::cluster::ClusterError {

@@ -193,6 +193,13 @@ where
     Box::pin(async move { leader?.send(msg).await.map_err(|_| ClusterError::NoLeader)? })
 }
 
+impl Handler<RecordFailover> for MembershipActor {
+    type Result = ResponseFuture<Result<(), ClusterError>>;
+    fn handle(&mut self, msg: RecordFailover, _ctx: &mut Self::Context) -> Self::Result {
+        to_leader(self.metadata_node(), msg)
+    }
+}
+
 impl Handler<PutKv> for MembershipActor {
     type Result = ResponseFuture<Result<KvWritten, ClusterError>>;
     fn handle(&mut self, msg: PutKv, _ctx: &mut Self::Context) -> Self::Result {

@@ -27,16 +27,13 @@ pub struct Replication {
 /// Starts the primary, which loads its state and starts its replicas.
 pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let config = &ctx.config;
-    let primary = PrimaryActor::new(
-        ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms),
-        config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect(),
-        ctx.store.clone(),
-        ctx.publisher(),
-        ctx.interest.clone(),
-        ctx.background.clone(),
-        ctx.link.clone(),
-    )
-    .start();
+    let mut settings = ReplicationSettings::from_config(&config.replication, config.events.wal_position_interval_ms);
+    // A failover's choice wins over the config file's.
+    if let Some(promoted) = primary::current_primary(&ctx.store).map_err(|e| DomainStartError { domain: "replication", reason: e.to_string() })? {
+        settings.primary = promoted;
+    }
+    let bootstrap = config.replication.replicas.iter().map(|r| (r.id.clone(), r.mode)).collect();
+    let primary = PrimaryActor::new(settings, bootstrap, ctx).start();
     let faults = FaultTargets::of(&primary);
     Ok(Box::new(Replication { primary, faults }))
 }

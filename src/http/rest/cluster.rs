@@ -173,16 +173,16 @@ pub async fn get_kv(runtime: web::Data<RuntimeHandle>, key: web::Path<String>) -
 pub struct FailoverBody {
     /// The voter to take over; absent: the running voter the leader knows to be most up to date.
     pub target_node: Option<String>,
-    /// `raft` (the Raft leader) or `replication` (the replication primary: not built yet, 501).
+    /// `raft` (the Raft leader: a leadership transfer) or `replication` (the replication
+    /// primary: a switchover to a replica).
     pub scope: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/failover", tag = "cluster", request_body = FailoverBody,
-    responses((status = 202, description = "Done: {failover_id, scope, failed_node, replacement_node, term}; the history records it", body = Object),
+    responses((status = 202, description = "raft: done, {failover_id, scope, failed_node, replacement_node, term}; replication: started, {failover_id, scope, failed_node, replacement_node}, and `failover_completed` follows. The history records both", body = Object),
         (status = 400, description = "Unknown scope"),
         (status = 404, description = "No such node"),
         (status = 409, description = "The target leads already, is down or not a voter; or no other voter is up"),
-        (status = 501, description = "scope replication: not built yet"),
         (status = 503, description = "No leader to hand over from"),
         (status = 504, description = "No successor took office in time")))]
 pub async fn failover(runtime: web::Data<RuntimeHandle>, body: web::Json<FailoverBody>) -> Result<HttpResponse, ApiError> {
@@ -190,11 +190,15 @@ pub async fn failover(runtime: web::Data<RuntimeHandle>, body: web::Json<Failove
     match body.scope.as_str() {
         "raft" => {}
         "replication" => {
-            return Err(ApiError::new(
-                actix_web::http::StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "replication-scope failover (promoting a replica) is not built yet".to_string(),
-            ))
+            // A switchover: the primary stops taking writes, the replica is promoted once it
+            // holds all the primary made durable; `failover_completed` says when.
+            let started = runtime.primary().send(crate::messages::replication::Switchover { target: body.target_node }).await??;
+            return Ok(HttpResponse::Accepted().json(serde_json::json!({
+                "failover_id": started.failover_id,
+                "scope": "replication",
+                "failed_node": started.failed_node,
+                "replacement_node": started.replacement_node,
+            })));
         }
         other => return Err(ClusterError::InvalidField { field: "scope".into(), reason: format!("`{other}` is not raft or replication") }.into()),
     }

@@ -87,18 +87,50 @@ pub struct TimedOut {
     pub missing: Vec<String>,
 }
 
+/// Acknowledged batches remembered while no replica is known to hold them; past it the oldest
+/// are forgotten, and a failover counts its lost writes from those left (a lower bound then).
+const UNHELD_KEPT: usize = 1 << 20;
+
 /// Durable batches waiting for replicas, in lsn order (commits are).
 #[derive(Default)]
 pub struct Waiters {
     waiting: VecDeque<Waiter>,
     /// Where the time from durable to acknowledged is observed, if anywhere.
     waited: Option<Histogram>,
+    /// End positions of acknowledged batches that no replica had flushed by its last report,
+    /// oldest first: what a failover to a replica lacking them loses.
+    unheld: VecDeque<u64>,
 }
 
 impl Waiters {
     /// Waiters observing in `waited` how long each acknowledged batch waited for its replicas.
     pub fn observing(waited: Histogram) -> Self {
-        Waiters { waiting: VecDeque::new(), waited: Some(waited) }
+        Waiters { waiting: VecDeque::new(), waited: Some(waited), unheld: VecDeque::new() }
+    }
+
+    /// Forgets acknowledged batches some replica now holds.
+    fn forget_held(&mut self, replicas: &BTreeMap<String, ReplicaEntry>) -> u64 {
+        let held = replicas.values().map(|e| e.pos.flush_lsn).max().unwrap_or(0);
+        while self.unheld.front().is_some_and(|&end| end <= held) {
+            self.unheld.pop_front();
+        }
+        held
+    }
+
+    /// A batch ending at `end_lsn` was acknowledged.
+    fn acknowledged(&mut self, end_lsn: u64, replicas: &BTreeMap<String, ReplicaEntry>) {
+        if end_lsn > self.forget_held(replicas) {
+            if self.unheld.len() == UNHELD_KEPT {
+                self.unheld.pop_front();
+            }
+            self.unheld.push_back(end_lsn);
+        }
+    }
+
+    /// How many acknowledged batches end past `lsn` (of those remembered): what a replica
+    /// durable up to `lsn` lacks.
+    pub fn acknowledged_after(&self, lsn: u64) -> u64 {
+        self.unheld.iter().filter(|&&end| end > lsn).count() as u64
     }
 
     /// Answers a batch durable up to `end_lsn` (since `durable_at`) now if the rule is satisfied
@@ -107,7 +139,9 @@ impl Waiters {
         if self.waiting.is_empty() && end_lsn <= rule.satisfied_lsn(replicas) {
             let acks = rule.acks(end_lsn, replicas);
             self.observe(durable_at);
-            let _ = reply.send(Ok(rule.ack(end_lsn, acks.acknowledged_by)));
+            if reply.send(Ok(rule.ack(end_lsn, acks.acknowledged_by))).is_ok() {
+                self.acknowledged(end_lsn, replicas);
+            }
             return;
         }
         self.waiting.push_back(Waiter { end_lsn, deadline: durable_at + timeout, durable_at, reply });
@@ -122,6 +156,7 @@ impl Waiters {
 
     /// Answers waiting batches from the oldest while the rule is satisfied for them.
     pub fn settle(&mut self, rule: &AckRule, replicas: &BTreeMap<String, ReplicaEntry>) {
+        self.forget_held(replicas);
         if self.waiting.is_empty() {
             return;
         }
@@ -130,7 +165,9 @@ impl Waiters {
             let Some(w) = self.waiting.pop_front() else { break };
             let acks = rule.acks(w.end_lsn, replicas);
             self.observe(w.durable_at);
-            let _ = w.reply.send(Ok(rule.ack(w.end_lsn, acks.acknowledged_by)));
+            if w.reply.send(Ok(rule.ack(w.end_lsn, acks.acknowledged_by))).is_ok() {
+                self.acknowledged(w.end_lsn, replicas);
+            }
         }
     }
 

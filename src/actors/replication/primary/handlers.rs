@@ -96,6 +96,9 @@ impl Handler<ReplicaReport> for PrimaryActor {
     fn handle(&mut self, msg: ReplicaReport, ctx: &mut Self::Context) {
         self.state.on_report(msg, &mut self.out);
         self.flush(ctx);
+        if self.state.switchover_waits() {
+            self.check_failover(ctx);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ const REPLICAS_BOOTSTRAPPED: &str = "replicas_bootstrapped";
 
 /// How many earlier timelines' ends a start reads back. A replica whose log comes from an
 /// older one (it was away for that many restarts of the primary) keeps only what it applied.
-const TIMELINES_KEPT: u64 = 64;
+pub(super) const TIMELINES_KEPT: u64 = 64;
 
 /// The durable record of a replica's membership.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -39,13 +39,13 @@ pub fn flush_key(primary: &str) -> String {
 }
 
 /// The meta key of the primary's current timeline.
-fn timeline_key(primary: &str) -> String {
+pub(super) fn timeline_key(primary: &str) -> String {
     format!("primary:{primary}:timeline")
 }
 
 /// The meta key of where timeline `timeline` ended: the durable end of the log when the next
 /// one began.
-fn timeline_end_key(primary: &str, timeline: u64) -> String {
+pub(super) fn timeline_end_key(primary: &str, timeline: u64) -> String {
     format!("primary:{primary}:timeline:{timeline}:end")
 }
 

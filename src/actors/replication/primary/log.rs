@@ -132,6 +132,13 @@ impl LogTail {
         Reconcile { from_timeline: from, timeline: self.timeline, keep_until }
     }
 
+    /// Whether a replica on timeline `from` applied past where that timeline ends in this
+    /// primary's history: possible only for the primary a failover replaced, or a replica that
+    /// applied what it had and the promoted replica lacked. It must be reseeded.
+    pub fn applied_past_history(&self, from: u64, applied: u64) -> bool {
+        from != self.timeline && self.timeline_ends.get(&from).is_some_and(|&end| applied > end)
+    }
+
     /// Operations and WAL bytes made durable per second over [`THROUGHPUT_WINDOW`].
     pub fn throughput(&mut self, now: Instant) -> (f64, f64) {
         trim_window(&mut self.commits, now, |c| c.0);

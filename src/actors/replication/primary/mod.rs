@@ -10,12 +10,14 @@
 
 mod acks;
 mod commit;
+mod failover;
 mod handlers;
 mod intake;
 mod load;
 mod log;
 mod membership;
 mod outbox;
+mod promotion;
 mod replicas;
 mod retention;
 pub mod settings;
@@ -34,8 +36,9 @@ use actix::prelude::*;
 
 use self::outbox::{Fetch, Outbox, ToReplica};
 use self::state::Primary;
+use crate::actors::domain::{ClusterMetadata, DomainContext};
 use crate::actors::net::{Link, Sent};
-use crate::actors::registry::{EventPublisher, InterestTable};
+use crate::actors::registry::EventPublisher;
 use crate::actors::replication::metrics::ReplicationMetrics;
 use crate::actors::replication::replica::ReplicaActor;
 use crate::exec::{self, BackgroundPool, Lane, Priority};
@@ -44,6 +47,7 @@ use crate::model::ReplicaMode;
 use crate::storage::table::read_records;
 use crate::storage::Store;
 
+pub use self::failover::current_primary;
 pub use self::settings::ReplicationSettings;
 
 /// How often what was applied in memory since the last checkpoint is written to the store
@@ -75,32 +79,30 @@ pub struct PrimaryActor {
     out: Outbox,
     /// Where its group commits run.
     lane: Lane,
+    /// Where a failover records the new primary and itself.
+    metadata: Option<ClusterMetadata>,
 }
 
 impl PrimaryActor {
-    pub fn new(
-        settings: ReplicationSettings,
-        bootstrap_replicas: Vec<(String, ReplicaMode)>,
-        store: Arc<Store>,
-        events: EventPublisher,
-        interest: Arc<InterestTable>,
-        background: Arc<BackgroundPool>,
-        link: Link,
-    ) -> Self {
+    /// The primary of `settings`, on the shared pieces of `ctx`; `bootstrap_replicas` are
+    /// taken on a fresh store only.
+    pub fn new(settings: ReplicationSettings, bootstrap_replicas: Vec<(String, ReplicaMode)>, ctx: &DomainContext) -> Self {
+        let events = ctx.publisher();
         let metrics = ReplicationMetrics::register(events.metrics());
         PrimaryActor {
-            state: Primary::new(settings, interest, metrics.stages()),
-            store,
-            background,
+            state: Primary::new(settings, ctx.interest.clone(), metrics.stages()),
+            store: ctx.store.clone(),
+            background: ctx.background.clone(),
             metrics,
             events,
-            link,
+            link: ctx.link.clone(),
             replicas: HashMap::new(),
             next_incarnation: 0,
             bootstrap_replicas,
             heartbeat_check: None,
             out: Outbox::default(),
             lane: Lane::start("wal-primary"),
+            metadata: ctx.metadata.clone(),
         }
     }
 
@@ -229,6 +231,7 @@ impl PrimaryActor {
         self.heartbeat_check = Some(ctx.run_interval(self.state.settings.heartbeat_interval, |act, ctx| {
             act.state.check_heartbeats(&mut act.out);
             act.flush(ctx);
+            act.check_failover(ctx);
         }));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::acks::{AckRule, Waiters};
+use super::failover::FailoverWatch;
 use super::intake::Intake;
 use super::load::LoadedPrimary;
 use super::log::LogTail;
@@ -31,6 +32,8 @@ use crate::storage::table::{Checkpoint, TableState};
 pub struct Down {
     /// When a crash was injected, if that is why.
     pub injected_at_ms: Option<i64>,
+    /// When it went down (`None`: it has not loaded yet, or is loading again).
+    pub since: Option<Instant>,
 }
 
 pub struct Primary {
@@ -56,6 +59,7 @@ pub struct Primary {
     /// `Some` while writes are refused: before the first load, after a crash, a failed load or
     /// a failed WAL commit.
     pub(super) down: Option<Down>,
+    pub(super) failover: FailoverWatch,
 }
 
 /// What the actor does after a load.
@@ -82,7 +86,8 @@ impl Primary {
             maintenance: Maintenance::default(),
             oldest_retained: 0,
             newest_snapshot: None,
-            down: Some(Down { injected_at_ms: None }),
+            down: Some(Down { injected_at_ms: None, since: None }),
+            failover: FailoverWatch::default(),
         }
     }
 
@@ -180,7 +185,7 @@ impl Primary {
     /// Stops taking writes: what waits is answered (durable batches say they are), the
     /// in-memory state is dropped (a restart reloads it).
     pub fn go_down(&mut self, why: &str, injected_at_ms: Option<i64>) {
-        self.down = Some(Down { injected_at_ms });
+        self.down = Some(Down { injected_at_ms, since: Some(Instant::now()) });
         let primary = self.settings.primary.clone();
         self.intake.refuse_all(|| ReplicationError::PrimaryDown { primary: primary.clone() });
         // These batches are durable already: say so, so a client does not retry blindly.
@@ -194,7 +199,7 @@ impl Primary {
     /// A restart of the primary begins: down, but no longer an injected crash (a failed load
     /// leaves it down).
     pub fn restarting(&mut self) {
-        self.down = Some(Down { injected_at_ms: None });
+        self.down = Some(Down { injected_at_ms: None, since: None });
     }
 
     /// The replica `id`, or why not.
@@ -222,6 +227,9 @@ impl Primary {
     // ---- what an operator sees ---------------------------------------------------------------
 
     pub fn replica_view(&self, id: &str) -> Result<ReplicaView, ReplicationError> {
+        if let Some(view) = self.promoted_view(id) {
+            return Ok(view);
+        }
         Ok(self.replica(id)?.view(id, self.log.flush_lsn))
     }
 

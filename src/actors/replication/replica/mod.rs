@@ -37,7 +37,7 @@ use crate::model::rows::SHARDS;
 use crate::storage::table::TableState;
 use crate::storage::{StorageError, Store};
 
-pub use self::task::flush_key;
+pub use self::task::{flush_key, position_meta};
 
 /// How often what was applied since the last checkpoint is written to the store (sooner when
 /// enough is pending).
@@ -79,6 +79,8 @@ pub struct ReplicaActor {
     /// Where its store tasks run while a write waits for them; started on first use (a replica
     /// nobody waits for never needs it).
     lane: Option<Lane>,
+    /// Where its answer to [`Relinquish`] goes once its storage work is done.
+    relinquishing: Option<tokio::sync::oneshot::Sender<Relinquished>>,
 }
 
 impl ReplicaActor {
@@ -105,6 +107,7 @@ impl ReplicaActor {
             lazy_timer: None,
             commit_timer,
             lane: None,
+            relinquishing: None,
         }
     }
 
@@ -137,7 +140,7 @@ impl ReplicaActor {
     /// Does the next piece of work, if there is one and no store task runs: an apply on the
     /// actor, a checkpoint that came due, a store task, or gathering for the lazy delay.
     fn next(&mut self, ctx: &mut Context<Self>) {
-        if self.state.storing() {
+        if self.state.storing() || self.relinquished(ctx) {
             return;
         }
         if let Some(report) = self.state.apply_here() {
@@ -189,7 +192,7 @@ impl ReplicaActor {
             }
             let report = act.state.task_done(done);
             act.reporter.send(report);
-            if act.run_deferred(ctx) {
+            if act.relinquished(ctx) || act.run_deferred(ctx) {
                 return;
             }
             if act.state.checkpoint.due() {
@@ -224,7 +227,9 @@ impl ReplicaActor {
                     act.state.checkpoint.finished(None);
                 }
             }
-            act.run_deferred(ctx);
+            if !act.relinquished(ctx) {
+                act.run_deferred(ctx);
+            }
         }));
     }
 
@@ -270,6 +275,22 @@ impl ReplicaActor {
                 ctx.stop();
             }
         }));
+    }
+
+    /// If it is being relinquished and none of its storage work runs, answers where its durable
+    /// log ends and stops; says whether it is being relinquished.
+    fn relinquished(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.relinquishing.is_none() {
+            return false;
+        }
+        if !self.state.storing() && !self.state.checkpoint.in_flight() {
+            if let Some(tx) = self.relinquishing.take() {
+                let _ = tx.send(Relinquished { flush_lsn: self.state.flush_lsn, timeline: self.state.timeline });
+            }
+            self.state.phase = Phase::Down;
+            ctx.stop();
+        }
+        true
     }
 
     fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -383,6 +404,20 @@ impl Handler<ReadLocalRow> for ReplicaActor {
         // than it has reported back yet.
         let replayed = self.state.rows.read();
         Ok(replayed.rows.get(&msg.table, &msg.key).map(|v| (v.clone(), replayed.lsn)))
+    }
+}
+
+impl Handler<Relinquish> for ReplicaActor {
+    type Result = ResponseFuture<Result<Relinquished, ReplicationError>>;
+    fn handle(&mut self, _: Relinquish, ctx: &mut Self::Context) -> Self::Result {
+        let down = ReplicationError::ReplicaDown { replica_id: self.state.id.clone() };
+        if self.state.phase == Phase::Down || self.relinquishing.is_some() {
+            return Box::pin(std::future::ready(Err(down)));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.relinquishing = Some(tx);
+        self.relinquished(ctx);
+        Box::pin(async move { rx.await.map_err(|_| down) })
     }
 }
 
