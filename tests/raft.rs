@@ -337,6 +337,19 @@ async fn graphql_streams_elections_and_failovers_and_serves_raft_and_the_metadat
     let f = &history["data"]["failoverHistory"][0];
     assert_eq!((f["failedNode"].as_str(), f["replacementNode"].clone()), (Some(first.as_str()), elected["leaderId"].clone()));
     assert_eq!(f["failoverType"], "automatic");
+
+    // A manual failover through the mutation: leadership moves to the named voter.
+    let target = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .find(|n| *n != first && Some(*n) != elected["leaderId"].as_str())
+        .expect("the third node");
+    restart_node(&server.runtime, &first).await;
+    let moved = server.query(&format!(r#"mutation {{ failover(scope: "raft", targetNode: "{target}") {{ failoverId scope failedNode replacementNode term }} }}"#)).await;
+    let moved = &moved["data"]["failover"];
+    assert_eq!((moved["scope"].as_str(), moved["replacementNode"].as_str()), (Some("raft"), Some(target)), "{moved}");
+    assert_eq!(moved["failedNode"], elected["leaderId"]);
+    let again = server.query(&format!(r#"mutation {{ failover(scope: "raft", targetNode: "{target}") {{ failoverId }} }}"#)).await;
+    assert_eq!(again["errors"][0]["extensions"]["code"], "already_leader", "{again}");
 }
 
 #[actix_web::test]

@@ -101,7 +101,7 @@ async fn a_crashed_sync_primary_fails_over_to_its_sync_replica_and_rejoins_as_it
     assert!(faults.to_string().contains("\"primary\""), "the old primary waits for a restart: {faults}");
 
     // The cluster's metadata names it, and the history holds the failover.
-    let kv = runtime.membership().send(GetKv { key: "replication/primary".into() }).await.expect("answers").expect("recorded");
+    let kv = runtime.membership().send(GetKv { key: "replication.primary".into() }).await.expect("answers").expect("recorded");
     assert_eq!(kv.value["primary"], "replica-001");
     poll_until("the failover in the history", || async {
         let history = runtime.membership().send(GetFailoverHistory).await.ok()?.ok()?;

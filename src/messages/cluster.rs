@@ -100,6 +100,8 @@ pub enum ClusterError {
     NoSuccessor { node_id: String },
     #[error("leadership did not move to '{node_id}' within {seconds} s")]
     TransferTimedOut { node_id: String, seconds: u64 },
+    #[error("'{node_id}' leads already")]
+    AlreadyLeader { node_id: String },
 }
 
 impl DescribedError for ClusterError {
@@ -112,7 +114,7 @@ impl DescribedError for ClusterError {
             Storage { .. } | NoLeader | NotLeader { .. } => ErrorKind::Unavailable,
             OutcomeUnknown { .. } | TransferTimedOut { .. } => ErrorKind::Timeout,
             KeyNotFound { .. } => ErrorKind::NotFound,
-            NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } | HostedElsewhere { .. } => ErrorKind::Conflict,
+            NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } | HostedElsewhere { .. } | AlreadyLeader { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -135,6 +137,7 @@ impl DescribedError for ClusterError {
             HostedElsewhere { .. } => "hosted_elsewhere",
             NoSuccessor { .. } => "no_successor",
             TransferTimedOut { .. } => "transfer_timed_out",
+            AlreadyLeader { .. } => "already_leader",
         }
     }
 
@@ -150,7 +153,7 @@ impl DescribedError for ClusterError {
             Storage { .. } | NoLeader | OutcomeUnknown { .. } => json!({}),
             NotLeader { node_id, leader } => json!({ "node_id": node_id, "leader": leader }),
             KeyNotFound { key } => json!({ "key": key }),
-            NotVoter { node_id } | NotTheLeader { node_id } | NoSuccessor { node_id } => json!({ "node_id": node_id }),
+            NotVoter { node_id } | NotTheLeader { node_id } | NoSuccessor { node_id } | AlreadyLeader { node_id } => json!({ "node_id": node_id }),
             TransferTimedOut { node_id, seconds } => json!({ "node_id": node_id, "seconds": seconds }),
             HostedElsewhere { node_id, address } => json!({ "node_id": node_id, "address": address }),
         }
@@ -484,6 +487,18 @@ domain_events! {
             }
         },
     }
+}
+
+/// A manual failover, started (replication scope) or done (raft scope).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct FailoverStarted {
+    pub failover_id: String,
+    /// `raft` or `replication`.
+    pub scope: String,
+    pub failed_node: String,
+    pub replacement_node: Option<String>,
+    /// The Raft term after it (raft scope).
+    pub term: Option<u64>,
 }
 
 /// Records a completed failover in the replicated history (to a node, which proposes it).

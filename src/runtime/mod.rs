@@ -6,6 +6,7 @@
 //! The event registry runs on an arbiter (thread) of its own, so fan-out never competes with HTTP
 //! workers or domain actors for a thread.
 
+mod failover;
 mod faults;
 mod subscription;
 

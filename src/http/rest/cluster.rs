@@ -53,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ),
     components(schemas(
         FailoverBody,
+        FailoverStarted,
         crate::model::FailoverRecord,
         AddNodeBody,
         PatchNodeBody,
@@ -179,7 +180,7 @@ pub struct FailoverBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/failover", tag = "cluster", request_body = FailoverBody,
-    responses((status = 202, description = "raft: done, {failover_id, scope, failed_node, replacement_node, term}; replication: started, {failover_id, scope, failed_node, replacement_node}, and `failover_completed` follows. The history records both", body = Object),
+    responses((status = 202, description = "raft: done, the new leader and term; replication: started, and `failover_completed` follows. The history records both", body = FailoverStarted),
         (status = 400, description = "Unknown scope"),
         (status = 404, description = "No such node"),
         (status = 409, description = "The target leads already, is down or not a voter; or no other voter is up"),
@@ -187,38 +188,7 @@ pub struct FailoverBody {
         (status = 504, description = "No successor took office in time")))]
 pub async fn failover(runtime: web::Data<RuntimeHandle>, body: web::Json<FailoverBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    match body.scope.as_str() {
-        "raft" => {}
-        "replication" => {
-            // A switchover: the primary stops taking writes, the replica is promoted once it
-            // holds all the primary made durable; `failover_completed` says when.
-            let started = runtime.primary().send(crate::messages::replication::Switchover { target: body.target_node }).await??;
-            return Ok(HttpResponse::Accepted().json(serde_json::json!({
-                "failover_id": started.failover_id,
-                "scope": "replication",
-                "failed_node": started.failed_node,
-                "replacement_node": started.replacement_node,
-            })));
-        }
-        other => return Err(ClusterError::InvalidField { field: "scope".into(), reason: format!("`{other}` is not raft or replication") }.into()),
-    }
-    let before = runtime.membership().send(GetClusterStatus).await?;
-    let (Some(old), Some(term)) = (before.leader.clone(), before.term) else { return Err(ClusterError::NoLeader.into()) };
-    if body.target_node.as_deref() == Some(old.as_str()) {
-        return Err(ApiError::new(actix_web::http::StatusCode::CONFLICT, "already_leader", format!("'{old}' leads already")));
-    }
-    // A manual failover is a leadership transfer; the failover it makes is named by the term lost.
-    let after = match body.target_node {
-        Some(target) => runtime.membership().send(PromoteNode { node_id: target }).await??,
-        None => runtime.membership().send(DemoteNode { node_id: old.clone() }).await??,
-    };
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "failover_id": format!("failover-t{term}"),
-        "scope": "raft",
-        "failed_node": old,
-        "replacement_node": after.leader,
-        "term": after.term,
-    })))
+    Ok(HttpResponse::Accepted().json(runtime.failover(&body.scope, body.target_node).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/failover/history", tag = "cluster",

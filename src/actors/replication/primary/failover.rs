@@ -23,7 +23,7 @@ use crate::storage::{LogCommit, StorageError, Store};
 const PRIMARY_RECORD: &str = "replication_primary";
 
 /// The key of the cluster's metadata that names the replication primary.
-pub const PRIMARY_KEY: &str = "replication/primary";
+pub const PRIMARY_KEY: &str = "replication.primary";
 
 /// How long a switchover waits for its target to hold everything the primary made durable.
 const SWITCHOVER_WAIT: Duration = Duration::from_secs(5);

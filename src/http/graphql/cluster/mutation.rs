@@ -7,7 +7,7 @@ use serde_json::Value as JsonValue;
 use crate::http::error::ApiError;
 use crate::http::graphql::schema::{gql_error, runtime, to_gql};
 use crate::messages::cluster::{
-    AddNode, ClusterError, ClusterStatus, DemoteNode, KvWritten, NodeMetadata, NodeView, PromoteNode, PutKv, RemoveNode,
+    AddNode, ClusterError, ClusterStatus, DemoteNode, FailoverStarted, KvWritten, NodeMetadata, NodeView, PromoteNode, PutKv, RemoveNode,
     UpdateNodeMetadata,
 };
 
@@ -100,6 +100,13 @@ impl ClusterMutation {
     /// Moves leadership away from the leader `nodeId`; the status once another voter leads.
     async fn demote_node(&self, ctx: &Context<'_>, node_id: ID) -> async_graphql::Result<ClusterStatus> {
         runtime(ctx)?.membership().send(DemoteNode { node_id: node_id.0 }).await.map_err(to_gql)?.map_err(to_gql)
+    }
+
+    /// A manual failover: `raft` moves leadership (to `targetNode`, or the most up-to-date
+    /// voter); `replication` switches the primary over to a replica (`failover_completed` says
+    /// when it is done).
+    async fn failover(&self, ctx: &Context<'_>, scope: String, target_node: Option<ID>) -> async_graphql::Result<FailoverStarted> {
+        runtime(ctx)?.failover(&scope, target_node.map(|t| t.0)).await.map_err(to_gql)
     }
 
     /// Writes a key of the metadata through the Raft log; where it landed once applied.
