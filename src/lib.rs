@@ -12,6 +12,7 @@ pub mod http;
 pub mod messages;
 pub mod metrics;
 pub mod model;
+pub mod process;
 pub mod runtime;
 pub mod storage;
 

@@ -178,6 +178,10 @@ impl Histogram {
         self.0.count.load(Ordering::Relaxed)
     }
 
+    pub fn sum_seconds(&self) -> f64 {
+        self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
     /// `_bucket` (cumulative, as Prometheus wants them), `_sum` and `_count` lines, each with
     /// `labels` (already rendered, without braces) in front of `le`.
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -190,7 +194,7 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
         }
         let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.sum_seconds();
         // The count read after the buckets may be ahead of them by an observation in flight;
         // `+Inf` is what a consistent reader compares it to, so give the larger of the two.
         let count = cells.count.load(Ordering::Relaxed).max(cumulative);
@@ -222,6 +226,17 @@ impl HistogramFamily {
 
     fn total(&self) -> u64 {
         self.rows.0.iter().map(|b| b.value().iter().map(|row| row.1.count()).sum::<u64>()).sum()
+    }
+
+    /// Observations and their summed seconds, over every row.
+    fn durations(&self) -> (u64, f64) {
+        let mut total = (0, 0.0);
+        for bucket in self.rows.0.iter() {
+            for (_, h) in bucket.value() {
+                total = (total.0 + h.count(), total.1 + h.sum_seconds());
+            }
+        }
+        total
     }
 }
 
@@ -414,6 +429,16 @@ impl Metrics {
     pub fn total(&self, name: &str) -> Option<i64> {
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
         series.iter().find(|s| s.name == name).map(|s| s.samples.total())
+    }
+
+    /// The observations of the histogram series `name` (all its rows) and their summed seconds;
+    /// `None` if no histogram of that name is registered.
+    pub fn durations(&self, name: &str) -> Option<(u64, f64)> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        match &series.iter().find(|s| s.name == name)?.samples {
+            Samples::Histograms(h) => Some(h.durations()),
+            _ => None,
+        }
     }
 
     /// Renders every series in the Prometheus text format, appending to `out`.

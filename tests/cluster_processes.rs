@@ -109,6 +109,15 @@ async fn three_processes_elect_fail_over_on_sigkill_and_lose_no_acknowledged_wri
         let (_, st) = call(all[1], "GET", "/api/v1/cluster/status", "");
         (st["healthy_nodes"] == 3).then_some(())
     });
+    // A node of another process turned healthy with that process's measured load, told with
+    // its ping answers.
+    let (_, events) = call(all[1], "GET", "/api/v1/events?event_types=node_health_change&node_ids=node-1", "");
+    let healthy = events["events"].as_array().expect("events").iter().find(|e| e["payload"]["new_status"] == "healthy").cloned();
+    let metrics = &healthy.expect("node-1 turned healthy")["payload"]["metrics"];
+    for figure in ["cpu_usage", "memory_usage", "disk_usage", "active_connections", "queries_per_second"] {
+        assert!(metrics[figure].as_f64().is_some_and(|v| v >= 0.0), "{figure} in {metrics}");
+    }
+    assert!(metrics["memory_usage"].as_f64().is_some_and(|v| v > 0.0 && v < 100.0), "{metrics}");
 
     // The transport is behind the token like the rest of the API.
     let (status, _) = request_as(&all[0].addr, None, "GET", "/api/v1/cluster/peer", "");

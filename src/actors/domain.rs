@@ -36,6 +36,8 @@ pub struct DomainContext {
     pub background: Arc<BackgroundPool>,
     /// The cluster's replicated metadata, once the domain that keeps it has started.
     pub metadata: Option<ClusterMetadata>,
+    /// The process's load, as peers are told it.
+    pub load: Arc<crate::process::LoadSampler>,
 }
 
 /// The cluster's replicated metadata, for the domains that record their decisions in it (the

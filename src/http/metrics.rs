@@ -24,6 +24,7 @@ const REQUEST_SECONDS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 pub struct HttpMetrics {
+    connections_active: Gauge,
     ws_sessions_active: Gauge,
     ws_sessions_opened: Counter,
     ws_sessions_refused: Counter,
@@ -39,7 +40,8 @@ impl HttpMetrics {
     pub fn register(metrics: &Metrics) -> Arc<HttpMetrics> {
         process::register(metrics);
         Arc::new(HttpMetrics {
-            ws_sessions_active: metrics.gauge("clusterd_ws_sessions_active", "Open WebSocket connections: event-stream sessions and GraphQL connections."),
+            connections_active: metrics.gauge(crate::process::CONNECTIONS_SERIES, "Open HTTP connections (a WebSocket counts among the sessions once its handshake is done)."),
+            ws_sessions_active: metrics.gauge(crate::process::WS_SESSIONS_SERIES, "Open WebSocket connections: event-stream sessions and GraphQL connections."),
             ws_sessions_opened: metrics
                 .counter("clusterd_ws_sessions_opened_total", "WebSocket connections opened: event-stream sessions and GraphQL connections."),
             ws_sessions_refused: metrics.counter(
@@ -56,12 +58,17 @@ impl HttpMetrics {
                 &["route", "method", "status"],
             ),
             request_durations: metrics.histogram_family(
-                "http_request_duration_seconds",
+                crate::process::REQUESTS_SERIES,
                 "Time from a request's arrival to its response head, by method, route template (`unmatched` for none) and status class.",
                 &["method", "route", "status"],
                 REQUEST_SECONDS,
             ),
         })
+    }
+
+    /// The gauge of open HTTP connections, which the server moves.
+    pub fn connections_gauge(&self) -> Gauge {
+        self.connections_active.clone()
     }
 
     /// A connection was opened; `open` are open now (the session table's count, set under its lock).

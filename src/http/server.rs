@@ -45,12 +45,14 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
     let stopping = builder.graceful_shutdown_signal();
+    let open = state.metrics.connections_gauge();
     let mut addrs = Vec::new();
     for listener in listeners(bind)? {
         let addr = listener.local_addr()?;
         addrs.push(addr);
         let state = state.clone();
         let stopping = stopping.clone();
+        let open = open.clone();
         builder = builder.listen(format!("clusterd-http-{addr}"), listener, move || {
             // One instance of the app per worker, for plain requests and upgrades alike.
             let app = map_config(app(state.clone()), |_| AppConfig::default())
@@ -60,7 +62,13 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
                 .shared();
             let upgrades = app.clone();
             let stopping = stopping.clone();
+            let open = open.clone();
             HttpService::build()
+                // Counted while the connection's HTTP dispatcher lives (a WebSocket's session
+                // counts itself after the handoff).
+                .on_connect_ext(move |_: &TcpStream, ext: &mut actix_http::Extensions| {
+                    ext.insert(OpenConnection::new(open.clone()));
+                })
                 // Idle keep-alive connections close at once on a graceful stop.
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
@@ -83,6 +91,22 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
         })?;
     }
     Ok((builder.run(), addrs))
+}
+
+/// One open HTTP connection in the gauge, for as long as this lives.
+struct OpenConnection(crate::metrics::Gauge);
+
+impl OpenConnection {
+    fn new(gauge: crate::metrics::Gauge) -> OpenConnection {
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// A listener on every address `bind` resolves to, as `HttpServer::bind` made them: at least one

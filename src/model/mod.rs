@@ -10,7 +10,7 @@ pub mod modes;
 pub mod roles;
 pub mod rows;
 
-pub use health::{ClusterHealthStatus, NodeHealth};
+pub use health::{ClusterHealthStatus, NodeHealth, ProcessLoad};
 pub use ids::{raft_node_id, validate_id, ID_MAX_LEN, ID_PATTERN};
 pub use lsn::{lsn_text, parse_lsn_text};
 pub use meta::{FailoverChange, FailoverRecord, MetaCommand};

@@ -29,6 +29,7 @@ use crate::messages::events::{Category, EventFilter};
 use crate::messages::registry::*;
 use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::Metrics;
+use crate::process::LoadSampler;
 use crate::storage::{StorageError, Store};
 
 /// The domains, in the order they start; they stop in reverse. A new domain is one line here.
@@ -83,6 +84,7 @@ impl Runtime {
         let link = Link::new(Arbiter::current());
         let net = NetActor::new(link.clone()).start();
 
+        let load = Arc::new(LoadSampler::new(metrics.clone(), config.storage.durable_dir()));
         let mut context = DomainContext {
             config: config.clone(),
             store: store.clone(),
@@ -92,6 +94,7 @@ impl Runtime {
             link,
             background,
             metadata: None,
+            load: load.clone(),
         };
         let mut domains: Vec<Box<dyn Domain>> = Vec::with_capacity(DOMAINS.len());
         for start in DOMAINS {
@@ -113,6 +116,7 @@ impl Runtime {
                 store,
                 metrics,
                 interest,
+                load,
                 registry,
                 net,
                 domains,
@@ -129,6 +133,7 @@ struct Inner {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     interest: Arc<InterestTable>,
+    load: Arc<LoadSampler>,
     registry: Addr<EventRegistry>,
     net: Addr<NetActor>,
     domains: Vec<Box<dyn Domain>>,
@@ -192,6 +197,10 @@ impl RuntimeHandle {
     }
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+    /// The process's load, measured over its last window.
+    pub fn load(&self) -> &LoadSampler {
+        &self.inner.load
     }
     pub fn interest(&self) -> &Arc<InterestTable> {
         &self.inner.interest

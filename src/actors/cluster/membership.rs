@@ -24,7 +24,7 @@ use crate::actors::registry::EventPublisher;
 use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
-use crate::model::{validate_id, ClusterHealthStatus, NodeHealth, NodeRole};
+use crate::model::{validate_id, ClusterHealthStatus, NodeHealth, NodeRole, ProcessLoad};
 use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::CounterFamily;
 use crate::storage::{RecordTable, Store};
@@ -80,6 +80,8 @@ pub(super) struct Member {
     pub(super) started_at: Instant,
     pub(super) last_answer: Option<Instant>,
     pub(super) last_rtt: Option<Duration>,
+    /// The hosting process's load, in the multi-process form.
+    pub(super) load: Option<ProcessLoad>,
     pub(super) heartbeat_in_flight: bool,
     /// Supervised restarts in this process's life: those of earlier actors of this node (an
     /// operator restart starts a new actor) plus those the current actor reports.
@@ -217,6 +219,7 @@ impl MembershipActor {
             started_at,
             last_answer: None,
             last_rtt: None,
+            load: None,
             heartbeat_in_flight: false,
             restarts: 0,
             restarts_of_earlier_actors: 0,
@@ -346,6 +349,9 @@ impl MembershipActor {
         metrics.insert("heartbeat_interval_mean_ms".into(), m.phi.mean_ms());
         metrics.insert("heartbeat_interval_std_ms".into(), m.phi.std_ms());
         metrics.insert("restarts".into(), m.restarts as f64);
+        for (name, value) in m.load.iter().flat_map(ProcessLoad::entries) {
+            metrics.insert(name.into(), value);
+        }
         metrics
     }
 
@@ -435,9 +441,11 @@ impl MembershipActor {
                     }
                     m.last_answer = h.last_heard;
                     m.last_rtt = h.rtt;
+                    m.load = h.load;
                 }
                 continue;
             }
+            m.load = self.raft.own_load.as_ref().map(|l| l.figures());
             let Some(addr) = m.addr.clone() else { continue };
             if m.heartbeat_in_flight {
                 continue;

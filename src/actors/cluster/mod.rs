@@ -56,6 +56,7 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         peers: peers.clone(),
         elsewhere: c.peers.clone(),
         links: links.clone(),
+        own_load: links.is_some().then(|| ctx.load.clone()),
         timing: RaftSettings { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick, snapshot_every: SNAPSHOT_EVERY },
         tick: std::time::Duration::from_millis(c.tick_ms),
         bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),

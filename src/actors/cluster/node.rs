@@ -39,6 +39,8 @@ pub struct RaftSetup {
     pub elsewhere: std::collections::BTreeMap<String, String>,
     /// The lines to those processes, whose health stands for their nodes'.
     pub links: Option<crate::actors::net::peer::PeerLinks>,
+    /// This process's load, told with its nodes' health in the multi-process form.
+    pub own_load: Option<Arc<crate::process::LoadSampler>>,
     pub timing: RaftSettings,
     pub tick: Duration,
     /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::Destination;
 use crate::messages::cluster::RaftPeerMessage;
+use crate::model::ProcessLoad;
 
 /// The path peer processes connect to.
 pub const PEER_PATH: &str = "/api/v1/cluster/peer";
@@ -91,10 +92,12 @@ struct LineState {
     sent: AtomicU64,
     dropped: AtomicU64,
     connects: AtomicU64,
+    /// The peer process's load, as its last ping answer told it.
+    load: Mutex<Option<ProcessLoad>>,
 }
 
 /// What this process last measured of a peer process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeerHealth {
     pub connected: bool,
     /// When the peer last answered a ping, if it ever did.
@@ -103,6 +106,7 @@ pub struct PeerHealth {
     pub sent: u64,
     pub dropped: u64,
     pub connects: u64,
+    pub load: Option<ProcessLoad>,
 }
 
 /// The sending end of one line: where a node sends a message to a node of that process.
@@ -166,6 +170,7 @@ impl PeerLinks {
         let s = &lines.get(address)?.state;
         let heard = s.last_heard_micros.load(Ordering::Acquire);
         let rtt = s.rtt_micros.load(Ordering::Relaxed);
+        let load = *s.load.lock();
         Some(PeerHealth {
             connected: s.connected.load(Ordering::Acquire),
             last_heard: (heard > 0).then(|| self.inner.epoch + Duration::from_micros(heard)),
@@ -173,6 +178,7 @@ impl PeerLinks {
             sent: s.sent.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
+            load,
         })
     }
 
@@ -284,9 +290,12 @@ impl LineTask {
                 frame = stream.next() => match frame {
                     Some(Ok(awc::ws::Frame::Pong(bytes))) => {
                         let now = self.inner.epoch.elapsed().as_micros() as u64;
-                        if let Ok(sent) = <[u8; 8]>::try_from(bytes.as_ref()) {
+                        if let Some(sent) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
                             let sent = u64::from_be_bytes(sent);
                             self.state.rtt_micros.store(now.saturating_sub(sent), Ordering::Relaxed);
+                        }
+                        if let Some(load) = bytes.get(8..).and_then(ProcessLoad::from_bytes) {
+                            *self.state.load.lock() = Some(load);
                         }
                         self.state.last_heard_micros.store(now.max(1), Ordering::Release);
                         last_answer = Instant::now();

@@ -24,13 +24,14 @@ async fn open(req: HttpRequest, runtime: web::Data<RuntimeHandle>) -> Result<Htt
     let from = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
     let limits = ConnectionLimits { max_message_bytes: MAX_FRAME_BYTES, ..ConnectionLimits::from_config(runtime.config()) };
     tracing::info!(peer = %from, "peer process connected");
-    upgrade::start(PeerSession { peers, from, delivered: 0, undeliverable: 0 }, &req, limits, &[]).map_err(|e| {
+    upgrade::start(PeerSession { peers, runtime: runtime.get_ref().clone(), from, delivered: 0, undeliverable: 0 }, &req, limits, &[]).map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "not_a_websocket_request", format!("this route speaks WebSocket only: {e}"))
     })
 }
 
 struct PeerSession {
     peers: RaftPeers,
+    runtime: RuntimeHandle,
     from: String,
     delivered: u64,
     /// Messages for nodes that do not run here (crashed, or not hosted by this process).
@@ -72,7 +73,8 @@ impl StreamHandler<Result<Message, ProtocolError>> for PeerSession {
                 }
                 Err(e) => self.refuse(ctx, e.to_string()),
             },
-            Ok(Message::Ping(bytes)) => ctx.pong(&bytes),
+            // The answer carries this process's load after the ping's own bytes.
+            Ok(Message::Ping(bytes)) => ctx.pong(&[&bytes[..], &self.runtime.load().figures().to_bytes()].concat()),
             Ok(Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
