@@ -40,7 +40,7 @@ impl HttpMetrics {
     pub fn register(metrics: &Metrics) -> Arc<HttpMetrics> {
         process::register(metrics);
         Arc::new(HttpMetrics {
-            connections_active: metrics.gauge(crate::process::CONNECTIONS_SERIES, "Open HTTP connections (a WebSocket counts among the sessions once its handshake is done)."),
+            connections_active: metrics.gauge(crate::process::CONNECTIONS_SERIES, "Open HTTP connections and peer processes' connections (a client WebSocket counts among the sessions once its handshake is done)."),
             ws_sessions_active: metrics.gauge(crate::process::WS_SESSIONS_SERIES, "Open WebSocket connections: event-stream sessions and GraphQL connections."),
             ws_sessions_opened: metrics
                 .counter("clusterd_ws_sessions_opened_total", "WebSocket connections opened: event-stream sessions and GraphQL connections."),
@@ -126,5 +126,21 @@ fn status_class(status: StatusCode) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+/// One open connection in the gauge (HTTP, or a peer process's WebSocket), while this lives.
+pub struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    pub fn new(gauge: Gauge) -> OpenConnection {
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

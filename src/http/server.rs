@@ -67,7 +67,7 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
                 // Counted while the connection's HTTP dispatcher lives (a WebSocket's session
                 // counts itself after the handoff).
                 .on_connect_ext(move |_: &TcpStream, ext: &mut actix_http::Extensions| {
-                    ext.insert(OpenConnection::new(open.clone()));
+                    ext.insert(super::metrics::OpenConnection::new(open.clone()));
                 })
                 // Idle keep-alive connections close at once on a graceful stop.
                 .graceful_shutdown_signal(move || {
@@ -91,22 +91,6 @@ pub fn start_server(state: AppState, workers: usize, bind: &str) -> std::io::Res
         })?;
     }
     Ok((builder.run(), addrs))
-}
-
-/// One open HTTP connection in the gauge, for as long as this lives.
-struct OpenConnection(crate::metrics::Gauge);
-
-impl OpenConnection {
-    fn new(gauge: crate::metrics::Gauge) -> OpenConnection {
-        gauge.inc();
-        OpenConnection(gauge)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 /// A listener on every address `bind` resolves to, as `HttpServer::bind` made them: at least one

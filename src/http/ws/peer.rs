@@ -13,18 +13,19 @@ use crate::actors::cluster::RaftPeers;
 use crate::actors::net::peer::{decode_batch, MAX_FRAME_BYTES, PEER_PATH};
 use crate::http::error::ApiError;
 use crate::messages::cluster::RaftPeerMessage;
+use crate::http::metrics::{HttpMetrics, OpenConnection};
 use crate::runtime::RuntimeHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(PEER_PATH, web::get().to(open));
 }
 
-async fn open(req: HttpRequest, runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+async fn open(req: HttpRequest, runtime: web::Data<RuntimeHandle>, metrics: web::Data<HttpMetrics>) -> Result<HttpResponse, ApiError> {
     let peers = runtime.raft_peers().clone();
     let from = req.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
     let limits = ConnectionLimits { max_message_bytes: MAX_FRAME_BYTES, ..ConnectionLimits::from_config(runtime.config()) };
     tracing::info!(peer = %from, "peer process connected");
-    upgrade::start(PeerSession { peers, runtime: runtime.get_ref().clone(), from, delivered: 0, undeliverable: 0 }, &req, limits, &[]).map_err(|e| {
+    upgrade::start(PeerSession { peers, runtime: runtime.get_ref().clone(), _open: OpenConnection::new(metrics.connections_gauge()), from, delivered: 0, undeliverable: 0 }, &req, limits, &[]).map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::BAD_REQUEST, "not_a_websocket_request", format!("this route speaks WebSocket only: {e}"))
     })
 }
@@ -32,6 +33,8 @@ async fn open(req: HttpRequest, runtime: web::Data<RuntimeHandle>) -> Result<Htt
 struct PeerSession {
     peers: RaftPeers,
     runtime: RuntimeHandle,
+    /// Counted among the open connections for as long as it lives.
+    _open: OpenConnection,
     from: String,
     delivered: u64,
     /// Messages for nodes that do not run here (crashed, or not hosted by this process).

@@ -112,7 +112,8 @@ impl Primary {
         let down = self.is_down();
         // A replica holding nothing past what it applied has nothing to drop: it takes this
         // timeline with the next message it gets.
-        let diverged = self.log.applied_past_history(msg.timeline, p.replay_lsn);
+        // Judged on what the replica says it applied, not on positions kept from earlier reports.
+        let diverged = self.log.applied_past_history(msg.timeline, msg.positions.replay_lsn);
         let on_timeline = !diverged && (msg.timeline == self.log.timeline || p.write_lsn == p.replay_lsn);
         let reconcile = (!on_timeline).then(|| self.log.reconcile_for(msg.timeline, p.replay_lsn));
         let timeline = self.log.timeline;
@@ -138,7 +139,7 @@ impl Primary {
             // Its rows hold writes this primary's history lacks: only a base copy repairs that
             // (what pg_rewind does for a former primary).
             if !down {
-                tracing::warn!(replica_id = %id, replay_lsn = p.replay_lsn, "replica applied past this primary's history; reseeding it");
+                tracing::warn!(replica_id = %id, replay_lsn = msg.positions.replay_lsn, "replica applied past this primary's history; reseeding it");
                 let (rows, lsn) = (Arc::new(self.rows.sorted_rows()), self.log.flush_lsn);
                 self.reseed(&id, rows, lsn, out);
             }
