@@ -81,6 +81,7 @@ macro_rules! text_form {
     };
 }
 
+text_form!(ReplicationMode { Sync => "sync", SemiSync => "semi_sync", Async => "async" });
 text_form!(ReplicaMode { Sync => "sync", Async => "async" });
 text_form!(SlotType { Physical => "physical", Logical => "logical" });
 text_form!(ReplicaStatus {

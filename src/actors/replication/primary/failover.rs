@@ -54,6 +54,14 @@ impl FailoverPlan {
     }
 }
 
+/// What a check finds to do.
+#[derive(Debug)]
+pub enum FailoverStep {
+    Start(FailoverPlan),
+    /// A switchover whose target did not catch up in time: the primary comes back instead.
+    Abandon(FailoverPlan, String),
+}
+
 /// What the primary's state keeps about failovers.
 #[derive(Debug, Default)]
 pub struct FailoverWatch {
@@ -69,10 +77,11 @@ pub struct FailoverWatch {
 
 impl Primary {
     /// The failover to start now, if one is due: the primary has been down (not merely loading)
-    /// for the heartbeat timeout, or a switchover's target caught up or ran out of time. Publishes
-    /// `failover_initiated` for it, or, once per down period, a failed `failover_completed` when
-    /// no replica can replace the primary.
-    pub fn failover_due(&mut self, now: Instant, out: &mut Outbox) -> Option<FailoverPlan> {
+    /// for the heartbeat timeout, or a switchover's target caught up (or ran out of time: then
+    /// it is abandoned, as promoting it would lose what it lacks). Publishes `failover_initiated`
+    /// for it, or, once per down period, a failed `failover_completed` when no replica can
+    /// replace the primary.
+    pub fn failover_due(&mut self, now: Instant, out: &mut Outbox) -> Option<FailoverStep> {
         if self.failover.running.is_some() {
             return None;
         }
@@ -82,8 +91,12 @@ impl Primary {
                 self.failover.switchover = Some((plan, deadline));
                 return None;
             }
+            if !caught_up {
+                let why = format!("'{}' did not catch up with the primary within {} s", plan.candidate, SWITCHOVER_WAIT.as_secs());
+                return Some(FailoverStep::Abandon(plan, why));
+            }
             self.failover.running = Some(plan.clone());
-            return Some(plan);
+            return Some(FailoverStep::Start(plan));
         }
         let since = self.down.and_then(|d| d.since)?;
         if now.duration_since(since) < self.settings.heartbeat_timeout || self.failover.refused_for == Some(since) {
@@ -101,7 +114,7 @@ impl Primary {
                 let plan = FailoverPlan { candidate, ..plan };
                 out.events.push(failover_event(Severity::Warning, ClusterEvent::FailoverInitiated(plan.change(None, false, None, 0))));
                 self.failover.running = Some(plan.clone());
-                Some(plan)
+                Some(FailoverStep::Start(plan))
             }
             Err(e) => {
                 self.failover.refused_for = Some(since);
@@ -113,8 +126,9 @@ impl Primary {
     }
 
     /// An operator's switchover to `target` (or the best replica): the primary stops taking
-    /// writes now, and the promotion starts once the target holds all it made durable (or after
-    /// [`SWITCHOVER_WAIT`]). Answers the failover, naming the replica it promotes.
+    /// writes now, and the promotion starts once the target holds all it made durable; if that
+    /// takes longer than [`SWITCHOVER_WAIT`], the switchover fails and the primary comes back.
+    /// Answers the failover, naming the replica it promotes.
     pub fn switchover(&mut self, target: Option<&str>, out: &mut Outbox) -> Result<FailoverChange, ReplicationError> {
         if self.failover.running.is_some() || self.failover.switchover.is_some() {
             return Err(ReplicationError::ConflictsWithState { field: "scope".into(), reason: "a replication failover is under way".into() });
@@ -193,7 +207,7 @@ impl Primary {
                 field: "replicas".into(),
                 reason: format!(
                     "'{id}' lacks {lacking} acknowledged write(s) (mode {}): promoting it would lose them",
-                    serde_json::to_value(self.settings.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+                    self.settings.mode.as_str()
                 ),
             });
         }

@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 
-use super::failover::{self, FailoverPlan, PRIMARY_KEY};
+use super::failover::{self, FailoverPlan, FailoverStep, PRIMARY_KEY};
 use super::load;
 use super::state::Primary;
 use super::PrimaryActor;
@@ -20,8 +20,10 @@ impl PrimaryActor {
     pub(super) fn check_failover(&mut self, ctx: &mut Context<Self>) {
         let due = self.state.failover_due(std::time::Instant::now(), &mut self.out);
         self.flush(ctx);
-        if let Some(plan) = due {
-            self.fail_over(plan, ctx);
+        match due {
+            Some(FailoverStep::Start(plan)) => self.fail_over(plan, ctx),
+            Some(FailoverStep::Abandon(plan, why)) => self.failover_failed(&plan, &why, ctx),
+            None => {}
         }
     }
 
