@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use clusterd::messages::cluster::{ClusterEvent, GetFailoverHistory, GetKv};
 use clusterd::messages::events::{EventPayload, EventType, PublishedEvent};
@@ -216,4 +217,25 @@ async fn read_old_primary(runtime: &clusterd::RuntimeHandle, key: &str) -> Optio
 /// Waits until the old primary has row `t/key`, and returns its value.
 async fn old_primary_value(runtime: &clusterd::RuntimeHandle, key: &str) -> Option<serde_json::Value> {
     poll_until(&format!("t/{key} on the old primary"), || async { read_old_primary(runtime, key).await.flatten() }).await.into()
+}
+
+#[actix_web::test]
+async fn a_switchover_to_a_replica_that_cannot_catch_up_fails_and_the_primary_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (runtime, api) = start(config(dir.path(), ReplicationMode::Sync)).await;
+    let mut events = subscribe(&runtime, only_types(&[EventType::FailoverCompleted])).await;
+    poll_until("a Raft leader", || async { api.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await;
+    // Nothing is shipped to a paused replica: it stays behind what the primary has.
+    api.pause("replica-002").await;
+    api.insert("t", "k", json!(1)).await;
+    api.post("/api/v1/cluster/failover", json!({"scope": "replication", "target_node": "replica-002"})).await.expect(202);
+    let done = next_event_matching(&mut events, |e| failover(e).is_some(), Duration::from_secs(15)).await;
+    let done = failover(&done).expect("a failover").clone();
+    assert!(!done.success && done.replacement_node.is_none(), "{done:?}");
+    assert!(done.error_message.as_deref().is_some_and(|m| m.contains("did not catch up")), "{done:?}");
+    // The primary is back, with everything, and takes writes.
+    write_until_acked(&api, "after", 2).await;
+    assert_eq!(api.status().await["primary"], "primary");
+    assert_eq!(api.value_at("t", "k", "primary").await, json!(1));
+    runtime.shutdown().await;
 }
