@@ -33,14 +33,15 @@ pub struct LoadSampler {
     metrics: Arc<Metrics>,
     data_dir: Option<PathBuf>,
     cores: f64,
-    last: Mutex<(Mark, ProcessLoad)>,
+    /// Where the current window began, and the figures of the last one (none before the first).
+    last: Mutex<(Mark, Option<ProcessLoad>)>,
 }
 
 impl LoadSampler {
     pub fn new(metrics: Arc<Metrics>, data_dir: Option<PathBuf>) -> LoadSampler {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let mark = Self::mark(&metrics);
-        LoadSampler { metrics, data_dir, cores, last: Mutex::new((mark, ProcessLoad::default())) }
+        LoadSampler { metrics, data_dir, cores, last: Mutex::new((mark, None)) }
     }
 
     fn mark(metrics: &Metrics) -> Mark {
@@ -52,8 +53,8 @@ impl LoadSampler {
     pub fn figures(&self) -> ProcessLoad {
         let mut last = self.last.lock();
         // The first figures come from whatever time has passed since the start.
-        if last.0.at.elapsed() < WINDOW && last.1 != ProcessLoad::default() {
-            return last.1;
+        if let Some(figures) = last.1.filter(|_| last.0.at.elapsed() < WINDOW) {
+            return figures;
         }
         let now = Self::mark(&self.metrics);
         let seconds = now.at.duration_since(last.0.at).as_secs_f64().max(1e-3);
@@ -70,7 +71,7 @@ impl LoadSampler {
             queries_per_second: Some(requests as f64 / seconds),
             avg_response_time_ms: (requests > 0).then(|| (now.request_seconds - last.0.request_seconds) / requests as f64 * 1000.0),
         };
-        *last = (now, figures);
+        *last = (now, Some(figures));
         figures
     }
 }

@@ -46,6 +46,11 @@ async fn start(config: clusterd::Config) -> (clusterd::RuntimeHandle, Api) {
     (runtime, api)
 }
 
+/// Waits for a Raft leader: a switchover records the new primary in the Raft metadata first.
+async fn raft_leader(api: &Api) {
+    poll_until("a Raft leader", || async { api.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await;
+}
+
 /// Writes `key` until acknowledged (a refusal while there is no primary is retried).
 async fn write_until_acked(api: &Api, key: &str, value: u64) {
     poll_until(&format!("{key} to be acknowledged"), || async {
@@ -145,8 +150,7 @@ async fn a_switchover_promotes_the_named_replica_once_it_holds_everything_and_th
     let dir = tempfile::tempdir().expect("tempdir");
     let (runtime, api) = start(config(dir.path(), ReplicationMode::Sync)).await;
     let mut events = subscribe(&runtime, only_types(&[EventType::FailoverCompleted])).await;
-    // The new primary is recorded in the cluster's metadata first: a Raft leader must be there.
-    poll_until("a Raft leader", || async { api.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await;
+    raft_leader(&api).await;
     for i in 0..20u64 {
         api.insert("t", &format!("k{i}"), json!(i)).await;
     }
@@ -224,7 +228,7 @@ async fn a_switchover_to_a_replica_that_cannot_catch_up_fails_and_the_primary_co
     let dir = tempfile::tempdir().expect("tempdir");
     let (runtime, api) = start(config(dir.path(), ReplicationMode::Sync)).await;
     let mut events = subscribe(&runtime, only_types(&[EventType::FailoverCompleted])).await;
-    poll_until("a Raft leader", || async { api.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await;
+    raft_leader(&api).await;
     // Nothing is shipped to a paused replica: it stays behind what the primary has.
     api.pause("replica-002").await;
     api.insert("t", "k", json!(1)).await;

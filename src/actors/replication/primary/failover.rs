@@ -239,7 +239,13 @@ impl Primary {
             self.set_status(&plan.failed, ReplicaStatus::Failed, "the former primary: restart it to rejoin as a replica".into(), out);
         }
         self.failover.promoted_from = Some(plan.failed.clone());
-        let mut view = ReplicaEntry::new(previous.replicas.get(&plan.candidate).map_or(ReplicaMode::Sync, |e| e.mode));
+        // The status change is told from where the replica stood (its status, its positions).
+        let was = previous.replicas.get(&plan.candidate);
+        let mut view = ReplicaEntry::new(was.map_or(ReplicaMode::Sync, |e| e.mode));
+        if let Some(was) = was {
+            view.health.status = was.health.status;
+            view.pos = was.pos;
+        }
         view.set_status(
             &plan.candidate,
             ReplicaStatus::Promoted,
