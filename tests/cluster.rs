@@ -29,7 +29,7 @@ use common::*;
 #[actix_web::test]
 async fn every_healthy_node_has_answered_a_heartbeat() {
     // Heartbeats every second: any answer seen below comes from the first, measuring probe.
-    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet().build()).expect("runtime starts");
+    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet_with_leader().build()).expect("runtime starts");
 
     // At startup: every bootstrap node was probed before it was announced.
     for n in runtime.membership().send(ListNodes).await.expect("answers") {
@@ -68,7 +68,7 @@ async fn every_healthy_node_has_answered_a_heartbeat() {
 
 #[actix_web::test]
 async fn a_node_joins_is_patched_and_leaves_over_rest_and_the_events_tell_the_story() {
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
 
     // node-4 joins with an address and metadata: 201 with its view.
     let created = api
@@ -83,7 +83,7 @@ async fn a_node_joins_is_patched_and_leaves_over_rest_and_the_events_tell_the_st
     assert_eq!(created["metadata"], json!({"rack": "r1", "zone": "z1"}));
     assert_eq!(created["status"], "healthy");
     assert_eq!(created["crashed"], false);
-    assert!(created["role"].is_string());
+    assert_eq!(created["role"], "voter", "it joined as a learner and, caught up, was promoted: {created}");
 
     // It is listed, and readable on its own.
     let (ids, list) = api.nodes().await;
@@ -115,10 +115,13 @@ async fn a_node_joins_is_patched_and_leaves_over_rest_and_the_events_tell_the_st
     api.delete("/api/v1/cluster/nodes/node-4").await.expect_error(404, "node_not_found");
     assert_eq!(api.nodes().await.0, vec!["node-1", "node-2", "node-3"]);
 
-    // The events about node-4: its join, then its departure, each a complete envelope.
+    // The events about node-4: its join as a learner, as a voter, then its departure, each a
+    // complete envelope.
     let about_4 = api.events("node_ids=node-4").await;
-    assert_eq!(types(&about_4), vec!["node_joined", "node_left"]);
-    for (e, (severity, size)) in about_4.iter().zip([("info", 4), ("warning", 3)]) {
+    assert_eq!(types(&about_4), vec!["node_joined", "node_joined", "node_left"]);
+    let roles: Vec<&str> = about_4.iter().map(|e| e["payload"]["node_role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["learner", "voter", "voter"]);
+    for (e, (severity, size)) in about_4.iter().zip([("info", 4), ("info", 4), ("warning", 3)]) {
         for field in [
             "event_id", "seq", "category", "event_type", "severity", "source", "timestamp", "timestamp_ms",
             "subjects", "payload",
@@ -138,7 +141,7 @@ async fn a_node_joins_is_patched_and_leaves_over_rest_and_the_events_tell_the_st
         assert_eq!(e["payload"]["cluster_size"], size);
         assert_eq!(e["payload"]["has_quorum"], true);
     }
-    let (join_seq, left_seq) = (seq(&about_4[0]), seq(&about_4[1]));
+    let (join_seq, left_seq) = (seq(&about_4[0]), seq(&about_4[2]));
     assert!(join_seq < left_seq);
 
     // Filters narrow: by type, by id and type together (ANDed), by several ids (ORed).
@@ -150,23 +153,23 @@ async fn a_node_joins_is_patched_and_leaves_over_rest_and_the_events_tell_the_st
     assert!(api.events("node_ids=node-1&event_types=node_left").await.is_empty());
     let either = api.events("node_ids=node-1,node-4&event_types=node_joined").await;
     let either_nodes: Vec<&str> = either.iter().map(|e| e["payload"]["node_id"].as_str().unwrap()).collect();
-    assert_eq!(either_nodes, vec!["node-1", "node-4"]);
-    assert_eq!(api.events("categories=clustering&event_types=node_joined").await.len(), 4);
+    assert_eq!(either_nodes, vec!["node-1", "node-4", "node-4"]);
+    assert_eq!(api.events("categories=clustering&event_types=node_joined").await.len(), 5);
     assert!(api.events("categories=replication").await.is_empty());
     assert_eq!(api.events("min_severity=warning&event_types=node_joined,node_left").await.len(), 1);
 
     // since_seq: only what came after.
     let after_join = api.events(&format!("since_seq={join_seq}&event_types=node_joined,node_left")).await;
-    assert_eq!(types(&after_join), vec!["node_left"]);
+    assert_eq!(types(&after_join), vec!["node_joined", "node_left"]);
     assert!(api.events(&format!("since_seq={left_seq}&node_ids=node-4")).await.is_empty());
 
     // limit: the oldest `limit`, in order; with since_seq it pages.
     let joins = api.events("event_types=node_joined").await;
-    assert_eq!(joins.len(), 4);
+    assert_eq!(joins.len(), 5);
     let first_two = api.events("event_types=node_joined&limit=2").await;
     assert_eq!(first_two, joins[..2].to_vec());
     let page2 = api.events(&format!("event_types=node_joined&limit=2&since_seq={}", seq(&first_two[1]))).await;
-    assert_eq!(page2, joins[2..].to_vec());
+    assert_eq!(page2, joins[2..4].to_vec());
     let all = api.events("").await;
     assert!(all.windows(2).all(|w| seq(&w[0]) < seq(&w[1])), "oldest first, strictly increasing");
 }
@@ -200,22 +203,38 @@ async fn node_metadata_is_capped_the_same_way_when_a_node_joins_as_when_it_is_pa
 }
 
 #[actix_web::test]
-async fn a_cluster_with_no_members_left_has_no_quorum_and_its_health_says_critical() {
-    // Every node leaves. The last departure publishes quorum_lost; the health report must agree
-    // with it (`critical` is the status "without a quorum").
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
-    for n in ["node-1", "node-2", "node-3"] {
-        assert_eq!(api.delete(&format!("/api/v1/cluster/nodes/{n}")).await.status, StatusCode::NO_CONTENT);
-    }
-    assert!(api.nodes().await.0.is_empty());
-    let lost = api.events("event_types=quorum_lost").await;
-    assert_eq!(lost.len(), 1, "the last departures lose the quorum");
+async fn a_removal_that_would_leave_no_live_quorum_of_voters_is_refused_and_changes_nothing() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
+    api.raft_leader().await;
+    // node-2 down: of node-1 and node-2, left after node-3's removal, one is up and a quorum is two.
+    api.post("/api/v1/cluster/faults/crash", json!({"target": "node-2"})).await.expect(200);
+    let refused = api.delete("/api/v1/cluster/nodes/node-3").await.expect_error(409, "would_lose_quorum");
+    assert_eq!(refused["node_id"], "node-3");
+    assert!(refused["reason"].as_str().unwrap().contains("1 of the 2 voters left would be up"), "{refused}");
+    assert_eq!(api.nodes().await.0, vec!["node-1", "node-2", "node-3"], "the refused removal changed nothing");
+    assert!(api.events("event_types=node_left").await.is_empty());
 
-    let health = api.get("/api/v1/cluster/health").await.expect(200);
-    assert_eq!(health["has_quorum"], false, "{health}");
-    assert_eq!(health["status"], "critical", "no quorum, yet: {health}");
+    // node-2 back: node-3 leaves; then node-2 (node-1 alone is a quorum of one), but not node-1,
+    // the only voter left: whoever led hands over first.
+    api.post("/api/v1/cluster/faults/restart", json!({"target": "node-2"})).await.expect(200);
+    common::poll_until("node-2 in the group again", || async {
+        let raft = api.get("/api/v1/cluster/raft").await.expect(200);
+        let back = |n: &&Value| n["node_id"] == "node-2" && (n["role"] == "leader" || n["role"] == "follower" && n["leader_id"].is_string());
+        raft["nodes"].as_array()?.iter().find(back).map(|_| ())
+    })
+    .await;
+    for n in ["node-3", "node-2"] {
+        let r = api.delete(&format!("/api/v1/cluster/nodes/{n}")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{n}: {}", r.text());
+    }
+    let last = api.delete("/api/v1/cluster/nodes/node-1").await.expect_error(409, "would_lose_quorum");
+    assert!(last["reason"].as_str().unwrap().contains("only voter"), "{last}");
+    assert_eq!(api.nodes().await.0, vec!["node-1"]);
+    assert_eq!(types(&api.events("event_types=node_left").await), vec!["node_left", "node_left"]);
     let status = api.get("/api/v1/cluster/status").await.expect(200);
-    assert_eq!(status["health"], "critical", "{status}");
+    assert_eq!((status["leader"].as_str(), status["has_quorum"].as_bool()), (Some("node-1"), Some(true)), "{status}");
+    let put = actix_web::test::TestRequest::put().uri("/api/v1/cluster/kv/alone").set_json(json!({"value": 1}));
+    assert_eq!(api.send(put).await.status, StatusCode::OK, "one voter is a quorum");
 }
 
 #[actix_web::test]
@@ -523,7 +542,7 @@ async fn queries_and_mutations_over_post() {
     assert_eq!(error_code(&r), "node_not_found", "{r}");
     assert_eq!(r["errors"][0]["extensions"]["details"]["node_id"], "node-9");
 
-    // The join was published and retained.
+    // The join was published and retained: as a learner, then as a voter.
     let r = server
         .post(
             r#"{ events(filter: {nodeIds: ["node-4"], eventTypes: ["node_joined"]}) { eventId seq category eventType severity source timestamp timestampMs subjects payload } }"#,
@@ -533,8 +552,10 @@ async fn queries_and_mutations_over_post() {
     let events = r["data"]["events"]
         .as_array()
         .unwrap_or_else(|| panic!("events: {r}"));
-    assert_eq!(events.len(), 1, "{r}");
+    assert_eq!(events.len(), 2, "{r}");
+    assert_eq!(events[1]["payload"]["node_role"], "voter", "{r}");
     let e = &events[0];
+    assert_eq!(e["payload"]["node_role"], "learner", "{r}");
     assert_eq!(e["eventType"], "node_joined");
     assert_eq!(e["category"], "CLUSTERING");
     assert_eq!(e["subjects"], json!({"node_ids": ["node-4"]}));
@@ -543,7 +564,7 @@ async fn queries_and_mutations_over_post() {
     assert!(e["eventId"]
         .as_str()
         .is_some_and(|id| id.starts_with("evt_")));
-    let seq = e["seq"].as_u64().expect("seq");
+    let seq = events[1]["seq"].as_u64().expect("seq");
 
     let r = server.post(&format!("{{ events(sinceSeq: {seq}, filter: {{nodeIds: [\"node-4\"], eventTypes: [\"node_joined\"]}}) {{ seq }} }}"), None).await;
     assert_eq!(r["data"]["events"], json!([]), "{r}");

@@ -48,7 +48,7 @@ async fn start(config: clusterd::Config) -> (clusterd::RuntimeHandle, Api) {
 
 /// Waits for a Raft leader: a switchover records the new primary in the Raft metadata first.
 async fn raft_leader(api: &Api) {
-    poll_until("a Raft leader", || async { api.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await;
+    api.raft_leader().await;
 }
 
 /// Writes `key` until acknowledged (a refusal while there is no primary is retried).

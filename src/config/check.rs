@@ -280,7 +280,7 @@ impl Section for ClusterConfig {
 }
 
 /// A peer process's address: `host:port`, the host a name or an IP (IPv6 in brackets).
-fn check_peer_address(address: &str) -> Result<(), String> {
+pub fn check_peer_address(address: &str) -> Result<(), String> {
     let bad = || format!("`{address}` is not host:port");
     let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
     let host_ok = !host.is_empty()

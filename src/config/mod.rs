@@ -12,7 +12,7 @@ mod keys;
 mod load;
 mod sections;
 
-pub use check::{ConfigError, ConfigErrors};
+pub use check::{check_peer_address, ConfigError, ConfigErrors};
 pub use load::{ConfigSources, EMBEDDED_ORIGIN, ENV_PREFIX};
 pub use sections::{
     ClusterConfig, EventsConfig, RacConfig, ReplicaConfig, ReplicationConfig, ServerConfig,

@@ -26,6 +26,48 @@ pub struct NodeRecord {
     pub address: String,
     pub metadata: NodeMetadata,
     pub joined_at_ms: i64,
+    #[serde(default = "NodeRole::voter")]
+    pub role: NodeRole,
+}
+
+/// A change of the Raft group's members, proposed through the log: the three conf changes carry
+/// it (JSON) as their context, so every node applies the same record; metadata is a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum MemberChange {
+    /// Joins as a learner: it receives the log, and votes once promoted.
+    Join { record: NodeRecord },
+    /// A learner that caught up becomes a voter.
+    Promote { node_id: String },
+    Leave { node_id: String },
+    Metadata { node_id: String, metadata: NodeMetadata },
+}
+
+impl MemberChange {
+    pub fn node_id(&self) -> &str {
+        match self {
+            MemberChange::Join { record } => &record.node_id,
+            MemberChange::Promote { node_id } | MemberChange::Leave { node_id } | MemberChange::Metadata { node_id, .. } => node_id,
+        }
+    }
+}
+
+/// Proposes a change of members (through this node to the leader); answers once it is applied.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MembersApplied, ClusterError>")]
+pub struct ProposeMemberChange {
+    pub change: MemberChange,
+}
+
+/// The members as a node applied them at `index` of the log (a change, or a snapshot
+/// installed): what each process's membership reconciles with, once per index.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct MembersApplied {
+    pub index: u64,
+    pub members: Vec<NodeRecord>,
+    /// What changed, for the events it causes.
+    pub reason: String,
 }
 
 /// What an operator sees of a node.
@@ -102,6 +144,12 @@ pub enum ClusterError {
     TransferTimedOut { node_id: String, seconds: u64 },
     #[error("'{node_id}' leads already")]
     AlreadyLeader { node_id: String },
+    #[error("another membership change is not applied yet; retry once it is")]
+    ChangeInProgress,
+    #[error("removing '{node_id}' is refused: {reason}")]
+    WouldLoseQuorum { node_id: String, reason: String },
+    #[error("'{node_id}' has the same Raft id as member '{other}'; choose another name")]
+    RaftIdTaken { node_id: String, other: String },
 }
 
 impl DescribedError for ClusterError {
@@ -115,6 +163,7 @@ impl DescribedError for ClusterError {
             OutcomeUnknown { .. } | TransferTimedOut { .. } => ErrorKind::Timeout,
             KeyNotFound { .. } => ErrorKind::NotFound,
             NotVoter { .. } | NotTheLeader { .. } | NoSuccessor { .. } | HostedElsewhere { .. } | AlreadyLeader { .. } => ErrorKind::Conflict,
+            ChangeInProgress | WouldLoseQuorum { .. } | RaftIdTaken { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -138,6 +187,9 @@ impl DescribedError for ClusterError {
             NoSuccessor { .. } => "no_successor",
             TransferTimedOut { .. } => "transfer_timed_out",
             AlreadyLeader { .. } => "already_leader",
+            ChangeInProgress => "membership_change_in_progress",
+            WouldLoseQuorum { .. } => "would_lose_quorum",
+            RaftIdTaken { .. } => "raft_id_taken",
         }
     }
 
@@ -150,7 +202,9 @@ impl DescribedError for ClusterError {
             }
             InvalidNodeId { node_id, reason } => json!({ "field": "node_id", "node_id": node_id, "reason": reason }),
             InvalidField { field, reason } => invalid_field_details(field, reason),
-            Storage { .. } | NoLeader | OutcomeUnknown { .. } => json!({}),
+            Storage { .. } | NoLeader | OutcomeUnknown { .. } | ChangeInProgress => json!({}),
+            WouldLoseQuorum { node_id, reason } => json!({ "node_id": node_id, "reason": reason }),
+            RaftIdTaken { node_id, other } => json!({ "node_id": node_id, "other": other }),
             NotLeader { node_id, leader } => json!({ "node_id": node_id, "leader": leader }),
             KeyNotFound { key } => json!({ "key": key }),
             NotVoter { node_id } | NotTheLeader { node_id } | NoSuccessor { node_id } | AlreadyLeader { node_id } => json!({ "node_id": node_id }),
@@ -167,17 +221,20 @@ impl DescribedError for ClusterError {
     }
 }
 
-/// Adds a member and starts its node actor; answers once the member is durable.
+/// Adds a member through Raft: it joins as a learner, and answers once the member is a voter
+/// (caught up with the leader), or still a learner after a few seconds of catching up.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<NodeView, ClusterError>")]
 pub struct AddNode {
     pub node_id: String,
-    /// Where the node is reached; empty: hosted in this process.
+    /// The address of the process hosting the node (`host:port`, as in `cluster.peers`); empty:
+    /// hosted in the process that applies the join, in the one-process form.
     pub address: Option<String>,
     pub metadata: NodeMetadata,
 }
 
-/// Removes a member and stops its node actor; answers once the removal is durable.
+/// Removes a member through Raft (refused if it leaves no quorum of live voters); answers once
+/// the removal is applied.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ClusterError>")]
 pub struct RemoveNode {

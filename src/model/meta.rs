@@ -10,6 +10,8 @@ pub enum MetaCommand {
     Put { key: String, value: serde_json::Value },
     /// Records a completed failover in the history (once per id: a second record replaces it).
     RecordFailover { record: FailoverRecord },
+    /// Replaces a member's metadata (nothing if it is no member by then).
+    SetNodeMetadata { node_id: String, metadata: std::collections::BTreeMap<String, serde_json::Value> },
 }
 
 /// `failover_initiated` / `failover_completed`.

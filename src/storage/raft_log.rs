@@ -61,6 +61,9 @@ pub struct RaftWrite {
     /// Drops entries before this index, keeping the term of the last one dropped (for
     /// [`RaftLogStore::raft_term`]). Nothing if they are gone already; refused past the end.
     pub compact_to: Option<u64>,
+    /// Everything stored for the group goes first: a node that joins the group starts empty,
+    /// whatever an earlier member of that name left.
+    pub clear: bool,
 }
 
 /// A Raft group's log and state; each group commits apart from every other.
@@ -114,6 +117,8 @@ pub(crate) trait RaftEdit: RaftView {
     fn set_conf_state(&mut self, conf_state: &[u8]) -> Result<(), Self::Error>;
     fn set_applied(&mut self, applied: u64) -> Result<(), Self::Error>;
     fn set_snapshot(&mut self, snapshot: &RaftSnapshot) -> Result<(), Self::Error>;
+    /// Drops every entry, number and blob of the group.
+    fn clear(&mut self) -> Result<(), Self::Error>;
 }
 
 /// The base (index, term) and the last index.
@@ -173,14 +178,14 @@ pub(crate) fn entries<V: RaftView>(v: &V, owner: &str, low: u64, high: u64, max_
 /// As [`RaftLogStore::commit_raft`]: every check before the first change, so that a refused
 /// write leaves the tables as they were (the memory engine has no transaction to abort).
 pub(crate) fn apply<E: RaftEdit>(t: &mut E, owner: &str, write: RaftWrite) -> Result<(), E::Error> {
-    let RaftWrite { snapshot, entries, hard_state, conf_state, applied, compact_to } = write;
-    let ((mut base_index, _), mut last) = bounds(t)?;
+    let RaftWrite { snapshot, entries, hard_state, conf_state, applied, compact_to, clear } = write;
+    let ((mut base_index, _), mut last) = if clear { ((0, 0), 0) } else { bounds(t)? };
     let mut keep_after_snapshot = false;
     if let Some(s) = &snapshot {
         if s.index <= base_index {
             return Err(StorageError::RaftSnapshotOutOfDate { owner: owner.to_string(), index: s.index, base_index }.into());
         }
-        keep_after_snapshot = s.index <= last && t.entry_term(s.index)? == Some(s.term);
+        keep_after_snapshot = !clear && s.index <= last && t.entry_term(s.index)? == Some(s.term);
         if !keep_after_snapshot {
             last = s.index;
         }
@@ -205,6 +210,9 @@ pub(crate) fn apply<E: RaftEdit>(t: &mut E, owner: &str, write: RaftWrite) -> Re
         }
     }
 
+    if clear {
+        t.clear()?;
+    }
     if let Some(s) = snapshot {
         if keep_after_snapshot {
             t.remove_through(s.index)?;
@@ -393,6 +401,19 @@ mod tests {
     }
 
     #[test]
+    fn a_clearing_write_starts_the_group_over() {
+        on_both(|s| {
+            let snap = RaftSnapshot { index: 3, term: 2, conf_state: b"cs".to_vec(), data: b"d".to_vec() };
+            s.commit_raft("g", RaftWrite { snapshot: Some(snap), entries: vec![entry(4, 2)], ..RaftWrite::default() }).expect("write");
+            s.commit_raft("g", RaftWrite { hard_state: Some(RaftHardState { term: 2, vote: 1, commit: 4 }), ..RaftWrite::default() }).expect("write");
+            s.commit_raft("g", RaftWrite { clear: true, entries: vec![entry(1, 1)], ..RaftWrite::default() }).expect("clear");
+            assert_eq!(s.raft_state("g").expect("state"), RaftState::default(), "nothing of the earlier member is left");
+            assert_eq!(s.raft_snapshot("g").expect("snapshot"), None);
+            assert_eq!((s.raft_first_index("g").expect("first"), s.raft_last_index("g").expect("last")), (1, 1));
+        });
+    }
+
+    #[test]
     fn the_state_survives_a_reopen_on_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
         let hs = RaftHardState { term: 4, vote: 3, commit: 9 };
@@ -406,6 +427,7 @@ mod tests {
                 conf_state: Some(b"cs2".to_vec()),
                 applied: Some(8),
                 compact_to: Some(8),
+                clear: false,
             };
             s.commit_raft("g", write).expect("write");
             s.close();

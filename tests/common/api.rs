@@ -151,6 +151,11 @@ impl Api {
     }
 
     /// The node ids, in order, and the whole list.
+    /// Waits until the cluster's status names a Raft leader, and names it.
+    pub async fn raft_leader(&self) -> String {
+        super::poll_until("a Raft leader", || async { self.get("/api/v1/cluster/status").await.json()["leader"].as_str().map(String::from) }).await
+    }
+
     pub async fn nodes(&self) -> (Vec<String>, Value) {
         let list = self.get("/api/v1/cluster/nodes").await.expect(200);
         let ids = list["nodes"]

@@ -110,6 +110,15 @@ impl TestConfig {
         self
     }
 
+    /// As [`TestConfig::quiet`] (a heartbeat a second), with an election timeout of two
+    /// seconds, for tests that change members: that goes through the Raft leader.
+    pub fn quiet_with_leader(mut self) -> TestConfig {
+        self.0.cluster.tick_ms = 50;
+        self.0.cluster.heartbeat_tick = 20;
+        self.0.cluster.election_tick = 40;
+        self
+    }
+
     /// Every API and GraphQL route needs `Authorization: Bearer <token>`.
     pub fn token(mut self, token: &str) -> TestConfig {
         self.0.server.auth_token = token.into();

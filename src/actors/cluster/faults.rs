@@ -62,7 +62,7 @@ impl MembershipActor {
             return Box::pin(actix::fut::ready(Err(ClusterError::NotCrashed { node_id: id })));
         }
         let incarnation = self.take_incarnation();
-        let addr = self.start_node(&id, incarnation, ctx);
+        let addr = self.start_node(&id, incarnation, false, ctx);
         if let Some(m) = self.members.get_mut(&id) {
             m.addr = Some(addr);
             m.started_at = Instant::now();

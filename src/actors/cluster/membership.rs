@@ -1,15 +1,12 @@
 //! The membership actor: who is in the cluster, how each member is doing, and whether there is a
-//! quorum. It owns the durable member records (id, address, metadata), starts one supervised
-//! [`NodeActor`] per member, probes each with heartbeats, and publishes `node_joined`, `node_left`,
-//! `node_health_change`, `quorum_lost` and `quorum_restored` when those facts change. Its side of
-//! Raft (leadership reports, what it routes to the leader) is `routing.rs`.
+//! quorum. It keeps this process's copy of the member records (id, address, metadata, role),
+//! starts one supervised [`NodeActor`] per member hosted here, probes each with heartbeats, and
+//! publishes `node_health_change`, `quorum_lost` and `quorum_restored` when those facts change.
+//! Members change only through Raft (`members.rs`); its side of leadership is `routing.rs`.
 //!
 //! `cluster.nodes` bootstraps the membership of a fresh data directory; after that the durable
-//! membership wins (like etcd's `initial-cluster`), so nodes added or removed at run time stay so
-//! across restarts.
-//!
-//! Every change is written to the store (on the blocking pool, with the actor waiting so changes
-//! stay in order) before it is applied and answered.
+//! copy, kept as the nodes apply changes, wins (like etcd's `initial-cluster`), so nodes added or
+//! removed at run time stay so across restarts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +18,9 @@ use crate::actors::cluster::leadership::Leadership;
 use crate::actors::cluster::phi::PhiDetector;
 use crate::actors::cluster::node::{NodeActor, RaftSetup};
 use crate::actors::registry::EventPublisher;
-use crate::exec;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
-use crate::model::{validate_id, ClusterHealthStatus, NodeHealth, NodeRole, ProcessLoad};
+use crate::model::{raft_node_id, ClusterHealthStatus, NodeHealth, NodeRole, ProcessLoad};
 use crate::messages::runtime::StopRuntimeActor;
 use crate::metrics::CounterFamily;
 use crate::storage::{RecordTable, Store};
@@ -61,8 +57,8 @@ const PHI_UNREACHABLE: f64 = 8.0;
 /// time, after about three heartbeat intervals of silence.
 const PHI_DEGRADED: f64 = 3.0;
 
-/// The role every member has until Raft assigns leader and followers.
-const ROLE: NodeRole = NodeRole::Voter;
+/// This process's copy of the last change of members it applied (the log index).
+pub(super) const MEMBERS_INDEX: &str = "membership_index";
 
 pub(super) struct Member {
     pub(super) record: NodeRecord,
@@ -113,6 +109,13 @@ pub struct MembershipActor {
     pub(super) leadership: Leadership,
     /// Leadership transfers waiting for their target to take office.
     pub(super) transfers: Vec<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// The log index of the last change of members applied here; earlier ones (a node applying
+    /// its log again after a restart, a second node of this process) change nothing.
+    pub(super) members_index: u64,
+    /// Joins waiting for their node to become a voter.
+    pub(super) joins: Vec<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// Changes of members waiting for a leader to be known.
+    pub(super) leader_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Member {
@@ -155,6 +158,7 @@ impl MembershipActor {
                     address: String::new(),
                     metadata: NodeMetadata::new(),
                     joined_at_ms: now_ms(),
+                    role: NodeRole::Voter,
                 };
                 let bytes = serde_json::to_vec(&record)
                     .map_err(|e| ClusterError::Storage { message: e.to_string() })?;
@@ -163,6 +167,7 @@ impl MembershipActor {
             }
             store.put_meta("membership_bootstrapped", 1).map_err(storage)?;
         }
+        let members_index = store.get_meta(MEMBERS_INDEX).map_err(storage)?.unwrap_or(0);
         Ok(MembershipActor {
             settings,
             store,
@@ -176,6 +181,9 @@ impl MembershipActor {
             raft,
             leadership: Leadership::default(),
             transfers: Vec::new(),
+            members_index,
+            joins: Vec::new(),
+            leader_waiters: Vec::new(),
         })
     }
 
@@ -183,27 +191,46 @@ impl MembershipActor {
         self.events.publish(Event::now(severity, source, payload));
     }
 
-    pub(super) fn start_node(&self, node_id: &str, incarnation: u64, ctx: &mut Context<Self>) -> Addr<NodeActor> {
+    /// Starts a node actor of this process; `fresh` for a node that just joined the group.
+    pub(super) fn start_node(&self, node_id: &str, incarnation: u64, fresh: bool, ctx: &mut Context<Self>) -> Addr<NodeActor> {
         NodeActor::new(
             node_id.to_string(),
             incarnation,
             self.events.clone(),
             ctx.address().recipient(),
             ctx.address().recipient(),
+            ctx.address().recipient(),
+            fresh,
             self.restart_counts.clone(),
             self.raft.clone(),
         )
         .start_supervised()
     }
 
-    /// A member with a freshly started node actor. Its health is provisional until
-    /// [`MembershipActor::first_answer`] has measured it (callers hold other messages back until
-    /// then, so nobody sees the provisional value).
-    fn new_member(&mut self, record: NodeRecord, ctx: &mut Context<Self>) -> Member {
+    /// Where a member runs: the address of the process hosting it (`cluster.peers`, or the one
+    /// its record names, for a node that joined at run time), or `None` if this process hosts it.
+    fn hosting(&self, record: &NodeRecord) -> Option<String> {
+        if let Some(at) = self.raft.elsewhere.get(&record.node_id) {
+            return Some(at.clone());
+        }
+        let links = self.raft.links.as_ref()?;
+        if self.raft.hosted.contains(&record.node_id) {
+            return None;
+        }
+        if !record.address.is_empty() {
+            self.raft.peers.hosted_elsewhere(raft_node_id(&record.node_id), &record.node_id, links.line(&record.address));
+        }
+        Some(record.address.clone())
+    }
+
+    /// A member with a freshly started node actor (`fresh`: it just joined). Its health is
+    /// provisional until [`MembershipActor::first_answer`] has measured it (callers hold other
+    /// messages back until then, so nobody sees the provisional value).
+    pub(super) fn new_member(&mut self, record: NodeRecord, fresh: bool, ctx: &mut Context<Self>) -> Member {
         let incarnation = self.take_incarnation();
-        let hosted_at = self.raft.elsewhere.get(&record.node_id).cloned();
+        let hosted_at = self.hosting(&record);
         let addr = match hosted_at {
-            None => Some(self.start_node(&record.node_id, incarnation, ctx)),
+            None => Some(self.start_node(&record.node_id, incarnation, fresh, ctx)),
             Some(_) => None,
         };
         let started_at = Instant::now();
@@ -266,7 +293,7 @@ impl MembershipActor {
 
     /// Sets a new member's first measured health, without an event: it is where the member
     /// starts, not a change.
-    fn settle_new_member(&mut self, id: &str, answered: bool) {
+    pub(super) fn settle_new_member(&mut self, id: &str, answered: bool) {
         if let Some(m) = self.members.get_mut(id) {
             if let Some(at) = &m.hosted_at {
                 m.reason = format!("hosted by the process at {at}: not heard from yet");
@@ -280,9 +307,11 @@ impl MembershipActor {
         }
     }
 
-    fn quorum(&self) -> (usize, usize, usize, bool) {
-        let total = self.members.len();
-        let up = self.members.values().filter(|m| m.health.is_up()).count();
+    /// Over the voters: (up, all, a quorum, whether the up ones are one).
+    pub(super) fn quorum(&self) -> (usize, usize, usize, bool) {
+        let voters = || self.members.values().filter(|m| m.record.role == NodeRole::Voter);
+        let total = voters().count();
+        let up = voters().filter(|m| m.health.is_up()).count();
         let quorum_size = total / 2 + 1;
         (up, total, quorum_size, total > 0 && up >= quorum_size)
     }
@@ -309,7 +338,7 @@ impl MembershipActor {
         NodeView {
             node_id: m.record.node_id.clone(),
             address,
-            role: ROLE,
+            role: m.record.role,
             status: m.health,
             status_reason: m.reason.clone(),
             metadata: m.record.metadata.clone(),
@@ -366,6 +395,7 @@ impl MembershipActor {
         let old = m.health;
         m.health = new;
         let metrics = Self::measurements(m, now);
+        let role = m.record.role;
         let (up, total, _, _) = self.quorum();
         let severity = match new {
             NodeHealth::Healthy => Severity::Info,
@@ -380,7 +410,7 @@ impl MembershipActor {
                 node_id: node_id.to_string(),
                 old_status: old,
                 new_status: new,
-                role: ROLE,
+                role,
                 reason,
                 metrics,
                 cluster_status: self.cluster_health(),
@@ -391,7 +421,7 @@ impl MembershipActor {
         self.check_quorum();
     }
 
-    fn check_quorum(&mut self) {
+    pub(super) fn check_quorum(&mut self) {
         let (up, total, quorum_size, has_quorum) = self.quorum();
         if has_quorum == self.had_quorum {
             return;
@@ -405,14 +435,14 @@ impl MembershipActor {
         }
     }
 
-    fn membership_event(&self, joined: bool, record: &NodeRecord, reason: &str) {
-        let (_, total, _, has_quorum) = self.quorum();
+    pub(super) fn membership_event(&self, joined: bool, record: &NodeRecord, reason: &str) {
+        let (_, _, _, has_quorum) = self.quorum();
         let change = NodeMembershipChange {
             node_id: record.node_id.clone(),
             node_address: record.address.clone(),
-            node_role: ROLE,
+            node_role: record.role,
             reason: reason.to_string(),
-            cluster_size: total,
+            cluster_size: self.members.len(),
             has_quorum,
         };
         let source = format!("node:{}", record.node_id);
@@ -506,22 +536,6 @@ impl MembershipActor {
             self.set_health(&id, health, reason);
         }
     }
-
-    /// Runs a blocking store write, then `apply` on the actor, holding other messages back until
-    /// both are done so that changes are durable and applied in the order they arrived.
-    fn persist_then<R: 'static>(
-        &mut self,
-        write: impl FnOnce(&Store) -> Result<(), crate::storage::StorageError> + Send + 'static,
-        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R, ClusterError> + 'static,
-    ) -> AtomicResponse<Self, Result<R, ClusterError>> {
-        let store = self.store.clone();
-        // No other message is handled until the write is durable and applied, so checks made
-        // before the write still hold after it.
-        exec::atomic(move || write(&store), move |res, act, ctx| {
-            res.map_err(ClusterError::from)?;
-            apply(act, ctx)
-        })
-    }
 }
 
 impl Actor for MembershipActor {
@@ -532,7 +546,7 @@ impl Actor for MembershipActor {
         let mut joins = Vec::new();
         for (record, join_reason) in std::mem::take(&mut self.initial) {
             let id = record.node_id.clone();
-            let member = self.new_member(record, ctx);
+            let member = self.new_member(record, false, ctx);
             self.members.insert(id.clone(), member);
             joins.push((id, join_reason));
         }
@@ -572,134 +586,6 @@ impl Actor for MembershipActor {
 }
 
 pub(super) type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
-
-/// The most a member's durable record may take: metadata is for labels, not data.
-const MAX_RECORD_BYTES: usize = 64 * 1024;
-
-/// Serializes a member's record for the store, refusing one over [`MAX_RECORD_BYTES`].
-fn record_bytes(record: &NodeRecord) -> Result<Vec<u8>, ClusterError> {
-    let bytes = serde_json::to_vec(record).map_err(|e| ClusterError::Storage { message: e.to_string() })?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(ClusterError::InvalidField {
-            field: "metadata".into(),
-            reason: format!("a node's metadata may hold at most {} KiB", MAX_RECORD_BYTES / 1024),
-        });
-    }
-    Ok(bytes)
-}
-
-impl Handler<AddNode> for MembershipActor {
-    type Result = Answer<NodeView>;
-    fn handle(&mut self, msg: AddNode, _ctx: &mut Self::Context) -> Self::Result {
-        if let Err(reason) = validate_id(&msg.node_id) {
-            return exec::atomic_now(Err(ClusterError::InvalidNodeId { node_id: msg.node_id, reason }));
-        }
-        if self.members.contains_key(&msg.node_id) {
-            return exec::atomic_now(Err(ClusterError::NodeExists { node_id: msg.node_id }));
-        }
-        let address = msg.address.unwrap_or_default();
-        if address.chars().count() > 256 {
-            return exec::atomic_now(Err(ClusterError::InvalidField {
-                field: "address".into(),
-                reason: "at most 256 characters".into(),
-            }));
-        }
-        let record = NodeRecord {
-            node_id: msg.node_id.clone(),
-            address,
-            metadata: msg.metadata,
-            joined_at_ms: now_ms(),
-        };
-        let bytes = match record_bytes(&record) {
-            Ok(b) => b,
-            Err(e) => return exec::atomic_now(Err(e)),
-        };
-        let id = msg.node_id;
-        let key = id.clone();
-        let store = self.store.clone();
-        let write = exec::blocking(move || store.put_record(CLUSTER_NODES, &key, &bytes));
-        // Durable first, then the node actor starts and answers one heartbeat, then the join is
-        // announced with measured health; AtomicResponse keeps other messages out meanwhile.
-        AtomicResponse::new(Box::pin(write.into_actor(self).then(move |res, act, ctx| {
-            let done: std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<NodeView, ClusterError>>>> =
-                match res {
-                    Ok(()) => {
-                        let member = act.new_member(record, ctx);
-                        act.members.insert(id.clone(), member);
-                        Box::pin(act.first_answer(id.clone()).map(move |answered, act, _| {
-                            act.settle_new_member(&id, answered);
-                            if let Some(m) = act.members.get(&id) {
-                                act.membership_event(true, &m.record, "added by operator");
-                            }
-                            act.check_quorum();
-                            act.node_view(&id)
-                        }))
-                    }
-                    Err(e) => Box::pin(actix::fut::ready(Err(ClusterError::from(e)))),
-                };
-            done
-        })))
-    }
-}
-
-impl Handler<RemoveNode> for MembershipActor {
-    type Result = Answer<()>;
-    fn handle(&mut self, msg: RemoveNode, _ctx: &mut Self::Context) -> Self::Result {
-        if !self.members.contains_key(&msg.node_id) {
-            return exec::atomic_now(Err(ClusterError::NodeNotFound { node_id: msg.node_id }));
-        }
-        let id = msg.node_id;
-        let key = id.clone();
-        self.persist_then(
-            move |s| s.delete_record(CLUSTER_NODES, &key),
-            move |act, _ctx| {
-                let Some(mut m) = act.members.remove(&id) else {
-                    return Err(ClusterError::NodeNotFound { node_id: id });
-                };
-                if let Some(addr) = m.addr.take() {
-                    addr.do_send(StopNode);
-                }
-                act.membership_event(false, &m.record, "removed by operator");
-                act.check_quorum();
-                Ok(())
-            },
-        )
-    }
-}
-
-impl Handler<UpdateNodeMetadata> for MembershipActor {
-    type Result = Answer<NodeView>;
-    fn handle(&mut self, msg: UpdateNodeMetadata, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(m) = self.members.get(&msg.node_id) else {
-            return exec::atomic_now(Err(ClusterError::NodeNotFound { node_id: msg.node_id }));
-        };
-        let mut record = m.record.clone();
-        for (k, v) in msg.patch {
-            if v.is_null() {
-                record.metadata.remove(&k);
-            } else {
-                record.metadata.insert(k, v);
-            }
-        }
-        let bytes = match record_bytes(&record) {
-            Ok(b) => b,
-            Err(e) => return exec::atomic_now(Err(e)),
-        };
-        let id = msg.node_id;
-        let key = id.clone();
-        self.persist_then(
-            move |s| s.put_record(CLUSTER_NODES, &key, &bytes),
-            move |act, _ctx| {
-                let m = act
-                    .members
-                    .get_mut(&id)
-                    .ok_or_else(|| ClusterError::NodeNotFound { node_id: id.clone() })?;
-                m.record = record;
-                act.node_view(&id)
-            },
-        )
-    }
-}
 
 impl Handler<ListNodes> for MembershipActor {
     type Result = MessageResult<ListNodes>;

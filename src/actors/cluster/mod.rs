@@ -3,6 +3,7 @@
 
 mod faults;
 pub mod leadership;
+mod members;
 pub mod membership;
 pub mod node;
 pub mod peers;
@@ -60,6 +61,8 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         timing: RaftSettings { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick, snapshot_every: SNAPSHOT_EVERY },
         tick: std::time::Duration::from_millis(c.tick_ms),
         bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),
+        seed: c.nodes.clone(),
+        hosted: c.hosted().iter().cloned().collect(),
     };
     let membership = MembershipActor::load(
         settings,

@@ -18,7 +18,7 @@ use actix::prelude::*;
 
 use crate::actors::cluster::peers::RaftPeers;
 use crate::actors::net::{Link, Sent};
-use crate::actors::raft::core::{is_empty, Proposal, RaftCore, RaftEvent, RaftSettings};
+use crate::actors::raft::core::{is_empty, Proposal, RaftCore, RaftCoreError, RaftEvent, RaftSettings};
 use crate::actors::raft::machine::Applied;
 use crate::actors::registry::EventPublisher;
 use crate::exec::Lane;
@@ -45,6 +45,10 @@ pub struct RaftSetup {
     pub tick: Duration,
     /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).
     pub bootstrap: Vec<u64>,
+    /// Their names: the members every node's machine starts with.
+    pub seed: Vec<String>,
+    /// The nodes this process hosts (`cluster.host`).
+    pub hosted: std::collections::BTreeSet<String>,
 }
 
 pub struct NodeActor {
@@ -55,6 +59,11 @@ pub struct NodeActor {
     membership: Recipient<NodeRestarted>,
     /// Where leadership changes go: the membership tells them once, in order, for all nodes.
     raft_reports: Recipient<RaftObserved>,
+    /// Where the members go each time this node applies a change of them.
+    member_reports: Recipient<MembersApplied>,
+    /// A node that just joined the group: whatever its store holds of an earlier member of that
+    /// name is cleared before it opens.
+    fresh: bool,
     /// `/metrics`' count of actor restarts.
     restart_counts: CounterFamily,
     /// Supervised restarts after internal faults.
@@ -73,7 +82,7 @@ pub struct NodeActor {
     writing: bool,
     /// Metadata writes waiting for their entry to be applied, by the tag the Raft core gave
     /// them. One per request in flight; those whose caller gave up (`KV_TIMEOUT`) are swept.
-    waiting_writes: HashMap<u64, (String, Reply<KvWritten>)>,
+    waiting_writes: HashMap<u64, Waiter>,
     /// The writes this node appended as leader, by index -> tag: if another entry is applied at
     /// that index, theirs was lost to a change of leader.
     placed: BTreeMap<u64, u64>,
@@ -88,6 +97,51 @@ pub struct NodeActor {
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, ClusterError>>;
 
+/// A proposal waiting for its entry to apply: a key's write, or a change of members.
+enum Waiter {
+    Kv(String, Reply<KvWritten>),
+    Members(Reply<MembersApplied>),
+}
+
+impl Waiter {
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiter::Kv(_, reply) => reply.is_closed(),
+            Waiter::Members(reply) => reply.is_closed(),
+        }
+    }
+
+    fn fail(self, error: ClusterError) {
+        match self {
+            Waiter::Kv(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Waiter::Members(reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// Answers with what its entry did.
+    fn answer(self, applied: &Applied) {
+        match (self, applied) {
+            (Waiter::Kv(key, reply), Applied::Put { index, term, .. }) => {
+                let _ = reply.send(Ok(KvWritten { key, index: *index, term: *term }));
+            }
+            (Waiter::Members(reply), Applied::Members { index, members, reason }) => {
+                let _ = reply.send(Ok(MembersApplied { index: *index, members: members.clone(), reason: reason.clone() }));
+            }
+            (Waiter::Members(reply), a) => {
+                // raft-rs turns a conf change proposed while another is pending into an empty
+                // entry; a change of a node that left meanwhile changes nothing either.
+                let reason = format!("entry {} changed no member: another change came first; retry", a.index());
+                let _ = reply.send(Err(ClusterError::OutcomeUnknown { reason }));
+            }
+            (w, a) => w.fail(ClusterError::OutcomeUnknown { reason: format!("entry {} did not apply as a write", a.index()) }),
+        }
+    }
+}
+
 /// How long a metadata write or read waits before answering that its outcome is unknown.
 const KV_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -98,6 +152,8 @@ impl NodeActor {
         events: EventPublisher,
         membership: Recipient<NodeRestarted>,
         raft_reports: Recipient<RaftObserved>,
+        member_reports: Recipient<MembersApplied>,
+        fresh: bool,
         restart_counts: CounterFamily,
         setup: RaftSetup,
     ) -> Self {
@@ -110,6 +166,8 @@ impl NodeActor {
             events,
             membership,
             raft_reports,
+            member_reports,
+            fresh,
             restart_counts,
             restarts: 0,
             pending_fault: None,
@@ -138,7 +196,13 @@ impl NodeActor {
         let setup = self.setup.clone();
         let (id, owner) = (self.raft_id, self.node_id.clone());
         let voters = if setup.bootstrap.contains(&id) { setup.bootstrap.clone() } else { Vec::new() };
-        let open = self.lane.run(move || RaftCore::open(id, &owner, voters, setup.store, setup.timing));
+        let fresh = std::mem::take(&mut self.fresh);
+        let open = self.lane.run(move || {
+            if fresh {
+                setup.store.commit_raft(&owner, crate::storage::RaftWrite { clear: true, ..Default::default() })?;
+            }
+            RaftCore::open(id, &owner, voters, setup.seed, setup.store, setup.timing)
+        });
         // Spawned, not waited for: the node answers heartbeats meanwhile; Raft messages that come
         // before it opens are lost, as on a host still booting, and their senders retry.
         ctx.spawn(actix::fut::wrap_future::<_, Self>(open).map(|res, act, ctx| match res {
@@ -148,6 +212,7 @@ impl NodeActor {
                 ctx.run_interval(act.setup.tick, |act, ctx| {
                     act.sweep();
                     act.guarded("tick", ctx, |raft| raft.tick());
+                    act.promote_learner(ctx);
                     act.drive(ctx);
                 });
             }
@@ -216,8 +281,8 @@ impl NodeActor {
                 self.send(after.send);
                 self.placed.extend(after.placed.iter().map(|&(tag, index, _)| (index, tag)));
                 for tag in after.unplaced {
-                    if let Some((_, reply)) = self.waiting_writes.remove(&tag) {
-                        let _ = reply.send(Err(ClusterError::NoLeader));
+                    if let Some(waiter) = self.waiting_writes.remove(&tag) {
+                        waiter.fail(ClusterError::NoLeader);
                     }
                 }
                 self.answer_writes(&after.mine, &after.applied);
@@ -243,34 +308,47 @@ impl NodeActor {
     }
 
     /// Answers the writes whose entries were applied (`mine`, by tag), and as lost those this
-    /// node appended at an index where another entry was applied.
+    /// node appended at an index where another entry was applied; tells the membership of
+    /// every change of members.
     fn answer_writes(&mut self, mine: &[(u64, Applied)], applied: &[Applied]) {
-        for (tag, a) in mine {
-            let Some((key, reply)) = self.waiting_writes.remove(tag) else { continue };
-            let answer = match a {
-                Applied::Put { index, term, .. } => Ok(KvWritten { key, index: *index, term: *term }),
-                Applied::Nothing { index } | Applied::Unreadable { index, .. } => {
-                    Err(ClusterError::OutcomeUnknown { reason: format!("entry {index} did not apply as a write") })
+        for a in applied {
+            if let Applied::Members { index, members, reason } = a {
+                for m in members {
+                    self.setup.peers.known(raft_node_id(&m.node_id), &m.node_id);
                 }
-            };
-            let _ = reply.send(answer);
+                // `do_send`: one per change of members, a handful in a cluster's life.
+                self.member_reports.do_send(MembersApplied { index: *index, members: members.clone(), reason: reason.clone() });
+            }
+        }
+        for (tag, a) in mine {
+            if let Some(waiter) = self.waiting_writes.remove(tag) {
+                waiter.answer(a);
+            }
         }
         for a in applied {
-            let index = match a {
-                Applied::Put { index, .. } | Applied::Nothing { index } | Applied::Unreadable { index, .. } => *index,
-            };
+            let index = a.index();
             let Some(tag) = self.placed.remove(&index) else { continue };
-            if let Some((_, reply)) = self.waiting_writes.remove(&tag) {
-                let reason = format!("entry {index} was replaced by another leader's");
-                let _ = reply.send(Err(ClusterError::OutcomeUnknown { reason }));
+            if let Some(waiter) = self.waiting_writes.remove(&tag) {
+                waiter.fail(ClusterError::OutcomeUnknown { reason: format!("entry {index} was replaced by another leader's") });
             }
+        }
+    }
+
+    /// Leading, proposes to make a voter of a learner that caught up. Not waited for: the
+    /// promotion is told when it applies, and a lost one is proposed again on a later tick.
+    fn promote_learner(&mut self, ctx: &mut Context<Self>) {
+        let Some(Some(node_id)) = self.guarded("promote", ctx, |raft| raft.learner_to_promote()) else { return };
+        tracing::info!(node_id = %self.node_id, learner = %node_id, "learner caught up; proposing its promotion");
+        let change = MemberChange::Promote { node_id };
+        if let Some(Err(error)) = self.guarded("promote", ctx, |raft| raft.propose_member_change(&change)) {
+            tracing::debug!(node_id = %self.node_id, %error, "promotion not proposed");
         }
     }
 
     /// Forgets the requests whose callers stopped waiting (`KV_TIMEOUT`): a write forwarded to
     /// a leader that lost it, a read the leader never confirmed.
     fn sweep(&mut self) {
-        self.waiting_writes.retain(|_, (_, reply)| !reply.is_closed());
+        self.waiting_writes.retain(|_, waiter| !waiter.is_closed());
         self.waiting_reads.retain(|_, read| !read.is_closed());
         self.readable.retain(|(_, read)| !read.is_closed());
         if self.waiting_writes.is_empty() {
@@ -473,9 +551,31 @@ impl Handler<PutKv> for NodeActor {
                 if let Some((index, _)) = at {
                     self.placed.insert(index, tag);
                 }
-                self.waiting_writes.insert(tag, (msg.key, tx));
+                self.waiting_writes.insert(tag, Waiter::Kv(msg.key, tx));
             }
             Some(Ok(None)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
+            Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
+            None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
+        }
+        self.drive(ctx);
+        awaited(rx)
+    }
+}
+
+impl Handler<ProposeMemberChange> for NodeActor {
+    type Result = ResponseFuture<Result<MembersApplied, ClusterError>>;
+    fn handle(&mut self, msg: ProposeMemberChange, ctx: &mut Self::Context) -> Self::Result {
+        let proposed = self.guarded("propose", ctx, |raft| raft.propose_member_change(&msg.change));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match proposed {
+            Some(Ok(Some(Proposal { tag, at }))) => {
+                if let Some((index, _)) = at {
+                    self.placed.insert(index, tag);
+                }
+                self.waiting_writes.insert(tag, Waiter::Members(tx));
+            }
+            Some(Ok(None)) => return Box::pin(std::future::ready(Err(ClusterError::NoLeader))),
+            Some(Err(RaftCoreError::ChangeInProgress)) => return Box::pin(std::future::ready(Err(ClusterError::ChangeInProgress))),
             Some(Err(e)) => return Box::pin(std::future::ready(Err(ClusterError::Storage { message: e.to_string() }))),
             None => return Box::pin(std::future::ready(Err(ClusterError::NodeDown { node_id: self.node_id.clone() }))),
         }
@@ -588,8 +688,21 @@ fn entry_view(e: &raft::eraftpb::Entry, bytes: usize) -> RaftLogEntryView {
         raft::eraftpb::EntryType::EntryNormal => match serde_json::from_slice::<MetaCommand>(&e.data) {
             Ok(MetaCommand::Put { key, .. }) => ("command", format!("put {key}")),
             Ok(MetaCommand::RecordFailover { record }) => ("command", format!("record {}", record.failover.failover_id)),
+            Ok(MetaCommand::SetNodeMetadata { node_id, .. }) => ("command", format!("metadata of {node_id}")),
             Err(_) => ("command", "unreadable".to_string()),
         },
+        raft::eraftpb::EntryType::EntryConfChangeV2 => {
+            let change = protobuf::Message::parse_from_bytes(&e.data)
+                .ok()
+                .and_then(|cc: raft::eraftpb::ConfChangeV2| serde_json::from_slice::<MemberChange>(&cc.context).ok());
+            let summary = match change {
+                Some(MemberChange::Join { record }) => format!("{} joins as a learner", record.node_id),
+                Some(MemberChange::Promote { node_id }) => format!("{node_id} becomes a voter"),
+                Some(MemberChange::Leave { node_id }) => format!("{node_id} leaves"),
+                _ => format!("{} bytes", e.data.len()),
+            };
+            ("conf_change", summary)
+        }
         _ => ("conf_change", format!("{} bytes", e.data.len())),
     };
     RaftLogEntryView { index: e.index, term: e.term, kind: kind.into(), summary, bytes }

@@ -12,6 +12,7 @@ use super::membership::{Member, MembershipActor};
 use super::node::NodeActor;
 use crate::messages::cluster::*;
 use crate::messages::events::Severity;
+use crate::model::NodeRole;
 
 impl Handler<GetRaftNodes> for MembershipActor {
     type Result = ResponseFuture<Vec<RaftNodeView>>;
@@ -23,7 +24,7 @@ impl Handler<GetRaftNodes> for MembershipActor {
                 let id = m.record.node_id.clone();
                 let addr = m.addr.clone();
                 let remote = m.hosted_at.is_some();
-                let voters = self.raft.bootstrap.iter().filter_map(|v| self.raft.peers.name(*v)).collect::<Vec<_>>();
+                let voters = self.members.values().filter(|m| m.record.role == NodeRole::Voter).map(|m| m.record.node_id.clone()).collect::<Vec<_>>();
                 async move {
                     let answer = match addr {
                         Some(addr) => addr.send(GetRaftNode).await.ok().flatten(),
@@ -61,6 +62,14 @@ impl Handler<DemoteNode> for MembershipActor {
         if self.leadership.leader().map(|(l, _)| l) != Some(node_id.as_str()) {
             return Box::pin(actix::fut::ready(Err(ClusterError::NotTheLeader { node_id })));
         }
+        self.move_leadership_from(node_id)
+    }
+}
+
+impl MembershipActor {
+    /// Hands the leadership of `node_id`, which leads, to the running voter whose log the
+    /// leader knows to be the longest.
+    pub(super) fn move_leadership_from(&mut self, node_id: String) -> ResponseActFuture<Self, Result<ClusterStatus, ClusterError>> {
         let leader = match self.leader_node() {
             Ok(leader) => leader,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
@@ -71,8 +80,9 @@ impl Handler<DemoteNode> for MembershipActor {
             let successor = view.and_then(|v| {
                 v.progress
                     .iter()
-                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.is_up_or_remote()))
-                    .max_by_key(|p| p.matched_index)
+                    .filter(|p| p.node_id != node_id && act.members.get(&p.node_id).is_some_and(|m| m.is_up_or_remote() && m.record.role == NodeRole::Voter))
+                    // Of equals, the first by name: the last would favour a node that just came back.
+                    .min_by_key(|p| (std::cmp::Reverse(p.matched_index), p.node_id.clone()))
                     .map(|p| p.node_id.clone())
             });
             match successor {
@@ -89,6 +99,9 @@ impl Handler<RaftObserved> for MembershipActor {
         let events = self.leadership.observe(seen, Instant::now());
         if let Some((leader, _)) = self.leadership.leader() {
             let leader = leader.to_string();
+            for tx in self.leader_waiters.drain(..) {
+                let _ = tx.send(());
+            }
             for (target, tx) in std::mem::take(&mut self.transfers) {
                 if target == leader {
                     let _ = tx.send(());
@@ -119,7 +132,7 @@ impl MembershipActor {
             if !m.is_up_or_remote() {
                 return Err(ClusterError::NodeDown { node_id: target.clone() });
             }
-            if !self.raft.bootstrap.contains(&crate::model::raft_node_id(&target)) {
+            if m.record.role != NodeRole::Voter {
                 return Err(ClusterError::NotVoter { node_id: target.clone() });
             }
             self.leader_node()
@@ -173,7 +186,7 @@ impl MembershipActor {
     /// if another process hosts the leader (the node forwards it through Raft), or if no leader
     /// is known yet (the node answers that, or forwards once it knows). A leader of this process
     /// that crashed is no leader: nothing is forwarded to it while the others elect one.
-    fn metadata_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
+    pub(super) fn metadata_node(&self) -> Result<Addr<NodeActor>, ClusterError> {
         match self.leader_node() {
             Err(ClusterError::HostedElsewhere { .. }) => {
                 self.members.values().find_map(|m| m.addr.clone()).ok_or(ClusterError::NoLeader)

@@ -9,12 +9,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message};
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, Ready, StateRole};
 
 use super::machine::{Applied, MetaMachine};
 use super::storage::{decode, encode, stored_entry, stored_snapshot, GroupStorage, GroupStorageError};
-use crate::model::MetaCommand;
+use crate::messages::cluster::MemberChange;
+use crate::model::{raft_node_id, MetaCommand};
 use crate::storage::{RaftHardState, RaftSnapshot, RaftWrite, Store};
 
 /// How many ticks make a node's timeouts (`[cluster]`), and how often it compacts its log.
@@ -43,7 +44,13 @@ pub enum RaftCoreError {
     Task(#[from] crate::exec::TaskFailed),
     #[error(transparent)]
     Store(#[from] crate::storage::StorageError),
+    #[error("another membership change is not applied yet")]
+    ChangeInProgress,
 }
+
+/// How close to the leader's commit index a learner's log must be for it to be promoted: near
+/// enough that it catches up at once, so that counting it in the quorum stalls no commit.
+const PROMOTE_WITHIN: u64 = 100;
 
 /// What changed that the world should hear of.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +116,16 @@ pub struct CoreStatus {
     pub applied: u64,
     pub last_index: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
     /// Per peer, the highest index known replicated there (leader only).
     pub matched: Vec<(u64, u64)>,
+}
+
+/// What a proposal appends: a command, or a change of members.
+#[derive(Debug)]
+enum Proposed {
+    Command(Vec<u8>),
+    Members(ConfChangeV2),
 }
 
 /// What came while a write was outstanding.
@@ -152,13 +167,19 @@ pub struct RaftCore {
     early_reads: Vec<Message>,
     /// Commands proposed while a write was out, by tag: appending them then would break
     /// raft-rs's `advance` as stepping would.
-    held_proposals: VecDeque<(u64, Vec<u8>)>,
+    held_proposals: VecDeque<(u64, Proposed)>,
     next_tag: u64,
     snapshot_every: u64,
     /// The index of the last snapshot taken or installed.
     snapshot_index: u64,
     /// A snapshot of the machine and the compaction it allows, for the shell to commit.
     compaction: Option<RaftWrite>,
+    /// A learner joined: the next snapshot is taken at once, so that its log starts past the
+    /// join and the learner (whose log is empty) is sent a snapshot, members and conf state
+    /// included, rather than entries from the first, which lack the bootstrap's voters.
+    snapshot_due: bool,
+    /// The bootstrap members, that a machine starts with.
+    seed: Vec<String>,
 }
 
 /// Whether `write` asks nothing of the store.
@@ -169,13 +190,15 @@ pub fn is_empty(write: &RaftWrite) -> bool {
         && write.conf_state.is_none()
         && write.applied.is_none()
         && write.compact_to.is_none()
+        && !write.clear
 }
 
 impl RaftCore {
     /// Opens node `id` of the group stored as `owner`, whose bootstrap voters are `voters` (used
-    /// only if the store holds nothing for it). Every committed entry is applied again from the
-    /// log: the metadata lives in memory and the log is not compacted yet.
-    pub fn open(id: u64, owner: &str, voters: Vec<u64>, store: Arc<Store>, timing: RaftSettings) -> Result<RaftCore, RaftCoreError> {
+    /// only if the store holds nothing for it; none for a node that joins later) and whose
+    /// machine starts with the bootstrap members `seed` (`cluster.nodes`). Every committed entry
+    /// after the latest snapshot is applied again: the metadata lives in memory.
+    pub fn open(id: u64, owner: &str, voters: Vec<u64>, seed: Vec<String>, store: Arc<Store>, timing: RaftSettings) -> Result<RaftCore, RaftCoreError> {
         let snapshot = store.raft_snapshot(owner)?;
         let storage = GroupStorage::open(store, owner, voters)?;
         let conf_to_store = if storage.is_fresh()? { Some(storage.conf_state()?) } else { None };
@@ -199,10 +222,10 @@ impl RaftCore {
         // raft-rs starts applying after the snapshot the log begins with; the machine starts there.
         let (machine, snapshot_index) = match snapshot {
             Some(s) => (
-                MetaMachine::restore(&s.data, s.index).map_err(|reason| GroupStorageError::Unrestorable { owner: owner.to_string(), reason })?,
+                MetaMachine::restore(&s.data, s.index, &seed).map_err(|reason| GroupStorageError::Unrestorable { owner: owner.to_string(), reason })?,
                 s.index,
             ),
-            None => (MetaMachine::default(), 0),
+            None => (MetaMachine::seeded(&seed), 0),
         };
         Ok(RaftCore {
             id,
@@ -226,6 +249,8 @@ impl RaftCore {
             snapshot_every: timing.snapshot_every.max(1),
             snapshot_index,
             compaction: None,
+            snapshot_due: false,
+            seed,
         })
     }
 
@@ -291,22 +316,72 @@ impl RaftCore {
             return Ok(None);
         }
         let data = serde_json::to_vec(command)?;
+        self.propose_now_or_held(Proposed::Command(data))
+    }
+
+    /// Proposes a change of members: a conf change carrying the change (raft-rs allows one at a
+    /// time: refused while this node, leading, has one not applied yet), or, for metadata, a
+    /// command. `None` if no leader is known.
+    pub fn propose_member_change(&mut self, change: &MemberChange) -> Result<Option<Proposal>, RaftCoreError> {
+        let change_type = match change {
+            MemberChange::Join { .. } => ConfChangeType::AddLearnerNode,
+            MemberChange::Promote { .. } => ConfChangeType::AddNode,
+            MemberChange::Leave { .. } => ConfChangeType::RemoveNode,
+            MemberChange::Metadata { node_id, metadata } => {
+                return self.propose(&MetaCommand::SetNodeMetadata { node_id: node_id.clone(), metadata: metadata.clone() });
+            }
+        };
+        if !self.knows_leader() {
+            return Ok(None);
+        }
+        if self.is_leader() && self.raw.raft.has_pending_conf() {
+            return Err(RaftCoreError::ChangeInProgress);
+        }
+        let single = ConfChangeSingle { change_type: change_type.into(), node_id: raft_node_id(change.node_id()), ..ConfChangeSingle::default() };
+        let cc = ConfChangeV2 { changes: vec![single].into(), context: serde_json::to_vec(change)?.into(), ..ConfChangeV2::default() };
+        self.propose_now_or_held(Proposed::Members(cc))
+    }
+
+    fn propose_now_or_held(&mut self, proposed: Proposed) -> Result<Option<Proposal>, RaftCoreError> {
         self.next_tag += 1;
         let tag = self.next_tag;
         if self.pending.is_some() {
-            self.held_proposals.push_back((tag, data));
+            self.held_proposals.push_back((tag, proposed));
             return Ok(Some(Proposal { tag, at: None }));
         }
-        let at = self.append(tag, data)?;
+        let at = self.append(tag, proposed)?;
         Ok(Some(Proposal { tag, at }))
     }
 
     /// Proposes now: where it went if this node leads.
-    fn append(&mut self, tag: u64, data: Vec<u8>) -> Result<Option<(u64, u64)>, RaftCoreError> {
+    fn append(&mut self, tag: u64, proposed: Proposed) -> Result<Option<(u64, u64)>, RaftCoreError> {
         let mut context = self.id.to_be_bytes().to_vec();
         context.extend_from_slice(&tag.to_be_bytes());
-        self.raw.propose(context, data)?;
-        Ok(self.is_leader().then(|| (self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
+        let last = self.raw.raft.raft_log.last_index();
+        match proposed {
+            Proposed::Command(data) => self.raw.propose(context, data)?,
+            Proposed::Members(cc) => self.raw.propose_conf_change(context, cc)?,
+        }
+        // A leader with a conf change pending appends an empty entry instead (raft-rs): the
+        // entry at the new index is then not this proposal, and nothing of it is placed.
+        Ok((self.is_leader() && self.raw.raft.raft_log.last_index() > last).then(|| (self.raw.raft.raft_log.last_index(), self.raw.raft.term)))
+    }
+
+    /// A learner this node, leading, should promote now: one whose log is within
+    /// [`PROMOTE_WITHIN`] of the commit index, with no other change of members pending.
+    pub fn learner_to_promote(&self) -> Option<String> {
+        let raft = &self.raw.raft;
+        let held = self.held_proposals.iter().any(|(_, p)| matches!(p, Proposed::Members(_)));
+        if raft.state != StateRole::Leader || raft.has_pending_conf() || held {
+            return None;
+        }
+        let committed = raft.raft_log.committed;
+        let learners = raft.prs().conf().learners().clone();
+        learners.into_iter().find_map(|id| {
+            let caught_up = raft.prs().get(id).is_some_and(|p| p.matched + PROMOTE_WITHIN >= committed && p.matched > 0);
+            let name = self.machine.members().find(|m| raft_node_id(&m.node_id) == id).map(|m| m.node_id.clone());
+            name.filter(|_| caught_up)
+        })
     }
 
     /// The tag of an entry this node proposed.
@@ -414,7 +489,7 @@ impl RaftCore {
         if hard_state.is_some() {
             self.stored_hard_state = hs;
         }
-        let write = RaftWrite { snapshot, entries, hard_state, conf_state, applied: None, compact_to: None };
+        let write = RaftWrite { snapshot, entries, hard_state, conf_state, ..RaftWrite::default() };
         self.pending = Some(rd);
         Ok(Some(ReadyWork { send_now, write, events, read_states, applied, mine }))
     }
@@ -432,13 +507,14 @@ impl RaftCore {
         }
         self.raw.store().appended(rd.entries());
         if installed > 0 {
-            self.machine = MetaMachine::restore(&rd.snapshot().data, installed)
+            self.machine = MetaMachine::restore(&rd.snapshot().data, installed, &self.seed)
                 .map_err(|reason| GroupStorageError::Unrestorable { owner: owner.clone(), reason })?;
             self.snapshot_index = installed;
         }
         let mut send = rd.take_persisted_messages();
         let mut mine = Vec::new();
-        let mut applied = self.apply(rd.take_committed_entries(), &owner, &mut mine)?;
+        let mut applied = if installed > 0 { vec![self.machine.restored(installed)] } else { Vec::new() };
+        applied.extend(self.apply(rd.take_committed_entries(), &owner, &mut mine)?);
         let mut light = self.raw.advance(rd);
         send.extend(light.take_messages());
         applied.extend(self.apply(light.take_committed_entries(), &owner, &mut mine)?);
@@ -464,10 +540,10 @@ impl RaftCore {
             }
         }
         let (mut placed, mut unplaced) = (Vec::new(), Vec::new());
-        while let Some((tag, data)) = self.held_proposals.pop_front() {
+        while let Some((tag, proposed)) = self.held_proposals.pop_front() {
             if !self.knows_leader() {
                 unplaced.push(tag);
-            } else if let Some((index, term)) = self.append(tag, data)? {
+            } else if let Some((index, term)) = self.append(tag, proposed)? {
                 placed.push((tag, index, term));
             }
         }
@@ -479,9 +555,11 @@ impl RaftCore {
     /// machine at the applied index: stored, it replaces the log up to there.
     fn plan_snapshot(&mut self, owner: &str) -> Result<(), RaftCoreError> {
         let applied = self.machine.applied();
-        if self.compaction.is_some() || applied < self.snapshot_index + self.snapshot_every {
+        let due = self.snapshot_due || applied >= self.snapshot_index + self.snapshot_every;
+        if self.compaction.is_some() || !due || applied <= self.snapshot_index {
             return Ok(());
         }
+        self.snapshot_due = false;
         let term = self.raw.raft.raft_log.term(applied)?;
         let conf_state = encode(&self.raw.raft.prs().conf().to_conf_state(), owner)?;
         let data = self.machine.snapshot_bytes()?;
@@ -511,7 +589,13 @@ impl RaftCore {
                 EntryType::EntryConfChangeV2 => {
                     let cc: ConfChangeV2 = decode(&e.data, owner)?;
                     self.conf_to_store = Some(self.raw.apply_conf_change(&cc)?);
-                    self.machine.skip(e.index)
+                    match serde_json::from_slice::<MemberChange>(&cc.context) {
+                        Ok(change) => {
+                            self.snapshot_due |= matches!(change, MemberChange::Join { .. });
+                            self.machine.apply_member_change(e.index, &change)
+                        }
+                        Err(_) => self.machine.skip(e.index),
+                    }
                 }
             };
             if let Some(tag) = tag {
@@ -530,6 +614,8 @@ impl RaftCore {
             v.sort_unstable();
             v
         };
+        let mut learners: Vec<u64> = raft.prs().conf().learners().iter().copied().collect();
+        learners.sort_unstable();
         let matched = if raft.state == StateRole::Leader {
             let mut m: Vec<(u64, u64)> = raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect();
             m.sort_unstable();
@@ -547,6 +633,7 @@ impl RaftCore {
             applied: self.machine.applied(),
             last_index: raft.raft_log.last_index(),
             voters,
+            learners,
             matched,
         }
     }

@@ -44,7 +44,7 @@ impl Group {
     }
 
     fn start(&mut self, id: u64) {
-        let core = RaftCore::open(id, &owner(id), self.voters.clone(), self.store.clone(), self.settings).expect("open");
+        let core = RaftCore::open(id, &owner(id), self.voters.clone(), Vec::new(), self.store.clone(), self.settings).expect("open");
         self.nodes.insert(id, core);
     }
 

@@ -150,6 +150,13 @@ impl RaftEdit for RaftTables<Entries<'_>, Numbers<'_>, Blobs<'_>> {
         self.blobs.insert(SNAPSHOT_DATA, s.data.as_slice())?;
         Ok(())
     }
+
+    fn clear(&mut self) -> Result<(), Failure> {
+        self.entries.retain(|_, _| false)?;
+        self.numbers.retain(|_, _| false)?;
+        self.blobs.retain(|_, _| false)?;
+        Ok(())
+    }
 }
 
 impl DiskEngine {

@@ -96,6 +96,11 @@ impl RaftEdit for MemoryRaft {
         self.snapshot = Some(snapshot.clone());
         Ok(())
     }
+
+    fn clear(&mut self) -> Result<(), StorageError> {
+        *self = MemoryRaft::default();
+        Ok(())
+    }
 }
 
 impl MemoryEngine {
