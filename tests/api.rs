@@ -126,7 +126,7 @@ async fn every_bad_request_gets_the_error_shape_and_changes_nothing() {
 
 #[actix_web::test]
 async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metrics_stay_open() {
-    let (_runtime, anonymous) = start(TestConfig::memory().without_replicas().quiet().token("s3cret").build()).await;
+    let (_runtime, anonymous) = start(TestConfig::memory().without_replicas().quiet_with_leader().token("s3cret").build()).await;
 
     // No header, a wrong token, another scheme, or the token in the query string of a plain
     // request: 401 with the shape.
@@ -193,7 +193,7 @@ async fn with_a_token_every_api_and_graphql_route_needs_it_and_health_and_metric
 
 #[actix_web::test]
 async fn without_a_token_everything_is_open() {
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
     api.get("/api/v1/cluster/nodes").await.expect(200);
     api.get("/api/v1/events").await.expect(200);
     api.get("/api/v1/ws/status").await.expect(200);
@@ -209,10 +209,12 @@ async fn without_a_token_everything_is_open() {
 
 #[actix_web::test]
 async fn metrics_follow_what_happens() {
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
-    let before = api.metrics().await;
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
     let clustering = r#"clusterd_events_published_total{category="clustering"}"#;
-    assert_eq!(metric(&before, clustering), Some(3.0), "three bootstrap joins:\n{before}");
+    // Members change through the Raft leader: once there is one, settled.
+    api.raft_leader().await;
+    let before = api.metrics().await;
+    assert_eq!(metric(&before, clustering), Some(4.0), "three bootstrap joins and the first leader_elected:\n{before}");
     assert_eq!(metric(&before, "clusterd_cluster_nodes"), Some(3.0));
     assert_eq!(metric(&before, "clusterd_cluster_has_quorum"), Some(1.0));
     let seq_before = metric(&before, "clusterd_events_current_seq").expect("current seq gauge");
@@ -227,9 +229,9 @@ async fn metrics_follow_what_happens() {
     api.get("/api/v1/garbage/12345").await.expect_error(404, "route_not_found");
 
     let after = api.metrics().await;
-    assert_eq!(metric(&after, clustering), Some(4.0), "{after}");
+    assert_eq!(metric(&after, clustering), Some(6.0), "node-4 joined as a learner, then as a voter: {after}");
     assert_eq!(metric(&after, "clusterd_cluster_nodes"), Some(4.0));
-    assert_eq!(metric(&after, "clusterd_events_current_seq"), Some(seq_before + 1.0));
+    assert_eq!(metric(&after, "clusterd_events_current_seq"), Some(seq_before + 2.0));
     // Requests are labelled by route pattern, not by raw path.
     let by_id = |status: u16| format!(r#"clusterd_http_requests_total{{route="/api/v1/cluster/nodes/{{id}}",method="GET",status="{status}"}}"#);
     assert_eq!(metric(&after, &by_id(200)), Some(2.0), "{after}");
@@ -265,7 +267,7 @@ async fn metrics_follow_what_happens() {
     // A departure moves them again.
     assert_eq!(api.delete("/api/v1/cluster/nodes/node-4").await.status, StatusCode::NO_CONTENT);
     let last = api.metrics().await;
-    assert_eq!(metric(&last, clustering), Some(5.0));
+    assert_eq!(metric(&last, clustering), Some(7.0));
     assert_eq!(metric(&last, "clusterd_cluster_nodes"), Some(3.0));
     assert_eq!(
         metric(&last, r#"clusterd_http_requests_total{route="/api/v1/cluster/nodes/{id}",method="DELETE",status="204"}"#),

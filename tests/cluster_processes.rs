@@ -2,7 +2,8 @@
 //! (WebSocket, with the servers' token): they elect one leader; metadata written through any
 //! process reads back through any other; SIGKILL of the leader's process leaves the other two to
 //! elect a leader and take writes through either; the killed process, started again, catches up
-//! with every committed entry; and SIGKILL of all three loses no acknowledged write.
+//! with every committed entry; and SIGKILL of all three loses no acknowledged write. A fourth
+//! process joins the group through Raft and leaves it again, told in every process.
 //!
 //! Waits are on state, polled within `common::binary::WAIT`.
 
@@ -17,15 +18,16 @@ use common::binary::{request_as, signal, start_with, wait_exit, Server, WAIT};
 
 const TOKEN: &str = "three-process-secret";
 
-/// Three free loopback ports (bound, read, released: a race with other programs is unlikely).
-fn free_ports() -> [u16; 3] {
-    let socks: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+/// Four free loopback ports (bound, read, released: a race with other programs is unlikely).
+fn free_ports() -> [u16; 4] {
+    let socks: Vec<_> = (0..4).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
     let ports: Vec<u16> = socks.iter().map(|s| s.local_addr().expect("addr").port()).collect();
-    [ports[0], ports[1], ports[2]]
+    [ports[0], ports[1], ports[2], ports[3]]
 }
 
-/// Writes process `i`'s config (it hosts `node-{i+1}`) under `dir` and returns its path.
-fn config(dir: &Path, ports: [u16; 3], i: usize) -> String {
+/// Writes process `i`'s config (it hosts `node-{i+1}`; the bootstrap voters are node-1 to
+/// node-3, so the fourth process hosts a node that joins later) under `dir` and returns its path.
+fn config(dir: &Path, ports: [u16; 4], i: usize) -> String {
     let peers: Vec<String> =
         (0..3).filter(|j| *j != i).map(|j| format!("node-{} = \"127.0.0.1:{}\"", j + 1, ports[j])).collect();
     let text = format!(
@@ -180,4 +182,58 @@ async fn three_processes_elect_fail_over_on_sigkill_and_lose_no_acknowledged_wri
     for (i, server) in all.iter().take(2).enumerate() {
         assert!(get(server, &format!("after-{i}"))["by"].is_string());
     }
+}
+
+/// The node ids a process lists as members.
+fn members(server: &Server) -> Vec<String> {
+    let (_, list) = call(server, "GET", "/api/v1/cluster/nodes", "");
+    list["nodes"].as_array().map(|a| a.iter().filter_map(|n| n["node_id"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// The roles of the `node_joined` and `node_left` events about `node` a process published.
+fn told(server: &Server, node: &str) -> Vec<String> {
+    let (_, events) = call(server, "GET", &format!("/api/v1/events?event_types=node_joined,node_left&node_ids={node}"), "");
+    events["events"]
+        .as_array()
+        .map(|a| a.iter().map(|e| format!("{} {}", e["event_type"].as_str().unwrap_or(""), e["payload"]["node_role"].as_str().unwrap_or(""))).collect())
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn a_fourth_process_joins_the_group_through_raft_and_leaves_it_and_every_process_tells_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = free_ports();
+    let configs: Vec<String> = (0..4).map(|i| config(dir.path(), ports, i)).collect();
+    let servers: Vec<Server> = (0..4).map(|i| start_with(&["serve", "--config", &configs[i]])).collect();
+    let old: Vec<&Server> = servers.iter().take(3).collect();
+    agreed_leader(&old, 0);
+    put(old[0], "before-join", json!("kept"));
+    assert_eq!(members(&servers[3]), ["node-1", "node-2", "node-3"], "node-4 waits to be added");
+
+    // Added through the second process, with its process's address: it joins as a learner, is
+    // sent the group's snapshot, catches up and is promoted.
+    let body = json!({"node_id": "node-4", "address": format!("127.0.0.1:{}", ports[3]), "metadata": {"rack": "r4"}});
+    let (status, created) = call(old[1], "POST", "/api/v1/cluster/nodes", &body.to_string());
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["role"], "voter", "{created}");
+    let all: Vec<&Server> = servers.iter().collect();
+    for s in &all {
+        wait_for("every process to list node-4", || (members(s).len() == 4).then_some(()));
+        wait_for("every process to tell node-4's join", || (told(s, "node-4") == ["node_joined learner", "node_joined voter"]).then_some(()));
+    }
+    assert_eq!(get(&servers[3], "before-join"), json!("kept"), "the joined process reads what was written before it joined");
+    put(&servers[3], "after-join", json!(4));
+    assert_eq!(get(old[2], "after-join"), json!(4));
+    let (leader, _) = agreed_leader(&all, 0);
+    let (_, raft) = call(all[index_of(&leader)], "GET", "/api/v1/cluster/raft", "");
+    let me = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["node_id"] == leader).expect("the leader").clone();
+    assert_eq!(me["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
+
+    // It leaves through the third process: every process that stays tells it, and lists three.
+    let (status, body) = request_as(&old[2].addr, Some(TOKEN), "DELETE", "/api/v1/cluster/nodes/node-4", "");
+    assert_eq!(status, 204, "{body}");
+    for s in &old {
+        wait_for("every process to tell node-4's departure", || (members(s).len() == 3 && told(s, "node-4").last().map(String::as_str) == Some("node_left voter")).then_some(()));
+    }
+    put(old[0], "after-leave", json!(3));
 }

@@ -256,12 +256,9 @@ impl Section for ClusterConfig {
             self.heartbeat_tick as u64,
         ));
         errors.keep(between("cluster.tick_ms", self.tick_ms, 1, 60_000));
+        // A hosted node that is not one of `nodes` joins a running group: it starts empty and
+        // takes part once a member's process is asked to add it (POST /api/v1/cluster/nodes).
         check_ids(self.host.iter().map(String::as_str), |i| format!("cluster.host[{i}]"), errors);
-        for (i, id) in self.host.iter().enumerate() {
-            if !self.nodes.contains(id) {
-                errors.push(ConfigError::at(format!("cluster.host[{i}]"), format!("`{id}` is not one of cluster.nodes")));
-            }
-        }
         let hosted = self.hosted();
         for (id, address) in &self.peers {
             let path = format!("cluster.peers.{id}");
@@ -468,7 +465,8 @@ mod tests {
         check("[cluster]\nelection_tick = 100000\n", "cluster.election_tick: must be between 1 and 10000");
         let three = "[cluster]\nnodes = [\"n1\", \"n2\", \"n3\"]\n";
         check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"127.0.0.1:8082\", n3 = \"db-3.example:8083\" }}\n"), "");
-        check(&format!("{three}host = [\"n4\"]\npeers = {{ n1 = \"a:1\", n2 = \"a:2\", n3 = \"a:3\" }}\n"), "cluster.host[0]: `n4` is not one of cluster.nodes");
+        check(&format!("{three}host = [\"n4\"]\npeers = {{ n1 = \"a:1\", n2 = \"a:2\", n3 = \"a:3\" }}\n"), "");
+        check(&format!("{three}host = [\"n4\"]\n"), "cluster.peers: `n1` is not hosted here");
         check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"a:2\" }}\n"), "cluster.peers: `n3` is not hosted here (cluster.host) and has no address in cluster.peers");
         check(&format!("{three}host = [\"n1\"]\npeers = {{ n1 = \"a:1\", n2 = \"a:2\", n3 = \"a:3\" }}\n"), "cluster.peers.n1: `n1` is hosted by this process");
         check(&format!("{three}host = [\"n1\"]\npeers = {{ n2 = \"a:2\", n3 = \"a\" }}\n"), "cluster.peers.n3: `a` is not host:port");

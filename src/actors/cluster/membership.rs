@@ -116,6 +116,9 @@ pub struct MembershipActor {
     pub(super) joins: Vec<(String, tokio::sync::oneshot::Sender<()>)>,
     /// Changes of members waiting for a leader to be known.
     pub(super) leader_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Node actors of this process (`cluster.host`) that are no members yet: they wait, empty,
+    /// for the group to add them, and become members when this process applies their join.
+    pub(super) awaiting: BTreeMap<String, (Addr<NodeActor>, u64)>,
 }
 
 impl Member {
@@ -184,6 +187,7 @@ impl MembershipActor {
             members_index,
             joins: Vec::new(),
             leader_waiters: Vec::new(),
+            awaiting: BTreeMap::new(),
         })
     }
 
@@ -227,11 +231,15 @@ impl MembershipActor {
     /// provisional until [`MembershipActor::first_answer`] has measured it (callers hold other
     /// messages back until then, so nobody sees the provisional value).
     pub(super) fn new_member(&mut self, record: NodeRecord, fresh: bool, ctx: &mut Context<Self>) -> Member {
-        let incarnation = self.take_incarnation();
         let hosted_at = self.hosting(&record);
-        let addr = match hosted_at {
-            None => Some(self.start_node(&record.node_id, incarnation, fresh, ctx)),
-            Some(_) => None,
+        let (addr, incarnation) = match (hosted_at.is_some(), self.awaiting.remove(&record.node_id)) {
+            (true, _) => (None, self.take_incarnation()),
+            // Already running, and fed the group's snapshot by now: nothing to clear.
+            (false, Some((addr, incarnation))) => (Some(addr), incarnation),
+            (false, None) => {
+                let incarnation = self.take_incarnation();
+                (Some(self.start_node(&record.node_id, incarnation, fresh, ctx)), incarnation)
+            }
         };
         let started_at = Instant::now();
         let mut phi = PhiDetector::new(self.settings.heartbeat_interval, self.settings.unreachable_after);
@@ -550,6 +558,14 @@ impl Actor for MembershipActor {
             self.members.insert(id.clone(), member);
             joins.push((id, join_reason));
         }
+        for id in self.raft.hosted.clone() {
+            if !self.members.contains_key(&id) {
+                tracing::info!(node_id = %id, "hosted node is no member yet: it waits for the group to add it");
+                let incarnation = self.take_incarnation();
+                let addr = self.start_node(&id, incarnation, false, ctx);
+                self.awaiting.insert(id, (addr, incarnation));
+            }
+        }
         // Every member's health is measured (one answered heartbeat) before anything is said
         // about it; ctx.wait holds other messages back meanwhile.
         let probes: Vec<_> = joins.iter().map(|(id, _)| self.first_answer(id.clone())).collect();
@@ -580,6 +596,9 @@ impl Actor for MembershipActor {
             if let Some(addr) = m.addr.take() {
                 addr.do_send(StopNode);
             }
+        }
+        for (addr, _) in std::mem::take(&mut self.awaiting).into_values() {
+            addr.do_send(StopNode);
         }
         Running::Stop
     }
@@ -638,7 +657,8 @@ impl Handler<StopRuntimeActor> for MembershipActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopRuntimeActor, _ctx: &mut Self::Context) -> Self::Result {
         // The nodes stop first, their lanes drained, so the runtime closes the store under nobody.
-        let stops: Vec<_> = self.members.values().filter_map(|m| m.addr.clone()).map(|a| a.send(StopNode)).collect();
+        let running = self.members.values().filter_map(|m| m.addr.clone()).chain(self.awaiting.values().map(|(a, _)| a.clone()));
+        let stops: Vec<_> = running.map(|a| a.send(StopNode)).collect();
         Box::pin(futures_util::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }

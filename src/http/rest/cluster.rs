@@ -247,9 +247,10 @@ pub struct PatchNodeBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/nodes", tag = "cluster", request_body = AddNodeBody,
-    responses((status = 201, description = "The node joined (after answering its first heartbeat); its view", body = NodeView),
-              (status = 400, description = "Invalid node id or body"),
-              (status = 409, description = "A node with that id exists")))]
+    responses((status = 201, description = "The node joined the Raft group (a conf change): as a learner, then, caught up, as a voter; its view once it votes, or after 5 s of catching up", body = NodeView),
+              (status = 400, description = "Invalid node id or body (in the multi-process form, a node another process hosts needs that process's host:port as address)"),
+              (status = 409, description = "A node with that id or Raft id exists, or another change of members is still applying"),
+              (status = 503, description = "No Raft leader is known")))]
 pub async fn add_node(
     runtime: web::Data<RuntimeHandle>,
     body: Json<AddNodeBody>,
@@ -280,8 +281,9 @@ pub async fn get_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) 
 
 #[utoipa::path(patch, path = "/api/v1/cluster/nodes/{id}", tag = "cluster", request_body = PatchNodeBody,
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 200, description = "The node after the patch", body = NodeView),
-              (status = 404, description = "No such node")))]
+    responses((status = 200, description = "The node after the patch, applied through the Raft log", body = NodeView),
+              (status = 404, description = "No such node"),
+              (status = 503, description = "No Raft leader is known")))]
 pub async fn update_node(
     runtime: web::Data<RuntimeHandle>,
     id: web::Path<String>,
@@ -296,7 +298,9 @@ pub async fn update_node(
 
 #[utoipa::path(delete, path = "/api/v1/cluster/nodes/{id}", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 204, description = "The node left"), (status = 404, description = "No such node")))]
+    responses((status = 204, description = "The node left the Raft group (a conf change, applied)"), (status = 404, description = "No such node"),
+              (status = 409, description = "would_lose_quorum: the voters left would have no live quorum, or there would be none"),
+              (status = 503, description = "No Raft leader is known")))]
 pub async fn remove_node(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     runtime.membership().send(RemoveNode { node_id: id.into_inner() }).await??;
     Ok(HttpResponse::NoContent().finish())

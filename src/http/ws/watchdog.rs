@@ -137,7 +137,11 @@ mod tests {
             let mut sink = vec![0u8; 1 << 20];
             let mut left = bytes.len();
             while left > 0 {
-                left -= client.read(&mut sink).await.expect("read");
+                // 0: the write was cut and the connection closed; `written` says why.
+                match client.read(&mut sink).await.expect("read") {
+                    0 => break,
+                    n => left -= n,
+                }
             }
         };
         let (written, ()) = tokio::join!(write, keep_hearing);
