@@ -151,12 +151,16 @@ async fn node_stream_filtered_by_id_sees_only_that_node_and_takes_new_filters() 
     assert!(welcome["session_id"].is_string());
     assert_eq!(subscribed["filter"]["node_ids"][0], "node-4");
 
-    // node-5 joins first, then node-4: the first event frame must be node-4's.
+    // node-5 joins first, then node-4: the first event frames must be node-4's (its join as a
+    // learner, then as a voter).
     add_node(runtime, "node-5", NodeMetadata::new()).await;
     add_node(runtime, "node-4", NodeMetadata::new()).await;
-    let event = next_of_type(&mut ws, "event").await;
-    assert_eq!(event["event_type"], "node_joined");
-    assert_eq!(event["payload"]["node_id"], "node-4");
+    for role in ["learner", "voter"] {
+        let event = next_of_type(&mut ws, "event").await;
+        assert_eq!(event["event_type"], "node_joined");
+        assert_eq!(event["payload"]["node_id"], "node-4");
+        assert_eq!(event["payload"]["node_role"], role);
+    }
 
     // A frame that is not JSON gets an error frame; the session and its filter stay.
     ws.send_text("{not json").await;
@@ -222,10 +226,14 @@ async fn since_seq_replays_retained_events_then_goes_live_without_gap_or_duplica
     let mut ws = server.connect("/api/v1/ws/events?since_seq=0&node_ids=node-5").await;
     let (_, subscribed) = handshake(&mut ws).await;
     assert_eq!(subscribed["replay_truncated"], false);
-    let replayed = next_of_type(&mut ws, "event").await;
-    assert_eq!(replayed["event_type"], "node_joined");
-    assert_eq!(replayed["payload"]["node_id"], "node-5");
-    let replayed_seq = replayed["seq"].as_u64().expect("seq");
+    let mut replayed_seq = 0;
+    for role in ["learner", "voter"] {
+        let replayed = next_of_type(&mut ws, "event").await;
+        assert_eq!(replayed["event_type"], "node_joined");
+        assert_eq!(replayed["payload"]["node_id"], "node-5");
+        assert_eq!(replayed["payload"]["node_role"], role);
+        replayed_seq = replayed["seq"].as_u64().expect("seq");
+    }
 
     // Live from here: node-5's crash, and nothing repeated.
     crash_node(runtime, "node-5").await;
@@ -245,7 +253,9 @@ async fn streams_carry_only_their_category() {
         s.replicas.iter().all(|r| r.status == ReplicaStatus::InSync).then_some(())
     })
     .await;
-    let mut replication = server.connect("/api/v1/ws/cluster/replication").await;
+    // Filtered to node-4, so that only a clustering event about it could reach it (the
+    // replication stream's own events name replicas).
+    let mut replication = server.connect("/api/v1/ws/cluster/replication?node_ids=node-4").await;
     handshake(&mut replication).await;
     let mut nodes = server.connect("/api/v1/ws/cluster/nodes").await;
     handshake(&mut nodes).await;
@@ -593,7 +603,7 @@ async fn legacy_graphql_ws_events_for_an_added_node() {
             "only node-4's events: {msg}"
         );
         assert!(e["seq"].as_u64().is_some_and(|s| s > since));
-        if e["eventType"] == "node_joined" {
+        if e["eventType"] == "node_joined" && e["payload"]["node_role"] == "voter" {
             assert_eq!(e["payload"]["node_id"], "node-4");
             assert_eq!(e["source"], "node:node-4");
             break;

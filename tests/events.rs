@@ -34,7 +34,7 @@ fn joined_node(e: &PublishedEvent) -> Option<&str> {
 #[actix_web::test]
 async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
     // A three-node cluster, and two watchers: one interested in node-4, one in node-5.
-    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet().build()).expect("runtime starts");
+    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet_with_leader().build()).expect("runtime starts");
     settle(&runtime).await;
     let mut watches_4 = runtime.subscribe(node_filter(&["node-4"])).await.expect("subscribe");
     let mut watches_5 = runtime.subscribe(node_filter(&["node-5"])).await.expect("subscribe");
@@ -65,7 +65,15 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
     }
     let env: serde_json::Value = serde_json::from_str(&e.json).expect("the envelope is JSON");
     assert_eq!(env["payload"]["node_id"], "node-4");
+    assert_eq!(env["payload"]["node_role"], "learner");
     assert_eq!(env["seq"], e.seq);
+    // Caught up, it joined the voters: told the same way.
+    let promoted = match next_delivery(&mut watches_4).await {
+        Some(Delivery::Event(e)) => e,
+        other => panic!("expected node-4's promotion, got {other:?}"),
+    };
+    assert_eq!(joined_node(&promoted), Some("node-4"), "{}", promoted.json);
+    assert!(promoted.json.contains(r#""node_role":"voter""#), "{}", promoted.json);
 
     // Now node-5 joins. The node-5 watcher's queue is first-in first-out, so if node-4's join had
     // leaked into it, that would come out first. It does not: node-5's join is the first delivery.
@@ -92,7 +100,7 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
 
 #[actix_web::test]
 async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining() {
-    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet().build()).expect("runtime starts");
+    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet_with_leader().build()).expect("runtime starts");
     settle(&runtime).await;
     // Some history: node-1..3 joined at bootstrap, node-4..6 join now.
     for n in 4..=6 {
@@ -119,11 +127,12 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining()
     let mut sub = runtime.subscribe(filter).await.expect("subscribe");
     assert!(!sub.replay_truncated(), "nothing has left the retained window yet");
 
-    // Everything that joined must come through once: 3 bootstrap + 3 + 20.
+    // Everything that joined must come through once: 3 bootstrap joins, then 3 + 20 nodes each
+    // joining as a learner and as a voter.
     let expected: BTreeSet<String> =
         (1..=6).chain(10..30).map(|n| format!("node-{n}")).collect();
     let mut seen: Vec<(u64, String)> = Vec::new();
-    while seen.len() < expected.len() {
+    while seen.len() < 3 + 2 * (expected.len() - 3) {
         let e = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
         let node = joined_node(&e).unwrap_or_else(|| panic!("the filter admits joins only: {}", e.json));
         seen.push((e.seq, node.to_string()));
@@ -132,9 +141,15 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining()
 
     let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs are not strictly increasing: {seqs:?}");
-    let nodes: BTreeSet<String> = seen.iter().map(|(_, n)| n.clone()).collect();
-    assert_eq!(nodes.len(), seen.len(), "a join was delivered twice: {seen:?}");
-    assert_eq!(nodes, expected);
+    let mut joins_of: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, n) in &seen {
+        *joins_of.entry(n.clone()).or_default() += 1;
+    }
+    assert_eq!(joins_of.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    for (n, count) in &joins_of {
+        let bootstrap = ["node-1", "node-2", "node-3"].contains(&n.as_str());
+        assert_eq!(*count, if bootstrap { 1 } else { 2 }, "{n}'s joins, in {seen:?}");
+    }
 
     // The replay was exactly the retained events the filter admits: what we got equals what the
     // registry holds, seq for seq.
@@ -153,14 +168,14 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining()
 #[actix_web::test]
 async fn a_since_seq_older_than_the_retained_window_is_reported_as_truncated() {
     // Only four events are kept.
-    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet().retained(4).build()).expect("runtime starts");
+    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet_with_leader().retained(4).build()).expect("runtime starts");
     settle(&runtime).await;
     for n in 4..=7 {
         add_node(&runtime, &format!("node-{n}"), NodeMetadata::new()).await;
     }
     let status = settle(&runtime).await;
     assert_eq!(status.retained, 4);
-    assert_eq!(status.current_seq, 7, "3 bootstrap joins and 4 more");
+    assert!(status.current_seq >= 12, "3 bootstrap joins, a leader elected, and 4 nodes joining as learners, then voters: {status:?}");
     let oldest = status.oldest_retained_seq;
     assert_eq!(oldest, status.current_seq - 3);
 
@@ -203,13 +218,14 @@ async fn a_since_seq_older_than_the_retained_window_is_reported_as_truncated() {
 #[actix_web::test]
 async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it_stays_behind() {
     // Queues hold eight deliveries.
-    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet().session_queue(8).build()).expect("runtime starts");
+    let runtime = Runtime::start(TestConfig::memory().without_replicas().quiet_with_leader().session_queue(8).build()).expect("runtime starts");
     settle(&runtime).await;
     let mut sub = runtime.subscribe(only_types(&[EventType::NodeJoined])).await.expect("subscribe");
     let id = sub.subscription_id();
 
-    // Ten nodes join while the subscriber reads nothing: eight fit, two are dropped.
-    for n in 10..20 {
+    // Five nodes join (as learners, then as voters: ten events) while the subscriber reads
+    // nothing: eight fit, two are dropped.
+    for n in 10..15 {
         add_node(&runtime, &format!("node-{n}"), NodeMetadata::new()).await;
     }
     settle(&runtime).await;
@@ -220,9 +236,9 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
     assert_eq!(row.delivered, 8);
     assert!(runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0) >= 2);
 
-    // The subscriber catches up on the eight it has: node-10..17.
+    // The subscriber catches up on the eight it has: node-10..13, twice each.
     let mut last_seen = 0;
-    for n in 10..18 {
+    for n in [10, 10, 11, 11, 12, 12, 13, 13] {
         let e = match next_delivery(&mut sub).await {
             Some(Delivery::Event(e)) => e,
             other => panic!("expected node-{n}'s join, got {other:?}"),
@@ -252,16 +268,16 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
         .await
         .expect("subscribe");
     assert!(!resumed.replay_truncated());
-    for n in 18..=20 {
+    for n in [14, 14, 20, 20] {
         let e = next_event_matching(&mut resumed, |_| true, TIMEOUT).await;
         assert_eq!(joined_node(&e), Some(format!("node-{n}").as_str()), "{}", e.json);
     }
     drop(resumed);
 
-    // Now it stops reading for good: eight more fill its queue, and nine more missed in a row is
-    // more than a queue's worth. The registry gives up on it.
+    // Now it stops reading for good: its queue fills (node-20's promotion is in it already), and
+    // nine more missed in a row is more than a queue's worth. The registry gives up on it.
     let dropped_before = runtime.metrics().total("clusterd_events_dropped_total").unwrap_or(0);
-    for n in 21..39 {
+    for n in 21..30 {
         add_node(&runtime, &format!("node-{n}"), NodeMetadata::new()).await;
     }
     settle(&runtime).await;
@@ -291,19 +307,21 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
 
 #[actix_web::test]
 async fn since_seq_older_than_the_retained_window_is_flagged_in_get_events() {
-    // Four events are kept; bootstrap publishes three joins and two more nodes join.
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().retained(4).build()).await;
+    // Four events are kept; bootstrap publishes three joins, a leader is elected, and two more
+    // nodes join (as learners, then as voters).
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().retained(4).build()).await;
     api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
     api.post("/api/v1/cluster/nodes", json!({"node_id": "node-5"})).await.expect(201);
 
     let body = api.get("/api/v1/events?since_seq=0").await.expect(200);
     assert_eq!(body["replay_truncated"], true, "event 1 is gone: {body}");
-    assert_eq!(body["oldest_retained_seq"], 2);
-    assert_eq!(body["current_seq"], 5);
+    let current = body["current_seq"].as_u64().expect("current_seq");
+    assert!(current >= 8, "{body}");
+    assert_eq!(body["oldest_retained_seq"], current - 3);
     let seqs: Vec<u64> = body["events"].as_array().unwrap().iter().map(seq).collect();
-    assert_eq!(seqs, vec![2, 3, 4, 5]);
+    assert_eq!(seqs, (current - 3..=current).collect::<Vec<_>>());
 
-    let body = api.get("/api/v1/events?since_seq=1").await.expect(200);
+    let body = api.get(&format!("/api/v1/events?since_seq={}", current - 4)).await.expect(200);
     assert_eq!(body["replay_truncated"], false, "everything after 1 is retained: {body}");
     assert_eq!(body["count"], 4);
     // Without since_seq nothing was asked to be resumed, so nothing is reported truncated.
@@ -313,7 +331,7 @@ async fn since_seq_older_than_the_retained_window_is_flagged_in_get_events() {
 #[actix_web::test]
 async fn the_largest_since_seq_is_an_empty_answer_not_a_dead_registry() {
     // A client may resume from any u64. The largest one has nothing after it: an empty answer.
-    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
     let max = u64::MAX;
     let body = api.get(&format!("/api/v1/events?since_seq={max}")).await.expect(200);
     assert_eq!(body["events"], json!([]), "{body}");
@@ -322,13 +340,13 @@ async fn the_largest_since_seq_is_an_empty_answer_not_a_dead_registry() {
     // And the event registry is still there for everybody else.
     api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
     let joins = api.events("event_types=node_joined&node_ids=node-4").await;
-    assert_eq!(joins.len(), 1);
+    assert_eq!(joins.len(), 2, "as a learner, then as a voter");
     api.get("/api/v1/ws/status").await.expect(200);
 }
 
 #[actix_web::test]
 async fn websocket_management_shows_counters_sessions_and_in_process_subscriptions() {
-    let (runtime, api) = start(TestConfig::memory().without_replicas().quiet().build()).await;
+    let (runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
 
     // No sessions yet; the counters are real.
     let status = api.get("/api/v1/ws/status").await.expect(200);

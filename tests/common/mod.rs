@@ -298,14 +298,22 @@ pub fn metadata(v: serde_json::Value) -> NodeMetadata {
 }
 
 /// Adds `node_id` through the membership actor and returns its view.
+/// Adds a node and waits until it votes (a join answers with a learner after 5 s of catching up).
 pub async fn add_node(runtime: &RuntimeHandle, node_id: &str, metadata: NodeMetadata) -> NodeView {
-    within(
+    let view = within(
         "AddNode",
         runtime.membership().send(AddNode { node_id: node_id.into(), address: None, metadata }),
     )
     .await
     .expect("membership actor answers")
-    .unwrap_or_else(|e| panic!("adding {node_id} failed: {e}"))
+    .unwrap_or_else(|e| panic!("adding {node_id} failed: {e}"));
+    if view.role == clusterd::model::NodeRole::Voter {
+        return view;
+    }
+    poll_until(&format!("{node_id} to vote"), || async {
+        get_node(runtime, node_id).await.ok().filter(|v| v.role == clusterd::model::NodeRole::Voter)
+    })
+    .await
 }
 
 pub async fn get_node(runtime: &RuntimeHandle, id: &str) -> Result<NodeView, ClusterError> {

@@ -251,10 +251,25 @@ impl Handler<AddNode> for MembershipActor {
         let id = record.node_id.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.joins.push((id.clone(), tx));
+        // A node of this process runs, empty, before the group adds it, as one of another
+        // process would: the leader's first message finds it.
+        let hosted_here = self.raft.links.is_none() || self.raft.hosted.contains(&id);
+        if hosted_here && !self.awaiting.contains_key(&id) {
+            let incarnation = self.take_incarnation();
+            let addr = self.start_node(&id, incarnation, true, ctx);
+            self.awaiting.insert(id.clone(), (addr, incarnation));
+        }
         Box::pin(self.propose(MemberChange::Join { record }, ctx).then(move |res, act, _| {
             let wait: std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<NodeView, ClusterError>>>> = match res {
                 Err(e) => {
                     act.joins.retain(|(j, _)| *j != id);
+                    // Not added (as far as this process knows): a node started for the join stops;
+                    // one of `cluster.host` goes on waiting.
+                    if !act.raft.hosted.contains(&id) || act.raft.links.is_none() {
+                        if let Some((addr, _)) = act.awaiting.remove(&id) {
+                            addr.do_send(StopNode);
+                        }
+                    }
                     Box::pin(actix::fut::ready(Err(e)))
                 }
                 Ok(_) => Box::pin(

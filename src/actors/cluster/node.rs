@@ -300,10 +300,12 @@ impl NodeActor {
     fn compact(&mut self, write: crate::storage::RaftWrite, ctx: &mut Context<Self>) {
         let (store, owner) = (self.setup.store.clone(), self.node_id.clone());
         let commit = self.lane.run(move || store.commit_raft(&owner, write).map_err(crate::actors::raft::core::RaftCoreError::from));
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|res, act, _| {
-            if let Err(error) = res {
-                tracing::warn!(node_id = %act.node_id, %error, "raft log compaction failed");
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(|res, act, ctx| match res {
+            Ok(()) => {
+                act.guarded("snapshot stored", ctx, |raft| raft.snapshot_stored());
+                act.drive(ctx);
             }
+            Err(error) => tracing::warn!(node_id = %act.node_id, %error, "raft log compaction failed"),
         }));
     }
 
@@ -391,14 +393,17 @@ impl NodeActor {
     fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
         for msg in msgs {
             let to = msg.to;
+            let snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
             let sent = match self.setup.peers.route(to) {
                 Some((name, recipient)) => self.setup.link.deliver(&self.node_id, &name, &recipient, RaftPeerMessage(msg)),
                 None => Sent::Dropped,
             };
+            let Some(raft) = self.raft.as_mut() else { continue };
             if sent == Sent::Dropped {
-                if let Some(raft) = self.raft.as_mut() {
-                    raft.report_unreachable(to);
-                }
+                raft.report_unreachable(to);
+            }
+            if snapshot {
+                raft.report_snapshot(to, sent != Sent::Dropped);
             }
         }
     }

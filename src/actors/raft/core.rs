@@ -133,6 +133,7 @@ enum Proposed {
 enum Held {
     Tick,
     Message(Message),
+    SnapshotSent { peer: u64, delivered: bool },
 }
 
 pub struct RaftCore {
@@ -180,6 +181,9 @@ pub struct RaftCore {
     snapshot_due: bool,
     /// The bootstrap members, that a machine starts with.
     seed: Vec<String>,
+    /// A snapshot was stored: a leader offers it at once to the followers that need one,
+    /// rather than at their next heartbeat answer (raft-rs retries only then).
+    offer_snapshot: bool,
 }
 
 /// Whether `write` asks nothing of the store.
@@ -251,6 +255,7 @@ impl RaftCore {
             compaction: None,
             snapshot_due: false,
             seed,
+            offer_snapshot: false,
         })
     }
 
@@ -277,6 +282,23 @@ impl RaftCore {
     /// A message to `peer` was lost on the way: raft-rs probes it again instead of streaming.
     pub fn report_unreachable(&mut self, peer: u64) {
         self.raw.report_unreachable(peer);
+    }
+
+    /// A snapshot this node sent to `peer` left (`delivered`), or was lost on the way: raft-rs
+    /// waits in its snapshot state until told. Told it left, it waits for the peer's answer
+    /// and probes again on its next heartbeat answer (a snapshot the peer dropped is sent
+    /// again); told it was lost, it probes at once.
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
+        if self.pending.is_some() {
+            self.held.push_back(Held::SnapshotSent { peer, delivered });
+        } else {
+            self.snapshot_sent(peer, delivered);
+        }
+    }
+
+    fn snapshot_sent(&mut self, peer: u64, delivered: bool) {
+        let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+        self.raw.report_snapshot(peer, status);
     }
 
     /// Steps a message from a peer (once the outstanding write is durable, if one is).
@@ -524,6 +546,7 @@ impl RaftCore {
                 Held::Tick => {
                     self.raw.tick();
                 }
+                Held::SnapshotSent { peer, delivered } => self.snapshot_sent(peer, delivered),
                 Held::Message(msg) => {
                     if let Err(error) = self.step_now(msg) {
                         // raft-rs refuses some messages (from a peer no longer in the group, say); they change nothing.
@@ -548,6 +571,7 @@ impl RaftCore {
             }
         }
         self.plan_snapshot(&owner)?;
+        self.offer_stored_snapshot();
         Ok(AfterWrite { send, applied, mine, placed, unplaced })
     }
 
@@ -573,6 +597,22 @@ impl RaftCore {
     /// A snapshot to store and the log it compacts, if one was taken.
     pub fn take_compaction(&mut self) -> Option<RaftWrite> {
         self.compaction.take()
+    }
+
+    /// The snapshot [`RaftCore::take_compaction`] gave is durable: a leader sends it now to
+    /// whoever needs it (a learner that just joined), once no write is outstanding.
+    pub fn snapshot_stored(&mut self) {
+        self.offer_snapshot = true;
+        self.offer_stored_snapshot();
+    }
+
+    fn offer_stored_snapshot(&mut self) {
+        if self.offer_snapshot && self.pending.is_none() {
+            self.offer_snapshot = false;
+            if self.is_leader() {
+                self.raw.raft.bcast_append();
+            }
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>, owner: &str, mine: &mut Vec<(u64, Applied)>) -> Result<Vec<Applied>, RaftCoreError> {

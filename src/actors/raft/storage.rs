@@ -217,7 +217,11 @@ impl raft::Storage for GroupStorage {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // The log is not compacted yet, so a follower that lags catches up from entries; a
         // snapshot is only asked for once compaction has dropped what it needs.
-        match self.store.raft_snapshot(&self.owner).map_err(to_raft)? {
+        // One older than where the log starts would leave the follower short of entries the log
+        // no longer holds (and, older than a join, lacking the joined node): the newer one is on
+        // its way to the store.
+        let base = self.tail.lock().base.0;
+        match self.store.raft_snapshot(&self.owner).map_err(to_raft)?.filter(|s| s.index >= base) {
             Some(s) if s.index >= request_index => {
                 let mut snap = Snapshot { data: s.data.into(), ..Snapshot::default() };
                 let meta = snap.mut_metadata();
