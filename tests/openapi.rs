@@ -130,7 +130,7 @@ async fn every_error_the_app_answers_with_is_documented_with_the_error_shape() {
 
 #[actix_web::test]
 async fn the_limits_the_server_checks_are_in_the_schema_and_hold_at_their_edges() {
-    let (_runtime, api) = start(TestConfig::memory().replicas(&[("replica-001", clusterd::model::ReplicaMode::Async)]).mode(clusterd::model::ReplicationMode::Async).quiet().build()).await;
+    let (_runtime, api) = start(TestConfig::memory().replicas(&[("replica-001", clusterd::model::ReplicaMode::Async)]).mode(clusterd::model::ReplicationMode::Async).quiet_with_leader().build()).await;
     let doc = api.get("/api/v1/openapi.json").await.expect(200);
     let schemas = &doc["components"]["schemas"];
     let node_id = &schemas["AddNodeBody"]["properties"]["node_id"];
@@ -152,6 +152,7 @@ async fn the_limits_the_server_checks_are_in_the_schema_and_hold_at_their_edges(
 
     // At each edge, what the schema admits is accepted and what it does not is refused with 400.
     let nodes = "/api/v1/cluster/nodes";
+    api.raft_leader().await;
     api.post(nodes, json!({"node_id": "n".repeat(64)})).await.expect(201);
     api.post(nodes, json!({"node_id": "n".repeat(65)})).await.expect_error(400, "invalid_request");
     api.post(nodes, json!({"node_id": ""})).await.expect_error(400, "invalid_request");

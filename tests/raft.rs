@@ -419,3 +419,62 @@ async fn a_partitioned_leader_steps_down_without_disturbing_the_majority_and_rej
     })
     .await;
 }
+
+#[actix_web::test]
+async fn a_joined_node_catches_up_by_snapshot_votes_leads_and_starts_empty_when_added_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = TestConfig::memory().without_replicas().disk(dir.path()).build();
+    let (runtime, api) = start(config.clone()).await;
+    poll_until("a leader", || leader(&api)).await;
+    put_acknowledged(&api, "before", json!("kept")).await;
+
+    // node-4 joins: a learner sent the group's snapshot, then a voter.
+    let created = api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4", "metadata": {"rack": "r4"}})).await.expect(201);
+    assert_eq!(created["role"], "voter", "{created}");
+    let log = api.get("/api/v1/cluster/raft/log?node=node-4").await.expect(200);
+    assert!(log["first_index"].as_u64().expect("first_index") > 1, "it started from a snapshot, not from entry 1: {log}");
+    let (_, raft) = poll_until("a leader", || leader(&api)).await;
+    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
+    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
+    let entries = api.get(&format!("/api/v1/cluster/raft/log?node={}&limit=1000", lead["node_id"].as_str().expect("id"))).await.expect(200).to_string();
+    // The join's entry went into the snapshot taken as it applied; the promotion came after.
+    assert!(entries.contains("node-4 becomes a voter"), "{entries}");
+
+    // It can lead, and serves what was written before it joined.
+    api.post("/api/v1/cluster/nodes/node-4/promote", json!({})).await.expect(200);
+    assert_eq!(api.get("/api/v1/cluster/kv/before").await.expect(200)["value"], "kept");
+    put_acknowledged(&api, "led-by-4", json!(4)).await;
+
+    // Removed (leading: it hands over first), then added again: it starts from an empty log and
+    // catches up with everything, old and new.
+    assert_eq!(api.delete("/api/v1/cluster/nodes/node-4").await.status.as_u16(), 204);
+    let (now, raft) = poll_until("a leader", || leader(&api)).await;
+    assert_ne!(now, "node-4");
+    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
+    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3"]), "{raft}");
+    put_acknowledged(&api, "while-gone", json!("w")).await;
+    let again = api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
+    assert_eq!(again["role"], "voter", "{again}");
+    assert_eq!(again["metadata"], json!({}), "a new member, not the old record");
+    api.post("/api/v1/cluster/nodes/node-4/promote", json!({})).await.expect(200);
+    for (key, value) in [("before", json!("kept")), ("led-by-4", json!(4)), ("while-gone", json!("w"))] {
+        assert_eq!(api.get(&format!("/api/v1/cluster/kv/{key}")).await.expect(200)["value"], value, "{key}");
+    }
+
+    // Every change of members was told, in order, as its entry applied.
+    let told: Vec<String> = api
+        .events("node_ids=node-4&event_types=node_joined,node_left")
+        .await
+        .iter()
+        .map(|e| format!("{} {}", e["event_type"].as_str().unwrap_or(""), e["payload"]["node_role"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(told, ["node_joined learner", "node_joined voter", "node_left voter", "node_joined learner", "node_joined voter"]);
+
+    // A restart on the same data directory keeps the members and the Raft voters.
+    within("the runtime to shut down", runtime.shutdown()).await;
+    let (_runtime, api) = start(config).await;
+    let (_, raft) = poll_until("a leader after the restart", || leader(&api)).await;
+    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
+    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
+    assert_eq!(api.nodes().await.0, ["node-1", "node-2", "node-3", "node-4"]);
+}
