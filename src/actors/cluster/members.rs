@@ -136,7 +136,9 @@ impl MembershipActor {
                 let record = m.record.clone();
                 self.membership_event(true, &record, reason);
             }
-            for (_, tx) in self.joins.extract_if(.., |(j, _)| *j == id) {
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.joins).into_iter().partition(|(j, _)| *j == id);
+            self.joins = waiting;
+            for (_, tx) in done {
                 let _ = tx.send(());
             }
         }

@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use crate::actors::cluster::leadership::Leadership;
 use crate::actors::cluster::phi::PhiDetector;
-use crate::actors::cluster::node::{NodeActor, RaftSetup};
+use crate::actors::cluster::node::{NodeActor, NodeReports, RaftSetup};
 use crate::actors::registry::EventPublisher;
 use crate::messages::cluster::*;
 use crate::messages::events::*;
@@ -201,9 +201,7 @@ impl MembershipActor {
             node_id.to_string(),
             incarnation,
             self.events.clone(),
-            ctx.address().recipient(),
-            ctx.address().recipient(),
-            ctx.address().recipient(),
+            NodeReports { restarted: ctx.address().recipient(), raft: ctx.address().recipient(), members: ctx.address().recipient() },
             fresh,
             self.restart_counts.clone(),
             self.raft.clone(),

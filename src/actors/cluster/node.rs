@@ -51,16 +51,22 @@ pub struct RaftSetup {
     pub hosted: std::collections::BTreeSet<String>,
 }
 
+/// What a node tells the membership actor that started it.
+#[derive(Clone)]
+pub struct NodeReports {
+    pub restarted: Recipient<NodeRestarted>,
+    /// Leadership changes: the membership tells them once, in order, for all nodes.
+    pub raft: Recipient<RaftObserved>,
+    /// The members, each time this node applies a change of them.
+    pub members: Recipient<MembersApplied>,
+}
+
 pub struct NodeActor {
     node_id: String,
     raft_id: u64,
     incarnation: u64,
     events: EventPublisher,
-    membership: Recipient<NodeRestarted>,
-    /// Where leadership changes go: the membership tells them once, in order, for all nodes.
-    raft_reports: Recipient<RaftObserved>,
-    /// Where the members go each time this node applies a change of them.
-    member_reports: Recipient<MembersApplied>,
+    reports: NodeReports,
     /// A node that just joined the group: whatever its store holds of an earlier member of that
     /// name is cleared before it opens.
     fresh: bool,
@@ -150,9 +156,7 @@ impl NodeActor {
         node_id: String,
         incarnation: u64,
         events: EventPublisher,
-        membership: Recipient<NodeRestarted>,
-        raft_reports: Recipient<RaftObserved>,
-        member_reports: Recipient<MembersApplied>,
+        reports: NodeReports,
         fresh: bool,
         restart_counts: CounterFamily,
         setup: RaftSetup,
@@ -164,9 +168,7 @@ impl NodeActor {
             raft_id,
             incarnation,
             events,
-            membership,
-            raft_reports,
-            member_reports,
+            reports,
             fresh,
             restart_counts,
             restarts: 0,
@@ -319,7 +321,7 @@ impl NodeActor {
                     self.setup.peers.known(raft_node_id(&m.node_id), &m.node_id);
                 }
                 // `do_send`: one per change of members, a handful in a cluster's life.
-                self.member_reports.do_send(MembersApplied { index: *index, members: members.clone(), reason: reason.clone() });
+                self.reports.members.do_send(MembersApplied { index: *index, members: members.clone(), reason: reason.clone() });
             }
         }
         for (tag, a) in mine {
@@ -434,7 +436,7 @@ impl NodeActor {
                     previous_heard: self.last_heard.get(&previous).copied(),
                 }
             };
-            self.raft_reports.do_send(seen);
+            self.reports.raft.do_send(seen);
         }
     }
 
@@ -504,7 +506,7 @@ impl actix::Supervised for NodeActor {
         tracing::warn!(node_id = %self.node_id, restarts = self.restarts, %reason, "node actor restarted by its supervisor");
         self.restart_counts.inc(&["node", &self.node_id]);
         // Before the event, so anyone who saw the event and then asks the membership sees it too.
-        self.membership.do_send(NodeRestarted {
+        self.reports.restarted.do_send(NodeRestarted {
             node_id: self.node_id.clone(),
             incarnation: self.incarnation,
             restart_count: self.restarts,

@@ -359,7 +359,7 @@ impl RaftCore {
         if self.is_leader() && self.raw.raft.has_pending_conf() {
             return Err(RaftCoreError::ChangeInProgress);
         }
-        let single = ConfChangeSingle { change_type: change_type.into(), node_id: raft_node_id(change.node_id()), ..ConfChangeSingle::default() };
+        let single = ConfChangeSingle { change_type, node_id: raft_node_id(change.node_id()), ..ConfChangeSingle::default() };
         let cc = ConfChangeV2 { changes: vec![single].into(), context: serde_json::to_vec(change)?.into(), ..ConfChangeV2::default() };
         self.propose_now_or_held(Proposed::Members(cc))
     }
