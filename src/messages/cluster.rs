@@ -100,7 +100,8 @@ pub struct NodeView {
     pub restarts: u64,
     /// Whether a crash was injected and the node waits for a restart.
     pub crashed: bool,
-    /// Raft term, commit and applied index: `None` until Raft runs the membership.
+    /// Raft term, commit and applied index, as the node's actor tells them: `None` while it is
+    /// down or opening, and for a node another process hosts.
     pub term: Option<u64>,
     pub commit_index: Option<u64>,
     pub applied_index: Option<u64>,

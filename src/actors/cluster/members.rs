@@ -203,6 +203,13 @@ impl MembershipActor {
         }))
     }
 
+    /// A member's view with its Raft figures.
+    fn raft_view(&self, id: &str) -> ResponseActFuture<Self, Result<NodeView, ClusterError>> {
+        let view = self.node_view(id);
+        let addr = self.members.get(id).and_then(|m| m.addr.clone());
+        Box::pin(async move { Ok(super::membership::with_raft(view?, addr).await) }.into_actor(self))
+    }
+
     /// Why removing `id` now would cost the group its quorum, if it would.
     fn removal_refused(&self, id: &str) -> Option<String> {
         let m = self.members.get(id)?;
@@ -279,9 +286,9 @@ impl Handler<AddNode> for MembershipActor {
                         let _ = tokio::time::timeout(JOIN_WAIT, rx).await;
                     }
                     .into_actor(act)
-                    .map(move |(), act, _| {
+                    .then(move |(), act, _| {
                         act.joins.retain(|(j, tx)| *j != id || !tx.is_closed());
-                        act.node_view(&id)
+                        act.raft_view(&id)
                     }),
                 ),
             };
@@ -335,9 +342,12 @@ impl Handler<UpdateNodeMetadata> for MembershipActor {
         }
         let id = msg.node_id;
         let change = MemberChange::Metadata { node_id: id.clone(), metadata: record.metadata };
-        Box::pin(self.propose(change, ctx).map(move |res, act, _| {
-            res?;
-            act.node_view(&id)
+        Box::pin(self.propose(change, ctx).then(move |res, act, _| {
+            let view: ResponseActFuture<Self, Result<NodeView, ClusterError>> = match res {
+                Ok(_) => act.raft_view(&id),
+                Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            };
+            view
         }))
     }
 }

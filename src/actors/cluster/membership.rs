@@ -605,17 +605,34 @@ impl Actor for MembershipActor {
 pub(super) type Answer<T> = AtomicResponse<MembershipActor, Result<T, ClusterError>>;
 
 impl Handler<ListNodes> for MembershipActor {
-    type Result = MessageResult<ListNodes>;
+    type Result = ResponseFuture<Vec<NodeView>>;
     fn handle(&mut self, _: ListNodes, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.members.values().map(|m| self.view(m)).collect())
+        let views: Vec<_> = self.members.values().map(|m| with_raft(self.view(m), m.addr.clone())).collect();
+        Box::pin(futures_util::future::join_all(views))
     }
 }
 
 impl Handler<GetNode> for MembershipActor {
-    type Result = Result<NodeView, ClusterError>;
+    type Result = ResponseFuture<Result<NodeView, ClusterError>>;
     fn handle(&mut self, msg: GetNode, _ctx: &mut Self::Context) -> Self::Result {
-        self.node_view(&msg.node_id)
+        let view = self.node_view(&msg.node_id);
+        let addr = self.members.get(&msg.node_id).and_then(|m| m.addr.clone());
+        Box::pin(async move { Ok(with_raft(view?, addr).await) })
     }
+}
+
+/// A node's view with its Raft term, commit and applied index, asked of its actor if it runs
+/// here (a node of another process shows them in that process).
+pub(super) async fn with_raft(mut view: NodeView, addr: Option<Addr<NodeActor>>) -> NodeView {
+    if let Some(raft) = match addr {
+        Some(a) => a.send(GetRaftNode).await.ok().flatten(),
+        None => None,
+    } {
+        view.term = Some(raft.term);
+        view.commit_index = Some(raft.commit_index);
+        view.applied_index = Some(raft.applied_index);
+    }
+    view
 }
 
 impl Handler<GetClusterStatus> for MembershipActor {
