@@ -304,4 +304,22 @@ mod tests {
         assert_eq!(answers(&gs), answers(&fresh()));
         assert!(matches!(gs.term(4), Err(raft::Error::Store(raft::StorageError::Compacted))));
     }
+
+    #[test]
+    fn a_snapshot_older_than_where_the_log_starts_is_not_offered() {
+        let store = Arc::new(Store::memory());
+        let gs = GroupStorage::open(store.clone(), "g", vec![1]).expect("open");
+        append(&store, &gs, &entries(1..=10, 1));
+        let conf_state = encode(&ConfState { voters: vec![1], ..ConfState::default() }, "g").expect("encode");
+        let at = |index| RaftSnapshot { index, term: 1, conf_state: conf_state.clone(), data: Vec::new() };
+        gs.compacted(3, 1);
+        store.commit_raft("g", RaftWrite { snapshot: Some(at(3)), ..RaftWrite::default() }).expect("compact");
+        assert_eq!(gs.snapshot(0, 2).expect("the stored snapshot").get_metadata().index, 3);
+        // Compacted through 8 in memory, its snapshot not stored yet: the one at 3 would leave a
+        // follower short of 4..=8, which the log no longer holds.
+        gs.compacted(8, 1);
+        assert!(matches!(gs.snapshot(0, 2), Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable))));
+        store.commit_raft("g", RaftWrite { snapshot: Some(at(8)), ..RaftWrite::default() }).expect("compact");
+        assert_eq!(gs.snapshot(0, 2).expect("the new snapshot").get_metadata().index, 8);
+    }
 }
