@@ -172,6 +172,8 @@ impl MembershipActor {
             Some(_) => None,
             None => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
+                // Those that gave up go: one per change asked for while there is no leader.
+                self.leader_waiters.retain(|w| !w.is_closed());
                 self.leader_waiters.push(tx);
                 Some(rx)
             }

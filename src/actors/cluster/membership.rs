@@ -210,7 +210,8 @@ impl MembershipActor {
     }
 
     /// Where a member runs: the address of the process hosting it (`cluster.peers`, or the one
-    /// its record names, for a node that joined at run time), or `None` if this process hosts it.
+    /// its record names, for a node that joined at run time: the route to that process is
+    /// registered here), or `None` if this process hosts it.
     fn hosting(&self, record: &NodeRecord) -> Option<String> {
         if let Some(at) = self.raft.elsewhere.get(&record.node_id) {
             return Some(at.clone());
