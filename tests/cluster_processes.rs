@@ -212,8 +212,8 @@ async fn a_fourth_process_joins_the_group_through_raft_and_leaves_it_and_every_p
 
     // Added through the second process, with its process's address: it joins as a learner, is
     // sent the group's snapshot, catches up and is promoted.
-    let body = json!({"node_id": "node-4", "address": format!("127.0.0.1:{}", ports[3]), "metadata": {"rack": "r4"}});
-    let (status, created) = call(old[1], "POST", "/api/v1/cluster/nodes", &body.to_string());
+    let join = json!({"node_id": "node-4", "address": format!("127.0.0.1:{}", ports[3]), "metadata": {"rack": "r4"}});
+    let (status, created) = call(old[1], "POST", "/api/v1/cluster/nodes", &join.to_string());
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["role"], "voter", "{created}");
     let all: Vec<&Server> = servers.iter().collect();
@@ -236,4 +236,10 @@ async fn a_fourth_process_joins_the_group_through_raft_and_leaves_it_and_every_p
         wait_for("every process to tell node-4's departure", || (members(s).len() == 3 && told(s, "node-4").last().map(String::as_str) == Some("node_left voter")).then_some(()));
     }
     put(old[0], "after-leave", json!(3));
+
+    // The fourth process applied its own removal: its node waits again, empty, and joins again.
+    wait_for("the fourth process to tell its node's departure", || (told(&servers[3], "node-4").last().map(String::as_str) == Some("node_left voter")).then_some(()));
+    let (status, again) = call(old[0], "POST", "/api/v1/cluster/nodes", &join.to_string());
+    assert_eq!((status, again["role"].as_str()), (201, Some("voter")), "{again}");
+    assert_eq!(get(&servers[3], "after-leave"), json!(3));
 }

@@ -123,6 +123,12 @@ impl MembershipActor {
                 }
                 self.membership_event(false, &m.record, reason);
             }
+            // A node `cluster.host` names goes back to waiting, empty, to be added again.
+            if self.raft.links.is_some() && self.raft.hosted.contains(id) && !self.awaiting.contains_key(id) {
+                let incarnation = self.take_incarnation();
+                let addr = self.start_node(id, incarnation, true, ctx);
+                self.awaiting.insert(id.clone(), (addr, incarnation));
+            }
         }
         for record in plan.updated {
             if let Some(m) = self.members.get_mut(&record.node_id) {
