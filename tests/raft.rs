@@ -433,10 +433,9 @@ async fn a_joined_node_catches_up_by_snapshot_votes_leads_and_starts_empty_when_
     assert_eq!(created["role"], "voter", "{created}");
     let log = api.get("/api/v1/cluster/raft/log?node=node-4").await.expect(200);
     assert!(log["first_index"].as_u64().expect("first_index") > 1, "it started from a snapshot, not from entry 1: {log}");
-    let (_, raft) = poll_until("a leader", || leader(&api)).await;
-    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
-    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
-    let entries = api.get(&format!("/api/v1/cluster/raft/log?node={}&limit=1000", lead["node_id"].as_str().expect("id"))).await.expect(200).to_string();
+    let (lead, raft) = poll_until("a leader", || leader(&api)).await;
+    assert_eq!(node(&raft, &lead)["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
+    let entries = api.get(&format!("/api/v1/cluster/raft/log?node={lead}&limit=1000")).await.expect(200).to_string();
     // The join's entry went into the snapshot taken as it applied; the promotion came after.
     assert!(entries.contains("node-4 becomes a voter"), "{entries}");
 
@@ -450,8 +449,7 @@ async fn a_joined_node_catches_up_by_snapshot_votes_leads_and_starts_empty_when_
     assert_eq!(api.delete("/api/v1/cluster/nodes/node-4").await.status.as_u16(), 204);
     let (now, raft) = poll_until("a leader", || leader(&api)).await;
     assert_ne!(now, "node-4");
-    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
-    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3"]), "{raft}");
+    assert_eq!(node(&raft, &now)["voters"], json!(["node-1", "node-2", "node-3"]), "{raft}");
     put_acknowledged(&api, "while-gone", json!("w")).await;
     let again = api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
     assert_eq!(again["role"], "voter", "{again}");
@@ -473,8 +471,7 @@ async fn a_joined_node_catches_up_by_snapshot_votes_leads_and_starts_empty_when_
     // A restart on the same data directory keeps the members and the Raft voters.
     within("the runtime to shut down", runtime.shutdown()).await;
     let (_runtime, api) = start(config).await;
-    let (_, raft) = poll_until("a leader after the restart", || leader(&api)).await;
-    let lead = raft["nodes"].as_array().expect("nodes").iter().find(|n| n["role"] == "leader").expect("leader").clone();
-    assert_eq!(lead["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
+    let (lead, raft) = poll_until("a leader after the restart", || leader(&api)).await;
+    assert_eq!(node(&raft, &lead)["voters"], json!(["node-1", "node-2", "node-3", "node-4"]), "{raft}");
     assert_eq!(api.nodes().await.0, ["node-1", "node-2", "node-3", "node-4"]);
 }

@@ -124,7 +124,7 @@ impl MembershipActor {
                 self.membership_event(false, &m.record, reason);
             }
             // A node `cluster.host` names goes back to waiting, empty, to be added again.
-            if self.raft.links.is_some() && self.raft.hosted.contains(id) && !self.awaiting.contains_key(id) {
+            if self.raft.waits_to_join(id) && !self.awaiting.contains_key(id) {
                 let incarnation = self.take_incarnation();
                 let addr = self.start_node(id, incarnation, true, ctx);
                 self.awaiting.insert(id.clone(), (addr, incarnation));
@@ -250,8 +250,7 @@ impl Handler<AddNode> for MembershipActor {
             if address.chars().count() > 256 {
                 return Err(ClusterError::InvalidField { field: "address".into(), reason: "at most 256 characters".into() });
             }
-            let hosted_here = self.raft.links.is_none() || self.raft.hosted.contains(&msg.node_id);
-            if !hosted_here {
+            if !self.raft.hosts(&msg.node_id) {
                 crate::config::check_peer_address(&address).map_err(|reason| ClusterError::InvalidField {
                     field: "address".into(),
                     reason: format!("{reason}: a node this process does not host is reached at its process's address"),
@@ -270,8 +269,7 @@ impl Handler<AddNode> for MembershipActor {
         self.joins.push((id.clone(), tx));
         // A node of this process runs, empty, before the group adds it, as one of another
         // process would: the leader's first message finds it.
-        let hosted_here = self.raft.links.is_none() || self.raft.hosted.contains(&id);
-        if hosted_here && !self.awaiting.contains_key(&id) {
+        if self.raft.hosts(&id) && !self.awaiting.contains_key(&id) {
             let incarnation = self.take_incarnation();
             let addr = self.start_node(&id, incarnation, true, ctx);
             self.awaiting.insert(id.clone(), (addr, incarnation));
@@ -282,7 +280,7 @@ impl Handler<AddNode> for MembershipActor {
                     act.joins.retain(|(j, _)| *j != id);
                     // Not added (as far as this process knows): a node started for the join stops;
                     // one of `cluster.host` goes on waiting.
-                    if !act.raft.hosted.contains(&id) || act.raft.links.is_none() {
+                    if !act.raft.waits_to_join(&id) {
                         if let Some((addr, _)) = act.awaiting.remove(&id) {
                             addr.do_send(StopNode);
                         }

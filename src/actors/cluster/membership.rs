@@ -216,11 +216,10 @@ impl MembershipActor {
         if let Some(at) = self.raft.elsewhere.get(&record.node_id) {
             return Some(at.clone());
         }
-        let links = self.raft.links.as_ref()?;
-        if self.raft.hosted.contains(&record.node_id) {
+        if self.raft.hosts(&record.node_id) {
             return None;
         }
-        if !record.address.is_empty() {
+        if let (false, Some(links)) = (record.address.is_empty(), &self.raft.links) {
             self.raft.peers.hosted_elsewhere(raft_node_id(&record.node_id), &record.node_id, links.line(&record.address));
         }
         Some(record.address.clone())
@@ -558,7 +557,7 @@ impl Actor for MembershipActor {
             joins.push((id, join_reason));
         }
         for id in self.raft.hosted.clone() {
-            if !self.members.contains_key(&id) {
+            if self.raft.waits_to_join(&id) && !self.members.contains_key(&id) {
                 tracing::info!(node_id = %id, "hosted node is no member yet: it waits for the group to add it");
                 let incarnation = self.take_incarnation();
                 let addr = self.start_node(&id, incarnation, false, ctx);

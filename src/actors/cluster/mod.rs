@@ -60,7 +60,6 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         own_load: links.is_some().then(|| ctx.load.clone()),
         timing: RaftSettings { election_tick: c.election_tick, heartbeat_tick: c.heartbeat_tick, snapshot_every: SNAPSHOT_EVERY },
         tick: std::time::Duration::from_millis(c.tick_ms),
-        bootstrap: c.nodes.iter().map(|n| raft_node_id(n)).collect(),
         seed: c.nodes.clone(),
         hosted: c.hosted().iter().cloned().collect(),
     };

@@ -43,12 +43,25 @@ pub struct RaftSetup {
     pub own_load: Option<Arc<crate::process::LoadSampler>>,
     pub timing: RaftSettings,
     pub tick: Duration,
-    /// The raft ids of the group's voters at bootstrap (`cluster.nodes`).
-    pub bootstrap: Vec<u64>,
-    /// Their names: the members every node's machine starts with.
+    /// The group's voters at bootstrap (`cluster.nodes`): the members every node's machine
+    /// starts with.
     pub seed: Vec<String>,
     /// The nodes this process hosts (`cluster.host`).
     pub hosted: std::collections::BTreeSet<String>,
+}
+
+impl RaftSetup {
+    /// Whether node `id` runs in this process: every node in the one-process form, those of
+    /// `cluster.host` in the multi-process form.
+    pub fn hosts(&self, id: &str) -> bool {
+        self.links.is_none() || self.hosted.contains(id)
+    }
+
+    /// Whether node `id` is one of `cluster.host` in the multi-process form: while it is no
+    /// member, it runs here empty, waiting to be added.
+    pub fn waits_to_join(&self, id: &str) -> bool {
+        self.links.is_some() && self.hosted.contains(id)
+    }
 }
 
 /// What a node tells the membership actor that started it.
@@ -197,7 +210,10 @@ impl NodeActor {
     fn open_raft(&mut self, ctx: &mut Context<Self>) {
         let setup = self.setup.clone();
         let (id, owner) = (self.raft_id, self.node_id.clone());
-        let voters = if setup.bootstrap.contains(&id) { setup.bootstrap.clone() } else { Vec::new() };
+        let voters = match setup.seed.contains(&owner) {
+            true => setup.seed.iter().map(|n| raft_node_id(n)).collect(),
+            false => Vec::new(),
+        };
         let fresh = std::mem::take(&mut self.fresh);
         let open = self.lane.run(move || {
             if fresh {
