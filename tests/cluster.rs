@@ -656,3 +656,15 @@ async fn transport_ws_node_status_changes_for_one_node() {
         "{metrics}"
     );
 }
+
+#[actix_web::test]
+async fn a_change_of_members_asked_for_while_the_leader_is_down_waits_for_the_next_one() {
+    let (_runtime, api) = start(TestConfig::memory().without_replicas().quiet_with_leader().build()).await;
+    let first = api.raft_leader().await;
+    api.post("/api/v1/cluster/faults/crash", json!({"target": first})).await.expect(200);
+    // At once: no leader runs, and the group elects another meanwhile.
+    let created = api.post("/api/v1/cluster/nodes", json!({"node_id": "node-4"})).await.expect(201);
+    assert_eq!(created["role"], "voter", "{created}");
+    let status = api.get("/api/v1/cluster/status").await.expect(200);
+    assert_ne!(status["leader"], first, "{status}");
+}

@@ -170,13 +170,15 @@ impl MembershipActor {
 
     /// Proposes `change` through a node of this process (to the leader, wherever it is), then
     /// waits until this process applied it. A change asked for while the group elects its
-    /// leader (as right after start) waits for the election, up to [`LEADER_WAIT_TIMEOUTS`].
+    /// leader (right after start, or after the leader crashed) waits for the election, up to
+    /// [`LEADER_WAIT_TIMEOUTS`].
     fn propose(&mut self, change: MemberChange, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<MembersApplied, ClusterError>> {
         let me = ctx.address();
         let leader_wait = self.settings.unreachable_after * LEADER_WAIT_TIMEOUTS;
-        let elected = match self.leadership.leader() {
-            Some(_) => None,
-            None => {
+        // No leader known, or the one known crashed here: the group is electing one.
+        let elected = match self.metadata_node() {
+            Ok(_) => None,
+            Err(_) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 // Those that gave up go: one per change asked for while there is no leader.
                 self.leader_waiters.retain(|w| !w.is_closed());

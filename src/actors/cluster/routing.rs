@@ -97,11 +97,13 @@ impl Handler<RaftObserved> for MembershipActor {
     type Result = ();
     fn handle(&mut self, seen: RaftObserved, _ctx: &mut Self::Context) {
         let events = self.leadership.observe(seen, Instant::now());
-        if let Some((leader, _)) = self.leadership.leader() {
-            let leader = leader.to_string();
+        if self.metadata_node().is_ok() {
             for tx in self.leader_waiters.drain(..) {
                 let _ = tx.send(());
             }
+        }
+        if let Some((leader, _)) = self.leadership.leader() {
+            let leader = leader.to_string();
             for (target, tx) in std::mem::take(&mut self.transfers) {
                 if target == leader {
                     let _ = tx.send(());
