@@ -149,12 +149,26 @@ impl MembershipActor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.transfers.push((target.clone(), tx));
         self.leadership.transferring();
+        // raft-rs gives a transfer up after an election timeout (a lost message, a target busy
+        // catching up): it is asked again each time, until the target leads or time is up.
+        let again_after = self.settings.unreachable_after;
         let wait = async move {
+            let deadline = tokio::time::Instant::now() + TRANSFER_TIMEOUT;
+            let mut rx = rx;
             leader.send(TransferLeadership { to: target.clone() }).await.map_err(|_| ClusterError::NoLeader)??;
-            tokio::time::timeout(TRANSFER_TIMEOUT, rx)
-                .await
-                .map_err(|_| ClusterError::TransferTimedOut { node_id: target, seconds: TRANSFER_TIMEOUT.as_secs() })?
-                .map_err(|_| ClusterError::NoLeader)
+            loop {
+                let step = again_after.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                match tokio::time::timeout(step, &mut rx).await {
+                    Ok(answer) => return answer.map_err(|_| ClusterError::NoLeader),
+                    Err(_) if tokio::time::Instant::now() >= deadline => {
+                        return Err(ClusterError::TransferTimedOut { node_id: target, seconds: TRANSFER_TIMEOUT.as_secs() });
+                    }
+                    // Asked again; a leader that moved on meanwhile refuses, and the move is told.
+                    Err(_) => {
+                        let _ = leader.send(TransferLeadership { to: target.clone() }).await;
+                    }
+                }
+            }
         };
         Box::pin(wait.into_actor(self).map(|res, act, _| res.map(|()| act.status())))
     }
