@@ -64,11 +64,13 @@ impl RaftEdit for MemoryRaft {
         Ok(())
     }
 
-    fn remove_through(&mut self, index: u64) -> Result<(), StorageError> {
-        self.entries = match index.checked_add(1) {
-            Some(after) => self.entries.split_off(&after),
-            None => BTreeMap::new(),
-        };
+    fn trim_through(&mut self, index: u64, at_most: usize) -> Result<(), StorageError> {
+        for _ in 0..at_most {
+            if self.entries.first_key_value().is_none_or(|(&k, _)| k > index) {
+                break;
+            }
+            self.entries.pop_first();
+        }
         Ok(())
     }
 
