@@ -117,7 +117,7 @@ impl RaftEdit for RaftTables<Entries<'_>, Numbers<'_>, Blobs<'_>> {
 
     fn trim_through(&mut self, index: u64, at_most: usize) -> Result<(), Failure> {
         for _ in 0..at_most {
-            if !self.entries.first()?.is_some_and(|(k, _)| k.value() <= index) {
+            if self.entries.first()?.is_none_or(|(k, _)| k.value() > index) {
                 break;
             }
             self.entries.pop_first()?;
