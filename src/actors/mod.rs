@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod domain;
 pub mod net;
+pub mod rac;
 pub mod raft;
 pub mod registry;
 pub mod replication;

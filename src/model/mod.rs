@@ -7,6 +7,7 @@ pub mod ids;
 pub mod lsn;
 pub mod meta;
 pub mod modes;
+pub mod rac;
 pub mod roles;
 pub mod rows;
 
