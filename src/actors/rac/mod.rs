@@ -3,3 +3,4 @@
 //! Global Resource Directory.
 
 pub mod directory;
+pub mod cache;
