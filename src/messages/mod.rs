@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod errors;
 pub mod events;
 pub mod faults;
+pub mod rac;
 pub mod registry;
 pub mod replication;
 pub mod runtime;

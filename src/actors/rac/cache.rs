@@ -5,22 +5,8 @@
 //! of Cache Fusion is tested without actix.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
+use crate::messages::rac::{BlockData, BlockImage};
 use crate::model::rac::{BlockId, LockMode, Scn};
-
-/// A block's bytes, shared between the cache, a shipment and a past image without copying.
-pub type BlockData = Arc<[u8]>;
-
-/// A version of a block as it moves: from a holder's cache, from disk, or into a redo record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockImage {
-    pub scn: Scn,
-    pub data: BlockData,
-    /// Whether this version is on disk: a copy that is not must be written back before the
-    /// last lock on it goes, or kept as a past image when it is given up.
-    pub on_disk: bool,
-}
 
 #[derive(Debug, Clone)]
 struct Buffer {
@@ -216,6 +202,8 @@ impl InstanceCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const B: BlockId = BlockId { file: 1, block: 7 };

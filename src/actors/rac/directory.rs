@@ -13,39 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::messages::rac::{Directive, LockRequest};
 use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
-
-/// An instance's request for a block in a mode, as it reaches the block's master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockRequest {
-    /// Unique per requester: a repeated request is the same request.
-    pub request_id: u64,
-    pub requester: String,
-    pub block: BlockId,
-    /// Exclusive or shared, up from what the requester holds; shared or null, down (a downgrade,
-    /// a release).
-    pub mode: LockMode,
-}
-
-/// What the master tells an instance to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Directive {
-    /// `holder` sends its current copy of `block` straight to the requester, then holds it in
-    /// `holder_keeps` (keeping a past image if it goes to null with changes not yet on disk).
-    Ship { holder: String, request: LockRequest, holder_keeps: LockMode, kind: TransferKind },
-    /// The requester reads the block from the shared store: nobody holds it, so the store has its
-    /// current version.
-    GrantFromDisk { request: LockRequest },
-    /// The requester's own copy is current: it holds it in the mode asked for now (a conversion
-    /// up once the other shared copies are gone, or down).
-    GrantLocal { request: LockRequest },
-    /// `holder` drops its shared copy (keeping a past image if it has changes not yet on disk)
-    /// and says so, before `block` is granted exclusive to another.
-    Invalidate { holder: String, block: BlockId },
-    /// `holder` drops its past images of `block` up to `up_to`: a version at least that new is on
-    /// disk.
-    DiscardPastImage { holder: String, block: BlockId, up_to: Scn },
-}
 
 /// The request being granted and what it still waits for.
 #[derive(Debug, Clone)]

@@ -4,3 +4,5 @@
 
 pub mod directory;
 pub mod cache;
+pub mod ring;
+pub mod store;

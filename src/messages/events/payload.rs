@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EventType, Subjects};
 use crate::messages::cluster::ClusterEvent;
+use crate::messages::rac::RacEvent;
 use crate::messages::replication::ReplicationEvent;
 use crate::messages::system::SystemEvent;
 
@@ -111,5 +112,6 @@ impl EventPayload {
 event_payload! {
     Cluster(ClusterEvent),
     Replication(ReplicationEvent),
+    Rac(RacEvent),
     System(SystemEvent),
 }

@@ -1,0 +1,360 @@
+//! Messages of the RAC domain: what the faces ask of an instance or a GRD master (read, write,
+//! convert or release a block's lock; statistics; the directory's state), what instances and
+//! masters send each other through the link (the Cache Fusion protocol), the views, the error
+//! and the events.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use async_graphql::SimpleObject;
+use serde::{Deserialize, Serialize};
+
+use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
+use crate::messages::events::{domain_events, SubjectKind};
+use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
+
+// ---- The protocol between instances and masters ----
+
+/// A block's bytes, shared between a cache, a shipment and a past image without copying.
+pub type BlockData = Arc<[u8]>;
+
+/// A version of a block as it moves: from a holder's cache, from disk, or into a redo record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockImage {
+    pub scn: Scn,
+    pub data: BlockData,
+    /// Whether this version is on disk: a copy that is not must be written back before the last
+    /// lock on it goes, or kept as a past image when it is given up.
+    pub on_disk: bool,
+}
+
+/// An instance's request for a block in a mode, as it reaches the block's master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// Unique per requester, increasing: a repeated request is the same request.
+    pub request_id: u64,
+    pub requester: String,
+    pub block: BlockId,
+    /// Exclusive or shared, up from what the requester holds; shared or null, down (a downgrade,
+    /// a release).
+    pub mode: LockMode,
+}
+
+/// What a master tells an instance to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directive {
+    /// `holder` sends its current copy of the block straight to the requester, then holds it in
+    /// `holder_keeps` (keeping a past image if it goes to null with changes not yet on disk).
+    Ship { holder: String, request: LockRequest, holder_keeps: LockMode, kind: TransferKind },
+    /// The requester reads the block from the shared store: nobody holds it, so the store has
+    /// its current version.
+    GrantFromDisk { request: LockRequest },
+    /// The requester's own copy is current: it holds it in the mode asked for now (a conversion
+    /// up once the other shared copies are gone, or down).
+    GrantLocal { request: LockRequest },
+    /// `holder` drops its shared copy (keeping a past image if it has changes not yet on disk)
+    /// and says so, before the block is granted exclusive to another.
+    Invalidate { holder: String, block: BlockId },
+    /// `holder` drops its past image of the block if it is no newer than `up_to`: a version at
+    /// least that new is on disk.
+    DiscardPastImage { holder: String, block: BlockId, up_to: Scn },
+}
+
+impl Directive {
+    /// The instance it is for.
+    pub fn to(&self) -> &str {
+        match self {
+            Directive::Ship { holder, .. } | Directive::Invalidate { holder, .. } | Directive::DiscardPastImage { holder, .. } => holder,
+            Directive::GrantFromDisk { request } | Directive::GrantLocal { request } => &request.requester,
+        }
+    }
+}
+
+/// What an instance tells a block's master.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum ToMaster {
+    Request(LockRequest),
+    /// The requester holds the block as granted; `past_image`: the holder that shipped it kept
+    /// a past image of that version.
+    Acquired { block: BlockId, request_id: u64, requester: String, past_image: Option<Scn> },
+    Invalidated { block: BlockId, holder: String, past_image: Option<Scn> },
+    /// Version `scn` of the block is on disk.
+    WrittenToDisk { block: BlockId, scn: Scn },
+}
+
+/// What reaches an instance: its master's directives, and blocks shipped by other holders.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum ToInstance {
+    Directive(Directive),
+    Shipped { request: LockRequest, from: String, kind: TransferKind, image: BlockImage, past_image: Option<Scn> },
+}
+
+// ---- What the faces ask ----
+
+/// Reads a block at an instance: its cached copy if it holds one, else a shared lock and the
+/// block from whoever has it (or disk).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BlockRead, RacError>")]
+pub struct ReadBlock {
+    pub block: BlockId,
+}
+
+/// Writes a block at an instance, under an exclusive lock; answered once its redo is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BlockWritten, RacError>")]
+pub struct WriteBlock {
+    pub block: BlockId,
+    pub data: Vec<u8>,
+}
+
+/// Converts an instance's lock on a block: up (shared, exclusive: as a read or write would get
+/// it) or down (shared; null is a release, written back first if its changes are not on disk).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LockChanged, RacError>")]
+pub struct ConvertLock {
+    pub block: BlockId,
+    pub to: LockMode,
+}
+
+/// An instance's state and Cache Fusion statistics.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<InstanceView, RacError>")]
+pub struct GetInstance;
+
+/// What a master's directory holds: every block it has an entry for (at most `limit`), or one.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ResourceView>")]
+pub struct GetResources {
+    pub block: Option<BlockId>,
+    pub limit: usize,
+}
+
+// ---- Views ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct BlockRead {
+    pub block_id: String,
+    pub instance_id: String,
+    /// The block's bytes as text (invalid UTF-8 replaced); empty for a block never written.
+    pub data: String,
+    /// The version read: the SCN of the write that made it (0: never written).
+    pub data_version: u64,
+    pub lock_mode: LockMode,
+    /// How the block came: `local` (cached here already), `2-way`, `3-way` or `disk`.
+    #[graphql(skip)]
+    pub transfer_kind: TransferKind,
+    /// The instance that shipped it, for a 2-way or 3-way transfer.
+    pub source_instance: Option<String>,
+    /// From the request to the block in this instance's cache.
+    pub micros: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct BlockWritten {
+    pub block_id: String,
+    pub instance_id: String,
+    /// The version written.
+    pub data_version: u64,
+    pub bytes: usize,
+    /// How the block came for the write: `local`, `2-way`, `3-way` or `disk`.
+    #[graphql(skip)]
+    pub transfer_kind: TransferKind,
+    pub source_instance: Option<String>,
+    /// From the request to the redo record durable.
+    pub micros: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct LockChanged {
+    pub resource_id: String,
+    pub instance_id: String,
+    pub previous_lock_type: LockMode,
+    pub lock_type: LockMode,
+    pub wait_time_ms: f64,
+}
+
+/// Blocks received by one instance, as Oracle's `V$INSTANCE_CACHE_TRANSFER` counts them: `cr`
+/// for blocks received for a read (shared), `current` for a write (exclusive); 2-hop when the
+/// master held it, 3-hop when another holder shipped it; busy when the holder made it wait
+/// behind its own operation on the block; lost when a request or block had to be asked again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct CacheTransferStats {
+    pub cr_block: u64,
+    pub cr_2hop: u64,
+    pub cr_3hop: u64,
+    pub cr_busy: u64,
+    pub current_block: u64,
+    pub current_2hop: u64,
+    pub current_3hop: u64,
+    pub current_busy: u64,
+    pub lost: u64,
+    /// Locks granted on this instance's own copy or already held: no block moved.
+    pub grants_without_transfer: u64,
+    pub disk_reads: u64,
+    pub disk_writes: u64,
+    /// Shared copies this instance dropped for another's write.
+    pub invalidations: u64,
+    /// Blocks this instance shipped to others.
+    pub blocks_served: u64,
+    /// From a request to the block received, over the blocks received from other instances.
+    pub receive_micros_avg: f64,
+    pub receive_micros_p99: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct InstanceView {
+    pub instance_id: String,
+    /// `open`.
+    pub status: String,
+    pub cached_blocks: usize,
+    pub cache_capacity: usize,
+    pub past_images: usize,
+    /// Blocks whose lock entry this instance masters now.
+    pub mastered_resources: usize,
+    /// This instance's Lamport clock.
+    pub scn: u64,
+    pub statistics: CacheTransferStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct LockHolder {
+    pub instance_id: String,
+    pub lock_mode: LockMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct PastImageView {
+    pub instance_id: String,
+    pub scn: u64,
+}
+
+/// A block's entry in the GRD.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct ResourceView {
+    pub resource_id: String,
+    pub master: String,
+    pub holders: Vec<LockHolder>,
+    pub past_images: Vec<PastImageView>,
+    /// The instance whose request is being granted.
+    pub granting: Option<String>,
+    /// Requests waiting behind it.
+    pub waiting: usize,
+}
+
+// ---- Errors ----
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RacError {
+    #[error("no RAC instance named '{instance_id}'")]
+    InstanceNotFound { instance_id: String },
+    #[error("no block '{block_id}': {reason}")]
+    BlockNotFound { block_id: String, reason: String },
+    #[error("invalid field '{field}': {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("{what} did not finish within {seconds} s (its lock request stays queued and is granted when it can be)")]
+    TimedOut { what: String, seconds: u64 },
+    #[error("instance '{instance_id}' is down")]
+    InstanceDown { instance_id: String },
+    #[error("storage failed: {message}")]
+    Storage { message: String },
+}
+
+impl DescribedError for RacError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RacError::InstanceNotFound { .. } | RacError::BlockNotFound { .. } => ErrorKind::NotFound,
+            RacError::InvalidField { .. } => ErrorKind::Invalid,
+            RacError::TimedOut { .. } => ErrorKind::Timeout,
+            RacError::InstanceDown { .. } | RacError::Storage { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            RacError::InstanceNotFound { .. } => "instance_not_found",
+            RacError::BlockNotFound { .. } => "block_not_found",
+            RacError::InvalidField { .. } => "invalid_field",
+            RacError::TimedOut { .. } => "timed_out",
+            RacError::InstanceDown { .. } => "instance_down",
+            RacError::Storage { .. } => "storage_error",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        match self {
+            RacError::InstanceNotFound { instance_id } | RacError::InstanceDown { instance_id } => serde_json::json!({ "instance_id": instance_id }),
+            RacError::BlockNotFound { block_id, reason } => serde_json::json!({ "block_id": block_id, "reason": reason }),
+            RacError::InvalidField { field, reason } => invalid_field_details(field, reason),
+            RacError::TimedOut { what, seconds } => serde_json::json!({ "what": what, "seconds": seconds }),
+            RacError::Storage { message } => serde_json::json!({ "message": message }),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for RacError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        RacError::Storage { message: e.to_string() }
+    }
+}
+
+impl From<crate::exec::TaskFailed> for RacError {
+    fn from(e: crate::exec::TaskFailed) -> Self {
+        RacError::Storage { message: e.to_string() }
+    }
+}
+
+// ---- Events ----
+
+domain_events! {
+    /// What the RAC domain publishes.
+    pub enum RacEvent {
+        BlockTransfer(BlockTransfer) => |p, s| {
+            s.add(SubjectKind::Resource, &p.block_id);
+            s.add(SubjectKind::Instance, &p.target_instance);
+            if let Some(source) = &p.source_instance {
+                s.add(SubjectKind::Instance, source);
+            }
+        },
+        LockGranted(LockChange) => |p, s| {
+            s.add(SubjectKind::Resource, &p.resource_id);
+            s.add(SubjectKind::Instance, &p.instance_id);
+        },
+        LockReleased(LockChange) => |p, s| {
+            s.add(SubjectKind::Resource, &p.resource_id);
+            s.add(SubjectKind::Instance, &p.instance_id);
+        },
+        LockConverted(LockChange) => |p, s| {
+            s.add(SubjectKind::Resource, &p.resource_id);
+            s.add(SubjectKind::Instance, &p.instance_id);
+        },
+    }
+}
+
+/// `block_transfer`: a block reached an instance from another's cache or from disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockTransfer {
+    pub block_id: String,
+    /// The instance that shipped it; none when it came from disk.
+    pub source_instance: Option<String>,
+    pub target_instance: String,
+    pub block_mode: LockMode,
+    /// `2-way`, `3-way` or `disk`.
+    pub transfer_kind: TransferKind,
+    pub transfer_size: usize,
+    pub duration_micros: u64,
+    pub success: bool,
+    pub data_version: u64,
+}
+
+/// `lock_granted`, `lock_released`, `lock_converted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockChange {
+    pub resource_id: String,
+    pub lock_type: LockMode,
+    pub previous_lock_type: LockMode,
+    pub instance_id: String,
+    pub granted: bool,
+    pub wait_time_ms: f64,
+}
