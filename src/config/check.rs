@@ -347,6 +347,7 @@ impl Section for RacConfig {
             ));
         }
         errors.keep(at_least("rac.remaster_window_ms", self.remaster_window_ms, 1));
+        errors.keep(at_least("rac.cache_blocks", self.cache_blocks as u64, 1));
     }
 }
 
@@ -545,6 +546,7 @@ mod tests {
         }
         check("[rac]\nremaster_threshold = 1.0\n", "");
         check("[rac]\nremaster_window_ms = 0\n", "rac.remaster_window_ms: must be at least 1");
+        check("[rac]\ncache_blocks = 0\n", "rac.cache_blocks: must be at least 1");
     }
 
     #[test]

@@ -199,6 +199,8 @@ pub struct RacConfig {
     /// Share of accesses from one instance that moves mastership, in (0, 1].
     pub remaster_threshold: f64,
     pub remaster_window_ms: u64,
+    /// Blocks each instance's buffer cache holds at most (past images apart).
+    pub cache_blocks: usize,
 }
 
 impl Default for RacConfig {
@@ -209,6 +211,7 @@ impl Default for RacConfig {
             blocks: 65_536,
             remaster_threshold: 0.8,
             remaster_window_ms: 5000,
+            cache_blocks: 4096,
         }
     }
 }

@@ -211,6 +211,7 @@ pub fn document(auth: bool) -> utoipa::openapi::OpenApi {
         rest::cluster::ClusterApi::openapi(),
         rest::faults::FaultsApi::openapi(),
         rest::replication::ReplicationApi::openapi(),
+        rest::rac::RacApi::openapi(),
     ] {
         doc.merge(part);
     }

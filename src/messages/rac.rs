@@ -88,7 +88,8 @@ pub enum ToMaster {
 #[rtype(result = "()")]
 pub enum ToInstance {
     Directive(Directive),
-    Shipped { request: LockRequest, from: String, kind: TransferKind, image: BlockImage, past_image: Option<Scn> },
+    /// `busy`: the holder made the request wait behind its own operation on the block.
+    Shipped { request: LockRequest, from: String, kind: TransferKind, image: BlockImage, past_image: Option<Scn>, busy: bool },
 }
 
 // ---- What the faces ask ----

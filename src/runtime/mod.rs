@@ -33,7 +33,7 @@ use crate::process::LoadSampler;
 use crate::storage::{StorageError, Store};
 
 /// The domains, in the order they start; they stop in reverse. A new domain is one line here.
-const DOMAINS: &[StartDomain] = &[crate::actors::cluster::start, crate::actors::replication::start];
+const DOMAINS: &[StartDomain] = &[crate::actors::cluster::start, crate::actors::replication::start, crate::actors::rac::start];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

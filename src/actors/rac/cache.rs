@@ -191,6 +191,10 @@ impl InstanceCache {
         self.past_images.iter().map(|(b, i)| (*b, i))
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn len(&self) -> usize {
         self.buffers.len()
     }

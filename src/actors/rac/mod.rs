@@ -1,8 +1,160 @@
 //! The RAC domain: instances that share one store of blocks and keep their buffer caches
 //! coherent by shipping blocks to each other (Cache Fusion), under global locks mastered in a
-//! Global Resource Directory.
+//! Global Resource Directory. Each instance runs a [`RacInstanceActor`] (its cache, its
+//! operations) and a [`GrdMasterActor`] (the directory of the blocks the ring gives it); they
+//! talk only through the fault-injecting link.
 
-pub mod directory;
 pub mod cache;
+pub mod directory;
+pub mod instance;
+pub mod master;
 pub mod ring;
+pub mod stats;
 pub mod store;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+
+pub use instance::RacInstanceActor;
+pub use master::GrdMasterActor;
+use ring::MasterRing;
+use store::{BlockStore, RedoLog};
+
+use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
+use crate::messages::errors::DomainError;
+use crate::messages::faults::*;
+use crate::messages::rac::{RacError, ToInstance, ToMaster};
+use crate::messages::runtime::StopRuntimeActor;
+use crate::model::rac::BlockId;
+
+/// Every instance's and master's address, by instance name: set once, after all have started.
+pub struct RacPeers {
+    pub instances: BTreeMap<String, Recipient<ToInstance>>,
+    pub masters: BTreeMap<String, Recipient<ToMaster>>,
+}
+
+/// The started RAC domain: what the faces address.
+pub struct Rac {
+    pub instances: BTreeMap<String, Addr<RacInstanceActor>>,
+    pub masters: BTreeMap<String, Addr<GrdMasterActor>>,
+    pub ring: Arc<MasterRing>,
+    pub block_size: usize,
+    pub blocks: u64,
+    control: Addr<RacControlActor>,
+    faults: FaultTargets,
+}
+
+impl Rac {
+    pub fn instance(&self, id: &str) -> Result<&Addr<RacInstanceActor>, RacError> {
+        self.instances.get(id).ok_or_else(|| RacError::InstanceNotFound { instance_id: id.to_string() })
+    }
+
+    /// Parses a block id and checks it is in the store (`file` 1, `block` below `rac.blocks`).
+    pub fn block(&self, text: &str) -> Result<BlockId, RacError> {
+        let block: BlockId = text.parse().map_err(|reason| RacError::BlockNotFound { block_id: text.to_string(), reason })?;
+        if block.file != 1 || block.block >= self.blocks {
+            let reason = format!("the shared store holds blocks 1:0 to 1:{}", self.blocks.saturating_sub(1));
+            return Err(RacError::BlockNotFound { block_id: text.to_string(), reason });
+        }
+        Ok(block)
+    }
+
+    /// The master of `block`'s lock entry.
+    pub fn master(&self, block: BlockId) -> Option<(&str, &Addr<GrdMasterActor>)> {
+        let name = self.ring.master_of(block)?;
+        self.masters.get(name).map(|a| (name, a))
+    }
+}
+
+pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
+    let config = &ctx.config.rac;
+    let fail = |reason: String| DomainStartError { domain: "rac", reason };
+    let ring = Arc::new(MasterRing::new(&config.instances));
+    let peers: Arc<OnceLock<RacPeers>> = Arc::new(OnceLock::new());
+    let blocks = Arc::new(BlockStore::new(ctx.store.clone()));
+    let mut instances = BTreeMap::new();
+    let mut masters = BTreeMap::new();
+    for name in &config.instances {
+        let redo = RedoLog::open(ctx.store.clone(), name).map_err(|e| fail(e.to_string()))?;
+        let (n, r, p, l, b, ev, i, cap) = (name.clone(), ring.clone(), peers.clone(), ctx.link.clone(), blocks.clone(), ctx.publisher(), ctx.interest.clone(), config.cache_blocks);
+        let instance = Supervisor::start(move |_| RacInstanceActor::new(n, cap, r, p, l, b, redo, ev, i));
+        let (n, p, l) = (name.clone(), peers.clone(), ctx.link.clone());
+        let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l));
+        instances.insert(name.clone(), instance);
+        masters.insert(name.clone(), master);
+    }
+    let wiring = RacPeers {
+        instances: instances.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
+        masters: masters.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
+    };
+    // Set once here, before any message can reach the actors that read it.
+    let _ = peers.set(wiring);
+    let control = RacControlActor { instances: config.instances.clone() }.start();
+    let faults = FaultTargets::of(&control);
+    Ok(Box::new(Rac { instances, masters, ring, block_size: config.block_size, blocks: config.blocks, control, faults }))
+}
+
+impl Domain for Rac {
+    fn name(&self) -> &'static str {
+        "rac"
+    }
+    fn faults(&self) -> &FaultTargets {
+        &self.faults
+    }
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        domain::stop(&self.control)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The domain's control: fault injection on instances (crash and recovery are not built yet:
+/// refused as such, 501).
+pub struct RacControlActor {
+    instances: Vec<String>,
+}
+
+impl Actor for RacControlActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<OwnsTarget> for RacControlActor {
+    type Result = bool;
+    fn handle(&mut self, msg: OwnsTarget, _ctx: &mut Self::Context) -> bool {
+        self.instances.contains(&msg.target)
+    }
+}
+
+impl Handler<CrashTarget> for RacControlActor {
+    type Result = Result<FaultApplied, DomainError>;
+    fn handle(&mut self, msg: CrashTarget, _ctx: &mut Self::Context) -> Self::Result {
+        Err(FaultRefused::NotBuilt { domain: "rac".into(), target: msg.target }.into())
+    }
+}
+
+impl Handler<RestartTarget> for RacControlActor {
+    type Result = Result<FaultApplied, DomainError>;
+    fn handle(&mut self, msg: RestartTarget, _ctx: &mut Self::Context) -> Self::Result {
+        Err(FaultRefused::NotBuilt { domain: "rac".into(), target: msg.target }.into())
+    }
+}
+
+impl Handler<ListInjectedFaults> for RacControlActor {
+    type Result = Vec<InjectedFault>;
+    fn handle(&mut self, _: ListInjectedFaults, _ctx: &mut Self::Context) -> Self::Result {
+        Vec::new()
+    }
+}
+
+impl Handler<StopRuntimeActor> for RacControlActor {
+    type Result = ();
+    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

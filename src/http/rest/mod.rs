@@ -6,6 +6,7 @@ pub mod events;
 pub mod faults;
 pub mod health;
 pub mod not_built;
+pub mod rac;
 pub mod replication;
 pub mod schemas;
 pub mod ws_admin;
@@ -19,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cluster::configure(cfg);
     faults::configure(cfg);
     replication::configure(cfg);
+    rac::configure(cfg);
     // Last: the routes of later domains, answering 501 until they are built.
     not_built::configure(cfg);
 }

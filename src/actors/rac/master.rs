@@ -1,0 +1,114 @@
+//! `GrdMasterActor`: the GRD master on one instance, for the blocks the ring gives it. It keeps
+//! their [`Directory`] and sends its directives to the instances through the link; a grant that
+//! stays unanswered is sent again, since the link may lose it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::directory::Directory;
+use super::RacPeers;
+use crate::actors::net::Link;
+use crate::messages::rac::*;
+use crate::model::rac::BlockId;
+
+/// How long a grant in flight waits for its answer before its directives are sent again.
+const RESEND_AFTER: Duration = Duration::from_millis(300);
+
+pub struct GrdMasterActor {
+    name: String,
+    directory: Directory,
+    peers: Arc<OnceLock<RacPeers>>,
+    link: Link,
+    /// When each block's directives were last sent.
+    sent: HashMap<BlockId, Instant>,
+}
+
+impl GrdMasterActor {
+    pub fn new(name: String, peers: Arc<OnceLock<RacPeers>>, link: Link) -> GrdMasterActor {
+        GrdMasterActor { directory: Directory::new(name.clone()), name, peers, link, sent: HashMap::new() }
+    }
+
+    fn send(&mut self, block: BlockId, directives: Vec<Directive>) {
+        if directives.is_empty() {
+            return;
+        }
+        self.sent.insert(block, Instant::now());
+        let Some(peers) = self.peers.get() else { return };
+        for d in directives {
+            let to = d.to().to_string();
+            if let Some(addr) = peers.instances.get(&to) {
+                self.link.deliver(&self.name, &to, addr, ToInstance::Directive(d));
+            }
+        }
+    }
+
+    fn resend(&mut self) {
+        let now = Instant::now();
+        self.sent.retain(|_, at| now.duration_since(*at) < RESEND_AFTER * 10);
+        let due: Vec<BlockId> = self.directory.busy().filter(|b| self.sent.get(b).is_none_or(|at| now.duration_since(*at) >= RESEND_AFTER)).collect();
+        for block in due {
+            let directives = self.directory.in_flight(block);
+            self.send(block, directives);
+        }
+    }
+
+    fn view(&self, block: BlockId) -> Option<ResourceView> {
+        let s = self.directory.state(block)?;
+        Some(ResourceView {
+            resource_id: block.to_string(),
+            master: self.name.clone(),
+            holders: s.holders.into_iter().map(|(instance_id, lock_mode)| LockHolder { instance_id, lock_mode }).collect(),
+            past_images: s.past_images.into_iter().map(|(instance_id, scn)| PastImageView { instance_id, scn }).collect(),
+            granting: s.granting,
+            waiting: s.waiting,
+        })
+    }
+}
+
+impl Actor for GrdMasterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(RESEND_AFTER / 3, |act, _| act.resend());
+    }
+}
+
+impl Supervised for GrdMasterActor {}
+
+impl Handler<ToMaster> for GrdMasterActor {
+    type Result = ();
+    fn handle(&mut self, msg: ToMaster, _ctx: &mut Self::Context) {
+        let (block, directives) = match msg {
+            ToMaster::Request(request) => (request.block, self.directory.request(request)),
+            ToMaster::Acquired { block, request_id, requester, past_image } => (block, self.directory.acquired(block, request_id, &requester, past_image)),
+            ToMaster::Invalidated { block, holder, past_image } => (block, self.directory.invalidated(block, &holder, past_image)),
+            ToMaster::WrittenToDisk { block, scn } => (block, self.directory.written_to_disk(block, scn)),
+        };
+        self.send(block, directives);
+    }
+}
+
+impl Handler<GetResources> for GrdMasterActor {
+    type Result = Vec<ResourceView>;
+    fn handle(&mut self, msg: GetResources, _ctx: &mut Self::Context) -> Self::Result {
+        match msg.block {
+            Some(block) => self.view(block).into_iter().collect(),
+            None => self.directory.blocks().take(msg.limit).filter_map(|b| self.view(b)).collect(),
+        }
+    }
+}
+
+/// How many blocks this master has an entry for.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountResources;
+
+impl Handler<CountResources> for GrdMasterActor {
+    type Result = usize;
+    fn handle(&mut self, _: CountResources, _ctx: &mut Self::Context) -> usize {
+        self.directory.blocks().count()
+    }
+}

@@ -1,0 +1,267 @@
+//! RAC over REST: instances and their state, block reads and writes through Cache Fusion, lock
+//! conversion and release, Cache Fusion statistics and the GRD's entries. Remastering, the
+//! interconnect, parallel query and recovery are not built yet (`not_built.rs`).
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::actors::rac::Rac;
+use crate::http::error::ApiError;
+use crate::http::json::Json;
+use crate::messages::rac::*;
+use crate::model::rac::LockMode;
+use crate::runtime::RuntimeHandle;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/rac/status", web::get().to(rac_status))
+        .route("/api/v1/rac/instances", web::get().to(list_instances))
+        .route("/api/v1/rac/blocks/{block_id}/read", web::post().to(read_block))
+        .route("/api/v1/rac/blocks/{block_id}/write", web::post().to(write_block))
+        .route("/api/v1/rac/locks/{resource_id}/release", web::post().to(release_lock))
+        .route("/api/v1/rac/locks/{resource_id}/convert", web::post().to(convert_lock))
+        .route("/api/v1/rac/cache-fusion/statistics", web::get().to(cache_fusion_statistics))
+        .route("/api/v1/rac/grd/resources", web::get().to(list_resources))
+        .route("/api/v1/rac/grd/resources/{resource_id}", web::get().to(get_resource));
+}
+
+/// The OpenAPI description of the RAC routes built so far.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource),
+    components(schemas(
+        InstanceBody,
+        WriteBody,
+        ConvertBody,
+        RacStatus,
+        InstanceList,
+        BlockRead,
+        BlockWritten,
+        LockChanged,
+        CacheFusionStatistics,
+        CacheTransferStats,
+        InstanceView,
+        ResourceList,
+        ResourceView,
+        LockHolder,
+        PastImageView,
+        LockMode,
+        crate::model::rac::TransferKind,
+    ))
+)]
+pub struct RacApi;
+
+fn rac(runtime: &RuntimeHandle) -> Result<&Rac, ApiError> {
+    runtime.domain::<Rac>().ok_or_else(|| ApiError::not_implemented("rac"))
+}
+
+/// Body naming the instance that acts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceBody {
+    pub instance_id: String,
+}
+
+/// Body of a block write.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBody {
+    pub instance_id: String,
+    /// The block's new contents, as text: at most `rac.block_size` bytes of UTF-8.
+    pub data: String,
+}
+
+/// Body of a lock conversion.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertBody {
+    pub instance_id: String,
+    /// `shared`, `exclusive` or `null` (a release).
+    pub to: LockMode,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RacStatus {
+    pub instances: Vec<InstanceView>,
+    pub block_size: usize,
+    pub blocks: u64,
+    /// GRD entries (blocks with a holder, a past image or a request), over all masters.
+    pub grd_resources: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceList {
+    pub instances: Vec<InstanceView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CacheFusionStatistics {
+    /// Per instance, what it received, served and read.
+    pub instances: Vec<InstanceStatistics>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceStatistics {
+    pub instance_id: String,
+    #[serde(flatten)]
+    pub statistics: CacheTransferStats,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceList {
+    pub resources: Vec<ResourceView>,
+    pub count: usize,
+}
+
+async fn instances(rac: &Rac) -> Result<Vec<InstanceView>, ApiError> {
+    let mut out = Vec::with_capacity(rac.instances.len());
+    for (name, addr) in &rac.instances {
+        let mut view = addr.send(GetInstance).await??;
+        view.mastered_resources = match rac.masters.get(name) {
+            Some(m) => m.send(crate::actors::rac::master::CountResources).await?,
+            None => 0,
+        };
+        out.push(view);
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/status", tag = "rac",
+    responses((status = 200, description = "Instances, their state and the GRD's size", body = RacStatus)))]
+pub async fn rac_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let instances = instances(rac).await?;
+    let grd_resources = instances.iter().map(|i| i.mastered_resources).sum();
+    Ok(HttpResponse::Ok().json(RacStatus { instances, block_size: rac.block_size, blocks: rac.blocks, grd_resources }))
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/instances", tag = "rac",
+    responses((status = 200, description = "Every instance", body = InstanceList)))]
+pub async fn list_instances(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    Ok(HttpResponse::Ok().json(InstanceList { instances: instances(rac).await? }))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/blocks/{block_id}/read", tag = "rac", request_body = InstanceBody,
+    params(("block_id" = String, Path, description = "file:block, e.g. 1:42")),
+    responses((status = 200, description = "The block's current version, and how it came", body = BlockRead),
+        (status = 400, description = "Invalid body"),
+        (status = 404, description = "No such instance or block"),
+        (status = 504, description = "The lock was not granted in time")))]
+pub async fn read_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<String>, body: Json<InstanceBody>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let block = rac.block(&block_id)?;
+    let read = rac.instance(&body.instance_id)?.send(ReadBlock { block }).await??;
+    Ok(HttpResponse::Ok().json(read))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/blocks/{block_id}/write", tag = "rac", request_body = WriteBody,
+    params(("block_id" = String, Path, description = "file:block, e.g. 1:42")),
+    responses((status = 200, description = "Written under an exclusive lock, its redo durable", body = BlockWritten),
+        (status = 400, description = "Invalid body, or data longer than a block"),
+        (status = 404, description = "No such instance or block"),
+        (status = 504, description = "The lock was not granted in time")))]
+pub async fn write_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<String>, body: Json<WriteBody>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let block = rac.block(&block_id)?;
+    let body = body.into_inner();
+    let instance = rac.instance(&body.instance_id)?;
+    if body.data.len() > rac.block_size {
+        return Err(RacError::InvalidField { field: "data".into(), reason: format!("{} bytes; a block holds {}", body.data.len(), rac.block_size) }.into());
+    }
+    let written = instance.send(WriteBlock { block, data: body.data.into_bytes() }).await??;
+    Ok(HttpResponse::Ok().json(written))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/locks/{resource_id}/release", tag = "rac", request_body = InstanceBody,
+    params(("resource_id" = String, Path, description = "The block, file:block")),
+    responses((status = 200, description = "The lock is null now; changes not on disk were written back first", body = LockChanged),
+        (status = 404, description = "No such instance or block")))]
+pub async fn release_lock(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>, body: Json<InstanceBody>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let block = rac.block(&resource_id)?;
+    let changed = rac.instance(&body.instance_id)?.send(ConvertLock { block, to: LockMode::Null }).await??;
+    Ok(HttpResponse::Ok().json(changed))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/locks/{resource_id}/convert", tag = "rac", request_body = ConvertBody,
+    params(("resource_id" = String, Path, description = "The block, file:block")),
+    responses((status = 200, description = "The lock is in the mode asked for", body = LockChanged),
+        (status = 400, description = "Invalid body"),
+        (status = 404, description = "No such instance or block"),
+        (status = 504, description = "The conversion was not granted in time")))]
+pub async fn convert_lock(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>, body: Json<ConvertBody>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let block = rac.block(&resource_id)?;
+    let changed = rac.instance(&body.instance_id)?.send(ConvertLock { block, to: body.to }).await??;
+    Ok(HttpResponse::Ok().json(changed))
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/cache-fusion/statistics", tag = "rac",
+    responses((status = 200, description = "Per instance: blocks received 2-way and 3-way for reads (cr) and writes (current), busy, lost, grants without transfer, disk reads and writes, invalidations, receive time", body = CacheFusionStatistics)))]
+pub async fn cache_fusion_statistics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let mut out = Vec::new();
+    for addr in rac.instances.values() {
+        let view = addr.send(GetInstance).await??;
+        out.push(InstanceStatistics { instance_id: view.instance_id, statistics: view.statistics });
+    }
+    Ok(HttpResponse::Ok().json(CacheFusionStatistics { instances: out }))
+}
+
+/// Query of `GET /api/v1/rac/grd/resources`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesQuery {
+    /// Only the entries this instance masters.
+    pub instance_id: Option<String>,
+    /// At most this many (default 100, at most 10,000).
+    pub limit: Option<usize>,
+}
+
+const RESOURCES_LIMIT: usize = 10_000;
+
+#[utoipa::path(get, path = "/api/v1/rac/grd/resources", tag = "rac", params(ResourcesQuery),
+    responses((status = 200, description = "GRD entries: master, holders and modes, past images, the grant in flight", body = ResourceList),
+        (status = 400, description = "Invalid limit"),
+        (status = 404, description = "No such instance")))]
+pub async fn list_resources(runtime: web::Data<RuntimeHandle>, query: web::Query<ResourcesQuery>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > RESOURCES_LIMIT {
+        return Err(RacError::InvalidField { field: "limit".into(), reason: format!("must be 1 to {RESOURCES_LIMIT}") }.into());
+    }
+    let masters: Vec<_> = match &query.instance_id {
+        Some(id) => vec![rac.masters.get(id).ok_or_else(|| RacError::InstanceNotFound { instance_id: id.clone() })?],
+        None => rac.masters.values().collect(),
+    };
+    let mut resources = Vec::new();
+    for m in masters {
+        resources.extend(m.send(GetResources { block: None, limit: limit - resources.len() }).await?);
+        if resources.len() >= limit {
+            break;
+        }
+    }
+    Ok(HttpResponse::Ok().json(ResourceList { count: resources.len(), resources }))
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/grd/resources/{resource_id}", tag = "rac",
+    params(("resource_id" = String, Path, description = "The block, file:block")),
+    responses((status = 200, description = "Its master and entry (no holders: nobody holds it)", body = ResourceView),
+        (status = 404, description = "No such block")))]
+pub async fn get_resource(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let block = rac.block(&resource_id)?;
+    let Some((name, master)) = rac.master(block) else {
+        return Err(ApiError::unavailable("the GRD", "no instance is configured"));
+    };
+    let view = master.send(GetResources { block: Some(block), limit: 1 }).await?.into_iter().next().unwrap_or_else(|| ResourceView {
+        resource_id: block.to_string(),
+        master: name.to_string(),
+        holders: Vec::new(),
+        past_images: Vec::new(),
+        granting: None,
+        waiting: 0,
+    });
+    Ok(HttpResponse::Ok().json(view))
+}
