@@ -76,6 +76,8 @@ pub struct RacInstanceActor {
     redo_queue: Vec<RedoRecord>,
     redo_writing: bool,
     stats: TransferStats,
+    /// Stopped with the runtime: its supervisor may start it again, idle.
+    stopped: bool,
 }
 
 impl RacInstanceActor {
@@ -112,6 +114,7 @@ impl RacInstanceActor {
             redo_queue: Vec::new(),
             redo_writing: false,
             stats: TransferStats::default(),
+            stopped: false,
         }
     }
 
@@ -527,7 +530,19 @@ impl Actor for RacInstanceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(RETRY_AFTER / 3, |act, _| act.retry());
+        if !self.stopped {
+            ctx.run_interval(RETRY_AFTER / 3, |act, _| act.retry());
+        }
+    }
+}
+
+impl Handler<crate::messages::runtime::StopRuntimeActor> for RacInstanceActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: crate::messages::runtime::StopRuntimeActor, _ctx: &mut Self::Context) -> Self::Result {
+        // Answers once its lane's redo commits are done, so the store closes under nobody.
+        self.stopped = true;
+        let drained = self.lane.run(|| Ok::<(), crate::exec::TaskFailed>(()));
+        Box::pin(actix::fut::wrap_future::<_, Self>(drained).map(|_, _, ctx: &mut Context<Self>| ctx.stop()))
     }
 }
 

@@ -77,10 +77,15 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let ring = Arc::new(MasterRing::new(&config.instances));
     let peers: Arc<OnceLock<RacPeers>> = Arc::new(OnceLock::new());
     let blocks = Arc::new(BlockStore::new(ctx.store.clone()));
+    let mut logs = config.instances.iter().map(|name| RedoLog::open(ctx.store.clone(), name)).collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
+    // Every cache starts empty: what only redo held goes to disk first.
+    let recovered = store::recover_all(&blocks, &mut logs).map_err(|e| fail(e.to_string()))?;
+    if recovered > 0 {
+        tracing::info!(blocks = recovered, "RAC blocks recovered from redo at start");
+    }
     let mut instances = BTreeMap::new();
     let mut masters = BTreeMap::new();
-    for name in &config.instances {
-        let redo = RedoLog::open(ctx.store.clone(), name).map_err(|e| fail(e.to_string()))?;
+    for (name, redo) in config.instances.iter().zip(logs) {
         let (n, r, p, l, b, ev, i, cap) = (name.clone(), ring.clone(), peers.clone(), ctx.link.clone(), blocks.clone(), ctx.publisher(), ctx.interest.clone(), config.cache_blocks);
         let instance = Supervisor::start(move |_| RacInstanceActor::new(n, cap, r, p, l, b, redo, ev, i));
         let (n, p, l) = (name.clone(), peers.clone(), ctx.link.clone());
@@ -94,7 +99,7 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     };
     // Set once here, before any message can reach the actors that read it.
     let _ = peers.set(wiring);
-    let control = RacControlActor { instances: config.instances.clone() }.start();
+    let control = RacControlActor { instances: instances.values().cloned().collect(), names: config.instances.clone() }.start();
     let faults = FaultTargets::of(&control);
     Ok(Box::new(Rac { instances, masters, ring, block_size: config.block_size, blocks: config.blocks, control, faults }))
 }
@@ -117,7 +122,8 @@ impl Domain for Rac {
 /// The domain's control: fault injection on instances (crash and recovery are not built yet:
 /// refused as such, 501).
 pub struct RacControlActor {
-    instances: Vec<String>,
+    instances: Vec<Addr<RacInstanceActor>>,
+    names: Vec<String>,
 }
 
 impl Actor for RacControlActor {
@@ -127,7 +133,7 @@ impl Actor for RacControlActor {
 impl Handler<OwnsTarget> for RacControlActor {
     type Result = bool;
     fn handle(&mut self, msg: OwnsTarget, _ctx: &mut Self::Context) -> bool {
-        self.instances.contains(&msg.target)
+        self.names.contains(&msg.target)
     }
 }
 
@@ -153,8 +159,10 @@ impl Handler<ListInjectedFaults> for RacControlActor {
 }
 
 impl Handler<StopRuntimeActor> for RacControlActor {
-    type Result = ();
-    fn handle(&mut self, _: StopRuntimeActor, ctx: &mut Self::Context) {
-        ctx.stop();
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopRuntimeActor, _ctx: &mut Self::Context) -> Self::Result {
+        // The instances first, their redo drained, so the runtime closes the store under nobody.
+        let stops: Vec<_> = self.instances.iter().map(|a| a.send(StopRuntimeActor)).collect();
+        Box::pin(futures_util::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }

@@ -79,6 +79,13 @@ impl RedoRecord {
     }
 }
 
+/// The log meta key of where the next redo record starts: kept with every commit, so a log
+/// emptied by a checkpoint goes on from where it was.
+const REDO_END: &str = "redo.end";
+
+/// How many bytes of redo one read gathers while replaying.
+const REPLAY_CHUNK: usize = 1 << 20;
+
 /// One instance's redo log (a byte log of its own owner).
 pub struct RedoLog {
     store: Arc<Store>,
@@ -90,8 +97,28 @@ pub struct RedoLog {
 impl RedoLog {
     pub fn open(store: Arc<Store>, instance: &str) -> Result<RedoLog, StorageError> {
         let owner = format!("rac-redo-{instance}");
-        let end = store.log_bounds(&owner)?.map_or(0, |(_, start, len)| start + len as u64);
+        let held = store.log_bounds(&owner)?.map_or(0, |(_, start, len)| start + len as u64);
+        let end = held.max(store.get_log_meta(&owner, REDO_END)?.unwrap_or(0));
         Ok(RedoLog { store, owner, end })
+    }
+
+    /// Every record the log holds, oldest first.
+    pub fn replay(&self) -> Result<Vec<RedoRecord>, StorageError> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let chunk = self.store.read_log(&self.owner, from, REPLAY_CHUNK)?;
+            let Some((last, bytes)) = chunk.last() else { break };
+            from = last + bytes.len() as u64;
+            out.extend(chunk.iter().filter_map(|(_, b)| RedoRecord::decode(b)));
+        }
+        Ok(out)
+    }
+
+    /// Drops every record: what they changed is on disk.
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        self.store.truncate_log(&self.owner, self.end)?;
+        Ok(())
     }
 
     /// Appends `records` and returns once they are durable (one commit).
@@ -104,10 +131,33 @@ impl RedoLog {
             stored.push((end, Arc::from(bytes)));
             end += len;
         }
-        self.store.commit_log(&self.owner, LogCommit { records: stored, ..LogCommit::default() })?;
+        self.store.commit_log(&self.owner, LogCommit { records: stored, meta: vec![(REDO_END.to_string(), end)], ..LogCommit::default() })?;
         self.end = end;
         Ok(())
     }
+}
+
+/// Brings the shared store up to date with every instance's redo, as after a crash of them all
+/// (the start of the process): each block gets the newest version any redo log holds, if it is
+/// newer than the store's; then the logs are emptied. Returns how many blocks were written.
+pub fn recover_all(blocks: &BlockStore, logs: &mut [RedoLog]) -> Result<usize, StorageError> {
+    let mut newest: std::collections::BTreeMap<BlockId, RedoRecord> = std::collections::BTreeMap::new();
+    for log in logs.iter() {
+        for r in log.replay()? {
+            if newest.get(&r.block).is_none_or(|n| n.scn < r.scn) {
+                newest.insert(r.block, r);
+            }
+        }
+    }
+    let mut written = 0;
+    for (block, r) in newest {
+        let image = BlockImage { scn: r.scn, data: Arc::from(r.data), on_disk: false };
+        written += usize::from(blocks.write_back(block, &image)?);
+    }
+    for log in logs.iter_mut() {
+        log.checkpoint()?;
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -124,6 +174,28 @@ mod tests {
         assert!(!blocks.write_back(b, &image(4, "four")).expect("write"), "older: refused");
         let read = blocks.read(b).expect("read");
         assert_eq!((read.scn, &read.data[..], read.on_disk), (5, &b"five"[..], true));
+    }
+
+    #[test]
+    fn recovery_writes_the_newest_redo_of_every_block_and_the_logs_go_on_after_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open_dir(dir.path()).expect("open"));
+        let blocks = BlockStore::new(store.clone());
+        let (b1, b2) = (BlockId { file: 1, block: 1 }, BlockId { file: 1, block: 2 });
+        let rec = |block, scn: Scn, text: &str| RedoRecord { block, scn, data: text.as_bytes().to_vec() };
+        let mut one = RedoLog::open(store.clone(), "i1").expect("open");
+        let mut two = RedoLog::open(store.clone(), "i2").expect("open");
+        one.append(&[rec(b1, 1, "a"), rec(b2, 2, "b")]).expect("append");
+        two.append(&[rec(b1, 3, "c")]).expect("append");
+        blocks.write_back(b2, &BlockImage { scn: 5, data: Arc::from(&b"newer on disk"[..]), on_disk: false }).expect("write");
+        assert_eq!(recover_all(&blocks, &mut [one, two]).expect("recover"), 1);
+        assert_eq!(&blocks.read(b1).expect("read").data[..], b"c", "the newest of both logs");
+        assert_eq!(&blocks.read(b2).expect("read").data[..], b"newer on disk", "an older redo never replaces it");
+        // Reopened after the checkpoint: empty, and appends go on past where it was.
+        let mut one = RedoLog::open(store.clone(), "i1").expect("open");
+        assert_eq!(one.replay().expect("replay"), vec![]);
+        one.append(&[rec(b1, 9, "d")]).expect("append after a checkpoint");
+        assert_eq!(RedoLog::open(store, "i1").expect("open").replay().expect("replay"), vec![rec(b1, 9, "d")]);
     }
 
     #[test]

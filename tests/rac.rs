@@ -1,0 +1,177 @@
+//! RAC's Cache Fusion as a client sees it, over HTTP and the RAC WebSocket stream on a real
+//! socket: a block written on one instance and read on another comes 2-way or 3-way with the
+//! written bytes and is counted; a stream filtered to one instance sees its transfers and nothing
+//! of the others'; concurrent writers on every instance leave every read at the latest
+//! acknowledged version; what was acknowledged survives a restart of the whole runtime; bad
+//! input changes nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use common::server::Server;
+use common::*;
+
+impl Server {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = awc::Client::new();
+        let req = match method {
+            "GET" => client.get(self.url("http", path)),
+            _ => client.post(self.url("http", path)),
+        };
+        let mut res = match body {
+            Some(b) => within(path, req.send_json(&b)).await,
+            None => within(path, req.send()).await,
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let bytes = within("the body", res.body()).await.expect("a body");
+        (res.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn write(&self, instance: &str, block: &str, data: &str) -> Value {
+        let (status, body) = self.call("POST", &format!("/api/v1/rac/blocks/{block}/write"), Some(json!({ "instance_id": instance, "data": data }))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn read(&self, instance: &str, block: &str) -> Value {
+        let (status, body) = self.call("POST", &format!("/api/v1/rac/blocks/{block}/read"), Some(json!({ "instance_id": instance }))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn stats(&self, instance: &str) -> Value {
+        let (_, body) = self.call("GET", "/api/v1/rac/cache-fusion/statistics", None).await;
+        body["instances"].as_array().and_then(|a| a.iter().find(|i| i["instance_id"] == instance).cloned()).expect("the instance's statistics")
+    }
+}
+
+async fn next_event(ws: &mut common::server::WsConn) -> Value {
+    loop {
+        let v = ws.json().await;
+        if v["type"] == "event" {
+            return v;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_block_written_on_one_instance_is_shipped_to_another_and_its_stream_sees_only_its_own() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let mut ws = server.upgrade("/api/v1/ws/cluster/rac?instance_ids=instance-2", None, None).await.expect("upgrade");
+    let welcome = ws.json().await;
+    assert_eq!(welcome["type"], "welcome");
+
+    // Traffic of instances 3 and 4 alone, which the stream must not show.
+    server.write("instance-3", "1:7", "three").await;
+    server.read("instance-4", "1:7").await;
+
+    let written = server.write("instance-1", "1:42", "hello from instance-1").await;
+    assert_eq!(written["data_version"].as_u64().map(|v| v > 0), Some(true));
+    let read = server.read("instance-2", "1:42").await;
+    assert_eq!(read["data"], "hello from instance-1");
+    assert_eq!(read["data_version"], written["data_version"]);
+    assert_eq!(read["source_instance"], "instance-1");
+    let kind = read["transfer_kind"].as_str().expect("a kind").to_string();
+    assert!(kind == "2-way" || kind == "3-way", "{read}");
+    let stats = server.stats("instance-2").await;
+    assert_eq!(stats["cr_block"], 1, "{stats}");
+    assert_eq!(stats[if kind == "2-way" { "cr_2hop" } else { "cr_3hop" }], 1, "{stats}");
+    assert!(stats["receive_micros_avg"].as_f64().is_some_and(|m| m > 0.0), "{stats}");
+    assert_eq!(server.stats("instance-1").await["blocks_served"], 1);
+
+    // The stream: instance-2's lock and transfer, none of the traffic on 1:7.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["event_type"] == "block_transfer") {
+        let e = next_event(&mut ws).await;
+        assert_eq!(e["payload"]["resource_id"].as_str().or(e["payload"]["block_id"].as_str()), Some("1:42"), "only instance-2's traffic: {e}");
+        seen.push(e);
+    }
+    let transfer = seen.last().cloned().expect("a transfer");
+    assert_eq!(transfer["payload"]["target_instance"], "instance-2");
+    assert_eq!(transfer["payload"]["source_instance"], "instance-1");
+    assert_eq!(transfer["payload"]["transfer_kind"], kind.as_str());
+    assert_eq!(transfer["payload"]["block_mode"], "shared");
+
+    // The GRD: both hold it shared now, mastered where the ring says.
+    let (_, resource) = server.call("GET", "/api/v1/rac/grd/resources/1:42", None).await;
+    let holders: Vec<(&str, &str)> =
+        resource["holders"].as_array().expect("holders").iter().map(|h| (h["instance_id"].as_str().unwrap_or(""), h["lock_mode"].as_str().unwrap_or(""))).collect();
+    assert_eq!(holders, vec![("instance-1", "shared"), ("instance-2", "shared")], "{resource}");
+}
+
+#[actix_rt::test]
+async fn concurrent_writers_on_every_instance_leave_every_read_at_the_latest_acknowledged_write() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let blocks = ["1:1", "1:2", "1:3"];
+    let instances = ["instance-1", "instance-2", "instance-3", "instance-4"];
+    // Each instance writes its own sequence to every block, all at once, reading between writes.
+    let mut tasks = Vec::new();
+    for (i, instance) in instances.iter().enumerate() {
+        for block in blocks {
+            let server = &server;
+            tasks.push(async move {
+                let mut last_seen = 0u64;
+                for n in 0..15 {
+                    let w = server.write(instance, block, &format!("{instance} #{n}")).await;
+                    let version = w["data_version"].as_u64().expect("a version");
+                    assert!(version > last_seen, "a write's version is past every version this client saw");
+                    let r = server.read(instances[(i + 1) % 4], block).await;
+                    let read_version = r["data_version"].as_u64().expect("a version");
+                    assert!(read_version >= version, "a read after an acknowledged write sees it or a later one: {r} after {w}");
+                    last_seen = read_version;
+                }
+            });
+        }
+    }
+    futures_util::future::join_all(tasks).await;
+    // Quiet now: every instance reads the same, latest version of each block.
+    for block in blocks {
+        let mut seen = BTreeMap::new();
+        for instance in instances {
+            let r = server.read(instance, block).await;
+            seen.insert(r["data_version"].as_u64(), r["data"].clone());
+        }
+        assert_eq!(seen.len(), 1, "{block}: every instance reads one version: {seen:?}");
+        // One exclusive holder at most, ever; quiet and all read: all shared.
+        let (_, resource) = server.call("GET", &format!("/api/v1/rac/grd/resources/{block}"), None).await;
+        assert!(resource["holders"].as_array().expect("holders").iter().all(|h| h["lock_mode"] == "shared"), "{resource}");
+    }
+}
+
+#[actix_rt::test]
+async fn acknowledged_writes_survive_a_restart_and_bad_input_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let server = Server::start(TestConfig::memory().quiet().disk(dir.path()).build());
+        server.write("instance-1", "1:5", "first").await;
+        server.write("instance-2", "1:5", "second").await;
+        server.write("instance-3", "1:6", "only in redo").await;
+
+        for (path, body, status, code) in [
+            ("/api/v1/rac/blocks/1:5/write", json!({ "instance_id": "instance-9", "data": "x" }), 404, "instance_not_found"),
+            ("/api/v1/rac/blocks/2:5/write", json!({ "instance_id": "instance-1", "data": "x" }), 404, "block_not_found"),
+            ("/api/v1/rac/blocks/1:99999999/read", json!({ "instance_id": "instance-1" }), 404, "block_not_found"),
+            ("/api/v1/rac/blocks/nope/read", json!({ "instance_id": "instance-1" }), 404, "block_not_found"),
+            ("/api/v1/rac/blocks/1:5/write", json!({ "instance_id": "instance-1", "data": "x".repeat(8193) }), 400, "invalid_field"),
+            ("/api/v1/rac/blocks/1:5/write", json!({ "instance_id": "instance-1", "data": 5 }), 400, "invalid_json"),
+            ("/api/v1/rac/locks/1:5/convert", json!({ "instance_id": "instance-1", "to": "sideways" }), 400, "invalid_json"),
+        ] {
+            let (got, body) = server.call("POST", path, Some(body)).await;
+            assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
+        }
+        let read = server.read("instance-4", "1:5").await;
+        assert_eq!(read["data"], "second", "the refused writes changed nothing");
+        // Released with its change not on disk: written back first.
+        let (status, released) = server.call("POST", "/api/v1/rac/locks/1:5/release", Some(json!({ "instance_id": "instance-2" }))).await;
+        assert_eq!((status, &released["lock_type"]), (200, &json!("null")), "{released}");
+        server.runtime.shutdown().await;
+    }
+    // A new runtime on the same directory: caches empty, the store and the redo hold it all.
+    let server = Server::start(TestConfig::memory().quiet().disk(dir.path()).build());
+    assert_eq!(server.read("instance-1", "1:5").await["data"], "second");
+    let read = server.read("instance-2", "1:6").await;
+    assert_eq!((read["data"].as_str(), read["transfer_kind"].as_str()), (Some("only in redo"), Some("disk")));
+}
