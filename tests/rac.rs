@@ -175,3 +175,18 @@ async fn acknowledged_writes_survive_a_restart_and_bad_input_changes_nothing() {
     let read = server.read("instance-2", "1:6").await;
     assert_eq!((read["data"].as_str(), read["transfer_kind"].as_str()), (Some("only in redo"), Some("disk")));
 }
+
+#[actix_rt::test]
+async fn a_cache_smaller_than_what_is_written_writes_back_what_it_evicts_and_loses_nothing() {
+    let server = Server::start(TestConfig::memory().quiet().with(|c| c.rac.cache_blocks = 3).build());
+    for b in 0..12 {
+        server.write("instance-1", &format!("1:{b}"), &format!("value {b}")).await;
+    }
+    let (_, status) = server.call("GET", "/api/v1/rac/status", None).await;
+    let one = status["instances"].as_array().and_then(|a| a.iter().find(|i| i["instance_id"] == "instance-1").cloned()).expect("instance-1");
+    assert!(one["cached_blocks"].as_u64().is_some_and(|n| n <= 4), "evicted down to its capacity (one eviction may be under way): {one}");
+    assert!(server.stats("instance-1").await["disk_writes"].as_u64().is_some_and(|n| n >= 8), "what it evicted was written back");
+    for b in 0..12 {
+        assert_eq!(server.read("instance-2", &format!("1:{b}")).await["data"], format!("value {b}"), "block 1:{b}");
+    }
+}

@@ -164,10 +164,11 @@ impl InstanceCache {
         self.clock
     }
 
-    /// The buffers to evict to be back within capacity, least recently used first, never one of
-    /// `busy` (blocks with an operation of this instance under way).
-    pub fn evictions(&self, busy: &dyn Fn(BlockId) -> bool) -> Vec<Eviction> {
-        let over = self.buffers.len().saturating_sub(self.capacity);
+    /// The buffers to evict to be back within capacity, besides `under_way` evictions already
+    /// started; least recently used first, never one of `busy` (blocks with an operation of this
+    /// instance under way).
+    pub fn evictions(&self, under_way: usize, busy: &dyn Fn(BlockId) -> bool) -> Vec<Eviction> {
+        let over = self.buffers.len().saturating_sub(self.capacity).saturating_sub(under_way);
         if over == 0 {
             return Vec::new();
         }
@@ -185,6 +186,13 @@ impl InstanceCache {
         let mut v: Vec<_> = self.buffers.iter().map(|(b, buf)| (*b, buf.mode, buf.image.scn)).collect();
         v.sort_unstable();
         v
+    }
+
+    /// Every version here that is not on disk: copies this instance changed or was shipped
+    /// changed, and past images.
+    pub fn not_on_disk(&self) -> Vec<(BlockId, BlockImage)> {
+        let current = self.buffers.iter().filter(|(_, b)| !b.image.on_disk).map(|(id, b)| (*id, b.image.clone()));
+        current.chain(self.past_images.iter().map(|(id, i)| (*id, i.clone()))).collect()
     }
 
     pub fn past_images(&self) -> impl Iterator<Item = (BlockId, &BlockImage)> {
@@ -269,13 +277,14 @@ mod tests {
         c.install(b2, LockMode::Shared, image(1, "b", true));
         c.write(b1, Arc::from(&b"a2"[..]));
         c.install(b3, LockMode::Shared, image(1, "c", true));
-        assert_eq!(c.evictions(&|_| false), vec![Eviction { block: b2, write_back: None }]);
+        assert_eq!(c.evictions(0, &|_| false), vec![Eviction { block: b2, write_back: None }]);
         c.read(b2);
-        let e = c.evictions(&|_| false);
+        let e = c.evictions(0, &|_| false);
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].block, e[0].write_back.as_ref().map(|i| i.scn)), (b1, Some(2)));
-        assert_eq!(c.evictions(&|b| b == b1)[0].block, b3, "a busy block stays");
+        assert_eq!(c.evictions(0, &|b| b == b1)[0].block, b3, "a busy block stays");
+        assert_eq!(c.evictions(1, &|_| false), vec![], "one eviction under way is enough");
         assert!(c.convert(b1, LockMode::Null));
-        assert_eq!(c.evictions(&|_| false), vec![]);
+        assert_eq!(c.evictions(0, &|_| false), vec![]);
     }
 }

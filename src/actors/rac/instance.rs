@@ -17,7 +17,7 @@ use super::store::{BlockStore, RedoLog, RedoRecord};
 use super::RacPeers;
 use crate::actors::net::Link;
 use crate::actors::registry::{EventPublisher, InterestTable};
-use crate::exec::Lane;
+use crate::exec::{BackgroundPool, Lane};
 use crate::messages::events::{Event, EventType, Severity};
 use crate::messages::rac::*;
 use crate::model::rac::{BlockId, LockMode, TransferKind};
@@ -26,6 +26,9 @@ use crate::model::rac::{BlockId, LockMode, TransferKind};
 const RETRY_AFTER: Duration = Duration::from_millis(300);
 /// How long a face waits for an operation; the operation itself goes on.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redo bytes between checkpoints: each writes back what this instance changed that is not on
+/// disk, then drops the redo before it, so the log stays about this long.
+const CHECKPOINT_EVERY_BYTES: u64 = 64 << 20;
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, RacError>>;
 
@@ -75,6 +78,11 @@ pub struct RacInstanceActor {
     /// Redo records gathered while a commit is out, committed together next.
     redo_queue: Vec<RedoRecord>,
     redo_writing: bool,
+    /// Where the redo log ended after the last commit, and where it ended at the last checkpoint.
+    redo_end: u64,
+    checkpointed_at: u64,
+    checkpointing: bool,
+    background: Arc<BackgroundPool>,
     stats: TransferStats,
     /// Stopped with the runtime: its supervisor may start it again, idle.
     stopped: bool,
@@ -92,8 +100,10 @@ impl RacInstanceActor {
         redo: RedoLog,
         events: EventPublisher,
         interest: Arc<InterestTable>,
+        background: Arc<BackgroundPool>,
     ) -> RacInstanceActor {
         let lane = Lane::start(&format!("rac-{name}"));
+        let redo_end = redo.end();
         RacInstanceActor {
             name,
             cache: InstanceCache::new(cache_blocks),
@@ -113,6 +123,10 @@ impl RacInstanceActor {
             deferred: HashMap::new(),
             redo_queue: Vec::new(),
             redo_writing: false,
+            redo_end,
+            checkpointed_at: redo_end,
+            checkpointing: false,
+            background,
             stats: TransferStats::default(),
             stopped: false,
         }
@@ -243,14 +257,17 @@ impl RacInstanceActor {
         let redo = self.redo.clone();
         let blocks: Vec<(BlockId, u64)> = records.iter().map(|r| (r.block, r.scn)).collect();
         let commit = self.lane.run(move || redo.lock().append(&records).map_err(RacError::from));
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(move |res, act, ctx| {
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(move |res: Result<u64, RacError>, act, ctx| {
             act.redo_writing = false;
+            if let Ok(end) = &res {
+                act.redo_end = *end;
+            }
             for (block, scn) in blocks {
                 act.durable_pending.remove(&block);
                 let Some(Op::Write { data, reply, started, came }) = act.pop(block) else { continue };
                 let (kind, source) = came.map_or((TransferKind::Local, None), |a| (a.kind, a.source));
                 let answer = match &res {
-                    Ok(()) => Ok(BlockWritten {
+                    Ok(_) => Ok(BlockWritten {
                         block_id: block.to_string(),
                         instance_id: act.name.clone(),
                         data_version: scn,
@@ -265,6 +282,47 @@ impl RacInstanceActor {
                 act.after_durable(block, ctx);
             }
             act.commit_redo(ctx);
+            act.checkpoint(ctx);
+        }));
+    }
+
+    /// Once [`CHECKPOINT_EVERY_BYTES`] of redo were written since the last checkpoint: writes
+    /// back, at low priority, every version this instance changed that is not on disk (its dirty
+    /// buffers and its past images: a change shipped away lives on in one), then drops the redo
+    /// committed before it started. Redo committed since stays: its changes may not be among
+    /// those written.
+    fn checkpoint(&mut self, ctx: &mut Context<Self>) {
+        if self.checkpointing || self.redo_end < self.checkpointed_at + CHECKPOINT_EVERY_BYTES {
+            return;
+        }
+        self.checkpointing = true;
+        let mark = self.redo_end;
+        let images = self.cache.not_on_disk();
+        let (blocks, redo) = (self.blocks.clone(), self.redo.clone());
+        let work = self.background.run(move || {
+            let mut written = Vec::with_capacity(images.len());
+            for (block, image) in images {
+                if blocks.write_back(block, &image)? {
+                    written.push((block, image.scn));
+                }
+            }
+            redo.lock().truncate_before(mark)?;
+            Ok::<_, crate::storage::StorageError>(written)
+        });
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _| {
+            act.checkpointing = false;
+            match res {
+                Ok(Ok(written)) => {
+                    act.checkpointed_at = mark;
+                    act.stats.disk_writes += written.len() as u64;
+                    for (block, scn) in written {
+                        act.cache.written_to_disk(block, scn);
+                        act.to_master(block, ToMaster::WrittenToDisk { block, scn });
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(instance = %act.name, error = %e, "redo checkpoint failed; the redo is kept"),
+                Err(e) => tracing::warn!(instance = %act.name, error = %e, "redo checkpoint did not run; the redo is kept"),
+            }
         }));
     }
 
@@ -343,7 +401,7 @@ impl RacInstanceActor {
             Directive::GrantFromDisk { request } => {
                 let block = request.block;
                 if !self.waits_for(&request) {
-                    return self.unsolicited(request, None, ctx);
+                    return self.unsolicited(request, None, None, ctx);
                 }
                 let blocks = self.blocks.clone();
                 let work = crate::exec::blocking(move || blocks.read(block).map_err(RacError::from));
@@ -358,8 +416,9 @@ impl RacInstanceActor {
             Directive::GrantLocal { request } => {
                 if self.waits_for(&request) {
                     self.granted(request, None, ctx);
-                } else if request.mode > self.cache.mode(request.block) {
-                    self.unsolicited(request, None, ctx);
+                } else {
+                    // Repeated (its acknowledgement lost on the way): acknowledged again.
+                    self.unsolicited(request, None, None, ctx);
                 }
             }
         }
@@ -370,8 +429,9 @@ impl RacInstanceActor {
     }
 
     /// A grant for a request this instance no longer waits for (repeated, or of an earlier
-    /// life): the master counts it held, so it is taken and acknowledged, never refused.
-    fn unsolicited(&mut self, request: LockRequest, image: Option<BlockImage>, ctx: &mut Context<Self>) {
+    /// life): the master counts it held, so it is taken (unless a copy at least as strong is
+    /// here) and acknowledged, never refused.
+    fn unsolicited(&mut self, request: LockRequest, image: Option<BlockImage>, past_image: Option<u64>, ctx: &mut Context<Self>) {
         let block = request.block;
         let held = self.cache.mode(block);
         if !held.covers(request.mode) {
@@ -387,14 +447,14 @@ impl RacInstanceActor {
                     let work = crate::exec::blocking(move || blocks.read(block).map_err(RacError::from));
                     ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
                         if let Ok(image) = res {
-                            act.unsolicited(request, Some(image), ctx);
+                            act.unsolicited(request, Some(image), None, ctx);
                         }
                     }));
                     return;
                 }
             }
         }
-        self.to_master(block, ToMaster::Acquired { block, request_id: request.request_id, requester: self.name.clone(), past_image: None });
+        self.to_master(block, ToMaster::Acquired { block, request_id: request.request_id, requester: self.name.clone(), past_image });
         self.evict(ctx);
     }
 
@@ -483,7 +543,8 @@ impl RacInstanceActor {
     /// Starts evicting what is over capacity: each eviction is a release to null, behind the
     /// block's other operations.
     fn evict(&mut self, ctx: &mut Context<Self>) {
-        let evictions = self.cache.evictions(&|b| self.ops.contains_key(&b) || self.durable_pending.contains(&b));
+        let under_way = self.ops.values().filter(|q| matches!(q.front(), Some(Op::Convert { to: LockMode::Null, reply: None, .. }))).count();
+        let evictions = self.cache.evictions(under_way, &|b| self.ops.contains_key(&b) || self.durable_pending.contains(&b));
         for e in evictions {
             let from = self.cache.mode(e.block);
             self.enqueue(e.block, Op::Convert { to: LockMode::Null, reply: None, started: Instant::now(), from }, ctx);
@@ -558,7 +619,7 @@ impl Handler<ToInstance> for RacInstanceActor {
                 if self.waits_for(&request) {
                     self.granted(request, Some((image, Arrival { kind, source: Some(from) }, past_image, busy)), ctx);
                 } else {
-                    self.unsolicited(request, Some(image), ctx);
+                    self.unsolicited(request, Some(image), past_image, ctx);
                 }
             }
         }

@@ -86,8 +86,9 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let mut instances = BTreeMap::new();
     let mut masters = BTreeMap::new();
     for (name, redo) in config.instances.iter().zip(logs) {
-        let (n, r, p, l, b, ev, i, cap) = (name.clone(), ring.clone(), peers.clone(), ctx.link.clone(), blocks.clone(), ctx.publisher(), ctx.interest.clone(), config.cache_blocks);
-        let instance = Supervisor::start(move |_| RacInstanceActor::new(n, cap, r, p, l, b, redo, ev, i));
+        let (n, r, p, l, b, ev, i, cap, bg) =
+            (name.clone(), ring.clone(), peers.clone(), ctx.link.clone(), blocks.clone(), ctx.publisher(), ctx.interest.clone(), config.cache_blocks, ctx.background.clone());
+        let instance = Supervisor::start(move |_| RacInstanceActor::new(n, cap, r, p, l, b, redo, ev, i, bg));
         let (n, p, l) = (name.clone(), peers.clone(), ctx.link.clone());
         let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l));
         instances.insert(name.clone(), instance);

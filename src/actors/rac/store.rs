@@ -102,6 +102,11 @@ impl RedoLog {
         Ok(RedoLog { store, owner, end })
     }
 
+    /// Where the next record starts.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
     /// Every record the log holds, oldest first.
     pub fn replay(&self) -> Result<Vec<RedoRecord>, StorageError> {
         let mut out = Vec::new();
@@ -121,8 +126,8 @@ impl RedoLog {
         Ok(())
     }
 
-    /// Appends `records` and returns once they are durable (one commit).
-    pub fn append(&mut self, records: &[RedoRecord]) -> Result<(), StorageError> {
+    /// Appends `records` and returns once they are durable (one commit): where the log ends now.
+    pub fn append(&mut self, records: &[RedoRecord]) -> Result<u64, StorageError> {
         let mut stored = Vec::with_capacity(records.len());
         let mut end = self.end;
         for r in records {
@@ -133,6 +138,12 @@ impl RedoLog {
         }
         self.store.commit_log(&self.owner, LogCommit { records: stored, meta: vec![(REDO_END.to_string(), end)], ..LogCommit::default() })?;
         self.end = end;
+        Ok(end)
+    }
+
+    /// Drops the records before `lsn` (a record boundary): what they changed is on disk.
+    pub fn truncate_before(&mut self, lsn: u64) -> Result<(), StorageError> {
+        self.store.truncate_log(&self.owner, lsn)?;
         Ok(())
     }
 }
