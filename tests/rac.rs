@@ -190,3 +190,51 @@ async fn a_cache_smaller_than_what_is_written_writes_back_what_it_evicts_and_los
         assert_eq!(server.read("instance-2", &format!("1:{b}")).await["data"], format!("value {b}"), "block 1:{b}");
     }
 }
+
+#[actix_rt::test]
+async fn graphql_reads_writes_and_streams_transfers_and_locks_of_one_instance_and_one_block() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let mut ws = server.ws("/graphql/ws", "graphql-transport-ws").await;
+    ws.init(json!({})).await;
+    ws.subscribe("t", r#"subscription { cacheFusionEvents(instanceId: "instance-3") { blockId sourceInstance targetInstance blockMode transferKind dataVersion seq } }"#).await;
+    ws.subscribe("l", r#"subscription { resourceLockEvents(resourceId: "1:9") { eventType resourceId instanceId lockType previousLockType } }"#).await;
+    server.wait_subscribed("cacheFusionEvents").await;
+    server.wait_subscribed("resourceLockEvents").await;
+
+    // Other traffic first: another block, another instance.
+    server.write("instance-4", "1:8", "not watched").await;
+    let written = server.query(r#"mutation { writeBlock(instanceId: "instance-1", blockId: "1:9", data: "via graphql") { dataVersion transferKind } }"#).await;
+    let version = written["data"]["writeBlock"]["dataVersion"].as_u64().expect("a version");
+    let read = server.query(r#"mutation { readBlock(instanceId: "instance-3", blockId: "1:9") { data dataVersion sourceInstance transferKind } }"#).await;
+    assert_eq!(read["data"]["readBlock"]["data"], "via graphql", "{read}");
+    assert_eq!(read["data"]["readBlock"]["dataVersion"].as_u64(), Some(version));
+
+    // Three frames, the two subscriptions' interleaved as they come.
+    let (mut transfers, mut locks) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let msg = ws.json().await;
+        assert!(msg["type"] == "next" && msg["payload"].get("errors").is_none(), "{msg}");
+        match msg["id"].as_str() {
+            Some("t") => transfers.push(msg["payload"]["data"]["cacheFusionEvents"].clone()),
+            _ => locks.push(msg["payload"]["data"]["resourceLockEvents"].clone()),
+        }
+    }
+    assert_eq!((transfers.len(), locks.len()), (1, 2), "{transfers:?} {locks:?}");
+    let transfer = transfers[0].clone();
+    assert_eq!((transfer["blockId"].as_str(), transfer["targetInstance"].as_str(), transfer["sourceInstance"].as_str()), (Some("1:9"), Some("instance-3"), Some("instance-1")), "{transfer}");
+    assert_eq!(transfer["blockMode"], "SHARED");
+    assert!(transfer["transferKind"] == "TWO_WAY" || transfer["transferKind"] == "THREE_WAY", "{transfer}");
+    // 1:9's locks in order: instance-1 exclusive, then instance-3 shared (instance-1 down to shared).
+    let first = locks[0].clone();
+    assert_eq!((first["eventType"].as_str(), first["instanceId"].as_str(), first["lockType"].as_str()), (Some("lock_granted"), Some("instance-1"), Some("EXCLUSIVE")), "{first}");
+    let second = locks[1].clone();
+    assert_eq!((second["instanceId"].as_str(), second["lockType"].as_str()), (Some("instance-3"), Some("SHARED")), "{second}");
+
+    let instances = server.query("{ racInstances { instanceId cachedBlocks statistics { crBlock blocksServed } } }").await;
+    let three = instances["data"]["racInstances"].as_array().and_then(|a| a.iter().find(|i| i["instanceId"] == "instance-3").cloned()).expect("instance-3");
+    assert_eq!(three["statistics"]["crBlock"], 1, "{three}");
+    let entry = server.query(r#"{ grdResource(resourceId: "1:9") { master holders { instanceId lockMode } } }"#).await;
+    assert_eq!(entry["data"]["grdResource"]["holders"].as_array().map(Vec::len), Some(2), "{entry}");
+    let bad = server.query(r#"mutation { readBlock(instanceId: "instance-7", blockId: "1:9") { data } }"#).await;
+    assert_eq!(common::graphql::error_code(&bad), "instance_not_found", "{bad}");
+}

@@ -144,7 +144,6 @@ pub struct BlockRead {
     pub data_version: u64,
     pub lock_mode: LockMode,
     /// How the block came: `local` (cached here already), `2-way`, `3-way` or `disk`.
-    #[graphql(skip)]
     pub transfer_kind: TransferKind,
     /// The instance that shipped it, for a 2-way or 3-way transfer.
     pub source_instance: Option<String>,
@@ -160,7 +159,6 @@ pub struct BlockWritten {
     pub data_version: u64,
     pub bytes: usize,
     /// How the block came for the write: `local`, `2-way`, `3-way` or `disk`.
-    #[graphql(skip)]
     pub transfer_kind: TransferKind,
     pub source_instance: Option<String>,
     /// From the request to the redo record durable.

@@ -80,7 +80,7 @@ impl LockMode {
 /// by the master itself, which held it (`2-way`: requester, master); by another holder the master
 /// forwarded the request to (`3-way`); read from the shared store (`disk`); or already in the
 /// instance's cache with the lock it needed or a conversion (`local`, no block moved).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
 pub enum TransferKind {
     #[serde(rename = "2-way")]
     TwoWay,

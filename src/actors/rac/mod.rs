@@ -28,9 +28,9 @@ use store::{BlockStore, RedoLog};
 use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
 use crate::messages::errors::DomainError;
 use crate::messages::faults::*;
-use crate::messages::rac::{RacError, ToInstance, ToMaster};
+use crate::messages::rac::*;
 use crate::messages::runtime::StopRuntimeActor;
-use crate::model::rac::BlockId;
+use crate::model::rac::{BlockId, LockMode};
 
 /// Every instance's and master's address, by instance name: set once, after all have started.
 pub struct RacPeers {
@@ -69,6 +69,76 @@ impl Rac {
         let name = self.ring.master_of(block)?;
         self.masters.get(name).map(|a| (name, a))
     }
+
+    /// Every instance's state and statistics, with the entries its master holds.
+    pub async fn instance_views(&self) -> Result<Vec<InstanceView>, RacError> {
+        let mut out = Vec::with_capacity(self.instances.len());
+        for (name, addr) in &self.instances {
+            let mut view = addr.send(GetInstance).await.map_err(|_| down(name))??;
+            if let Some(m) = self.masters.get(name) {
+                view.mastered_resources = m.send(master::CountResources).await.map_err(|_| down(name))?;
+            }
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    /// Reads `block` (text, `file:block`) at `instance`.
+    pub async fn read(&self, instance: &str, block: &str) -> Result<BlockRead, RacError> {
+        let block = self.block(block)?;
+        self.instance(instance)?.send(ReadBlock { block }).await.map_err(|_| down(instance))?
+    }
+
+    /// Writes `data` into `block` at `instance`; refused if longer than a block.
+    pub async fn write(&self, instance: &str, block: &str, data: String) -> Result<BlockWritten, RacError> {
+        let block = self.block(block)?;
+        let addr = self.instance(instance)?;
+        if data.len() > self.block_size {
+            return Err(RacError::InvalidField { field: "data".into(), reason: format!("{} bytes; a block holds {}", data.len(), self.block_size) });
+        }
+        addr.send(WriteBlock { block, data: data.into_bytes() }).await.map_err(|_| down(instance))?
+    }
+
+    /// Converts `instance`'s lock on `block` to `to` (null: a release).
+    pub async fn convert(&self, instance: &str, block: &str, to: LockMode) -> Result<LockChanged, RacError> {
+        let block = self.block(block)?;
+        self.instance(instance)?.send(ConvertLock { block, to }).await.map_err(|_| down(instance))?
+    }
+
+    /// GRD entries: of the masters on `instance` only, if given; at most `limit`.
+    pub async fn resources(&self, instance: Option<&str>, limit: usize) -> Result<Vec<ResourceView>, RacError> {
+        let masters: Vec<(&String, &Addr<GrdMasterActor>)> = match instance {
+            Some(id) => vec![self.masters.get_key_value(id).ok_or_else(|| RacError::InstanceNotFound { instance_id: id.to_string() })?],
+            None => self.masters.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for (name, m) in masters {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(m.send(GetResources { block: None, limit: limit - out.len() }).await.map_err(|_| down(name))?);
+        }
+        Ok(out)
+    }
+
+    /// `block`'s master and entry (no holders when nobody holds it).
+    pub async fn resource(&self, block: &str) -> Result<ResourceView, RacError> {
+        let block = self.block(block)?;
+        let (name, master) = self.master(block).ok_or_else(|| RacError::InstanceDown { instance_id: "(none configured)".into() })?;
+        let entry = master.send(GetResources { block: Some(block), limit: 1 }).await.map_err(|_| down(name))?;
+        Ok(entry.into_iter().next().unwrap_or_else(|| ResourceView {
+            resource_id: block.to_string(),
+            master: name.to_string(),
+            holders: Vec::new(),
+            past_images: Vec::new(),
+            granting: None,
+            waiting: 0,
+        }))
+    }
+}
+
+fn down(instance: &str) -> RacError {
+    RacError::InstanceDown { instance_id: instance.to_string() }
 }
 
 pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {

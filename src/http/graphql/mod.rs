@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod events;
 mod graphiql;
 pub mod not_built;
+pub mod rac;
 mod protocol;
 pub mod replication;
 mod schema;
@@ -38,13 +39,14 @@ use crate::runtime::RuntimeHandle;
 pub struct QueryRoot(
     cluster::ClusterQuery,
     replication::ReplicationQuery,
+    rac::RacQuery,
     events::EventsQuery,
 );
 
 /// The `Mutation` root: every domain's mutations side by side.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(cluster::ClusterMutation, replication::ReplicationMutation);
+pub struct MutationRoot(cluster::ClusterMutation, replication::ReplicationMutation, rac::RacMutation);
 
 /// The `Subscription` root: every domain's subscriptions side by side.
 #[derive(MergedSubscription, Default)]
@@ -53,6 +55,7 @@ pub struct SubscriptionRoot(
     events::EventsSubscription,
     cluster::ClusterSubscription,
     replication::ReplicationSubscription,
+    rac::RacSubscription,
     not_built::NotBuiltSubscription,
 );
 

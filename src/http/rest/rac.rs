@@ -113,24 +113,11 @@ pub struct ResourceList {
     pub count: usize,
 }
 
-async fn instances(rac: &Rac) -> Result<Vec<InstanceView>, ApiError> {
-    let mut out = Vec::with_capacity(rac.instances.len());
-    for (name, addr) in &rac.instances {
-        let mut view = addr.send(GetInstance).await??;
-        view.mastered_resources = match rac.masters.get(name) {
-            Some(m) => m.send(crate::actors::rac::master::CountResources).await?,
-            None => 0,
-        };
-        out.push(view);
-    }
-    Ok(out)
-}
-
 #[utoipa::path(get, path = "/api/v1/rac/status", tag = "rac",
     responses((status = 200, description = "Instances, their state and the GRD's size", body = RacStatus)))]
 pub async fn rac_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     let rac = rac(&runtime)?;
-    let instances = instances(rac).await?;
+    let instances = rac.instance_views().await?;
     let grd_resources = instances.iter().map(|i| i.mastered_resources).sum();
     Ok(HttpResponse::Ok().json(RacStatus { instances, block_size: rac.block_size, blocks: rac.blocks, grd_resources }))
 }
@@ -138,8 +125,7 @@ pub async fn rac_status(runtime: web::Data<RuntimeHandle>) -> Result<HttpRespons
 #[utoipa::path(get, path = "/api/v1/rac/instances", tag = "rac",
     responses((status = 200, description = "Every instance", body = InstanceList)))]
 pub async fn list_instances(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    Ok(HttpResponse::Ok().json(InstanceList { instances: instances(rac).await? }))
+    Ok(HttpResponse::Ok().json(InstanceList { instances: rac(&runtime)?.instance_views().await? }))
 }
 
 #[utoipa::path(post, path = "/api/v1/rac/blocks/{block_id}/read", tag = "rac", request_body = InstanceBody,
@@ -149,10 +135,7 @@ pub async fn list_instances(runtime: web::Data<RuntimeHandle>) -> Result<HttpRes
         (status = 404, description = "No such instance or block"),
         (status = 504, description = "The lock was not granted in time")))]
 pub async fn read_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<String>, body: Json<InstanceBody>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let block = rac.block(&block_id)?;
-    let read = rac.instance(&body.instance_id)?.send(ReadBlock { block }).await??;
-    Ok(HttpResponse::Ok().json(read))
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.read(&body.instance_id, &block_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rac/blocks/{block_id}/write", tag = "rac", request_body = WriteBody,
@@ -162,15 +145,8 @@ pub async fn read_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<S
         (status = 404, description = "No such instance or block"),
         (status = 504, description = "The lock was not granted in time")))]
 pub async fn write_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<String>, body: Json<WriteBody>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let block = rac.block(&block_id)?;
     let body = body.into_inner();
-    let instance = rac.instance(&body.instance_id)?;
-    if body.data.len() > rac.block_size {
-        return Err(RacError::InvalidField { field: "data".into(), reason: format!("{} bytes; a block holds {}", body.data.len(), rac.block_size) }.into());
-    }
-    let written = instance.send(WriteBlock { block, data: body.data.into_bytes() }).await??;
-    Ok(HttpResponse::Ok().json(written))
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.write(&body.instance_id, &block_id, body.data).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rac/locks/{resource_id}/release", tag = "rac", request_body = InstanceBody,
@@ -178,10 +154,7 @@ pub async fn write_block(runtime: web::Data<RuntimeHandle>, block_id: web::Path<
     responses((status = 200, description = "The lock is null now; changes not on disk were written back first", body = LockChanged),
         (status = 404, description = "No such instance or block")))]
 pub async fn release_lock(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>, body: Json<InstanceBody>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let block = rac.block(&resource_id)?;
-    let changed = rac.instance(&body.instance_id)?.send(ConvertLock { block, to: LockMode::Null }).await??;
-    Ok(HttpResponse::Ok().json(changed))
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.convert(&body.instance_id, &resource_id, LockMode::Null).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/rac/locks/{resource_id}/convert", tag = "rac", request_body = ConvertBody,
@@ -191,22 +164,15 @@ pub async fn release_lock(runtime: web::Data<RuntimeHandle>, resource_id: web::P
         (status = 404, description = "No such instance or block"),
         (status = 504, description = "The conversion was not granted in time")))]
 pub async fn convert_lock(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>, body: Json<ConvertBody>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let block = rac.block(&resource_id)?;
-    let changed = rac.instance(&body.instance_id)?.send(ConvertLock { block, to: body.to }).await??;
-    Ok(HttpResponse::Ok().json(changed))
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.convert(&body.instance_id, &resource_id, body.to).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/rac/cache-fusion/statistics", tag = "rac",
     responses((status = 200, description = "Per instance: blocks received 2-way and 3-way for reads (cr) and writes (current), busy, lost, grants without transfer, disk reads and writes, invalidations, receive time", body = CacheFusionStatistics)))]
 pub async fn cache_fusion_statistics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let mut out = Vec::new();
-    for addr in rac.instances.values() {
-        let view = addr.send(GetInstance).await??;
-        out.push(InstanceStatistics { instance_id: view.instance_id, statistics: view.statistics });
-    }
-    Ok(HttpResponse::Ok().json(CacheFusionStatistics { instances: out }))
+    let views = rac(&runtime)?.instance_views().await?;
+    let instances = views.into_iter().map(|v| InstanceStatistics { instance_id: v.instance_id, statistics: v.statistics }).collect();
+    Ok(HttpResponse::Ok().json(CacheFusionStatistics { instances }))
 }
 
 /// Query of `GET /api/v1/rac/grd/resources`.
@@ -231,17 +197,7 @@ pub async fn list_resources(runtime: web::Data<RuntimeHandle>, query: web::Query
     if limit == 0 || limit > RESOURCES_LIMIT {
         return Err(RacError::InvalidField { field: "limit".into(), reason: format!("must be 1 to {RESOURCES_LIMIT}") }.into());
     }
-    let masters: Vec<_> = match &query.instance_id {
-        Some(id) => vec![rac.masters.get(id).ok_or_else(|| RacError::InstanceNotFound { instance_id: id.clone() })?],
-        None => rac.masters.values().collect(),
-    };
-    let mut resources = Vec::new();
-    for m in masters {
-        resources.extend(m.send(GetResources { block: None, limit: limit - resources.len() }).await?);
-        if resources.len() >= limit {
-            break;
-        }
-    }
+    let resources = rac.resources(query.instance_id.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(ResourceList { count: resources.len(), resources }))
 }
 
@@ -250,18 +206,5 @@ pub async fn list_resources(runtime: web::Data<RuntimeHandle>, query: web::Query
     responses((status = 200, description = "Its master and entry (no holders: nobody holds it)", body = ResourceView),
         (status = 404, description = "No such block")))]
 pub async fn get_resource(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let rac = rac(&runtime)?;
-    let block = rac.block(&resource_id)?;
-    let Some((name, master)) = rac.master(block) else {
-        return Err(ApiError::unavailable("the GRD", "no instance is configured"));
-    };
-    let view = master.send(GetResources { block: Some(block), limit: 1 }).await?.into_iter().next().unwrap_or_else(|| ResourceView {
-        resource_id: block.to_string(),
-        master: name.to_string(),
-        holders: Vec::new(),
-        past_images: Vec::new(),
-        granting: None,
-        waiting: 0,
-    });
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.resource(&resource_id).await?))
 }

@@ -8,7 +8,4 @@ mod subscription;
 mod types;
 
 pub use subscription::NotBuiltSubscription;
-pub use types::{
-    BlockMode, CacheFusionEvent, ConflictEvent, ConflictType, LockEvent, LockMode, ParallelQueryEvent,
-    RebalanceProgressEvent, RecoveryEvent, TransferKind,
-};
+pub use types::{ConflictEvent, ConflictType, ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent};

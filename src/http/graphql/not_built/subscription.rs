@@ -5,10 +5,7 @@
 use async_graphql::{Subscription, ID};
 use futures_util::stream::Empty;
 
-use super::types::{
-    CacheFusionEvent, ConflictEvent, LockEvent,
-    ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent,
-};
+use super::types::{ConflictEvent, ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent};
 use crate::http::graphql::schema::not_built;
 
 #[derive(Default)]
@@ -32,24 +29,6 @@ impl NotBuiltSubscription {
         #[graphql(name = "tableId")] _table_id: Option<ID>,
     ) -> async_graphql::Result<Empty<RebalanceProgressEvent>> {
         Err(not_built("sharding"))
-    }
-
-    /// RAC Cache Fusion block transfers (to or from `instanceId` only, when given):
-    /// `block_transfer`.
-    async fn cache_fusion_events(
-        &self,
-        #[graphql(name = "instanceId")] _instance_id: Option<ID>,
-    ) -> async_graphql::Result<Empty<CacheFusionEvent>> {
-        Err(not_built("rac"))
-    }
-
-    /// RAC global lock changes (of `resourceId` only, when given): `lock_granted`,
-    /// `lock_released`, `lock_converted`.
-    async fn resource_lock_events(
-        &self,
-        #[graphql(name = "resourceId")] _resource_id: Option<String>,
-    ) -> async_graphql::Result<Empty<LockEvent>> {
-        Err(not_built("rac"))
     }
 
     /// RAC instance recoveries: `recovery_started`, `recovery_progress`, `recovery_completed`.

@@ -18,30 +18,6 @@ pub enum ConflictType {
     DeleteUpdate,
 }
 
-/// The mode a block is requested in.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockMode {
-    Shared,
-    Exclusive,
-}
-
-/// How a block reached its requester: from the master (`2-way`), through a third instance
-/// (`3-way`), or read from disk.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferKind {
-    TwoWay,
-    ThreeWay,
-    Disk,
-}
-
-/// A global lock's mode.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    Null,
-    Shared,
-    Exclusive,
-}
-
 /// `conflict_detected` / `conflict_resolved`.
 #[derive(SimpleObject)]
 pub struct ConflictEvent {
@@ -74,36 +50,6 @@ pub struct RebalanceProgressEvent {
     pub rows_migrated: u64,
     pub total_rows: u64,
     pub eta_seconds: Option<f64>,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}
-
-/// `block_transfer`.
-#[derive(SimpleObject)]
-pub struct CacheFusionEvent {
-    pub block_id: ID,
-    pub source_instance: ID,
-    pub target_instance: ID,
-    pub block_mode: BlockMode,
-    pub transfer_kind: TransferKind,
-    /// Bytes.
-    pub transfer_size: u64,
-    pub duration_micros: u64,
-    pub success: bool,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}
-
-/// `lock_granted` / `lock_released` / `lock_converted`.
-#[derive(SimpleObject)]
-pub struct LockEvent {
-    pub event_type: String,
-    pub resource_id: String,
-    pub lock_type: LockMode,
-    pub previous_lock_type: Option<LockMode>,
-    pub instance_id: ID,
-    pub granted: bool,
-    pub wait_time_ms: u64,
     #[graphql(flatten)]
     pub stamp: EventStamp,
 }

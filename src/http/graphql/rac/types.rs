@@ -1,0 +1,75 @@
+//! RAC's typed event objects: the payloads of `block_transfer` and the lock events, camelCase,
+//! with the stamp every typed event carries.
+
+use async_graphql::{SimpleObject, ID};
+
+use crate::http::graphql::events::EventStamp;
+use crate::messages::events::{EventPayload, SharedEvent};
+use crate::messages::rac::RacEvent;
+use crate::model::rac::{LockMode, TransferKind};
+
+/// `block_transfer`.
+#[derive(SimpleObject)]
+pub struct CacheFusionEvent {
+    pub block_id: ID,
+    /// None when it came from disk.
+    pub source_instance: Option<ID>,
+    pub target_instance: ID,
+    pub block_mode: LockMode,
+    pub transfer_kind: TransferKind,
+    /// Bytes.
+    pub transfer_size: u64,
+    pub duration_micros: u64,
+    pub success: bool,
+    pub data_version: u64,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl CacheFusionEvent {
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let EventPayload::Rac(RacEvent::BlockTransfer(p)) = &e.payload else { return None };
+        Some(CacheFusionEvent {
+            block_id: ID(p.block_id.clone()),
+            source_instance: p.source_instance.clone().map(ID),
+            target_instance: ID(p.target_instance.clone()),
+            block_mode: p.block_mode,
+            transfer_kind: p.transfer_kind,
+            transfer_size: p.transfer_size as u64,
+            duration_micros: p.duration_micros,
+            success: p.success,
+            data_version: p.data_version,
+            stamp: EventStamp::of(e),
+        })
+    }
+}
+
+/// `lock_granted` / `lock_released` / `lock_converted`.
+#[derive(SimpleObject)]
+pub struct LockEvent {
+    pub event_type: String,
+    pub resource_id: String,
+    pub lock_type: LockMode,
+    pub previous_lock_type: LockMode,
+    pub instance_id: ID,
+    pub granted: bool,
+    pub wait_time_ms: f64,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl LockEvent {
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let EventPayload::Rac(RacEvent::LockGranted(p) | RacEvent::LockReleased(p) | RacEvent::LockConverted(p)) = &e.payload else { return None };
+        Some(LockEvent {
+            event_type: e.payload.event_type().as_str().to_string(),
+            resource_id: p.resource_id.clone(),
+            lock_type: p.lock_type,
+            previous_lock_type: p.previous_lock_type,
+            instance_id: ID(p.instance_id.clone()),
+            granted: p.granted,
+            wait_time_ms: p.wait_time_ms,
+            stamp: EventStamp::of(e),
+        })
+    }
+}
