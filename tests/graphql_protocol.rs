@@ -144,8 +144,6 @@ async fn legacy_graphql_ws_answers_a_failing_start_with_error() {
 const NOT_BUILT: &[(&str, &str)] = &[
     (r#"replicationConflicts(groupId: "g1") { conflictId groupId tableName key conflictType seq }"#, "advanced_replication"),
     (r#"shardRebalanceProgress(tableId: "orders") { planId tableName progressPercent seq }"#, "sharding"),
-    (r#"cacheFusionEvents(instanceId: "instance-1") { blockId sourceInstance targetInstance blockMode transferKind durationMicros seq }"#, "rac"),
-    (r#"resourceLockEvents(resourceId: "r1") { resourceId lockType previousLockType instanceId granted waitTimeMs seq }"#, "rac"),
     ("instanceRecoveryEvents { failedInstance recoveringInstance recoveryPhase progressPercent seq }", "rac"),
     (r#"parallelQueryEvents(queryId: "q_1") { queryId sqlText dop instances rowsProcessed durationMs success seq }"#, "rac"),
 ];

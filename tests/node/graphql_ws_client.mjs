@@ -41,7 +41,7 @@ const timer = setTimeout(() => {
 }, 10000);
 
 const invalid = await outcome('subscription { noSuchField { seq } }');
-const notBuilt = await outcome('subscription { cacheFusionEvents { blockId } }');
+const notBuilt = await outcome('subscription { instanceRecoveryEvents { failedInstance } }');
 const firstError = (notBuilt.errors ?? [])[0] ?? {};
 console.log(
   JSON.stringify({
