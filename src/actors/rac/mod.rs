@@ -8,6 +8,7 @@ pub mod cache;
 pub mod directory;
 pub mod instance;
 pub mod master;
+pub mod protocol;
 pub mod ring;
 pub mod stats;
 pub mod store;
@@ -156,9 +157,19 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let mut instances = BTreeMap::new();
     let mut masters = BTreeMap::new();
     for (name, redo) in config.instances.iter().zip(logs) {
-        let (n, r, p, l, b, ev, i, cap, bg) =
-            (name.clone(), ring.clone(), peers.clone(), ctx.link.clone(), blocks.clone(), ctx.publisher(), ctx.interest.clone(), config.cache_blocks, ctx.background.clone());
-        let instance = Supervisor::start(move |_| RacInstanceActor::new(n, cap, r, p, l, b, redo, ev, i, bg));
+        let setup = instance::InstanceSetup {
+            name: name.clone(),
+            cache_blocks: config.cache_blocks,
+            ring: ring.clone(),
+            peers: peers.clone(),
+            link: ctx.link.clone(),
+            blocks: blocks.clone(),
+            redo,
+            events: ctx.publisher(),
+            interest: ctx.interest.clone(),
+            background: ctx.background.clone(),
+        };
+        let instance = Supervisor::start(move |_| RacInstanceActor::new(setup));
         let (n, p, l) = (name.clone(), peers.clone(), ctx.link.clone());
         let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l));
         instances.insert(name.clone(), instance);
