@@ -45,7 +45,9 @@ pub struct LockRequest {
 pub enum Directive {
     /// `holder` sends its current copy of the block straight to the requester, then holds it in
     /// `holder_keeps` (keeping a past image if it goes to null with changes not yet on disk).
-    Ship { holder: String, request: LockRequest, holder_keeps: LockMode, kind: TransferKind },
+    /// `holder_grant`: the request the holder was granted its lock by; a directive for an
+    /// earlier grant is stale (delayed, or sent again) and changes nothing.
+    Ship { holder: String, holder_grant: u64, request: LockRequest, holder_keeps: LockMode, kind: TransferKind },
     /// The requester reads the block from the shared store: nobody holds it, so the store has
     /// its current version.
     GrantFromDisk { request: LockRequest },
@@ -53,8 +55,8 @@ pub enum Directive {
     /// up once the other shared copies are gone, or down).
     GrantLocal { request: LockRequest },
     /// `holder` drops its shared copy (keeping a past image if it has changes not yet on disk)
-    /// and says so, before the block is granted exclusive to another.
-    Invalidate { holder: String, block: BlockId },
+    /// and says so, before the block is granted exclusive to another; stale as `Ship` is.
+    Invalidate { holder: String, holder_grant: u64, block: BlockId },
     /// `holder` drops its past image of the block if it is no newer than `up_to`: a version at
     /// least that new is on disk.
     DiscardPastImage { holder: String, block: BlockId, up_to: Scn },

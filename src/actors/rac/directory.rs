@@ -11,7 +11,7 @@
 //! ([`Directory::in_flight`]); instances answer a repeated one as they did the first, and a
 //! request repeated after its grant is ignored, so nothing is granted twice.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::messages::rac::{Directive, LockRequest};
 use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
@@ -20,15 +20,15 @@ use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
 #[derive(Debug, Clone)]
 struct InFlight {
     request: LockRequest,
-    /// Shared holders told to drop their copies, not yet answered.
-    invalidating: BTreeSet<String>,
+    /// Shared holders told to drop their copies, not yet answered, by the grant they hold it by.
+    invalidating: BTreeMap<String, u64>,
     /// Sent once `invalidating` is empty; then the request waits for `acquired`.
     grant: Grant,
 }
 
 #[derive(Debug, Clone)]
 enum Grant {
-    Ship { holder: String, holder_keeps: LockMode, kind: TransferKind },
+    Ship { holder: String, holder_grant: u64, holder_keeps: LockMode, kind: TransferKind },
     FromDisk,
     Local,
 }
@@ -87,8 +87,14 @@ impl Directory {
                 return Self::pending(f);
             }
         }
-        let done = resource.last_done.get(&request.requester).is_some_and(|&id| request.request_id <= id);
-        if done || resource.waiting.contains(&request) {
+        match resource.last_done.get(&request.requester) {
+            // The last one granted, asked again: its answer was lost (a release's, say). Told
+            // again; the instance takes a repeat as done already.
+            Some(&id) if id == request.request_id => return vec![Directive::GrantLocal { request }],
+            Some(&id) if request.request_id < id => return Vec::new(),
+            _ => {}
+        }
+        if resource.waiting.contains(&request) {
             return Vec::new();
         }
         resource.waiting.push_back(request);
@@ -121,7 +127,7 @@ impl Directory {
     pub fn invalidated(&mut self, block: BlockId, holder: &str, past_image: Option<Scn>) -> Vec<Directive> {
         let Some(resource) = self.resources.get_mut(&block) else { return Vec::new() };
         let Some(f) = resource.in_flight.as_mut() else { return Vec::new() };
-        if !f.invalidating.remove(holder) {
+        if f.invalidating.remove(holder).is_none() {
             return Vec::new();
         }
         resource.holders.remove(holder);
@@ -186,7 +192,7 @@ impl Directory {
                 out.push(Directive::GrantLocal { request });
                 continue;
             }
-            let f = plan(&me, &resource.holders, request);
+            let f = plan(&me, &resource.holders, &resource.last_done, request);
             out.extend(Self::pending(&f));
             resource.in_flight = Some(f);
         }
@@ -204,13 +210,15 @@ impl Directory {
         if f.invalidating.is_empty() {
             return vec![Self::grant(f)];
         }
-        f.invalidating.iter().map(|holder| Directive::Invalidate { holder: holder.clone(), block: f.request.block }).collect()
+        f.invalidating.iter().map(|(holder, grant)| Directive::Invalidate { holder: holder.clone(), holder_grant: *grant, block: f.request.block }).collect()
     }
 
     fn grant(f: &InFlight) -> Directive {
         let request = f.request.clone();
         match &f.grant {
-            Grant::Ship { holder, holder_keeps, kind } => Directive::Ship { holder: holder.clone(), request, holder_keeps: *holder_keeps, kind: *kind },
+            Grant::Ship { holder, holder_grant, holder_keeps, kind } => {
+                Directive::Ship { holder: holder.clone(), holder_grant: *holder_grant, request, holder_keeps: *holder_keeps, kind: *kind }
+            }
             Grant::FromDisk => Directive::GrantFromDisk { request },
             Grant::Local => Directive::GrantLocal { request },
         }
@@ -229,8 +237,9 @@ fn set_mode(holders: &mut BTreeMap<String, LockMode>, holder: &str, mode: LockMo
 
 /// How to grant `request` given the block's holders (the requester's own lock is weaker than it
 /// asks for).
-fn plan(me: &str, holders: &BTreeMap<String, LockMode>, request: LockRequest) -> InFlight {
+fn plan(me: &str, holders: &BTreeMap<String, LockMode>, grants: &BTreeMap<String, u64>, request: LockRequest) -> InFlight {
     let kind = |holder: &str| if holder == me { TransferKind::TwoWay } else { TransferKind::ThreeWay };
+    let grant_of = |holder: &str| grants.get(holder).copied().unwrap_or(0);
     let others: Vec<(&String, &LockMode)> = holders.iter().filter(|(h, _)| **h != request.requester).collect();
     let exclusive = others.iter().find(|(_, m)| **m == LockMode::Exclusive).map(|(h, _)| (*h).clone());
     let requester_holds = holders.contains_key(&request.requester);
@@ -239,22 +248,22 @@ fn plan(me: &str, holders: &BTreeMap<String, LockMode>, request: LockRequest) ->
         // none (a write).
         (mode, Some(holder)) => {
             let holder_keeps = if mode == LockMode::Shared { LockMode::Shared } else { LockMode::Null };
-            (BTreeSet::new(), Grant::Ship { kind: kind(&holder), holder, holder_keeps })
+            (BTreeMap::new(), Grant::Ship { kind: kind(&holder), holder_grant: grant_of(&holder), holder, holder_keeps })
         }
         // Shared holders all have the current version: one of them ships it, the master first.
         (LockMode::Shared, None) => match shipper(me, &others) {
-            Some(holder) => (BTreeSet::new(), Grant::Ship { kind: kind(&holder), holder, holder_keeps: LockMode::Shared }),
-            None => (BTreeSet::new(), Grant::FromDisk),
+            Some(holder) => (BTreeMap::new(), Grant::Ship { kind: kind(&holder), holder_grant: grant_of(&holder), holder, holder_keeps: LockMode::Shared }),
+            None => (BTreeMap::new(), Grant::FromDisk),
         },
         // Exclusive: every other shared copy goes first. A shared holder converting keeps its
         // own copy; anyone else is shipped one by a holder, that gives it up, or reads disk.
-        (_, None) if requester_holds => (others.iter().map(|(h, _)| (*h).clone()).collect(), Grant::Local),
+        (_, None) if requester_holds => (others.iter().map(|(h, _)| ((*h).clone(), grant_of(h))).collect(), Grant::Local),
         (_, None) => match shipper(me, &others) {
             Some(holder) => {
-                let invalidating = others.iter().map(|(h, _)| (*h).clone()).filter(|h| *h != holder).collect();
-                (invalidating, Grant::Ship { kind: kind(&holder), holder, holder_keeps: LockMode::Null })
+                let invalidating = others.iter().filter(|(h, _)| **h != holder).map(|(h, _)| ((*h).clone(), grant_of(h))).collect();
+                (invalidating, Grant::Ship { kind: kind(&holder), holder_grant: grant_of(&holder), holder, holder_keeps: LockMode::Null })
             }
-            None => (BTreeSet::new(), Grant::FromDisk),
+            None => (BTreeMap::new(), Grant::FromDisk),
         },
     };
     InFlight { request, invalidating, grant }
@@ -310,7 +319,7 @@ mod tests {
         grant(&mut d, req(1, "i4", LockMode::Shared));
         // i4 converts to exclusive: i2 and i3 drop their copies first, then i4 keeps its own.
         let out = d.request(req(2, "i4", LockMode::Exclusive));
-        assert_eq!(out, vec![Directive::Invalidate { holder: "i2".into(), block: B }, Directive::Invalidate { holder: "i3".into(), block: B }]);
+        assert_eq!(out, vec![Directive::Invalidate { holder: "i2".into(), holder_grant: 1, block: B }, Directive::Invalidate { holder: "i3".into(), holder_grant: 1, block: B }]);
         assert_eq!(d.acquired(B, 2, "i4", None), vec![], "not granted before the invalidations are answered");
         assert_eq!(d.invalidated(B, "i2", None), vec![]);
         assert_eq!(d.invalidated(B, "i3", Some(7)), vec![Directive::GrantLocal { request: req(2, "i4", LockMode::Exclusive) }]);
@@ -322,7 +331,7 @@ mod tests {
         grant(&mut d, req(1, "i2", LockMode::Shared));
         grant(&mut d, req(1, "i3", LockMode::Shared));
         let out = d.request(req(1, "i4", LockMode::Exclusive));
-        assert_eq!(out, vec![Directive::Invalidate { holder: "i3".into(), block: B }]);
+        assert_eq!(out, vec![Directive::Invalidate { holder: "i3".into(), holder_grant: 1, block: B }]);
         let out = d.invalidated(B, "i3", None);
         assert!(matches!(&out[..], [Directive::Ship { holder, holder_keeps: LockMode::Null, .. }] if holder == "i2"), "{out:?}");
         d.acquired(B, 1, "i4", None);
@@ -336,7 +345,7 @@ mod tests {
         let out = grant(&mut d, req(1, "i3", LockMode::Shared));
         assert!(matches!(out, Directive::Ship { ref holder, holder_keeps: LockMode::Shared, .. } if holder == "i2"));
         assert_eq!(holders(&d), vec![("i2".into(), LockMode::Shared), ("i3".into(), LockMode::Shared)]);
-        assert_eq!(d.request(req(2, "i3", LockMode::Exclusive)), vec![Directive::Invalidate { holder: "i2".into(), block: B }]);
+        assert_eq!(d.request(req(2, "i3", LockMode::Exclusive)), vec![Directive::Invalidate { holder: "i2".into(), holder_grant: 1, block: B }]);
         d.invalidated(B, "i2", None);
         d.acquired(B, 2, "i3", None);
         let out = d.request(req(2, "i2", LockMode::Exclusive));
@@ -381,9 +390,12 @@ mod tests {
         assert_eq!(d.in_flight(B), out);
         d.acquired(B, 1, "i3", None);
         d.acquired(B, 1, "i3", None);
-        // Arriving late, after its grant: ignored (i2 would otherwise be asked to ship a block it gave up).
+        // Arriving after its grant: told again that it is granted, never planned again (i2 would
+        // otherwise be asked to ship a block it gave up); an older one is ignored.
+        assert_eq!(d.request(req(1, "i3", LockMode::Exclusive)), vec![Directive::GrantLocal { request: req(1, "i3", LockMode::Exclusive) }]);
+        d.request(req(2, "i3", LockMode::Shared));
         assert_eq!(d.request(req(1, "i3", LockMode::Exclusive)), vec![]);
-        assert_eq!(holders(&d), vec![("i3".into(), LockMode::Exclusive)]);
+        assert_eq!(holders(&d), vec![("i3".into(), LockMode::Shared)]);
         assert_eq!(d.busy().count(), 0);
     }
 }

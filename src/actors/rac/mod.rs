@@ -248,3 +248,6 @@ impl Handler<StopRuntimeActor> for RacControlActor {
         Box::pin(futures_util::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,6 +97,10 @@ pub struct InstanceState {
     /// other instance sees a version before it is durable.
     durable_pending: HashSet<BlockId>,
     deferred: HashMap<BlockId, Vec<Directive>>,
+    /// Per block, the last request granted here: a grant repeated for it (its acknowledgement
+    /// was lost, or a directive came twice) is acknowledged again and changes nothing, however
+    /// the block's lock moved since. One entry per block this instance ever asked for.
+    granted: HashMap<BlockId, u64>,
     pub stats: TransferStats,
 }
 
@@ -117,6 +121,7 @@ impl InstanceState {
             asked: HashMap::new(),
             durable_pending: HashSet::new(),
             deferred: HashMap::new(),
+            granted: HashMap::new(),
             stats: TransferStats::default(),
         }
     }
@@ -136,6 +141,17 @@ impl InstanceState {
     pub fn convert(&mut self, id: u64, block: BlockId, to: LockMode) -> Vec<Output> {
         let from = self.cache.mode(block);
         self.enqueue(block, Op::Convert { id: Some(id), to, from, started: Instant::now() })
+    }
+
+    /// The mode this instance may use `block` in: what it holds, or less while it waits for a
+    /// downgrade or release it asked for (its operations wait behind it, and its master already
+    /// counts it at the lower mode once it has taken the request).
+    pub fn mode_in_effect(&self, block: BlockId) -> LockMode {
+        let held = self.cache.mode(block);
+        match self.asked.get(&block) {
+            Some(a) if a.request.mode < held => a.request.mode,
+            _ => held,
+        }
     }
 
     /// Whether an operation is under way or waiting on `block`.
@@ -355,10 +371,14 @@ impl InstanceState {
 
     fn directive(&mut self, d: Directive, was_deferred: bool, out: &mut Vec<Output>) {
         match d {
-            Directive::Ship { request, holder_keeps, kind, holder } => {
+            Directive::Ship { request, holder_keeps, kind, holder, holder_grant } => {
                 let block = request.block;
                 if self.durable_pending.contains(&block) {
-                    self.deferred.entry(block).or_default().push(Directive::Ship { holder, request, holder_keeps, kind });
+                    self.deferred.entry(block).or_default().push(Directive::Ship { holder, holder_grant, request, holder_keeps, kind });
+                    return;
+                }
+                if self.granted.get(&block) != Some(&holder_grant) {
+                    // For a lock this instance held before: the block went on since.
                     return;
                 }
                 let Some(shipment) = self.cache.ship(block, request.request_id, &request.requester, holder_keeps) else {
@@ -370,9 +390,12 @@ impl InstanceState {
                 let msg = ToInstance::Shipped { request, from: self.name.clone(), kind, image: shipment.image, past_image: shipment.past_image, busy: was_deferred };
                 out.push(Output::ToInstance(to, msg));
             }
-            Directive::Invalidate { block, .. } => {
+            Directive::Invalidate { block, holder_grant, .. } => {
                 if self.durable_pending.contains(&block) {
                     self.deferred.entry(block).or_default().push(d);
+                    return;
+                }
+                if self.granted.get(&block) != Some(&holder_grant) {
                     return;
                 }
                 let past_image = self.cache.invalidate(block);
@@ -402,13 +425,18 @@ impl InstanceState {
         self.asked.get(&request.block).is_some_and(|a| a.request.request_id == request.request_id)
     }
 
-    /// A grant for a request this instance no longer waits for (repeated, or of an earlier
-    /// life): the master counts it held, so it is taken (unless a copy at least as strong is
-    /// here) and acknowledged, never refused.
+    /// A grant for a request this instance no longer waits for: a repeat of one granted here
+    /// already is acknowledged again and changes nothing (the block may have moved on since);
+    /// one of an earlier life is taken (unless a copy at least as strong is here), as the master
+    /// counts it held, and acknowledged. Never refused.
     fn unsolicited(&mut self, request: LockRequest, image: Option<BlockImage>, past_image: Option<u64>, out: &mut Vec<Output>) {
         let block = request.block;
         let held = self.cache.mode(block);
-        if !held.covers(request.mode) {
+        let repeated = self.granted.get(&block).is_some_and(|&id| request.request_id <= id);
+        if !repeated {
+            self.granted.insert(block, request.request_id);
+        }
+        if !repeated && !held.covers(request.mode) {
             match image {
                 Some(image) => self.cache.install(block, request.mode, image),
                 None => {
@@ -425,6 +453,7 @@ impl InstanceState {
     fn granted(&mut self, request: LockRequest, grant: Option<Grant>, out: &mut Vec<Output>) {
         let block = request.block;
         let Some(asked) = self.asked.remove(&block) else { return };
+        self.granted.insert(block, request.request_id);
         let mut past_image = None;
         let arrival = match grant {
             Some(Grant { image, arrival, past_image: pi, busy }) => {
@@ -511,6 +540,15 @@ impl InstanceState {
             }
         }
         out
+    }
+
+    /// What is under way, for a test that stalls to say where.
+    #[cfg(test)]
+    pub fn describe(&self) -> String {
+        let asked: Vec<String> = self.asked.values().map(|a| format!("{}:{}#{}", a.request.block, a.request.mode.as_str(), a.request.request_id)).collect();
+        let ops: Vec<String> = self.ops.iter().map(|(b, q)| format!("{b}x{}", q.len())).collect();
+        let held: Vec<String> = self.cache.holdings().iter().map(|(b, m, s)| format!("{b}={}@{s}", m.as_str())).collect();
+        format!("{} asked {asked:?} ops {ops:?} durable {:?} deferred {:?} held {held:?}", self.name, self.durable_pending, self.deferred.keys().collect::<Vec<_>>())
     }
 
     /// Every request waiting for its grant, to send again at once (the property tests' lossy
