@@ -16,7 +16,8 @@ use common::*;
 
 impl Server {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = awc::Client::new();
+        // Longer than the server's own 5 s wait for an operation, so its 504 is what comes back.
+        let client = awc::Client::builder().timeout(std::time::Duration::from_secs(9)).finish();
         let req = match method {
             "GET" => client.get(self.url("http", path)),
             _ => client.post(self.url("http", path)),
@@ -237,4 +238,56 @@ async fn graphql_reads_writes_and_streams_transfers_and_locks_of_one_instance_an
     assert_eq!(entry["data"]["grdResource"]["holders"].as_array().map(Vec::len), Some(2), "{entry}");
     let bad = server.query(r#"mutation { readBlock(instanceId: "instance-7", blockId: "1:9") { data } }"#).await;
     assert_eq!(common::graphql::error_code(&bad), "instance_not_found", "{bad}");
+}
+
+#[actix_rt::test]
+async fn a_partition_shows_on_the_interconnect_stalls_what_crosses_it_and_heals() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let unreachable = |v: &Value| v["unreachable"].as_array().map(|a| a.len()).unwrap_or(0);
+    // Every pair answers its heartbeats first.
+    poll_until("every pair's heartbeats answered", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/interconnect", None).await;
+        let links = v["links"].as_array().cloned().unwrap_or_default();
+        (links.len() == 12 && links.iter().all(|l| l["status"] == "up" && l["heartbeats_answered"].as_u64() > Some(0))).then_some(v)
+    })
+    .await;
+    // A block mastered away from instance-1, then instance-1 cut off from the others.
+    let mut block = None;
+    for b in 0..64 {
+        let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/1:{b}"), None).await;
+        if r["master"] != "instance-1" {
+            block = Some(format!("1:{b}"));
+            break;
+        }
+    }
+    let block = block.expect("a block mastered by another instance");
+    let groups = json!({ "groups": [["instance-1"], ["instance-2", "instance-3", "instance-4"]] });
+    let (status, body) = server.call("POST", "/api/v1/cluster/faults/partition", Some(groups)).await;
+    assert_eq!(status, 200, "{body}");
+    let cut = poll_until("instance-1's links unreachable", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/interconnect", None).await;
+        (unreachable(&v) == 6).then_some(v)
+    })
+    .await;
+    assert!(cut["unreachable"].as_array().expect("pairs").iter().all(|p| p[0] == "instance-1" || p[1] == "instance-1"), "{cut}");
+    // What instance-1 asks of another master cannot get through: 504, the outcome unknown (the
+    // write stays queued, its request sent again and counted lost).
+    let (status, body) = server.call("POST", &format!("/api/v1/rac/blocks/{block}/write"), Some(json!({ "instance_id": "instance-1", "data": "cut off" }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (504, Some("timed_out")), "{body}");
+    assert!(server.stats("instance-1").await["lost"].as_u64() > Some(0), "its request was sent again, and counted lost");
+
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/heal", Some(json!({}))).await;
+    assert_eq!(status, 200);
+    poll_until("every link up again", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/interconnect", None).await;
+        (unreachable(&v) == 0).then_some(v)
+    })
+    .await;
+    // Healed, the queued write lands; a read elsewhere sees it.
+    let read = poll_until("the write that waited", || async {
+        let r = server.read("instance-2", &block).await;
+        (r["data"] == "cut off").then_some(r)
+    })
+    .await;
+    assert_eq!(read["data"], "cut off");
 }

@@ -94,6 +94,15 @@ pub enum ToInstance {
     Shipped { request: LockRequest, from: String, kind: TransferKind, image: BlockImage, past_image: Option<Scn>, busy: bool },
 }
 
+/// An interconnect heartbeat between instances: a `Ping` is answered with a `Pong` of the same
+/// `seq`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum Heartbeat {
+    Ping { from: String, seq: u64 },
+    Pong { from: String, seq: u64 },
+}
+
 // ---- What the faces ask ----
 
 /// Reads a block at an instance: its cached copy if it holds one, else a shared lock and the
@@ -125,6 +134,11 @@ pub struct ConvertLock {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<InstanceView, RacError>")]
 pub struct GetInstance;
+
+/// An instance's view of the interconnect: per peer, what it sent and heard.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerLinkView>")]
+pub struct GetInterconnect;
 
 /// What a master's directory holds: every block it has an entry for (at most `limit`), or one.
 #[derive(Debug, Message)]
@@ -242,6 +256,24 @@ pub struct ResourceView {
     pub granting: Option<String>,
     /// Requests waiting behind it.
     pub waiting: usize,
+}
+
+/// One instance's link to a peer, as it measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct PeerLinkView {
+    pub instance_id: String,
+    pub peer: String,
+    /// `up` while heartbeats come back; `unreachable` once none did for three intervals.
+    pub status: String,
+    /// Cache Fusion messages this instance (its cache and its master) sent the peer.
+    pub messages_sent: u64,
+    pub heartbeats_sent: u64,
+    pub heartbeats_answered: u64,
+    /// Since the peer last answered a heartbeat; none if it never did.
+    pub last_heard_ms: Option<u64>,
+    /// Heartbeat round trips, over the latest ones.
+    pub rtt_micros_avg: f64,
+    pub rtt_micros_p99: u64,
 }
 
 // ---- Errors ----

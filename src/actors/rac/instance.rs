@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::interconnect::{Interconnect, PairCounts, HEARTBEAT_EVERY};
 use super::protocol::{Answer, InstanceState, Output, RETRY_AFTER};
 use super::ring::MasterRing;
 use super::store::{BlockStore, RedoLog, RedoRecord};
@@ -48,6 +49,9 @@ pub struct InstanceSetup {
     pub events: EventPublisher,
     pub interest: Arc<InterestTable>,
     pub background: Arc<BackgroundPool>,
+    /// Every instance, for heartbeats.
+    pub instances: Vec<String>,
+    pub counts: Arc<PairCounts>,
 }
 
 pub struct RacInstanceActor {
@@ -71,11 +75,14 @@ pub struct RacInstanceActor {
     checkpointing: bool,
     /// Stopped with the runtime: its supervisor may start it again, idle.
     stopped: bool,
+    interconnect: Interconnect,
+    counts: Arc<PairCounts>,
 }
 
 impl RacInstanceActor {
     pub fn new(setup: InstanceSetup) -> RacInstanceActor {
-        let InstanceSetup { name, cache_blocks, ring, peers, link, blocks, redo, events, interest, background } = setup;
+        let InstanceSetup { name, cache_blocks, ring, peers, link, blocks, redo, events, interest, background, instances, counts } = setup;
+        let interconnect = Interconnect::new(&name, &instances);
         let lane = Lane::start(&format!("rac-{name}"));
         let redo_end = redo.end();
         // Unique across restarts: a request of an earlier life may still be in a master's line.
@@ -99,6 +106,8 @@ impl RacInstanceActor {
             checkpointed_at: redo_end,
             checkpointing: false,
             stopped: false,
+            interconnect,
+            counts,
         }
     }
 
@@ -127,6 +136,7 @@ impl RacInstanceActor {
     fn to_master(&self, block: BlockId, msg: ToMaster) {
         let (Some(master), Some(peers)) = (self.ring.master_of(block), self.peers.get()) else { return };
         if let Some(addr) = peers.masters.get(master) {
+            self.counts.sent(self.name(), master);
             self.link.deliver(self.name(), master, addr, msg);
         }
     }
@@ -134,6 +144,7 @@ impl RacInstanceActor {
     fn to_instance(&self, to: &str, msg: ToInstance) {
         let Some(peers) = self.peers.get() else { return };
         if let Some(addr) = peers.instances.get(to) {
+            self.counts.sent(self.name(), to);
             self.link.deliver(self.name(), to, addr, msg);
         }
     }
@@ -237,6 +248,16 @@ impl RacInstanceActor {
         }));
     }
 
+    /// Pings every peer through the link, as the interconnect's heartbeat.
+    fn heartbeat(&mut self) {
+        let Some(peers) = self.peers.get() else { return };
+        for (peer, seq) in self.interconnect.heartbeat(Instant::now()) {
+            if let Some(addr) = peers.heartbeats.get(&peer) {
+                self.link.deliver(self.state.name(), &peer, addr, Heartbeat::Ping { from: self.state.name().to_string(), seq });
+            }
+        }
+    }
+
     fn start_op(&mut self, waiting: Waiting) -> u64 {
         self.next_op += 1;
         self.waiting.insert(self.next_op, waiting);
@@ -266,6 +287,7 @@ impl Actor for RacInstanceActor {
                 let out = act.state.retry(Instant::now());
                 act.apply(out, ctx);
             });
+            ctx.run_interval(HEARTBEAT_EVERY, |act, _| act.heartbeat());
         }
     }
 }
@@ -320,6 +342,26 @@ impl Handler<ConvertLock> for RacInstanceActor {
         let out = self.state.convert(id, msg.block, msg.to);
         self.apply(out, ctx);
         awaited(rx, format!("the conversion of {} to {}", msg.block, msg.to.as_str()))
+    }
+}
+
+impl Handler<Heartbeat> for RacInstanceActor {
+    type Result = ();
+    fn handle(&mut self, msg: Heartbeat, _ctx: &mut Self::Context) {
+        match msg {
+            Heartbeat::Ping { from, seq } => {
+                let Some(addr) = self.peers.get().and_then(|p| p.heartbeats.get(&from)) else { return };
+                self.link.deliver(self.state.name(), &from, addr, Heartbeat::Pong { from: self.state.name().to_string(), seq });
+            }
+            Heartbeat::Pong { from, seq } => self.interconnect.pong(&from, seq, Instant::now()),
+        }
+    }
+}
+
+impl Handler<GetInterconnect> for RacInstanceActor {
+    type Result = Vec<PeerLinkView>;
+    fn handle(&mut self, _: GetInterconnect, _ctx: &mut Self::Context) -> Self::Result {
+        self.interconnect.view(Instant::now(), &self.counts)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::directory::Directory;
+use super::interconnect::PairCounts;
 use super::RacPeers;
 use crate::actors::net::Link;
 use crate::messages::rac::*;
@@ -24,11 +25,12 @@ pub struct GrdMasterActor {
     link: Link,
     /// When each block's directives were last sent.
     sent: HashMap<BlockId, Instant>,
+    counts: Arc<PairCounts>,
 }
 
 impl GrdMasterActor {
-    pub fn new(name: String, peers: Arc<OnceLock<RacPeers>>, link: Link) -> GrdMasterActor {
-        GrdMasterActor { directory: Directory::new(name.clone()), name, peers, link, sent: HashMap::new() }
+    pub fn new(name: String, peers: Arc<OnceLock<RacPeers>>, link: Link, counts: Arc<PairCounts>) -> GrdMasterActor {
+        GrdMasterActor { directory: Directory::new(name.clone()), name, peers, link, sent: HashMap::new(), counts }
     }
 
     fn send(&mut self, block: BlockId, directives: Vec<Directive>) {
@@ -40,6 +42,7 @@ impl GrdMasterActor {
         for d in directives {
             let to = d.to().to_string();
             if let Some(addr) = peers.instances.get(&to) {
+                self.counts.sent(&self.name, &to);
                 self.link.deliver(&self.name, &to, addr, ToInstance::Directive(d));
             }
         }

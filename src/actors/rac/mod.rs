@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod directory;
 pub mod instance;
+pub mod interconnect;
 pub mod master;
 pub mod protocol;
 pub mod ring;
@@ -37,6 +38,7 @@ use crate::model::rac::{BlockId, LockMode};
 pub struct RacPeers {
     pub instances: BTreeMap<String, Recipient<ToInstance>>,
     pub masters: BTreeMap<String, Recipient<ToMaster>>,
+    pub heartbeats: BTreeMap<String, Recipient<Heartbeat>>,
 }
 
 /// The started RAC domain: what the faces address.
@@ -122,6 +124,15 @@ impl Rac {
         Ok(out)
     }
 
+    /// Every instance's links to its peers, as it measured them.
+    pub async fn interconnect(&self) -> Result<Vec<PeerLinkView>, RacError> {
+        let mut out = Vec::new();
+        for (name, addr) in &self.instances {
+            out.extend(addr.send(GetInterconnect).await.map_err(|_| down(name))?);
+        }
+        Ok(out)
+    }
+
     /// `block`'s master and entry (no holders when nobody holds it).
     pub async fn resource(&self, block: &str) -> Result<ResourceView, RacError> {
         let block = self.block(block)?;
@@ -154,6 +165,7 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     if recovered > 0 {
         tracing::info!(blocks = recovered, "RAC blocks recovered from redo at start");
     }
+    let counts = Arc::new(interconnect::PairCounts::new(&config.instances));
     let mut instances = BTreeMap::new();
     let mut masters = BTreeMap::new();
     for (name, redo) in config.instances.iter().zip(logs) {
@@ -168,16 +180,19 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
             events: ctx.publisher(),
             interest: ctx.interest.clone(),
             background: ctx.background.clone(),
+            instances: config.instances.clone(),
+            counts: counts.clone(),
         };
         let instance = Supervisor::start(move |_| RacInstanceActor::new(setup));
-        let (n, p, l) = (name.clone(), peers.clone(), ctx.link.clone());
-        let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l));
+        let (n, p, l, c) = (name.clone(), peers.clone(), ctx.link.clone(), counts.clone());
+        let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l, c));
         instances.insert(name.clone(), instance);
         masters.insert(name.clone(), master);
     }
     let wiring = RacPeers {
         instances: instances.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
         masters: masters.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
+        heartbeats: instances.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
     };
     // Set once here, before any message can reach the actors that read it.
     let _ = peers.set(wiring);

@@ -1,6 +1,6 @@
 //! RAC over REST: instances and their state, block reads and writes through Cache Fusion, lock
-//! conversion and release, Cache Fusion statistics and the GRD's entries. Remastering, the
-//! interconnect, parallel query and recovery are not built yet (`not_built.rs`).
+//! conversion and release, Cache Fusion statistics, the GRD's entries and the interconnect.
+//! Remastering, parallel query and recovery are not built yet (`not_built.rs`).
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -22,13 +22,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/rac/locks/{resource_id}/convert", web::post().to(convert_lock))
         .route("/api/v1/rac/cache-fusion/statistics", web::get().to(cache_fusion_statistics))
         .route("/api/v1/rac/grd/resources", web::get().to(list_resources))
-        .route("/api/v1/rac/grd/resources/{resource_id}", web::get().to(get_resource));
+        .route("/api/v1/rac/grd/resources/{resource_id}", web::get().to(get_resource))
+        .route("/api/v1/rac/interconnect", web::get().to(interconnect));
 }
 
 /// The OpenAPI description of the RAC routes built so far.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource),
+    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource, interconnect),
     components(schemas(
         InstanceBody,
         WriteBody,
@@ -45,6 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ResourceView,
         LockHolder,
         PastImageView,
+        InterconnectView,
+        PeerLinkView,
         LockMode,
         crate::model::rac::TransferKind,
     ))
@@ -207,4 +210,20 @@ pub async fn list_resources(runtime: web::Data<RuntimeHandle>, query: web::Query
         (status = 404, description = "No such block")))]
 pub async fn get_resource(runtime: web::Data<RuntimeHandle>, resource_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(rac(&runtime)?.resource(&resource_id).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InterconnectView {
+    /// Every instance's link to every peer: heartbeats, their round trips, messages sent.
+    pub links: Vec<PeerLinkView>,
+    /// The pairs whose heartbeats stopped coming back (a partition, a lossy link).
+    pub unreachable: Vec<[String; 2]>,
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/interconnect", tag = "rac",
+    responses((status = 200, description = "Per instance pair: heartbeat status and round trips, Cache Fusion messages sent", body = InterconnectView)))]
+pub async fn interconnect(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    let links = rac(&runtime)?.interconnect().await?;
+    let unreachable = links.iter().filter(|l| l.status == "unreachable").map(|l| [l.instance_id.clone(), l.peer.clone()]).collect();
+    Ok(HttpResponse::Ok().json(InterconnectView { links, unreachable }))
 }
