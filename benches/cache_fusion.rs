@@ -44,15 +44,7 @@ struct Cluster {
 impl Cluster {
     fn start(system: &SystemRunner, engine: Engine) -> Cluster {
         let mut config = Config::in_memory().without_replicas();
-        let dir = match engine {
-            Engine::Memory => None,
-            Engine::Disk => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                config.storage.engine = clusterd::config::StorageEngine::Disk;
-                config.storage.data_dir = dir.path().to_string_lossy().into_owned();
-                Some(dir)
-            }
-        };
+        let dir = engine.configure(&mut config);
         let runtime = system.block_on(async move { Runtime::start(config) }).expect("runtime starts");
         Cluster { runtime, _dir: dir }
     }

@@ -60,15 +60,7 @@ impl Cluster {
     fn start(system: &SystemRunner, engine: Engine, nodes: usize) -> Cluster {
         let mut config = Config::in_memory().without_replicas();
         config.cluster.nodes = (1..=nodes).map(|i| format!("node-{i}")).collect();
-        let dir = match engine {
-            Engine::Memory => None,
-            Engine::Disk => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                config.storage.engine = clusterd::config::StorageEngine::Disk;
-                config.storage.data_dir = dir.path().to_string_lossy().into_owned();
-                Some(dir)
-            }
-        };
+        let dir = engine.configure(&mut config);
         let runtime = system.block_on(async move { Runtime::start(config) }).expect("runtime starts");
         let membership = runtime.membership().clone();
         system.block_on(async move {

@@ -29,6 +29,20 @@ impl Engine {
         }
     }
 
+    /// Points `config` at this engine: a disk engine in a fresh temporary directory, returned
+    /// (removed when dropped).
+    pub fn configure(self, config: &mut clusterd::Config) -> Option<tempfile::TempDir> {
+        match self {
+            Engine::Memory => None,
+            Engine::Disk => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                config.storage.engine = clusterd::config::StorageEngine::Disk;
+                config.storage.data_dir = dir.path().to_string_lossy().into_owned();
+                Some(dir)
+            }
+        }
+    }
+
     /// A store on this engine, and the directory a disk store lives in (removed when dropped).
     pub fn store(self) -> (clusterd::storage::Store, Option<tempfile::TempDir>) {
         match self {
