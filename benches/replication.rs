@@ -73,6 +73,8 @@
 //!
 //! `cargo bench --bench replication` (criterion options after `--`).
 
+// Shared by the benches; each takes what it needs.
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
