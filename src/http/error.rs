@@ -57,7 +57,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
-            format!("the {domain} domain is not built yet; this route is part of the contract and will answer once it is"),
+            format!("this part of the {domain} domain is not built yet; the route is part of the contract and will answer once it is"),
         )
         .with_details(json!({ "domain": domain }))
     }

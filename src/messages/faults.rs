@@ -132,7 +132,7 @@ pub enum FaultRefused {
     #[error("no node, replica or other target named '{target}'")]
     UnknownTarget { target: String },
     /// The target belongs to a domain not built yet.
-    #[error("the {domain} domain is not built yet; '{target}' cannot take faults until it is")]
+    #[error("faults on {domain} targets are not built yet; '{target}' cannot take one until they are")]
     NotBuilt { domain: String, target: String },
     /// The target does not take this kind of fault.
     #[error("mode: {reason}")]
