@@ -101,6 +101,8 @@ pub struct InstanceState {
     /// was lost, or a directive came twice) is acknowledged again and changes nothing, however
     /// the block's lock moved since. One entry per block this instance ever asked for.
     granted: HashMap<BlockId, u64>,
+    /// The version each write under way replaced, put back if its redo fails.
+    before_write: HashMap<BlockId, BlockImage>,
     pub stats: TransferStats,
 }
 
@@ -122,6 +124,7 @@ impl InstanceState {
             durable_pending: HashSet::new(),
             deferred: HashMap::new(),
             granted: HashMap::new(),
+            before_write: HashMap::new(),
             stats: TransferStats::default(),
         }
     }
@@ -267,7 +270,11 @@ impl InstanceState {
     fn write_now(&mut self, block: BlockId, out: &mut Vec<Output>) {
         let Some(Op::Write { data, .. }) = self.ops.get(&block).and_then(|q| q.front()) else { return };
         let data: BlockData = Arc::from(data.as_slice());
+        let before = self.cache.read(block);
         let Some(scn) = self.cache.write(block, data.clone()) else { return };
+        if let Some(before) = before {
+            self.before_write.insert(block, before);
+        }
         self.durable_pending.insert(block);
         out.push(Output::Redo(RedoRecord { block, scn, data: data.to_vec() }));
     }
@@ -276,6 +283,11 @@ impl InstanceState {
     pub fn redo_durable(&mut self, block: BlockId, scn: u64, result: Result<(), RacError>) -> Vec<Output> {
         let mut out = Vec::new();
         self.durable_pending.remove(&block);
+        let before = self.before_write.remove(&block);
+        if let (Err(_), Some(before)) = (&result, before) {
+            // A write whose redo failed never happened: nobody may be shipped it.
+            self.cache.install(block, LockMode::Exclusive, before);
+        }
         if let Some(Op::Write { id, data, started, came }) = self.pop(block) {
             let (kind, source) = came.map_or((TransferKind::Local, None), |a| (a.kind, a.source));
             let answer = result.map(|()| {
@@ -555,5 +567,54 @@ impl InstanceState {
     /// network has no clock).
     pub fn resend_all(&mut self) -> Vec<Output> {
         self.asked.values().map(|a| Output::ToMaster(a.request.block, ToMaster::Request(a.request.clone()))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: BlockId = BlockId { file: 1, block: 3 };
+
+    fn state() -> InstanceState {
+        InstanceState::new("i1".into(), 4, 0, Arc::new(|_| false))
+    }
+
+    /// Grants every lock request at once from an empty disk, as a master with no other holder
+    /// would; returns the other outputs.
+    fn grant_all(s: &mut InstanceState, outputs: Vec<Output>) -> Vec<Output> {
+        let mut rest = Vec::new();
+        for o in outputs {
+            match o {
+                Output::ToMaster(_, ToMaster::Request(request)) => {
+                    let image = BlockImage { scn: 0, data: Arc::from(&b""[..]), on_disk: true };
+                    let more = s.disk_read(request, image);
+                    rest.extend(grant_all(s, more));
+                }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    #[test]
+    fn a_write_whose_redo_fails_is_answered_as_failed_and_leaves_the_version_before_it() {
+        let mut s = state();
+        let out = s.write(1, B, b"first".to_vec());
+        let out = grant_all(&mut s, out);
+        assert!(out.iter().any(|o| matches!(o, Output::Redo(r) if r.scn == 1)), "{out:?}");
+        let out = s.redo_durable(B, 1, Ok(()));
+        assert!(out.iter().any(|o| matches!(o, Output::Answer(1, Ok(Answer::Written(_))))), "{out:?}");
+        let out = s.write(2, B, b"second".to_vec());
+        assert!(out.iter().any(|o| matches!(o, Output::Redo(r) if r.scn == 2)), "held exclusive: written at once");
+        let failed = RacError::Storage { message: "disk full".into() };
+        let out = s.redo_durable(B, 2, Err(failed));
+        assert!(out.iter().any(|o| matches!(o, Output::Answer(2, Err(RacError::Storage { .. })))), "{out:?}");
+        let out = s.read(3, B);
+        let read = out.iter().find_map(|o| match o {
+            Output::Answer(3, Ok(Answer::Read(r))) => Some(r.clone()),
+            _ => None,
+        });
+        assert_eq!(read.map(|r| (r.data, r.data_version)), Some(("first".to_string(), 1)), "the failed write is not there");
     }
 }
