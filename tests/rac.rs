@@ -291,3 +291,16 @@ async fn a_partition_shows_on_the_interconnect_stalls_what_crosses_it_and_heals(
     .await;
     assert_eq!(read["data"], "cut off");
 }
+
+#[actix_rt::test]
+async fn filters_take_the_seed_documents_names_for_rac_events() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let mut ws = server.upgrade("/api/v1/ws/cluster/rac?event_types=cache_fusion_transfer", None, None).await.expect("upgrade");
+    assert_eq!(ws.json().await["type"], "welcome");
+    let subscribed = ws.json().await;
+    assert_eq!(subscribed["filter"]["event_types"], json!(["block_transfer"]), "{subscribed}");
+    server.write("instance-1", "1:3", "x").await;
+    server.read("instance-2", "1:3").await;
+    let e = next_event(&mut ws).await;
+    assert_eq!(e["event_type"], "block_transfer", "only the transfer, no lock event: {e}");
+}

@@ -174,8 +174,8 @@ event_types! {
     RecoveryStarted => ("recovery_started", Rac),
     RecoveryProgress => ("recovery_progress", Rac),
     RecoveryCompleted => ("recovery_completed", Rac),
-    ParallelQueryStarted => ("parallel_query_started", Rac),
-    ParallelQueryCompleted => ("parallel_query_completed", Rac),
+    QueryStarted => ("query_started", Rac),
+    QueryCompleted => ("query_completed", Rac),
     ShardAdded => ("shard_added", Sharding),
     ShardRemoved => ("shard_removed", Sharding),
     ShardStatusChange => ("shard_status_change", Sharding),
@@ -199,6 +199,17 @@ impl fmt::Display for EventType {
     }
 }
 
+/// The names the seed document uses for some RAC events, accepted wherever an event type is read
+/// (filters), so that its clients' filters work unchanged.
+const ALIASES: &[(&str, EventType)] = &[
+    ("cache_fusion_transfer", EventType::BlockTransfer),
+    ("lock_conversion", EventType::LockConverted),
+    ("instance_recovery_started", EventType::RecoveryStarted),
+    ("instance_recovery_completed", EventType::RecoveryCompleted),
+    ("parallel_query_started", EventType::QueryStarted),
+    ("parallel_query_completed", EventType::QueryCompleted),
+];
+
 impl FromStr for EventType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -206,6 +217,7 @@ impl FromStr for EventType {
             .iter()
             .copied()
             .find(|t| t.as_str() == s)
+            .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == s).map(|(_, t)| *t))
             .ok_or_else(|| format!("unknown event type '{s}'"))
     }
 }
@@ -229,6 +241,16 @@ pub const EVENT_TYPE_COUNT: usize = EventType::ALL.len();
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seed_documents_names_read_as_the_catalogues() {
+        assert_eq!("cache_fusion_transfer".parse::<EventType>(), Ok(EventType::BlockTransfer));
+        assert_eq!("lock_conversion".parse::<EventType>(), Ok(EventType::LockConverted));
+        assert_eq!("instance_recovery_started".parse::<EventType>(), Ok(EventType::RecoveryStarted));
+        assert_eq!("parallel_query_completed".parse::<EventType>(), Ok(EventType::QueryCompleted));
+        assert_eq!(EventType::QueryStarted.as_str(), "query_started");
+        assert!("cache_fusion".parse::<EventType>().is_err());
+    }
 
     #[test]
     fn every_event_type_round_trips_its_name() {

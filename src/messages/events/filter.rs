@@ -49,7 +49,7 @@ pub const INCLUDE_FLAGS: [IncludeFlag; 13] = [
     ),
     flag(
         "include_parallel_query",
-        &[EventType::ParallelQueryStarted, EventType::ParallelQueryCompleted],
+        &[EventType::QueryStarted, EventType::QueryCompleted],
     ),
     flag(
         "include_rebalance_events",

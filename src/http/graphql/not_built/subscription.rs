@@ -36,8 +36,8 @@ impl NotBuiltSubscription {
         Err(not_built("rac"))
     }
 
-    /// RAC parallel queries (of `queryId` only, when given): `parallel_query_started`,
-    /// `parallel_query_completed`.
+    /// RAC parallel queries (of `queryId` only, when given): `query_started`,
+    /// `query_completed`.
     async fn parallel_query_events(
         &self,
         #[graphql(name = "queryId")] _query_id: Option<ID>,

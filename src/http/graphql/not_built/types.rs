@@ -70,7 +70,7 @@ pub struct RecoveryEvent {
     pub stamp: EventStamp,
 }
 
-/// `parallel_query_started` / `parallel_query_completed`.
+/// `query_started` / `query_completed`.
 #[derive(SimpleObject)]
 pub struct ParallelQueryEvent {
     pub event_type: String,
