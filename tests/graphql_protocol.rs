@@ -145,7 +145,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
     (r#"replicationConflicts(groupId: "g1") { conflictId groupId tableName key conflictType seq }"#, "advanced_replication"),
     (r#"shardRebalanceProgress(tableId: "orders") { planId tableName progressPercent seq }"#, "sharding"),
     ("instanceRecoveryEvents { failedInstance recoveringInstance recoveryPhase progressPercent seq }", "rac"),
-    (r#"parallelQueryEvents(queryId: "q_1") { queryId sqlText dop instances rowsProcessed durationMs success seq }"#, "rac"),
 ];
 
 #[actix_web::test]

@@ -304,3 +304,64 @@ async fn filters_take_the_seed_documents_names_for_rac_events() {
     let e = next_event(&mut ws).await;
     assert_eq!(e["event_type"], "block_transfer", "only the transfer, no lock event: {e}");
 }
+
+#[actix_rt::test]
+async fn a_parallel_query_over_blocks_written_on_every_instance_counts_and_sums_what_was_written() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let mut ws = server.upgrade("/api/v1/ws/cluster/rac?event_types=parallel_query_started,parallel_query_completed", None, None).await.expect("upgrade");
+    assert_eq!(ws.json().await["type"], "welcome");
+    // 40 blocks of three rows each, written on all four instances: 120 rows, amounts 0 to 119.
+    let (mut eu_sum, mut total) = (0u64, 0u64);
+    for b in 0..40u64 {
+        let rows: Vec<String> = (0..3)
+            .map(|r| {
+                let n = b * 3 + r;
+                let region = if n % 2 == 0 { "eu" } else { "us" };
+                total += n;
+                if region == "eu" {
+                    eu_sum += n;
+                }
+                format!("region={region},amount={n}")
+            })
+            .collect();
+        server.write(&format!("instance-{}", b % 4 + 1), &format!("1:{}", 100 + b), &rows.join("\n")).await;
+    }
+    let body = json!({ "blocks": "1:100-1:139", "aggregate": "count", "dop": 4 });
+    let (status, count) = server.call("POST", "/api/v1/rac/parallel-query", Some(body)).await;
+    assert_eq!(status, 200, "{count}");
+    assert_eq!(count["rows"][0]["value"].as_f64(), Some(120.0), "{count}");
+    let parts = count["instances"].as_array().expect("the parts");
+    assert_eq!(parts.len(), 4);
+    assert_eq!(parts.iter().map(|p| p["blocks_scanned"].as_u64().unwrap_or(0)).sum::<u64>(), 40);
+    assert_eq!(parts.iter().map(|p| p["instance_id"].as_str().unwrap_or("")).collect::<std::collections::BTreeSet<_>>().len(), 4, "one instance a part");
+
+    let body = json!({ "blocks": "1:100-1:139", "aggregate": "sum", "column": "amount", "group_by": "region", "dop": 3 });
+    let (_, sums) = server.call("POST", "/api/v1/rac/parallel-query", Some(body)).await;
+    let by_region: BTreeMap<String, f64> =
+        sums["rows"].as_array().expect("rows").iter().map(|r| (r["group"].as_str().unwrap_or("").to_string(), r["value"].as_f64().unwrap_or(-1.0))).collect();
+    assert_eq!(by_region.get("eu"), Some(&(eu_sum as f64)), "{sums}");
+    assert_eq!(by_region.get("us"), Some(&((total - eu_sum) as f64)), "{sums}");
+    let body = json!({ "blocks": "1:100-1:139", "aggregate": "avg", "column": "amount", "filter": { "column": "region", "equals": "eu" }, "dop": 2 });
+    let (_, avg) = server.call("POST", "/api/v1/rac/parallel-query", Some(body)).await;
+    assert_eq!(avg["rows"][0]["value"].as_f64(), Some(eu_sum as f64 / 60.0), "{avg}");
+
+    // The events of the first query, in order; the statistics add up.
+    let started = next_event(&mut ws).await;
+    assert_eq!((started["event_type"].as_str(), started["payload"]["query_id"].as_str()), (Some("query_started"), count["query_id"].as_str()), "{started}");
+    let completed = next_event(&mut ws).await;
+    assert_eq!((completed["event_type"].as_str(), completed["payload"]["rows_processed"].as_u64(), completed["payload"]["success"].as_bool()), (Some("query_completed"), Some(120), Some(true)));
+    let (_, stats) = server.call("GET", "/api/v1/rac/parallel-query/statistics", None).await;
+    assert_eq!((stats["queries"].as_u64(), stats["rows_processed"].as_u64()), (Some(3), Some(360)), "{stats}");
+
+    for (body, status, code) in [
+        (json!({ "blocks": "1:5-1:2", "aggregate": "count" }), 400, "invalid_field"),
+        (json!({ "blocks": "1:0-1:9", "aggregate": "sum" }), 400, "invalid_field"),
+        (json!({ "blocks": "1:0-1:9", "aggregate": "count", "dop": 0 }), 400, "invalid_field"),
+        (json!({ "blocks": "1:0-1:99999999", "aggregate": "count" }), 404, "block_not_found"),
+        (json!({ "table": "orders", "aggregate": "count" }), 501, "not_implemented"),
+        (json!({ "blocks": "1:0-1:9", "aggregate": "median" }), 400, "invalid_json"),
+    ] {
+        let (got, answer) = server.call("POST", "/api/v1/rac/parallel-query", Some(body.clone())).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+}

@@ -148,6 +148,45 @@ pub struct GetResources {
     pub limit: usize,
 }
 
+/// Runs a parallel query: a scan of a range of blocks, split across instances.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<QueryResult, RacError>")]
+pub struct RunParallelQuery {
+    pub query: ParallelQuery,
+}
+
+/// What parallel queries did so far.
+#[derive(Debug, Message)]
+#[rtype(result = "ParallelQueryStats")]
+pub struct GetParallelQueryStats;
+
+/// An aggregate over the rows a scan keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// A scan of blocks `first` to `last` (inclusive) whose rows are lines of `name=value` pairs
+/// separated by commas: the rows `filter` keeps, aggregated (over `column`, for all but
+/// count), per value of `group_by` if given; split into `dop` ranges, each scanned by one
+/// instance through its cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelQuery {
+    pub first: BlockId,
+    pub last: BlockId,
+    pub aggregate: Aggregate,
+    pub column: Option<String>,
+    pub group_by: Option<String>,
+    /// (column, value): only rows whose column has this value.
+    pub filter: Option<(String, String)>,
+    pub dop: usize,
+}
+
 // ---- Views ----
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
@@ -276,6 +315,60 @@ pub struct PeerLinkView {
     pub rtt_micros_p99: u64,
 }
 
+/// One group's aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct ResultRow {
+    /// The `group_by` column's value; none without `group_by`.
+    pub group: Option<String>,
+    /// The aggregate; none for sum, min, max and avg over no numeric value.
+    pub value: Option<f64>,
+    /// Rows of the group the filter kept.
+    pub rows: u64,
+}
+
+/// What one instance scanned for a query.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct InstanceWork {
+    pub instance_id: String,
+    /// The range it scanned, `file:block-file:block`.
+    pub blocks: String,
+    pub blocks_scanned: u64,
+    pub rows_scanned: u64,
+    pub micros: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct QueryResult {
+    pub query_id: String,
+    /// The plan, as text.
+    pub plan: String,
+    pub rows: Vec<ResultRow>,
+    /// Rows read from the blocks, before the filter.
+    pub rows_processed: u64,
+    pub blocks_scanned: u64,
+    pub dop: usize,
+    pub instances: Vec<InstanceWork>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct ParallelQueryStats {
+    pub queries: u64,
+    pub failed: u64,
+    pub rows_processed: u64,
+    pub blocks_scanned: u64,
+    pub avg_duration_ms: f64,
+    /// Per instance, what it scanned over all queries.
+    pub per_instance: Vec<InstanceScanTotals>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct InstanceScanTotals {
+    pub instance_id: String,
+    pub blocks_scanned: u64,
+    pub rows_scanned: u64,
+}
+
 // ---- Errors ----
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -292,6 +385,8 @@ pub enum RacError {
     InstanceDown { instance_id: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
+    #[error("{what} is not built yet")]
+    NotBuilt { what: String },
 }
 
 impl DescribedError for RacError {
@@ -301,6 +396,7 @@ impl DescribedError for RacError {
             RacError::InvalidField { .. } => ErrorKind::Invalid,
             RacError::TimedOut { .. } => ErrorKind::Timeout,
             RacError::InstanceDown { .. } | RacError::Storage { .. } => ErrorKind::Unavailable,
+            RacError::NotBuilt { .. } => ErrorKind::NotBuilt,
         }
     }
 
@@ -312,6 +408,7 @@ impl DescribedError for RacError {
             RacError::TimedOut { .. } => "timed_out",
             RacError::InstanceDown { .. } => "instance_down",
             RacError::Storage { .. } => "storage_error",
+            RacError::NotBuilt { .. } => "not_implemented",
         }
     }
 
@@ -322,6 +419,7 @@ impl DescribedError for RacError {
             RacError::InvalidField { field, reason } => invalid_field_details(field, reason),
             RacError::TimedOut { what, seconds } => serde_json::json!({ "what": what, "seconds": seconds }),
             RacError::Storage { message } => serde_json::json!({ "message": message }),
+            RacError::NotBuilt { what } => serde_json::json!({ "domain": "rac", "what": what }),
         }
     }
 }
@@ -362,7 +460,33 @@ domain_events! {
             s.add(SubjectKind::Resource, &p.resource_id);
             s.add(SubjectKind::Instance, &p.instance_id);
         },
+        QueryStarted(QueryChange) => |p, s| {
+            s.add(SubjectKind::Query, &p.query_id);
+            for i in &p.instances {
+                s.add(SubjectKind::Instance, i);
+            }
+        },
+        QueryCompleted(QueryChange) => |p, s| {
+            s.add(SubjectKind::Query, &p.query_id);
+            for i in &p.instances {
+                s.add(SubjectKind::Instance, i);
+            }
+        },
     }
+}
+
+/// `query_started` / `query_completed` (a parallel query).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryChange {
+    pub query_id: String,
+    /// The plan, as text.
+    pub sql_text: String,
+    pub dop: usize,
+    pub instances: Vec<String>,
+    /// Once completed.
+    pub rows_processed: Option<u64>,
+    pub duration_ms: Option<f64>,
+    pub success: Option<bool>,
 }
 
 /// `block_transfer`: a block reached an instance from another's cache or from disk.

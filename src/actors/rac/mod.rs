@@ -10,6 +10,7 @@ pub mod instance;
 pub mod interconnect;
 pub mod master;
 pub mod protocol;
+pub mod query;
 pub mod ring;
 pub mod stats;
 pub mod store;
@@ -44,6 +45,7 @@ pub struct RacPeers {
 /// The started RAC domain: what the faces address.
 pub struct Rac {
     pub instances: BTreeMap<String, Addr<RacInstanceActor>>,
+    pub queries: Addr<query::ParallelQueryActor>,
     pub masters: BTreeMap<String, Addr<GrdMasterActor>>,
     pub ring: Arc<MasterRing>,
     pub block_size: usize,
@@ -133,6 +135,40 @@ impl Rac {
         Ok(out)
     }
 
+    /// Runs a parallel query over `blocks` (`file:block-file:block`, inclusive).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn parallel_query(
+        &self,
+        blocks: &str,
+        aggregate: Aggregate,
+        column: Option<String>,
+        group_by: Option<String>,
+        filter: Option<(String, String)>,
+        dop: usize,
+    ) -> Result<QueryResult, RacError> {
+        let invalid = |field: &str, reason: String| RacError::InvalidField { field: field.into(), reason };
+        let (a, b) = blocks.split_once('-').ok_or_else(|| invalid("blocks", format!("'{blocks}': expected first-last, e.g. 1:0-1:99")))?;
+        let (first, last) = (self.block(a.trim())?, self.block(b.trim())?);
+        if last.block < first.block {
+            return Err(invalid("blocks", format!("'{blocks}': the last block comes before the first")));
+        }
+        if last.block - first.block + 1 > query::MAX_SCAN_BLOCKS {
+            return Err(invalid("blocks", format!("at most {} blocks a query", query::MAX_SCAN_BLOCKS)));
+        }
+        if dop == 0 || dop > query::MAX_DOP {
+            return Err(invalid("dop", format!("must be 1 to {}", query::MAX_DOP)));
+        }
+        if aggregate != Aggregate::Count && column.is_none() {
+            return Err(invalid("column", format!("{aggregate:?} needs the column it aggregates").to_lowercase()));
+        }
+        let query = ParallelQuery { first, last, aggregate, column, group_by, filter, dop };
+        self.queries.send(RunParallelQuery { query }).await.map_err(|_| RacError::InstanceDown { instance_id: "(the parallel query coordinator)".into() })?
+    }
+
+    pub async fn parallel_query_stats(&self) -> Result<ParallelQueryStats, RacError> {
+        self.queries.send(GetParallelQueryStats).await.map_err(|_| RacError::InstanceDown { instance_id: "(the parallel query coordinator)".into() })
+    }
+
     /// `block`'s master and entry (no holders when nobody holds it).
     pub async fn resource(&self, block: &str) -> Result<ResourceView, RacError> {
         let block = self.block(block)?;
@@ -196,9 +232,10 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     };
     // Set once here, before any message can reach the actors that read it.
     let _ = peers.set(wiring);
+    let queries = query::ParallelQueryActor::new(instances.clone(), ctx.publisher()).start();
     let control = RacControlActor { instances: instances.values().cloned().collect(), names: config.instances.clone() }.start();
     let faults = FaultTargets::of(&control);
-    Ok(Box::new(Rac { instances, masters, ring, block_size: config.block_size, blocks: config.blocks, control, faults }))
+    Ok(Box::new(Rac { instances, queries, masters, ring, block_size: config.block_size, blocks: config.blocks, control, faults }))
 }
 
 impl Domain for Rac {

@@ -12,8 +12,6 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/cluster/query/plan", "sharding"),
     ("POST", "/api/v1/rac/grd/remaster", "rac"),
     ("POST", "/api/v1/rac/grd/load-balance", "rac"),
-    ("POST", "/api/v1/rac/parallel-query", "rac"),
-    ("GET", "/api/v1/rac/parallel-query/statistics", "rac"),
     ("GET", "/api/v1/rac/recovery", "rac"),
     ("POST", "/api/v1/rac/recovery", "rac"),
     ("GET", "/api/v1/rac/recovery/{id}", "rac"),

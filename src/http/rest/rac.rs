@@ -1,6 +1,6 @@
 //! RAC over REST: instances and their state, block reads and writes through Cache Fusion, lock
-//! conversion and release, Cache Fusion statistics, the GRD's entries and the interconnect.
-//! Remastering, parallel query and recovery are not built yet (`not_built.rs`).
+//! conversion and release, Cache Fusion statistics, the GRD's entries, the interconnect and
+//! parallel query. Remastering and recovery are not built yet (`not_built.rs`).
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -23,13 +23,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/rac/cache-fusion/statistics", web::get().to(cache_fusion_statistics))
         .route("/api/v1/rac/grd/resources", web::get().to(list_resources))
         .route("/api/v1/rac/grd/resources/{resource_id}", web::get().to(get_resource))
-        .route("/api/v1/rac/interconnect", web::get().to(interconnect));
+        .route("/api/v1/rac/interconnect", web::get().to(interconnect))
+        .route("/api/v1/rac/parallel-query", web::post().to(parallel_query))
+        .route("/api/v1/rac/parallel-query/statistics", web::get().to(parallel_query_statistics));
 }
 
 /// The OpenAPI description of the RAC routes built so far.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource, interconnect),
+    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource, interconnect, parallel_query, parallel_query_statistics),
     components(schemas(
         InstanceBody,
         WriteBody,
@@ -48,6 +50,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         PastImageView,
         InterconnectView,
         PeerLinkView,
+        ParallelQueryBody,
+        RowFilterBody,
+        Aggregate,
+        QueryResult,
+        ResultRow,
+        InstanceWork,
+        ParallelQueryStats,
+        InstanceScanTotals,
         LockMode,
         crate::model::rac::TransferKind,
     ))
@@ -226,4 +236,55 @@ pub async fn interconnect(runtime: web::Data<RuntimeHandle>) -> Result<HttpRespo
     let links = rac(&runtime)?.interconnect().await?;
     let unreachable = links.iter().filter(|l| l.status == "unreachable").map(|l| [l.instance_id.clone(), l.peer.clone()]).collect();
     Ok(HttpResponse::Ok().json(InterconnectView { links, unreachable }))
+}
+
+/// Body of `POST /api/v1/rac/parallel-query`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelQueryBody {
+    /// The blocks to scan, `first-last` inclusive (`1:0-1:99`). Each block's rows are its
+    /// lines, each `name=value` pairs separated by commas.
+    pub blocks: Option<String>,
+    /// Named tables are not built yet (501); give `blocks`.
+    pub table: Option<String>,
+    pub aggregate: Aggregate,
+    /// The column sum, min, max and avg aggregate (values that are not numbers are left out).
+    pub column: Option<String>,
+    pub group_by: Option<String>,
+    pub filter: Option<RowFilterBody>,
+    /// Degree of parallelism: how many ranges, each scanned by one instance (default 4).
+    pub dop: Option<usize>,
+}
+
+/// Keeps the rows whose `column` is `equals`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilterBody {
+    pub column: String,
+    pub equals: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/parallel-query", tag = "rac", request_body = ParallelQueryBody,
+    responses((status = 200, description = "The aggregate per group, each instance's part of the scan, the plan and the duration", body = QueryResult),
+        (status = 400, description = "Invalid range, dop or aggregate"),
+        (status = 404, description = "A block out of the store"),
+        (status = 501, description = "A named table (not built yet)"),
+        (status = 504, description = "A block could not be read in time")))]
+pub async fn parallel_query(runtime: web::Data<RuntimeHandle>, body: Json<ParallelQueryBody>) -> Result<HttpResponse, ApiError> {
+    let rac = rac(&runtime)?;
+    let body = body.into_inner();
+    let blocks = match (body.blocks, body.table) {
+        (Some(blocks), None) => blocks,
+        (None, Some(_)) => return Err(RacError::NotBuilt { what: "a query of a named table".into() }.into()),
+        _ => return Err(RacError::InvalidField { field: "blocks".into(), reason: "give blocks (first-last), and no table".into() }.into()),
+    };
+    let filter = body.filter.map(|f| (f.column, f.equals));
+    let result = rac.parallel_query(&blocks, body.aggregate, body.column, body.group_by, filter, body.dop.unwrap_or(4)).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/parallel-query/statistics", tag = "rac",
+    responses((status = 200, description = "Queries run and failed, rows and blocks scanned, average duration, per instance totals", body = ParallelQueryStats)))]
+pub async fn parallel_query_statistics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.parallel_query_stats().await?))
 }

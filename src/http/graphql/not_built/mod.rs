@@ -8,4 +8,4 @@ mod subscription;
 mod types;
 
 pub use subscription::NotBuiltSubscription;
-pub use types::{ConflictEvent, ConflictType, ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent};
+pub use types::{ConflictEvent, ConflictType, RebalanceProgressEvent, RecoveryEvent};

@@ -5,7 +5,7 @@
 use async_graphql::{Subscription, ID};
 use futures_util::stream::Empty;
 
-use super::types::{ConflictEvent, ParallelQueryEvent, RebalanceProgressEvent, RecoveryEvent};
+use super::types::{ConflictEvent, RebalanceProgressEvent, RecoveryEvent};
 use crate::http::graphql::schema::not_built;
 
 #[derive(Default)]
@@ -36,12 +36,4 @@ impl NotBuiltSubscription {
         Err(not_built("rac"))
     }
 
-    /// RAC parallel queries (of `queryId` only, when given): `query_started`,
-    /// `query_completed`.
-    async fn parallel_query_events(
-        &self,
-        #[graphql(name = "queryId")] _query_id: Option<ID>,
-    ) -> async_graphql::Result<Empty<ParallelQueryEvent>> {
-        Err(not_built("rac"))
-    }
 }

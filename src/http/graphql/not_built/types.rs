@@ -69,21 +69,3 @@ pub struct RecoveryEvent {
     #[graphql(flatten)]
     pub stamp: EventStamp,
 }
-
-/// `query_started` / `query_completed`.
-#[derive(SimpleObject)]
-pub struct ParallelQueryEvent {
-    pub event_type: String,
-    pub query_id: ID,
-    /// The SQL text, or the plan's text.
-    pub sql_text: String,
-    /// Degree of parallelism.
-    pub dop: u32,
-    pub instances: Vec<ID>,
-    /// Set once completed.
-    pub rows_processed: Option<u64>,
-    pub duration_ms: Option<u64>,
-    pub success: Option<bool>,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}

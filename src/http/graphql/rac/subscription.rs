@@ -4,7 +4,7 @@
 use async_graphql::{Context, Subscription, ID};
 use futures_util::Stream;
 
-use super::types::{CacheFusionEvent, LockEvent};
+use super::types::{CacheFusionEvent, LockEvent, ParallelQueryEvent};
 use crate::http::graphql::streams::{subscribe, typed};
 use crate::messages::events::{EventFilter, EventType, SubjectKind};
 
@@ -35,5 +35,16 @@ impl RacSubscription {
             .with_ids(SubjectKind::Resource, resource_id);
         let events = subscribe(ctx, "resourceLockEvents", filter).await?;
         Ok(typed(events, |e| LockEvent::from_event(e).map(Ok)))
+    }
+
+    /// Parallel queries (of `queryId` only, when given): `query_started`, `query_completed`.
+    async fn parallel_query_events(
+        &self,
+        ctx: &Context<'_>,
+        query_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ParallelQueryEvent>>> {
+        let filter = EventFilter { event_types: vec![EventType::QueryStarted, EventType::QueryCompleted], ..EventFilter::default() }.with_ids(SubjectKind::Query, query_id.map(|id| id.0));
+        let events = subscribe(ctx, "parallelQueryEvents", filter).await?;
+        Ok(typed(events, |e| ParallelQueryEvent::from_event(e).map(Ok)))
     }
 }

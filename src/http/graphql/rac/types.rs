@@ -73,3 +73,38 @@ impl LockEvent {
         })
     }
 }
+
+/// `query_started` / `query_completed`.
+#[derive(SimpleObject)]
+pub struct ParallelQueryEvent {
+    pub event_type: String,
+    pub query_id: ID,
+    /// The plan's text.
+    pub sql_text: String,
+    /// Degree of parallelism.
+    pub dop: u32,
+    pub instances: Vec<ID>,
+    /// Set once completed.
+    pub rows_processed: Option<u64>,
+    pub duration_ms: Option<f64>,
+    pub success: Option<bool>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl ParallelQueryEvent {
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let EventPayload::Rac(RacEvent::QueryStarted(p) | RacEvent::QueryCompleted(p)) = &e.payload else { return None };
+        Some(ParallelQueryEvent {
+            event_type: e.payload.event_type().as_str().to_string(),
+            query_id: ID(p.query_id.clone()),
+            sql_text: p.sql_text.clone(),
+            dop: u32::try_from(p.dop).unwrap_or(u32::MAX),
+            instances: p.instances.iter().cloned().map(ID).collect(),
+            rows_processed: p.rows_processed,
+            duration_ms: p.duration_ms,
+            success: p.success,
+            stamp: EventStamp::of(e),
+        })
+    }
+}
