@@ -32,7 +32,7 @@ use clusterd::actors::rac::Rac;
 use clusterd::messages::rac::{GetInstance, WriteBlock};
 use clusterd::model::rac::BlockId;
 use clusterd::{Config, Runtime, RuntimeHandle};
-use support::{fmt_time, quantile, Client, Engine};
+use support::{fmt_time, median_rate, quantile, record, Client, Engine, Samples};
 
 const LANES: [usize; 2] = [1, 16];
 
@@ -89,21 +89,6 @@ impl Cluster {
             out
         })
     }
-}
-
-/// (rate per second, latencies) of every sample of a case.
-type Samples = BTreeMap<String, Vec<(f64, Vec<Duration>)>>;
-
-fn record(samples: &mut Samples, id: &str, elapsed: Duration, latencies: Vec<Duration>) -> Duration {
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
-    samples.entry(id.to_string()).or_default().push((rate, latencies));
-    elapsed
-}
-
-fn median_rate(samples: &Samples, id: &str) -> Option<f64> {
-    let mut rates: Vec<f64> = samples.get(id)?.iter().map(|(r, _)| *r).collect();
-    rates.sort_by(f64::total_cmp);
-    (!rates.is_empty()).then(|| quantile(&rates, 0.5))
 }
 
 fn summary(samples: &Samples, receive: &BTreeMap<String, Vec<(f64, u64)>>) {

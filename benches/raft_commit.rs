@@ -24,7 +24,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use tokio::sync::oneshot;
 use clusterd::messages::cluster::{ClusterError, GetClusterStatus, PutKv};
 use clusterd::storage::{RaftEntry, RaftHardState, RaftWrite};
 use clusterd::{Config, Runtime, RuntimeHandle};
-use support::{fmt_time, quantile, Client, Engine};
+use support::{fmt_time, median_rate, quantile, record, Client, Engine, Samples};
 
 const IN_FLIGHT: [usize; 2] = [1, 64];
 
@@ -184,15 +183,6 @@ impl Appender {
     }
 }
 
-/// (rate per second, latencies) of every sample of a case.
-type Samples = BTreeMap<String, Vec<(f64, Vec<Duration>)>>;
-
-fn record(samples: &mut Samples, id: &str, elapsed: Duration, latencies: Vec<Duration>) -> Duration {
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
-    samples.entry(id.to_string()).or_default().push((rate, latencies));
-    elapsed
-}
-
 fn summary(samples: &Samples) {
     println!();
     println!("Raft commits: committed proposals/s (median over samples), latency p50 / p99 over every proposal, and");
@@ -214,12 +204,6 @@ fn summary(samples: &Samples) {
             }
         }
     }
-}
-
-fn median_rate(samples: &Samples, id: &str) -> Option<f64> {
-    let mut rates: Vec<f64> = samples.get(id)?.iter().map(|(r, _)| *r).collect();
-    rates.sort_by(f64::total_cmp);
-    (!rates.is_empty()).then(|| quantile(&rates, 0.5))
 }
 
 fn main() {

@@ -162,3 +162,21 @@ pub fn fmt_time(d: Duration) -> String {
         format!("{us:.0} µs")
     }
 }
+
+/// (rate per second, latencies) of every sample of a case, by case id.
+pub type Samples = std::collections::BTreeMap<String, Vec<(f64, Vec<Duration>)>>;
+
+/// Records one sample of case `id`: `latencies.len()` operations in `elapsed`; returns `elapsed`
+/// (what criterion's `iter_custom` wants).
+pub fn record(samples: &mut Samples, id: &str, elapsed: Duration, latencies: Vec<Duration>) -> Duration {
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    samples.entry(id.to_string()).or_default().push((rate, latencies));
+    elapsed
+}
+
+/// The median rate over the samples of case `id`.
+pub fn median_rate(samples: &Samples, id: &str) -> Option<f64> {
+    let mut rates: Vec<f64> = samples.get(id)?.iter().map(|(r, _)| *r).collect();
+    rates.sort_by(f64::total_cmp);
+    (!rates.is_empty()).then(|| quantile(&rates, 0.5))
+}
