@@ -152,8 +152,7 @@ fn main() {
     }
 
     criterion.final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test") {
+    if support::measuring() {
         summary(&samples, &receive);
     }
     client.stop();

@@ -715,7 +715,7 @@ fn main() {
 
     criterion.final_summary();
     // `cargo test --benches` and `cargo bench -- --test` run every bench once: no figures.
-    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let measuring = support::measuring();
     if measuring {
         summary(&samples, measured_calls(&args), &stages);
     }

@@ -252,8 +252,7 @@ fn main() {
     }
 
     criterion.final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test") {
+    if support::measuring() {
         summary(&samples);
         println!("  writes sent again for want of a leader (elections under load): {}", RETRIES.load(Ordering::Relaxed));
     }

@@ -180,3 +180,10 @@ pub fn median_rate(samples: &Samples, id: &str) -> Option<f64> {
     rates.sort_by(f64::total_cmp);
     (!rates.is_empty()).then(|| quantile(&rates, 0.5))
 }
+
+/// Whether this run measures (`cargo bench`), rather than checks that the cases run
+/// (`cargo bench -- --test`, or a test harness): summaries are printed only then.
+pub fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}

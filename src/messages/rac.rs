@@ -135,6 +135,11 @@ pub struct ConvertLock {
 #[rtype(result = "Result<InstanceView, RacError>")]
 pub struct GetInstance;
 
+/// How many blocks a master has an entry for.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountResources;
+
 /// An instance's view of the interconnect: per peer, what it sent and heard.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<PeerLinkView>")]
@@ -387,6 +392,8 @@ pub enum RacError {
     Storage { message: String },
     #[error("{what} is not built yet")]
     NotBuilt { what: String },
+    #[error("{component} is not available")]
+    Unavailable { component: String },
 }
 
 impl DescribedError for RacError {
@@ -395,7 +402,7 @@ impl DescribedError for RacError {
             RacError::InstanceNotFound { .. } | RacError::BlockNotFound { .. } => ErrorKind::NotFound,
             RacError::InvalidField { .. } => ErrorKind::Invalid,
             RacError::TimedOut { .. } => ErrorKind::Timeout,
-            RacError::InstanceDown { .. } | RacError::Storage { .. } => ErrorKind::Unavailable,
+            RacError::InstanceDown { .. } | RacError::Storage { .. } | RacError::Unavailable { .. } => ErrorKind::Unavailable,
             RacError::NotBuilt { .. } => ErrorKind::NotBuilt,
         }
     }
@@ -409,6 +416,7 @@ impl DescribedError for RacError {
             RacError::InstanceDown { .. } => "instance_down",
             RacError::Storage { .. } => "storage_error",
             RacError::NotBuilt { .. } => "not_implemented",
+            RacError::Unavailable { .. } => "unavailable",
         }
     }
 
@@ -420,6 +428,7 @@ impl DescribedError for RacError {
             RacError::TimedOut { what, seconds } => serde_json::json!({ "what": what, "seconds": seconds }),
             RacError::Storage { message } => serde_json::json!({ "message": message }),
             RacError::NotBuilt { what } => serde_json::json!({ "domain": "rac", "what": what }),
+            RacError::Unavailable { component } => serde_json::json!({ "component": component }),
         }
     }
 }

@@ -181,7 +181,8 @@ impl InstanceCache {
             .collect()
     }
 
-    /// Every block held, with its mode and version: what this instance tells a recovery.
+    /// Every block held, with its mode and version.
+    #[cfg(test)]
     pub fn holdings(&self) -> Vec<(BlockId, LockMode, Scn)> {
         let mut v: Vec<_> = self.buffers.iter().map(|(b, buf)| (*b, buf.mode, buf.image.scn)).collect();
         v.sort_unstable();

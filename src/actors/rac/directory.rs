@@ -158,6 +158,7 @@ impl Directory {
     }
 
     /// The blocks with a grant in flight.
+    #[cfg(test)]
     pub fn busy(&self) -> impl Iterator<Item = BlockId> + '_ {
         self.resources.iter().filter(|(_, r)| r.in_flight.is_some()).map(|(b, _)| *b)
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::stats::RecentSamples;
 use crate::messages::rac::PeerLinkView;
 
 /// How often an instance pings each peer.
@@ -39,15 +40,20 @@ impl PairCounts {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Peer {
     heartbeats_sent: u64,
     heartbeats_answered: u64,
     last_heard: Option<Instant>,
     /// Pings not answered yet: (seq, sent at).
     outstanding: VecDeque<(u64, Instant)>,
-    rtts: VecDeque<u64>,
-    rtt_total: u64,
+    rtts: RecentSamples,
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Peer { heartbeats_sent: 0, heartbeats_answered: 0, last_heard: None, outstanding: VecDeque::new(), rtts: RecentSamples::new(RECENT) }
+    }
 }
 
 /// The links of one instance to its peers.
@@ -90,11 +96,7 @@ impl Interconnect {
         let rtt = now.duration_since(sent).as_micros() as u64;
         p.heartbeats_answered += 1;
         p.last_heard = Some(now);
-        if p.rtts.len() == RECENT {
-            p.rtt_total -= p.rtts.pop_front().unwrap_or(0);
-        }
-        p.rtts.push_back(rtt);
-        p.rtt_total += rtt;
+        p.rtts.push(rtt);
     }
 
     /// Each peer's link as measured at `now`; `counts` gives the messages sent.
@@ -103,8 +105,6 @@ impl Interconnect {
             .iter()
             .map(|(name, p)| {
                 let silent = now.duration_since(p.last_heard.unwrap_or(self.started));
-                let mut sorted: Vec<u64> = p.rtts.iter().copied().collect();
-                sorted.sort_unstable();
                 PeerLinkView {
                     instance_id: self.me.clone(),
                     peer: name.clone(),
@@ -113,8 +113,8 @@ impl Interconnect {
                     heartbeats_sent: p.heartbeats_sent,
                     heartbeats_answered: p.heartbeats_answered,
                     last_heard_ms: p.last_heard.map(|t| now.duration_since(t).as_millis() as u64),
-                    rtt_micros_avg: if sorted.is_empty() { 0.0 } else { p.rtt_total as f64 / sorted.len() as f64 },
-                    rtt_micros_p99: if sorted.is_empty() { 0 } else { sorted[(sorted.len() * 99).div_ceil(100).saturating_sub(1)] },
+                    rtt_micros_avg: p.rtts.mean(),
+                    rtt_micros_p99: p.rtts.p99(),
                 }
             })
             .collect()

@@ -23,7 +23,8 @@ pub struct GrdMasterActor {
     directory: Directory,
     peers: Arc<OnceLock<RacPeers>>,
     link: Link,
-    /// When each block's directives were last sent.
+    /// When each block's directives were last sent. A grant in flight always sent some, so the
+    /// grants to send again are among these: the directory is never scanned for them.
     sent: HashMap<BlockId, Instant>,
     counts: Arc<PairCounts>,
 }
@@ -48,13 +49,18 @@ impl GrdMasterActor {
         }
     }
 
+    /// Sends again the directives of every grant unanswered for [`RESEND_AFTER`]; forgets the
+    /// blocks with none in flight.
     fn resend(&mut self) {
         let now = Instant::now();
-        self.sent.retain(|_, at| now.duration_since(*at) < RESEND_AFTER * 10);
-        let due: Vec<BlockId> = self.directory.busy().filter(|b| self.sent.get(b).is_none_or(|at| now.duration_since(*at) >= RESEND_AFTER)).collect();
+        let due: Vec<BlockId> = self.sent.iter().filter(|(_, at)| now.duration_since(**at) >= RESEND_AFTER).map(|(b, _)| *b).collect();
         for block in due {
             let directives = self.directory.in_flight(block);
-            self.send(block, directives);
+            if directives.is_empty() {
+                self.sent.remove(&block);
+            } else {
+                self.send(block, directives);
+            }
         }
     }
 
@@ -103,11 +109,6 @@ impl Handler<GetResources> for GrdMasterActor {
         }
     }
 }
-
-/// How many blocks this master has an entry for.
-#[derive(Debug, Message)]
-#[rtype(result = "usize")]
-pub struct CountResources;
 
 impl Handler<CountResources> for GrdMasterActor {
     type Result = usize;

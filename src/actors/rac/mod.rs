@@ -81,7 +81,7 @@ impl Rac {
         for (name, addr) in &self.instances {
             let mut view = addr.send(GetInstance).await.map_err(|_| down(name))??;
             if let Some(m) = self.masters.get(name) {
-                view.mastered_resources = m.send(master::CountResources).await.map_err(|_| down(name))?;
+                view.mastered_resources = m.send(CountResources).await.map_err(|_| down(name))?;
             }
             out.push(view);
         }
@@ -162,17 +162,17 @@ impl Rac {
             return Err(invalid("column", format!("{aggregate:?} needs the column it aggregates").to_lowercase()));
         }
         let query = ParallelQuery { first, last, aggregate, column, group_by, filter, dop };
-        self.queries.send(RunParallelQuery { query }).await.map_err(|_| RacError::InstanceDown { instance_id: "(the parallel query coordinator)".into() })?
+        self.queries.send(RunParallelQuery { query }).await.map_err(|_| RacError::Unavailable { component: "the parallel query coordinator".into() })?
     }
 
     pub async fn parallel_query_stats(&self) -> Result<ParallelQueryStats, RacError> {
-        self.queries.send(GetParallelQueryStats).await.map_err(|_| RacError::InstanceDown { instance_id: "(the parallel query coordinator)".into() })
+        self.queries.send(GetParallelQueryStats).await.map_err(|_| RacError::Unavailable { component: "the parallel query coordinator".into() })
     }
 
     /// `block`'s master and entry (no holders when nobody holds it).
     pub async fn resource(&self, block: &str) -> Result<ResourceView, RacError> {
         let block = self.block(block)?;
-        let (name, master) = self.master(block).ok_or_else(|| RacError::InstanceDown { instance_id: "(none configured)".into() })?;
+        let (name, master) = self.master(block).ok_or_else(|| RacError::Unavailable { component: "the GRD (no instance is configured)".into() })?;
         let entry = master.send(GetResources { block: Some(block), limit: 1 }).await.map_err(|_| down(name))?;
         Ok(entry.into_iter().next().unwrap_or_else(|| ResourceView {
             resource_id: block.to_string(),

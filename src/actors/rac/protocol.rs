@@ -157,11 +157,6 @@ impl InstanceState {
         }
     }
 
-    /// Whether an operation is under way or waiting on `block`.
-    pub fn is_busy(&self, block: BlockId) -> bool {
-        self.ops.contains_key(&block) || self.durable_pending.contains(&block)
-    }
-
     /// Whether nothing is under way at all.
     pub fn is_idle(&self) -> bool {
         self.ops.is_empty() && self.asked.is_empty() && self.durable_pending.is_empty()
@@ -561,12 +556,6 @@ impl InstanceState {
         let ops: Vec<String> = self.ops.iter().map(|(b, q)| format!("{b}x{}", q.len())).collect();
         let held: Vec<String> = self.cache.holdings().iter().map(|(b, m, s)| format!("{b}={}@{s}", m.as_str())).collect();
         format!("{} asked {asked:?} ops {ops:?} durable {:?} deferred {:?} held {held:?}", self.name, self.durable_pending, self.deferred.keys().collect::<Vec<_>>())
-    }
-
-    /// Every request waiting for its grant, to send again at once (the property tests' lossy
-    /// network has no clock).
-    pub fn resend_all(&mut self) -> Vec<Output> {
-        self.asked.values().map(|a| Output::ToMaster(a.request.block, ToMaster::Request(a.request.clone()))).collect()
     }
 }
 

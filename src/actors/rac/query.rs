@@ -163,7 +163,7 @@ impl Handler<RunParallelQuery> for ParallelQueryActor {
         let q = msg.query;
         let names: Vec<String> = self.instances.keys().cloned().collect();
         if names.is_empty() {
-            return Box::pin(actix::fut::ready(Err(RacError::InstanceDown { instance_id: "(none configured)".into() })));
+            return Box::pin(actix::fut::ready(Err(RacError::Unavailable { component: "parallel query (no instance is configured)".into() })));
         }
         self.next += 1;
         let query_id = format!("q_{}_{}", std::process::id(), self.next);

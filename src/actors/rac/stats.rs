@@ -9,7 +9,41 @@ use crate::model::rac::{LockMode, TransferKind};
 /// Receive times kept for the p99: the latest this many.
 const RECENT: usize = 4096;
 
-#[derive(Debug, Default)]
+/// The latest `cap` measurements (micros): their mean and p99.
+#[derive(Debug)]
+pub struct RecentSamples {
+    cap: usize,
+    recent: VecDeque<u64>,
+    sum: u64,
+}
+
+impl RecentSamples {
+    pub fn new(cap: usize) -> RecentSamples {
+        RecentSamples { cap: cap.max(1), recent: VecDeque::new(), sum: 0 }
+    }
+
+    pub fn push(&mut self, v: u64) {
+        if self.recent.len() == self.cap {
+            self.sum -= self.recent.pop_front().unwrap_or(0);
+        }
+        self.recent.push_back(v);
+        self.sum += v;
+    }
+
+    /// 0 with no sample.
+    pub fn mean(&self) -> f64 {
+        if self.recent.is_empty() { 0.0 } else { self.sum as f64 / self.recent.len() as f64 }
+    }
+
+    /// 0 with no sample.
+    pub fn p99(&self) -> u64 {
+        let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted.get((sorted.len() * 99).div_ceil(100).saturating_sub(1)).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
 pub struct TransferStats {
     counts: CacheTransferStats,
     pub grants_without_transfer: u64,
@@ -20,7 +54,24 @@ pub struct TransferStats {
     pub lost: u64,
     receive_total_micros: u64,
     received: u64,
-    recent: VecDeque<u64>,
+    recent: RecentSamples,
+}
+
+impl Default for TransferStats {
+    fn default() -> Self {
+        TransferStats {
+            counts: CacheTransferStats::default(),
+            grants_without_transfer: 0,
+            disk_reads: 0,
+            disk_writes: 0,
+            invalidations: 0,
+            blocks_served: 0,
+            lost: 0,
+            receive_total_micros: 0,
+            received: 0,
+            recent: RecentSamples::new(RECENT),
+        }
+    }
 }
 
 impl TransferStats {
@@ -43,16 +94,10 @@ impl TransferStats {
         }
         self.receive_total_micros += micros;
         self.received += 1;
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(micros);
+        self.recent.push(micros);
     }
 
     pub fn view(&self) -> CacheTransferStats {
-        let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
-        sorted.sort_unstable();
-        let p99 = if sorted.is_empty() { 0 } else { sorted[(sorted.len() * 99).div_ceil(100).saturating_sub(1)] };
         CacheTransferStats {
             grants_without_transfer: self.grants_without_transfer,
             disk_reads: self.disk_reads,
@@ -61,7 +106,7 @@ impl TransferStats {
             blocks_served: self.blocks_served,
             lost: self.lost,
             receive_micros_avg: if self.received == 0 { 0.0 } else { self.receive_total_micros as f64 / self.received as f64 },
-            receive_micros_p99: p99,
+            receive_micros_p99: self.recent.p99(),
             ..self.counts.clone()
         }
     }

@@ -85,6 +85,9 @@ struct Sim {
     written: HashMap<(BlockId, u64), Vec<u8>>,
     /// What happened, to say how a failing case got there.
     trace: Vec<String>,
+    /// The instances' clock for retries: past every request's sending (which reads the real
+    /// clock), moved on one retry interval each retry.
+    clock: std::time::Instant,
 }
 
 impl Sim {
@@ -104,6 +107,7 @@ impl Sim {
             acked: HashMap::new(),
             written: HashMap::new(),
             trace: Vec::new(),
+            clock: std::time::Instant::now() + std::time::Duration::from_secs(3600),
         }
     }
 
@@ -218,8 +222,10 @@ impl Sim {
     }
 
     fn retry(&mut self) {
+        // The retry interval passes: every request still waiting goes again.
+        self.clock += super::protocol::RETRY_AFTER;
         for i in 0..self.instances.len() {
-            let out = self.instances[i].resend_all();
+            let out = self.instances[i].retry(self.clock);
             self.outputs(i, out);
         }
         for m in 0..self.masters.len() {
