@@ -144,7 +144,6 @@ async fn legacy_graphql_ws_answers_a_failing_start_with_error() {
 const NOT_BUILT: &[(&str, &str)] = &[
     (r#"replicationConflicts(groupId: "g1") { conflictId groupId tableName key conflictType seq }"#, "advanced_replication"),
     (r#"shardRebalanceProgress(tableId: "orders") { planId tableName progressPercent seq }"#, "sharding"),
-    ("instanceRecoveryEvents { failedInstance recoveringInstance recoveryPhase progressPercent seq }", "rac"),
 ];
 
 #[actix_web::test]

@@ -2,8 +2,10 @@
 //! socket: a block written on one instance and read on another comes 2-way or 3-way with the
 //! written bytes and is counted; a stream filtered to one instance sees its transfers and nothing
 //! of the others'; concurrent writers on every instance leave every read at the latest
-//! acknowledged version; what was acknowledged survives a restart of the whole runtime; bad
-//! input changes nothing.
+//! acknowledged version; what was acknowledged survives a restart of the whole runtime, and a
+//! crash of an instance (recovered by the survivors, with its events) or its eviction when the
+//! others cannot hear it; a block hammered from one instance is remastered to it, by hand and to
+//! balance the load too; bad input changes nothing.
 
 mod common;
 
@@ -251,26 +253,28 @@ async fn a_partition_shows_on_the_interconnect_stalls_what_crosses_it_and_heals(
         (links.len() == 12 && links.iter().all(|l| l["status"] == "up" && l["heartbeats_answered"].as_u64() > Some(0))).then_some(v)
     })
     .await;
-    // A block mastered away from instance-1, then instance-1 cut off from the others.
+    // A block mastered by instance-2, then instance-1 and instance-2 cut off from each other
+    // (each still reaches the others: neither is evicted).
     let mut block = None;
     for b in 0..64 {
         let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/1:{b}"), None).await;
-        if r["master"] != "instance-1" {
+        if r["master"] == "instance-2" {
             block = Some(format!("1:{b}"));
             break;
         }
     }
-    let block = block.expect("a block mastered by another instance");
-    let groups = json!({ "groups": [["instance-1"], ["instance-2", "instance-3", "instance-4"]] });
+    let block = block.expect("a block mastered by instance-2");
+    let groups = json!({ "groups": [["instance-1"], ["instance-2"]] });
     let (status, body) = server.call("POST", "/api/v1/cluster/faults/partition", Some(groups)).await;
     assert_eq!(status, 200, "{body}");
-    let cut = poll_until("instance-1's links unreachable", || async {
+    let cut = poll_until("the pair's links unreachable", || async {
         let (_, v) = server.call("GET", "/api/v1/rac/interconnect", None).await;
-        (unreachable(&v) == 6).then_some(v)
+        (unreachable(&v) == 2).then_some(v)
     })
     .await;
-    assert!(cut["unreachable"].as_array().expect("pairs").iter().all(|p| p[0] == "instance-1" || p[1] == "instance-1"), "{cut}");
-    // What instance-1 asks of another master cannot get through: 504, the outcome unknown (the
+    let pairs = cut["unreachable"].as_array().expect("pairs").clone();
+    assert!(pairs.iter().all(|p| (p[0] == "instance-1" && p[1] == "instance-2") || (p[0] == "instance-2" && p[1] == "instance-1")), "{cut}");
+    // What instance-1 asks of instance-2's master cannot get through: 504, the outcome unknown (the
     // write stays queued, its request sent again and counted lost).
     let (status, body) = server.call("POST", &format!("/api/v1/rac/blocks/{block}/write"), Some(json!({ "instance_id": "instance-1", "data": "cut off" }))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (504, Some("timed_out")), "{body}");
@@ -290,6 +294,8 @@ async fn a_partition_shows_on_the_interconnect_stalls_what_crosses_it_and_heals(
     })
     .await;
     assert_eq!(read["data"], "cut off");
+    let (_, recoveries) = server.call("GET", "/api/v1/rac/recovery", None).await;
+    assert_eq!(recoveries["recoveries"], json!([]), "nobody was evicted: the others heard both");
 }
 
 #[actix_rt::test]
@@ -363,5 +369,193 @@ async fn a_parallel_query_over_blocks_written_on_every_instance_counts_and_sums_
     ] {
         let (got, answer) = server.call("POST", "/api/v1/rac/parallel-query", Some(body.clone())).await;
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+}
+
+/// The events on a stream, up to the first of type `last`.
+async fn events_until(ws: &mut common::server::WsConn, last: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(ws).await;
+        let done = e["event_type"] == last;
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_crashed_instance_is_recovered_by_the_survivors_and_every_acknowledged_write_reads_back() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    let types = "recovery_started,recovery_progress,recovery_completed,resource_remastered";
+    let mut ws = server.upgrade(&format!("/api/v1/ws/cluster/rac?event_types={types}"), None, None).await.expect("upgrade");
+    assert_eq!(ws.json().await["type"], "welcome");
+    // instance-1 writes blocks: some it keeps exclusive (only in its cache and redo), one it
+    // ships to instance-2 and writes again, one instance-3 reads (shared copies elsewhere).
+    let mut expected = BTreeMap::new();
+    for b in 0..12 {
+        let block = format!("1:{b}");
+        server.write("instance-1", &block, &format!("first {b}")).await;
+        expected.insert(block, format!("first {b}"));
+    }
+    server.read("instance-2", "1:3").await;
+    server.write("instance-1", "1:3", "second 3").await;
+    expected.insert("1:3".into(), "second 3".into());
+    server.read("instance-3", "1:4").await;
+    server.write("instance-2", "1:5", "by instance-2").await;
+    expected.insert("1:5".into(), "by instance-2".into());
+    server.write("instance-1", "1:5", "by instance-1 after").await;
+    expected.insert("1:5".into(), "by instance-1 after".into());
+
+    let (status, crash) = server.call("POST", "/api/v1/cluster/faults/crash", Some(json!({ "target": "instance-1" }))).await;
+    assert_eq!((status, crash["status"].as_str()), (200, Some("failed")), "{crash}");
+    let (status, down) = server.call("POST", "/api/v1/rac/blocks/1:0/read", Some(json!({ "instance_id": "instance-1" }))).await;
+    assert_eq!((status, down["error"]["code"].as_str()), (503, Some("instance_down")), "{down}");
+    let (status, again) = server.call("POST", "/api/v1/cluster/faults/crash", Some(json!({ "target": "instance-1" }))).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("already_crashed")), "{again}");
+
+    // The survivors find it silent and recover it: started, its phases, completed.
+    let events = events_until(&mut ws, "recovery_completed").await;
+    let started = &events[0];
+    assert_eq!(started["event_type"], "recovery_started", "{events:?}");
+    assert_eq!(started["payload"]["failed_instance"], "instance-1");
+    let recovering = started["payload"]["recovering_instance"].as_str().expect("a survivor").to_string();
+    assert_ne!(recovering, "instance-1");
+    let phases: Vec<&str> = events.iter().filter(|e| e["event_type"] == "recovery_progress").filter_map(|e| e["payload"]["recovery_phase"].as_str()).collect();
+    assert_eq!(phases, vec!["freeze", "redo_apply", "rebuild", "resume"], "{events:?}");
+    let completed = events.last().expect("completed");
+    assert_eq!((completed["payload"]["success"].as_bool(), completed["payload"]["progress_percent"].as_f64()), (Some(true), Some(100.0)), "{completed}");
+    assert!(completed["payload"]["redo_records_applied"].as_u64() >= Some(14), "every write of instance-1 was in its redo: {completed}");
+    assert!(completed["payload"]["blocks_recovered"].as_u64() >= Some(10), "{completed}");
+    for e in events.iter().filter(|e| e["event_type"] == "resource_remastered") {
+        assert_eq!((e["payload"]["old_master"].as_str(), e["payload"]["reason"].as_str()), (Some("instance-1"), Some("recovery")), "{e}");
+    }
+    let (_, list) = server.call("GET", "/api/v1/rac/recovery", None).await;
+    let recovery = list["recoveries"][0].clone();
+    assert_eq!((recovery["status"].as_str(), recovery["detected_by"].as_str()), (Some("completed"), Some("heartbeat")), "{list}");
+    let (status, one) = server.call("GET", &format!("/api/v1/rac/recovery/{}", recovery["recovery_id"].as_str().expect("an id")), None).await;
+    assert_eq!((status, &one), (200, &recovery));
+
+    // Every acknowledged write reads back on every survivor; nothing is mastered by the dead.
+    for (block, data) in &expected {
+        for instance in ["instance-2", "instance-3", "instance-4"] {
+            assert_eq!(server.read(instance, block).await["data"], data.as_str(), "{block} at {instance}");
+        }
+        let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/{block}"), None).await;
+        assert_ne!(r["master"], "instance-1", "{r}");
+    }
+    // Writes go on without it.
+    server.write("instance-4", "1:3", "after the crash").await;
+
+    // Restarted: empty, rejoined, mastering its share again, and reading the latest.
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/restart", Some(json!({ "target": "instance-1" }))).await;
+    assert_eq!(status, 200);
+    poll_until("instance-1 open again", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/instances", None).await;
+        v["instances"].as_array().and_then(|a| a.iter().find(|i| i["instance_id"] == "instance-1" && i["status"] == "open").cloned())
+    })
+    .await;
+    assert_eq!(server.read("instance-1", "1:3").await["data"], "after the crash");
+    assert_eq!(server.read("instance-1", "1:5").await["data"], "by instance-1 after");
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/restart", Some(json!({ "target": "instance-1" }))).await;
+    assert_eq!(status, 409, "not crashed");
+    let (status, body) = server.call("POST", "/api/v1/rac/recovery", Some(json!({ "failed_instance": "instance-2" }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("nothing_to_recover")), "{body}");
+    let (status, _) = server.call("GET", "/api/v1/rac/recovery/recovery-99", None).await;
+    assert_eq!(status, 404);
+}
+
+#[actix_rt::test]
+async fn an_instance_nobody_hears_is_evicted_and_its_writes_survive_it() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    server.write("instance-4", "1:9", "before the cut").await;
+    server.read("instance-1", "1:9").await;
+    server.write("instance-4", "1:9", "latest, before the cut").await;
+    let groups = json!({ "groups": [["instance-4"], ["instance-1", "instance-2", "instance-3"]] });
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/partition", Some(groups)).await;
+    assert_eq!(status, 200);
+    let recovery = poll_until("instance-4 evicted and recovered", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/recovery", None).await;
+        v["recoveries"].as_array().and_then(|a| a.iter().find(|r| r["failed_instance"] == "instance-4" && r["status"] == "completed").cloned())
+    })
+    .await;
+    assert_eq!(recovery["detected_by"], "heartbeat");
+    assert_eq!(server.read("instance-2", "1:9").await["data"], "latest, before the cut");
+    let (_, faults) = server.call("GET", "/api/v1/cluster/faults", None).await;
+    assert!(faults["faults"].as_array().is_some_and(|f| f.iter().any(|f| f["target"] == "instance-4")), "fenced: down until restarted: {faults}");
+    server.call("POST", "/api/v1/cluster/faults/heal", Some(json!({}))).await;
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/restart", Some(json!({ "target": "instance-4" }))).await;
+    assert_eq!(status, 200);
+    let read = poll_until("instance-4 back", || async {
+        let (status, v) = server.call("POST", "/api/v1/rac/blocks/1:9/read", Some(json!({ "instance_id": "instance-4" }))).await;
+        (status == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(read["data"], "latest, before the cut");
+}
+
+#[actix_rt::test]
+async fn a_block_hammered_from_one_instance_is_remastered_to_it_and_mastership_moves_by_hand_and_to_balance() {
+    let server = Server::start(TestConfig::memory().quiet().with(|c| c.rac.remaster_window_ms = 300).build());
+    let mut ws = server.upgrade("/api/v1/ws/cluster/rac?event_types=resource_remastered", None, None).await.expect("upgrade");
+    assert_eq!(ws.json().await["type"], "welcome");
+    // A block mastered away from instance-3.
+    let mut block = None;
+    for b in 0..64 {
+        let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/1:{b}"), None).await;
+        if r["master"] != "instance-3" {
+            block = Some((format!("1:{b}"), r["master"].as_str().expect("a master").to_string()));
+            break;
+        }
+    }
+    let (block, home) = block.expect("a block mastered elsewhere");
+    server.write("instance-1", &block, "v1").await;
+    for n in 0..40 {
+        server.read("instance-3", &block).await;
+        if n % 10 == 0 {
+            server.write("instance-3", &block, &format!("by instance-3 #{n}")).await;
+        }
+    }
+    let moved = next_event(&mut ws).await;
+    assert_eq!(moved["payload"]["resource_id"], block.as_str(), "{moved}");
+    assert_eq!((moved["payload"]["old_master"].as_str(), moved["payload"]["new_master"].as_str()), (Some(home.as_str()), Some("instance-3")));
+    assert_eq!(moved["payload"]["reason"], "affinity");
+    let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/{block}"), None).await;
+    assert_eq!(r["master"], "instance-3", "{r}");
+    // Its later requests are granted by its own master: the data is intact through the move.
+    let w = server.write("instance-3", &block, "after the move").await;
+    assert_eq!(server.read("instance-2", &block).await["data"], "after the move", "{w}");
+
+    // By hand, then bad input that changes nothing.
+    let (status, out) = server.call("POST", "/api/v1/rac/grd/remaster", Some(json!({ "resource_id": block, "to_instance": "instance-4" }))).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["remastered"], json!([{ "resource_id": block, "old_master": "instance-3", "new_master": "instance-4" }]));
+    assert_eq!(out["reason"], "manual");
+    for (body, code) in [
+        (json!({ "to_instance": "instance-1" }), 400),
+        (json!({ "resource_id": block, "to_instance": "instance-9" }), 404),
+        (json!({ "resource_id": "1:99999999", "to_instance": "instance-1" }), 404),
+        (json!({ "resource_id": 42 }), 400),
+    ] {
+        let (status, e) = server.call("POST", "/api/v1/rac/grd/remaster", Some(body.clone())).await;
+        assert_eq!(status, code, "{body}: {e}");
+    }
+    let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/{block}"), None).await;
+    assert_eq!(r["master"], "instance-4", "{r}");
+    assert_eq!(server.read("instance-1", &block).await["data"], "after the move");
+
+    // Load balancing: blocks held, their entries spread evenly over the four masters.
+    for b in 100..140 {
+        server.write("instance-2", &format!("1:{b}"), "x").await;
+    }
+    let (status, out) = server.call("POST", "/api/v1/rac/grd/load-balance", None).await;
+    assert_eq!((status, out["reason"].as_str()), (200, Some("load_balance")), "{out}");
+    let (_, v) = server.call("GET", "/api/v1/rac/instances", None).await;
+    let load: Vec<u64> = v["instances"].as_array().expect("instances").iter().filter_map(|i| i["mastered_resources"].as_u64()).collect();
+    let (min, max) = (load.iter().min().copied().unwrap_or(0), load.iter().max().copied().unwrap_or(0));
+    assert!(max - min <= 1, "balanced: {load:?}");
+    for b in 100..140 {
+        assert_eq!(server.read("instance-1", &format!("1:{b}")).await["data"], "x");
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::messages::errors::{invalid_field_details, DescribedError, ErrorKind};
 use crate::messages::events::{domain_events, SubjectKind};
+use crate::model::master_ring::MasterMap;
 use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
 
 // ---- The protocol between instances and masters ----
@@ -103,6 +104,125 @@ pub enum Heartbeat {
     Pong { from: String, seq: u64 },
 }
 
+/// A protocol message stamped with the GRD configuration (epoch) its sender was in: one of an
+/// earlier configuration is dropped, since the state it was about was rebuilt since.
+#[derive(Debug, Clone)]
+pub struct Stamped<T> {
+    pub epoch: u64,
+    pub body: T,
+}
+
+impl<T> Message for Stamped<T> {
+    type Result = ();
+}
+
+/// A lock an instance holds, as it reports it when the GRD is reconfigured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub block: BlockId,
+    pub mode: LockMode,
+    /// The request it was granted by: the master's directives name it.
+    pub grant: u64,
+}
+
+/// A block and its holders, each with its lock, as a rebuilt master takes them.
+pub type HeldBy = (BlockId, Vec<(String, Holding)>);
+
+/// What an instance holds when frozen: the new masters' entries are rebuilt from these.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceReport {
+    pub instance: String,
+    pub holdings: Vec<Holding>,
+    /// Its past images, written to disk before the GRD resumes.
+    pub past_images: Vec<(BlockId, BlockImage)>,
+}
+
+type Answer<T> = tokio::sync::oneshot::Sender<T>;
+
+/// The GRD is reconfigured to `map`: the instance voids its lock requests under way, reports
+/// what it holds, and asks for nothing until [`ResumeInstance`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FreezeInstance {
+    pub map: Arc<MasterMap>,
+    pub reply: Answer<InstanceReport>,
+}
+
+/// The masters of the configuration are rebuilt and `on_disk` versions (the past images
+/// reported) are on disk: the instance asks again for what its operations wait on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ResumeInstance {
+    pub epoch: u64,
+    pub on_disk: Arc<Vec<(BlockId, Scn)>>,
+    pub reply: Answer<()>,
+}
+
+/// A master drops its directory and takes nothing until [`RebuildMaster`]; it answers the blocks
+/// it had an entry for.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FreezeMaster {
+    pub epoch: u64,
+    pub reply: Answer<Vec<BlockId>>,
+}
+
+/// A master's directory for the configuration `map`: the holders of each block it masters now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RebuildMaster {
+    pub map: Arc<MasterMap>,
+    pub entries: Vec<HeldBy>,
+    pub reply: Answer<()>,
+}
+
+/// A reconfiguration's disk work, by a survivor: write the past images reported to disk, then
+/// apply the failed instances' redo (each block's newest version, if newer than disk) and empty
+/// their logs.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RedoApplied, RacError>")]
+pub struct ApplyRedo {
+    pub failed: Vec<String>,
+    pub past_images: Vec<(BlockId, BlockImage)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedoApplied {
+    /// The past images' versions, on disk now.
+    pub on_disk: Vec<(BlockId, Scn)>,
+    pub redo_records: u64,
+    /// Blocks whose version on disk the failed instance's redo made newer.
+    pub blocks_recovered: u64,
+}
+
+/// Fault injection: the instance (its cache and its master) fails. Its operations under way
+/// are answered as failed, its cache and directory are gone; its redo log stays, drained of the
+/// commits under way before it answers.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CrashInstance;
+
+/// The instance starts again, empty, with an empty redo log (recovery applied it), in the GRD
+/// configuration that [`FreezeInstance`] brings.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RacError>")]
+pub struct RejoinInstance;
+
+/// An instance's view of which peers stopped answering its heartbeats, sent to the cluster's
+/// control at every heartbeat.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Suspects {
+    pub from: String,
+    pub unreachable: Vec<String>,
+}
+
+/// The instance's accesses per block since the last call (operations asked of it, local hits
+/// included), for remastering by affinity.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(BlockId, u64)>")]
+pub struct TakeAccessCounts;
+
 // ---- What the faces ask ----
 
 /// Reads a block at an instance: its cached copy if it holds one, else a shared lock and the
@@ -192,7 +312,102 @@ pub struct ParallelQuery {
     pub dop: usize,
 }
 
+/// Moves the mastership of blocks (`moves`: block, new master), or runs the affinity pass
+/// (`moves` empty, `affinity` true): one reconfiguration of the GRD.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RemasterOutcome, RacError>")]
+pub struct Remaster {
+    pub moves: Vec<(BlockId, String)>,
+    pub reason: RemasterReason,
+}
+
+/// Runs the affinity pass now, over the accesses counted so far in this window; of one block
+/// only if given.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RemasterOutcome, RacError>")]
+pub struct RunAffinityPass {
+    pub block: Option<BlockId>,
+}
+
+/// Spreads the mastership of the blocks with an entry evenly over the live instances.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RemasterOutcome, RacError>")]
+pub struct LoadBalance;
+
+/// The GRD configuration in force.
+#[derive(Debug, Message)]
+#[rtype(result = "Arc<MasterMap>")]
+pub struct GetMasterMap;
+
+/// Starts the recovery of a failed instance now, without waiting for the survivors to find it
+/// silent.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RecoveryView, RacError>")]
+pub struct StartRecovery {
+    pub failed: String,
+}
+
+/// Recoveries, running and past; of one id if given.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<RecoveryView>")]
+pub struct GetRecoveries {
+    pub id: Option<String>,
+}
+
+/// Why a block's mastership moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, async_graphql::Enum)]
+#[serde(rename_all = "snake_case")]
+pub enum RemasterReason {
+    Affinity,
+    Manual,
+    LoadBalance,
+    /// An instance failed or rejoined: its blocks moved on the ring.
+    Recovery,
+}
+
 // ---- Views ----
+
+/// One block whose mastership moved.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RemasteredResource {
+    pub resource_id: String,
+    pub old_master: String,
+    pub new_master: String,
+}
+
+/// What a reconfiguration of the GRD did.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RemasterOutcome {
+    pub reason: RemasterReason,
+    /// The configuration in force after it.
+    pub epoch: u64,
+    /// Blocks with holders whose master changed (a block nobody holds has no entry to move).
+    pub remastered: Vec<RemasteredResource>,
+    pub duration_ms: f64,
+}
+
+/// One instance recovery.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
+pub struct RecoveryView {
+    pub recovery_id: String,
+    pub failed_instance: String,
+    /// The survivor that applied the failed instance's redo.
+    pub recovering_instance: String,
+    /// `heartbeat` (the survivors found it silent), `manual` (POST /recovery) or `restart`.
+    pub detected_by: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// `detect`, `freeze`, `redo_apply`, `rebuild`, `resume` or `done`.
+    pub recovery_phase: String,
+    pub started_at_ms: i64,
+    pub duration_ms: Option<f64>,
+    pub redo_records_applied: u64,
+    pub blocks_recovered: u64,
+    pub resources_remastered: u64,
+    pub error: Option<String>,
+}
+
+
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, SimpleObject)]
 pub struct BlockRead {
@@ -394,16 +609,25 @@ pub enum RacError {
     NotBuilt { what: String },
     #[error("{component} is not available")]
     Unavailable { component: String },
+    #[error("instance '{instance_id}' is crashed already")]
+    AlreadyCrashed { instance_id: String },
+    #[error("instance '{instance_id}' is not crashed")]
+    NotCrashed { instance_id: String },
+    #[error("no recovery '{recovery_id}'")]
+    RecoveryNotFound { recovery_id: String },
+    #[error("nothing to recover on '{instance_id}': {reason}")]
+    NothingToRecover { instance_id: String, reason: String },
 }
 
 impl DescribedError for RacError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RacError::InstanceNotFound { .. } | RacError::BlockNotFound { .. } => ErrorKind::NotFound,
+            RacError::InstanceNotFound { .. } | RacError::BlockNotFound { .. } | RacError::RecoveryNotFound { .. } => ErrorKind::NotFound,
             RacError::InvalidField { .. } => ErrorKind::Invalid,
             RacError::TimedOut { .. } => ErrorKind::Timeout,
             RacError::InstanceDown { .. } | RacError::Storage { .. } | RacError::Unavailable { .. } => ErrorKind::Unavailable,
             RacError::NotBuilt { .. } => ErrorKind::NotBuilt,
+            RacError::NothingToRecover { .. } | RacError::AlreadyCrashed { .. } | RacError::NotCrashed { .. } => ErrorKind::Conflict,
         }
     }
 
@@ -417,18 +641,27 @@ impl DescribedError for RacError {
             RacError::Storage { .. } => "storage_error",
             RacError::NotBuilt { .. } => "not_implemented",
             RacError::Unavailable { .. } => "unavailable",
+            RacError::NothingToRecover { .. } => "nothing_to_recover",
+            RacError::RecoveryNotFound { .. } => "recovery_not_found",
+            RacError::AlreadyCrashed { .. } => "already_crashed",
+            RacError::NotCrashed { .. } => "not_crashed",
         }
     }
 
     fn details(&self) -> serde_json::Value {
         match self {
-            RacError::InstanceNotFound { instance_id } | RacError::InstanceDown { instance_id } => serde_json::json!({ "instance_id": instance_id }),
+            RacError::InstanceNotFound { instance_id }
+            | RacError::InstanceDown { instance_id }
+            | RacError::AlreadyCrashed { instance_id }
+            | RacError::NotCrashed { instance_id } => serde_json::json!({ "instance_id": instance_id }),
             RacError::BlockNotFound { block_id, reason } => serde_json::json!({ "block_id": block_id, "reason": reason }),
             RacError::InvalidField { field, reason } => invalid_field_details(field, reason),
             RacError::TimedOut { what, seconds } => serde_json::json!({ "what": what, "seconds": seconds }),
             RacError::Storage { message } => serde_json::json!({ "message": message }),
             RacError::NotBuilt { what } => serde_json::json!({ "domain": "rac", "what": what }),
             RacError::Unavailable { component } => serde_json::json!({ "component": component }),
+            RacError::RecoveryNotFound { recovery_id } => serde_json::json!({ "recovery_id": recovery_id }),
+            RacError::NothingToRecover { instance_id, reason } => serde_json::json!({ "instance_id": instance_id, "reason": reason }),
         }
     }
 }
@@ -468,6 +701,23 @@ domain_events! {
         LockConverted(LockChange) => |p, s| {
             s.add(SubjectKind::Resource, &p.resource_id);
             s.add(SubjectKind::Instance, &p.instance_id);
+        },
+        ResourceRemastered(Remastered) => |p, s| {
+            s.add(SubjectKind::Resource, &p.resource_id);
+            s.add(SubjectKind::Instance, &p.old_master);
+            s.add(SubjectKind::Instance, &p.new_master);
+        },
+        RecoveryStarted(RecoveryChange) => |p, s| {
+            s.add(SubjectKind::Instance, &p.failed_instance);
+            s.add(SubjectKind::Instance, &p.recovering_instance);
+        },
+        RecoveryProgress(RecoveryChange) => |p, s| {
+            s.add(SubjectKind::Instance, &p.failed_instance);
+            s.add(SubjectKind::Instance, &p.recovering_instance);
+        },
+        RecoveryCompleted(RecoveryChange) => |p, s| {
+            s.add(SubjectKind::Instance, &p.failed_instance);
+            s.add(SubjectKind::Instance, &p.recovering_instance);
         },
         QueryStarted(QueryChange) => |p, s| {
             s.add(SubjectKind::Query, &p.query_id);
@@ -523,4 +773,34 @@ pub struct LockChange {
     pub instance_id: String,
     pub granted: bool,
     pub wait_time_ms: f64,
+}
+
+/// `resource_remastered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remastered {
+    pub resource_id: String,
+    pub old_master: String,
+    pub new_master: String,
+    pub reason: RemasterReason,
+    /// The whole reconfiguration it was part of.
+    pub duration_ms: f64,
+    pub epoch: u64,
+}
+
+/// `recovery_started`, `recovery_progress`, `recovery_completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryChange {
+    pub recovery_id: String,
+    pub failed_instance: String,
+    pub recovering_instance: String,
+    pub recovery_phase: String,
+    pub progress_percent: f64,
+    /// Of the failed instance's one redo log.
+    pub redo_logs_applied: u64,
+    pub total_redo_logs: u64,
+    /// Not estimated: none while running (the redo's length is known only once read).
+    pub eta_seconds: Option<f64>,
+    pub blocks_recovered: u64,
+    pub redo_records_applied: u64,
+    pub success: Option<bool>,
 }

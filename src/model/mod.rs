@@ -5,6 +5,7 @@
 pub mod health;
 pub mod ids;
 pub mod lsn;
+pub mod master_ring;
 pub mod meta;
 pub mod modes;
 pub mod rac;

@@ -181,6 +181,11 @@ impl InstanceCache {
             .collect()
     }
 
+    /// Every block held and its mode.
+    pub fn modes(&self) -> impl Iterator<Item = (BlockId, LockMode)> + '_ {
+        self.buffers.iter().map(|(b, buf)| (*b, buf.mode))
+    }
+
     /// Every block held, with its mode and version.
     #[cfg(test)]
     pub fn holdings(&self) -> Vec<(BlockId, LockMode, Scn)> {

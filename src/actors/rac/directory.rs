@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::messages::rac::{Directive, LockRequest};
+use crate::messages::rac::{Directive, HeldBy, LockRequest};
 use crate::model::rac::{BlockId, LockMode, Scn, TransferKind};
 
 /// The request being granted and what it still waits for.
@@ -75,6 +75,23 @@ pub struct Directory {
 impl Directory {
     pub fn new(me: impl Into<String>) -> Directory {
         Directory { me: me.into(), resources: BTreeMap::new() }
+    }
+
+    /// The directory of a new GRD configuration, rebuilt from what the live instances reported
+    /// they hold of the blocks it masters now: no grant is in flight (requests of the
+    /// configuration before are void and asked again) and no past image is left (they were
+    /// written to disk before the GRD resumed).
+    pub fn rebuilt(me: impl Into<String>, entries: Vec<HeldBy>) -> Directory {
+        let mut d = Directory::new(me);
+        for (block, holders) in entries {
+            let resource = d.resources.entry(block).or_default();
+            for (instance, h) in holders {
+                set_mode(&mut resource.holders, &instance, h.mode);
+                resource.last_done.insert(instance, h.grant);
+            }
+            d.forget_if_idle(block);
+        }
+        d
     }
 
     /// An instance asks for a block: granted at once if the block is free, else queued.

@@ -2,7 +2,9 @@
 //! routes what it sends (to each block's master by the ring, to other instances), does its I/O
 //! (disk reads and write-backs on the blocking pool, redo on the instance's own lane, gathered
 //! into one commit per batch, checkpoints at low priority), answers the faces and publishes
-//! events.
+//! events. Every message it sends is stamped with its GRD configuration's epoch, and one of
+//! another configuration is dropped; a crash (fault injection) loses its cache and operations,
+//! and what was under way then is ignored when it completes (its incarnation is over).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -12,7 +14,7 @@ use actix::prelude::*;
 
 use super::interconnect::{Interconnect, PairCounts, HEARTBEAT_EVERY};
 use super::protocol::{Answer, InstanceState, Output, RETRY_AFTER};
-use super::ring::MasterRing;
+use crate::model::master_ring::MasterMap;
 use super::store::{BlockStore, RedoLog, RedoRecord};
 use super::RacPeers;
 use crate::actors::net::Link;
@@ -41,7 +43,8 @@ enum Waiting {
 pub struct InstanceSetup {
     pub name: String,
     pub cache_blocks: usize,
-    pub ring: Arc<MasterRing>,
+    pub map: Arc<MasterMap>,
+    pub store: Arc<crate::storage::Store>,
     pub peers: Arc<OnceLock<RacPeers>>,
     pub link: Link,
     pub blocks: Arc<BlockStore>,
@@ -56,7 +59,17 @@ pub struct InstanceSetup {
 
 pub struct RacInstanceActor {
     state: InstanceState,
-    ring: Arc<MasterRing>,
+    cache_blocks: usize,
+    wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync>,
+    map: Arc<MasterMap>,
+    store: Arc<crate::storage::Store>,
+    /// Crashed: answers nothing, takes nothing, until it rejoins.
+    down: bool,
+    /// Bumped by a crash: I/O started before it finds the incarnation over when it completes.
+    incarnation: u64,
+    /// Operations asked per block since the control last took the counts (remastering by
+    /// affinity). Holds at most the blocks touched in one window (`rac.remaster_window_ms`).
+    accesses: HashMap<BlockId, u64>,
     peers: Arc<OnceLock<RacPeers>>,
     link: Link,
     blocks: Arc<BlockStore>,
@@ -81,16 +94,20 @@ pub struct RacInstanceActor {
 
 impl RacInstanceActor {
     pub fn new(setup: InstanceSetup) -> RacInstanceActor {
-        let InstanceSetup { name, cache_blocks, ring, peers, link, blocks, redo, events, interest, background, instances, counts } = setup;
+        let InstanceSetup { name, cache_blocks, map, store, peers, link, blocks, redo, events, interest, background, instances, counts } = setup;
         let interconnect = Interconnect::new(&name, &instances);
         let lane = Lane::start(&format!("rac-{name}"));
         let redo_end = redo.end();
-        // Unique across restarts: a request of an earlier life may still be in a master's line.
-        let first_request = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let wants = Arc::new(move |t| interest.wants(t));
+        let wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync> = Arc::new(move |t| interest.wants(t));
         RacInstanceActor {
-            state: InstanceState::new(name, cache_blocks, first_request, wants),
-            ring,
+            state: InstanceState::new(name, cache_blocks, first_request(), wants.clone()),
+            cache_blocks,
+            wants,
+            map,
+            store,
+            down: false,
+            incarnation: 0,
+            accesses: HashMap::new(),
             peers,
             link,
             blocks,
@@ -134,10 +151,10 @@ impl RacInstanceActor {
     }
 
     fn to_master(&self, block: BlockId, msg: ToMaster) {
-        let (Some(master), Some(peers)) = (self.ring.master_of(block), self.peers.get()) else { return };
+        let (Some(master), Some(peers)) = (self.map.master_of(block), self.peers.get()) else { return };
         if let Some(addr) = peers.masters.get(master) {
             self.counts.sent(self.name(), master);
-            self.link.deliver(self.name(), master, addr, msg);
+            self.link.deliver(self.name(), master, addr, Stamped { epoch: self.map.epoch, body: msg });
         }
     }
 
@@ -145,8 +162,13 @@ impl RacInstanceActor {
         let Some(peers) = self.peers.get() else { return };
         if let Some(addr) = peers.instances.get(to) {
             self.counts.sent(self.name(), to);
-            self.link.deliver(self.name(), to, addr, msg);
+            self.link.deliver(self.name(), to, addr, Stamped { epoch: self.map.epoch, body: msg });
         }
+    }
+
+    /// Whether I/O started in `incarnation` may still change this instance's state.
+    fn current(&self, incarnation: u64) -> bool {
+        !self.down && incarnation == self.incarnation
     }
 
     fn answer(&mut self, id: u64, answer: Result<Answer, RacError>) {
@@ -169,8 +191,12 @@ impl RacInstanceActor {
         let records = std::mem::take(&mut self.redo_queue);
         let written: Vec<(BlockId, u64)> = records.iter().map(|r| (r.block, r.scn)).collect();
         let redo = self.redo.clone();
+        let incarnation = self.incarnation;
         let commit = self.lane.run(move || redo.lock().append(&records).map_err(RacError::from));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(commit).map(move |res: Result<u64, RacError>, act, ctx| {
+            if !act.current(incarnation) {
+                return;
+            }
             act.redo_writing = false;
             if let Ok(end) = &res {
                 act.redo_end = *end;
@@ -187,8 +213,12 @@ impl RacInstanceActor {
     fn write_back(&mut self, block: BlockId, image: BlockImage, ctx: &mut Context<Self>) {
         let blocks = self.blocks.clone();
         let scn = image.scn;
+        let incarnation = self.incarnation;
         let work = crate::exec::blocking(move || blocks.write_back(block, &image).map_err(RacError::from));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
+            if !act.current(incarnation) {
+                return;
+            }
             if let Err(e) = &res {
                 tracing::warn!(instance = %act.name(), %block, error = %e, "write-back failed; the lock is kept");
             }
@@ -200,8 +230,11 @@ impl RacInstanceActor {
     fn read_disk(&mut self, request: LockRequest, ctx: &mut Context<Self>) {
         let blocks = self.blocks.clone();
         let block = request.block;
+        // A grant of another configuration is void: its read is dropped.
+        let (incarnation, epoch) = (self.incarnation, self.map.epoch);
         let work = crate::exec::blocking(move || blocks.read(block).map_err(RacError::from));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| match res {
+            _ if !act.current(incarnation) || act.map.epoch != epoch => {}
             Ok(image) => {
                 let out = act.state.disk_read(request, image);
                 act.apply(out, ctx);
@@ -224,6 +257,7 @@ impl RacInstanceActor {
         let mark = self.redo_end;
         let images = self.state.cache.not_on_disk();
         let (blocks, redo) = (self.blocks.clone(), self.redo.clone());
+        let incarnation = self.incarnation;
         let work = self.background.run(move || {
             let mut written = Vec::with_capacity(images.len());
             for (block, image) in images {
@@ -235,6 +269,9 @@ impl RacInstanceActor {
             Ok::<_, crate::storage::StorageError>(written)
         });
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
+            if !act.current(incarnation) {
+                return;
+            }
             act.checkpointing = false;
             match res {
                 Ok(Ok(written)) => {
@@ -248,14 +285,27 @@ impl RacInstanceActor {
         }));
     }
 
-    /// Pings every peer through the link, as the interconnect's heartbeat.
+    /// Pings every peer through the link, as the interconnect's heartbeat, and tells the
+    /// cluster's control which live peers stopped answering.
     fn heartbeat(&mut self) {
         let Some(peers) = self.peers.get() else { return };
-        for (peer, seq) in self.interconnect.heartbeat(Instant::now()) {
+        if self.down {
+            return;
+        }
+        let now = Instant::now();
+        for (peer, seq) in self.interconnect.heartbeat(now) {
             if let Some(addr) = peers.heartbeats.get(&peer) {
                 self.link.deliver(self.state.name(), &peer, addr, Heartbeat::Ping { from: self.state.name().to_string(), seq });
             }
         }
+        let unreachable = self.interconnect.unreachable(now).into_iter().filter(|p| self.map.is_live(p)).collect();
+        // Direct, not through the link: the control is the clusterware's own path (Oracle's
+        // voting disk), which a partition between instances does not cut.
+        peers.control.do_send(Suspects { from: self.name().to_string(), unreachable });
+    }
+
+    fn counted(&mut self, block: BlockId) {
+        *self.accesses.entry(block).or_default() += 1;
     }
 
     fn start_op(&mut self, waiting: Waiting) -> u64 {
@@ -267,7 +317,7 @@ impl RacInstanceActor {
     fn view(&self) -> InstanceView {
         InstanceView {
             instance_id: self.name().to_string(),
-            status: "open".into(),
+            status: if self.down { "down" } else if self.state.is_frozen() { "reconfiguring" } else { "open" }.into(),
             cached_blocks: self.state.cache.len(),
             cache_capacity: self.state.cache.capacity(),
             past_images: self.state.cache.past_images().count(),
@@ -294,10 +344,13 @@ impl Actor for RacInstanceActor {
 
 impl Supervised for RacInstanceActor {}
 
-impl Handler<ToInstance> for RacInstanceActor {
+impl Handler<Stamped<ToInstance>> for RacInstanceActor {
     type Result = ();
-    fn handle(&mut self, msg: ToInstance, ctx: &mut Self::Context) {
-        let out = self.state.on_message(msg);
+    fn handle(&mut self, msg: Stamped<ToInstance>, ctx: &mut Self::Context) {
+        if self.down || msg.epoch != self.map.epoch {
+            return;
+        }
+        let out = self.state.on_message(msg.body);
         self.apply(out, ctx);
     }
 }
@@ -315,6 +368,10 @@ fn awaited<T: Send + 'static>(rx: tokio::sync::oneshot::Receiver<Result<T, RacEr
 impl Handler<ReadBlock> for RacInstanceActor {
     type Result = ResponseFuture<Result<BlockRead, RacError>>;
     fn handle(&mut self, msg: ReadBlock, ctx: &mut Self::Context) -> Self::Result {
+        if self.down {
+            return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: self.name().to_string() })));
+        }
+        self.counted(msg.block);
         let (reply, rx) = tokio::sync::oneshot::channel();
         let id = self.start_op(Waiting::Read(reply));
         let out = self.state.read(id, msg.block);
@@ -326,6 +383,10 @@ impl Handler<ReadBlock> for RacInstanceActor {
 impl Handler<WriteBlock> for RacInstanceActor {
     type Result = ResponseFuture<Result<BlockWritten, RacError>>;
     fn handle(&mut self, msg: WriteBlock, ctx: &mut Self::Context) -> Self::Result {
+        if self.down {
+            return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: self.name().to_string() })));
+        }
+        self.counted(msg.block);
         let (reply, rx) = tokio::sync::oneshot::channel();
         let id = self.start_op(Waiting::Write(reply));
         let out = self.state.write(id, msg.block, msg.data);
@@ -337,6 +398,9 @@ impl Handler<WriteBlock> for RacInstanceActor {
 impl Handler<ConvertLock> for RacInstanceActor {
     type Result = ResponseFuture<Result<LockChanged, RacError>>;
     fn handle(&mut self, msg: ConvertLock, ctx: &mut Self::Context) -> Self::Result {
+        if self.down {
+            return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: self.name().to_string() })));
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let id = self.start_op(Waiting::Convert(reply));
         let out = self.state.convert(id, msg.block, msg.to);
@@ -349,6 +413,7 @@ impl Handler<Heartbeat> for RacInstanceActor {
     type Result = ();
     fn handle(&mut self, msg: Heartbeat, _ctx: &mut Self::Context) {
         match msg {
+            Heartbeat::Ping { .. } if self.down => {}
             Heartbeat::Ping { from, seq } => {
                 let Some(addr) = self.peers.get().and_then(|p| p.heartbeats.get(&from)) else { return };
                 self.link.deliver(self.state.name(), &from, addr, Heartbeat::Pong { from: self.state.name().to_string(), seq });
@@ -379,5 +444,117 @@ impl Handler<crate::messages::runtime::StopRuntimeActor> for RacInstanceActor {
         self.stopped = true;
         let drained = self.lane.run(|| Ok::<(), crate::exec::TaskFailed>(()));
         Box::pin(actix::fut::wrap_future::<_, Self>(drained).map(|_, _, ctx: &mut Context<Self>| ctx.stop()))
+    }
+}
+
+/// Request ids unique across an instance's lives: a request of an earlier life may still be on
+/// the way.
+fn first_request() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Handler<FreezeInstance> for RacInstanceActor {
+    type Result = ();
+    fn handle(&mut self, msg: FreezeInstance, _ctx: &mut Self::Context) {
+        let stale = msg.map.epoch < self.map.epoch || (msg.map.epoch == self.map.epoch && !self.state.is_frozen());
+        if self.down || stale {
+            return; // no answer: the control tries again, or counts this instance failed
+        }
+        let now = Instant::now();
+        for peer in msg.map.live().iter().filter(|p| !self.map.is_live(p)) {
+            self.interconnect.rejoined(peer, now);
+        }
+        self.map = msg.map;
+        let _ = msg.reply.send(self.state.freeze());
+    }
+}
+
+impl Handler<ResumeInstance> for RacInstanceActor {
+    type Result = ();
+    fn handle(&mut self, msg: ResumeInstance, ctx: &mut Self::Context) {
+        if self.down || msg.epoch != self.map.epoch {
+            return;
+        }
+        if self.state.is_frozen() {
+            let out = self.state.resume(&msg.on_disk);
+            self.apply(out, ctx);
+        }
+        let _ = msg.reply.send(());
+    }
+}
+
+impl Handler<ApplyRedo> for RacInstanceActor {
+    type Result = ResponseFuture<Result<RedoApplied, RacError>>;
+    fn handle(&mut self, msg: ApplyRedo, _ctx: &mut Self::Context) -> Self::Result {
+        if self.down {
+            return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: self.name().to_string() })));
+        }
+        let (blocks, store) = (self.blocks.clone(), self.store.clone());
+        Box::pin(async move {
+            let work = crate::exec::blocking(move || {
+                let mut on_disk = Vec::with_capacity(msg.past_images.len());
+                for (block, image) in &msg.past_images {
+                    blocks.write_back(*block, image).map_err(RacError::from)?;
+                    on_disk.push((*block, image.scn));
+                }
+                let mut applied = RedoApplied { on_disk, ..RedoApplied::default() };
+                if !msg.failed.is_empty() {
+                    let mut logs = msg.failed.iter().map(|f| RedoLog::open(store.clone(), f)).collect::<Result<Vec<_>, _>>().map_err(RacError::from)?;
+                    let recovered = super::store::recover_all(&blocks, &mut logs).map_err(RacError::from)?;
+                    applied.redo_records = recovered.records;
+                    applied.blocks_recovered = recovered.blocks;
+                }
+                Ok::<_, RacError>(applied)
+            });
+            work.await
+        })
+    }
+}
+
+impl Handler<TakeAccessCounts> for RacInstanceActor {
+    type Result = MessageResult<TakeAccessCounts>;
+    fn handle(&mut self, _: TakeAccessCounts, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(std::mem::take(&mut self.accesses).into_iter().collect())
+    }
+}
+
+impl Handler<CrashInstance> for RacInstanceActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: CrashInstance, _ctx: &mut Self::Context) -> Self::Result {
+        self.down = true;
+        self.incarnation += 1;
+        let name = self.name().to_string();
+        for (_, waiting) in std::mem::take(&mut self.waiting) {
+            let down = RacError::InstanceDown { instance_id: name.clone() };
+            match waiting {
+                Waiting::Read(r) => drop(r.send(Err(down))),
+                Waiting::Write(r) => drop(r.send(Err(down))),
+                Waiting::Convert(r) => drop(r.send(Err(down))),
+            }
+        }
+        self.state = InstanceState::new(name, self.cache_blocks, first_request(), self.wants.clone());
+        self.redo_queue.clear();
+        self.redo_writing = false;
+        self.checkpointing = false;
+        self.accesses.clear();
+        // Answers once the redo commits under way are done: recovery reads the log after them.
+        let drained = self.lane.run(|| Ok::<(), crate::exec::TaskFailed>(()));
+        Box::pin(actix::fut::wrap_future::<_, Self>(drained).map(|_, _, _| ()))
+    }
+}
+
+impl Handler<RejoinInstance> for RacInstanceActor {
+    type Result = Result<(), RacError>;
+    fn handle(&mut self, _: RejoinInstance, _ctx: &mut Self::Context) -> Self::Result {
+        // Its redo was applied and emptied by its recovery: opened again, it goes on from there.
+        let redo = RedoLog::open(self.store.clone(), self.name())?;
+        self.redo_end = redo.end();
+        self.checkpointed_at = self.redo_end;
+        self.redo = Arc::new(parking_lot::Mutex::new(redo));
+        self.state = InstanceState::new(self.name().to_string(), self.cache_blocks, first_request(), self.wants.clone());
+        // Frozen until the reconfiguration that takes it in.
+        self.state.freeze();
+        self.down = false;
+        Ok(())
     }
 }

@@ -99,6 +99,19 @@ impl Interconnect {
         p.rtts.push(rtt);
     }
 
+    /// The peers silent for more than three heartbeat intervals at `now`: suspected failed.
+    pub fn unreachable(&self, now: Instant) -> Vec<String> {
+        self.peers.iter().filter(|(_, p)| now.duration_since(p.last_heard.unwrap_or(self.started)) > HEARTBEAT_EVERY * 3).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Forgets what was heard of `peer`: it rejoined, and is judged from now on.
+    pub fn rejoined(&mut self, peer: &str, now: Instant) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.outstanding.clear();
+            p.last_heard = Some(now);
+        }
+    }
+
     /// Each peer's link as measured at `now`; `counts` gives the messages sent.
     pub fn view(&self, now: Instant, counts: &PairCounts) -> Vec<PeerLinkView> {
         self.peers
@@ -142,5 +155,7 @@ mod tests {
         assert_eq!((view[1].messages_sent, view[1].heartbeats_answered), (1, 0));
         let view = ic.view(later, &counts);
         assert!(view.iter().all(|v| v.status == "unreachable"), "{view:?}");
+        assert_eq!(ic.unreachable(later), vec!["b".to_string(), "c".to_string()]);
+        assert!(ic.unreachable(t0 + Duration::from_millis(1)).is_empty());
     }
 }

@@ -1,6 +1,8 @@
-//! `GrdMasterActor`: the GRD master on one instance, for the blocks the ring gives it. It keeps
-//! their [`Directory`] and sends its directives to the instances through the link; a grant that
-//! stays unanswered is sent again, since the link may lose it.
+//! `GrdMasterActor`: the GRD master on one instance, for the blocks the configuration's map
+//! gives it. It keeps their [`Directory`] and sends its directives to the instances through the
+//! link; a grant that stays unanswered is sent again, since the link may lose it. A
+//! reconfiguration freezes it (its directory dropped) and rebuilds it from the instances'
+//! reports; messages of another configuration are dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -13,6 +15,7 @@ use super::interconnect::PairCounts;
 use super::RacPeers;
 use crate::actors::net::Link;
 use crate::messages::rac::*;
+use crate::model::master_ring::MasterMap;
 use crate::model::rac::BlockId;
 
 /// How long a grant in flight waits for its answer before its directives are sent again.
@@ -21,6 +24,11 @@ const RESEND_AFTER: Duration = Duration::from_millis(300);
 pub struct GrdMasterActor {
     name: String,
     directory: Directory,
+    map: Arc<MasterMap>,
+    /// Between a reconfiguration's freeze and its rebuild: takes nothing.
+    frozen: bool,
+    /// Crashed with its instance: takes nothing until the instance rejoins.
+    down: bool,
     peers: Arc<OnceLock<RacPeers>>,
     link: Link,
     /// When each block's directives were last sent. A grant in flight always sent some, so the
@@ -30,8 +38,16 @@ pub struct GrdMasterActor {
 }
 
 impl GrdMasterActor {
-    pub fn new(name: String, peers: Arc<OnceLock<RacPeers>>, link: Link, counts: Arc<PairCounts>) -> GrdMasterActor {
-        GrdMasterActor { directory: Directory::new(name.clone()), name, peers, link, sent: HashMap::new(), counts }
+    pub fn new(name: String, map: Arc<MasterMap>, peers: Arc<OnceLock<RacPeers>>, link: Link, counts: Arc<PairCounts>) -> GrdMasterActor {
+        GrdMasterActor { directory: Directory::new(name.clone()), name, map, frozen: false, down: false, peers, link, sent: HashMap::new(), counts }
+    }
+
+    /// Drops the directory and what waits to be sent again.
+    fn drop_state(&mut self) -> Vec<BlockId> {
+        let had: Vec<BlockId> = self.directory.blocks().collect();
+        self.directory = Directory::new(self.name.clone());
+        self.sent.clear();
+        had
     }
 
     fn send(&mut self, block: BlockId, directives: Vec<Directive>) {
@@ -44,7 +60,7 @@ impl GrdMasterActor {
             let to = d.to().to_string();
             if let Some(addr) = peers.instances.get(&to) {
                 self.counts.sent(&self.name, &to);
-                self.link.deliver(&self.name, &to, addr, ToInstance::Directive(d));
+                self.link.deliver(&self.name, &to, addr, Stamped { epoch: self.map.epoch, body: ToInstance::Directive(d) });
             }
         }
     }
@@ -87,10 +103,21 @@ impl Actor for GrdMasterActor {
 
 impl Supervised for GrdMasterActor {}
 
-impl Handler<ToMaster> for GrdMasterActor {
+impl Handler<Stamped<ToMaster>> for GrdMasterActor {
     type Result = ();
-    fn handle(&mut self, msg: ToMaster, _ctx: &mut Self::Context) {
-        let (block, directives) = match msg {
+    fn handle(&mut self, msg: Stamped<ToMaster>, _ctx: &mut Self::Context) {
+        if self.down || self.frozen || msg.epoch != self.map.epoch {
+            return;
+        }
+        let block = match &msg.body {
+            ToMaster::Request(r) => r.block,
+            ToMaster::Acquired { block, .. } | ToMaster::Invalidated { block, .. } | ToMaster::WrittenToDisk { block, .. } => *block,
+        };
+        if self.map.master_of(block) != Some(self.name.as_str()) {
+            tracing::debug!(master = %self.name, %block, "a message for a block mastered elsewhere in this configuration; dropped");
+            return;
+        }
+        let (block, directives) = match msg.body {
             ToMaster::Request(request) => (request.block, self.directory.request(request)),
             ToMaster::Acquired { block, request_id, requester, past_image } => (block, self.directory.acquired(block, request_id, &requester, past_image)),
             ToMaster::Invalidated { block, holder, past_image } => (block, self.directory.invalidated(block, &holder, past_image)),
@@ -114,5 +141,55 @@ impl Handler<CountResources> for GrdMasterActor {
     type Result = usize;
     fn handle(&mut self, _: CountResources, _ctx: &mut Self::Context) -> usize {
         self.directory.blocks().count()
+    }
+}
+
+impl Handler<FreezeMaster> for GrdMasterActor {
+    type Result = ();
+    fn handle(&mut self, msg: FreezeMaster, _ctx: &mut Self::Context) {
+        if self.down || msg.epoch <= self.map.epoch {
+            return; // no answer: the control tries again, or counts this master failed
+        }
+        self.frozen = true;
+        let had = self.drop_state();
+        let _ = msg.reply.send(had);
+    }
+}
+
+impl Handler<RebuildMaster> for GrdMasterActor {
+    type Result = ();
+    fn handle(&mut self, msg: RebuildMaster, _ctx: &mut Self::Context) {
+        if self.down || msg.map.epoch < self.map.epoch {
+            return;
+        }
+        if msg.map.epoch == self.map.epoch {
+            // Rebuilt already; the answer was lost.
+            if !self.frozen {
+                let _ = msg.reply.send(());
+            }
+            return;
+        }
+        self.directory = Directory::rebuilt(self.name.clone(), msg.entries);
+        self.map = msg.map;
+        self.frozen = false;
+        let _ = msg.reply.send(());
+    }
+}
+
+impl Handler<CrashInstance> for GrdMasterActor {
+    type Result = ();
+    fn handle(&mut self, _: CrashInstance, _ctx: &mut Self::Context) {
+        self.down = true;
+        self.drop_state();
+    }
+}
+
+impl Handler<RejoinInstance> for GrdMasterActor {
+    type Result = Result<(), RacError>;
+    fn handle(&mut self, _: RejoinInstance, _ctx: &mut Self::Context) -> Self::Result {
+        // Up, but frozen until the reconfiguration that takes the instance in rebuilds it.
+        self.down = false;
+        self.frozen = true;
+        Ok(())
     }
 }

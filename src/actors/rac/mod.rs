@@ -5,13 +5,14 @@
 //! talk only through the fault-injecting link.
 
 pub mod cache;
+pub mod control;
 pub mod directory;
 pub mod instance;
 pub mod interconnect;
 pub mod master;
 pub mod protocol;
 pub mod query;
-pub mod ring;
+pub mod reconfig;
 pub mod stats;
 pub mod store;
 
@@ -23,23 +24,22 @@ use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 
+pub use control::RacControlActor;
 pub use instance::RacInstanceActor;
 pub use master::GrdMasterActor;
-use ring::MasterRing;
+use crate::model::master_ring::MasterMap;
 use store::{BlockStore, RedoLog};
 
 use crate::actors::domain::{self, Domain, DomainContext, DomainStartError, FaultTargets};
-use crate::messages::errors::DomainError;
-use crate::messages::faults::*;
 use crate::messages::rac::*;
-use crate::messages::runtime::StopRuntimeActor;
 use crate::model::rac::{BlockId, LockMode};
 
 /// Every instance's and master's address, by instance name: set once, after all have started.
 pub struct RacPeers {
-    pub instances: BTreeMap<String, Recipient<ToInstance>>,
-    pub masters: BTreeMap<String, Recipient<ToMaster>>,
+    pub instances: BTreeMap<String, Recipient<Stamped<ToInstance>>>,
+    pub masters: BTreeMap<String, Recipient<Stamped<ToMaster>>>,
     pub heartbeats: BTreeMap<String, Recipient<Heartbeat>>,
+    pub control: Recipient<Suspects>,
 }
 
 /// The started RAC domain: what the faces address.
@@ -47,10 +47,9 @@ pub struct Rac {
     pub instances: BTreeMap<String, Addr<RacInstanceActor>>,
     pub queries: Addr<query::ParallelQueryActor>,
     pub masters: BTreeMap<String, Addr<GrdMasterActor>>,
-    pub ring: Arc<MasterRing>,
     pub block_size: usize,
     pub blocks: u64,
-    control: Addr<RacControlActor>,
+    pub control: Addr<RacControlActor>,
     faults: FaultTargets,
 }
 
@@ -69,10 +68,35 @@ impl Rac {
         Ok(block)
     }
 
-    /// The master of `block`'s lock entry.
-    pub fn master(&self, block: BlockId) -> Option<(&str, &Addr<GrdMasterActor>)> {
-        let name = self.ring.master_of(block)?;
-        self.masters.get(name).map(|a| (name, a))
+    /// The GRD configuration in force.
+    pub async fn master_map(&self) -> Result<Arc<MasterMap>, RacError> {
+        self.control.send(GetMasterMap).await.map_err(|_| control_down())
+    }
+
+    /// Moves `block`'s mastership to `to` (a manual remaster); with no `to`, runs the affinity
+    /// pass on `block`; with neither, on every block.
+    pub async fn remaster(&self, block: Option<&str>, to: Option<&str>) -> Result<RemasterOutcome, RacError> {
+        let block = block.map(|b| self.block(b)).transpose()?;
+        match (block, to) {
+            (Some(block), Some(to)) => {
+                self.instance(to)?;
+                self.control.send(Remaster { moves: vec![(block, to.to_string())], reason: RemasterReason::Manual }).await.map_err(|_| control_down())?
+            }
+            (None, Some(_)) => Err(RacError::InvalidField { field: "to_instance".into(), reason: "names where a resource goes: give resource_id too".into() }),
+            (block, None) => self.control.send(RunAffinityPass { block }).await.map_err(|_| control_down())?,
+        }
+    }
+
+    pub async fn load_balance(&self) -> Result<RemasterOutcome, RacError> {
+        self.control.send(LoadBalance).await.map_err(|_| control_down())?
+    }
+
+    pub async fn recoveries(&self, id: Option<String>) -> Result<Vec<RecoveryView>, RacError> {
+        self.control.send(GetRecoveries { id }).await.map_err(|_| control_down())
+    }
+
+    pub async fn start_recovery(&self, failed: String) -> Result<RecoveryView, RacError> {
+        self.control.send(StartRecovery { failed }).await.map_err(|_| control_down())?
     }
 
     /// Every instance's state and statistics, with the entries its master holds.
@@ -172,7 +196,9 @@ impl Rac {
     /// `block`'s master and entry (no holders when nobody holds it).
     pub async fn resource(&self, block: &str) -> Result<ResourceView, RacError> {
         let block = self.block(block)?;
-        let (name, master) = self.master(block).ok_or_else(|| RacError::Unavailable { component: "the GRD (no instance is configured)".into() })?;
+        let map = self.master_map().await?;
+        let name = map.master_of(block).ok_or_else(|| RacError::Unavailable { component: "the GRD (no instance is live)".into() })?;
+        let master = self.masters.get(name).ok_or_else(|| down(name))?;
         let entry = master.send(GetResources { block: Some(block), limit: 1 }).await.map_err(|_| down(name))?;
         Ok(entry.into_iter().next().unwrap_or_else(|| ResourceView {
             resource_id: block.to_string(),
@@ -185,6 +211,10 @@ impl Rac {
     }
 }
 
+fn control_down() -> RacError {
+    RacError::Unavailable { component: "the RAC control".into() }
+}
+
 fn down(instance: &str) -> RacError {
     RacError::InstanceDown { instance_id: instance.to_string() }
 }
@@ -192,14 +222,14 @@ fn down(instance: &str) -> RacError {
 pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
     let config = &ctx.config.rac;
     let fail = |reason: String| DomainStartError { domain: "rac", reason };
-    let ring = Arc::new(MasterRing::new(&config.instances));
+    let map = Arc::new(MasterMap::new(1, &config.instances, BTreeMap::new()));
     let peers: Arc<OnceLock<RacPeers>> = Arc::new(OnceLock::new());
     let blocks = Arc::new(BlockStore::new(ctx.store.clone()));
     let mut logs = config.instances.iter().map(|name| RedoLog::open(ctx.store.clone(), name)).collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
     // Every cache starts empty: what only redo held goes to disk first.
     let recovered = store::recover_all(&blocks, &mut logs).map_err(|e| fail(e.to_string()))?;
-    if recovered > 0 {
-        tracing::info!(blocks = recovered, "RAC blocks recovered from redo at start");
+    if recovered.blocks > 0 {
+        tracing::info!(blocks = recovered.blocks, "RAC blocks recovered from redo at start");
     }
     let counts = Arc::new(interconnect::PairCounts::new(&config.instances));
     let mut instances = BTreeMap::new();
@@ -208,7 +238,8 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
         let setup = instance::InstanceSetup {
             name: name.clone(),
             cache_blocks: config.cache_blocks,
-            ring: ring.clone(),
+            map: map.clone(),
+            store: ctx.store.clone(),
             peers: peers.clone(),
             link: ctx.link.clone(),
             blocks: blocks.clone(),
@@ -220,22 +251,32 @@ pub fn start(ctx: &DomainContext) -> Result<Box<dyn Domain>, DomainStartError> {
             counts: counts.clone(),
         };
         let instance = Supervisor::start(move |_| RacInstanceActor::new(setup));
-        let (n, p, l, c) = (name.clone(), peers.clone(), ctx.link.clone(), counts.clone());
-        let master = Supervisor::start(move |_| GrdMasterActor::new(n, p, l, c));
+        let (n, m, p, l, c) = (name.clone(), map.clone(), peers.clone(), ctx.link.clone(), counts.clone());
+        let master = Supervisor::start(move |_| GrdMasterActor::new(n, m, p, l, c));
         instances.insert(name.clone(), instance);
         masters.insert(name.clone(), master);
     }
+    let control = RacControlActor::new(control::ControlSetup {
+        instances: instances.clone(),
+        masters: masters.clone(),
+        map,
+        link: ctx.link.clone(),
+        events: ctx.publisher(),
+        remaster_threshold: config.remaster_threshold,
+        remaster_window: std::time::Duration::from_millis(config.remaster_window_ms),
+    })
+    .start();
     let wiring = RacPeers {
         instances: instances.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
         masters: masters.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
         heartbeats: instances.iter().map(|(n, a)| (n.clone(), a.clone().recipient())).collect(),
+        control: control.clone().recipient(),
     };
     // Set once here, before any message can reach the actors that read it.
     let _ = peers.set(wiring);
     let queries = query::ParallelQueryActor::new(instances.clone(), ctx.publisher()).start();
-    let control = RacControlActor { instances: instances.values().cloned().collect(), names: config.instances.clone() }.start();
     let faults = FaultTargets::of(&control);
-    Ok(Box::new(Rac { instances, queries, masters, ring, block_size: config.block_size, blocks: config.blocks, control, faults }))
+    Ok(Box::new(Rac { instances, queries, masters, block_size: config.block_size, blocks: config.blocks, control, faults }))
 }
 
 impl Domain for Rac {
@@ -250,54 +291,6 @@ impl Domain for Rac {
     }
     fn as_any(&self) -> &dyn Any {
         self
-    }
-}
-
-/// The domain's control: fault injection on instances (crash and recovery are not built yet:
-/// refused as such, 501).
-pub struct RacControlActor {
-    instances: Vec<Addr<RacInstanceActor>>,
-    names: Vec<String>,
-}
-
-impl Actor for RacControlActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<OwnsTarget> for RacControlActor {
-    type Result = bool;
-    fn handle(&mut self, msg: OwnsTarget, _ctx: &mut Self::Context) -> bool {
-        self.names.contains(&msg.target)
-    }
-}
-
-impl Handler<CrashTarget> for RacControlActor {
-    type Result = Result<FaultApplied, DomainError>;
-    fn handle(&mut self, msg: CrashTarget, _ctx: &mut Self::Context) -> Self::Result {
-        Err(FaultRefused::NotBuilt { domain: "rac".into(), target: msg.target }.into())
-    }
-}
-
-impl Handler<RestartTarget> for RacControlActor {
-    type Result = Result<FaultApplied, DomainError>;
-    fn handle(&mut self, msg: RestartTarget, _ctx: &mut Self::Context) -> Self::Result {
-        Err(FaultRefused::NotBuilt { domain: "rac".into(), target: msg.target }.into())
-    }
-}
-
-impl Handler<ListInjectedFaults> for RacControlActor {
-    type Result = Vec<InjectedFault>;
-    fn handle(&mut self, _: ListInjectedFaults, _ctx: &mut Self::Context) -> Self::Result {
-        Vec::new()
-    }
-}
-
-impl Handler<StopRuntimeActor> for RacControlActor {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: StopRuntimeActor, _ctx: &mut Self::Context) -> Self::Result {
-        // The instances first, their redo drained, so the runtime closes the store under nobody.
-        let stops: Vec<_> = self.instances.iter().map(|a| a.send(StopRuntimeActor)).collect();
-        Box::pin(futures_util::future::join_all(stops).into_actor(self).map(|_, _, ctx| ctx.stop()))
     }
 }
 

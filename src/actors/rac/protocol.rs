@@ -103,6 +103,8 @@ pub struct InstanceState {
     granted: HashMap<BlockId, u64>,
     /// The version each write under way replaced, put back if its redo fails.
     before_write: HashMap<BlockId, BlockImage>,
+    /// The GRD is being reconfigured: no lock is asked for until it resumes.
+    frozen: bool,
     pub stats: TransferStats,
 }
 
@@ -125,6 +127,7 @@ impl InstanceState {
             deferred: HashMap::new(),
             granted: HashMap::new(),
             before_write: HashMap::new(),
+            frozen: false,
             stats: TransferStats::default(),
         }
     }
@@ -197,6 +200,7 @@ impl InstanceState {
                 Op::Convert { to, .. } => Step::Ask(*to),
             };
             match step {
+                Step::Ask(_) if self.frozen => return,
                 Step::Ask(mode) => return self.ask(block, mode, out),
                 Step::ReadDone => self.finish_read(block, out),
                 Step::ConvertDone => self.finish_convert(block, out),
@@ -533,6 +537,44 @@ impl InstanceState {
             let from = self.cache.mode(e.block);
             out.extend(self.enqueue(e.block, Op::Convert { id: None, to: LockMode::Null, from, started: Instant::now() }));
         }
+    }
+
+    /// The GRD is being reconfigured (an instance failed or joined, or blocks are remastered):
+    /// the lock requests under way are void (whatever answers them is of the configuration
+    /// before, and dropped), directives waiting are dropped, and nothing is asked until
+    /// [`InstanceState::resume`]. Returns what this instance holds, from which the masters of
+    /// the new configuration rebuild their entries, and its past images, written to disk before
+    /// it resumes (a block shipped in a message now dropped lives on in one).
+    pub fn freeze(&mut self) -> InstanceReport {
+        self.frozen = true;
+        self.asked.clear();
+        self.deferred.clear();
+        let holdings = self
+            .cache
+            .modes()
+            .map(|(block, mode)| Holding { block, mode, grant: self.granted.get(&block).copied().unwrap_or(0) })
+            .collect();
+        let past_images = self.cache.past_images().map(|(block, image)| (block, image.clone())).collect();
+        InstanceReport { instance: self.name.clone(), holdings, past_images }
+    }
+
+    /// The new configuration is in place and `on_disk` versions are on disk (the past images
+    /// reported): the operations that waited ask for their locks again, as new requests.
+    pub fn resume(&mut self, on_disk: &[(BlockId, u64)]) -> Vec<Output> {
+        self.frozen = false;
+        for (block, scn) in on_disk {
+            self.cache.written_to_disk(*block, *scn);
+        }
+        let mut out = Vec::new();
+        let blocks: Vec<BlockId> = self.ops.keys().copied().collect();
+        for block in blocks {
+            self.run(block, &mut out);
+        }
+        out
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Sends again the lock requests unanswered for [`RETRY_AFTER`] at `now`: one of them or

@@ -150,11 +150,14 @@ impl RedoLog {
 
 /// Brings the shared store up to date with every instance's redo, as after a crash of them all
 /// (the start of the process): each block gets the newest version any redo log holds, if it is
-/// newer than the store's; then the logs are emptied. Returns how many blocks were written.
-pub fn recover_all(blocks: &BlockStore, logs: &mut [RedoLog]) -> Result<usize, StorageError> {
+/// newer than the store's; then the logs are emptied. The same for one failed instance's log,
+/// by a survivor.
+pub fn recover_all(blocks: &BlockStore, logs: &mut [RedoLog]) -> Result<Recovered, StorageError> {
     let mut newest: std::collections::BTreeMap<BlockId, RedoRecord> = std::collections::BTreeMap::new();
+    let mut records = 0;
     for log in logs.iter() {
         for r in log.replay()? {
+            records += 1;
             if newest.get(&r.block).is_none_or(|n| n.scn < r.scn) {
                 newest.insert(r.block, r);
             }
@@ -163,12 +166,21 @@ pub fn recover_all(blocks: &BlockStore, logs: &mut [RedoLog]) -> Result<usize, S
     let mut written = 0;
     for (block, r) in newest {
         let image = BlockImage { scn: r.scn, data: Arc::from(r.data), on_disk: false };
-        written += usize::from(blocks.write_back(block, &image)?);
+        written += u64::from(blocks.write_back(block, &image)?);
     }
     for log in logs.iter_mut() {
         log.checkpoint()?;
     }
-    Ok(written)
+    Ok(Recovered { records, blocks: written })
+}
+
+/// What a recovery from redo did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Redo records read.
+    pub records: u64,
+    /// Blocks whose version on disk they made newer.
+    pub blocks: u64,
 }
 
 #[cfg(test)]
@@ -199,7 +211,7 @@ mod tests {
         one.append(&[rec(b1, 1, "a"), rec(b2, 2, "b")]).expect("append");
         two.append(&[rec(b1, 3, "c")]).expect("append");
         blocks.write_back(b2, &BlockImage { scn: 5, data: Arc::from(&b"newer on disk"[..]), on_disk: false }).expect("write");
-        assert_eq!(recover_all(&blocks, &mut [one, two]).expect("recover"), 1);
+        assert_eq!(recover_all(&blocks, &mut [one, two]).expect("recover"), Recovered { records: 3, blocks: 1 });
         assert_eq!(&blocks.read(b1).expect("read").data[..], b"c", "the newest of both logs");
         assert_eq!(&blocks.read(b2).expect("read").data[..], b"newer on disk", "an older redo never replaces it");
         // Reopened after the checkpoint: empty, and appends go on past where it was.

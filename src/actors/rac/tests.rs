@@ -1,7 +1,13 @@
 //! Cache Fusion's coherence under any order of events: instances ([`InstanceState`]) and masters
 //! ([`Directory`]) wired by a simulated network, driven by random operations, deliveries (each
 //! link in order, links in any order), losses with retries, and I/O completions, on 2 to 8
-//! instances with caches smaller than the blocks in use. After every step: at most one instance
+//! instances with caches smaller than the blocks in use, and GRD reconfigurations mixed in:
+//! instance crashes (the instance's cache, operations and I/O under way lost; its redo kept)
+//! recovered by the next reconfiguration, rejoins, and blocks remastered. A reconfiguration is
+//! what the actors do: every live instance freezes and reports its locks and past images, the
+//! messages of the configuration before are dropped (the shells drop them by their epoch), the
+//! past images and the failed instances' redo go to disk, the masters are rebuilt from the
+//! reports and the instances resume. After every step: at most one instance
 //! holds a block exclusive, and none shared beside it (a copy whose release or downgrade is
 //! asked for counts at the mode asked for: nothing is served from it meanwhile). Every read returns the latest write
 //! acknowledged before it was asked, with its bytes; every write's version is past every version
@@ -16,7 +22,7 @@ use proptest::test_runner::{Config, RngSeed};
 
 use super::directory::Directory;
 use super::protocol::{Answer, InstanceState, Output};
-use super::ring::MasterRing;
+use crate::model::master_ring::MasterMap;
 use crate::messages::rac::*;
 use crate::model::rac::{BlockId, LockMode};
 
@@ -33,6 +39,11 @@ enum Step {
     Complete(usize),
     /// Every instance and master sends again what waits for an answer.
     Retry,
+    /// An instance crashes (if another stays up).
+    Crash(usize),
+    /// The GRD is reconfigured: crashed instances are recovered, one may rejoin, a block may be
+    /// remastered to an instance.
+    Reconfigure { rejoin: usize, remaster: Option<(u64, usize)> },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -44,6 +55,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<usize>().prop_map(Step::Lose),
         3 => any::<usize>().prop_map(Step::Complete),
         1 => Just(Step::Retry),
+        1 => any::<usize>().prop_map(Step::Crash),
+        1 => (any::<usize>(), prop::option::of((0..3u64, any::<usize>()))).prop_map(|(rejoin, remaster)| Step::Reconfigure { rejoin, remaster }),
     ]
 }
 
@@ -55,7 +68,7 @@ enum Msg {
 
 #[derive(Debug)]
 enum Io {
-    Redo { instance: usize, block: BlockId, scn: u64 },
+    Redo { instance: usize, block: BlockId, scn: u64, data: Vec<u8> },
     WriteBack { instance: usize, block: BlockId, image: BlockImage },
     ReadDisk { instance: usize, request: LockRequest },
 }
@@ -63,6 +76,7 @@ enum Io {
 /// An operation asked and not answered yet: what it must see.
 #[derive(Debug)]
 struct Asked {
+    instance: usize,
     block: BlockId,
     /// The latest version acknowledged when it was asked.
     floor: u64,
@@ -73,7 +87,14 @@ struct Sim {
     names: Vec<String>,
     instances: Vec<InstanceState>,
     masters: Vec<Directory>,
-    ring: MasterRing,
+    map: MasterMap,
+    alive: Vec<bool>,
+    /// Crashed, and not recovered yet.
+    unrecovered: Vec<usize>,
+    /// Per instance, its durable redo: (block, version).
+    redo: Vec<Vec<(BlockId, u64)>>,
+    /// Instances started so far: a rejoined one asks with request ids of its own.
+    lives: u64,
     /// (from, to, to a master) -> messages in order.
     links: BTreeMap<(usize, usize, bool), VecDeque<Msg>>,
     io: Vec<Io>,
@@ -97,7 +118,11 @@ impl Sim {
         Sim {
             instances: names.iter().enumerate().map(|(i, name)| InstanceState::new(name.clone(), cache, (i as u64) << 40, wants.clone())).collect(),
             masters: names.iter().map(|name| Directory::new(name.clone())).collect(),
-            ring: MasterRing::new(&names),
+            map: MasterMap::new(1, &names, BTreeMap::new()),
+            alive: vec![true; n],
+            unrecovered: Vec::new(),
+            redo: vec![Vec::new(); n],
+            lives: n as u64,
             names,
             links: BTreeMap::new(),
             io: Vec::new(),
@@ -116,13 +141,13 @@ impl Sim {
     }
 
     fn master_of(&self, block: BlockId) -> usize {
-        self.index(self.ring.master_of(block).expect("instances"))
+        self.index(self.map.master_of(block).expect("instances"))
     }
 
-    fn op(&mut self, block: BlockId, write: Option<Vec<u8>>) -> u64 {
+    fn op(&mut self, instance: usize, block: BlockId, write: Option<Vec<u8>>) -> u64 {
         self.next_op += 1;
         let floor = self.acked.get(&block).copied().unwrap_or(0);
-        self.asked.insert(self.next_op, Asked { block, floor, write });
+        self.asked.insert(self.next_op, Asked { instance, block, floor, write });
         self.next_op
     }
 
@@ -137,7 +162,7 @@ impl Sim {
                     let to = self.index(&to);
                     self.links.entry((from, to, false)).or_default().push_back(Msg::ToInstance(msg));
                 }
-                Output::Redo(r) => self.io.push(Io::Redo { instance: from, block: r.block, scn: r.scn }),
+                Output::Redo(r) => self.io.push(Io::Redo { instance: from, block: r.block, scn: r.scn, data: r.data }),
                 Output::WriteBack(block, image) => self.io.push(Io::WriteBack { instance: from, block, image }),
                 Output::ReadDisk(request) => self.io.push(Io::ReadDisk { instance: from, request }),
                 Output::Answer(id, answer) => self.answered(id, answer),
@@ -176,6 +201,9 @@ impl Sim {
         let Some(msg) = self.links.get_mut(&key).and_then(VecDeque::pop_front) else { return };
         let (from, to, _) = key;
         self.trace.push(format!("{from}->{to} {msg:?}"));
+        if !self.alive[to] {
+            return;
+        }
         match msg {
             Msg::ToMaster(m) => {
                 let d = &mut self.masters[to];
@@ -201,7 +229,10 @@ impl Sim {
         let io = self.io.remove(i % self.io.len());
         self.trace.push(format!("io {io:?}"));
         match io {
-            Io::Redo { instance, block, scn } => {
+            Io::Redo { instance, block, scn, data } => {
+                // Durable: a read may see it even if a crash keeps it from being acknowledged.
+                self.written.insert((block, scn), data);
+                self.redo[instance].push((block, scn));
                 let out = self.instances[instance].redo_durable(block, scn, Ok(()));
                 self.outputs(instance, out);
             }
@@ -224,16 +255,95 @@ impl Sim {
     fn retry(&mut self) {
         // The retry interval passes: every request still waiting goes again.
         self.clock += super::protocol::RETRY_AFTER;
-        for i in 0..self.instances.len() {
+        for i in self.live().collect::<Vec<_>>() {
             let out = self.instances[i].retry(self.clock);
             self.outputs(i, out);
         }
-        for m in 0..self.masters.len() {
+        for m in self.live().collect::<Vec<_>>() {
             let busy: Vec<BlockId> = self.masters[m].busy().collect();
             for block in busy {
                 let directives = self.masters[m].in_flight(block);
                 self.directives(m, directives);
             }
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.alive.len()).filter(|i| self.alive[*i])
+    }
+
+    /// Instance `i` fails: its cache, its directory, its operations and I/O under way are gone
+    /// (the operations answered as failed); its durable redo stays.
+    fn crash(&mut self, i: usize) {
+        if !self.alive[i] || self.live().count() < 2 {
+            return;
+        }
+        self.trace.push(format!("CRASH {i}"));
+        self.alive[i] = false;
+        self.unrecovered.push(i);
+        self.asked.retain(|_, a| a.instance != i);
+        self.io.retain(|io| !matches!(io, Io::Redo { instance, .. } | Io::WriteBack { instance, .. } | Io::ReadDisk { instance, .. } if *instance == i));
+        // What it sent may still arrive (until a reconfiguration voids it); what is sent to it
+        // is lost.
+        self.links.retain(|(_, to, _), _| *to != i);
+    }
+
+    /// A reconfiguration of the GRD, as the cluster's control runs it.
+    fn reconfigure(&mut self, rejoin: usize, remaster: Option<(u64, usize)>) {
+        let n = self.names.len();
+        let wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync> = Arc::new(|_| true);
+        if rejoin < usize::MAX && !self.alive[rejoin % n] && !self.unrecovered.contains(&(rejoin % n)) {
+            let r = rejoin % n;
+            self.lives += 1;
+            self.instances[r] = InstanceState::new(self.names[r].clone(), 2, self.lives << 40, wants);
+            self.alive[r] = true;
+        }
+        self.trace.push(format!("RECONFIGURE unrecovered {:?} alive {:?} remaster {remaster:?}", self.unrecovered, self.alive));
+        let reports: Vec<InstanceReport> = self.live().collect::<Vec<_>>().into_iter().map(|i| self.instances[i].freeze()).collect();
+        // What was on the way belongs to the configuration before: dropped where it arrives.
+        self.links.clear();
+        let alive = self.alive.clone();
+        self.io.retain(|io| !matches!(io, Io::ReadDisk { .. }) || matches!(io, Io::ReadDisk { instance, .. } if !alive[*instance]));
+        for dead in std::mem::take(&mut self.unrecovered) {
+            for (block, scn) in std::mem::take(&mut self.redo[dead]) {
+                let data = self.written.get(&(block, scn)).cloned().unwrap_or_default();
+                self.write_disk(block, BlockImage { scn, data: Arc::from(data.as_slice()), on_disk: true });
+            }
+            self.instances[dead] = InstanceState::new(self.names[dead].clone(), 2, 0, Arc::new(|_| true));
+        }
+        let mut on_disk = Vec::new();
+        for r in &reports {
+            for (block, image) in &r.past_images {
+                self.write_disk(*block, image.clone());
+                on_disk.push((*block, image.scn));
+            }
+        }
+        let live: Vec<String> = self.live().map(|i| self.names[i].clone()).collect();
+        let mut overrides = self.map.overrides().clone();
+        if let Some((block, to)) = remaster {
+            overrides.insert(BlockId { file: 1, block }, self.names[to % n].clone());
+        }
+        self.map = MasterMap::new(self.map.epoch + 1, &live, overrides);
+        let mut entries: BTreeMap<usize, BTreeMap<BlockId, Vec<(String, Holding)>>> = BTreeMap::new();
+        for r in &reports {
+            for h in &r.holdings {
+                let m = self.master_of(h.block);
+                entries.entry(m).or_default().entry(h.block).or_default().push((r.instance.clone(), h.clone()));
+            }
+        }
+        for m in 0..n {
+            let mine = entries.remove(&m).unwrap_or_default().into_iter().collect();
+            self.masters[m] = Directory::rebuilt(self.names[m].clone(), mine);
+        }
+        for i in self.live().collect::<Vec<_>>() {
+            let out = self.instances[i].resume(&on_disk);
+            self.outputs(i, out);
+        }
+    }
+
+    fn write_disk(&mut self, block: BlockId, image: BlockImage) {
+        if self.disk.get(&block).is_none_or(|d| d.scn < image.scn) {
+            self.disk.insert(block, BlockImage { on_disk: true, ..image });
         }
     }
 
@@ -245,7 +355,7 @@ impl Sim {
     /// At most one exclusive holder of each block, and no shared one beside it, in the caches.
     fn check_holders(&self, blocks: &[BlockId]) {
         for block in blocks {
-            let modes: Vec<LockMode> = self.instances.iter().map(|i| i.mode_in_effect(*block)).filter(|m| *m != LockMode::Null).collect();
+            let modes: Vec<LockMode> = self.live().map(|i| self.instances[i].mode_in_effect(*block)).filter(|m| *m != LockMode::Null).collect();
             let exclusive = modes.iter().filter(|m| **m == LockMode::Exclusive).count();
             if exclusive > 0 && modes.len() > 1 {
                 let key = format!("{block:?}");
@@ -258,11 +368,13 @@ impl Sim {
     /// Delivers and completes everything (retrying what a loss left waiting) until quiet.
     fn settle(&mut self) {
         for round in 0..10_000 {
-            if let Some(key) = self.busy_link(0) {
+            if !self.unrecovered.is_empty() {
+                self.reconfigure(usize::MAX, None);
+            } else if let Some(key) = self.busy_link(0) {
                 self.deliver(key);
             } else if !self.io.is_empty() {
                 self.complete(0);
-            } else if self.instances.iter().all(InstanceState::is_idle) && self.masters.iter().all(|m| m.busy().next().is_none()) {
+            } else if self.live().all(|i| self.instances[i].is_idle() && self.masters[i].busy().next().is_none()) {
                 return;
             } else {
                 if round > 9_000 {
@@ -284,22 +396,22 @@ fn run(instances: usize, steps: &[Step]) {
     let blocks: Vec<BlockId> = (0..3).map(|b| BlockId { file: 1, block: b }).collect();
     for (n, s) in steps.iter().enumerate() {
         match s {
-            Step::Read { instance, block } => {
+            Step::Read { instance, block } if sim.alive[instance % instances] => {
                 let (i, b) = (instance % instances, blocks[*block as usize]);
-                let id = sim.op(b, None);
+                let id = sim.op(i, b, None);
                 let out = sim.instances[i].read(id, b);
                 sim.outputs(i, out);
             }
-            Step::Write { instance, block } => {
+            Step::Write { instance, block } if sim.alive[instance % instances] => {
                 let (i, b) = (instance % instances, blocks[*block as usize]);
                 let data = format!("w{n} by i{i}").into_bytes();
-                let id = sim.op(b, Some(data.clone()));
+                let id = sim.op(i, b, Some(data.clone()));
                 let out = sim.instances[i].write(id, b, data);
                 sim.outputs(i, out);
             }
-            Step::Release { instance, block } => {
+            Step::Release { instance, block } if sim.alive[instance % instances] => {
                 let (i, b) = (instance % instances, blocks[*block as usize]);
-                let id = sim.op(b, None);
+                let id = sim.op(i, b, None);
                 let out = sim.instances[i].convert(id, b, LockMode::Null);
                 sim.outputs(i, out);
             }
@@ -319,6 +431,9 @@ fn run(instances: usize, steps: &[Step]) {
                 sim.trace.push("retry".into());
                 sim.retry();
             }
+            Step::Crash(i) => sim.crash(i % instances),
+            Step::Reconfigure { rejoin, remaster } => sim.reconfigure(*rejoin, *remaster),
+            Step::Read { .. } | Step::Write { .. } | Step::Release { .. } => {}
         }
         sim.check_holders(&blocks);
     }
@@ -327,8 +442,8 @@ fn run(instances: usize, steps: &[Step]) {
     assert!(sim.asked.is_empty(), "every operation is answered once everything is delivered: {:?}", sim.asked);
     // Quiet: every instance reads the last acknowledged write of every block.
     for block in &blocks {
-        for i in 0..instances {
-            let id = sim.op(*block, None);
+        for i in sim.live().collect::<Vec<_>>() {
+            let id = sim.op(i, *block, None);
             let out = sim.instances[i].read(id, *block);
             sim.outputs(i, out);
             sim.settle();

@@ -1,6 +1,6 @@
 //! RAC over REST: instances and their state, block reads and writes through Cache Fusion, lock
-//! conversion and release, Cache Fusion statistics, the GRD's entries, the interconnect and
-//! parallel query. Remastering and recovery are not built yet (`not_built.rs`).
+//! conversion and release, Cache Fusion statistics, the GRD's entries and its remastering, the
+//! interconnect, parallel query and instance recovery.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -25,13 +25,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/rac/grd/resources/{resource_id}", web::get().to(get_resource))
         .route("/api/v1/rac/interconnect", web::get().to(interconnect))
         .route("/api/v1/rac/parallel-query", web::post().to(parallel_query))
-        .route("/api/v1/rac/parallel-query/statistics", web::get().to(parallel_query_statistics));
+        .route("/api/v1/rac/parallel-query/statistics", web::get().to(parallel_query_statistics))
+        .route("/api/v1/rac/grd/remaster", web::post().to(remaster))
+        .route("/api/v1/rac/grd/load-balance", web::post().to(load_balance))
+        .route("/api/v1/rac/recovery", web::get().to(list_recoveries))
+        .route("/api/v1/rac/recovery", web::post().to(start_recovery))
+        .route("/api/v1/rac/recovery/{id}", web::get().to(get_recovery));
 }
 
 /// The OpenAPI description of the RAC routes built so far.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource, interconnect, parallel_query, parallel_query_statistics),
+    paths(rac_status, list_instances, read_block, write_block, release_lock, convert_lock, cache_fusion_statistics, list_resources, get_resource, interconnect, parallel_query, parallel_query_statistics, remaster, load_balance, list_recoveries, start_recovery, get_recovery),
     components(schemas(
         InstanceBody,
         WriteBody,
@@ -60,6 +65,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         InstanceScanTotals,
         LockMode,
         crate::model::rac::TransferKind,
+        RemasterBody,
+        RemasterOutcome,
+        RemasteredResource,
+        RemasterReason,
+        RecoveryBody,
+        RecoveryList,
+        RecoveryView,
     ))
 )]
 pub struct RacApi;
@@ -287,4 +299,69 @@ pub async fn parallel_query(runtime: web::Data<RuntimeHandle>, body: Json<Parall
     responses((status = 200, description = "Queries run and failed, rows and blocks scanned, average duration, per instance totals", body = ParallelQueryStats)))]
 pub async fn parallel_query_statistics(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(rac(&runtime)?.parallel_query_stats().await?))
+}
+
+/// Body of `POST /api/v1/rac/grd/remaster` (may be empty: the affinity pass over every block).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemasterBody {
+    /// The block to remaster, file:block. Alone: the affinity pass on it only.
+    pub resource_id: Option<String>,
+    /// Where its mastership goes (a live instance); needs `resource_id`.
+    pub to_instance: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/grd/remaster", tag = "rac", request_body = RemasterBody,
+    responses((status = 200, description = "The reconfiguration done: the blocks with holders whose master moved (none if the affinity pass found nothing to move)", body = RemasterOutcome),
+        (status = 400, description = "Invalid body"),
+        (status = 404, description = "No such instance or block"),
+        (status = 503, description = "The instance named is down")))]
+pub async fn remaster(runtime: web::Data<RuntimeHandle>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let body: RemasterBody = if body.iter().all(u8::is_ascii_whitespace) { RemasterBody::default() } else { crate::http::json::parse(&body)? };
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.remaster(body.resource_id.as_deref(), body.to_instance.as_deref()).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/grd/load-balance", tag = "rac",
+    responses((status = 200, description = "Mastership of the blocks with an entry spread evenly over the live instances", body = RemasterOutcome)))]
+pub async fn load_balance(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rac(&runtime)?.load_balance().await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryList {
+    /// Newest first: running, then past ones (the last 64).
+    pub recoveries: Vec<RecoveryView>,
+}
+
+/// Body of `POST /api/v1/rac/recovery`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryBody {
+    /// A crashed instance not recovered yet.
+    pub failed_instance: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/recovery", tag = "rac",
+    responses((status = 200, description = "Instance recoveries, running and past", body = RecoveryList)))]
+pub async fn list_recoveries(runtime: web::Data<RuntimeHandle>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(RecoveryList { recoveries: rac(&runtime)?.recoveries(None).await? }))
+}
+
+#[utoipa::path(post, path = "/api/v1/rac/recovery", tag = "rac", request_body = RecoveryBody,
+    responses((status = 202, description = "Recovery started (or the one running already)", body = RecoveryView),
+        (status = 404, description = "No such instance"),
+        (status = 409, description = "The instance is open, or was recovered already")))]
+pub async fn start_recovery(runtime: web::Data<RuntimeHandle>, body: Json<RecoveryBody>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(rac(&runtime)?.start_recovery(body.into_inner().failed_instance).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/rac/recovery/{id}", tag = "rac",
+    params(("id" = String, Path, description = "recovery-N")),
+    responses((status = 200, description = "One recovery", body = RecoveryView),
+        (status = 404, description = "No such recovery")))]
+pub async fn get_recovery(runtime: web::Data<RuntimeHandle>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let found = rac(&runtime)?.recoveries(Some(id.clone())).await?.into_iter().next();
+    let view = found.ok_or(RacError::RecoveryNotFound { recovery_id: id })?;
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -5,7 +5,7 @@
 use async_graphql::{Subscription, ID};
 use futures_util::stream::Empty;
 
-use super::types::{ConflictEvent, RebalanceProgressEvent, RecoveryEvent};
+use super::types::{ConflictEvent, RebalanceProgressEvent};
 use crate::http::graphql::schema::not_built;
 
 #[derive(Default)]
@@ -29,11 +29,6 @@ impl NotBuiltSubscription {
         #[graphql(name = "tableId")] _table_id: Option<ID>,
     ) -> async_graphql::Result<Empty<RebalanceProgressEvent>> {
         Err(not_built("sharding"))
-    }
-
-    /// RAC instance recoveries: `recovery_started`, `recovery_progress`, `recovery_completed`.
-    async fn instance_recovery_events(&self) -> async_graphql::Result<Empty<RecoveryEvent>> {
-        Err(not_built("rac"))
     }
 
 }

@@ -53,19 +53,3 @@ pub struct RebalanceProgressEvent {
     #[graphql(flatten)]
     pub stamp: EventStamp,
 }
-
-/// `recovery_started` / `recovery_progress` / `recovery_completed`.
-#[derive(SimpleObject)]
-pub struct RecoveryEvent {
-    pub event_type: String,
-    pub failed_instance: ID,
-    pub recovering_instance: ID,
-    pub recovery_phase: String,
-    pub progress_percent: f64,
-    pub redo_logs_applied: u64,
-    pub total_redo_logs: u64,
-    pub eta_seconds: Option<f64>,
-    pub blocks_recovered: u64,
-    #[graphql(flatten)]
-    pub stamp: EventStamp,
-}

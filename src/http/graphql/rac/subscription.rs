@@ -1,10 +1,10 @@
 //! RAC subscriptions, registry subscriptions like every other: Cache Fusion block transfers and
-//! global lock changes. Errors as for `events`.
+//! global lock changes, instance recoveries, parallel queries. Errors as for `events`.
 
 use async_graphql::{Context, Subscription, ID};
 use futures_util::Stream;
 
-use super::types::{CacheFusionEvent, LockEvent, ParallelQueryEvent};
+use super::types::{CacheFusionEvent, LockEvent, ParallelQueryEvent, RecoveryEvent};
 use crate::http::graphql::streams::{subscribe, typed};
 use crate::messages::events::{EventFilter, EventType, SubjectKind};
 
@@ -46,5 +46,18 @@ impl RacSubscription {
         let filter = EventFilter { event_types: vec![EventType::QueryStarted, EventType::QueryCompleted], ..EventFilter::default() }.with_ids(SubjectKind::Query, query_id.map(|id| id.0));
         let events = subscribe(ctx, "parallelQueryEvents", filter).await?;
         Ok(typed(events, |e| ParallelQueryEvent::from_event(e).map(Ok)))
+    }
+
+    /// Instance recoveries (of the failed or recovering `instanceId` only, when given):
+    /// `recovery_started`, `recovery_progress`, `recovery_completed`.
+    async fn instance_recovery_events(
+        &self,
+        ctx: &Context<'_>,
+        instance_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RecoveryEvent>>> {
+        let types = vec![EventType::RecoveryStarted, EventType::RecoveryProgress, EventType::RecoveryCompleted];
+        let filter = EventFilter { event_types: types, ..EventFilter::default() }.with_ids(SubjectKind::Instance, instance_id.map(|id| id.0));
+        let events = subscribe(ctx, "instanceRecoveryEvents", filter).await?;
+        Ok(typed(events, |e| RecoveryEvent::from_event(e).map(Ok)))
     }
 }

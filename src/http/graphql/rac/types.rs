@@ -108,3 +108,44 @@ impl ParallelQueryEvent {
         })
     }
 }
+
+/// `recovery_started` / `recovery_progress` / `recovery_completed`, and `resource_remastered`
+/// during the recovery's reconfiguration.
+#[derive(SimpleObject)]
+pub struct RecoveryEvent {
+    pub event_type: String,
+    pub recovery_id: ID,
+    pub failed_instance: ID,
+    pub recovering_instance: ID,
+    pub recovery_phase: String,
+    pub progress_percent: f64,
+    pub redo_logs_applied: u64,
+    pub total_redo_logs: u64,
+    pub eta_seconds: Option<f64>,
+    pub blocks_recovered: u64,
+    pub redo_records_applied: u64,
+    pub success: Option<bool>,
+    #[graphql(flatten)]
+    pub stamp: EventStamp,
+}
+
+impl RecoveryEvent {
+    pub fn from_event(e: &SharedEvent) -> Option<Self> {
+        let EventPayload::Rac(RacEvent::RecoveryStarted(p) | RacEvent::RecoveryProgress(p) | RacEvent::RecoveryCompleted(p)) = &e.payload else { return None };
+        Some(RecoveryEvent {
+            event_type: e.payload.event_type().as_str().to_string(),
+            recovery_id: ID(p.recovery_id.clone()),
+            failed_instance: ID(p.failed_instance.clone()),
+            recovering_instance: ID(p.recovering_instance.clone()),
+            recovery_phase: p.recovery_phase.clone(),
+            progress_percent: p.progress_percent,
+            redo_logs_applied: p.redo_logs_applied,
+            total_redo_logs: p.total_redo_logs,
+            eta_seconds: p.eta_seconds,
+            blocks_recovered: p.blocks_recovered,
+            redo_records_applied: p.redo_records_applied,
+            success: p.success,
+            stamp: EventStamp::of(e),
+        })
+    }
+}

@@ -1,6 +1,9 @@
-//! Where a block's GRD entry is mastered: consistent hashing of the block onto the instances, so
-//! that adding or removing an instance moves only the blocks whose points it takes or leaves
-//! (about one in n), not every block's.
+//! Where a block's GRD entry is mastered: consistent hashing of the block onto the live
+//! instances, so that adding or removing an instance moves only the blocks whose points it takes
+//! or leaves (about one in n), not every block's; and the blocks remastered away from their
+//! place on the ring (by affinity, by hand, to balance the load).
+
+use std::collections::BTreeMap;
 
 use crate::model::rac::BlockId;
 
@@ -41,6 +44,42 @@ impl MasterRing {
     }
 }
 
+/// One configuration of the GRD: its epoch, the live instances' ring, and the blocks
+/// remastered elsewhere than the ring puts them. Every protocol message is stamped with the
+/// epoch its sender was in.
+#[derive(Debug, Clone)]
+pub struct MasterMap {
+    pub epoch: u64,
+    ring: MasterRing,
+    overrides: BTreeMap<BlockId, String>,
+}
+
+impl MasterMap {
+    /// The configuration `epoch` of `live` instances; overrides to an instance not live, or to
+    /// where the ring puts the block anyway, are dropped.
+    pub fn new(epoch: u64, live: &[String], overrides: BTreeMap<BlockId, String>) -> MasterMap {
+        let ring = MasterRing::new(live);
+        let overrides = overrides.into_iter().filter(|(b, to)| live.contains(to) && ring.master_of(*b) != Some(to.as_str())).collect();
+        MasterMap { epoch, ring, overrides }
+    }
+
+    pub fn master_of(&self, block: BlockId) -> Option<&str> {
+        self.overrides.get(&block).map(String::as_str).or_else(|| self.ring.master_of(block))
+    }
+
+    pub fn live(&self) -> &[String] {
+        self.ring.instances()
+    }
+
+    pub fn is_live(&self, instance: &str) -> bool {
+        self.live().iter().any(|i| i == instance)
+    }
+
+    pub fn overrides(&self) -> &BTreeMap<BlockId, String> {
+        &self.overrides
+    }
+}
+
 /// FNV-1a, then a SplitMix64 finish so that near keys spread over the whole ring.
 fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -74,5 +113,19 @@ mod tests {
         // Every block that moved went to the new instance.
         assert!(blocks.iter().filter(|b| four.master_of(**b) != five.master_of(**b)).all(|b| five.master_of(*b) == Some("instance-5")));
         assert_eq!(MasterRing::new(&[]).master_of(blocks[0]), None);
+    }
+
+    #[test]
+    fn a_map_puts_overrides_first_and_drops_those_to_the_dead_or_to_the_ring_anyway() {
+        let b = BlockId { file: 1, block: 42 };
+        let ring = MasterRing::new(&names(4));
+        let home = ring.master_of(b).map(String::from).expect("a master");
+        let other = names(4).into_iter().find(|n| *n != home).expect("another");
+        let map = MasterMap::new(2, &names(4), BTreeMap::from([(b, other.clone())]));
+        assert_eq!(map.master_of(b), Some(other.as_str()));
+        let without: Vec<String> = names(4).into_iter().filter(|n| *n != other).collect();
+        let map = MasterMap::new(3, &without, map.overrides().clone());
+        assert_eq!(map.master_of(b), Some(home.as_str()), "an override to a dead instance goes");
+        assert!(MasterMap::new(4, &names(4), BTreeMap::from([(b, home.clone())])).overrides().is_empty());
     }
 }
