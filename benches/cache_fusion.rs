@@ -1,118 +1,256 @@
-//! Cache Fusion throughput and latency: blocks written alternately by two instances, so that
-//! every write first moves the block from the other instance's cache (a current-block transfer,
-//! 2-way or 3-way), against the same writes by one instance that holds the block already, in the
-//! same run.
+//! Cache Fusion throughput and latency on a hot set of blocks, against the floor of a 3-way
+//! transfer in the same run.
 //!
-//! * `cache_fusion_{memory,disk}/local_write/{1,16}`, **the baseline**: a runtime with the four
-//!   default RAC instances; each of 1 or 16 lanes writes its own block at `instance-1` over and
-//!   over. After the first write the instance holds the block exclusive: each write is the
-//!   actor's work and the redo commit (gathered with the other lanes' into one fsync on disk).
-//! * `cache_fusion_{memory,disk}/transfer_write/{1,16}`: the same, but each lane's writes
-//!   alternate between `instance-1` and `instance-2`: each write asks the block's master for an
-//!   exclusive lock, the other instance ships the block (keeping a past image) and the writer
-//!   commits its redo. One criterion iteration is one write; its latency runs from the send to
-//!   the answer.
+//! * `cache_fusion/chain/16`, **the baseline**: three bare actix actors, a requester, a master
+//!   and a holder; a client asks the requester, which sends to the master, which sends to the
+//!   holder, which sends to the requester, which answers the client: the messages of a 3-way
+//!   transfer and nothing else, 16 in flight.
+//! * `cache_fusion/{read_mostly,write_heavy}/{2,4,8}`: a runtime (memory engine) with 2, 4 or 8
+//!   RAC instances; 16 lanes, each reading (90% or 50% of the time) or writing a random block of
+//!   a hot set of 32 at a random instance. A read of a block the instance holds, or a write of
+//!   one it holds exclusive, is answered from its cache; the others move the block from another
+//!   instance's cache (2-way or 3-way) or from disk.
+//! * `.../with_subscriber/4`: the 4-instance workloads with an in-process subscriber taking every
+//!   `block_transfer` event.
 //!
-//! The summary prints writes/s (median over samples), p50 and p99 per case, each transfer case's
-//! rate against the baseline at the same number of lanes, and the receive time the instances
-//! measured (`receive_micros_avg`, `receive_micros_p99` of `/cache-fusion/statistics`). About a
-//! minute; `-- --quick` is shorter.
+//! The summary prints, per case, the operations/s and the block transfers/s (2-way and 3-way,
+//! from the instances' own statistics over the measured run), the p50 and p99 of the
+//! operations that moved a block, the transfer rate against the baseline's, and what the
+//! subscriber cost. About a minute; `-- --quick` is shorter.
 
 // Shared by the benches; each takes what it needs.
 #[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use actix_rt::{System, SystemRunner};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 use clusterd::actors::rac::Rac;
-use clusterd::messages::rac::{GetInstance, WriteBlock};
-use clusterd::model::rac::BlockId;
+use clusterd::messages::events::{now_ms, EventFilter, EventType};
+use clusterd::messages::rac::{GetInstance, ReadBlock, WriteBlock};
+use clusterd::messages::registry::{Delivery, Subscribe, SubscriberInfo, Transport};
+use clusterd::model::rac::{BlockId, TransferKind};
 use clusterd::{Config, Runtime, RuntimeHandle};
 use support::{fmt_time, median_rate, quantile, record, Client, Engine, Samples};
 
-const LANES: [usize; 2] = [1, 16];
+/// The server binary's allocator (src/main.rs), so that both sides of every ratio run on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const LANES: usize = 16;
+const HOT_BLOCKS: u64 = 32;
+const INSTANCES: [usize; 3] = [2, 4, 8];
+
+// ---- The baseline: a bare chain of three messages ----
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ask(tokio::sync::oneshot::Sender<()>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Hop(u64);
+
+struct Requester {
+    master: Option<Recipient<Hop>>,
+    next: u64,
+    waiting: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Actor for Requester {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wire(Recipient<Hop>);
+
+impl Handler<Wire> for Requester {
+    type Result = ();
+    fn handle(&mut self, msg: Wire, _ctx: &mut Self::Context) {
+        self.master = Some(msg.0);
+    }
+}
+
+impl Handler<Ask> for Requester {
+    type Result = ();
+    fn handle(&mut self, msg: Ask, _ctx: &mut Self::Context) {
+        self.next += 1;
+        self.waiting.insert(self.next, msg.0);
+        if let Some(m) = &self.master {
+            m.do_send(Hop(self.next));
+        }
+    }
+}
+
+impl Handler<Hop> for Requester {
+    type Result = ();
+    fn handle(&mut self, msg: Hop, _ctx: &mut Self::Context) {
+        if let Some(reply) = self.waiting.remove(&msg.0) {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// A master or a holder: passes each hop on.
+struct Relay(Recipient<Hop>);
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<Hop> for Relay {
+    type Result = ();
+    fn handle(&mut self, msg: Hop, _ctx: &mut Self::Context) {
+        self.0.do_send(msg);
+    }
+}
+
+fn start_chain(system: &SystemRunner) -> Addr<Requester> {
+    system.block_on(async {
+        let requester = Requester { master: None, next: 0, waiting: Default::default() }.start();
+        let holder = Relay(requester.clone().recipient()).start();
+        let master = Relay(holder.recipient()).start();
+        requester.do_send(Wire(master.recipient()));
+        requester
+    })
+}
+
+fn run_chain(system: &SystemRunner, client: &Client, requester: &Addr<Requester>, n: u64) -> Vec<Duration> {
+    let requester = requester.clone();
+    client.run(system, move || async move {
+        let lanes = (0..LANES as u64).map(|lane| {
+            let requester = requester.clone();
+            async move {
+                let mut out = Vec::new();
+                let mut i = lane;
+                while i < n {
+                    let t0 = Instant::now();
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    requester.do_send(Ask(tx));
+                    rx.await.expect("the chain answers");
+                    out.push(t0.elapsed());
+                    i += LANES as u64;
+                }
+                out
+            }
+        });
+        futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
+    })
+}
+
+// ---- The RAC workload ----
+
+/// Counts the events it receives.
+struct Counter(Arc<AtomicU64>);
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivery> for Counter {
+    type Result = ();
+    fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
+        if let Delivery::Event(e) = msg {
+            std::hint::black_box(e.ws_frame.len());
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 struct Cluster {
     runtime: RuntimeHandle,
-    _dir: Option<tempfile::TempDir>,
+    instances: Vec<Addr<clusterd::actors::rac::RacInstanceActor>>,
+    events: Option<Arc<AtomicU64>>,
+}
+
+/// What one case measured besides the operations' latencies.
+#[derive(Default)]
+struct Moved {
+    transfers: u64,
+    elapsed: Duration,
+    /// Latencies of the operations that moved a block from another instance.
+    transfer_latencies: Vec<f64>,
+    events: u64,
 }
 
 impl Cluster {
-    fn start(system: &SystemRunner, engine: Engine) -> Cluster {
+    fn start(system: &SystemRunner, n: usize, subscriber: bool) -> Cluster {
         let mut config = Config::in_memory().without_replicas();
-        let dir = engine.configure(&mut config);
+        Engine::Memory.configure(&mut config);
+        config.rac.instances = (1..=n).map(|i| format!("instance-{i}")).collect();
         let runtime = system.block_on(async move { Runtime::start(config) }).expect("runtime starts");
-        Cluster { runtime, _dir: dir }
+        let rac = runtime.domain::<Rac>().expect("the RAC domain runs");
+        let instances = rac.instances.values().cloned().collect();
+        let events = subscriber.then(|| {
+            let count = Arc::new(AtomicU64::new(0));
+            let registry = runtime.registry().clone();
+            let c = count.clone();
+            system.block_on(async move {
+                let sink = Counter(c).start();
+                let filter = EventFilter { event_types: vec![EventType::BlockTransfer], ..EventFilter::default() };
+                let info = SubscriberInfo { transport: Transport::InProcess, stream: "bench".into(), peer: "counter".into(), connected_at_ms: now_ms(), session_id: None };
+                registry.send(Subscribe { filter, stream: Vec::new(), sink: Box::new(sink.recipient::<Delivery>()), info }).await.expect("the registry answers");
+            });
+            count
+        });
+        Cluster { runtime, instances, events }
     }
 
-    /// `n` writes over `lanes` lanes (lane `j` writes block `1:j`); `alternate`: a lane's writes
-    /// go to `instance-1` and `instance-2` in turn. Their latencies.
-    fn run(&self, system: &SystemRunner, client: &Client, n: u64, lanes: usize, alternate: bool) -> Vec<Duration> {
-        let rac = self.runtime.domain::<Rac>().expect("the RAC domain runs");
-        let one = rac.instances["instance-1"].clone();
-        let two = rac.instances["instance-2"].clone();
+    /// Blocks received from other instances, over every instance.
+    fn transfers(&self, system: &SystemRunner) -> u64 {
+        let addrs = self.instances.clone();
+        system.block_on(async move {
+            let mut total = 0;
+            for a in addrs {
+                let s = a.send(GetInstance).await.expect("instance answers").expect("a view").statistics;
+                total += s.cr_2hop + s.cr_3hop + s.current_2hop + s.current_3hop;
+            }
+            total
+        })
+    }
+
+    /// `n` operations over [`LANES`] lanes, `reads` of them (per cent) reads: each operation's
+    /// latency, and whether it moved a block from another instance.
+    fn run(&self, system: &SystemRunner, client: &Client, n: u64, reads: u64) -> Vec<(Duration, bool)> {
+        let instances = self.instances.clone();
         client.run(system, move || async move {
-            let lanes = (0..lanes as u64).map(|lane| {
-                let (one, two) = (one.clone(), two.clone());
+            let lanes = (0..LANES as u64).map(|lane| {
+                let instances = instances.clone();
                 async move {
                     let mut out = Vec::new();
+                    // xorshift64 per lane: the same sequence every run.
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (lane + 1);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
                     let mut i = lane;
                     while i < n {
-                        let at = if alternate && (i / lanes as u64) % 2 == 1 { &two } else { &one };
+                        let at = &instances[(next() % instances.len() as u64) as usize];
+                        let block = BlockId { file: 1, block: next() % HOT_BLOCKS };
                         let t0 = Instant::now();
-                        let write = WriteBlock { block: BlockId { file: 1, block: lane }, data: format!("write {i}").into_bytes() };
-                        at.send(write).await.expect("instance answers").expect("written");
-                        out.push(t0.elapsed());
-                        i += lanes as u64;
+                        let kind = if next() % 100 < reads {
+                            at.send(ReadBlock { block }).await.expect("instance answers").expect("read").transfer_kind
+                        } else {
+                            at.send(WriteBlock { block, data: format!("write {i}").into_bytes() }).await.expect("instance answers").expect("written").transfer_kind
+                        };
+                        out.push((t0.elapsed(), matches!(kind, TransferKind::TwoWay | TransferKind::ThreeWay)));
+                        i += LANES as u64;
                     }
                     out
                 }
             });
             futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
         })
-    }
-
-    /// (average, p99) receive micros `instance-1` and `instance-2` measured.
-    fn receive_times(&self, system: &SystemRunner) -> Vec<(f64, u64)> {
-        let rac = self.runtime.domain::<Rac>().expect("the RAC domain runs");
-        let addrs = [rac.instances["instance-1"].clone(), rac.instances["instance-2"].clone()];
-        system.block_on(async move {
-            let mut out = Vec::new();
-            for a in addrs {
-                let v = a.send(GetInstance).await.expect("instance answers").expect("a view");
-                out.push((v.statistics.receive_micros_avg, v.statistics.receive_micros_p99));
-            }
-            out
-        })
-    }
-}
-
-fn summary(samples: &Samples, receive: &BTreeMap<String, Vec<(f64, u64)>>) {
-    println!();
-    println!("Cache Fusion: writes/s (median over samples), latency p50 / p99 over every write, and the rate against");
-    println!("the same writes by one instance holding the block (no transfer) at the same number of lanes:");
-    for engine in ["memory", "disk"] {
-        for lanes in LANES {
-            let base = median_rate(samples, &format!("{engine}/local_write/{lanes}"));
-            for case in ["local_write", "transfer_write"] {
-                let id = format!("{engine}/{case}/{lanes}");
-                let Some(rate) = median_rate(samples, &id) else { continue };
-                let mut lat: Vec<f64> = samples[&id].iter().flat_map(|(_, l)| l.iter().map(|d| d.as_secs_f64())).collect();
-                lat.sort_by(f64::total_cmp);
-                let ratio = base.map(|b| format!("x{:.2}", rate / b)).unwrap_or_default();
-                let received = receive.get(&id).map(|r| r.iter().map(|(avg, p99)| format!("{avg:.0}/{p99}")).collect::<Vec<_>>().join(" ")).unwrap_or_default();
-                println!(
-                    "  {engine:<6} {case:<14} lanes {lanes:>2}: {rate:>9.0}/s  p50 {:>9}  p99 {:>9}  {ratio:<6} {}",
-                    fmt_time(Duration::from_secs_f64(quantile(&lat, 0.5))),
-                    fmt_time(Duration::from_secs_f64(quantile(&lat, 0.99))),
-                    if received.is_empty() || case == "local_write" { String::new() } else { format!("receive µs avg/p99 (instance-1, -2): {received}") },
-                );
-            }
-        }
     }
 }
 
@@ -125,35 +263,87 @@ fn main() {
     let system = System::new();
     let client = Client::start();
     let mut samples = Samples::new();
-    let mut receive = BTreeMap::new();
+    let mut moved: BTreeMap<String, Moved> = BTreeMap::new();
 
-    for engine in [Engine::Memory, Engine::Disk] {
-        let mut group = criterion.benchmark_group(format!("cache_fusion_{}", engine.name()));
-        group.sampling_mode(SamplingMode::Flat);
-        group.throughput(Throughput::Elements(1));
-        for lanes in LANES {
-            for (case, alternate) in [("local_write", false), ("transfer_write", true)] {
-                // A fresh runtime per case: the other case's blocks and statistics do not carry over.
-                let cluster = Cluster::start(&system, engine);
-                let id = format!("{}/{case}/{lanes}", engine.name());
-                group.bench_function(BenchmarkId::new(case, lanes), |b| {
-                    b.iter_custom(|iters| {
-                        let t0 = Instant::now();
-                        let lat = cluster.run(&system, &client, iters, lanes, alternate);
-                        record(&mut samples, &id, t0.elapsed(), lat)
-                    })
-                });
-                receive.insert(id, cluster.receive_times(&system));
-                let runtime = cluster.runtime.clone();
-                system.block_on(async move { runtime.shutdown().await });
-            }
-        }
-        group.finish();
+    let mut group = criterion.benchmark_group("cache_fusion");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(1));
+    let chain = start_chain(&system);
+    group.bench_function(BenchmarkId::new("chain", LANES), |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            let lat = run_chain(&system, &client, &chain, iters);
+            record(&mut samples, "chain", t0.elapsed(), lat)
+        })
+    });
+    let mut cases: Vec<(&str, u64, usize, bool)> = Vec::new();
+    for n in INSTANCES {
+        cases.push(("read_mostly", 90, n, false));
+        cases.push(("write_heavy", 50, n, false));
     }
+    cases.push(("read_mostly/with_subscriber", 90, 4, true));
+    cases.push(("write_heavy/with_subscriber", 50, 4, true));
+    for (case, reads, n, subscriber) in cases {
+        // A fresh runtime per case: the other cases' caches and statistics do not carry over.
+        let cluster = Cluster::start(&system, n, subscriber);
+        let id = format!("{case}/{n}");
+        let mut m = Moved::default();
+        let events_before = cluster.events.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        group.bench_function(BenchmarkId::new(case, n), |b| {
+            b.iter_custom(|iters| {
+                let before = cluster.transfers(&system);
+                let t0 = Instant::now();
+                let ops = cluster.run(&system, &client, iters, reads);
+                let elapsed = t0.elapsed();
+                m.transfers += cluster.transfers(&system) - before;
+                m.elapsed += elapsed;
+                m.transfer_latencies.extend(ops.iter().filter(|(_, t)| *t).map(|(d, _)| d.as_secs_f64()));
+                record(&mut samples, &id, elapsed, ops.into_iter().map(|(d, _)| d).collect())
+            })
+        });
+        m.events = cluster.events.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)) - events_before;
+        moved.insert(id, m);
+        let runtime = cluster.runtime.clone();
+        system.block_on(async move { runtime.shutdown().await });
+    }
+    group.finish();
 
     criterion.final_summary();
     if support::measuring() {
-        summary(&samples, &receive);
+        summary(&samples, &moved);
     }
     client.stop();
+}
+
+fn summary(samples: &Samples, moved: &BTreeMap<String, Moved>) {
+    let Some(chain) = median_rate(samples, "chain") else { return };
+    let mut lat: Vec<f64> = samples["chain"].iter().flat_map(|(_, l)| l.iter().map(|d| d.as_secs_f64())).collect();
+    lat.sort_by(f64::total_cmp);
+    let (c50, c99) = (quantile(&lat, 0.5), quantile(&lat, 0.99));
+    println!();
+    println!("Baseline, a bare chain of three actix messages (requester -> master -> holder -> requester), {LANES} in flight:");
+    println!("  {chain:>9.0} chains/s  p50 {:>9}  p99 {:>9}", fmt_time(Duration::from_secs_f64(c50)), fmt_time(Duration::from_secs_f64(c99)));
+    println!();
+    println!("Cache Fusion, {LANES} lanes on a hot set of {HOT_BLOCKS} blocks: operations/s (median over samples), block");
+    println!("transfers/s (2-way and 3-way, over the measured run), the transfer rate against the chain's, and the p50,");
+    println!("p99 and p99/p50 of the operations that moved a block:");
+    for (id, m) in moved {
+        let Some(ops) = median_rate(samples, id) else { continue };
+        let transfers = m.transfers as f64 / m.elapsed.as_secs_f64().max(f64::EPSILON);
+        let mut t = m.transfer_latencies.clone();
+        t.sort_by(f64::total_cmp);
+        let (p50, p99) = (quantile(&t, 0.5), quantile(&t, 0.99));
+        let events = if m.events > 0 { format!("  events taken {} of {} transfers", m.events, m.transfers) } else { String::new() };
+        println!(
+            "  {id:<30} {ops:>8.0} ops/s  {transfers:>8.0} transfers/s  x{:.3} of the chain  p50 {:>9}  p99 {:>9}  p99/p50 {:.1}{events}",
+            transfers / chain,
+            fmt_time(Duration::from_secs_f64(p50)),
+            fmt_time(Duration::from_secs_f64(p99)),
+            p99 / p50.max(f64::EPSILON),
+        );
+    }
+    for case in ["read_mostly", "write_heavy"] {
+        let (Some(bare), Some(with)) = (median_rate(samples, &format!("{case}/4")), median_rate(samples, &format!("{case}/with_subscriber/4"))) else { continue };
+        println!("  subscriber cost, {case} at 4 instances: {:.1}% of the operations/s", (1.0 - with / bare) * 100.0);
+    }
 }

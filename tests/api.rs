@@ -347,7 +347,7 @@ async fn routes_of_domains_not_built_yet_answer_501_naming_the_domain() {
         .await
         .expect_error(501, "not_implemented");
     assert_eq!(d["domain"], "sharding");
-    assert_eq!(api.get("/api/v1/rac/recovery").await.expect_error(501, "not_implemented")["domain"], "rac");
+    assert_eq!(api.post("/api/v1/cluster/query", json!({})).await.expect_error(501, "not_implemented")["domain"], "sharding");
 
     // Every one of them, with its own method.
     for (method, path, domain) in clusterd::http::rest::not_built::ROUTES {

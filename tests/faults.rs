@@ -108,10 +108,11 @@ async fn fault_injection_crashes_restarts_and_faults_a_node() {
     // The node stays a running member through an internal fault.
     assert_eq!(api.get("/api/v1/cluster/nodes/node-2").await.expect(200)["crashed"], false);
 
-    // Targets that are not nodes: a configured RAC instance belongs to a domain not built yet
-    // (501 naming it); anything else is unknown (404).
-    let d = api.post("/api/v1/cluster/faults/crash", json!({"target": "instance-3"})).await.expect_error(501, "not_implemented");
-    assert_eq!(d["domain"], "rac");
+    // Targets that are not nodes: a RAC instance is its domain's (it takes mode crash only);
+    // anything else is unknown (404).
+    api.post("/api/v1/cluster/faults/crash", json!({"target": "instance-3", "mode": "internal_fault"})).await.expect_error(400, "invalid_request");
+    let applied = api.post("/api/v1/cluster/faults/crash", json!({"target": "instance-3"})).await;
+    assert_eq!(applied.json()["status"], "failed", "{}", applied.json());
     api.post("/api/v1/cluster/faults/crash", json!({"target": "node-77"})).await.expect_error(404, "node_not_found");
     api.post("/api/v1/cluster/faults/restart", json!({"target": "node-77"})).await.expect_error(404, "node_not_found");
 }
