@@ -10,6 +10,9 @@
 //!   a hot set of 32 at a random instance. A read of a block the instance holds, or a write of
 //!   one it holds exclusive, is answered from its cache; the others move the block from another
 //!   instance's cache (2-way or 3-way) or from disk.
+//! * `cache_fusion/every_write_moves/4`: every operation a transfer: each lane writes its own
+//!   block at each of 4 instances in turn, so that each write first ships the block from the
+//!   instance that wrote it last (a current-block transfer) and then commits its redo.
 //! * `.../with_subscriber/4`: the 4-instance workloads with an in-process subscriber taking every
 //!   `block_transfer` event.
 //!
@@ -46,6 +49,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const LANES: usize = 16;
 const HOT_BLOCKS: u64 = 32;
 const INSTANCES: [usize; 3] = [2, 4, 8];
+/// Not a share of reads: every operation a write of the lane's own block by the next instance.
+const MOVE_EVERY_WRITE: u64 = 0;
 
 // ---- The baseline: a bare chain of three messages ----
 
@@ -193,7 +198,8 @@ impl Cluster {
             let registry = runtime.registry().clone();
             let c = count.clone();
             system.block_on(async move {
-                let sink = Counter(c).start();
+                // On a thread of its own, as a WebSocket session runs on an HTTP worker's.
+                let sink = Counter::start_in_arbiter(&Arbiter::new().handle(), move |_| Counter(c));
                 let filter = EventFilter { event_types: vec![EventType::BlockTransfer], ..EventFilter::default() };
                 let info = SubscriberInfo { transport: Transport::InProcess, stream: "bench".into(), peer: "counter".into(), connected_at_ms: now_ms(), session_id: None };
                 registry.send(Subscribe { filter, stream: Vec::new(), sink: Box::new(sink.recipient::<Delivery>()), info }).await.expect("the registry answers");
@@ -235,8 +241,13 @@ impl Cluster {
                     };
                     let mut i = lane;
                     while i < n {
-                        let at = &instances[(next() % instances.len() as u64) as usize];
-                        let block = BlockId { file: 1, block: next() % HOT_BLOCKS };
+                        // Every operation moving the block: the lane's own block, written by each
+                        // instance in turn. Otherwise a random block of the hot set at a random one.
+                        let (at, block) = if reads == MOVE_EVERY_WRITE {
+                            (&instances[((i / LANES as u64) % instances.len() as u64) as usize], BlockId { file: 1, block: lane })
+                        } else {
+                            (&instances[(next() % instances.len() as u64) as usize], BlockId { file: 1, block: next() % HOT_BLOCKS })
+                        };
                         let t0 = Instant::now();
                         let kind = if next() % 100 < reads {
                             at.send(ReadBlock { block }).await.expect("instance answers").expect("read").transfer_kind
@@ -281,6 +292,7 @@ fn main() {
         cases.push(("read_mostly", 90, n, false));
         cases.push(("write_heavy", 50, n, false));
     }
+    cases.push(("every_write_moves", MOVE_EVERY_WRITE, 4, false));
     cases.push(("read_mostly/with_subscriber", 90, 4, true));
     cases.push(("write_heavy/with_subscriber", 50, 4, true));
     for (case, reads, n, subscriber) in cases {

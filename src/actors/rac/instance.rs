@@ -188,8 +188,19 @@ impl RacInstanceActor {
             return;
         }
         self.redo_writing = true;
+        if !self.store.is_durable() {
+            // In memory there is no fsync to wait for: committed here, which saves the two
+            // thread hops to the lane and back. What the answers queue meanwhile goes next.
+            while !self.redo_queue.is_empty() {
+                let records = std::mem::take(&mut self.redo_queue);
+                let res = self.redo.lock().append(&records).map_err(RacError::from);
+                self.redo_committed(written(&records), res, ctx);
+            }
+            self.redo_writing = false;
+            return self.checkpoint(ctx);
+        }
         let records = std::mem::take(&mut self.redo_queue);
-        let written: Vec<(BlockId, u64)> = records.iter().map(|r| (r.block, r.scn)).collect();
+        let versions = written(&records);
         let redo = self.redo.clone();
         let incarnation = self.incarnation;
         let commit = self.lane.run(move || redo.lock().append(&records).map_err(RacError::from));
@@ -198,18 +209,22 @@ impl RacInstanceActor {
                 return;
             }
             act.redo_writing = false;
-            if let Ok(end) = &res {
-                act.redo_end = *end;
-            }
-            for (block, scn) in written {
-                let out = act.state.redo_durable(block, scn, res.as_ref().map(|_| ()).map_err(Clone::clone));
-                act.apply(out, ctx);
-            }
+            act.redo_committed(versions, res, ctx);
             act.commit_redo(ctx);
             act.checkpoint(ctx);
         }));
     }
 
+    /// The redo of the writes of these versions is durable (or failed): their operations go on.
+    fn redo_committed(&mut self, versions: Vec<(BlockId, u64)>, res: Result<u64, RacError>, ctx: &mut Context<Self>) {
+        if let Ok(end) = &res {
+            self.redo_end = *end;
+        }
+        for (block, scn) in versions {
+            let out = self.state.redo_durable(block, scn, res.as_ref().map(|_| ()).map_err(Clone::clone));
+            self.apply(out, ctx);
+        }
+    }
     fn write_back(&mut self, block: BlockId, image: BlockImage, ctx: &mut Context<Self>) {
         let blocks = self.blocks.clone();
         let scn = image.scn;
@@ -445,6 +460,10 @@ impl Handler<crate::messages::runtime::StopRuntimeActor> for RacInstanceActor {
         let drained = self.lane.run(|| Ok::<(), crate::exec::TaskFailed>(()));
         Box::pin(actix::fut::wrap_future::<_, Self>(drained).map(|_, _, ctx: &mut Context<Self>| ctx.stop()))
     }
+}
+
+fn written(records: &[RedoRecord]) -> Vec<(BlockId, u64)> {
+    records.iter().map(|r| (r.block, r.scn)).collect()
 }
 
 /// Request ids unique across an instance's lives: a request of an earlier life may still be on
