@@ -445,8 +445,11 @@ async fn a_crashed_instance_is_recovered_by_the_survivors_and_every_acknowledged
         let (_, r) = server.call("GET", &format!("/api/v1/rac/grd/resources/{block}"), None).await;
         assert_ne!(r["master"], "instance-1", "{r}");
     }
-    // Writes go on without it.
+    // Writes go on without it; a parallel query splits over the open instances only.
     server.write("instance-4", "1:3", "after the crash").await;
+    let (status, q) = server.call("POST", "/api/v1/rac/parallel-query", Some(json!({ "blocks": "1:0-1:11", "aggregate": "count", "dop": 4 }))).await;
+    assert_eq!((status, q["blocks_scanned"].as_u64(), q["rows_processed"].as_u64()), (200, Some(12), Some(12)), "{q}");
+    assert!(q["instances"].as_array().expect("parts").iter().all(|w| w["instance_id"] != "instance-1"), "{q}");
 
     // Restarted: empty, rejoined, mastering its share again, and reading the latest.
     let (status, _) = server.call("POST", "/api/v1/cluster/faults/restart", Some(json!({ "target": "instance-1" }))).await;

@@ -278,7 +278,14 @@ pub struct GetResources {
 #[rtype(result = "Result<QueryResult, RacError>")]
 pub struct RunParallelQuery {
     pub query: ParallelQuery,
+    /// The instances open now: the scan is split over these.
+    pub open: Vec<String>,
 }
+
+/// The instances open now: live in the GRD configuration and not crashed.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<String>")]
+pub struct GetOpenInstances;
 
 /// What parallel queries did so far.
 #[derive(Debug, Message)]

@@ -545,6 +545,13 @@ impl Handler<GetMasterMap> for RacControlActor {
     }
 }
 
+impl Handler<GetOpenInstances> for RacControlActor {
+    type Result = Vec<String>;
+    fn handle(&mut self, _: GetOpenInstances, _ctx: &mut Self::Context) -> Self::Result {
+        self.map.live().iter().filter(|i| !self.down.contains(*i)).cloned().collect()
+    }
+}
+
 impl Handler<StartRecovery> for RacControlActor {
     type Result = Result<RecoveryView, RacError>;
     fn handle(&mut self, msg: StartRecovery, ctx: &mut Self::Context) -> Self::Result {

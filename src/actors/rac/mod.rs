@@ -186,7 +186,8 @@ impl Rac {
             return Err(invalid("column", format!("{aggregate:?} needs the column it aggregates").to_lowercase()));
         }
         let query = ParallelQuery { first, last, aggregate, column, group_by, filter, dop };
-        self.queries.send(RunParallelQuery { query }).await.map_err(|_| RacError::Unavailable { component: "the parallel query coordinator".into() })?
+        let open = self.control.send(GetOpenInstances).await.map_err(|_| control_down())?;
+        self.queries.send(RunParallelQuery { query, open }).await.map_err(|_| RacError::Unavailable { component: "the parallel query coordinator".into() })?
     }
 
     pub async fn parallel_query_stats(&self) -> Result<ParallelQueryStats, RacError> {

@@ -161,9 +161,9 @@ impl Handler<RunParallelQuery> for ParallelQueryActor {
 
     fn handle(&mut self, msg: RunParallelQuery, _ctx: &mut Self::Context) -> Self::Result {
         let q = msg.query;
-        let names: Vec<String> = self.instances.keys().cloned().collect();
+        let names: Vec<String> = msg.open.into_iter().filter(|n| self.instances.contains_key(n)).collect();
         if names.is_empty() {
-            return Box::pin(actix::fut::ready(Err(RacError::Unavailable { component: "parallel query (no instance is configured)".into() })));
+            return Box::pin(actix::fut::ready(Err(RacError::Unavailable { component: "parallel query (no instance is open)".into() })));
         }
         self.next += 1;
         let query_id = format!("q_{}_{}", std::process::id(), self.next);
