@@ -66,10 +66,8 @@ pub struct RacControlActor {
     last_epoch: u64,
     link: Link,
     events: EventPublisher,
-    /// Crashed or evicted, and not rejoined.
-    down: BTreeSet<String>,
-    /// Down since when, for the faults list.
-    down_since: BTreeMap<String, i64>,
+    /// Crashed or evicted and not rejoined, since when (ms since the epoch, for the faults list).
+    down: BTreeMap<String, i64>,
     /// Per live instance, the peers it last said were silent.
     suspects: BTreeMap<String, BTreeSet<String>>,
     jobs: VecDeque<Job>,
@@ -90,8 +88,7 @@ impl RacControlActor {
             map,
             link,
             events,
-            down: BTreeSet::new(),
-            down_since: BTreeMap::new(),
+            down: BTreeMap::new(),
             suspects: BTreeMap::new(),
             jobs: VecDeque::new(),
             running: false,
@@ -151,7 +148,7 @@ impl RacControlActor {
 
     /// The first live instance that is up: it recovers what nobody detected.
     fn first_up(&self) -> Option<String> {
-        self.map.live().iter().find(|i| !self.down.contains(*i)).cloned()
+        self.map.live().iter().find(|i| !self.down.contains_key(*i)).cloned()
     }
 
     fn queue(&mut self, moves: Vec<(BlockId, String)>, reason: RemasterReason, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<RemasterOutcome, RacError>> {
@@ -179,7 +176,7 @@ impl RacControlActor {
                 return self.next_job(ctx);
             }
         }
-        let failed: Vec<String> = self.map.live().iter().filter(|i| self.down.contains(*i) && rejoining.as_ref() != Some(*i)).cloned().collect();
+        let failed: Vec<String> = self.map.live().iter().filter(|i| self.down.contains_key(*i) && rejoining.as_ref() != Some(*i)).cloned().collect();
         let mut live: Vec<String> = self.map.live().iter().filter(|i| !failed.contains(i)).cloned().collect();
         let mut overrides = self.map.overrides().clone();
         let mut reason = RemasterReason::Recovery;
@@ -196,11 +193,11 @@ impl RacControlActor {
                 overrides.extend(moves.iter().cloned());
             }
         }
-        let first_up = live.iter().find(|i| !self.down.contains(*i)).cloned().unwrap_or_default();
+        let first_up = live.iter().find(|i| !self.down.contains_key(*i)).cloned().unwrap_or_default();
         let recoveries: Vec<RecoveryView> = failed.iter().map(|f| self.record_recovery(f, first_up.clone(), "reconfiguration")).collect();
         self.last_epoch += 1;
         let map = Arc::new(MasterMap::new(self.last_epoch, &live, overrides));
-        let up = |name: &String| map.is_live(name) && (!self.down.contains(name) || rejoining.as_ref() == Some(name));
+        let up = |name: &String| map.is_live(name) && (!self.down.contains_key(name) || rejoining.as_ref() == Some(name));
         let plan = Plan {
             old: self.map.clone(),
             map: map.clone(),
@@ -302,7 +299,6 @@ impl RacControlActor {
             Job::Recover { .. } => {}
             Job::Rejoin { instance } => {
                 self.down.remove(&instance);
-                self.down_since.remove(&instance);
             }
             Job::Remaster { reply, .. } => {
                 if let Some(reply) = reply {
@@ -313,9 +309,8 @@ impl RacControlActor {
     }
 
     /// Gathers every live instance's access counts, then queues the affinity pass's moves.
-    fn affinity_pass(&mut self, only: Option<BlockId>, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<RemasterOutcome, RacError>> {
-        let asks: Vec<_> = self.instances.iter().filter(|(n, _)| self.map.is_live(n) && !self.down.contains(*n)).map(|(n, a)| (n.clone(), a.send(TakeAccessCounts))).collect();
-        let _ = ctx;
+    fn affinity_pass(&mut self, only: Option<BlockId>) -> ResponseActFuture<Self, Result<RemasterOutcome, RacError>> {
+        let asks: Vec<_> = self.instances.iter().filter(|(n, _)| self.map.is_live(n) && !self.down.contains_key(*n)).map(|(n, a)| (n.clone(), a.send(TakeAccessCounts))).collect();
         let gather = async move {
             let mut counts = Vec::with_capacity(asks.len());
             for (name, ask) in asks {
@@ -452,7 +447,7 @@ impl Actor for RacControlActor {
             if act.running || !act.jobs.is_empty() {
                 return;
             }
-            let pass = act.affinity_pass(None, ctx).map(|res, _, _| {
+            let pass = act.affinity_pass(None).map(|res, _, _| {
                 if let Err(e) = res {
                     tracing::warn!(error = %e, "affinity remastering failed");
                 }
@@ -465,17 +460,16 @@ impl Actor for RacControlActor {
 impl Handler<Suspects> for RacControlActor {
     type Result = ();
     fn handle(&mut self, msg: Suspects, ctx: &mut Self::Context) {
-        if self.down.contains(&msg.from) || !self.map.is_live(&msg.from) {
+        if self.down.contains_key(&msg.from) || !self.map.is_live(&msg.from) {
             return;
         }
         self.suspects.insert(msg.from, msg.unreachable.into_iter().collect());
         let recovering: BTreeSet<String> = self.recoveries.iter().filter(|r| r.status == "running").map(|r| r.failed_instance.clone()).collect();
         let live: Vec<String> = self.map.live().iter().filter(|i| !recovering.contains(*i)).cloned().collect();
-        let known_down: BTreeSet<String> = self.down.iter().filter(|d| !live.contains(d)).cloned().collect();
+        let known_down: BTreeSet<String> = self.down.keys().filter(|d| !live.contains(d)).cloned().collect();
         if let Some((evicted, by)) = reconfig::to_evict(&live, &known_down, &self.suspects) {
             tracing::warn!(instance = %evicted, detected_by = %by, "RAC instance silent to every survivor: evicted and recovered");
-            self.down.insert(evicted.clone());
-            self.down_since.entry(evicted.clone()).or_insert_with(now_ms);
+            self.down.entry(evicted.clone()).or_insert_with(now_ms);
             self.start_recovery(&evicted, by, "heartbeat", ctx);
         }
     }
@@ -488,7 +482,7 @@ impl Handler<Remaster> for RacControlActor {
             if !self.instances.contains_key(to) {
                 return Box::pin(std::future::ready(Err(RacError::InstanceNotFound { instance_id: to.clone() })));
             }
-            if !self.map.is_live(to) || self.down.contains(to) {
+            if !self.map.is_live(to) || self.down.contains_key(to) {
                 return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: to.clone() })));
             }
         }
@@ -499,8 +493,8 @@ impl Handler<Remaster> for RacControlActor {
 
 impl Handler<RunAffinityPass> for RacControlActor {
     type Result = ResponseActFuture<Self, Result<RemasterOutcome, RacError>>;
-    fn handle(&mut self, msg: RunAffinityPass, ctx: &mut Self::Context) -> Self::Result {
-        self.affinity_pass(msg.block, ctx)
+    fn handle(&mut self, msg: RunAffinityPass, _ctx: &mut Self::Context) -> Self::Result {
+        self.affinity_pass(msg.block)
     }
 }
 
@@ -510,7 +504,7 @@ impl Handler<LoadBalance> for RacControlActor {
         let asks: Vec<_> = self
             .masters
             .iter()
-            .filter(|(n, _)| self.map.is_live(n) && !self.down.contains(*n))
+            .filter(|(n, _)| self.map.is_live(n) && !self.down.contains_key(*n))
             .map(|(n, a)| (n.clone(), a.send(GetResources { block: None, limit: usize::MAX })))
             .collect();
         let gather = async move {
@@ -548,7 +542,7 @@ impl Handler<GetMasterMap> for RacControlActor {
 impl Handler<GetOpenInstances> for RacControlActor {
     type Result = Vec<String>;
     fn handle(&mut self, _: GetOpenInstances, _ctx: &mut Self::Context) -> Self::Result {
-        self.map.live().iter().filter(|i| !self.down.contains(*i)).cloned().collect()
+        self.map.live().iter().filter(|i| !self.down.contains_key(*i)).cloned().collect()
     }
 }
 
@@ -562,13 +556,13 @@ impl Handler<StartRecovery> for RacControlActor {
         if let Some(r) = self.recoveries.iter().find(|r| r.failed_instance == failed && r.status == "running") {
             return Ok(r.clone());
         }
-        if !self.down.contains(&failed) {
+        if !self.down.contains_key(&failed) {
             return Err(RacError::NothingToRecover { instance_id: failed, reason: "it is open; crash it first (POST /api/v1/cluster/faults/crash)".into() });
         }
         if !self.map.is_live(&failed) {
             return Err(RacError::NothingToRecover { instance_id: failed, reason: "it was recovered already; restart brings it back".into() });
         }
-        let recovering = self.map.live().iter().find(|i| !self.down.contains(*i)).cloned();
+        let recovering = self.map.live().iter().find(|i| !self.down.contains_key(*i)).cloned();
         let Some(recovering) = recovering else { return Err(unavailable("a live instance to recover it")) };
         Ok(self.start_recovery(&failed, recovering, "manual", ctx))
     }
@@ -596,14 +590,13 @@ impl Handler<CrashTarget> for RacControlActor {
         if msg.mode != CrashMode::Crash {
             return refuse("RAC instances take mode crash only (the instance's cache and locks are lost; survivors recover it)".into(), target);
         }
-        if self.down.contains(&target) {
+        if self.down.contains_key(&target) {
             return Box::pin(actix::fut::ready(Err(RacError::AlreadyCrashed { instance_id: target }.into())));
         }
         let (Some(instance), Some(master)) = (self.instances.get(&target).cloned(), self.masters.get(&target).cloned()) else {
             return Box::pin(actix::fut::ready(Err(FaultRefused::UnknownTarget { target }.into())));
         };
-        self.down.insert(target.clone());
-        self.down_since.insert(target.clone(), now_ms());
+        self.down.insert(target.clone(), now_ms());
         self.suspects.remove(&target);
         master.do_send(CrashInstance);
         // Survivors find it silent by their heartbeats and evict it: that starts its recovery.
@@ -615,7 +608,7 @@ impl Handler<RestartTarget> for RacControlActor {
     type Result = Result<FaultApplied, DomainError>;
     fn handle(&mut self, msg: RestartTarget, ctx: &mut Self::Context) -> Self::Result {
         let target = msg.target;
-        if !self.down.contains(&target) {
+        if !self.down.contains_key(&target) {
             return Err(RacError::NotCrashed { instance_id: target }.into());
         }
         // Not recovered yet: recovered first (the jobs run in order), then rejoined.
@@ -636,7 +629,7 @@ impl Handler<RestartTarget> for RacControlActor {
 impl Handler<ListInjectedFaults> for RacControlActor {
     type Result = Vec<InjectedFault>;
     fn handle(&mut self, _: ListInjectedFaults, _ctx: &mut Self::Context) -> Self::Result {
-        self.down_since.iter().map(|(target, since)| InjectedFault { kind: "crash".into(), target: target.clone(), since_ms: *since }).collect()
+        self.down.iter().map(|(target, since)| InjectedFault { kind: "crash".into(), target: target.clone(), since_ms: *since }).collect()
     }
 }
 

@@ -1,7 +1,7 @@
 //! `RacInstanceActor`: one RAC instance's shell. Its protocol is an [`InstanceState`]; the shell
 //! routes what it sends (to each block's master by the ring, to other instances), does its I/O
-//! (disk reads and write-backs on the blocking pool, redo on the instance's own lane, gathered
-//! into one commit per batch, checkpoints at low priority), answers the faces and publishes
+//! (disk reads and write-backs on the blocking pool, redo on the instance's own lane on disk,
+//! gathered into one commit per batch, checkpoints at low priority), answers the faces and publishes
 //! events. Every message it sends is stamped with its GRD configuration's epoch, and one of
 //! another configuration is dropped; a crash (fault injection) loses its cache and operations,
 //! and what was under way then is ignored when it completes (its incarnation is over).
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::interconnect::{Interconnect, PairCounts, HEARTBEAT_EVERY};
-use super::protocol::{Answer, InstanceState, Output, RETRY_AFTER};
+use super::protocol::{Answer, InstanceState, Output, Wants, RETRY_AFTER};
 use crate::model::master_ring::MasterMap;
 use super::store::{BlockStore, RedoLog, RedoRecord};
 use super::RacPeers;
@@ -60,7 +60,7 @@ pub struct InstanceSetup {
 pub struct RacInstanceActor {
     state: InstanceState,
     cache_blocks: usize,
-    wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync>,
+    wants: Wants,
     map: Arc<MasterMap>,
     store: Arc<crate::storage::Store>,
     /// Crashed: answers nothing, takes nothing, until it rejoins.
@@ -98,7 +98,7 @@ impl RacInstanceActor {
         let interconnect = Interconnect::new(&name, &instances);
         let lane = Lane::start(&format!("rac-{name}"));
         let redo_end = redo.end();
-        let wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync> = Arc::new(move |t| interest.wants(t));
+        let wants: Wants = Arc::new(move |t| interest.wants(t));
         RacInstanceActor {
             state: InstanceState::new(name, cache_blocks, first_request(), wants.clone()),
             cache_blocks,

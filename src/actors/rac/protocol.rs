@@ -18,6 +18,9 @@ use crate::model::rac::{BlockId, LockMode, TransferKind};
 /// How long a lock request waits for its grant before it is sent again (counted as lost).
 pub const RETRY_AFTER: Duration = Duration::from_millis(300);
 
+/// Whether anyone listens to an event type: a high-rate event is built only if so.
+pub type Wants = Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync>;
+
 /// What the shell does next.
 #[derive(Debug)]
 pub enum Output {
@@ -89,7 +92,7 @@ pub struct InstanceState {
     name: String,
     pub cache: InstanceCache,
     /// Decides whether a high-rate event is built at all.
-    wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync>,
+    wants: Wants,
     next_request: u64,
     ops: HashMap<BlockId, VecDeque<Op>>,
     asked: HashMap<BlockId, Asked>,
@@ -114,7 +117,7 @@ impl InstanceState {
         name: String,
         cache_blocks: usize,
         first_request: u64,
-        wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync>,
+        wants: Wants,
     ) -> InstanceState {
         InstanceState {
             name,

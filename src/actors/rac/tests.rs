@@ -114,7 +114,7 @@ struct Sim {
 impl Sim {
     fn new(n: usize, cache: usize) -> Sim {
         let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
-        let wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync> = Arc::new(|_| true);
+        let wants: super::protocol::Wants = Arc::new(|_| true);
         Sim {
             instances: names.iter().enumerate().map(|(i, name)| InstanceState::new(name.clone(), cache, (i as u64) << 40, wants.clone())).collect(),
             masters: names.iter().map(|name| Directory::new(name.clone())).collect(),
@@ -291,7 +291,7 @@ impl Sim {
     /// A reconfiguration of the GRD, as the cluster's control runs it.
     fn reconfigure(&mut self, rejoin: usize, remaster: Option<(u64, usize)>) {
         let n = self.names.len();
-        let wants: Arc<dyn Fn(crate::messages::events::EventType) -> bool + Send + Sync> = Arc::new(|_| true);
+        let wants: super::protocol::Wants = Arc::new(|_| true);
         if rejoin < usize::MAX && !self.alive[rejoin % n] && !self.unrecovered.contains(&(rejoin % n)) {
             let r = rejoin % n;
             self.lives += 1;
