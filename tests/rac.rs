@@ -614,3 +614,23 @@ async fn operations_in_flight_across_remasters_and_a_crash_are_neither_lost_nor_
         assert!(reads[0]["data"].as_str().is_some_and(|d| d.ends_with("#11")), "{block}: {reads:?}");
     }
 }
+
+#[actix_rt::test]
+async fn two_instances_crashed_at_once_are_both_found_and_recovered() {
+    let server = Server::start(TestConfig::memory().quiet().build());
+    server.write("instance-2", "1:20", "by instance-2").await;
+    server.write("instance-3", "1:21", "by instance-3").await;
+    for target in ["instance-2", "instance-3"] {
+        let (status, _) = server.call("POST", "/api/v1/cluster/faults/crash", Some(json!({ "target": target }))).await;
+        assert_eq!(status, 200);
+    }
+    let done = poll_until("both recovered", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/recovery", None).await;
+        let r = v["recoveries"].as_array().cloned().unwrap_or_default();
+        (r.len() == 2 && r.iter().all(|r| r["status"] == "completed")).then_some(r)
+    })
+    .await;
+    assert!(done.iter().all(|r| r["detected_by"] == "heartbeat" || r["detected_by"] == "reconfiguration"), "{done:?}");
+    assert_eq!(server.read("instance-4", "1:20").await["data"], "by instance-2");
+    assert_eq!(server.read("instance-1", "1:21").await["data"], "by instance-3");
+}

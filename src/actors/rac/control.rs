@@ -466,8 +466,8 @@ impl Handler<Suspects> for RacControlActor {
         self.suspects.insert(msg.from, msg.unreachable.into_iter().collect());
         let recovering: BTreeSet<String> = self.recoveries.iter().filter(|r| r.status == "running").map(|r| r.failed_instance.clone()).collect();
         let live: Vec<String> = self.map.live().iter().filter(|i| !recovering.contains(*i)).cloned().collect();
-        let known_down: BTreeSet<String> = self.down.keys().filter(|d| !live.contains(d)).cloned().collect();
-        if let Some((evicted, by)) = reconfig::to_evict(&live, &known_down, &self.suspects) {
+        let down: BTreeSet<String> = self.down.keys().cloned().collect();
+        if let Some((evicted, by)) = reconfig::to_evict(&live, &down, &self.suspects) {
             tracing::warn!(instance = %evicted, detected_by = %by, "RAC instance silent to every survivor: evicted and recovered");
             self.down.entry(evicted.clone()).or_insert_with(now_ms);
             self.start_recovery(&evicted, by, "heartbeat", ctx);

@@ -13,11 +13,12 @@ use crate::model::rac::BlockId;
 /// few times is not worth a reconfiguration.
 pub const MIN_AFFINITY_ACCESSES: u64 = 16;
 
-/// The live instance every other live instance that is not known down finds silent, if any,
-/// and the first of those that found it (it recovers it). One at a time: two instances cut off
-/// only from each other are both up to the others, and neither is evicted.
+/// The live instance every other live instance that is up finds silent, if any, and the first
+/// of those that found it (it recovers it). An instance known `down` (crashed) does not vote,
+/// but may be evicted. One at a time: two instances cut off only from each other are both heard
+/// by the others, and neither is evicted.
 pub fn to_evict(live: &[String], down: &BTreeSet<String>, suspects: &BTreeMap<String, BTreeSet<String>>) -> Option<(String, String)> {
-    live.iter().filter(|p| !down.contains(*p)).find_map(|peer| {
+    live.iter().find_map(|peer| {
         let voters: Vec<&String> = live.iter().filter(|v| *v != peer && !down.contains(*v)).collect();
         let all = !voters.is_empty() && voters.iter().all(|v| suspects.get(*v).is_some_and(|s| s.contains(peer)));
         all.then(|| (peer.clone(), voters[0].clone()))
@@ -118,9 +119,12 @@ mod tests {
         assert_eq!(to_evict(&live, &none, &pair), None);
         // Two instances: one of them goes, not both.
         assert_eq!(to_evict(&names(2), &none, &pair), Some(("instance-1".into(), "instance-2".into())));
-        // A crashed instance does not vote: the two others suffice.
-        let three = BTreeMap::from([("instance-1".to_string(), set(&["instance-3", "instance-2"])), ("instance-4".to_string(), set(&["instance-3"]))]);
-        assert_eq!(to_evict(&live, &set(&["instance-2"]), &three), Some(("instance-3".into(), "instance-1".into())));
+        // Two crashed at once: neither votes, each is evicted by the two that are up.
+        let two_down = set(&["instance-2", "instance-3"]);
+        let heard = BTreeMap::from([("instance-1".to_string(), set(&["instance-3", "instance-2"])), ("instance-4".to_string(), set(&["instance-2", "instance-3"]))]);
+        assert_eq!(to_evict(&live, &two_down, &heard), Some(("instance-2".into(), "instance-1".into())));
+        let after: Vec<String> = live.iter().filter(|i| *i != "instance-2").cloned().collect();
+        assert_eq!(to_evict(&after, &two_down, &heard), Some(("instance-3".into(), "instance-1".into())));
     }
 
     #[test]
