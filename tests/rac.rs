@@ -634,3 +634,31 @@ async fn two_instances_crashed_at_once_are_both_found_and_recovered() {
     assert_eq!(server.read("instance-4", "1:20").await["data"], "by instance-2");
     assert_eq!(server.read("instance-1", "1:21").await["data"], "by instance-3");
 }
+
+#[actix_rt::test]
+async fn in_a_two_instance_cluster_a_restarted_instance_rejoins_without_evicting_the_other() {
+    let two = TestConfig::memory().quiet().with(|c| c.rac.instances = vec!["instance-1".into(), "instance-2".into()]).build();
+    let server = Server::start(two);
+    server.write("instance-2", "1:30", "kept").await;
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/crash", Some(json!({ "target": "instance-2" }))).await;
+    assert_eq!(status, 200);
+    poll_until("instance-2 recovered", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/recovery", None).await;
+        v["recoveries"].as_array().and_then(|r| r.iter().find(|r| r["status"] == "completed").cloned())
+    })
+    .await;
+    let (status, _) = server.call("POST", "/api/v1/cluster/faults/restart", Some(json!({ "target": "instance-2" }))).await;
+    assert_eq!(status, 200);
+    // Both hear each other again; the rejoined instance's silence while down counted for
+    // nothing, so nobody was evicted.
+    poll_until("both links up, heartbeats answered since the rejoin", || async {
+        let (_, v) = server.call("GET", "/api/v1/rac/interconnect", None).await;
+        let links = v["links"].as_array().cloned().unwrap_or_default();
+        (links.len() == 2 && links.iter().all(|l| l["status"] == "up" && l["last_heard_ms"].as_u64().is_some_and(|ms| ms < 600))).then_some(v)
+    })
+    .await;
+    let (_, v) = server.call("GET", "/api/v1/rac/recovery", None).await;
+    assert_eq!(v["recoveries"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(server.read("instance-2", "1:30").await["data"], "kept");
+    assert_eq!(server.read("instance-1", "1:30").await["data"], "kept");
+}

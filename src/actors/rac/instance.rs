@@ -571,8 +571,10 @@ impl Handler<RejoinInstance> for RacInstanceActor {
         self.checkpointed_at = self.redo_end;
         self.redo = Arc::new(parking_lot::Mutex::new(redo));
         self.state = InstanceState::new(self.name().to_string(), self.cache_blocks, first_request(), self.wants.clone());
-        // Frozen until the reconfiguration that takes it in.
+        // Frozen until the reconfiguration that takes it in; its peers' silence while it was
+        // down does not count.
         self.state.freeze();
+        self.interconnect.rejoined_all(Instant::now());
         self.down = false;
         Ok(())
     }

@@ -45,14 +45,20 @@ struct Peer {
     heartbeats_sent: u64,
     heartbeats_answered: u64,
     last_heard: Option<Instant>,
+    /// Since when its silence counts: the start, or its or this instance's rejoining.
+    watched_since: Instant,
     /// Pings not answered yet: (seq, sent at).
     outstanding: VecDeque<(u64, Instant)>,
     rtts: RecentSamples,
 }
 
-impl Default for Peer {
-    fn default() -> Self {
-        Peer { heartbeats_sent: 0, heartbeats_answered: 0, last_heard: None, outstanding: VecDeque::new(), rtts: RecentSamples::new(RECENT) }
+impl Peer {
+    fn new(now: Instant) -> Self {
+        Peer { heartbeats_sent: 0, heartbeats_answered: 0, last_heard: None, watched_since: now, outstanding: VecDeque::new(), rtts: RecentSamples::new(RECENT) }
+    }
+
+    fn silent(&self, now: Instant) -> Duration {
+        now.duration_since(self.last_heard.map_or(self.watched_since, |h| h.max(self.watched_since)))
     }
 }
 
@@ -62,13 +68,13 @@ pub struct Interconnect {
     me: String,
     peers: BTreeMap<String, Peer>,
     next_seq: u64,
-    started: Instant,
 }
 
 impl Interconnect {
     pub fn new(me: &str, instances: &[String]) -> Interconnect {
-        let peers = instances.iter().filter(|i| *i != me).map(|i| (i.clone(), Peer::default())).collect();
-        Interconnect { me: me.to_string(), peers, next_seq: 0, started: Instant::now() }
+        let now = Instant::now();
+        let peers = instances.iter().filter(|i| *i != me).map(|i| (i.clone(), Peer::new(now))).collect();
+        Interconnect { me: me.to_string(), peers, next_seq: 0 }
     }
 
     /// The pings to send now: (peer, seq).
@@ -101,14 +107,22 @@ impl Interconnect {
 
     /// The peers silent for more than three heartbeat intervals at `now`: suspected failed.
     pub fn unreachable(&self, now: Instant) -> Vec<String> {
-        self.peers.iter().filter(|(_, p)| now.duration_since(p.last_heard.unwrap_or(self.started)) > HEARTBEAT_EVERY * 3).map(|(n, _)| n.clone()).collect()
+        self.peers.iter().filter(|(_, p)| p.silent(now) > HEARTBEAT_EVERY * 3).map(|(n, _)| n.clone()).collect()
     }
 
-    /// Forgets what was heard of `peer`: it rejoined, and is judged from now on.
+    /// `peer` rejoined: its silence counts from `now`.
     pub fn rejoined(&mut self, peer: &str, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.outstanding.clear();
-            p.last_heard = Some(now);
+            p.watched_since = now;
+        }
+    }
+
+    /// This instance rejoined: every peer's silence counts from `now`.
+    pub fn rejoined_all(&mut self, now: Instant) {
+        for p in self.peers.values_mut() {
+            p.outstanding.clear();
+            p.watched_since = now;
         }
     }
 
@@ -117,7 +131,7 @@ impl Interconnect {
         self.peers
             .iter()
             .map(|(name, p)| {
-                let silent = now.duration_since(p.last_heard.unwrap_or(self.started));
+                let silent = p.silent(now);
                 PeerLinkView {
                     instance_id: self.me.clone(),
                     peer: name.clone(),
@@ -157,5 +171,11 @@ mod tests {
         assert!(view.iter().all(|v| v.status == "unreachable"), "{view:?}");
         assert_eq!(ic.unreachable(later), vec!["b".to_string(), "c".to_string()]);
         assert!(ic.unreachable(t0 + Duration::from_millis(1)).is_empty());
+        // Rejoined (the peer, or this instance): silence counts from then.
+        ic.rejoined("b", later);
+        assert_eq!(ic.unreachable(later + Duration::from_millis(1)), vec!["c".to_string()]);
+        ic.rejoined_all(later);
+        assert!(ic.unreachable(later + Duration::from_millis(1)).is_empty());
+        assert_eq!(ic.view(later, &counts)[0].heartbeats_answered, 1, "what was heard stays counted");
     }
 }
