@@ -14,12 +14,14 @@
 //!   block at each of 4 instances in turn, so that each write first ships the block from the
 //!   instance that wrote it last (a current-block transfer) and then commits its redo.
 //! * `.../with_subscriber/4`: the 4-instance workloads with an in-process subscriber taking every
-//!   `block_transfer` event.
+//!   `block_transfer` event. Each sample is followed at once by the same operations with the
+//!   subscriber gone: its cost is the median of those pairs' ratios, which the machine's drift
+//!   from one case to the next does not move.
 //!
 //! The summary prints, per case, the operations/s and the block transfers/s (2-way and 3-way,
 //! from the instances' own statistics over the measured run), the p50 and p99 of the
 //! operations that moved a block, the transfer rate against the baseline's, and what the
-//! subscriber cost. About a minute; `-- --quick` is shorter.
+//! subscriber costs. About a minute; `-- --quick` is shorter.
 
 // Shared by the benches; each takes what it needs.
 #[allow(dead_code)]
@@ -37,7 +39,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use clusterd::actors::rac::Rac;
 use clusterd::messages::events::{now_ms, EventFilter, EventType};
 use clusterd::messages::rac::{GetInstance, ReadBlock, WriteBlock};
-use clusterd::messages::registry::{Delivery, Subscribe, SubscriberInfo, Transport};
+use clusterd::messages::registry::{Delivery, Subscribe, SubscriberInfo, Transport, Unsubscribe};
 use clusterd::model::rac::{BlockId, TransferKind};
 use clusterd::{Config, Runtime, RuntimeHandle};
 use support::{fmt_time, median_rate, quantile, record, Client, Engine, Samples};
@@ -172,7 +174,9 @@ impl Handler<Delivery> for Counter {
 struct Cluster {
     runtime: RuntimeHandle,
     instances: Vec<Addr<clusterd::actors::rac::RacInstanceActor>>,
-    events: Option<Arc<AtomicU64>>,
+    /// The subscriber's sink and what it counted.
+    sink: Recipient<Delivery>,
+    events: Arc<AtomicU64>,
 }
 
 /// What one case measured besides the operations' latencies.
@@ -183,30 +187,38 @@ struct Moved {
     /// Latencies of the operations that moved a block from another instance.
     transfer_latencies: Vec<f64>,
     events: u64,
+    /// With a subscriber: per sample, the rate with it over the rate without it just after.
+    ratios: Vec<f64>,
 }
 
 impl Cluster {
-    fn start(system: &SystemRunner, n: usize, subscriber: bool) -> Cluster {
+    fn start(system: &SystemRunner, n: usize) -> Cluster {
         let mut config = Config::in_memory().without_replicas();
         Engine::Memory.configure(&mut config);
         config.rac.instances = (1..=n).map(|i| format!("instance-{i}")).collect();
         let runtime = system.block_on(async move { Runtime::start(config) }).expect("runtime starts");
         let rac = runtime.domain::<Rac>().expect("the RAC domain runs");
         let instances = rac.instances.values().cloned().collect();
-        let events = subscriber.then(|| {
-            let count = Arc::new(AtomicU64::new(0));
-            let registry = runtime.registry().clone();
-            let c = count.clone();
-            system.block_on(async move {
-                // On a thread of its own, as a WebSocket session runs on an HTTP worker's.
-                let sink = Counter::start_in_arbiter(&Arbiter::new().handle(), move |_| Counter(c));
-                let filter = EventFilter { event_types: vec![EventType::BlockTransfer], ..EventFilter::default() };
-                let info = SubscriberInfo { transport: Transport::InProcess, stream: "bench".into(), peer: "counter".into(), connected_at_ms: now_ms(), session_id: None };
-                registry.send(Subscribe { filter, stream: Vec::new(), sink: Box::new(sink.recipient::<Delivery>()), info }).await.expect("the registry answers");
-            });
-            count
-        });
-        Cluster { runtime, instances, events }
+        let events = Arc::new(AtomicU64::new(0));
+        let c = events.clone();
+        // On a thread of its own, as a WebSocket session runs on an HTTP worker's.
+        let sink = system.block_on(async move { Counter::start_in_arbiter(&Arbiter::new().handle(), move |_| Counter(c)).recipient::<Delivery>() });
+        Cluster { runtime, instances, sink, events }
+    }
+
+    /// Subscribes the counter to every `block_transfer`: the instances build them from now on.
+    fn subscribe(&self, system: &SystemRunner) -> u64 {
+        let (registry, sink) = (self.runtime.registry().clone(), self.sink.clone());
+        system.block_on(async move {
+            let filter = EventFilter { event_types: vec![EventType::BlockTransfer], ..EventFilter::default() };
+            let info = SubscriberInfo { transport: Transport::InProcess, stream: "bench".into(), peer: "counter".into(), connected_at_ms: now_ms(), session_id: None };
+            registry.send(Subscribe { filter, stream: Vec::new(), sink: Box::new(sink), info }).await.expect("the registry answers").subscription_id
+        })
+    }
+
+    fn unsubscribe(&self, system: &SystemRunner, subscription_id: u64) {
+        let registry = self.runtime.registry().clone();
+        system.block_on(async move { registry.send(Unsubscribe { subscription_id }).await.expect("the registry answers") });
     }
 
     /// Blocks received from other instances, over every instance.
@@ -297,12 +309,13 @@ fn main() {
     cases.push(("write_heavy/with_subscriber", 50, 4, true));
     for (case, reads, n, subscriber) in cases {
         // A fresh runtime per case: the other cases' caches and statistics do not carry over.
-        let cluster = Cluster::start(&system, n, subscriber);
+        let cluster = Cluster::start(&system, n);
         let id = format!("{case}/{n}");
         let mut m = Moved::default();
-        let events_before = cluster.events.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        let events_before = cluster.events.load(Ordering::Relaxed);
         group.bench_function(BenchmarkId::new(case, n), |b| {
             b.iter_custom(|iters| {
+                let subscription = subscriber.then(|| cluster.subscribe(&system));
                 let before = cluster.transfers(&system);
                 let t0 = Instant::now();
                 let ops = cluster.run(&system, &client, iters, reads);
@@ -310,10 +323,21 @@ fn main() {
                 m.transfers += cluster.transfers(&system) - before;
                 m.elapsed += elapsed;
                 m.transfer_latencies.extend(ops.iter().filter(|(_, t)| *t).map(|(d, _)| d.as_secs_f64()));
+                if let Some(subscription) = subscription {
+                    cluster.unsubscribe(&system, subscription);
+                }
+                // Pairs of a few operations (criterion's warm-up starts at one) say nothing.
+                if subscription.is_some() && iters >= 1_000 {
+                    // The same operations again at once, nobody listening: the subscriber's cost
+                    // is the ratio of the pair, whatever the machine did around it.
+                    let t1 = Instant::now();
+                    cluster.run(&system, &client, iters, reads);
+                    m.ratios.push(t1.elapsed().as_secs_f64() / elapsed.as_secs_f64().max(f64::EPSILON));
+                }
                 record(&mut samples, &id, elapsed, ops.into_iter().map(|(d, _)| d).collect())
             })
         });
-        m.events = cluster.events.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)) - events_before;
+        m.events = cluster.events.load(Ordering::Relaxed) - events_before;
         moved.insert(id, m);
         let runtime = cluster.runtime.clone();
         system.block_on(async move { runtime.shutdown().await });
@@ -354,8 +378,16 @@ fn summary(samples: &Samples, moved: &BTreeMap<String, Moved>) {
             p99 / p50.max(f64::EPSILON),
         );
     }
-    for case in ["read_mostly", "write_heavy"] {
-        let (Some(bare), Some(with)) = (median_rate(samples, &format!("{case}/4")), median_rate(samples, &format!("{case}/with_subscriber/4"))) else { continue };
-        println!("  subscriber cost, {case} at 4 instances: {:.1}% of the operations/s", (1.0 - with / bare) * 100.0);
+    for (id, m) in moved.iter().filter(|(_, m)| !m.ratios.is_empty()) {
+        let mut r = m.ratios.clone();
+        r.sort_by(f64::total_cmp);
+        let cost = |ratio: f64| (1.0 - ratio) * 100.0;
+        println!(
+            "  subscriber cost, {id}: {:.1}% of the operations/s (median of {} pairs, each run with it then without it; {:.1}% to {:.1}%)",
+            cost(quantile(&r, 0.5)),
+            r.len(),
+            cost(r[r.len() - 1]),
+            cost(r[0]),
+        );
     }
 }
