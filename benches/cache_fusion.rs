@@ -159,6 +159,12 @@ struct Counter(Arc<AtomicU64>);
 
 impl Actor for Counter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // A WebSocket session's queue (`events.session_queue`), not actix's default of 16: the
+        // registry drops what a full queue cannot take.
+        ctx.set_mailbox_capacity(1024);
+    }
 }
 
 impl Handler<Delivery> for Counter {
