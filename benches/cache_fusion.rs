@@ -21,7 +21,9 @@
 //! The summary prints, per case, the operations/s and the block transfers/s (2-way and 3-way,
 //! from the instances' own statistics over the measured run), the p50 and p99 of the
 //! operations that moved a block, the transfer rate against the baseline's, and what the
-//! subscriber costs. About a minute; `-- --quick` is shorter.
+//! subscriber costs. Each ratio is the median of pairs measured back to back (a sample, then
+//! the chain or the same operations without the subscriber): this machine's speed drifts by a
+//! third from one minute to the next, and a ratio of two cases measured apart would carry it. About a minute; `-- --quick` is shorter.
 
 // Shared by the benches; each takes what it needs.
 #[allow(dead_code)]
@@ -195,6 +197,8 @@ struct Moved {
     events: u64,
     /// With a subscriber: per sample, the rate with it over the rate without it just after.
     ratios: Vec<f64>,
+    /// Per sample, its transfers/s over the chain's rate on as many operations just after.
+    against_chain: Vec<f64>,
 }
 
 impl Cluster {
@@ -326,7 +330,16 @@ fn main() {
                 let t0 = Instant::now();
                 let ops = cluster.run(&system, &client, iters, reads);
                 let elapsed = t0.elapsed();
-                m.transfers += cluster.transfers(&system) - before;
+                let transfers = cluster.transfers(&system) - before;
+                m.transfers += transfers;
+                if iters >= 1_000 {
+                    // The chain on as many operations at once: the ratio of the pair holds
+                    // whatever the machine did around it.
+                    let t1 = Instant::now();
+                    run_chain(&system, &client, &chain, iters);
+                    let chain_rate = iters as f64 / t1.elapsed().as_secs_f64().max(f64::EPSILON);
+                    m.against_chain.push(transfers as f64 / elapsed.as_secs_f64().max(f64::EPSILON) / chain_rate);
+                }
                 m.elapsed += elapsed;
                 m.transfer_latencies.extend(ops.iter().filter(|(_, t)| *t).map(|(d, _)| d.as_secs_f64()));
                 if let Some(subscription) = subscription {
@@ -367,7 +380,8 @@ fn summary(samples: &Samples, moved: &BTreeMap<String, Moved>) {
     println!("  {chain:>9.0} chains/s  p50 {:>9}  p99 {:>9}", fmt_time(Duration::from_secs_f64(c50)), fmt_time(Duration::from_secs_f64(c99)));
     println!();
     println!("Cache Fusion, {LANES} lanes on a hot set of {HOT_BLOCKS} blocks: operations/s (median over samples), block");
-    println!("transfers/s (2-way and 3-way, over the measured run), the transfer rate against the chain's, and the p50,");
+    println!("transfers/s (2-way and 3-way, over the measured run), the transfer rate against the chain's (median and range");
+    println!("of the pairs, each sample followed at once by the chain on as many operations), and the p50,");
     println!("p99 and p99/p50 of the operations that moved a block:");
     for (id, m) in moved {
         let Some(ops) = median_rate(samples, id) else { continue };
@@ -376,9 +390,11 @@ fn summary(samples: &Samples, moved: &BTreeMap<String, Moved>) {
         t.sort_by(f64::total_cmp);
         let (p50, p99) = (quantile(&t, 0.5), quantile(&t, 0.99));
         let events = if m.events > 0 { format!("  events taken {} of {} transfers", m.events, m.transfers) } else { String::new() };
+        let mut against = m.against_chain.clone();
+        against.sort_by(f64::total_cmp);
+        let against = if against.is_empty() { format!("x{:.3}", transfers / chain) } else { format!("x{:.3} (x{:.2} to x{:.2})", quantile(&against, 0.5), against[0], against[against.len() - 1]) };
         println!(
-            "  {id:<30} {ops:>8.0} ops/s  {transfers:>8.0} transfers/s  x{:.3} of the chain  p50 {:>9}  p99 {:>9}  p99/p50 {:.1}{events}",
-            transfers / chain,
+            "  {id:<30} {ops:>8.0} ops/s  {transfers:>8.0} transfers/s  {against} of the chain  p50 {:>9}  p99 {:>9}  p99/p50 {:.1}{events}",
             fmt_time(Duration::from_secs_f64(p50)),
             fmt_time(Duration::from_secs_f64(p99)),
             p99 / p50.max(f64::EPSILON),
