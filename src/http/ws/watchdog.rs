@@ -129,7 +129,9 @@ mod tests {
         let started = Instant::now();
         let write = write_all(&mut server, &bytes, &liveness, limit);
         let keep_hearing = async {
-            // Heard every 20 ms for 300 ms (three times the limit), then it reads everything.
+            // Heard every 20 ms for 300 ms (three times the limit) without reading, then heard
+            // as it reads everything (a client sending pings as it reads): the write is never
+            // cut, however slowly a loaded machine moves the bytes.
             while started.elapsed() < Duration::from_millis(300) {
                 liveness.heard();
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -137,6 +139,7 @@ mod tests {
             let mut sink = vec![0u8; 1 << 20];
             let mut left = bytes.len();
             while left > 0 {
+                liveness.heard();
                 // 0: the write was cut and the connection closed; `written` says why.
                 match client.read(&mut sink).await.expect("read") {
                     0 => break,
@@ -144,7 +147,9 @@ mod tests {
                 }
             }
         };
-        let (written, ()) = tokio::join!(write, keep_hearing);
+        // A cut write leaves the reader waiting for bytes that never come: a failure, not a hang.
+        let both = tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(write, keep_hearing) });
+        let (written, ()) = both.await.expect("the write and the reads end");
         written.expect("not cut while the client was heard");
     }
 }
