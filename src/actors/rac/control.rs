@@ -562,8 +562,7 @@ impl Handler<StartRecovery> for RacControlActor {
         if !self.map.is_live(&failed) {
             return Err(RacError::NothingToRecover { instance_id: failed, reason: "it was recovered already; restart brings it back".into() });
         }
-        let recovering = self.map.live().iter().find(|i| !self.down.contains_key(*i)).cloned();
-        let Some(recovering) = recovering else { return Err(unavailable("a live instance to recover it")) };
+        let Some(recovering) = self.first_up() else { return Err(unavailable("a live instance to recover it")) };
         Ok(self.start_recovery(&failed, recovering, "manual", ctx))
     }
 }
