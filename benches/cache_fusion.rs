@@ -156,8 +156,8 @@ fn run_chain(system: &SystemRunner, client: &Client, requester: &Addr<Requester>
 
 // ---- The RAC workload ----
 
-/// Counts the events it receives.
-struct Counter(Arc<AtomicU64>);
+/// Counts the events it receives; its queue is a WebSocket session's.
+struct Counter(Arc<AtomicU64>, usize);
 
 impl Actor for Counter {
     type Context = Context<Self>;
@@ -165,7 +165,7 @@ impl Actor for Counter {
     fn started(&mut self, ctx: &mut Self::Context) {
         // A WebSocket session's queue (`events.session_queue`), not actix's default of 16: the
         // registry drops what a full queue cannot take.
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(self.1);
     }
 }
 
@@ -206,13 +206,14 @@ impl Cluster {
         let mut config = Config::in_memory().without_replicas();
         Engine::Memory.configure(&mut config);
         config.rac.instances = (1..=n).map(|i| format!("instance-{i}")).collect();
+        let queue = config.events.session_queue;
         let runtime = system.block_on(async move { Runtime::start(config) }).expect("runtime starts");
         let rac = runtime.domain::<Rac>().expect("the RAC domain runs");
         let instances = rac.instances.values().cloned().collect();
         let events = Arc::new(AtomicU64::new(0));
         let c = events.clone();
         // On a thread of its own, as a WebSocket session runs on an HTTP worker's.
-        let sink = system.block_on(async move { Counter::start_in_arbiter(&Arbiter::new().handle(), move |_| Counter(c)).recipient::<Delivery>() });
+        let sink = system.block_on(async move { Counter::start_in_arbiter(&Arbiter::new().handle(), move |_| Counter(c, queue)).recipient::<Delivery>() });
         Cluster { runtime, instances, sink, events }
     }
 

@@ -148,7 +148,12 @@ impl RacControlActor {
 
     /// The first live instance that is up: it recovers what nobody detected.
     fn first_up(&self) -> Option<String> {
-        self.map.live().iter().find(|i| !self.down.contains_key(*i)).cloned()
+        self.map.live().iter().find(|i| self.is_open(i)).cloned()
+    }
+
+    /// Live in the configuration and not crashed: it answers.
+    fn is_open(&self, instance: &str) -> bool {
+        self.map.is_live(instance) && !self.down.contains_key(instance)
     }
 
     fn queue(&mut self, moves: Vec<(BlockId, String)>, reason: RemasterReason, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<RemasterOutcome, RacError>> {
@@ -310,7 +315,7 @@ impl RacControlActor {
 
     /// Gathers every live instance's access counts, then queues the affinity pass's moves.
     fn affinity_pass(&mut self, only: Option<BlockId>) -> ResponseActFuture<Self, Result<RemasterOutcome, RacError>> {
-        let asks: Vec<_> = self.instances.iter().filter(|(n, _)| self.map.is_live(n) && !self.down.contains_key(*n)).map(|(n, a)| (n.clone(), a.send(TakeAccessCounts))).collect();
+        let asks: Vec<_> = self.instances.iter().filter(|(n, _)| self.is_open(n)).map(|(n, a)| (n.clone(), a.send(TakeAccessCounts))).collect();
         let gather = async move {
             let mut counts = Vec::with_capacity(asks.len());
             for (name, ask) in asks {
@@ -482,7 +487,7 @@ impl Handler<Remaster> for RacControlActor {
             if !self.instances.contains_key(to) {
                 return Box::pin(std::future::ready(Err(RacError::InstanceNotFound { instance_id: to.clone() })));
             }
-            if !self.map.is_live(to) || self.down.contains_key(to) {
+            if !self.is_open(to) {
                 return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: to.clone() })));
             }
         }
@@ -504,7 +509,7 @@ impl Handler<LoadBalance> for RacControlActor {
         let asks: Vec<_> = self
             .masters
             .iter()
-            .filter(|(n, _)| self.map.is_live(n) && !self.down.contains_key(*n))
+            .filter(|(n, _)| self.is_open(n))
             .map(|(n, a)| (n.clone(), a.send(GetResources { block: None, limit: usize::MAX })))
             .collect();
         let gather = async move {
@@ -542,7 +547,7 @@ impl Handler<GetMasterMap> for RacControlActor {
 impl Handler<GetOpenInstances> for RacControlActor {
     type Result = Vec<String>;
     fn handle(&mut self, _: GetOpenInstances, _ctx: &mut Self::Context) -> Self::Result {
-        self.map.live().iter().filter(|i| !self.down.contains_key(*i)).cloned().collect()
+        self.map.live().iter().filter(|i| self.is_open(i)).cloned().collect()
     }
 }
 
