@@ -4,7 +4,9 @@
 //! directives arrive here as method calls and return what to send back, so the instance's side
 //! of Cache Fusion is tested without actix.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use crate::messages::rac::{BlockData, BlockImage};
 use crate::model::rac::{BlockId, LockMode, Scn};
 

@@ -6,7 +6,7 @@
 //! another configuration is dropped; a crash (fault injection) loses its cache and operations,
 //! and what was under way then is ignored when it completes (its incarnation is over).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -370,12 +370,13 @@ impl Handler<Stamped<ToInstance>> for RacInstanceActor {
     }
 }
 
-fn awaited<T: Send + 'static>(rx: tokio::sync::oneshot::Receiver<Result<T, RacError>>, what: String) -> ResponseFuture<Result<T, RacError>> {
+/// `what` names the operation in an error; built only then.
+fn awaited<T: Send + 'static>(rx: tokio::sync::oneshot::Receiver<Result<T, RacError>>, what: impl FnOnce() -> String + Send + 'static) -> ResponseFuture<Result<T, RacError>> {
     Box::pin(async move {
         match tokio::time::timeout(OP_TIMEOUT, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(RacError::Storage { message: format!("{what}: the instance stopped before it finished") }),
-            Err(_) => Err(RacError::TimedOut { what, seconds: OP_TIMEOUT.as_secs() }),
+            Ok(Err(_)) => Err(RacError::Storage { message: format!("{}: the instance stopped before it finished", what()) }),
+            Err(_) => Err(RacError::TimedOut { what: what(), seconds: OP_TIMEOUT.as_secs() }),
         }
     })
 }
@@ -391,7 +392,7 @@ impl Handler<ReadBlock> for RacInstanceActor {
         let id = self.start_op(Waiting::Read(reply));
         let out = self.state.read(id, msg.block);
         self.apply(out, ctx);
-        awaited(rx, format!("the read of {}", msg.block))
+        awaited(rx, move || format!("the read of {}", msg.block))
     }
 }
 
@@ -406,7 +407,8 @@ impl Handler<WriteBlock> for RacInstanceActor {
         let id = self.start_op(Waiting::Write(reply));
         let out = self.state.write(id, msg.block, msg.data);
         self.apply(out, ctx);
-        awaited(rx, format!("the write of {}", msg.block))
+        let block = msg.block;
+        awaited(rx, move || format!("the write of {block}"))
     }
 }
 
@@ -420,7 +422,7 @@ impl Handler<ConvertLock> for RacInstanceActor {
         let id = self.start_op(Waiting::Convert(reply));
         let out = self.state.convert(id, msg.block, msg.to);
         self.apply(out, ctx);
-        awaited(rx, format!("the conversion of {} to {}", msg.block, msg.to.as_str()))
+        awaited(rx, move || format!("the conversion of {} to {}", msg.block, msg.to.as_str()))
     }
 }
 

@@ -18,25 +18,31 @@ const OUTSTANDING: usize = 16;
 
 /// Cache Fusion messages sent, per (from, to) instance pair: counted by every instance's and
 /// master's actor as it sends (atomics, as metrics are), read by the interconnect view.
+/// By sender, then receiver: both looked up by `&str`, so that counting a message allocates
+/// nothing.
 #[derive(Debug, Default)]
 pub struct PairCounts {
-    counts: BTreeMap<(String, String), AtomicU64>,
+    counts: BTreeMap<String, BTreeMap<String, AtomicU64>>,
 }
 
 impl PairCounts {
     pub fn new(instances: &[String]) -> PairCounts {
-        let counts = instances.iter().flat_map(|a| instances.iter().filter(move |b| *b != a).map(move |b| ((a.clone(), b.clone()), AtomicU64::new(0)))).collect();
+        let counts = instances.iter().map(|a| (a.clone(), instances.iter().filter(|b| *b != a).map(|b| (b.clone(), AtomicU64::new(0))).collect())).collect();
         PairCounts { counts }
     }
 
+    fn counter(&self, from: &str, to: &str) -> Option<&AtomicU64> {
+        self.counts.get(from)?.get(to)
+    }
+
     pub fn sent(&self, from: &str, to: &str) {
-        if let Some(c) = self.counts.get(&(from.to_string(), to.to_string())) {
+        if let Some(c) = self.counter(from, to) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn get(&self, from: &str, to: &str) -> u64 {
-        self.counts.get(&(from.to_string(), to.to_string())).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.counter(from, to).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 

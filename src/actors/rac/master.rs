@@ -4,7 +4,7 @@
 //! reconfiguration freezes it (its directory dropped) and rebuilds it from the instances'
 //! reports; messages of another configuration are dropped.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,10 +57,10 @@ impl GrdMasterActor {
         self.sent.insert(block, Instant::now());
         let Some(peers) = self.peers.get() else { return };
         for d in directives {
-            let to = d.to().to_string();
-            if let Some(addr) = peers.instances.get(&to) {
-                self.counts.sent(&self.name, &to);
-                self.link.deliver(&self.name, &to, addr, Stamped { epoch: self.map.epoch, body: ToInstance::Directive(d) });
+            // The name is the peers' own, so that `d` can move into the message.
+            if let Some((to, addr)) = peers.instances.get_key_value(d.to()) {
+                self.counts.sent(&self.name, to);
+                self.link.deliver(&self.name, to, addr, Stamped { epoch: self.map.epoch, body: ToInstance::Directive(d) });
             }
         }
     }

@@ -5,7 +5,11 @@
 //! answers and events. The shell does the I/O and calls back with its result, so the protocol
 //! runs here without actix (and in the property tests, under any order of delivery).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// Block-keyed maps, looked up several times per operation: ahash (through hashbrown, as the
+// memory engine's maps) costs a fraction of SipHash.
+use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
