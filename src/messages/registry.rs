@@ -169,6 +169,14 @@ pub struct Publish {
     pub event: Event,
 }
 
+/// Publishes events in order, as [`Publish`] each: what a publisher gathered in one turn of its
+/// thread ([`crate::actors::registry::EventPublisher`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PublishAll {
+    pub events: Vec<Event>,
+}
+
 /// Ends every subscription with "server shutting down": the first step of a clean shutdown.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

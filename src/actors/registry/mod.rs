@@ -167,7 +167,8 @@ impl EventRegistry {
         ));
     }
 
-    fn publish(&mut self, event: Event, ctx: &mut Context<Self>) {
+    /// Numbers, serializes and retains `event`: what [`Self::fan_out`] delivers.
+    fn stamp(&mut self, event: Event, ctx: &mut Context<Self>) -> Option<SharedEvent> {
         let seq = self.last_seq + 1;
         let published = match PublishedEvent::stamp(seq, event) {
             Ok(p) => Arc::new(p),
@@ -175,7 +176,7 @@ impl EventRegistry {
                 // A payload of plain fields cannot fail to serialize; if one ever does, the event
                 // is lost loudly rather than delivered half-made.
                 tracing::error!(error = %e, "event could not be serialized; dropped");
-                return;
+                return None;
             }
         };
         self.last_seq = seq;
@@ -186,7 +187,11 @@ impl EventRegistry {
             self.retained.pop_front();
         }
         self.retained.push_back(published.clone());
-        let outcome = self.subscribers.fan_out(&published, self.settings.session_queue);
+        Some(published)
+    }
+
+    fn fan_out(&mut self, published: &SharedEvent) {
+        let outcome = self.subscribers.fan_out(published, self.settings.session_queue);
         self.delivered += outcome.delivered;
         self.dropped += outcome.dropped;
         self.metrics.delivered(published.category, outcome.delivered);
@@ -219,7 +224,21 @@ impl Actor for EventRegistry {
 impl Handler<Publish> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
-        self.publish(msg.event, ctx);
+        if let Some(published) = self.stamp(msg.event, ctx) {
+            self.fan_out(&published);
+        }
+    }
+}
+
+impl Handler<PublishAll> for EventRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: PublishAll, ctx: &mut Self::Context) {
+        // All serialized first, then delivered back to back: a subscriber is woken once for
+        // them, not once per event while the next one is serialized.
+        let published: Vec<_> = msg.events.into_iter().filter_map(|e| self.stamp(e, ctx)).collect();
+        for p in &published {
+            self.fan_out(p);
+        }
     }
 }
 
