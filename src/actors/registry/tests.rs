@@ -144,3 +144,40 @@ async fn replay_and_live_meet_with_no_gap_and_no_duplicate_on_the_raw_channel() 
     }
     assert!(rx.try_recv().is_err(), "nothing else was delivered");
 }
+
+/// Takes `n` events: each after the last's seq; their actor ids into `received`.
+async fn take(rx: &mut tokio::sync::mpsc::Receiver<Delivery>, n: usize, last_seq: &mut u64, received: &mut Vec<String>) {
+    for _ in 0..n {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await.expect("delivered in time").expect("open");
+        let Delivery::Event(e) = d else { panic!("an event, not {d:?}") };
+        assert!(e.seq > *last_seq, "seq {} after {last_seq}", e.seq);
+        *last_seq = e.seq;
+        let json: serde_json::Value = serde_json::from_str(&e.json).expect("json");
+        received.push(json["payload"]["actor_id"].as_str().expect("actor_id").to_string());
+    }
+}
+
+/// A publisher's events arrive once each and in the order published: gathered on a runtime
+/// (one `PublishAll` after its ready tasks), from a plain thread while a flush is pending
+/// (they join it), and from a plain thread with none pending (sent at once).
+#[actix_rt::test]
+async fn published_events_arrive_in_order_whether_gathered_or_sent_at_once() {
+    let (addr, _) = registry(512);
+    let (_ack, mut rx) = subscribe(&addr, EventFilter::default(), 512).await;
+    let metrics = Metrics::default();
+    let publisher = EventPublisher::new(addr.clone(), EventMetrics::register(&metrics), Arc::new(Metrics::default()));
+    let from_thread = |prefix: &'static str, p: EventPublisher| {
+        std::thread::spawn(move || (0..50).for_each(|i| p.publish(restart_of("node", &format!("{prefix}-{i}"))))).join().expect("joins")
+    };
+    (0..50).for_each(|i| publisher.publish(restart_of("node", &format!("runtime-{i}"))));
+    // This runtime's flush has not run yet (this task has not yielded): these join it.
+    from_thread("pending", publisher.clone());
+    let mut expected: Vec<String> = ["runtime", "pending"].iter().flat_map(|p| (0..50).map(move |i| format!("{p}-{i}"))).collect();
+    let (mut received, mut last_seq) = (Vec::new(), 0);
+    take(&mut rx, 100, &mut last_seq, &mut received).await;
+    // Nothing pending now: a plain thread's events go at once, with no runtime to flush them.
+    from_thread("alone", publisher.clone());
+    take(&mut rx, 50, &mut last_seq, &mut received).await;
+    expected.extend((0..50).map(|i| format!("alone-{i}")));
+    assert_eq!(received, expected);
+}
