@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
+
 use crate::messages::rac::{BlockData, BlockImage};
 use crate::model::rac::{BlockId, LockMode, Scn};
 

@@ -6,9 +6,10 @@
 //! another configuration is dropped; a crash (fault injection) loses its cache and operations,
 //! and what was under way then is ignored when it completes (its incarnation is over).
 
-use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
 
 use actix::prelude::*;
 

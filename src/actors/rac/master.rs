@@ -4,9 +4,10 @@
 //! reconfiguration freezes it (its directory dropped) and rebuilds it from the instances'
 //! reports; messages of another configuration are dropped.
 
-use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
 
 use actix::prelude::*;
 

@@ -6,12 +6,12 @@
 //! runs here without actix (and in the property tests, under any order of delivery).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 // Block-keyed maps, looked up several times per operation: ahash (through hashbrown, as the
 // memory engine's maps) costs a fraction of SipHash.
 use hashbrown::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::cache::InstanceCache;
 use super::stats::TransferStats;

@@ -60,7 +60,8 @@ impl EventPublisher {
 
     /// Publishes `event` (see [`crate::messages::registry::Publish`] for why this may not be
     /// refused). On a thread that runs a runtime it goes with what else is published before the
-    /// runtime's next turn; elsewhere (the blocking pool) at once.
+    /// runtime's next turn; elsewhere (the blocking pool) at once. (A runtime driven only by
+    /// `block_on` sends what its last turn published when it is next driven.)
     pub fn publish(&self, event: Event) {
         self.counts.enqueued();
         let schedule = {
