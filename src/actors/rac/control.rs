@@ -156,11 +156,22 @@ impl RacControlActor {
         self.map.is_live(instance) && !self.down.contains_key(instance)
     }
 
-    fn queue(&mut self, moves: Vec<(BlockId, String)>, reason: RemasterReason, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<RemasterOutcome, RacError>> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs.push_back(Job::Remaster { moves, reason, reply: Some(reply) });
-        self.next_job(ctx);
-        rx
+    /// Queues `moves` as one reconfiguration; the future answers when it has run (at once, if
+    /// there is nothing to move).
+    fn remaster(&mut self, moves: Vec<(BlockId, String)>, reason: RemasterReason, ctx: &mut Context<Self>) -> impl std::future::Future<Output = Result<RemasterOutcome, RacError>> + 'static {
+        let epoch = self.map.epoch;
+        let rx = (!moves.is_empty()).then(|| {
+            let (reply, rx) = oneshot::channel();
+            self.jobs.push_back(Job::Remaster { moves, reason, reply: Some(reply) });
+            self.next_job(ctx);
+            rx
+        });
+        async move {
+            match rx {
+                Some(rx) => rx.await.map_err(|_| unavailable("the RAC control"))?,
+                None => Ok(RemasterOutcome { reason, epoch, remastered: Vec::new(), duration_ms: 0.0 }),
+            }
+        }
     }
 
     /// Runs the next job if none is running. Whatever the job, an instance down and still in the
@@ -327,15 +338,7 @@ impl RacControlActor {
         };
         Box::pin(gather.into_actor(self).then(move |counts, act, ctx| {
             let moves = reconfig::affinity(&counts, act.threshold, &act.map, only);
-            let rx = (!moves.is_empty()).then(|| act.queue(moves, RemasterReason::Affinity, ctx));
-            let epoch = act.map.epoch;
-            async move {
-                match rx {
-                    Some(rx) => rx.await.map_err(|_| unavailable("the RAC control"))?,
-                    None => Ok(RemasterOutcome { reason: RemasterReason::Affinity, epoch, remastered: Vec::new(), duration_ms: 0.0 }),
-                }
-            }
-            .into_actor(act)
+            act.remaster(moves, RemasterReason::Affinity, ctx).into_actor(act)
         }))
     }
 }
@@ -491,8 +494,7 @@ impl Handler<Remaster> for RacControlActor {
                 return Box::pin(std::future::ready(Err(RacError::InstanceDown { instance_id: to.clone() })));
             }
         }
-        let rx = self.queue(msg.moves, msg.reason, ctx);
-        Box::pin(async move { rx.await.map_err(|_| unavailable("the RAC control"))? })
+        Box::pin(self.remaster(msg.moves, msg.reason, ctx))
     }
 }
 
@@ -521,18 +523,8 @@ impl Handler<LoadBalance> for RacControlActor {
             Ok::<_, RacError>(load)
         };
         Box::pin(gather.into_actor(self).then(|load, act, ctx| {
-            let epoch = act.map.epoch;
-            let next = load.map(|load| {
-                let moves = reconfig::balance(&load);
-                (!moves.is_empty()).then(|| act.queue(moves, RemasterReason::LoadBalance, ctx))
-            });
-            async move {
-                match next? {
-                    Some(rx) => rx.await.map_err(|_| unavailable("the RAC control"))?,
-                    None => Ok(RemasterOutcome { reason: RemasterReason::LoadBalance, epoch, remastered: Vec::new(), duration_ms: 0.0 }),
-                }
-            }
-            .into_actor(act)
+            let next = load.map(|load| act.remaster(reconfig::balance(&load), RemasterReason::LoadBalance, ctx));
+            async move { next?.await }.into_actor(act)
         }))
     }
 }

@@ -109,8 +109,7 @@ impl ParallelQueryEvent {
     }
 }
 
-/// `recovery_started` / `recovery_progress` / `recovery_completed`, and `resource_remastered`
-/// during the recovery's reconfiguration.
+/// `recovery_started` / `recovery_progress` / `recovery_completed`.
 #[derive(SimpleObject)]
 pub struct RecoveryEvent {
     pub event_type: String,
