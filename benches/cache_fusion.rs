@@ -173,7 +173,7 @@ impl Handler<Delivery> for Counter {
     type Result = ();
     fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
         if let Delivery::Event(e) = msg {
-            std::hint::black_box(e.ws_frame.len());
+            std::hint::black_box(e.ws_frame().len());
             self.0.fetch_add(1, Ordering::Relaxed);
         }
     }

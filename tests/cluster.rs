@@ -310,7 +310,7 @@ async fn losing_and_regaining_quorum_is_published_once_each() {
     // Two down: quorum lost.
     crash_node(&runtime, "node-3").await;
     let e = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
-    assert_eq!(e.event_type, EventType::QuorumLost, "{}", e.json);
+    assert_eq!(e.event_type, EventType::QuorumLost, "{}", e.json());
     assert_eq!(e.severity, Severity::Critical);
     match &e.payload {
         EventPayload::Cluster(ClusterEvent::QuorumLost(q)) => {
@@ -325,7 +325,7 @@ async fn losing_and_regaining_quorum_is_published_once_each() {
     // One back: quorum restored, and that is the very next quorum event (no repeat of the loss).
     restart_node(&runtime, "node-3").await;
     let e = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
-    assert_eq!(e.event_type, EventType::QuorumRestored, "{}", e.json);
+    assert_eq!(e.event_type, EventType::QuorumRestored, "{}", e.json());
     match &e.payload {
         EventPayload::Cluster(ClusterEvent::QuorumRestored(q)) => {
             assert_eq!((q.healthy_nodes, q.total_nodes, q.quorum_size, q.has_quorum), (2, 3, 2, true));
@@ -384,7 +384,7 @@ async fn membership_and_event_ids_survive_a_restart_on_the_same_data_dir() {
     // A subscriber of the first life was told the runtime went away: its stream ended.
     match next_delivery(&mut watcher).await {
         None | Some(Delivery::Close { .. }) => {}
-        Some(Delivery::Event(e)) => panic!("no event after shutdown: {}", e.json),
+        Some(Delivery::Event(e)) => panic!("no event after shutdown: {}", e.json()),
         Some(Delivery::Lagged { .. }) => panic!("nothing was published to lag behind"),
     }
     drop(watcher);

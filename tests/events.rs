@@ -63,7 +63,7 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
         }
         other => panic!("expected a node_joined payload, got {other:?}"),
     }
-    let env: serde_json::Value = serde_json::from_str(&e.json).expect("the envelope is JSON");
+    let env: serde_json::Value = serde_json::from_str(e.json()).expect("the envelope is JSON");
     assert_eq!(env["payload"]["node_id"], "node-4");
     assert_eq!(env["payload"]["node_role"], "learner");
     assert_eq!(env["seq"], e.seq);
@@ -72,8 +72,8 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
         Some(Delivery::Event(e)) => e,
         other => panic!("expected node-4's promotion, got {other:?}"),
     };
-    assert_eq!(joined_node(&promoted), Some("node-4"), "{}", promoted.json);
-    assert!(promoted.json.contains(r#""node_role":"voter""#), "{}", promoted.json);
+    assert_eq!(joined_node(&promoted), Some("node-4"), "{}", promoted.json());
+    assert!(promoted.json().contains(r#""node_role":"voter""#), "{}", promoted.json());
 
     // Now node-5 joins. The node-5 watcher's queue is first-in first-out, so if node-4's join had
     // leaked into it, that would come out first. It does not: node-5's join is the first delivery.
@@ -82,7 +82,7 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
         Some(Delivery::Event(e)) => e,
         other => panic!("expected node-5's join, got {other:?}"),
     };
-    assert_eq!(joined_node(&e5), Some("node-5"), "node-5's watcher saw {} first", e5.json);
+    assert_eq!(joined_node(&e5), Some("node-5"), "node-5's watcher saw {} first", e5.json());
     assert!(e5.seq > e.seq);
 
     // And nothing about node-5 reached the node-4 watcher: its next event is node-4's departure.
@@ -94,7 +94,7 @@ async fn a_joining_node_is_announced_only_to_subscribers_that_asked_about_it() {
         Some(Delivery::Event(e)) => e,
         other => panic!("expected node-4's departure, got {other:?}"),
     };
-    assert_eq!(left.event_type, EventType::NodeLeft, "node-4's watcher got {}", left.json);
+    assert_eq!(left.event_type, EventType::NodeLeft, "node-4's watcher got {}", left.json());
     assert_eq!(left.subjects.of(SubjectKind::Node), vec!["node-4".to_string()]);
 }
 
@@ -134,7 +134,7 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining()
     let mut seen: Vec<(u64, String)> = Vec::new();
     while seen.len() < 3 + 2 * (expected.len() - 3) {
         let e = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
-        let node = joined_node(&e).unwrap_or_else(|| panic!("the filter admits joins only: {}", e.json));
+        let node = joined_node(&e).unwrap_or_else(|| panic!("the filter admits joins only: {}", e.json()));
         seen.push((e.seq, node.to_string()));
     }
     within("the background joins", adder).await.expect("adder finished");
@@ -161,7 +161,7 @@ async fn replay_then_live_has_no_gap_and_no_duplicate_while_nodes_keep_joining()
     // Nothing else is queued behind: the next delivery is the next join.
     add_node(&runtime, "node-99", NodeMetadata::new()).await;
     let next = next_event_matching(&mut sub, |_| true, TIMEOUT).await;
-    assert_eq!(joined_node(&next), Some("node-99"), "a stray event followed the replay: {}", next.json);
+    assert_eq!(joined_node(&next), Some("node-99"), "a stray event followed the replay: {}", next.json());
     assert!(next.seq > *seqs.last().expect("events were seen"));
 }
 
@@ -259,7 +259,7 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
     // Live delivery goes on after the notice.
     add_node(&runtime, "node-20", NodeMetadata::new()).await;
     match next_delivery(&mut sub).await {
-        Some(Delivery::Event(e)) => assert_eq!(joined_node(&e), Some("node-20"), "{}", e.json),
+        Some(Delivery::Event(e)) => assert_eq!(joined_node(&e), Some("node-20"), "{}", e.json()),
         other => panic!("expected node-20's join, got {other:?}"),
     }
     // Resubscribing from the resume point replays exactly what it lost, then what followed.
@@ -270,7 +270,7 @@ async fn a_subscriber_that_falls_behind_is_told_what_it_missed_then_closed_if_it
     assert!(!resumed.replay_truncated());
     for n in [14, 14, 20, 20] {
         let e = next_event_matching(&mut resumed, |_| true, TIMEOUT).await;
-        assert_eq!(joined_node(&e), Some(format!("node-{n}").as_str()), "{}", e.json);
+        assert_eq!(joined_node(&e), Some(format!("node-{n}").as_str()), "{}", e.json());
     }
     drop(resumed);
 

@@ -332,9 +332,9 @@ async fn a_crashed_sync_replica_makes_sync_writes_time_out_and_catches_up_when_r
     let e = next_event_matching(&mut events, |e| e.event_type == EventType::ReplicationError, TIMEOUT).await;
     match &e.payload {
         EventPayload::Replication(ReplicationEvent::ReplicationError(p)) => {
-            assert_eq!(p.error_code, "sync_timeout", "{}", e.json);
-            assert_eq!(p.replica_id, "replica-001", "{}", e.json);
-            assert_eq!(p.failed_operation, "replicate_operations", "{}", e.json);
+            assert_eq!(p.error_code, "sync_timeout", "{}", e.json());
+            assert_eq!(p.replica_id, "replica-001", "{}", e.json());
+            assert_eq!(p.failed_operation, "replicate_operations", "{}", e.json());
         }
         other => panic!("expected replication_error, got {other:?}"),
     }
@@ -375,7 +375,7 @@ async fn a_crashed_primary_refuses_writes_and_comes_back_with_its_rows() {
     assert_eq!(applied["target"], "primary");
     let e = next_event_matching(&mut errors, |_| true, TIMEOUT).await;
     match &e.payload {
-        EventPayload::Replication(ReplicationEvent::ReplicationError(p)) => assert_eq!(p.error_code, "primary_down", "{}", e.json),
+        EventPayload::Replication(ReplicationEvent::ReplicationError(p)) => assert_eq!(p.error_code, "primary_down", "{}", e.json()),
         other => panic!("expected replication_error, got {other:?}"),
     }
     assert_eq!(e.severity, Severity::Critical);
@@ -477,7 +477,7 @@ async fn a_paused_replica_restarted_after_a_crash_is_still_paused() {
         ),
     };
     let p = status_change(&e).unwrap();
-    assert_eq!((p.old_status.as_str(), p.new_status.as_str()), ("starting", "paused"), "{}", e.json);
+    assert_eq!((p.old_status.as_str(), p.new_status.as_str()), ("starting", "paused"), "{}", e.json());
     assert_eq!(api.replica("replica-002").await["status"], "paused");
     api.read("t", "x", "replica-002").await.expect_error(404, "row_not_found");
 
@@ -521,7 +521,7 @@ async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_o
     assert_eq!(acked_by(&ack), vec!["replica-001".to_string()], "{ack}");
     let e = next_event_matching(&mut events, |e| is_status(e, "replica-002", "disconnected"), TIMEOUT).await;
     let change = status_change(&e).unwrap();
-    assert!(change.reason.starts_with("no heartbeat for "), "{}", e.json);
+    assert!(change.reason.starts_with("no heartbeat for "), "{}", e.json());
     assert_eq!(api.replica("replica-002").await["status"], "disconnected");
     let health = api.get("/api/v1/replication/health").await.expect(200);
     assert_eq!(health["healthy"], false, "{health}");
@@ -538,7 +538,7 @@ async fn a_replica_cut_off_by_a_partition_turns_disconnected_and_streams_again_o
     // stopped, and it is in sync again.
     partition(false).await;
     let e = next_event_matching(&mut events, |e| status_change(e).is_some_and(|p| p.old_status == "disconnected"), TIMEOUT).await;
-    assert_ne!(status_change(&e).unwrap().new_status, "disconnected", "{}", e.json);
+    assert_ne!(status_change(&e).unwrap().new_status, "disconnected", "{}", e.json());
     next_event_matching(&mut events, |e| is_status(e, "replica-002", "in_sync"), TIMEOUT).await;
     assert_eq!(api.value_at("t", "during", "replica-002").await, json!(1));
     api.wait_caught_up(&["replica-001", "replica-002"]).await;

@@ -351,7 +351,7 @@ async fn invalid_batches_are_refused_whole_and_change_nothing() {
         },
     )
     .await;
-    assert!(replication_events.is_empty(), "refused batches publish nothing: {:?}", replication_events.iter().map(|e| &e.json).collect::<Vec<_>>());
+    assert!(replication_events.is_empty(), "refused batches publish nothing: {:?}", replication_events.iter().map(|e| e.json()).collect::<Vec<_>>());
 
     // A valid batch whose ops build on each other is applied whole, in order, on the primary and
     // on the sync replica (which has it when the write is acknowledged).
@@ -413,7 +413,7 @@ async fn a_replica_added_at_run_time_catches_up_from_zero_and_can_be_removed() {
     // It starts empty and catches up from zero: catching_up at 0/0, then in_sync once it has
     // replayed everything.
     let e = within("catching_up", events.next_event()).await.expect("live");
-    let p = status_change(&e).unwrap_or_else(|| panic!("expected a status change, got {}", e.json));
+    let p = status_change(&e).unwrap_or_else(|| panic!("expected a status change, got {}", e.json()));
     assert_eq!((p.old_status.as_str(), p.new_status.as_str()), ("starting", "catching_up"), "{p:?}");
     assert_eq!(p.metadata.get("wal_position").map(String::as_str), Some("0/0"), "{p:?}");
     next_event_matching(&mut events, |e| is_status(e, "replica-003", "in_sync"), TIMEOUT).await;

@@ -540,7 +540,7 @@ async fn rows_positions_and_replicas_survive_a_restart_on_disk() {
     }
     // Restarting is not adding: no replica_added in the second life.
     let added = retained(&runtime, EventFilter { since_seq: Some(0), ..only_types(&[EventType::ReplicaAdded]) }).await;
-    assert!(added.is_empty(), "replicas restored from disk are not announced as added: {:?}", added.iter().map(|e| &e.json).collect::<Vec<_>>());
+    assert!(added.is_empty(), "replicas restored from disk are not announced as added: {:?}", added.iter().map(|e| e.json()).collect::<Vec<_>>());
 
     // The primary's position is where it was, and each replica has flushed exactly that.
     let s = api.status().await;

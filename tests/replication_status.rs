@@ -94,7 +94,7 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
     let view = api.pause("replica-002").await;
     assert_eq!(view["status"], "paused");
     let e = within("A's first event", a.next_event()).await.expect("A is live");
-    let p = status_change(&e).unwrap_or_else(|| panic!("expected the paused status change, got {}", e.json));
+    let p = status_change(&e).unwrap_or_else(|| panic!("expected the paused status change, got {}", e.json()));
     assert_eq!((p.replica_id.as_str(), p.old_status.as_str(), p.new_status.as_str()), ("replica-002", "in_sync", "paused"));
     api.post("/api/v1/replication/replicas/replica-002/pause", json!({})).await.expect_error(409, "wrong_state");
     api.post("/api/v1/replication/replicas/replica-001/resume", json!({})).await.expect_error(409, "wrong_state");
@@ -124,11 +124,11 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
     let mut raised = Vec::new();
     loop {
         let e = within("A's events up to catching_up", a.next_event()).await.expect("A is live");
-        assert!(e.subjects.of(SubjectKind::Replica) == vec!["replica-002".to_string()], "A only gets replica-002: {}", e.json);
+        assert!(e.subjects.of(SubjectKind::Replica) == vec!["replica-002".to_string()], "A only gets replica-002: {}", e.json());
         if is_status(&e, "replica-002", "catching_up") {
             break;
         }
-        let alert = lag_alert(&e).unwrap_or_else(|| panic!("before catching_up, A expects only lag alerts: {}", e.json));
+        let alert = lag_alert(&e).unwrap_or_else(|| panic!("before catching_up, A expects only lag alerts: {}", e.json()));
         raised.push((e.severity, alert.clone()));
     }
     assert_eq!(raised.len(), 1, "exactly one lag alert while paused: {raised:?}");
@@ -150,14 +150,14 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
         if is_status(&e, "replica-002", "in_sync") {
             in_sync = true;
         } else if let Some(alert) = lag_alert(&e) {
-            assert!(recovered.is_none(), "one recovered alert only: {}", e.json);
-            assert_eq!(e.severity, Severity::Info, "the only alert after resume is the recovery: {}", e.json);
+            assert!(recovered.is_none(), "one recovered alert only: {}", e.json());
+            assert_eq!(e.severity, Severity::Info, "the only alert after resume is the recovery: {}", e.json());
             assert_eq!(alert.severity, Severity::Info);
             assert!(alert.details.contains("recovered"), "{alert:?}");
             assert!(alert.lag_bytes < THRESHOLD, "{alert:?}");
             recovered = Some(alert.clone());
         } else {
-            panic!("unexpected event for A while catching up: {}", e.json);
+            panic!("unexpected event for A while catching up: {}", e.json());
         }
     }
     let caught_up = api.wait_caught_up(&["replica-002"]).await;
@@ -188,7 +188,7 @@ async fn a_paused_replica_raises_one_lag_alert_to_its_subscriber_only_and_recove
         assert!(!acked_by(&ack).contains(&"replica-001".to_string()), "{ack}");
     }
     let e = within("B's first event", b.next_event()).await.expect("B is live");
-    let alert = lag_alert(&e).unwrap_or_else(|| panic!("B expects a lag alert: {}", e.json));
+    let alert = lag_alert(&e).unwrap_or_else(|| panic!("B expects a lag alert: {}", e.json()));
     assert_eq!(alert.replica_id, "replica-001");
     assert!(matches!(e.severity, Severity::Warning | Severity::Error));
 }
@@ -261,7 +261,7 @@ async fn wal_positions_are_sampled_for_subscribers_and_not_built_without_one() {
     };
     while !replicas.iter().all(|id| seen.get(*id).is_some_and(at_end)) {
         let e = within("wal_position_update", sub.next_event()).await.expect("live");
-        let p = wal_position(&e).unwrap_or_else(|| panic!("only wal_position_update: {}", e.json));
+        let p = wal_position(&e).unwrap_or_else(|| panic!("only wal_position_update: {}", e.json()));
         assert_eq!(e.source, format!("replica:{}", p.replica_id));
         seen.entry(p.replica_id.clone()).or_default().push(e.clone());
     }
@@ -294,7 +294,7 @@ async fn wal_positions_are_sampled_for_subscribers_and_not_built_without_one() {
     // Positions at rest publish nothing more: replicas keep reporting every 50 ms, but the
     // position does not move. (A bounded observation window: absence cannot be awaited.)
     let quiet = tokio::time::timeout(Duration::from_millis(4 * INTERVAL_MS), sub.next_event()).await;
-    assert!(quiet.is_err(), "a sample while no position moved: {:?}", quiet.map(|e| e.map(|e| e.json.clone())));
+    assert!(quiet.is_err(), "a sample while no position moved: {:?}", quiet.map(|e| e.map(|e| e.json().clone())));
 
     // The subscriber leaves: from then on none is built again.
     drop(sub);

@@ -167,18 +167,10 @@ impl EventRegistry {
         ));
     }
 
-    /// Numbers, serializes and retains `event`: what [`Self::fan_out`] delivers.
-    fn stamp(&mut self, event: Event, ctx: &mut Context<Self>) -> Option<SharedEvent> {
+    /// Numbers and retains `event`: what [`Self::fan_out`] delivers.
+    fn stamp(&mut self, event: Event, ctx: &mut Context<Self>) -> SharedEvent {
         let seq = self.last_seq + 1;
-        let published = match PublishedEvent::stamp(seq, event) {
-            Ok(p) => Arc::new(p),
-            Err(e) => {
-                // A payload of plain fields cannot fail to serialize; if one ever does, the event
-                // is lost loudly rather than delivered half-made.
-                tracing::error!(error = %e, "event could not be serialized; dropped");
-                return None;
-            }
-        };
+        let published = Arc::new(PublishedEvent::stamp(seq, event));
         self.last_seq = seq;
         self.keep_seq_reserved(ctx);
         self.published += 1;
@@ -187,7 +179,7 @@ impl EventRegistry {
             self.retained.pop_front();
         }
         self.retained.push_back(published.clone());
-        Some(published)
+        published
     }
 
     fn fan_out(&mut self, published: &SharedEvent) {
@@ -224,18 +216,17 @@ impl Actor for EventRegistry {
 impl Handler<Publish> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
-        if let Some(published) = self.stamp(msg.event, ctx) {
-            self.fan_out(&published);
-        }
+        let published = self.stamp(msg.event, ctx);
+        self.fan_out(&published);
     }
 }
 
 impl Handler<PublishAll> for EventRegistry {
     type Result = ();
     fn handle(&mut self, msg: PublishAll, ctx: &mut Self::Context) {
-        // All serialized first, then delivered back to back: a subscriber is woken once for
-        // them, not once per event while the next one is serialized.
-        let published: Vec<_> = msg.events.into_iter().filter_map(|e| self.stamp(e, ctx)).collect();
+        // All stamped first, then delivered back to back: a subscriber is woken once for them,
+        // not once per event while the next one is stamped.
+        let published: Vec<_> = msg.events.into_iter().map(|e| self.stamp(e, ctx)).collect();
         for p in &published {
             self.fan_out(p);
         }

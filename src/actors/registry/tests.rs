@@ -152,7 +152,7 @@ async fn take(rx: &mut tokio::sync::mpsc::Receiver<Delivery>, n: usize, last_seq
         let Delivery::Event(e) = d else { panic!("an event, not {d:?}") };
         assert!(e.seq > *last_seq, "seq {} after {last_seq}", e.seq);
         *last_seq = e.seq;
-        let json: serde_json::Value = serde_json::from_str(&e.json).expect("json");
+        let json: serde_json::Value = serde_json::from_str(e.json()).expect("json");
         received.push(json["payload"]["actor_id"].as_str().expect("actor_id").to_string());
     }
 }

@@ -125,13 +125,13 @@ pub async fn retained_events(req: HttpRequest, runtime: web::Data<RuntimeHandle>
     let filter = filter_from_query(filter_pairs, &["token"])
         .map_err(|e| ApiError::invalid(&e.field, e.reason))?;
     let read = runtime.registry().send(ReadRetained { filter, limit }).await?;
-    let mut body = String::with_capacity(64 + read.events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+    let mut body = String::with_capacity(64 + read.events.iter().map(|e| e.json().len() + 1).sum::<usize>());
     body.push_str("{\"events\":[");
     for (i, e) in read.events.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&e.json);
+        body.push_str(e.json());
     }
     body.push_str("],");
     let tail = json!({

@@ -153,7 +153,7 @@ impl WsSession {
             let Some(e) = self.replay.pop_front() else { break };
             if e.seq > self.last_seq {
                 self.last_seq = e.seq;
-                ctx.text(e.ws_frame.clone());
+                ctx.text(e.ws_frame().clone());
             }
         }
         if !self.replay.is_empty() {
@@ -182,7 +182,7 @@ impl WsSession {
     fn write_live(&mut self, e: &SharedEvent, ctx: &mut ws::WebsocketContext<Self>) {
         if e.seq > self.last_seq && self.compiled.admits_event(e) {
             self.last_seq = e.seq;
-            ctx.text(e.ws_frame.clone());
+            ctx.text(e.ws_frame().clone());
         }
     }
 

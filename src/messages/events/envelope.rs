@@ -1,7 +1,7 @@
 //! The envelope: an [`Event`] as an actor builds it, and the [`PublishedEvent`] the registry makes
 //! of it by stamping `seq` and `event_id` and serializing it once, for every transport to share.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytestring::ByteString;
 use serde::Serialize;
@@ -48,10 +48,10 @@ pub fn event_id(seq: u64) -> String {
     format!("evt_{seq:012}")
 }
 
-/// An event after publication: stamped, serialized once, shared by every subscriber through an
-/// [`Arc`]. `json` is the envelope (`GET /api/v1/events`, GraphQL); `ws_frame` is the WebSocket
-/// `event` frame, the envelope's fields beside `"type":"event"`. Both are built once, so sessions
-/// copy nothing.
+/// An event after publication: stamped and shared by every subscriber through an [`Arc`]. Its
+/// bytes are made once, by the first reader that needs them (a WebSocket session, `GET
+/// /api/v1/events`), and shared by every later one: GraphQL and in-process subscribers take the
+/// typed event, and an event nobody reads as JSON is never serialized.
 #[derive(Debug)]
 pub struct PublishedEvent {
     pub seq: u64,
@@ -63,8 +63,15 @@ pub struct PublishedEvent {
     pub timestamp_ms: i64,
     pub subjects: Subjects,
     pub payload: EventPayload,
-    pub json: ByteString,
-    pub ws_frame: ByteString,
+    bytes: OnceLock<Bytes>,
+}
+
+/// `json` is the envelope (`GET /api/v1/events`); `ws_frame` is the WebSocket `event` frame, the
+/// envelope's fields beside `"type":"event"`. One allocation holds both.
+#[derive(Debug)]
+struct Bytes {
+    json: ByteString,
+    ws_frame: ByteString,
 }
 
 pub type SharedEvent = Arc<PublishedEvent>;
@@ -97,28 +104,68 @@ struct PayloadWithTimestamp<'a> {
 const WS_FRAME_HEAD: &[u8] = b"{\"type\":\"event\",";
 
 impl PublishedEvent {
-    /// Stamps `event` with `seq` and serializes it: the one place an event becomes bytes. The
-    /// envelope is serialized once; the WebSocket frame is a copy of its bytes behind a
-    /// different head, in the same buffer, so one allocation serves every transport.
-    pub fn stamp(seq: u64, event: Event) -> Result<PublishedEvent, serde_json::Error> {
+    /// Stamps `event` with `seq`: the one place an event gets its number and id.
+    pub fn stamp(seq: u64, event: Event) -> PublishedEvent {
         let event_type = event.event_type();
-        let subjects = event.payload.subjects();
-        let event_id = event_id(seq);
-        let timestamp = event.timestamp_ms / 1000;
+        PublishedEvent {
+            seq,
+            event_id: event_id(seq),
+            category: event_type.category(),
+            event_type,
+            severity: event.severity,
+            subjects: event.payload.subjects(),
+            source: event.source,
+            timestamp_ms: event.timestamp_ms,
+            payload: event.payload,
+            bytes: OnceLock::new(),
+        }
+    }
+
+    /// The envelope, as `GET /api/v1/events` lists it.
+    pub fn json(&self) -> &ByteString {
+        &self.bytes().json
+    }
+
+    /// The WebSocket `event` frame.
+    pub fn ws_frame(&self) -> &ByteString {
+        &self.bytes().ws_frame
+    }
+
+    fn bytes(&self) -> &Bytes {
+        self.bytes.get_or_init(|| {
+            self.serialize().unwrap_or_else(|e| {
+                // A payload of plain fields cannot fail to serialize; if one ever does, readers
+                // get the event's identity and the error rather than half an event.
+                tracing::error!(error = %e, seq = self.seq, "event could not be serialized");
+                let json = serde_json::json!({
+                    "event_id": self.event_id, "seq": self.seq, "event_type": self.event_type,
+                    "error": format!("the event could not be serialized: {e}"),
+                });
+                let mut frame = json.clone();
+                frame["type"] = "event".into();
+                Bytes { json: json.to_string().into(), ws_frame: frame.to_string().into() }
+            })
+        })
+    }
+
+    /// The envelope is serialized once; the WebSocket frame is a copy of its bytes behind a
+    /// different head, in the same buffer.
+    fn serialize(&self) -> Result<Bytes, serde_json::Error> {
+        let timestamp = self.timestamp_ms / 1000;
         let mut buf = Vec::with_capacity(1536);
         serde_json::to_writer(
             &mut buf,
             &Envelope {
-                event_id: &event_id,
-                seq,
-                category: event_type.category(),
-                event_type,
-                severity: event.severity,
-                source: &event.source,
+                event_id: &self.event_id,
+                seq: self.seq,
+                category: self.category,
+                event_type: self.event_type,
+                severity: self.severity,
+                source: &self.source,
                 timestamp,
-                timestamp_ms: event.timestamp_ms,
-                subjects: &subjects,
-                payload: PayloadWithTimestamp { payload: &event.payload, timestamp },
+                timestamp_ms: self.timestamp_ms,
+                subjects: &self.subjects,
+                payload: PayloadWithTimestamp { payload: &self.payload, timestamp },
             },
         )?;
         let envelope_len = buf.len();
@@ -131,21 +178,7 @@ impl PublishedEvent {
             <serde_json::Error as serde::ser::Error>::custom(e)
         })?;
         let both = ByteString::from(text);
-        let json = both.slice_ref(&both[..envelope_len]);
-        let ws_frame = both.slice_ref(&both[envelope_len..]);
-        Ok(PublishedEvent {
-            seq,
-            event_id,
-            category: event_type.category(),
-            event_type,
-            severity: event.severity,
-            source: event.source,
-            timestamp_ms: event.timestamp_ms,
-            subjects,
-            payload: event.payload,
-            json,
-            ws_frame,
-        })
+        Ok(Bytes { json: both.slice_ref(&both[..envelope_len]), ws_frame: both.slice_ref(&both[envelope_len..]) })
     }
 }
 
@@ -259,7 +292,7 @@ mod tests {
             .enumerate()
             .map(|(i, payload)| {
                 let event = Event { severity: Severity::Info, source: "src:x".into(), timestamp_ms: 1_700_000_000_123, payload };
-                PublishedEvent::stamp(40 + i as u64, event).expect("a payload of plain fields serializes")
+                PublishedEvent::stamp(40 + i as u64, event)
             })
             .collect()
     }
@@ -289,9 +322,9 @@ mod tests {
     #[test]
     fn envelopes_are_byte_for_byte_what_they_were() {
         for (e, expected) in stamped(every_payload()).iter().zip(ENVELOPES) {
-            assert_eq!(&*e.json, expected);
+            assert_eq!(e.json().as_ref() as &str, expected);
             // The tag serde writes is the type's name in the catalogue.
-            let v: serde_json::Value = serde_json::from_str(&e.json).expect("envelope is JSON");
+            let v: serde_json::Value = serde_json::from_str(e.json()).expect("envelope is JSON");
             assert_eq!(v["payload"]["event_type"], e.event_type.as_str());
         }
     }
@@ -299,13 +332,13 @@ mod tests {
     #[test]
     fn the_ws_frame_is_the_envelope_with_its_type_at_the_top() {
         for e in stamped(every_payload()) {
-            let envelope: serde_json::Value = serde_json::from_str(&e.json).expect("envelope is JSON");
-            let frame: serde_json::Value = serde_json::from_str(&e.ws_frame).expect("frame is JSON");
+            let envelope: serde_json::Value = serde_json::from_str(e.json()).expect("envelope is JSON");
+            let frame: serde_json::Value = serde_json::from_str(e.ws_frame()).expect("frame is JSON");
             let mut fields = frame.as_object().expect("frame is an object").clone();
             assert_eq!(fields.remove("type"), Some(serde_json::Value::from("event")));
             assert_eq!(serde_json::Value::Object(fields), envelope);
             assert_eq!(frame["event_type"], e.event_type.as_str());
-            assert!(e.ws_frame.starts_with(r#"{"type":"event","event_id":"#), "{}", e.ws_frame);
+            assert!(e.ws_frame().starts_with(r#"{"type":"event","event_id":"#), "{}", e.ws_frame());
         }
     }
 
@@ -319,9 +352,8 @@ mod tests {
             cluster_size: 4,
             has_quorum: true,
         });
-        let e = PublishedEvent::stamp(7, Event::now(Severity::Info, "node:node-4", joined))
-            .expect("a payload of plain fields serializes");
-        let v: serde_json::Value = serde_json::from_str(&e.json).expect("envelope is JSON");
+        let e = PublishedEvent::stamp(7, Event::now(Severity::Info, "node:node-4", joined));
+        let v: serde_json::Value = serde_json::from_str(e.json()).expect("envelope is JSON");
         for field in [
             "event_id", "seq", "category", "event_type", "severity", "source", "timestamp",
             "timestamp_ms", "subjects", "payload",
@@ -333,7 +365,7 @@ mod tests {
         assert_eq!(v["payload"]["event_type"], "node_joined");
         assert!(v["payload"]["timestamp"].is_i64());
         // The frame is the envelope's own fields beside `"type": "event"`.
-        let frame: serde_json::Value = serde_json::from_str(&e.ws_frame).expect("frame is JSON");
+        let frame: serde_json::Value = serde_json::from_str(e.ws_frame()).expect("frame is JSON");
         assert_eq!(frame["type"], "event");
         for (field, value) in v.as_object().expect("the envelope is an object") {
             assert_eq!(&frame[field], value, "{field}");

@@ -50,9 +50,9 @@ impl ClusterEventObject {
     }
     /// The event-specific payload, exactly as in the envelope every transport shares.
     async fn payload(&self) -> async_graphql::Result<JsonValue> {
-        // Parsed from the envelope the registry serialized once, so the payload is the same
-        // bytes (including the repeated `event_type` and `timestamp`) as on the other transports.
-        let mut envelope: JsonValue = serde_json::from_str(&self.0.json)
+        // Parsed from the envelope every transport shares, so the payload is the same bytes
+        // (including the repeated `event_type` and `timestamp`) as on the other transports.
+        let mut envelope: JsonValue = serde_json::from_str(self.0.json())
             .map_err(|e| async_graphql::Error::new(format!("event envelope: {e}")))?;
         Ok(envelope
             .get_mut("payload")
