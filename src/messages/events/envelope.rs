@@ -330,6 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_made_once_and_shared_by_every_reader() {
+        let e = Arc::new(stamped(every_payload()).remove(0));
+        assert!(e.bytes.get().is_none(), "stamping does not serialize");
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let e = e.clone();
+                std::thread::spawn(move || (e.json().as_ptr() as usize, e.ws_frame().as_ptr() as usize))
+            })
+            .collect();
+        let seen: Vec<_> = readers.into_iter().map(|r| r.join().expect("reader")).collect();
+        assert!(seen.iter().all(|s| *s == seen[0]), "every reader got the same bytes: {seen:?}");
+        // The frame follows the envelope in the same buffer.
+        assert_eq!(seen[0].0 + e.json().len(), seen[0].1);
+    }
+
+    #[test]
     fn the_ws_frame_is_the_envelope_with_its_type_at_the_top() {
         for e in stamped(every_payload()) {
             let envelope: serde_json::Value = serde_json::from_str(e.json()).expect("envelope is JSON");
