@@ -14,9 +14,9 @@
 //!   block at each of 4 instances in turn, so that each write first ships the block from the
 //!   instance that wrote it last (a current-block transfer) and then commits its redo.
 //! * `.../with_subscriber/4`: the 4-instance workloads with an in-process subscriber taking every
-//!   `block_transfer` event. Each sample is followed at once by the same operations with the
-//!   subscriber gone: its cost is the median of those pairs' ratios, which the machine's drift
-//!   from one case to the next does not move.
+//!   `block_transfer` event. Each sample is paired with the same operations with the subscriber
+//!   gone, run just before or just after it (in turn): its cost is the median of those pairs'
+//!   ratios, which the machine's drift from one case to the next does not move.
 //!
 //! The summary prints, per case, the operations/s and the block transfers/s (2-way and 3-way,
 //! from the instances' own statistics over the measured run), the p50 and p99 of the
@@ -326,6 +326,16 @@ fn main() {
         let events_before = cluster.events.load(Ordering::Relaxed);
         group.bench_function(BenchmarkId::new(case, n), |b| {
             b.iter_custom(|iters| {
+                // Pairs of a few operations (criterion's warm-up starts at one) say nothing.
+                let paired = subscriber && iters >= 1_000;
+                // Every other pair runs without the subscriber first, so that whatever the
+                // order itself costs (draining the last events, a first run after a pause)
+                // falls on both sides alike.
+                let without_first = (paired && m.ratios.len() % 2 == 1).then(|| {
+                    let t1 = Instant::now();
+                    cluster.run(&system, &client, iters, reads);
+                    t1.elapsed()
+                });
                 let subscription = subscriber.then(|| cluster.subscribe(&system));
                 let before = cluster.transfers(&system);
                 let t0 = Instant::now();
@@ -346,13 +356,15 @@ fn main() {
                 if let Some(subscription) = subscription {
                     cluster.unsubscribe(&system, subscription);
                 }
-                // Pairs of a few operations (criterion's warm-up starts at one) say nothing.
-                if subscription.is_some() && iters >= 1_000 {
-                    // The same operations again at once, nobody listening: the subscriber's cost
-                    // is the ratio of the pair, whatever the machine did around it.
-                    let t1 = Instant::now();
-                    cluster.run(&system, &client, iters, reads);
-                    m.ratios.push(t1.elapsed().as_secs_f64() / elapsed.as_secs_f64().max(f64::EPSILON));
+                if paired {
+                    // The same operations at once, nobody listening: the subscriber's cost is the
+                    // ratio of the pair, whatever the machine did around it.
+                    let without = without_first.unwrap_or_else(|| {
+                        let t1 = Instant::now();
+                        cluster.run(&system, &client, iters, reads);
+                        t1.elapsed()
+                    });
+                    m.ratios.push(without.as_secs_f64() / elapsed.as_secs_f64().max(f64::EPSILON));
                 }
                 record(&mut samples, &id, elapsed, ops.into_iter().map(|(d, _)| d).collect())
             })
@@ -406,7 +418,7 @@ fn summary(samples: &Samples, moved: &BTreeMap<String, Moved>) {
         r.sort_by(f64::total_cmp);
         let cost = |ratio: f64| (1.0 - ratio) * 100.0;
         println!(
-            "  subscriber cost, {id}: {:.1}% of the operations/s (median of {} pairs, each run with it then without it; {:.1}% to {:.1}%)",
+            "  subscriber cost, {id}: {:.1}% of the operations/s (median of {} pairs, with it and without it back to back, in turn first; {:.1}% to {:.1}%)",
             cost(quantile(&r, 0.5)),
             r.len(),
             cost(r[r.len() - 1]),
