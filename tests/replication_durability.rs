@@ -329,6 +329,40 @@ async fn concurrent_writes_share_fsyncs() {
     assert!(commits - commits_before < 64, "{} fsyncs for 64 concurrent batches", commits - commits_before);
 }
 
+/// The scheduling policy of each of this process's threads named `replica-bg-*` (the
+/// `BackgroundPool`'s), from `/proc/self/task/*/stat` (field 41; 5 is `SCHED_IDLE`).
+#[cfg(target_os = "linux")]
+fn background_thread_policies() -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command, which is in parentheses: field 3 onwards.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        if comm.starts_with("replica-bg-") {
+            policies.extend(rest.split_whitespace().nth(41 - 3).and_then(|p| p.parse::<u32>().ok()));
+        }
+    }
+    policies
+}
+
+#[cfg(target_os = "linux")]
+#[actix_web::test]
+async fn background_threads_give_way_to_every_other_thread_only_when_they_write_no_files() {
+    // A starved SCHED_IDLE thread in the middle of its fsync held up the primary's; so a runtime on
+    // disk keeps its background threads at normal priority, and one in memory lowers them. Other
+    // tests' runtimes may have such threads too, of both kinds: each check looks for one of
+    // the kind that only a correct runtime of its engine starts.
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let on_disk = Runtime::start(one_sync_replica().mode(ReplicationMode::Async).disk(dir.path()).build()).expect("runtime starts");
+    assert!(background_thread_policies().iter().any(|&p| p != SCHED_IDLE), "a disk runtime's background threads keep the normal policy");
+    drop(on_disk);
+    let in_memory = Runtime::start(one_sync_replica().build()).expect("runtime starts");
+    assert!(background_thread_policies().contains(&SCHED_IDLE), "a memory runtime's background threads are SCHED_IDLE");
+    drop(in_memory);
+}
+
 /// Asserts each (key, value) on the primary and on replica-001 (`None`: the row is absent).
 async fn expect_rows(runtime: &RuntimeHandle, rows: &[(&str, Option<i64>)]) {
     for from in [ReadFrom::Primary, ReadFrom::Replica("replica-001".into())] {

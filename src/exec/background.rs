@@ -1,11 +1,16 @@
-//! `BackgroundPool`: threads at the lowest CPU priority for storage work no client waits for: an
-//! async replica's commits, applies and checkpoints, and its catch-up reads of the primary's WAL.
+//! `BackgroundPool`: threads for storage work no client waits for: an async replica's commits,
+//! applies and checkpoints, RAC instances' checkpoints, and replicas' catch-up reads of the primary's WAL.
 //!
-//! Why: the primary and its in-process replicas share the machine's cores, and the primary is what
-//! clients wait on. The threads are `SCHED_IDLE` (and nice [`NICE`] where that cannot be set), so
-//! the scheduler runs the primary's threads first whenever both are runnable; under a load that
-//! keeps every core busy the replicas fall behind, which shows as lag, never hidden, and catch up
-//! when it eases (docs/decisions.md). Work a write waits for stays on the normal blocking pool.
+//! Why its own threads: the primary and its in-process replicas share the machine's cores, and the
+//! primary is what clients wait on. When that work writes no files (the memory engine), the
+//! threads are `SCHED_IDLE` (and nice [`NICE`] where that cannot be set), so the scheduler runs
+//! the primary's threads first whenever both are runnable; under a load that keeps every core
+//! busy the replicas fall behind, which shows as lag, never hidden, and catch up when it eases
+//! (docs/decisions.md). When it writes files (the disk engine) they run at normal priority
+//! ([`Lowered::No`]): a starved thread in the middle of its own fsync holds up the primary's
+//! (ext4 writes the inodes of the owners' files, which share inode table blocks, under a lock
+//! of the block's): a single client's fsyncs took over 2 ms fifteen times as often.
+//! Work a write waits for stays on the normal blocking pool or a lane.
 //! Linux keeps the policy per thread, so only these threads are lowered; raising it again needs a
 //! privilege, which is why they are threads of their own.
 //!
@@ -21,21 +26,44 @@ use super::{blocking, Priority, TaskFailed, Work};
 /// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
 pub const NICE: i32 = 10;
 
-/// A fixed set of low-priority threads taking jobs from one queue. The threads end once the pool
-/// is dropped and the queue is drained.
+/// Whether the pool's threads give way to every other thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lowered {
+    /// `SCHED_IDLE` and nice [`NICE`]: for work that writes no files.
+    Idle,
+    /// Normal priority: for work that writes files, which a starved thread could hold up for
+    /// everyone (the module's doc).
+    No,
+}
+
+impl Lowered {
+    /// [`Lowered::No`] when the work writes files (a durable store), [`Lowered::Idle`] otherwise.
+    pub fn unless_writing_files(durable: bool) -> Lowered {
+        if durable {
+            Lowered::No
+        } else {
+            Lowered::Idle
+        }
+    }
+}
+
+/// A fixed set of threads taking jobs from one queue. The threads end once the pool is dropped and
+/// the queue is drained.
 pub struct BackgroundPool {
     jobs: mpsc::Sender<Job>,
 }
 
 impl BackgroundPool {
-    /// Starts `threads` threads (at least one) named `<name>-<i>`.
-    pub fn start(name: &str, threads: usize) -> std::io::Result<Arc<BackgroundPool>> {
+    /// Starts `threads` threads (at least one) named `<name>-<i>`, lowered or not.
+    pub fn start(name: &str, threads: usize, lowered: Lowered) -> std::io::Result<Arc<BackgroundPool>> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                lower_priority();
+                if lowered == Lowered::Idle {
+                    lower_priority();
+                }
                 // The lock is held only to take one job, never while running it; an idle thread
                 // holds it while it waits in `recv`, so the others sleep on it (std's mutex, as
                 // parking_lot's spins in `sched_yield` before it sleeps).
@@ -111,17 +139,19 @@ fn lower_priority() {}
 mod tests {
     use super::*;
 
+    /// The calling thread's nice value and whether it is `SCHED_IDLE`.
+    fn own_priority() -> (i32, bool) {
+        // SAFETY: getpriority and sched_getscheduler only read their arguments.
+        #[cfg(target_os = "linux")]
+        return unsafe { (libc::getpriority(libc::PRIO_PROCESS, 0), libc::sched_getscheduler(0) == libc::SCHED_IDLE) };
+        #[cfg(not(target_os = "linux"))]
+        return (NICE, true);
+    }
+
     #[actix_rt::test]
     async fn jobs_run_at_a_lower_priority_and_a_panic_fails_only_its_job() {
-        let pool = BackgroundPool::start("test-bg", 2).expect("threads start");
-        let priority = pool.run(|| {
-            // SAFETY: getpriority and sched_getscheduler only read their arguments.
-            #[cfg(target_os = "linux")]
-            return unsafe { (libc::getpriority(libc::PRIO_PROCESS, 0), libc::sched_getscheduler(0) == libc::SCHED_IDLE) };
-            #[cfg(not(target_os = "linux"))]
-            return (NICE, true);
-        });
-        let (nice, idle_policy) = priority.await.expect("runs");
+        let pool = BackgroundPool::start("test-bg", 2, Lowered::Idle).expect("threads start");
+        let (nice, idle_policy) = pool.run(own_priority).await.expect("runs");
         assert!(nice >= NICE);
         assert!(idle_policy, "background threads run SCHED_IDLE");
         let failed = pool.run(|| -> u32 { panic!("boom") }).await;
@@ -133,5 +163,15 @@ mod tests {
             .map(|r| r.expect("runs"))
             .collect();
         assert_eq!(results, (0..8).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[actix_rt::test]
+    async fn a_pool_for_work_that_writes_files_keeps_the_normal_priority() {
+        assert_eq!(Lowered::unless_writing_files(true), Lowered::No);
+        assert_eq!(Lowered::unless_writing_files(false), Lowered::Idle);
+        let here = own_priority();
+        let pool = BackgroundPool::start("test-bg", 1, Lowered::No).expect("threads start");
+        assert_eq!(pool.run(own_priority).await.expect("runs"), here);
     }
 }

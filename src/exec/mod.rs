@@ -28,7 +28,7 @@ pub struct TaskFailed {
 pub enum Priority {
     /// The blocking pool: a client may be waiting for it.
     Normal,
-    /// The [`BackgroundPool`]'s lowest-priority threads: nobody waits for it.
+    /// The [`BackgroundPool`]'s threads: nobody waits for it.
     Background,
 }
 

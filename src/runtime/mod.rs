@@ -24,6 +24,7 @@ use crate::actors::net::{Link, NetActor};
 use crate::actors::registry::{EventMetrics, EventPublisher, EventRegistry, InterestTable, RegistrySettings};
 use crate::actors::replication::{PrimaryActor, Replication};
 use crate::config::Config;
+use crate::exec::background::Lowered;
 use crate::exec::BackgroundPool;
 use crate::messages::events::{Category, EventFilter};
 use crate::messages::registry::*;
@@ -80,7 +81,8 @@ impl Runtime {
         };
         // A thread per core (at least two): more would only take turns on the same cores.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let background = BackgroundPool::start("replica-bg", cores.max(2)).map_err(RuntimeError::Threads)?;
+        let lowered = Lowered::unless_writing_files(store.is_durable());
+        let background = BackgroundPool::start("replica-bg", cores.max(2), lowered).map_err(RuntimeError::Threads)?;
         let link = Link::new(Arbiter::current());
         let net = NetActor::new(link.clone()).start();
 
