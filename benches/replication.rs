@@ -42,7 +42,7 @@
 //! Threads: as in the server, the runtime's actors (primary and replicas) run on the system
 //! arbiter (here the bench's main thread), their commits on its blocking pool, except a
 //! replica's work no write waits for (all of it in `async`) and its checkpoints, which run on the
-//! replicas' own threads (`BackgroundPool`: `SCHED_IDLE` on the memory engine); the client runs on
+//! replicas' low-priority threads (`BackgroundPool`: `SCHED_IDLE`, niced on disk); the client runs on
 //! a thread with an actix system of its own, as an HTTP worker would; the raw writer is a
 //! plain thread. Samples are sized alike (criterion's flat sampling) so that every sample has
 //! more batches than [`IN_FLIGHT`].

@@ -329,18 +329,19 @@ async fn concurrent_writes_share_fsyncs() {
     assert!(commits - commits_before < 64, "{} fsyncs for 64 concurrent batches", commits - commits_before);
 }
 
-/// The scheduling policy of each of this process's threads named `replica-bg-*` (the
-/// `BackgroundPool`'s), from `/proc/self/task/*/stat` (field 41; 5 is `SCHED_IDLE`).
+/// The scheduling policy and nice value of each of this process's threads named `replica-bg-*`
+/// (the `BackgroundPool`'s), from `/proc/self/task/*/stat` (fields 41 and 19).
 #[cfg(target_os = "linux")]
-fn background_thread_policies() -> Vec<u32> {
+fn background_thread_priorities() -> Vec<(u32, i32)> {
     let mut policies = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
         // Fields after the command, which is in parentheses: field 3 onwards.
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let field = |n: usize| rest.split_whitespace().nth(n - 3).map(str::to_owned).unwrap_or_default();
         if comm.starts_with("replica-bg-") {
-            policies.extend(rest.split_whitespace().nth(41 - 3).and_then(|p| p.parse::<u32>().ok()));
+            policies.extend(field(41).parse::<u32>().ok().zip(field(19).parse::<i32>().ok()));
         }
     }
     policies
@@ -349,17 +350,20 @@ fn background_thread_policies() -> Vec<u32> {
 #[cfg(target_os = "linux")]
 #[actix_web::test]
 async fn background_threads_give_way_to_every_other_thread_only_when_they_write_no_files() {
-    // A starved SCHED_IDLE thread in the middle of its fsync held up the primary's; so a runtime on
-    // disk keeps its background threads at normal priority, and one in memory lowers them. Other
-    // tests' runtimes may have such threads too, of both kinds: each check looks for one of
-    // the kind that only a correct runtime of its engine starts.
+    // A SCHED_IDLE thread that did not run in the middle of its fsync held up the primary's; so a
+    // runtime on disk only nices its background threads, and one in memory makes them
+    // SCHED_IDLE. Other tests' runtimes may have such threads too, of both kinds: each check
+    // looks for one of the kind that only a correct runtime of its engine starts.
+    const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
     let dir = tempfile::tempdir().expect("temp dir");
     let on_disk = Runtime::start(one_sync_replica().mode(ReplicationMode::Async).disk(dir.path()).build()).expect("runtime starts");
-    assert!(background_thread_policies().iter().any(|&p| p != SCHED_IDLE), "a disk runtime's background threads keep the normal policy");
+    let niced = background_thread_priorities().into_iter().any(|(policy, nice)| policy == SCHED_OTHER && nice >= 10);
+    assert!(niced, "a disk runtime's background threads are niced, not SCHED_IDLE: {:?}", background_thread_priorities());
     drop(on_disk);
     let in_memory = Runtime::start(one_sync_replica().build()).expect("runtime starts");
-    assert!(background_thread_policies().contains(&SCHED_IDLE), "a memory runtime's background threads are SCHED_IDLE");
+    let idle = background_thread_priorities().into_iter().any(|(policy, _)| policy == SCHED_IDLE);
+    assert!(idle, "a memory runtime's background threads are SCHED_IDLE");
     drop(in_memory);
 }
 

@@ -6,10 +6,11 @@
 //! threads are `SCHED_IDLE` (and nice [`NICE`] where that cannot be set), so the scheduler runs
 //! the primary's threads first whenever both are runnable; under a load that keeps every core
 //! busy the replicas fall behind, which shows as lag, never hidden, and catch up when it eases
-//! (docs/decisions.md). When it writes files (the disk engine) they run at normal priority
-//! ([`Lowered::No`]): a starved thread in the middle of its own fsync holds up the primary's
-//! (ext4 writes the inodes of the owners' files, which share inode table blocks, under a lock
-//! of the block's): a single client's fsyncs took over 2 ms fifteen times as often.
+//! (docs/decisions.md). When it writes files (the disk engine) they are only niced
+//! ([`Lowered::Nice`]): a `SCHED_IDLE` thread that does not run while it is in the middle of its
+//! own fsync holds up the primary's (ext4 writes the inodes of the owners' files, which share
+//! inode table blocks, under a lock of the block's), and a single client's fsyncs took over 2 ms
+//! fifteen times as often. A niced thread gets a share of a busy core, so it lets go soon.
 //! Work a write waits for stays on the normal blocking pool or a lane.
 //! Linux keeps the policy per thread, so only these threads are lowered; raising it again needs a
 //! privilege, which is why they are threads of their own.
@@ -26,21 +27,22 @@ use super::{blocking, Priority, TaskFailed, Work};
 /// The nice value of the pool's threads (0 is normal, 19 the lowest priority).
 pub const NICE: i32 = 10;
 
-/// Whether the pool's threads give way to every other thread.
+/// How far the pool's threads give way to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lowered {
-    /// `SCHED_IDLE` and nice [`NICE`]: for work that writes no files.
+    /// `SCHED_IDLE` and nice [`NICE`]: run only when no other thread would. For work that writes
+    /// no files.
     Idle,
-    /// Normal priority: for work that writes files, which a starved thread could hold up for
-    /// everyone (the module's doc).
-    No,
+    /// Nice [`NICE`] alone: a small share of a busy core, never none. For work that writes files,
+    /// which a thread that never runs could hold up for everyone (the module's doc).
+    Nice,
 }
 
 impl Lowered {
-    /// [`Lowered::No`] when the work writes files (a durable store), [`Lowered::Idle`] otherwise.
-    pub fn unless_writing_files(durable: bool) -> Lowered {
-        if durable {
-            Lowered::No
+    /// [`Lowered::Nice`] when the work writes files (a durable store), [`Lowered::Idle`] otherwise.
+    pub fn for_work(writes_files: bool) -> Lowered {
+        if writes_files {
+            Lowered::Nice
         } else {
             Lowered::Idle
         }
@@ -61,9 +63,7 @@ impl BackgroundPool {
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                if lowered == Lowered::Idle {
-                    lower_priority();
-                }
+                lower_priority(lowered);
                 // The lock is held only to take one job, never while running it; an idle thread
                 // holds it while it waits in `recv`, so the others sleep on it (std's mutex, as
                 // parking_lot's spins in `sched_yield` before it sleeps).
@@ -110,11 +110,11 @@ impl BackgroundPool {
     }
 }
 
-/// Moves the calling thread to `SCHED_IDLE` and lowers it to [`NICE`], or leaves its nice value
-/// where it is if it is lower already (a process started with `nice`): raising it would need a
-/// privilege.
+/// Lowers the calling thread to [`NICE`] (or leaves its nice value where it is if it is lower
+/// already, as in a process started with `nice`: raising it would need a privilege), and for
+/// [`Lowered::Idle`] moves it to `SCHED_IDLE`.
 #[cfg(target_os = "linux")]
-fn lower_priority() {
+fn lower_priority(lowered: Lowered) {
     // SAFETY: getpriority and setpriority only read their arguments; `who` 0 with PRIO_PROCESS
     // names the calling thread on Linux (per-thread nice values). A failure leaves the priority
     // as it was. (getpriority can return -1 as a value; then the max below is NICE anyway.)
@@ -122,6 +122,9 @@ fn lower_priority() {
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, current.max(NICE)) };
     if rc != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "could not lower the priority of a background thread");
+    }
+    if lowered == Lowered::Nice {
+        return;
     }
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads `param`, which lives across the call; pid 0 names the
@@ -133,7 +136,7 @@ fn lower_priority() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
+fn lower_priority(_: Lowered) {}
 
 #[cfg(test)]
 mod tests {
@@ -167,11 +170,12 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[actix_rt::test]
-    async fn a_pool_for_work_that_writes_files_keeps_the_normal_priority() {
-        assert_eq!(Lowered::unless_writing_files(true), Lowered::No);
-        assert_eq!(Lowered::unless_writing_files(false), Lowered::Idle);
-        let here = own_priority();
-        let pool = BackgroundPool::start("test-bg", 1, Lowered::No).expect("threads start");
-        assert_eq!(pool.run(own_priority).await.expect("runs"), here);
+    async fn a_pool_for_work_that_writes_files_is_niced_but_not_idle() {
+        assert_eq!(Lowered::for_work(true), Lowered::Nice);
+        assert_eq!(Lowered::for_work(false), Lowered::Idle);
+        let pool = BackgroundPool::start("test-bg", 1, Lowered::Nice).expect("threads start");
+        let (nice, idle_policy) = pool.run(own_priority).await.expect("runs");
+        assert!(nice >= NICE);
+        assert!(!idle_policy, "a pool for work that writes files is not SCHED_IDLE");
     }
 }

@@ -81,7 +81,7 @@ impl Runtime {
         };
         // A thread per core (at least two): more would only take turns on the same cores.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let lowered = Lowered::unless_writing_files(store.is_durable());
+        let lowered = Lowered::for_work(store.is_durable());
         let background = BackgroundPool::start("replica-bg", cores.max(2), lowered).map_err(RuntimeError::Threads)?;
         let link = Link::new(Arbiter::current());
         let net = NetActor::new(link.clone()).start();
