@@ -333,7 +333,7 @@ async fn concurrent_writes_share_fsyncs() {
 /// (the `BackgroundPool`'s), from `/proc/self/task/*/stat` (fields 41 and 19).
 #[cfg(target_os = "linux")]
 fn background_thread_priorities() -> Vec<(u32, i32)> {
-    let mut policies = Vec::new();
+    let mut priorities = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
@@ -341,10 +341,10 @@ fn background_thread_priorities() -> Vec<(u32, i32)> {
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let field = |n: usize| rest.split_whitespace().nth(n - 3).map(str::to_owned).unwrap_or_default();
         if comm.starts_with("replica-bg-") {
-            policies.extend(field(41).parse::<u32>().ok().zip(field(19).parse::<i32>().ok()));
+            priorities.extend(field(41).parse::<u32>().ok().zip(field(19).parse::<i32>().ok()));
         }
     }
-    policies
+    priorities
 }
 
 #[cfg(target_os = "linux")]

@@ -1,5 +1,6 @@
 //! `BackgroundPool`: threads for storage work no client waits for: an async replica's commits,
-//! applies and checkpoints, RAC instances' checkpoints, and replicas' catch-up reads of the primary's WAL.
+//! applies and checkpoints, RAC instances' checkpoints, and replicas' catch-up reads of the
+//! primary's WAL.
 //!
 //! Why its own threads: the primary and its in-process replicas share the machine's cores, and the
 //! primary is what clients wait on. When that work writes no files (the memory engine), the
@@ -56,7 +57,7 @@ pub struct BackgroundPool {
 }
 
 impl BackgroundPool {
-    /// Starts `threads` threads (at least one) named `<name>-<i>`, lowered or not.
+    /// Starts `threads` threads (at least one) named `<name>-<i>`, lowered as `lowered` says.
     pub fn start(name: &str, threads: usize, lowered: Lowered) -> std::io::Result<Arc<BackgroundPool>> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
